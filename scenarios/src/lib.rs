@@ -1,0 +1,3 @@
+//! Declarative fleet scenarios, the runner that plays them on the embedded API server or a real
+//! cluster with the real operator, sim-bmc and a boot backend, and the invariants checked all the way.
+//! Property tests generate scenarios and shrink failures to replayable scenario files.
