@@ -197,3 +197,15 @@ pub struct BMCStatus {
     #[schemars(schema_with = "crate::schema::conditions")]
     pub conditions: Vec<Condition>,
 }
+
+impl BMC {
+    /// The BMC's state, if the controller has set one.
+    pub fn state(&self) -> Option<&BMCState> {
+        self.status.as_ref()?.state.as_ref()
+    }
+
+    /// Whether Server reconciles may use this BMC: state `Enabled` or not yet set (as upstream).
+    pub fn is_usable(&self) -> bool {
+        matches!(self.state(), None | Some(BMCState::Enabled))
+    }
+}

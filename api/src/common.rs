@@ -156,3 +156,21 @@ string_enum! {
         Unknown = "Unknown",
     }
 }
+
+/// The condition of type `type_` in `conditions`, if present.
+pub fn find_condition<'a>(
+    conditions: &'a [k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    type_: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    conditions.iter().find(|condition| condition.type_ == type_)
+}
+
+/// The value of the operation annotation on an object, if set.
+pub fn operation_of(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Option<crate::constants::Operation> {
+    let annotations = meta.annotations.as_ref()?;
+    annotations
+        .get(crate::constants::OPERATION_ANNOTATION)
+        .map(|value| crate::constants::Operation::from(value.as_str()))
+}

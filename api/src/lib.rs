@@ -11,12 +11,14 @@ pub mod bmc_user;
 pub mod common;
 pub mod constants;
 pub mod endpoint;
+pub mod registry;
 mod schema;
 pub mod server;
 pub mod server_boot_configuration;
 pub mod server_claim;
 pub mod server_readiness_rule;
 mod string_enum;
+pub mod taints;
 
 pub use bmc::{
     BMC, BMCPowerState, BMCSpec, BMCState, BMCStatus, ConsoleProtocol, ConsoleProtocolName,
@@ -26,8 +28,10 @@ pub use bmc_secret::{BMCSecret, BMCSecretFields};
 pub use bmc_user::{BMCUser, BMCUserSpec, BMCUserStatus};
 pub use common::{
     ConditionStatus, ImmutableObjectReference, ObjectReference, Power, Protocol, ProtocolName,
-    ProtocolScheme, Taint, TaintEffect, Toleration, TolerationOperator,
+    ProtocolScheme, Taint, TaintEffect, Toleration, TolerationOperator, find_condition,
+    operation_of,
 };
+pub use constants::Operation;
 pub use endpoint::{Endpoint, EndpointSpec, EndpointStatus};
 pub use server::{
     BMCAccess, BootOrder, IndicatorLed, LLDPNeighbor, NetworkInterface, Processor, ReclaimPolicy,
@@ -43,6 +47,7 @@ pub use server_readiness_rule::{
     ConditionRequirement, EnforcementMode, ServerReadinessRule, ServerReadinessRuleSpec,
     ServerReadinessRuleStatus,
 };
+pub use taints::{tolerates_all_nobind, toleration_matches};
 
 /// The API group of every kind in this crate.
 pub const GROUP: &str = "metal.ironcore.dev";

@@ -401,3 +401,52 @@ pub struct StorageVolume {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume_usage: Option<String>,
 }
+
+impl Server {
+    /// Whether a ServerClaim holds this server (`spec.serverClaimRef` is set).
+    pub fn is_claimed(&self) -> bool {
+        self.spec.server_claim_ref.is_some()
+    }
+
+    /// The lifecycle state, if the controller has set one.
+    pub fn state(&self) -> Option<&ServerState> {
+        self.status.as_ref()?.state.as_ref()
+    }
+
+    /// The observed power state, if known.
+    pub fn power_state(&self) -> Option<&ServerPowerState> {
+        self.status.as_ref()?.power_state.as_ref()
+    }
+
+    /// The reclaim policy, `Recycle` when unset (the CRD default).
+    pub fn reclaim_policy(&self) -> ReclaimPolicy {
+        self.spec
+            .reclaim_policy
+            .clone()
+            .unwrap_or(ReclaimPolicy::Recycle)
+    }
+
+    /// Whether new claims are blocked (`spec.unclaimable`, false when unset).
+    pub fn is_unclaimable(&self) -> bool {
+        self.spec.unclaimable.unwrap_or(false)
+    }
+
+    /// Whether the controller-owned parked marker annotation is `"true"`.
+    pub fn is_parked(&self) -> bool {
+        let annotations = self.metadata.annotations.as_ref();
+        annotations
+            .and_then(|a| a.get(crate::constants::PARKED_ANNOTATION))
+            .map(String::as_str)
+            == Some(crate::constants::ANNOTATION_TRUE)
+    }
+
+    /// The requested out-of-band operation, if the annotation is set.
+    pub fn operation(&self) -> Option<crate::constants::Operation> {
+        crate::common::operation_of(&self.metadata)
+    }
+
+    /// Whether a claim with `tolerations` tolerates every `NoBind` taint of this server.
+    pub fn tolerated_by(&self, tolerations: &[crate::common::Toleration]) -> bool {
+        crate::taints::tolerates_all_nobind(tolerations, &self.spec.taints)
+    }
+}

@@ -92,3 +92,15 @@ pub struct ServerClaimStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<ServerClaimPhase>,
 }
+
+impl ServerClaim {
+    /// The phase, if the controller has set one.
+    pub fn phase(&self) -> Option<&ServerClaimPhase> {
+        self.status.as_ref()?.phase.as_ref()
+    }
+
+    /// Whether the claim is `Bound` (which does not imply its boot configuration is Ready).
+    pub fn is_bound(&self) -> bool {
+        self.phase() == Some(&ServerClaimPhase::Bound)
+    }
+}
