@@ -10,6 +10,7 @@ pub mod bmc_secret;
 pub mod bmc_user;
 pub mod common;
 pub mod constants;
+pub mod crds;
 pub mod endpoint;
 pub mod registry;
 mod schema;
