@@ -1,3 +1,18 @@
 //! The conformance suite that certifies a boot backend against the ServerBootConfiguration contract.
 //! Rules are data (ID, level, profile, purpose) next to the checks, so the report and CONTRACT.md cannot drift.
 //! Runs on the embedded API server by default, or against any cluster through a kubeconfig.
+
+pub mod checks;
+pub mod contract;
+pub mod ctx;
+pub mod fixtures;
+pub mod history;
+pub mod outcome;
+pub mod progress;
+pub mod recorder;
+pub mod report;
+pub mod rules;
+pub mod runner;
+pub mod stats;
+pub mod target;
+pub mod timeouts;

@@ -1,0 +1,368 @@
+//! Boot checks: Ready is judged by a simulated machine that network-boots from the backend (iPXE script, kernel
+//! and initrd with digest checks, ignition) rather than by what the backend claims.
+
+use super::core::describe;
+use crate::ctx::{Ctx, ServerRef};
+use crate::fixtures::{ignition_config, sbc_spec};
+use crate::history::{EventKind, History};
+use crate::outcome::Outcomes;
+use crate::target::{BootResult, MachineBoot};
+use futures::future::BoxFuture;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Duration;
+
+const NO_BOOT_NETWORK: &str =
+    "no boot network configured (use --embedded, or --boot-url-template with --kubeconfig)";
+/// Consecutive successful boots required, as Gateway API requires consecutive successes to rule out alternation.
+const CONSECUTIVE_BOOTS: usize = 3;
+/// Pause between re-boots while waiting for the backend to converge on a change.
+const REBOOT_INTERVAL: Duration = Duration::from_millis(100);
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// What a boot is expected to deliver.
+struct Expect {
+    kernel: String,
+    initrd: String,
+    ignition_sha256: String,
+}
+
+impl Expect {
+    async fn new(boot: &dyn MachineBoot, image: &str, ignition: &[u8]) -> anyhow::Result<Expect> {
+        let (kernel, initrd) = boot.expected_layers(image).await?;
+        Ok(Expect {
+            kernel,
+            initrd,
+            ignition_sha256: sha256_hex(ignition),
+        })
+    }
+
+    /// None when the boot delivered exactly this; otherwise what differed. `(image_problem, ignition_problem)`.
+    fn compare(&self, result: &BootResult) -> (Option<String>, Option<String>) {
+        match result {
+            BootResult::Failed { reason } => (
+                Some(format!("boot failed: {reason}")),
+                Some(format!("boot failed: {reason}")),
+            ),
+            BootResult::Booted {
+                kernel_digest,
+                initrd_digest,
+                ignition_sha256,
+                ..
+            } => {
+                let image = (kernel_digest.as_deref() != Some(&self.kernel) || initrd_digest.as_deref() != Some(&self.initrd))
+                    .then(|| format!("booted kernel {kernel_digest:?} initrd {initrd_digest:?}, expected {} and {}", self.kernel, self.initrd));
+                let ignition =
+                    (ignition_sha256.as_deref() != Some(&self.ignition_sha256)).then(|| {
+                        format!(
+                            "booted ignition sha256 {ignition_sha256:?}, expected {}",
+                            self.ignition_sha256
+                        )
+                    });
+                (image, ignition)
+            }
+        }
+    }
+}
+
+fn booter(ctx: &Ctx) -> Option<Arc<dyn MachineBoot>> {
+    ctx.target.boot.clone()
+}
+
+/// Server + Secret + SBC; returns once Ready is first observed (so the boot that follows probes that instant).
+async fn ready_for_boot(
+    ctx: &Ctx,
+    name: &str,
+    ignition: &[u8],
+) -> anyhow::Result<(ServerRef, History, bool)> {
+    let server = ctx.server(name, Some(name)).await?;
+    let secret = format!("{name}-ignition");
+    ctx.secret(&secret, Some(ignition)).await?;
+    let t0 = ctx.now();
+    ctx.sbc(
+        name,
+        sbc_spec(&server.name, &ctx.target.images.valid, Some(&secret)),
+    )
+    .await?;
+    let (h, ready) = ctx
+        .wait_ready_since(name, t0, ctx.target.timeouts.time_to_ready)
+        .await;
+    Ok((server, h, ready))
+}
+
+/// Boots until `done` accepts a result or the deadline passes; returns the last result.
+async fn boot_until(
+    boot: &dyn MachineBoot,
+    uuid: &str,
+    deadline: Duration,
+    done: impl Fn(&BootResult) -> bool,
+) -> anyhow::Result<(BootResult, bool)> {
+    let until = tokio::time::Instant::now() + deadline;
+    loop {
+        let result = boot.boot(uuid).await?;
+        if done(&result) {
+            return Ok((result, true));
+        }
+        if tokio::time::Instant::now() + REBOOT_INTERVAL > until {
+            return Ok((result, false));
+        }
+        tokio::time::sleep(REBOOT_INTERVAL).await;
+    }
+}
+
+pub fn ready_means_bootable(ctx: &Ctx) -> BoxFuture<'_, anyhow::Result<Outcomes>> {
+    Box::pin(async move {
+        let mut out = Outcomes::default();
+        let Some(boot) = booter(ctx) else {
+            out.skip("SBC-BOOT-001", NO_BOOT_NETWORK)
+                .skip("SBC-BOOT-002", NO_BOOT_NETWORK);
+            return Ok(out);
+        };
+        let ignition = ignition_config(&format!("{}/machine", ctx.ns));
+        let expect = Expect::new(boot.as_ref(), &ctx.target.images.valid, &ignition).await?;
+        let (server, h, ready) = ready_for_boot(ctx, "machine", &ignition).await?;
+        if !ready {
+            let reason = format!("precondition: never Ready; {}", describe(&h));
+            out.fail("SBC-BOOT-001", &reason)
+                .fail("SBC-BOOT-002", &reason);
+            return Ok(out);
+        }
+        let (mut image_problems, mut ignition_problems) = (Vec::new(), Vec::new());
+        for attempt in 1..=CONSECUTIVE_BOOTS {
+            let (image, ign) = expect.compare(&boot.boot(&server.uuid).await?);
+            image_problems.extend(image.map(|p| format!("boot {attempt}: {p}")));
+            ignition_problems.extend(ign.map(|p| format!("boot {attempt}: {p}")));
+        }
+        let join = |v: Vec<String>| (!v.is_empty()).then(|| v.join("; "));
+        out.expect(
+            "SBC-BOOT-001",
+            join(image_problems),
+            format!("{CONSECUTIVE_BOOTS} boots from the first Ready on, digests verified"),
+        );
+        out.expect(
+            "SBC-BOOT-002",
+            join(ignition_problems),
+            "the machine got the Secret's ignition byte for byte",
+        );
+        Ok(out)
+    })
+}
+
+pub fn spec_change(ctx: &Ctx) -> BoxFuture<'_, anyhow::Result<Outcomes>> {
+    Box::pin(async move {
+        let mut out = Outcomes::default();
+        let Some(boot) = booter(ctx) else {
+            out.skip("SBC-BOOT-003", NO_BOOT_NETWORK);
+            return Ok(out);
+        };
+        let (server, h, ready) = ready_for_boot(ctx, "machine", &ignition_config("first")).await?;
+        if !ready {
+            out.fail(
+                "SBC-BOOT-003",
+                format!("precondition: never Ready; {}", describe(&h)),
+            );
+            return Ok(out);
+        }
+        let second = ignition_config(&format!("{}/second", ctx.ns));
+        ctx.secret("second", Some(&second)).await?;
+        let image = ctx
+            .target
+            .images
+            .valid_alt
+            .clone()
+            .unwrap_or_else(|| ctx.target.images.valid.clone());
+        let expect = Expect::new(boot.as_ref(), &image, &second).await?;
+        let generation = ctx
+            .patch_spec(
+                "machine",
+                serde_json::json!({"image": image, "ignitionSecretRef": {"name": "second"}}),
+                "image and ignition changed",
+            )
+            .await?;
+        // Ready for the new generation: after a non-Ready at that generation, or stamped with it.
+        let claimed = |h: &History| {
+            let mut seen_not_ready = false;
+            h.observations
+                .iter()
+                .filter(|o| o.generation >= generation)
+                .any(|o| {
+                    seen_not_ready |= !o.is_ready();
+                    o.is_ready()
+                        && (seen_not_ready
+                            || o.conditions
+                                .iter()
+                                .any(|c| c.observed_generation >= Some(generation)))
+                })
+        };
+        let (h, done) = ctx
+            .wait_for(
+                "machine",
+                "new spec: waiting for Ready",
+                ctx.target.timeouts.time_to_ready,
+                claimed,
+            )
+            .await;
+        if !done {
+            out.fail(
+                "SBC-BOOT-003",
+                format!("never Ready for generation {generation}; {}", describe(&h)),
+            );
+            return Ok(out);
+        }
+        let mut problems = Vec::new();
+        for attempt in 1..=CONSECUTIVE_BOOTS {
+            let (img, ign) = expect.compare(&boot.boot(&server.uuid).await?);
+            problems.extend(
+                img.into_iter().chain(ign).map(|p| {
+                    format!("boot {attempt} after Ready for generation {generation}: {p}")
+                }),
+            );
+        }
+        out.expect(
+            "SBC-BOOT-003",
+            (!problems.is_empty()).then(|| problems.join("; ")),
+            "the machine booted the new image and ignition",
+        );
+        Ok(out)
+    })
+}
+
+pub fn referenced_only(ctx: &Ctx) -> BoxFuture<'_, anyhow::Result<Outcomes>> {
+    Box::pin(async move {
+        let mut out = Outcomes::default();
+        let Some(boot) = booter(ctx) else {
+            out.skip("SBC-BOOT-004", NO_BOOT_NETWORK);
+            return Ok(out);
+        };
+        let t = &ctx.target.timeouts;
+        let server = ctx.server("m", Some("chosen")).await?;
+        let (chosen, other) = (
+            ignition_config(&format!("{}/chosen", ctx.ns)),
+            ignition_config(&format!("{}/other", ctx.ns)),
+        );
+        ctx.secret("chosen-ignition", Some(&chosen)).await?;
+        ctx.secret("other-ignition", Some(&other)).await?;
+        let t0 = ctx.now();
+        ctx.sbc(
+            "other",
+            sbc_spec(
+                &server.name,
+                &ctx.target.images.valid,
+                Some("other-ignition"),
+            ),
+        )
+        .await?;
+        ctx.sbc(
+            "chosen",
+            sbc_spec(
+                &server.name,
+                &ctx.target.images.valid,
+                Some("chosen-ignition"),
+            ),
+        )
+        .await?;
+        let (h, ready) = ctx.wait_ready_since("chosen", t0, t.time_to_ready).await;
+        if !ready {
+            out.fail(
+                "SBC-BOOT-004",
+                format!(
+                    "precondition: the referenced SBC never became Ready; {}",
+                    describe(&h)
+                ),
+            );
+            return Ok(out);
+        }
+        // Give the unreferenced one time to settle, so a backend that serves the newest record is caught.
+        ctx.wait_for("other", "settling", t.error_deadline, |h| {
+            h.last().is_some_and(|o| o.state.is_some())
+        })
+        .await;
+        let mut problems = Vec::new();
+        let chosen_sha = sha256_hex(&chosen);
+        for attempt in 1..=CONSECUTIVE_BOOTS {
+            let got = match boot.boot(&server.uuid).await? {
+                BootResult::Booted {
+                    ignition_sha256, ..
+                } => ignition_sha256,
+                BootResult::Failed { reason } => Some(format!("boot failed: {reason}")),
+            };
+            if got.as_deref() != Some(chosen_sha.as_str()) {
+                problems.push(format!("boot {attempt}: got {got:?}, expected the referenced SBC's ignition {chosen_sha}"));
+            }
+        }
+        // Move the reference: the other SBC must take over.
+        ctx.recorder
+            .note_input("chosen", "Server now references another SBC");
+        ctx.recorder
+            .note_input("other", "Server now references this SBC");
+        ctx.set_boot_ref(&server, "other").await?;
+        let other_sha = sha256_hex(&other);
+        let serves_other = |r: &BootResult| matches!(r, BootResult::Booted { ignition_sha256: Some(s), .. } if *s == other_sha);
+        let (last, moved) =
+            boot_until(boot.as_ref(), &server.uuid, t.time_to_ready, serves_other).await?;
+        if !moved {
+            problems.push(format!(
+                "after bootConfigurationRef moved to `other`, still {last:?} after {:?}",
+                t.time_to_ready
+            ));
+        }
+        out.expect(
+            "SBC-BOOT-004",
+            (!problems.is_empty()).then(|| problems.join("; ")),
+            "only the referenced SBC was served, also after the reference moved",
+        );
+        Ok(out)
+    })
+}
+
+pub fn unknown_and_deleted(ctx: &Ctx) -> BoxFuture<'_, anyhow::Result<Outcomes>> {
+    Box::pin(async move {
+        let mut out = Outcomes::default();
+        let Some(boot) = booter(ctx) else {
+            out.skip("SBC-BOOT-005", NO_BOOT_NETWORK);
+            return Ok(out);
+        };
+        let t = &ctx.target.timeouts;
+        let mut problems = Vec::new();
+        let stranger = uuid::Uuid::new_v4().to_string();
+        if let BootResult::Booted { .. } = boot.boot(&stranger).await? {
+            problems.push(format!(
+                "a machine with no Server or SBC (uuid {stranger}) was served and booted"
+            ));
+        }
+        let (server, h, ready) = ready_for_boot(ctx, "machine", &ignition_config(&ctx.ns)).await?;
+        if !ready {
+            out.fail(
+                "SBC-BOOT-005",
+                format!("precondition: never Ready; {}", describe(&h)),
+            );
+            return Ok(out);
+        }
+        ctx.delete_sbc("machine").await?;
+        ctx.wait_for(
+            "machine",
+            "deleted: waiting for it to go",
+            t.deletion,
+            |h| h.last().is_some_and(|o| o.kind == EventKind::Deleted),
+        )
+        .await;
+        let refused = |r: &BootResult| matches!(r, BootResult::Failed { .. });
+        let (last, stopped) =
+            boot_until(boot.as_ref(), &server.uuid, t.error_deadline, refused).await?;
+        if !stopped {
+            problems.push(format!(
+                "still served {:?} after its SBC was deleted: {last:?}",
+                t.error_deadline
+            ));
+        }
+        out.expect(
+            "SBC-BOOT-005",
+            (!problems.is_empty()).then(|| problems.join("; ")),
+            "unknown and deleted machines got no boot script",
+        );
+        Ok(out)
+    })
+}

@@ -1,0 +1,87 @@
+//! What the suite runs against: a Kubernetes API, the images a backend can and cannot serve, and the optional
+//! controls (restart the backend, disturb the API server, boot a machine) that the non-core profiles need.
+
+use crate::timeouts::Timeouts;
+use futures::future::BoxFuture;
+use serde::Serialize;
+use std::sync::Arc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Image references the checks use. Missing optional entries turn the checks that need them into Skips.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ImageSet {
+    /// A bootable image the backend resolves and serves.
+    pub valid: String,
+    /// A second bootable image with different artifacts (spec-change checks).
+    pub valid_alt: Option<String>,
+    /// A reference that does not resolve (unknown tag or repository in an allowed registry).
+    pub unresolvable: Option<String>,
+    /// An image that lacks a required boot layer (e.g. no kernel).
+    pub missing_layer: Option<String>,
+    /// An image in a registry outside the backend's allowlist.
+    pub disallowed_registry: Option<String>,
+}
+
+/// Restarts and watches the backend under test.
+pub trait BackendControl: Send + Sync {
+    /// Restarts the backend and returns once the new instance has been started.
+    fn restart(&self) -> Option<BoxFuture<'_, anyhow::Result<()>>>;
+    /// Unexpected exits (crashes) seen since the run started, with exit status.
+    fn unexpected_exits(&self) -> Vec<String>;
+}
+
+/// Disturbs the API server the backend talks to (embedded mode only).
+pub trait ApiControl: Send + Sync {
+    /// Ends every open watch; clients must re-watch.
+    fn drop_watches(&self) -> BoxFuture<'_, anyhow::Result<()>>;
+    /// Makes resumed watches fail with 410 Gone so clients must re-list.
+    fn expire_watches(&self) -> BoxFuture<'_, anyhow::Result<()>>;
+    /// Restarts the API server, keeping its data and address.
+    fn restart(&self) -> Option<BoxFuture<'_, anyhow::Result<()>>>;
+}
+
+/// What a simulated machine got when it network-booted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum BootResult {
+    Booted {
+        /// The image reference the machine was told it booted, if the backend said.
+        image: Option<String>,
+        /// Digests of the kernel and initrd the machine downloaded and verified.
+        kernel_digest: Option<String>,
+        initrd_digest: Option<String>,
+        /// SHA-256 of the ignition the machine fetched, hex.
+        ignition_sha256: Option<String>,
+    },
+    Failed {
+        reason: String,
+    },
+}
+
+/// Boots a simulated machine with the given SMBIOS UUID from the boot network.
+pub trait MachineBoot: Send + Sync {
+    fn boot<'a>(&'a self, system_uuid: &'a str) -> BoxFuture<'a, anyhow::Result<BootResult>>;
+    /// The layer digests (kernel, initrd) an image should boot with, so a boot can be checked against it.
+    fn expected_layers<'a>(
+        &'a self,
+        image: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<(String, String)>>;
+}
+
+/// Everything the checks need.
+pub struct Target {
+    pub client: kube::Client,
+    pub images: ImageSet,
+    pub timeouts: Timeouts,
+    pub backend: Option<Arc<dyn BackendControl>>,
+    pub api: Option<Arc<dyn ApiControl>>,
+    pub boot: Option<Arc<dyn MachineBoot>>,
+    /// Number of SBCs the scale profile creates at once.
+    pub scale_count: usize,
+    /// Unique per run; the value of the suite label, so cleanup only ever touches this run's objects.
+    pub run_id: String,
+    /// Start of the run; every recorded time is relative to it (tokio clock).
+    pub epoch: Instant,
+    /// Cancelled on Ctrl-C: checks stop and clean up.
+    pub cancel: CancellationToken,
+}
