@@ -157,14 +157,6 @@ string_enum! {
     }
 }
 
-/// The condition of type `type_` in `conditions`, if present.
-pub fn find_condition<'a>(
-    conditions: &'a [k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
-    type_: &str,
-) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
-    conditions.iter().find(|condition| condition.type_ == type_)
-}
-
 /// The value of the operation annotation on an object, if set.
 pub fn operation_of(
     meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
@@ -173,4 +165,22 @@ pub fn operation_of(
     annotations
         .get(crate::constants::OPERATION_ANNOTATION)
         .map(|value| crate::constants::Operation::from(value.as_str()))
+}
+
+impl From<ImmutableObjectReference> for ObjectReference {
+    fn from(reference: ImmutableObjectReference) -> Self {
+        Self {
+            namespace: reference.namespace,
+            name: reference.name,
+        }
+    }
+}
+
+impl From<ObjectReference> for ImmutableObjectReference {
+    fn from(reference: ObjectReference) -> Self {
+        Self {
+            namespace: reference.namespace,
+            name: reference.name,
+        }
+    }
 }

@@ -19,15 +19,20 @@ use crate::{
 /// All eight CRDs, in a stable order (alphabetical by plural, like upstream's file names).
 pub fn all() -> Vec<CustomResourceDefinition> {
     vec![
-        finish(BMCSecret::crd()),
-        finish(BMC::crd()),
-        finish(BMCUser::crd()),
-        finish(Endpoint::crd()),
-        finish(ServerBootConfiguration::crd()),
-        finish(ServerClaim::crd()),
-        finish(ServerReadinessRule::crd()),
-        finish(Server::crd()),
+        of::<BMCSecret>(),
+        of::<BMC>(),
+        of::<BMCUser>(),
+        of::<Endpoint>(),
+        of::<ServerBootConfiguration>(),
+        of::<ServerClaim>(),
+        of::<ServerReadinessRule>(),
+        of::<Server>(),
     ]
+}
+
+/// The finished CRD of one kind, e.g. `crds::of::<Server>()`.
+pub fn of<K: CustomResourceExt>() -> CustomResourceDefinition {
+    finish(K::crd())
 }
 
 /// The file name upstream uses for a CRD: `metal.ironcore.dev_<plural>.yaml`.

@@ -9,6 +9,7 @@ pub mod bmc;
 pub mod bmc_secret;
 pub mod bmc_user;
 pub mod common;
+pub mod conditions;
 pub mod constants;
 pub mod crds;
 pub mod endpoint;
@@ -29,9 +30,9 @@ pub use bmc_secret::{BMCSecret, BMCSecretFields};
 pub use bmc_user::{BMCUser, BMCUserSpec, BMCUserStatus};
 pub use common::{
     ConditionStatus, ImmutableObjectReference, ObjectReference, Power, Protocol, ProtocolName,
-    ProtocolScheme, Taint, TaintEffect, Toleration, TolerationOperator, find_condition,
-    operation_of,
+    ProtocolScheme, Taint, TaintEffect, Toleration, TolerationOperator, operation_of,
 };
+pub use conditions::{find_condition, is_condition_true, remove_condition, set_condition};
 pub use constants::Operation;
 pub use endpoint::{Endpoint, EndpointSpec, EndpointStatus};
 pub use server::{

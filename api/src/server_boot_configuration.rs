@@ -114,7 +114,7 @@ impl ServerBootConfiguration {
 
     /// The condition of the given type, if present.
     pub fn condition(&self, type_: &str) -> Option<&Condition> {
-        crate::common::find_condition(self.status.as_ref()?.conditions.as_slice(), type_)
+        crate::conditions::find_condition(self.status.as_ref()?.conditions.as_slice(), type_)
     }
 }
 
