@@ -2,8 +2,10 @@
 //! Every other crate in metal-harness reads and writes these objects, so they live at the bottom of the graph.
 //! Also: well-known constants (finalizers, annotations, labels) and small typed helpers over them.
 
-// kube-derive attribute lists repeat keys such as `type_` and `printcolumn`; clippy reads them as duplicates.
-#![allow(clippy::duplicated_attributes)]
+#![allow(
+    clippy::duplicated_attributes,
+    reason = "kube-derive attribute lists repeat keys such as `printcolumn` and `type_`"
+)]
 
 pub mod bmc;
 pub mod bmc_secret;
