@@ -1,0 +1,212 @@
+//! EventService subscriptions and the push of machine events (power, boot) to subscribers' destinations.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::json;
+
+use super::Bmc;
+use crate::machine::{MachineEvent, MachineEventKind};
+
+/// One `EventDestination`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subscription {
+    pub id: String,
+    pub destination: String,
+    pub context: String,
+    pub protocol: String,
+    pub event_format_type: String,
+    pub event_types: Vec<String>,
+    pub retry_policy: String,
+}
+
+/// Delivers event payloads over HTTP (one shared client for the whole fleet).
+#[derive(Clone)]
+pub struct EventSender {
+    client: Client<HttpConnector, Full<Bytes>>,
+    delivered: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+}
+
+impl Default for EventSender {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Per-delivery bound; a slow receiver must not pile up tasks.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
+const DELIVERY_ATTEMPTS: u32 = 3;
+
+impl EventSender {
+    pub fn new() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        Self {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+            delivered: Arc::default(),
+            failed: Arc::default(),
+        }
+    }
+
+    pub fn delivered(&self) -> u64 {
+        self.delivered.load(Ordering::Relaxed)
+    }
+
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// POSTs `body` to `destination` in the background, retrying a few times.
+    pub fn deliver(&self, destination: String, body: Bytes) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            for attempt in 0..DELIVERY_ATTEMPTS {
+                let Ok(req) = http::Request::post(destination.as_str())
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .body(Full::new(body.clone()))
+                else {
+                    break;
+                };
+                match tokio::time::timeout(DELIVERY_TIMEOUT, this.client.request(req)).await {
+                    Ok(Ok(resp)) if resp.status().is_success() => {
+                        this.delivered.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(200 << attempt)).await,
+                }
+            }
+            this.failed.fetch_add(1, Ordering::Relaxed);
+        });
+    }
+}
+
+pub struct SubscriptionStore {
+    subs: Mutex<Vec<Subscription>>,
+    next_id: AtomicU64,
+    next_event: AtomicU64,
+    sender: EventSender,
+}
+
+impl SubscriptionStore {
+    pub fn new(sender: EventSender) -> Self {
+        Self {
+            subs: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(0),
+            next_event: AtomicU64::new(0),
+            sender,
+        }
+    }
+
+    pub fn list(&self) -> Vec<Subscription> {
+        self.subs.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn get(&self, id: &str) -> Option<Subscription> {
+        self.list().into_iter().find(|s| s.id == id)
+    }
+
+    /// Adds a subscription, or returns the existing one with the same destination and context as `Err`.
+    pub fn create(&self, mut sub: Subscription) -> Result<Subscription, Subscription> {
+        let mut subs = self.subs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(existing) = subs
+            .iter()
+            .find(|s| s.destination == sub.destination && s.context == sub.context)
+        {
+            return Err(existing.clone());
+        }
+        sub.id = (self.next_id.fetch_add(1, Ordering::Relaxed) + 1).to_string();
+        subs.push(sub.clone());
+        Ok(sub)
+    }
+
+    pub fn delete(&self, id: &str) -> bool {
+        let mut subs = self.subs.lock().unwrap_or_else(|e| e.into_inner());
+        let before = subs.len();
+        subs.retain(|s| s.id != id);
+        before != subs.len()
+    }
+
+    pub fn update_context(&self, id: &str, context: &str) {
+        let mut subs = self.subs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = subs.iter_mut().find(|s| s.id == id) {
+            s.context = context.to_string();
+        }
+    }
+
+    /// Turns a machine event into a Redfish Event and sends it to every matching subscriber.
+    pub fn publish(&self, bmc: &Bmc, system_id: &str, event: &MachineEvent) {
+        let subs = self.list();
+        if subs.is_empty() {
+            return;
+        }
+        let Some((message_id, message, severity)) = describe(&event.kind) else {
+            return;
+        };
+        let origin = format!("/redfish/v1/Systems/{system_id}");
+        for sub in subs.iter().filter(|s| s.event_format_type == "Event") {
+            let event_id = self.next_event.fetch_add(1, Ordering::Relaxed) + 1;
+            let body = json!({
+                "@odata.type": "#Event.v1_7_0.Event",
+                "Id": event_id.to_string(),
+                "Name": "Event Array",
+                "Context": sub.context,
+                "Events": [{
+                    "EventType": "Alert",
+                    "EventId": event_id.to_string(),
+                    "EventTimestamp": event.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    "Severity": severity,
+                    "MessageSeverity": severity,
+                    "Message": message,
+                    "MessageId": message_id,
+                    "MessageArgs": [origin.clone()],
+                    "OriginOfCondition": {"@odata.id": origin.clone()},
+                    "Oem": {"SimBmc": {"Bmc": bmc.identity.name, "SystemUUID": event.system_uuid, "Seq": event.seq}},
+                }],
+            });
+            self.sender
+                .deliver(sub.destination.clone(), Bytes::from(body.to_string()));
+        }
+    }
+}
+
+fn describe(kind: &MachineEventKind) -> Option<(&'static str, String, &'static str)> {
+    Some(match kind {
+        MachineEventKind::PowerStateChanged { from, to } => (
+            "ResourceEvent.1.0.ResourceChanged",
+            format!(
+                "Power state changed from {} to {}.",
+                from.as_str(),
+                to.as_str()
+            ),
+            "OK",
+        ),
+        MachineEventKind::BootAttempt { target, .. } => (
+            "ResourceEvent.1.0.ResourceChanged",
+            format!("Boot attempt from {target}."),
+            "OK",
+        ),
+        MachineEventKind::BootSucceeded { os } => (
+            "ResourceEvent.1.0.ResourceChanged",
+            format!("Booted {} from {}.", os.image, os.booted_from),
+            "OK",
+        ),
+        MachineEventKind::BootFailed { reason } => (
+            "ResourceEvent.1.0.ResourceErrorsDetected",
+            format!("Boot failed: {reason}."),
+            "Warning",
+        ),
+        MachineEventKind::NoBootDevice => (
+            "ResourceEvent.1.0.ResourceErrorsDetected",
+            "No boot device available.".to_string(),
+            "Critical",
+        ),
+        _ => return None,
+    })
+}

@@ -1,0 +1,47 @@
+//! The seam between a simulated machine's firmware and the network boot (implemented in the `netboot` crate).
+
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+/// Which network boot the firmware attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BootTarget {
+    /// Legacy/UEFI PXE (DHCP + TFTP/iPXE chain).
+    Pxe,
+    /// UEFI HTTP boot.
+    UefiHttp,
+}
+
+/// What the firmware knows when it starts a network boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkBootRequest {
+    pub system_uuid: String,
+    pub macs: Vec<String>,
+    /// `"amd64"` or `"arm64"`.
+    pub architecture: String,
+    pub target: BootTarget,
+    /// The DHCP answer, rendered from the fleet's `bootNetwork` template; `None` means no DHCP server answered.
+    pub boot_url: Option<String>,
+}
+
+/// The result of a network boot.
+#[derive(Debug)]
+pub enum BootOutcome {
+    Booted(BootedOs),
+    Failed { reason: String },
+}
+
+/// An operating system that came up from the network.
+#[derive(Debug)]
+pub struct BootedOs {
+    pub image: String,
+    pub image_digest: Option<String>,
+    pub ignition_sha256: Option<String>,
+    /// The agent the OS runs (e.g. a discovery probe); aborted on power-off or reset.
+    pub os_task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Performs a network boot for a simulated machine.
+pub trait NetworkBoot: Send + Sync + 'static {
+    fn boot(&self, req: NetworkBootRequest) -> BoxFuture<'static, BootOutcome>;
+}

@@ -1,0 +1,169 @@
+//! Control and observation API on its own loopback port: BMCs, machines and their event logs, faults,
+//! and Prometheus `/metrics`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::Error;
+use crate::bmc::Bmc;
+use crate::fault::FaultSpec;
+use crate::fleet::BmcInfo;
+use crate::metrics::Metrics;
+
+#[derive(Clone)]
+pub struct ControlState {
+    pub bmcs: Vec<Arc<Bmc>>,
+    pub infos: Arc<Vec<BmcInfo>>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl ControlState {
+    fn bmc(&self, name: &str) -> Option<&Arc<Bmc>> {
+        self.bmcs.iter().find(|b| b.identity.name == name)
+    }
+}
+
+fn not_found(what: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"error": format!("{what} not found")})),
+    )
+        .into_response()
+}
+
+pub fn router(state: ControlState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
+        .route(
+            "/bmcs",
+            get(|State(s): State<ControlState>| async move { Json(s.infos.as_ref().clone()) }),
+        )
+        .route(
+            "/bmcs/{name}/faults",
+            get(get_faults)
+                .put(put_faults)
+                .post(add_fault)
+                .delete(clear_faults),
+        )
+        .route("/machines", get(machines))
+        .route("/machines/{uuid}/events", get(events))
+        .with_state(state)
+}
+
+async fn metrics(State(s): State<ControlState>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn machines(State(s): State<ControlState>) -> Json<serde_json::Value> {
+    let list: Vec<_> = s
+        .bmcs
+        .iter()
+        .flat_map(|b| {
+            b.systems.iter().map(move |sys| {
+                json!({
+                    "bmc": b.identity.name,
+                    "systemId": sys.id,
+                    "uuid": sys.uuid,
+                    "macs": sys.macs,
+                    "powerState": sys.machine.power_state(),
+                    "runningOs": sys.machine.running_os(),
+                    "installedOs": sys.machine.installed_os(),
+                })
+            })
+        })
+        .collect();
+    Json(json!(list))
+}
+
+async fn events(State(s): State<ControlState>, Path(uuid): Path<String>) -> Response {
+    let machine = s
+        .bmcs
+        .iter()
+        .flat_map(|b| b.systems.iter())
+        .find(|sys| sys.uuid == uuid);
+    match machine {
+        Some(sys) => Json(sys.machine.events()).into_response(),
+        None => not_found("machine"),
+    }
+}
+
+async fn get_faults(State(s): State<ControlState>, Path(name): Path<String>) -> Response {
+    match s.bmc(&name) {
+        Some(b) => Json(b.faults.list()).into_response(),
+        None => not_found("bmc"),
+    }
+}
+
+async fn put_faults(
+    State(s): State<ControlState>,
+    Path(name): Path<String>,
+    Json(faults): Json<Vec<FaultSpec>>,
+) -> Response {
+    match s.bmc(&name) {
+        Some(b) => {
+            b.faults.set(faults);
+            Json(b.faults.list()).into_response()
+        }
+        None => not_found("bmc"),
+    }
+}
+
+async fn add_fault(
+    State(s): State<ControlState>,
+    Path(name): Path<String>,
+    Json(fault): Json<FaultSpec>,
+) -> Response {
+    match s.bmc(&name) {
+        Some(b) => {
+            b.faults.add(fault);
+            (StatusCode::CREATED, Json(b.faults.list())).into_response()
+        }
+        None => not_found("bmc"),
+    }
+}
+
+async fn clear_faults(State(s): State<ControlState>, Path(name): Path<String>) -> Response {
+    match s.bmc(&name) {
+        Some(b) => {
+            b.faults.clear();
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None => not_found("bmc"),
+    }
+}
+
+/// Binds the control API and serves it until shutdown.
+pub async fn spawn(
+    state: ControlState,
+    addr: SocketAddr,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), Error> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { addr, source })?;
+    let bound = listener.local_addr()?;
+    let app = router(state);
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = shutdown.changed().await;
+            })
+            .await;
+    });
+    Ok((bound, task))
+}

@@ -1,0 +1,250 @@
+//! Fault injection per BMC and per endpoint, set from the fleet file or at run time, deterministic under the seed.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// How an unreachable BMC fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum UnreachableMode {
+    /// Nothing listens: connections are refused.
+    #[default]
+    Refuse,
+    /// Connections are accepted and never answered, so clients run into their timeouts.
+    BlackHole,
+}
+
+/// One kind of misbehaviour.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    deny_unknown_fields
+)]
+pub enum FaultKind {
+    Unreachable {
+        #[serde(default)]
+        mode: UnreachableMode,
+    },
+    /// Every matching request is answered this much later.
+    Latency { ms: u64 },
+    /// This fraction (0..=1) of matching requests fails with `status` (default 503).
+    ServerErrors {
+        rate: f64,
+        #[serde(default = "default_error_status")]
+        status: u16,
+    },
+    /// Correct credentials are rejected with 401.
+    AuthFailure,
+    /// Reset actions answer success but the machine does nothing.
+    ResetIgnored,
+    /// Powering on never completes.
+    StuckPoweringOn,
+    /// `PowerState` is reported as the opposite of the truth.
+    WrongPowerState,
+    /// At most `max` sessions can exist; further logins get 503 with `Base.SessionLimitExceeded`.
+    SessionLimit { max: usize },
+    /// Every GET returns a new `ETag`, so `If-Match` from an earlier GET fails.
+    EtagChurn,
+}
+
+fn default_error_status() -> u16 {
+    503
+}
+
+/// A fault, optionally limited to request paths starting with `endpoint`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FaultSpec {
+    #[serde(flatten)]
+    pub kind: FaultKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+}
+
+impl FaultSpec {
+    pub fn new(kind: FaultKind) -> Self {
+        Self {
+            kind,
+            endpoint: None,
+        }
+    }
+
+    fn applies_to(&self, path: &str) -> bool {
+        self.endpoint
+            .as_deref()
+            .is_none_or(|prefix| path.starts_with(prefix))
+    }
+}
+
+/// What the HTTP layer must do to one request.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct RequestFaults {
+    pub latency: Duration,
+    pub error_status: Option<u16>,
+    pub auth_failure: bool,
+    pub etag_churn: bool,
+    pub black_hole: bool,
+}
+
+struct Inner {
+    faults: RwLock<Vec<FaultSpec>>,
+    any: AtomicBool,
+    rng: Mutex<ChaCha8Rng>,
+    changed: tokio::sync::watch::Sender<u64>,
+}
+
+/// Shared, run-time-settable fault state of one BMC.
+#[derive(Clone)]
+pub struct FaultHandle {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for FaultHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaultHandle")
+            .field("faults", &self.list())
+            .finish()
+    }
+}
+
+impl FaultHandle {
+    /// Creates the fault state; `seed` makes the error-rate draws reproducible.
+    pub fn new(seed: u64, initial: Vec<FaultSpec>) -> Self {
+        let (changed, _) = tokio::sync::watch::channel(0);
+        let handle = Self {
+            inner: Arc::new(Inner {
+                any: AtomicBool::new(!initial.is_empty()),
+                faults: RwLock::new(initial),
+                rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
+                changed,
+            }),
+        };
+        handle.notify();
+        handle
+    }
+
+    pub fn list(&self) -> Vec<FaultSpec> {
+        self.inner
+            .faults
+            .read()
+            .map(|f| f.clone())
+            .unwrap_or_default()
+    }
+
+    /// Replaces all faults.
+    pub fn set(&self, faults: Vec<FaultSpec>) {
+        if let Ok(mut guard) = self.inner.faults.write() {
+            self.inner.any.store(!faults.is_empty(), Ordering::Release);
+            *guard = faults;
+        }
+        self.notify();
+    }
+
+    pub fn add(&self, fault: FaultSpec) {
+        let mut all = self.list();
+        all.push(fault);
+        self.set(all);
+    }
+
+    pub fn clear(&self) {
+        self.set(Vec::new());
+    }
+
+    /// A receiver that changes whenever the faults do (used by listeners to stop/restart accepting).
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.changed.subscribe()
+    }
+
+    fn notify(&self) {
+        self.inner.changed.send_modify(|v| *v += 1);
+    }
+
+    fn any(&self) -> bool {
+        self.inner.any.load(Ordering::Acquire)
+    }
+
+    fn find<T>(&self, path: Option<&str>, f: impl Fn(&FaultKind) -> Option<T>) -> Option<T> {
+        if !self.any() {
+            return None;
+        }
+        let guard = self.inner.faults.read().ok()?;
+        guard
+            .iter()
+            .filter(|s| path.is_none_or(|p| s.applies_to(p)))
+            .find_map(|s| f(&s.kind))
+    }
+
+    pub fn unreachable(&self) -> Option<UnreachableMode> {
+        self.find(None, |k| match k {
+            FaultKind::Unreachable { mode } => Some(*mode),
+            _ => None,
+        })
+    }
+
+    pub fn reset_ignored(&self) -> bool {
+        self.find(None, |k| matches!(k, FaultKind::ResetIgnored).then_some(()))
+            .is_some()
+    }
+
+    pub fn stuck_powering_on(&self) -> bool {
+        self.find(None, |k| {
+            matches!(k, FaultKind::StuckPoweringOn).then_some(())
+        })
+        .is_some()
+    }
+
+    pub fn wrong_power_state(&self) -> bool {
+        self.find(None, |k| {
+            matches!(k, FaultKind::WrongPowerState).then_some(())
+        })
+        .is_some()
+    }
+
+    pub fn auth_failure(&self) -> bool {
+        self.find(None, |k| matches!(k, FaultKind::AuthFailure).then_some(()))
+            .is_some()
+    }
+
+    pub fn session_limit(&self) -> Option<usize> {
+        self.find(None, |k| match k {
+            FaultKind::SessionLimit { max } => Some(*max),
+            _ => None,
+        })
+    }
+
+    /// The faults that apply to one request for `path`; draws from the seeded RNG for error rates.
+    pub fn for_request(&self, path: &str) -> RequestFaults {
+        let mut out = RequestFaults::default();
+        if !self.any() {
+            return out;
+        }
+        let Ok(guard) = self.inner.faults.read() else {
+            return out;
+        };
+        for spec in guard.iter().filter(|s| s.applies_to(path)) {
+            match &spec.kind {
+                FaultKind::Latency { ms } => out.latency += Duration::from_millis(*ms),
+                FaultKind::ServerErrors { rate, status } => {
+                    let draw: f64 = self.inner.rng.lock().map(|mut r| r.random()).unwrap_or(1.0);
+                    if draw < *rate {
+                        out.error_status = Some(*status);
+                    }
+                }
+                FaultKind::AuthFailure => out.auth_failure = true,
+                FaultKind::EtagChurn => out.etag_churn = true,
+                FaultKind::Unreachable {
+                    mode: UnreachableMode::BlackHole,
+                } => out.black_hole = true,
+                _ => {}
+            }
+        }
+        out
+    }
+}

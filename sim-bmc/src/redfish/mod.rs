@@ -1,0 +1,440 @@
+//! The Redfish HTTP layer of one BMC: protocol rules (auth, ETags, Allow, errors, faults) in front of
+//! per-resource renderers and mutators. It is a plain async function, so it runs over sockets or in-process.
+
+mod accounts;
+mod collection;
+mod inventory;
+mod manager;
+pub mod response;
+mod root;
+pub mod routes;
+mod services;
+mod system;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::Value;
+
+use crate::bmc::{Bmc, Principal, Privilege};
+use response::{Message, Resp, empty, error, etag_of};
+use routes::Route;
+
+/// Request bodies above this are refused (BMCs have small buffers too).
+const MAX_BODY: usize = 1 << 20;
+
+/// What a resource handler gets besides the route.
+pub struct Ctx<'a> {
+    pub bmc: &'a Arc<Bmc>,
+    pub principal: Option<Principal>,
+    pub headers: &'a HeaderMap,
+    pub body: Value,
+}
+
+/// Answers one Redfish request for `bmc`.
+pub async fn handle(bmc: Arc<Bmc>, req: http::Request<Body>) -> Resp {
+    let started = tokio::time::Instant::now();
+    let method = req.method().clone();
+    let resp = serve(&bmc, req).await;
+    bmc.metrics.request(
+        &method,
+        resp.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    resp
+}
+
+/// An `axum::Router` serving one BMC (a tower `Service`, usable without sockets).
+pub fn router(bmc: Arc<Bmc>) -> axum::Router {
+    axum::Router::new().fallback(move |req: http::Request<Body>| handle(bmc.clone(), req))
+}
+
+async fn serve(bmc: &Arc<Bmc>, req: http::Request<Body>) -> Resp {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path();
+    let faults = bmc.faults.for_request(path);
+    if faults.black_hole {
+        futures::future::pending::<()>().await;
+    }
+    if !faults.latency.is_zero() {
+        tokio::time::sleep(faults.latency).await;
+    }
+    if let Some(status) = faults.error_status {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        return error(status, vec![Message::service_temporarily_unavailable(5)]);
+    }
+    if bmc.rebooting() {
+        let mut resp = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            vec![Message::service_temporarily_unavailable(1)],
+        );
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return resp;
+    }
+    let Some(route) = routes::resolve(bmc, path) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            vec![Message::resource_missing_at_uri(path)],
+        );
+    };
+    let method = parts.method.clone();
+    if !route.allowed().contains(&method) {
+        let mut resp = error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            vec![Message::operation_not_allowed()],
+        );
+        resp.headers_mut()
+            .insert(header::ALLOW, header_value(&route.allow_header()));
+        return resp;
+    }
+    if let Some(resp) = check_protocol_headers(&parts.headers, parts.uri.query(), &method) {
+        return resp;
+    }
+    let principal = if route.is_public(&method) {
+        None
+    } else {
+        match authenticate(bmc, &parts.headers, faults.auth_failure) {
+            Ok(p) => Some(p),
+            Err(resp) => return resp,
+        }
+    };
+    if let Some(p) = &principal
+        && !permitted(p, &route, &method)
+    {
+        return error(
+            StatusCode::FORBIDDEN,
+            vec![Message::insufficient_privilege()],
+        );
+    }
+    let body = match read_json(body, &method).await {
+        Ok(v) => v,
+        Err(resp) => return resp,
+    };
+    let ctx = Ctx {
+        bmc,
+        principal,
+        headers: &parts.headers,
+        body,
+    };
+    let mut resp = dispatch(ctx, &route, &method).await;
+    if !resp.headers().contains_key(header::ALLOW) {
+        resp.headers_mut()
+            .insert(header::ALLOW, header_value(&route.allow_header()));
+    }
+    resp
+}
+
+fn header_value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// OData-Version and query options this service does not implement.
+fn check_protocol_headers(
+    headers: &HeaderMap,
+    query: Option<&str>,
+    method: &Method,
+) -> Option<Resp> {
+    if let Some(v) = headers.get("OData-Version")
+        && v.as_bytes() != b"4.0"
+    {
+        return Some(error(
+            StatusCode::PRECONDITION_FAILED,
+            vec![Message::header_invalid("OData-Version")],
+        ));
+    }
+    if let Some(q) = query {
+        let unsupported = q.split('&').any(|kv| {
+            let key = kv.split('=').next().unwrap_or("");
+            key.starts_with('$') || key == "only" || key == "excerpt" || key.starts_with("%24")
+        });
+        if unsupported {
+            return Some(error(
+                StatusCode::NOT_IMPLEMENTED,
+                vec![Message::query_not_supported()],
+            ));
+        }
+    }
+    if matches!(*method, Method::POST | Method::PATCH)
+        && let Some(ct) = headers.get(header::CONTENT_TYPE)
+        && !ct
+            .to_str()
+            .unwrap_or("")
+            .to_ascii_lowercase()
+            .starts_with("application/json")
+    {
+        return Some(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            vec![Message::unsupported_media_type()],
+        ));
+    }
+    None
+}
+
+fn unauthorized() -> Resp {
+    let mut resp = error(StatusCode::UNAUTHORIZED, vec![Message::no_valid_session()]);
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"RedfishService\", charset=\"UTF-8\""),
+    );
+    resp
+}
+
+/// Session token first, then Basic; 401 with `WWW-Authenticate` otherwise.
+fn authenticate(bmc: &Bmc, headers: &HeaderMap, injected_failure: bool) -> Result<Principal, Resp> {
+    if injected_failure {
+        return Err(unauthorized());
+    }
+    if let Some(token) = headers.get("X-Auth-Token").and_then(|v| v.to_str().ok()) {
+        return bmc.sessions.authenticate(token).ok_or_else(unauthorized);
+    }
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Basic ")
+                .or_else(|| v.strip_prefix("basic "))
+        });
+    match basic {
+        Some(credentials) => bmc
+            .accounts
+            .verify_basic(credentials)
+            .ok_or_else(unauthorized),
+        None => Err(unauthorized()),
+    }
+}
+
+/// Redfish privilege mapping, simplified to the predefined roles.
+fn permitted(p: &Principal, route: &Route, method: &Method) -> bool {
+    use Route as R;
+    if matches!(*method, Method::GET | Method::HEAD) {
+        return p.role.has(Privilege::Login);
+    }
+    let needed = match route {
+        R::Session(id) if p.session_id.as_deref() == Some(id.as_str()) => Privilege::ConfigureSelf,
+        R::Account(_) if *method == Method::PATCH => return true, // own password; checked in the handler
+        R::Accounts | R::Account(_) | R::Role(_) => Privilege::ConfigureUsers,
+        R::Manager
+        | R::ManagerReset
+        | R::SessionService
+        | R::Session(_)
+        | R::AccountService
+        | R::EventService
+        | R::Subscriptions
+        | R::Subscription(_)
+        | R::SubmitTestEvent
+        | R::UpdateService
+        | R::SimpleUpdate => Privilege::ConfigureManager,
+        _ => Privilege::ConfigureComponents,
+    };
+    p.role.has(needed)
+}
+
+async fn read_json(body: Body, method: &Method) -> Result<Value, Resp> {
+    if !matches!(*method, Method::POST | Method::PATCH) {
+        return Ok(Value::Null);
+    }
+    let limited = http_body_util::Limited::new(body, MAX_BODY);
+    let bytes = match limited.collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(_) => {
+            return Err(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                vec![Message::malformed_json()],
+            ));
+        }
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Object(Default::default()));
+    }
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        _ => Err(error(
+            StatusCode::BAD_REQUEST,
+            vec![Message::malformed_json()],
+        )),
+    }
+}
+
+async fn dispatch(ctx: Ctx<'_>, route: &Route, method: &Method) -> Resp {
+    match *method {
+        Method::GET | Method::HEAD => {
+            let head = *method == Method::HEAD;
+            get(&ctx, route, head)
+        }
+        Method::PATCH => {
+            if let Some(resp) = check_if_match(&ctx, route) {
+                return resp;
+            }
+            match route {
+                R::System(_) | R::BiosSettings(_) | R::Chassis(_) => system::patch(&ctx, route),
+                R::EventService | R::Subscription(_) => services::patch(&ctx, route),
+                _ => accounts::patch(&ctx, route),
+            }
+        }
+        Method::POST => match route {
+            R::SystemReset(i) => system::reset(&ctx, *i),
+            R::ManagerReset => manager::reset(&ctx),
+            R::Sessions | R::Accounts => accounts::post(&ctx, route),
+            _ => services::post(&ctx, route),
+        },
+        Method::DELETE => {
+            if let Some(resp) = check_if_match(&ctx, route) {
+                return resp;
+            }
+            match route {
+                R::Session(_) | R::Account(_) => accounts::delete(&ctx, route),
+                _ => services::delete(&ctx, route),
+            }
+        }
+        _ => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            vec![Message::operation_not_allowed()],
+        ),
+    }
+}
+
+use Route as R;
+
+/// Renders a resource (None when a dynamic member does not exist).
+fn render(bmc: &Arc<Bmc>, route: &Route) -> Option<Value> {
+    match route {
+        R::Versions | R::Root | R::OData => root::render(bmc, route),
+        R::Systems
+        | R::System(_)
+        | R::ResetActionInfo(_)
+        | R::Processors(_)
+        | R::Processor(..)
+        | R::Memory(_)
+        | R::Dimm(..)
+        | R::Storages(_)
+        | R::Storage(_)
+        | R::Drive(..)
+        | R::Volumes(_)
+        | R::Volume(_)
+        | R::SimpleStorages(_)
+        | R::SimpleStorage(_)
+        | R::EthernetInterfaces(_)
+        | R::EthernetInterface(..)
+        | R::Bios(_)
+        | R::BiosSettings(_)
+        | R::BootOptions(_)
+        | R::BootOption(..) => system::render(bmc, route),
+        R::Managers
+        | R::Manager
+        | R::ManagerNetworkProtocol
+        | R::ManagerEthernetInterfaces
+        | R::ManagerEthernetInterface
+        | R::ChassisCollection
+        | R::Chassis(_) => manager::render(bmc, route),
+        R::SessionService
+        | R::Sessions
+        | R::Session(_)
+        | R::AccountService
+        | R::Accounts
+        | R::Account(_)
+        | R::Roles
+        | R::Role(_) => accounts::render(bmc, route),
+        _ => services::render(bmc, route),
+    }
+}
+
+/// The current ETag of a resource, as a GET would report it.
+fn current_etag(bmc: &Arc<Bmc>, route: &Route, churn: bool) -> Option<String> {
+    render(bmc, route).map(|v| etag_of(&v, bmc.etag_salt(churn)))
+}
+
+fn check_if_match(ctx: &Ctx<'_>, route: &Route) -> Option<Resp> {
+    let wanted = ctx.headers.get(header::IF_MATCH)?.to_str().ok()?.trim();
+    if wanted == "*" {
+        return None;
+    }
+    let churn = ctx.bmc.faults.for_request("").etag_churn;
+    let current = current_etag(ctx.bmc, route, churn)?;
+    let strip = |s: &str| s.trim_start_matches("W/").trim_matches('"').to_string();
+    if wanted
+        .split(',')
+        .any(|w| strip(w.trim()) == strip(&current))
+    {
+        None
+    } else {
+        Some(error(
+            StatusCode::PRECONDITION_FAILED,
+            vec![Message::precondition_failed()],
+        ))
+    }
+}
+
+fn get(ctx: &Ctx<'_>, route: &Route, head: bool) -> Resp {
+    let bmc = ctx.bmc;
+    if *route == R::Metadata {
+        return root::metadata(bmc, head);
+    }
+    if let R::TaskMonitor(id) = route {
+        return services::task_monitor(bmc, id);
+    }
+    let Some(mut value) = render(bmc, route) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            vec![Message::resource_not_found("Resource", &route_label(route))],
+        );
+    };
+    let churn = bmc.faults.for_request("").etag_churn;
+    let etag = etag_of(&value, bmc.etag_salt(churn));
+    if ctx
+        .headers
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|v| v.as_bytes() == etag.as_bytes())
+    {
+        let mut resp = empty(StatusCode::NOT_MODIFIED);
+        resp.headers_mut().insert(header::ETAG, header_value(&etag));
+        return resp;
+    }
+    let describedby = value
+        .get("@odata.type")
+        .and_then(Value::as_str)
+        .map(schema_link);
+    if !matches!(route, R::Versions | R::OData)
+        && let Value::Object(map) = &mut value
+    {
+        map.insert("@odata.etag".into(), Value::String(etag.clone()));
+    }
+    let mut resp = response::json(StatusCode::OK, &value);
+    if head {
+        *resp.body_mut() = Body::empty();
+    }
+    let h = resp.headers_mut();
+    if !matches!(route, R::Versions | R::OData) {
+        h.insert(header::ETAG, header_value(&etag));
+    }
+    if let Some(link) = describedby {
+        h.insert(header::LINK, header_value(&link));
+    }
+    resp
+}
+
+/// `Link: <…schema…>; rel=describedby` from `#Namespace.vX_Y_Z.Type`.
+fn schema_link(odata_type: &str) -> String {
+    let t = odata_type.trim_start_matches('#');
+    let ns = t.rsplit_once('.').map_or(t, |(ns, _)| ns);
+    format!("<http://redfish.dmtf.org/schemas/v1/{ns}.json>; rel=describedby")
+}
+
+fn route_label(route: &Route) -> String {
+    match route {
+        R::Session(id)
+        | R::Account(id)
+        | R::Role(id)
+        | R::Task(id)
+        | R::TaskMonitor(id)
+        | R::Subscription(id)
+        | R::Firmware(id) => id.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Simulated latency for long operations (firmware updates).
+pub(crate) const UPDATE_DURATION: Duration = Duration::from_secs(2);

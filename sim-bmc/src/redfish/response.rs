@@ -1,0 +1,334 @@
+//! Redfish responses: JSON with the standard headers, and errors with Base-registry `@Message.ExtendedInfo`.
+
+use axum::body::Body;
+use http::{HeaderValue, Response, StatusCode, header};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+pub type Resp = Response<Body>;
+
+/// Base message registry version the MessageIds are taken from.
+pub const BASE_REGISTRY: &str = "Base.1.16";
+
+/// One Base-registry message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub id: &'static str,
+    pub message: String,
+    pub args: Vec<String>,
+    pub severity: &'static str,
+    pub resolution: &'static str,
+    pub related: Vec<String>,
+}
+
+impl Message {
+    fn new(id: &'static str, message: String, args: Vec<String>, resolution: &'static str) -> Self {
+        Self {
+            id,
+            message,
+            args,
+            severity: "Critical",
+            resolution,
+            related: Vec::new(),
+        }
+    }
+
+    pub fn related_to(mut self, pointer: impl Into<String>) -> Self {
+        self.related.push(pointer.into());
+        self
+    }
+
+    pub fn to_json(&self) -> Value {
+        let mut v = json!({
+            "@odata.type": "#Message.v1_1_1.Message",
+            "MessageId": format!("{BASE_REGISTRY}.{}", self.id),
+            "Message": self.message,
+            "MessageArgs": self.args,
+            "MessageSeverity": self.severity,
+            "Resolution": self.resolution,
+        });
+        if !self.related.is_empty() {
+            v["RelatedProperties"] = json!(self.related);
+        }
+        v
+    }
+
+    pub fn success() -> Self {
+        Self {
+            id: "Success",
+            message: "The request completed successfully.".into(),
+            args: vec![],
+            severity: "OK",
+            resolution: "None.",
+            related: vec![],
+        }
+    }
+    pub fn resource_not_found(kind: &str, id: &str) -> Self {
+        Self::new(
+            "ResourceNotFound",
+            format!("The requested resource of type {kind} named '{id}' was not found."),
+            vec![kind.into(), id.into()],
+            "Provide a valid resource identifier and resubmit the request.",
+        )
+    }
+    pub fn resource_missing_at_uri(uri: &str) -> Self {
+        Self::new(
+            "ResourceMissingAtURI",
+            format!("The resource at the URI '{uri}' was not found."),
+            vec![uri.into()],
+            "Place a valid resource at the URI or correct the URI and resubmit the request.",
+        )
+    }
+    pub fn operation_not_allowed() -> Self {
+        Self::new(
+            "OperationNotAllowed",
+            "The HTTP method is not allowed on this resource.".into(),
+            vec![],
+            "None.",
+        )
+    }
+    pub fn no_valid_session() -> Self {
+        Self::new(
+            "NoValidSession",
+            "There is no valid session established with the implementation.".into(),
+            vec![],
+            "Establish a session before attempting any operations.",
+        )
+    }
+    pub fn insufficient_privilege() -> Self {
+        Self::new(
+            "InsufficientPrivilege",
+            "There are insufficient privileges for the account or credentials associated with the current session to perform the requested operation.".into(),
+            vec![],
+            "Either abandon the operation or change the associated access rights and resubmit the request if the operation failed.",
+        )
+    }
+    pub fn malformed_json() -> Self {
+        Self::new(
+            "MalformedJSON",
+            "The request body submitted was malformed JSON and could not be parsed by the receiving service.".into(),
+            vec![],
+            "Ensure that the request body is valid JSON and resubmit the request.",
+        )
+    }
+    pub fn property_unknown(name: &str) -> Self {
+        Self::new(
+            "PropertyUnknown",
+            format!("The property {name} is not in the list of valid properties for the resource."),
+            vec![name.into()],
+            "Remove the unknown property from the request body and resubmit the request if the operation failed.",
+        )
+        .related_to(format!("#/{name}"))
+    }
+    pub fn property_not_writable(name: &str) -> Self {
+        Self::new(
+            "PropertyNotWritable",
+            format!("The property {name} is a read only property and cannot be assigned a value."),
+            vec![name.into()],
+            "Remove the property from the request body and resubmit the request if the operation failed.",
+        )
+        .related_to(format!("#/{name}"))
+    }
+    pub fn property_value_not_in_list(value: &str, name: &str) -> Self {
+        Self::new(
+            "PropertyValueNotInList",
+            format!("The value '{value}' for the property {name} is not in the list of acceptable values."),
+            vec![value.into(), name.into()],
+            "Choose a value from the enumeration list that the implementation can support and resubmit the request if the operation failed.",
+        )
+        .related_to(format!("#/{name}"))
+    }
+    pub fn property_value_type_error(value: &str, name: &str) -> Self {
+        Self::new(
+            "PropertyValueTypeError",
+            format!("The value '{value}' for the property {name} is not a type that the property can accept."),
+            vec![value.into(), name.into()],
+            "Correct the value for the property in the request body and resubmit the request if the operation failed.",
+        )
+        .related_to(format!("#/{name}"))
+    }
+    pub fn property_missing(name: &str) -> Self {
+        Self::new(
+            "PropertyMissing",
+            format!("The property {name} is a required property and must be included in the request."),
+            vec![name.into()],
+            "Ensure that the property is in the request body and has a valid value and resubmit the request if the operation failed.",
+        )
+        .related_to(format!("#/{name}"))
+    }
+    pub fn action_parameter_missing(action: &str, param: &str) -> Self {
+        Self::new(
+            "ActionParameterMissing",
+            format!(
+                "The action {action} requires the parameter {param} to be present in the request body."
+            ),
+            vec![action.into(), param.into()],
+            "Supply the action with the required parameter in the request body when the request is resubmitted.",
+        )
+    }
+    pub fn action_parameter_value_not_in_list(value: &str, param: &str, action: &str) -> Self {
+        Self::new(
+            "ActionParameterValueNotInList",
+            format!(
+                "The value '{value}' for the parameter {param} in the action {action} is not in the list of acceptable values."
+            ),
+            vec![value.into(), param.into(), action.into()],
+            "Choose a value from the enumeration list that the implementation can support and resubmit the request if the operation failed.",
+        )
+    }
+    pub fn action_parameter_unknown(action: &str, param: &str) -> Self {
+        Self::new(
+            "ActionParameterUnknown",
+            format!("The action {action} was submitted with the invalid parameter {param}."),
+            vec![action.into(), param.into()],
+            "Correct the invalid parameter and resubmit the request if the operation failed.",
+        )
+    }
+    pub fn resource_in_use() -> Self {
+        Self::new(
+            "ResourceInUse",
+            "The change to the requested resource failed because the resource is in use or in transition.".into(),
+            vec![],
+            "Remove the condition and resubmit the request if the operation failed.",
+        )
+    }
+    pub fn precondition_failed() -> Self {
+        Self::new(
+            "PreconditionFailed",
+            "The ETag supplied did not match the ETag required to change this resource.".into(),
+            vec![],
+            "Try the operation again using the appropriate ETag.",
+        )
+    }
+    pub fn service_temporarily_unavailable(secs: u64) -> Self {
+        Self::new(
+            "ServiceTemporarilyUnavailable",
+            format!("The service is temporarily unavailable. Retry in {secs} seconds."),
+            vec![secs.to_string()],
+            "Wait for the indicated retry duration and retry the operation.",
+        )
+    }
+    pub fn internal_error() -> Self {
+        Self::new(
+            "InternalError",
+            "The request failed due to an internal service error. The service is still operational.".into(),
+            vec![],
+            "Resubmit the request. If the problem persists, consider resetting the service.",
+        )
+    }
+    pub fn session_limit_exceeded() -> Self {
+        Self::new(
+            "SessionLimitExceeded",
+            "The session establishment failed due to the number of simultaneous sessions exceeding the limit of the implementation.".into(),
+            vec![],
+            "Reduce the number of other sessions before trying to establish the session or increase the limit of simultaneous sessions, if supported.",
+        )
+    }
+    pub fn resource_already_exists(kind: &str, property: &str, value: &str) -> Self {
+        Self::new(
+            "ResourceAlreadyExists",
+            format!(
+                "The requested resource of type {kind} with the property {property} with the value '{value}' already exists."
+            ),
+            vec![kind.into(), property.into(), value.into()],
+            "Do not repeat the create operation as the resource has already been created.",
+        )
+    }
+    pub fn query_not_supported() -> Self {
+        Self::new(
+            "QueryNotSupported",
+            "Querying is not supported by the implementation.".into(),
+            vec![],
+            "Remove the query parameters and resubmit the request if the operation failed.",
+        )
+    }
+    pub fn header_invalid(header: &str) -> Self {
+        Self::new(
+            "HeaderInvalid",
+            format!("The header '{header}' is invalid."),
+            vec![header.into()],
+            "Resubmit the request using a valid header.",
+        )
+    }
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            "UnsupportedMediaType",
+            "The request specified a Content-Type header that is not supported.".into(),
+            vec![],
+            "Resubmit the request with a supported Content-Type header.",
+        )
+    }
+    pub fn create_failed_missing_req_properties(name: &str) -> Self {
+        Self::new(
+            "CreateFailedMissingReqProperties",
+            format!(
+                "The create operation failed because the required property {name} was missing from the request."
+            ),
+            vec![name.into()],
+            "Correct the body to include the required property with a valid value and resubmit the request if the operation failed.",
+        )
+    }
+}
+
+/// Sets the headers every Redfish response carries.
+fn common_headers(resp: &mut Resp) {
+    let h = resp.headers_mut();
+    h.insert("OData-Version", HeaderValue::from_static("4.0"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("X-Frame-Options", HeaderValue::from_static("DENY"));
+}
+
+/// A JSON response.
+pub fn json(status: StatusCode, value: &Value) -> Resp {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json;charset=utf-8"),
+    );
+    common_headers(&mut resp);
+    resp
+}
+
+/// A response without a body.
+pub fn empty(status: StatusCode) -> Resp {
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = status;
+    common_headers(&mut resp);
+    resp
+}
+
+/// A Redfish error response; the first message becomes `error.code`.
+pub fn error(status: StatusCode, messages: Vec<Message>) -> Resp {
+    let first = messages.first().map(|m| (m.id, m.message.clone()));
+    let (code, message) = match first {
+        Some((id, _)) if messages.len() == 1 => (format!("{BASE_REGISTRY}.{id}"), messages[0].message.clone()),
+        _ => (
+            format!("{BASE_REGISTRY}.GeneralError"),
+            "A general error has occurred. See Resolution for information on how to resolve the error, or @Message.ExtendedInfo if Resolution is not provided.".to_string(),
+        ),
+    };
+    let body = json!({"error": {
+        "code": code,
+        "message": message,
+        "@Message.ExtendedInfo": messages.iter().map(Message::to_json).collect::<Vec<_>>(),
+    }});
+    json(status, &body)
+}
+
+/// A success response carrying `Base.Success` (HPE-style action answers).
+pub fn success_message(status: StatusCode) -> Resp {
+    json(
+        status,
+        &json!({"@Message.ExtendedInfo": [Message::success().to_json()]}),
+    )
+}
+
+/// Weak ETag of a rendered payload (plus a salt for injected churn).
+pub fn etag_of(value: &Value, salt: u64) -> String {
+    let mut h = Sha256::new();
+    h.update(serde_json::to_vec(value).unwrap_or_default());
+    h.update(salt.to_le_bytes());
+    format!("W/\"{}\"", hex::encode(&h.finalize()[..8]))
+}
