@@ -2,7 +2,17 @@
 //! and sets ServerBootConfiguration status honestly. Switchable misbehaviour modes imitate real bugs
 //! so the conformance suite can prove it catches each of them.
 
+pub mod backend;
 pub mod bytes_response;
+pub mod clock;
+pub mod controller;
 pub mod http_client;
 pub mod ignition;
+pub mod misbehaviour;
 pub mod oci;
+pub mod records;
+pub mod serve;
+
+pub use backend::{Backend, BackendHandle, BackendOptions, EmbeddedRegistry};
+pub use controller::{BootModes, ControllerOptions};
+pub use misbehaviour::{Misbehaviour, MisbehaviourOptions};

@@ -1,0 +1,310 @@
+//! Starting the whole backend in-process: the embedded registry, the boot server, the watches it serves
+//! from, and the supervised controller (restarted with backoff if it panics).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use futures::StreamExt;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource};
+use metal_api::{Server, ServerBootConfiguration};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{Clock, SystemClock};
+use crate::controller::{self, ControllerOptions};
+use crate::http_client::HttpClient;
+use crate::oci::{BlobSizes, Catalog, OciClientResolver, Registry};
+use crate::records::{BootRecords, SbcKey};
+use crate::serve::{BootServer, ServeStats};
+
+/// The generated registry sim-boot can serve next to the boot server.
+#[derive(Clone, Debug)]
+pub struct EmbeddedRegistry {
+    pub listen: SocketAddr,
+    pub seed: u64,
+    pub sizes: BlobSizes,
+}
+
+impl Default for EmbeddedRegistry {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            seed: 1,
+            sizes: BlobSizes::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct BackendOptions {
+    /// Boot server listen address.
+    pub listen: SocketAddr,
+    /// Base URL machines use (default `http://<bound address>`).
+    pub public_url: Option<String>,
+    /// Serve the generated registry (its host is added to the allowed and plain-HTTP registries).
+    pub registry: Option<EmbeddedRegistry>,
+    /// `host:port` registries reached over plain HTTP.
+    pub insecure_registries: Vec<String>,
+    pub controller: ControllerOptions,
+}
+
+impl Default for BackendOptions {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            public_url: None,
+            registry: Some(EmbeddedRegistry::default()),
+            insecure_registries: vec![],
+            controller: ControllerOptions {
+                allowed_registries: vec!["ghcr.io".into()],
+                ..Default::default()
+            },
+        }
+    }
+}
+
+pub struct Backend;
+
+/// A running backend. Dropping it does not stop it; call [`BackendHandle::shutdown`].
+pub struct BackendHandle {
+    url: String,
+    registry_host: Option<String>,
+    server: BootServer,
+    records: BootRecords,
+    crashes: Arc<AtomicU64>,
+    cancel: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Backend {
+    pub async fn start(client: Client, options: BackendOptions) -> anyhow::Result<BackendHandle> {
+        Self::start_with_clock(client, options, Arc::new(SystemClock)).await
+    }
+
+    pub async fn start_with_clock(
+        client: Client,
+        mut options: BackendOptions,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<BackendHandle> {
+        let cancel = CancellationToken::new();
+        let mut tasks = Vec::new();
+        let registry_host = match &options.registry {
+            Some(embedded) => {
+                let listener = TcpListener::bind(embedded.listen)
+                    .await
+                    .context("binding the registry listener")?;
+                let host = listener.local_addr()?.to_string();
+                let router =
+                    Registry::new(Catalog::standard(embedded.seed, embedded.sizes)).router();
+                tasks.push(serve(listener, router, cancel.clone()));
+                options.insecure_registries.push(host.clone());
+                if !options.controller.allowed_registries.is_empty() {
+                    options.controller.allowed_registries.push(host.clone());
+                }
+                Some(host)
+            }
+            None => None,
+        };
+        let listener = TcpListener::bind(options.listen)
+            .await
+            .context("binding the boot server listener")?;
+        let url = options
+            .public_url
+            .clone()
+            .unwrap_or(format!("http://{}", listener.local_addr()?));
+        let (servers, server_task) = reflect(Api::<Server>::all(client.clone()), cancel.clone());
+        let sbc_api = match &options.controller.namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        let (sbcs, sbc_task) = reflect::<ServerBootConfiguration>(sbc_api, cancel.clone());
+        tasks.extend([server_task, sbc_task]);
+        let records = BootRecords::default();
+        let server = BootServer::new(records.clone(), servers, sbcs.clone(), &url);
+        tasks.push(serve(listener, server.router(), cancel.clone()));
+        tasks.push(tokio::spawn(collect_garbage(
+            records.clone(),
+            sbcs,
+            cancel.clone(),
+        )));
+        let resolver = Arc::new(OciClientResolver::new(options.insecure_registries.clone()));
+        let crashes = Arc::new(AtomicU64::new(0));
+        let context = move || {
+            Arc::new(controller::Context::new(
+                client.clone(),
+                records.clone(),
+                resolver.clone(),
+                options.controller.clone(),
+                HttpClient::hyper(),
+                url.clone(),
+                clock.clone(),
+            ))
+        };
+        let url = server.base_url().to_string();
+        tasks.push(tokio::spawn(supervise(
+            context,
+            crashes.clone(),
+            cancel.clone(),
+        )));
+        Ok(BackendHandle {
+            url,
+            registry_host,
+            records: server_records(&server),
+            server,
+            crashes,
+            cancel,
+            tasks,
+        })
+    }
+}
+
+fn server_records(server: &BootServer) -> BootRecords {
+    server.records().clone()
+}
+
+fn serve(listener: TcpListener, router: axum::Router, cancel: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let shutdown = async move { cancel.cancelled().await };
+        if let Err(error) = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(%error, "HTTP server failed");
+        }
+    })
+}
+
+fn reflect<K>(api: Api<K>, cancel: CancellationToken) -> (Store<K>, JoinHandle<()>)
+where
+    K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let (store, writer) = reflector::store();
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default()).default_backoff(),
+    )
+    .applied_objects();
+    let task = tokio::spawn(async move {
+        tokio::select! {
+            _ = stream.for_each(|_| async {}) => {}
+            _ = cancel.cancelled() => {}
+        }
+    });
+    (store, task)
+}
+
+/// Drops records of deleted SBCs (serving already refuses them; this frees the memory).
+async fn collect_garbage(
+    records: BootRecords,
+    sbcs: Store<ServerBootConfiguration>,
+    cancel: CancellationToken,
+) {
+    if sbcs.wait_until_ready().await.is_err() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = cancel.cancelled() => return,
+        }
+        let live: std::collections::HashSet<SbcKey> = sbcs
+            .state()
+            .iter()
+            .map(|s| {
+                SbcKey::new(
+                    s.metadata.namespace.clone().unwrap_or_default(),
+                    s.metadata.name.clone().unwrap_or_default(),
+                )
+            })
+            .collect();
+        records.retain(|key| live.contains(key));
+    }
+}
+
+/// Runs the controller; a panic counts as a crash and the controller restarts with backoff, like a pod.
+async fn supervise(
+    context: impl Fn() -> Arc<controller::Context>,
+    crashes: Arc<AtomicU64>,
+    cancel: CancellationToken,
+) {
+    let mut restarts: u32 = 0;
+    loop {
+        let run = tokio::spawn(controller::run(context()));
+        let abort = run.abort_handle();
+        let outcome = tokio::select! {
+            outcome = run => outcome,
+            _ = cancel.cancelled() => { abort.abort(); return; }
+        };
+        match outcome {
+            Err(e) if e.is_panic() => {
+                crashes.fetch_add(1, Ordering::Relaxed);
+                restarts = restarts.saturating_add(1);
+                let delay =
+                    Duration::from_millis(100u64 << restarts.min(6)).min(Duration::from_secs(5));
+                tracing::error!(restarts, ?delay, "controller crashed; restarting");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = cancel.cancelled() => return,
+                }
+            }
+            _ => return,
+        }
+    }
+}
+
+impl BackendHandle {
+    /// Base URL of the boot server (`http://127.0.0.1:PORT`).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// `http://host:port` of the embedded registry.
+    pub fn registry_url(&self) -> Option<String> {
+        self.registry_host.as_ref().map(|h| format!("http://{h}"))
+    }
+
+    /// `host:port` of the embedded registry.
+    pub fn registry_host(&self) -> Option<&str> {
+        self.registry_host.as_deref()
+    }
+
+    /// A full reference to an image of the embedded registry, e.g. `image(names::OS_V1)`.
+    pub fn image(&self, name: &str) -> String {
+        format!(
+            "{}/{name}",
+            self.registry_host.as_deref().unwrap_or("registry.invalid")
+        )
+    }
+
+    /// The boot server as an in-process service (same state as the socket).
+    pub fn router(&self) -> axum::Router {
+        self.server.router()
+    }
+
+    pub fn stats(&self) -> Arc<ServeStats> {
+        self.server.stats()
+    }
+
+    pub fn records(&self) -> &BootRecords {
+        &self.records
+    }
+
+    /// How often the controller crashed (only `crash-on-reconcile` makes it crash).
+    pub fn controller_crashes(&self) -> u64 {
+        self.crashes.load(Ordering::Relaxed)
+    }
+
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! The ServerBootConfiguration controller: watches SBCs in all namespaces plus the Secrets and Servers they
+//! reference, and is the single writer of SBC status (never spec or metadata).
+
+pub mod conditions;
+pub mod prepare;
+pub mod probe;
+pub mod reconcile;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use metal_api::{Server, ServerBootConfiguration, ServerBootConfigurationState};
+
+use crate::clock::Clock;
+use crate::http_client::HttpClient;
+use crate::misbehaviour::{Misbehaviour, MisbehaviourOptions};
+use crate::oci::ImageResolver;
+use crate::records::{BootRecords, SbcKey};
+use conditions::{Cond, Written, reasons, types, write_status};
+pub use prepare::BootModes;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+/// Controller settings.
+#[derive(Clone, Debug)]
+pub struct ControllerOptions {
+    /// Architecture used when the Server's processor inventory does not tell (`amd64`/`arm64`).
+    pub architecture: String,
+    /// Registries images may come from; empty allows any.
+    pub allowed_registries: Vec<String>,
+    pub boot_modes: BootModes,
+    pub misbehaviour: Misbehaviour,
+    pub misbehaviour_options: MisbehaviourOptions,
+    /// Watch one namespace only (default: all).
+    pub namespace: Option<String>,
+    /// Upper bound of the retry backoff after errors.
+    pub max_backoff: Duration,
+}
+
+impl Default for ControllerOptions {
+    fn default() -> Self {
+        Self {
+            architecture: "amd64".into(),
+            allowed_registries: vec![],
+            boot_modes: BootModes::default(),
+            misbehaviour: Misbehaviour::None,
+            misbehaviour_options: MisbehaviourOptions::default(),
+            namespace: None,
+            max_backoff: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Shared state of the reconcilers.
+pub struct Context {
+    pub client: Client,
+    pub records: BootRecords,
+    pub resolver: Arc<dyn ImageResolver>,
+    pub options: ControllerOptions,
+    /// Client for the self-probe.
+    pub probe: HttpClient,
+    /// The boot server's advertised base URL.
+    pub base_url: String,
+    pub clock: Arc<dyn Clock>,
+    failures: Mutex<HashMap<SbcKey, u32>>,
+    flappers: Mutex<HashMap<SbcKey, tokio::task::JoinHandle<()>>>,
+    pub reconciles: AtomicU64,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        records: BootRecords,
+        resolver: Arc<dyn ImageResolver>,
+        options: ControllerOptions,
+        probe: HttpClient,
+        base_url: String,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            client,
+            records,
+            resolver,
+            options,
+            probe,
+            base_url,
+            clock,
+            failures: Mutex::default(),
+            flappers: Mutex::default(),
+            reconciles: AtomicU64::new(0),
+        }
+    }
+
+    /// Exponential backoff per SBC: 1 s, 2 s, 4 s … up to `max_backoff`.
+    fn backoff(&self, key: &SbcKey) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let n = failures.entry(key.clone()).or_insert(0);
+        *n = n.saturating_add(1);
+        Duration::from_secs(1u64 << (*n - 1).min(16)).min(self.options.max_backoff)
+    }
+
+    fn reset_backoff(&self, key: &SbcKey) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+
+    /// `flap`: a second writer flipping Ready/Error until the generation moves on (bounded).
+    fn start_flapping(
+        &self,
+        api: Api<ServerBootConfiguration>,
+        key: SbcKey,
+        generation: i64,
+        ready: Vec<Cond>,
+    ) {
+        let mut flappers = self.flappers.lock().unwrap_or_else(|p| p.into_inner());
+        if flappers.get(&key).is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        let interval = self.options.misbehaviour_options.flap_interval;
+        let clock = self.clock.clone();
+        let name = key.name.clone();
+        let task = tokio::spawn(async move {
+            let mut error = ready.clone();
+            error.retain(|c| c.type_ != types::IMAGE_RESOLVED);
+            error.push(Cond::falsity(
+                types::IMAGE_RESOLVED,
+                reasons::IMAGE_VALIDATION_FAILED,
+                "UKI layer digest not found",
+            ));
+            for flip in 0..1000u32 {
+                tokio::time::sleep(interval).await;
+                let (state, conds) = if flip % 2 == 0 {
+                    (ServerBootConfigurationState::Error, &error)
+                } else {
+                    (ServerBootConfigurationState::Ready, &ready)
+                };
+                match write_status(&api, &name, generation, state, conds, clock.as_ref()).await {
+                    Ok(Written::Superseded) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        });
+        flappers.insert(key, task);
+    }
+}
+
+impl Drop for Context {
+    fn drop(&mut self) {
+        for (_, task) in self
+            .flappers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+        {
+            task.abort();
+        }
+    }
+}
+
+fn error_policy(_sbc: Arc<ServerBootConfiguration>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(%error, "reconcile failed");
+    Action::requeue(Duration::from_secs(2))
+}
+
+/// Runs the controller until the stream ends (it does not on its own). Panics in reconcile propagate.
+pub async fn run(ctx: Arc<Context>) {
+    let client = ctx.client.clone();
+    let (sbcs, secrets): (Api<ServerBootConfiguration>, Api<Secret>) = match &ctx.options.namespace
+    {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client.clone())),
+    };
+    let controller = Controller::new(sbcs, watcher::Config::default());
+    let store = controller.store();
+    let by_secret = store.clone();
+    let by_server = store;
+    controller
+        .watches(
+            secrets,
+            watcher::Config::default(),
+            move |secret: Secret| {
+                let namespace = secret.metadata.namespace.clone();
+                let name = secret.metadata.name.clone();
+                by_secret
+                    .state()
+                    .into_iter()
+                    .filter(|sbc| {
+                        sbc.metadata.namespace == namespace
+                            && sbc.spec.ignition_secret_ref.as_ref().map(|r| Some(&r.name))
+                                == Some(name.as_ref())
+                    })
+                    .map(|sbc| ObjectRef::from_obj(&*sbc))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .watches(
+            Api::<Server>::all(client),
+            watcher::Config::default(),
+            move |server: Server| {
+                let name = server.metadata.name.clone().unwrap_or_default();
+                by_server
+                    .state()
+                    .into_iter()
+                    .filter(|sbc| sbc.spec.server_ref.name == name)
+                    .map(|sbc| ObjectRef::from_obj(&*sbc))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .run(
+            |sbc, ctx: Arc<Context>| {
+                ctx.reconciles.fetch_add(1, Ordering::Relaxed);
+                reconcile::reconcile(sbc, ctx)
+            },
+            error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| async {})
+        .await;
+}

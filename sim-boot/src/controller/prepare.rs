@@ -1,0 +1,422 @@
+//! Computing what a ServerBootConfiguration's machine should boot: the Server's identity, the resolved
+//! image and its verified blobs, and the rendered ignition. Pure inputs → a boot record or a failure.
+
+use bytes::Bytes;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use metal_api::{Server, ServerBootConfiguration};
+
+use super::Context;
+use super::conditions::{Cond, reasons, types};
+use crate::ignition;
+use crate::misbehaviour::Misbehaviour;
+use crate::oci::reference::{self, ImageRef};
+use crate::oci::{LayerKind, ResolvedImage};
+use crate::records::{BootRecord, SbcKey};
+
+/// Which boot modes the backend serves; each needs its layers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BootModes {
+    /// PXE/iPXE: kernel and initramfs (squashfs optional).
+    pub ipxe: bool,
+    /// UEFI HTTP boot: a UKI.
+    pub http: bool,
+}
+
+impl Default for BootModes {
+    fn default() -> Self {
+        Self {
+            ipxe: true,
+            http: true,
+        }
+    }
+}
+
+impl BootModes {
+    fn required(&self) -> Vec<LayerKind> {
+        let mut kinds = Vec::new();
+        if self.ipxe {
+            kinds.extend([LayerKind::Kernel, LayerKind::Initramfs]);
+        }
+        if self.http {
+            kinds.push(LayerKind::Uki);
+        }
+        kinds
+    }
+}
+
+/// A prepared record, its blobs, and the conditions that describe it.
+pub struct Prepared {
+    pub record: BootRecord,
+    pub blobs: Vec<(String, Bytes)>,
+    pub server_references_sbc: bool,
+    pub conditions: Vec<Cond>,
+}
+
+/// Why preparation failed, as the conditions to report (the state is Error).
+#[derive(Debug)]
+pub struct Failure {
+    pub conditions: Vec<Cond>,
+    /// A partial record a misbehaving backend may publish anyway.
+    pub partial: Option<Box<BootRecord>>,
+    pub partial_blobs: Vec<(String, Bytes)>,
+}
+
+impl Failure {
+    fn new(conditions: Vec<Cond>) -> Self {
+        Self {
+            conditions,
+            partial: None,
+            partial_blobs: vec![],
+        }
+    }
+}
+
+struct ServerFacts {
+    uuid: String,
+    macs: Vec<String>,
+    ips: Vec<String>,
+    architecture: String,
+    references_sbc: bool,
+}
+
+pub async fn prepare(sbc: &ServerBootConfiguration, ctx: &Context) -> Result<Prepared, Failure> {
+    let key = SbcKey::new(
+        sbc.metadata.namespace.clone().unwrap_or_default(),
+        sbc.metadata.name.clone().unwrap_or_default(),
+    );
+    let server = server_facts(sbc, &key, ctx).await?;
+    let server_ok = Cond::truth(
+        types::SERVER_RESOLVED,
+        reasons::SERVER_FOUND,
+        format!(
+            "Server {} has system UUID {}",
+            sbc.spec.server_ref.name, server.uuid
+        ),
+    );
+    let (image, resolved, blobs, image_cond) = match resolve_image(sbc, &server, ctx).await {
+        Ok((image, resolved, blobs)) => {
+            let cond = Cond::truth(
+                types::IMAGE_RESOLVED,
+                reasons::IMAGE_RESOLVED,
+                describe(&resolved),
+            );
+            (image, Some(resolved), blobs, cond)
+        }
+        Err((image, resolved, message))
+            if ctx.options.misbehaviour == Misbehaviour::ReadyOnBadImage =>
+        {
+            let cond = Cond::truth(
+                types::IMAGE_RESOLVED,
+                reasons::IMAGE_RESOLVED,
+                format!("(ignored) {message}"),
+            );
+            (image, resolved, vec![], cond)
+        }
+        Err((_, _, message)) => {
+            let validation = Cond::falsity(
+                types::IMAGE_VALIDATION,
+                reasons::VALIDATION_FAILED,
+                message.clone(),
+            );
+            let image = Cond::falsity(
+                types::IMAGE_RESOLVED,
+                reasons::IMAGE_VALIDATION_FAILED,
+                message,
+            );
+            return Err(Failure::new(vec![server_ok, image, validation]));
+        }
+    };
+    let (ignition, ignition_cond, advertise_missing) = match render_ignition(sbc, &key, ctx).await {
+        Ok((data, cond)) => (data, cond, false),
+        Err(cond)
+            if ctx.options.misbehaviour == Misbehaviour::ReadyOnMissingSecret
+                && cond.reason == reasons::IGNITION_MISSING =>
+        {
+            (
+                None,
+                Cond::truth(
+                    types::IGNITION_READY,
+                    reasons::IGNITION_RENDERED,
+                    format!("(ignored) {}", cond.message),
+                ),
+                true,
+            )
+        }
+        Err(cond) => return Err(Failure::new(vec![server_ok, image_cond, cond])),
+    };
+    let layer = |kind| resolved.as_ref().and_then(|r| r.layer(kind).cloned());
+    let record = BootRecord {
+        sbc: key,
+        uid: sbc.metadata.uid.clone().unwrap_or_default(),
+        generation: sbc.metadata.generation.unwrap_or(0),
+        server: sbc.spec.server_ref.name.clone(),
+        system_uuid: server.uuid.to_ascii_lowercase(),
+        macs: server.macs,
+        ips: server.ips,
+        architecture: server.architecture,
+        manifest_digest: resolved
+            .as_ref()
+            .map(|r| r.manifest_digest.clone())
+            .unwrap_or_default(),
+        kernel: layer(LayerKind::Kernel),
+        initramfs: layer(LayerKind::Initramfs),
+        squashfs: layer(LayerKind::Squashfs),
+        uki: layer(LayerKind::Uki),
+        image,
+        ignition,
+        advertise_missing_ignition: advertise_missing,
+    };
+    Ok(Prepared {
+        record,
+        blobs,
+        server_references_sbc: server.references_sbc,
+        conditions: vec![server_ok, image_cond, ignition_cond],
+    })
+}
+
+async fn server_facts(
+    sbc: &ServerBootConfiguration,
+    key: &SbcKey,
+    ctx: &Context,
+) -> Result<ServerFacts, Failure> {
+    let name = &sbc.spec.server_ref.name;
+    let api: Api<Server> = Api::all(ctx.client.clone());
+    let server = match api.get_opt(name).await {
+        Ok(Some(server)) => server,
+        Ok(None) => {
+            return Err(Failure::new(vec![Cond::falsity(
+                types::SERVER_RESOLVED,
+                reasons::SERVER_NOT_FOUND,
+                format!(
+                    "Server {name:?} (spec.serverRef.name) does not exist; create it or point serverRef at an existing Server"
+                ),
+            )]));
+        }
+        Err(e) => {
+            return Err(Failure::new(vec![Cond::unknown(
+                types::SERVER_RESOLVED,
+                reasons::WAITING,
+                format!("reading Server {name}: {e}"),
+            )]));
+        }
+    };
+    if server.spec.system_uuid.trim().is_empty() {
+        return Err(Failure::new(vec![Cond::falsity(
+            types::SERVER_RESOLVED,
+            reasons::SERVER_HAS_NO_UUID,
+            format!(
+                "Server {name} has an empty spec.systemUUID; the boot server identifies machines by it"
+            ),
+        )]));
+    }
+    let nics = server
+        .status
+        .as_ref()
+        .map(|s| s.network_interfaces.clone())
+        .unwrap_or_default();
+    let references_sbc = server
+        .spec
+        .boot_configuration_ref
+        .as_ref()
+        .is_some_and(|r| r.namespace == key.namespace && r.name == key.name);
+    Ok(ServerFacts {
+        uuid: server.spec.system_uuid.clone(),
+        macs: nics
+            .iter()
+            .map(|n| n.mac_address.to_ascii_lowercase())
+            .collect(),
+        ips: nics
+            .iter()
+            .flat_map(|n| n.ips.iter().chain(n.ip.iter()).cloned())
+            .collect(),
+        architecture: architecture_of(&server).unwrap_or_else(|| ctx.options.architecture.clone()),
+        references_sbc,
+    })
+}
+
+/// The Server's CPU architecture from its Redfish processor inventory, in OCI terms.
+fn architecture_of(server: &Server) -> Option<String> {
+    let cpu = server.status.as_ref()?.processors.first()?;
+    let hint = cpu
+        .instruction_set
+        .as_deref()
+        .or(cpu.architecture.as_deref())?
+        .to_ascii_lowercase();
+    if hint.contains("arm") || hint.contains("aarch64") {
+        Some("arm64".into())
+    } else if hint.contains("x86") || hint.contains("amd64") {
+        Some("amd64".into())
+    } else {
+        None
+    }
+}
+
+type ImageResult = Result<
+    (ImageRef, ResolvedImage, Vec<(String, Bytes)>),
+    (ImageRef, Option<ResolvedImage>, String),
+>;
+
+async fn resolve_image(
+    sbc: &ServerBootConfiguration,
+    server: &ServerFacts,
+    ctx: &Context,
+) -> ImageResult {
+    let spec_image = sbc.spec.image.clone().unwrap_or_default();
+    let unparsed = ImageRef {
+        registry: String::new(),
+        repository: String::new(),
+        version: String::new(),
+        canonical: spec_image.clone(),
+    };
+    let image = reference::parse(&spec_image).map_err(|e| {
+        (
+            unparsed,
+            None,
+            format!("{e}; set spec.image to an OCI reference"),
+        )
+    })?;
+    if !reference::registry_allowed(&image.registry, &ctx.options.allowed_registries) {
+        let message = format!(
+            "registry {} of image {} is not allowed (allowed: {}); use an allowed registry or extend --allowed-registries",
+            image.registry,
+            image.canonical,
+            ctx.options.allowed_registries.join(", ")
+        );
+        return Err((image, None, message));
+    }
+    let resolved = match ctx
+        .resolver
+        .resolve(image.clone(), server.architecture.clone())
+        .await
+    {
+        Ok(resolved) => resolved,
+        Err(e) => return Err((image, None, e.to_string())),
+    };
+    let missing: Vec<_> = ctx
+        .options
+        .boot_modes
+        .required()
+        .into_iter()
+        .filter(|k| resolved.layer(*k).is_none())
+        .collect();
+    if !missing.is_empty() {
+        let names: Vec<_> = missing
+            .iter()
+            .map(|k| crate::oci::media::for_layer(*k, crate::oci::MediaStyle::Ironcore))
+            .collect();
+        let message = format!(
+            "image {} ({}) lacks layers required by the enabled boot modes: {} (legacy application/io.gardenlinux.* types are accepted too)",
+            image.canonical,
+            resolved.architecture,
+            names.join(", ")
+        );
+        return Err((image, Some(resolved), message));
+    }
+    let mut blobs = Vec::new();
+    for layer in resolved.layers.values() {
+        let bytes = match ctx.records.artifact(&layer.digest) {
+            Some(bytes) => bytes,
+            None => match ctx.resolver.fetch_blob(image.clone(), layer.clone()).await {
+                Ok(bytes) => bytes,
+                Err(e) => return Err((image, Some(resolved), e.to_string())),
+            },
+        };
+        blobs.push((layer.digest.clone(), bytes));
+    }
+    Ok((image, resolved, blobs))
+}
+
+fn describe(resolved: &ResolvedImage) -> String {
+    let layers: Vec<_> = resolved
+        .layers
+        .values()
+        .map(|l| format!("{:?} {}", l.kind, l.digest))
+        .collect();
+    format!(
+        "{} resolved to manifest {} for {}: {}",
+        resolved.image.canonical,
+        resolved.manifest_digest,
+        resolved.architecture,
+        layers.join(", ")
+    )
+}
+
+async fn render_ignition(
+    sbc: &ServerBootConfiguration,
+    key: &SbcKey,
+    ctx: &Context,
+) -> Result<(Option<Bytes>, Cond), Cond> {
+    let Some(secret_ref) = &sbc.spec.ignition_secret_ref else {
+        return Ok((
+            None,
+            Cond::truth(
+                types::IGNITION_READY,
+                reasons::NO_IGNITION,
+                "spec.ignitionSecretRef is not set; machines boot without ignition",
+            ),
+        ));
+    };
+    let missing =
+        |message: String| Cond::falsity(types::IGNITION_READY, reasons::IGNITION_MISSING, message);
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &key.namespace);
+    let secret = match api.get_opt(&secret_ref.name).await {
+        Ok(Some(secret)) => secret,
+        Ok(None) => {
+            return Err(missing(format!(
+                "Secret {}/{} (spec.ignitionSecretRef) does not exist; create it with key `{}`",
+                key.namespace,
+                secret_ref.name,
+                ignition::IGNITION_KEY
+            )));
+        }
+        Err(e) => {
+            return Err(Cond::unknown(
+                types::IGNITION_READY,
+                reasons::WAITING,
+                format!("reading Secret {}/{}: {e}", key.namespace, secret_ref.name),
+            ));
+        }
+    };
+    let data = secret.data.unwrap_or_default();
+    let Some(raw) = data.get(ignition::IGNITION_KEY) else {
+        return Err(missing(format!(
+            "Secret {}/{} has no key `{}`; add the ignition config under it",
+            key.namespace,
+            secret_ref.name,
+            ignition::IGNITION_KEY
+        )));
+    };
+    let format = data.get(ignition::FORMAT_KEY).map(|f| f.0.as_slice());
+    if ctx.options.misbehaviour == Misbehaviour::WrongIgnition {
+        let rendered = Bytes::from(raw.0.clone());
+        return Ok((
+            Some(rendered),
+            Cond::truth(
+                types::IGNITION_READY,
+                reasons::IGNITION_RENDERED,
+                "served as stored",
+            ),
+        ));
+    }
+    match ignition::render(&raw.0, format) {
+        Ok(rendered) => {
+            let message = format!(
+                "Secret {}/{} rendered to {} bytes ({})",
+                key.namespace,
+                secret_ref.name,
+                rendered.len(),
+                ignition::hash(&rendered)
+            );
+            Ok((
+                Some(Bytes::from(rendered)),
+                Cond::truth(types::IGNITION_READY, reasons::IGNITION_RENDERED, message),
+            ))
+        }
+        Err(e) => Err(Cond::falsity(
+            types::IGNITION_READY,
+            reasons::IGNITION_INVALID,
+            format!("Secret {}/{}: {e}", key.namespace, secret_ref.name),
+        )),
+    }
+}

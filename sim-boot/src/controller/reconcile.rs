@@ -1,0 +1,306 @@
+//! The reconcile loop for one ServerBootConfiguration: Pending first on anything new, then prepare,
+//! publish, self-probe, and only then Ready. Misbehaviour modes hook in at the points where the real bugs sit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use metal_api::{ServerBootConfiguration, ServerBootConfigurationState as State};
+use serde_json::json;
+
+use super::conditions::{self, Cond, Written, reasons, types, write_status};
+use super::prepare::{Failure, Prepared, prepare};
+use super::probe::self_probe;
+use super::{Context, Error};
+use crate::misbehaviour::Misbehaviour;
+use crate::records::SbcKey;
+
+/// How often a Ready SBC is re-examined (tags can move, registries can lose blobs).
+const RESYNC: Duration = Duration::from_secs(300);
+
+struct Target<'a> {
+    api: Api<ServerBootConfiguration>,
+    key: SbcKey,
+    generation: i64,
+    ctx: &'a Context,
+}
+
+impl Target<'_> {
+    async fn write(&self, state: State, conditions: &[Cond]) -> Result<Written, Error> {
+        let written = write_status(
+            &self.api,
+            &self.key.name,
+            self.generation,
+            state,
+            conditions,
+            self.ctx.clock.as_ref(),
+        )
+        .await?;
+        Ok(written)
+    }
+}
+
+pub async fn reconcile(
+    sbc: Arc<ServerBootConfiguration>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let mode = ctx.options.misbehaviour;
+    let key = SbcKey::new(
+        sbc.metadata.namespace.clone().unwrap_or_default(),
+        sbc.metadata.name.clone().unwrap_or_default(),
+    );
+    if mode == Misbehaviour::CrashOnReconcile {
+        panic!("crash-on-reconcile: simulated controller crash while reconciling {key}");
+    }
+    if mode == Misbehaviour::Slow {
+        tokio::time::sleep(ctx.options.misbehaviour_options.slow_delay).await;
+    }
+    if sbc.metadata.deletion_timestamp.is_some() {
+        ctx.records.remove(&key);
+        return Ok(Action::await_change());
+    }
+    let target = Target {
+        api: Api::namespaced(ctx.client.clone(), &key.namespace),
+        key,
+        generation: sbc.metadata.generation.unwrap_or(0),
+        ctx: &ctx,
+    };
+    let uid = sbc.metadata.uid.clone().unwrap_or_default();
+    if ctx.records.get(&target.key).is_some_and(|r| r.uid != uid) {
+        ctx.records.remove(&target.key);
+    }
+    let state = conditions::state_of(&sbc);
+    let fresh = conditions::observed_generation(&sbc) == Some(target.generation);
+    if state.is_none() || (!fresh && state != Some(State::Pending)) {
+        let why = if state.is_none() {
+            "new ServerBootConfiguration"
+        } else {
+            "spec changed"
+        };
+        if mode == Misbehaviour::StaleReadyOnUpdate && state == Some(State::Ready) {
+            target.write(State::Ready, &stale_truths(&target)).await?;
+            tokio::time::sleep(ctx.options.misbehaviour_options.lie_window).await;
+        } else if target
+            .write(
+                State::Pending,
+                &conditions::preparing(target.generation, why),
+            )
+            .await?
+            == Written::Superseded
+        {
+            return Ok(Action::await_change());
+        }
+    }
+    match prepare(&sbc, &ctx).await {
+        Ok(prepared) => on_prepared(&target, state, fresh, prepared).await,
+        Err(failure) => on_failure(&target, failure).await,
+    }
+}
+
+/// Every condition True for the new generation, without having looked at it (the stale-Ready lie).
+fn stale_truths(target: &Target<'_>) -> Vec<Cond> {
+    [
+        types::SERVER_RESOLVED,
+        types::IMAGE_RESOLVED,
+        types::IGNITION_READY,
+        types::ARTIFACTS_SERVED,
+    ]
+    .into_iter()
+    .map(|t| {
+        Cond::truth(
+            t,
+            reasons::ARTIFACTS_SERVED,
+            format!("generation {} (carried over)", target.generation),
+        )
+    })
+    .collect()
+}
+
+/// Completes `conditions` with the owned types it lacks, as Unknown.
+fn complete(mut conditions: Vec<Cond>, why: &str) -> Vec<Cond> {
+    for type_ in [
+        types::SERVER_RESOLVED,
+        types::IMAGE_RESOLVED,
+        types::IGNITION_READY,
+        types::ARTIFACTS_SERVED,
+    ] {
+        if !conditions.iter().any(|c| c.type_ == type_) {
+            conditions.push(Cond::unknown(type_, reasons::WAITING, why.to_string()));
+        }
+    }
+    conditions
+}
+
+async fn on_failure(target: &Target<'_>, failure: Failure) -> Result<Action, Error> {
+    let ctx = target.ctx;
+    // Error means nothing is served for this SBC: a machine must not boot a previous generation's artifacts.
+    ctx.records.remove(&target.key);
+    let blocking: Vec<_> = failure
+        .conditions
+        .iter()
+        .filter(|c| c.status != "True")
+        .map(|c| c.message.clone())
+        .collect();
+    let why = format!("not served: {}", blocking.join("; "));
+    // A transient read failure (Unknown) is not an Error: keep Pending and retry.
+    let state = if failure.conditions.iter().any(|c| c.status == "False") {
+        State::Error
+    } else {
+        State::Pending
+    };
+    target
+        .write(state, &complete(failure.conditions, &why))
+        .await?;
+    Ok(Action::requeue(ctx.backoff(&target.key)))
+}
+
+async fn on_prepared(
+    target: &Target<'_>,
+    state: Option<State>,
+    fresh: bool,
+    prepared: Prepared,
+) -> Result<Action, Error> {
+    let ctx = target.ctx;
+    let mode = ctx.options.misbehaviour;
+    let mut conditions = prepared.conditions;
+    if !prepared.server_references_sbc {
+        ctx.records.publish(prepared.record, prepared.blobs);
+        let message = format!(
+            "Server {} does not reference {} in spec.bootConfigurationRef; only the referenced configuration is served",
+            target.key.name, target.key
+        );
+        conditions.push(Cond::falsity(
+            types::ARTIFACTS_SERVED,
+            reasons::NOT_REFERENCED,
+            message,
+        ));
+        target.write(State::Pending, &conditions).await?;
+        return Ok(Action::requeue(Duration::from_secs(10)));
+    }
+    let current = ctx.records.get(&target.key);
+    let unchanged = current.as_deref() == Some(&prepared.record);
+    if unchanged && fresh && state == Some(State::Ready) {
+        ctx.reset_backoff(&target.key);
+        return Ok(Action::requeue(RESYNC));
+    }
+    if state == Some(State::Ready) && !unchanged && mode != Misbehaviour::StaleReadyOnUpdate {
+        // Same generation, different inputs (Secret content, a moved tag): not Ready until re-verified.
+        let mut pending = conditions.clone();
+        pending.push(Cond::unknown(
+            types::ARTIFACTS_SERVED,
+            reasons::RECONCILING,
+            "inputs changed; re-publishing and re-verifying",
+        ));
+        target.write(State::Pending, &pending).await?;
+    }
+    let keep_old = mode == Misbehaviour::ServeOldArtifacts
+        && current
+            .as_ref()
+            .is_some_and(|c| c.generation != prepared.record.generation);
+    if mode == Misbehaviour::ReadyBeforeServing && !unchanged {
+        return ready_before_serving(target, conditions, prepared.record, prepared.blobs).await;
+    }
+    if !keep_old {
+        ctx.records.publish(prepared.record.clone(), prepared.blobs);
+    }
+    let skip_probe = keep_old
+        || matches!(
+            mode,
+            Misbehaviour::ReadyOnBadImage | Misbehaviour::ReadyOnMissingSecret
+        );
+    if !skip_probe
+        && let Err(problem) = self_probe(
+            &ctx.probe,
+            &ctx.base_url,
+            &prepared.record,
+            ctx.options.boot_modes,
+        )
+        .await
+    {
+        conditions.push(Cond::falsity(
+            types::ARTIFACTS_SERVED,
+            reasons::SELF_PROBE_FAILED,
+            problem,
+        ));
+        target.write(State::Pending, &conditions).await?;
+        return Ok(Action::requeue(ctx.backoff(&target.key)));
+    }
+    let served = format!(
+        "{} served and verified over HTTP at {}",
+        target.key, ctx.base_url
+    );
+    conditions.push(Cond::truth(
+        types::ARTIFACTS_SERVED,
+        reasons::ARTIFACTS_SERVED,
+        served,
+    ));
+    let state = if mode == Misbehaviour::NeverReady {
+        State::Pending
+    } else {
+        State::Ready
+    };
+    if target.write(state, &conditions).await? != Written::Superseded {
+        ctx.reset_backoff(&target.key);
+        if mode == Misbehaviour::TouchSpec {
+            pin_image_in_spec(target, &prepared.record).await?;
+        }
+        if mode == Misbehaviour::Flap {
+            ctx.start_flapping(
+                target.api.clone(),
+                target.key.clone(),
+                target.generation,
+                conditions,
+            );
+        }
+    }
+    Ok(Action::requeue(RESYNC))
+}
+
+async fn ready_before_serving(
+    target: &Target<'_>,
+    mut conditions: Vec<Cond>,
+    record: crate::records::BootRecord,
+    blobs: Vec<(String, bytes::Bytes)>,
+) -> Result<Action, Error> {
+    let ctx = target.ctx;
+    conditions.push(Cond::truth(
+        types::ARTIFACTS_SERVED,
+        reasons::ARTIFACTS_SERVED,
+        "served",
+    ));
+    target.write(State::Ready, &conditions).await?;
+    ctx.records.remove(&target.key);
+    let records = ctx.records.clone();
+    let delay = ctx.options.misbehaviour_options.lie_window;
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        records.publish(record, blobs);
+    });
+    Ok(Action::requeue(RESYNC))
+}
+
+/// `touch-spec`: rewrites `spec.image` to the resolved manifest digest, a write to a field sim-boot does not own.
+async fn pin_image_in_spec(
+    target: &Target<'_>,
+    record: &crate::records::BootRecord,
+) -> Result<(), Error> {
+    if record.image.version.starts_with("sha256:") || record.manifest_digest.is_empty() {
+        return Ok(());
+    }
+    let pinned = format!(
+        "{}/{}@{}",
+        record.image.registry, record.image.repository, record.manifest_digest
+    );
+    let patch = json!({"spec": {"image": pinned}});
+    target
+        .api
+        .patch(
+            &target.key.name,
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    Ok(())
+}

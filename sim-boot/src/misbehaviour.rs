@@ -1,0 +1,146 @@
+//! Deliberate bugs, off by default. Each imitates a failure seen (or inferred from the code) in
+//! boot-operator, so the conformance suite can prove it catches it. Exactly one mode is active at a time.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A misbehaviour mode. The doc on each variant names the real bug it imitates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Misbehaviour {
+    /// Honest behaviour.
+    #[default]
+    None,
+    /// Writes `Ready` as soon as the image resolves, and publishes the boot record only a few seconds later.
+    /// Imitates boot-operator's child controllers, which declare Ready without checking that anything is
+    /// served (issue #328: Ready while the `/image` URLs answered HTTP 400).
+    ReadyBeforeServing,
+    /// Prepares and serves everything but never writes `Ready`. Imitates boot-operator's default deployment,
+    /// which enables no controller unless `--controllers` is passed, so SBCs stay Pending forever.
+    NeverReady,
+    /// On a spec change keeps `Ready` (stamped with the new generation) and keeps serving the old artifacts
+    /// for a while before preparing the new ones. Imitates boot-operator mirroring the child's stale Ready
+    /// straight after re-applying it (no observedGeneration guard; fixed only in open PRs #292/#303).
+    StaleReadyOnUpdate,
+    /// A missing ignition Secret or key does not block `Ready`; the kernel command line still points at
+    /// `/ignition/{uuid}`, which answers 404. Imitates boot-operator's HTTP child controller, which returns
+    /// without requeueing after an error, leaving a previously mirrored Ready on the SBC.
+    ReadyOnMissingSecret,
+    /// An image that does not resolve, or lacks required layers, still becomes `Ready` with whatever could be
+    /// found. Imitates the gap since boot-operator PR #352: a missing kernel/initrd no longer sets Error.
+    ReadyOnBadImage,
+    /// Serves the ignition Secret's Butane YAML untranslated even when `format: fcos`. Imitates a boot server
+    /// that ignores the `format` key (boot-operator before Butane support).
+    WrongIgnition,
+    /// After a spec change reports `Ready` for the new generation but keeps serving the previous record.
+    /// Imitates boot-operator after a failed child apply (PR #352 gap) and stale children (PR #312).
+    ServeOldArtifacts,
+    /// After `Ready`, a second writer keeps flipping the state between `Error` and `Ready`. Imitates
+    /// boot-operator with both the PXE and HTTP reconcilers enabled racing on `status.state` (PR #292).
+    Flap,
+    /// Rewrites `spec.image` to its canonical form (a spec write by a status-only component). Imitates a
+    /// backend "defaulting" fields it does not own, which bumps the generation and fights the producer.
+    TouchSpec,
+    /// Delays every reconcile by [`MisbehaviourOptions::slow_delay`] (a slow registry or a large image).
+    Slow,
+    /// Panics in every reconcile; the supervisor restarts the controller with backoff, like a crash-looping
+    /// manager pod. Nothing progresses.
+    CrashOnReconcile,
+}
+
+impl Misbehaviour {
+    pub const ALL: [Misbehaviour; 11] = [
+        Misbehaviour::ReadyBeforeServing,
+        Misbehaviour::NeverReady,
+        Misbehaviour::StaleReadyOnUpdate,
+        Misbehaviour::ReadyOnMissingSecret,
+        Misbehaviour::ReadyOnBadImage,
+        Misbehaviour::WrongIgnition,
+        Misbehaviour::ServeOldArtifacts,
+        Misbehaviour::Flap,
+        Misbehaviour::TouchSpec,
+        Misbehaviour::Slow,
+        Misbehaviour::CrashOnReconcile,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Misbehaviour::None => "none",
+            Misbehaviour::ReadyBeforeServing => "ready-before-serving",
+            Misbehaviour::NeverReady => "never-ready",
+            Misbehaviour::StaleReadyOnUpdate => "stale-ready-on-update",
+            Misbehaviour::ReadyOnMissingSecret => "ready-on-missing-secret",
+            Misbehaviour::ReadyOnBadImage => "ready-on-bad-image",
+            Misbehaviour::WrongIgnition => "wrong-ignition",
+            Misbehaviour::ServeOldArtifacts => "serve-old-artifacts",
+            Misbehaviour::Flap => "flap",
+            Misbehaviour::TouchSpec => "touch-spec",
+            Misbehaviour::Slow => "slow",
+            Misbehaviour::CrashOnReconcile => "crash-on-reconcile",
+        }
+    }
+}
+
+impl FromStr for Misbehaviour {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "none" {
+            return Ok(Misbehaviour::None);
+        }
+        Misbehaviour::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| {
+                let known: Vec<_> = Misbehaviour::ALL.iter().map(|m| m.name()).collect();
+                format!(
+                    "unknown misbehaviour {s:?}; known: none, {}",
+                    known.join(", ")
+                )
+            })
+    }
+}
+
+impl std::fmt::Display for Misbehaviour {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Timing knobs of the misbehaviour modes.
+#[derive(Clone, Copy, Debug)]
+pub struct MisbehaviourOptions {
+    /// `slow`: delay per reconcile.
+    pub slow_delay: Duration,
+    /// `ready-before-serving` and `stale-ready-on-update`: how long the lie lasts before the truth is served.
+    pub lie_window: Duration,
+    /// `flap`: time between flips.
+    pub flap_interval: Duration,
+}
+
+impl Default for MisbehaviourOptions {
+    fn default() -> Self {
+        Self {
+            slow_delay: Duration::from_secs(5),
+            lie_window: Duration::from_secs(3),
+            flap_interval: Duration::from_millis(300),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for mode in Misbehaviour::ALL {
+            assert_eq!(mode.name().parse::<Misbehaviour>(), Ok(mode));
+        }
+        assert!(
+            "ready-always"
+                .parse::<Misbehaviour>()
+                .unwrap_err()
+                .contains("known: none, ready-before-serving")
+        );
+    }
+}
