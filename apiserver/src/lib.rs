@@ -1,3 +1,316 @@
 //! An embedded, in-process Kubernetes-API-compatible server (REST + watch) over real HTTP.
 //! It lets kube-rs, kube-runtime and kubectl run against a real API on one machine with no cluster,
 //! so the operator, backends and conformance suite run unchanged here and on a real cluster.
+
+pub mod admission;
+pub mod clock;
+mod controllers;
+mod crd;
+pub mod faults;
+mod fieldset;
+mod http;
+mod jsonpath;
+mod managed;
+mod objects;
+mod ops;
+mod patch;
+mod persist;
+mod registry;
+mod selectors;
+pub mod status;
+mod store;
+mod table;
+mod validation;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::config::{Cluster, Context, Kubeconfig, NamedCluster, NamedContext};
+use serde_json::json;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use admission::{Admission, AdmissionRequest, Operation};
+pub use clock::Clock;
+pub use faults::Faults;
+pub use status::{ApiError, Cause};
+
+use ops::{Record, State, WriteCtx};
+use registry::Registry;
+use store::Store;
+
+/// How to run the server.
+#[derive(Clone)]
+pub struct Options {
+    /// Listen address; loopback with a random port by default.
+    pub bind: SocketAddr,
+    /// Persist every acknowledged write here and restore from it at start.
+    pub data_dir: Option<PathBuf>,
+    /// Run the garbage collector and namespace-deletion controllers (kube-controller-manager's job).
+    pub controllers: bool,
+    /// How many events the watch history keeps; watches from older resourceVersions get 410 Gone.
+    pub watch_history: usize,
+    /// How often watches that allow bookmarks get one.
+    pub bookmark_interval: Duration,
+    /// Source of wall-clock timestamps written into objects.
+    pub clock: Option<Clock>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: None,
+            controllers: true,
+            watch_history: 10_000,
+            bookmark_interval: Duration::from_secs(5),
+            clock: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("API: {0}")]
+    Api(#[from] ApiError),
+    #[error("kube client: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Config(String),
+}
+
+pub struct Server;
+
+/// A running server.
+pub struct Handle {
+    state: Arc<State>,
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+const DEFAULT_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+impl Server {
+    pub async fn start(opts: Options) -> Result<Handle, Error> {
+        let (persister, loaded) = match &opts.data_dir {
+            Some(dir) => {
+                let (p, l) = persist::open(dir)?;
+                (Some(p), Some(l))
+            }
+            None => (None, None),
+        };
+        let store = Arc::new(Store::new(opts.watch_history, persister));
+        if let Some(l) = loaded {
+            store.restore(l.rv, l.objects);
+        }
+        let state = Arc::new(State {
+            faults: Faults::new(store.clone()),
+            store,
+            registry: Registry::new(),
+            clock: opts.clock.clone().unwrap_or_else(clock::tokio_clock),
+            admission: Admission::default(),
+            bookmark_interval: opts.bookmark_interval,
+        });
+        ops::register_stored_crds(&state);
+        ensure_namespaces(&state).await?;
+        let mut tasks = Vec::new();
+        if opts.controllers {
+            tasks.push(tokio::spawn(controllers::run(state.clone())));
+        }
+        let listener = tokio::net::TcpListener::bind(opts.bind).await?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = oneshot::channel::<()>();
+        let app = http::router(state.clone());
+        tasks.push(tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = rx.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "apiserver HTTP server stopped");
+            }
+        }));
+        Ok(Handle {
+            state,
+            addr,
+            shutdown: Some(tx),
+            tasks,
+        })
+    }
+}
+
+async fn ensure_namespaces(st: &Arc<State>) -> Result<(), Error> {
+    let info = st
+        .registry
+        .get("", "namespaces")
+        .ok_or_else(|| Error::Config("namespaces not registered".into()))?;
+    for ns in DEFAULT_NAMESPACES {
+        if st.store.get(&State::key(&info, None, ns)).is_none() {
+            let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+            ops::create(
+                st,
+                &info,
+                None,
+                obj,
+                &WriteCtx::internal("v1"),
+                Record::Update,
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+impl Handle {
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A kube client talking to this server over real HTTP.
+    pub fn client(&self) -> kube::Client {
+        let uri: ::http::Uri = self.url().parse().expect("the server URL is a valid URI");
+        kube::Client::try_from(kube::Config::new(uri))
+            .expect("an http:// kube config always builds a client")
+    }
+
+    pub fn kubeconfig(&self) -> Kubeconfig {
+        let name = "metal-harness".to_string();
+        Kubeconfig {
+            clusters: vec![NamedCluster {
+                name: name.clone(),
+                cluster: Some(Cluster {
+                    server: Some(self.url()),
+                    ..Default::default()
+                }),
+                other: Default::default(),
+            }],
+            contexts: vec![NamedContext {
+                name: name.clone(),
+                context: Some(Context {
+                    cluster: name.clone(),
+                    namespace: Some("default".into()),
+                    ..Default::default()
+                }),
+                other: Default::default(),
+            }],
+            current_context: Some(name),
+            ..Default::default()
+        }
+    }
+
+    pub fn write_kubeconfig(&self, path: &Path) -> Result<(), Error> {
+        let yaml = serde_saphyr::to_string(&self.kubeconfig())
+            .map_err(|e| Error::Config(format!("kubeconfig: {e}")))?;
+        std::fs::write(path, yaml)?;
+        Ok(())
+    }
+
+    /// The server as a tower service, for socket-free clients: `kube::Client::new(handle.router(), "default")`.
+    pub fn router(&self) -> axum::Router {
+        http::router(self.state.clone())
+    }
+
+    /// Creates (or updates) CRDs and returns once they are Established and served.
+    pub async fn install_crds(&self, crds: &[CustomResourceDefinition]) -> Result<(), Error> {
+        let info = self
+            .state
+            .registry
+            .get("apiextensions.k8s.io", "customresourcedefinitions")
+            .ok_or_else(|| Error::Config("CRDs not registered".into()))?;
+        for crd in crds {
+            let obj = serde_json::to_value(crd).map_err(|e| Error::Config(e.to_string()))?;
+            let name = objects::name_of(&obj).to_string();
+            let ctx = WriteCtx::internal("v1");
+            match ops::create(&self.state, &info, None, obj.clone(), &ctx, Record::Update).await {
+                Ok(_) => {}
+                Err(e) if e.reason == "AlreadyExists" => {
+                    let key = State::key(&info, None, &name);
+                    let spec = obj["spec"].clone();
+                    ops::update(
+                        &self.state,
+                        &info,
+                        &key,
+                        None,
+                        &ctx,
+                        Record::Update,
+                        &|cur: &serde_json::Value| {
+                            let mut next = cur.clone();
+                            next["spec"] = spec.clone();
+                            Ok(next)
+                        },
+                    )
+                    .await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+            let served = crd::resource_info(&obj);
+            if self
+                .state
+                .registry
+                .get(&served.group, &served.plural)
+                .is_none()
+            {
+                return Err(Error::Config(format!(
+                    "CRD {name} was stored but is not served"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn faults(&self) -> Faults {
+        self.state.faults.clone()
+    }
+
+    pub fn admission(&self) -> Admission {
+        self.state.admission.clone()
+    }
+
+    /// The store's current resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.state.store.current_rv()
+    }
+
+    /// Stops serving and waits for the server task (open watches are closed).
+    pub async fn shutdown(mut self) {
+        self.stop().await;
+    }
+
+    async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        // Watches would keep graceful shutdown waiting: close them.
+        self.state.faults.drop_watches();
+        // The server task (pushed last) may finish gracefully; background controllers are simply stopped.
+        if let Some(mut server) = self.tasks.pop()
+            && tokio::time::timeout(SHUTDOWN_GRACE, &mut server)
+                .await
+                .is_err()
+        {
+            server.abort();
+        }
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! Built-in controllers beside the API layer, as kube-controller-manager runs them on a real cluster: garbage
+//! collection by ownerReferences (background, foreground, orphan) and namespace deletion; plus the CRD cleanup
+//! that apiextensions does when a CRD is deleted.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::crd;
+use crate::objects::{Sub, finalizers, is_deleting, meta_str};
+use crate::ops::{self, DeleteOpts, Record, State, WriteCtx};
+use crate::store::{EventType, ObjKey};
+
+const SWEEP_DEBOUNCE: Duration = Duration::from_millis(20);
+/// A full sweep also runs this often, to catch anything a lagging event subscription missed.
+const RESYNC: Duration = Duration::from_secs(2);
+const POLL: Duration = Duration::from_millis(50);
+/// A CRD whose instances are held by finalizers nobody removes is given up on after this long.
+const CRD_CLEANUP_LIMIT: Duration = Duration::from_secs(3600);
+
+/// Deletes all instances of a CRD being deleted, then releases the CRD's cleanup finalizer.
+pub fn crd_cleanup(st: Arc<State>, crd_name: String) -> futures::future::BoxFuture<'static, ()> {
+    Box::pin(crd_cleanup_loop(st, crd_name))
+}
+
+async fn crd_cleanup_loop(st: Arc<State>, crd_name: String) {
+    let Some(crd_info) = st
+        .registry
+        .get("apiextensions.k8s.io", "customresourcedefinitions")
+    else {
+        return;
+    };
+    let crd_key = State::key(&crd_info, None, &crd_name);
+    let deadline = tokio::time::Instant::now() + CRD_CLEANUP_LIMIT;
+    while tokio::time::Instant::now() < deadline {
+        let Some((_, crd_obj)) = st.store.get(&crd_key) else {
+            return;
+        };
+        if !is_deleting(&crd_obj) {
+            return;
+        }
+        let served = crd::resource_info(&crd_obj);
+        let Some(info) = st.registry.get(&served.group, &served.plural) else {
+            break;
+        };
+        let keys = st.store.keys(&info.key, None);
+        if keys.is_empty() {
+            break;
+        }
+        for key in keys {
+            if st.store.get(&key).is_some_and(|(_, o)| !is_deleting(&o)) {
+                let _ = ops::delete(&st, &info, &key, &DeleteOpts::default()).await;
+            }
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    remove_finalizer(&st, &crd_key, crd::CLEANUP_FINALIZER).await;
+}
+
+async fn remove_finalizer(st: &Arc<State>, key: &ObjKey, finalizer: &str) {
+    let Some(info) = st.registry.by_key(&key.resource) else {
+        return;
+    };
+    let ctx = WriteCtx::internal(&info.versions[0]);
+    let _ = ops::update(
+        st,
+        &info,
+        key,
+        None,
+        &ctx,
+        Record::Update,
+        &|cur: &Value| {
+            let mut next = cur.clone();
+            let kept: Vec<String> = finalizers(cur)
+                .into_iter()
+                .filter(|f| f != finalizer)
+                .collect();
+            next["metadata"]["finalizers"] = json!(kept);
+            Ok(next)
+        },
+    )
+    .await;
+}
+
+fn owner_uids(obj: &Value) -> Vec<String> {
+    obj.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| r.get("uid").and_then(Value::as_str).map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Runs garbage collection and namespace deletion until the store's event stream closes.
+pub async fn run(st: Arc<State>) {
+    let mut events = Some(st.store.subscribe());
+    loop {
+        // Wait for an event that can make work (or the resync period), then let a burst settle.
+        let wake = async {
+            match events.as_mut() {
+                Some(rx) => loop {
+                    match rx.recv().await {
+                        Ok(e) if relevant(&e.kind, &e.object) => return true,
+                        Ok(_) => continue,
+                        Err(RecvError::Lagged(_)) => return true,
+                        Err(RecvError::Closed) => return false,
+                    }
+                },
+                None => std::future::pending().await,
+            }
+        };
+        match tokio::time::timeout(RESYNC, wake).await {
+            Ok(false) => return,
+            Ok(true) => tokio::time::sleep(SWEEP_DEBOUNCE).await,
+            Err(_) => {}
+        }
+        if let Some(rx) = events.as_mut() {
+            while rx.try_recv().is_ok() {}
+        }
+        sweep(&st).await;
+    }
+}
+
+fn relevant(kind: &EventType, obj: &Value) -> bool {
+    *kind == EventType::Deleted || is_deleting(obj) || !owner_uids(obj).is_empty()
+}
+
+async fn sweep(st: &Arc<State>) {
+    let all = st.store.all_objects();
+    let live: HashSet<String> = all
+        .iter()
+        .filter_map(|(_, o)| meta_str(o, "uid").map(String::from))
+        .collect();
+    let mut dependents: HashMap<String, Vec<ObjKey>> = HashMap::new();
+    for (key, obj) in &all {
+        for owner in owner_uids(obj) {
+            dependents.entry(owner).or_default().push(key.clone());
+        }
+    }
+    for (key, obj) in &all {
+        let owners = owner_uids(obj);
+        if !owners.is_empty() && owners.iter().all(|o| !live.contains(o)) && !is_deleting(obj) {
+            delete_key(st, key, None).await;
+        }
+        if !is_deleting(obj) {
+            continue;
+        }
+        let uid = meta_str(obj, "uid").unwrap_or("").to_string();
+        let deps = dependents.get(&uid).cloned().unwrap_or_default();
+        let held = finalizers(obj);
+        if held.iter().any(|f| f == "orphan") {
+            for dep in &deps {
+                drop_owner_ref(st, dep, &uid).await;
+            }
+            remove_finalizer(st, key, "orphan").await;
+        } else if held.iter().any(|f| f == "foregroundDeletion") {
+            if deps.is_empty() {
+                remove_finalizer(st, key, "foregroundDeletion").await;
+            } else {
+                for dep in &deps {
+                    delete_key(st, dep, Some("Foreground")).await;
+                }
+            }
+        }
+        if key.resource.as_ref() == "/namespaces" {
+            finish_namespace(st, &key.name).await;
+        }
+    }
+}
+
+async fn delete_key(st: &Arc<State>, key: &ObjKey, propagation: Option<&str>) {
+    let Some(info) = st.registry.by_key(&key.resource) else {
+        return;
+    };
+    if st.store.get(key).is_some_and(|(_, o)| is_deleting(&o)) {
+        return;
+    }
+    let opts = DeleteOpts {
+        propagation: propagation.map(String::from),
+        ..Default::default()
+    };
+    let _ = ops::delete(st, &info, key, &opts).await;
+}
+
+async fn drop_owner_ref(st: &Arc<State>, key: &ObjKey, owner_uid: &str) {
+    let Some(info) = st.registry.by_key(&key.resource) else {
+        return;
+    };
+    let ctx = WriteCtx::internal(&info.versions[0]);
+    let _ = ops::update(
+        st,
+        &info,
+        key,
+        None,
+        &ctx,
+        Record::Update,
+        &|cur: &Value| {
+            let mut next = cur.clone();
+            if let Some(refs) = next
+                .pointer_mut("/metadata/ownerReferences")
+                .and_then(Value::as_array_mut)
+            {
+                refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(owner_uid));
+            }
+            Ok(next)
+        },
+    )
+    .await;
+}
+
+/// Deletes everything in a terminating namespace; once it is empty, releases the `kubernetes` finalizer.
+async fn finish_namespace(st: &Arc<State>, ns: &str) {
+    let mut remaining = 0;
+    for info in st.registry.all().into_iter().filter(|i| i.namespaced) {
+        for key in st.store.keys(&info.key, Some(ns)) {
+            remaining += 1;
+            delete_key(st, &key, None).await;
+        }
+    }
+    if remaining > 0 {
+        return;
+    }
+    let Some(info) = st.registry.get("", "namespaces") else {
+        return;
+    };
+    let key = State::key(&info, None, ns);
+    let ctx = WriteCtx {
+        sub: Sub::Finalize,
+        ..WriteCtx::internal("v1")
+    };
+    let _ = ops::update(
+        st,
+        &info,
+        &key,
+        None,
+        &ctx,
+        Record::Update,
+        &|cur: &Value| {
+            let mut next = cur.clone();
+            next["spec"]["finalizers"] = json!([]);
+            Ok(next)
+        },
+    )
+    .await;
+}

@@ -1,0 +1,363 @@
+//! The REST layer: routes, path parsing, query options, content negotiation and the verb handlers.
+
+mod discovery;
+mod openapi;
+mod read;
+mod watch;
+mod write;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Query, State as AxState};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode, Uri, header};
+use serde_json::Value;
+
+use crate::ops::State;
+use crate::registry::ResourceInfo;
+use crate::status::{ApiError, ApiResult};
+
+/// Request bodies are limited like etcd's request size.
+pub const BODY_LIMIT: usize = 3 * 1024 * 1024;
+
+pub fn router(st: Arc<State>) -> Router {
+    Router::new()
+        .route("/version", get(discovery::version))
+        .route("/healthz", get(ok))
+        .route("/readyz", get(ok))
+        .route("/livez", get(ok))
+        .route("/api", get(discovery::core_versions))
+        .route("/apis", get(discovery::group_list))
+        .route("/openapi/v2", get(openapi::v2))
+        .route("/openapi/v3", get(openapi::v3_index))
+        .route("/openapi/v3/{*path}", get(openapi::v3_doc))
+        .route("/api/{*rest}", any(dispatch))
+        .route("/apis/{*rest}", any(dispatch))
+        .fallback(|| async { ApiError::path_not_found() })
+        .layer(DefaultBodyLimit::disable())
+        .with_state(st)
+}
+
+async fn ok() -> &'static str {
+    "ok"
+}
+
+/// Options from the query string.
+#[derive(Debug, Default, Clone)]
+pub struct Params {
+    pub watch: bool,
+    pub label_selector: String,
+    pub field_selector: String,
+    pub limit: Option<usize>,
+    pub continue_token: Option<String>,
+    pub resource_version: Option<String>,
+    pub allow_bookmarks: bool,
+    pub send_initial_events: bool,
+    pub timeout_seconds: Option<u64>,
+    pub field_manager: Option<String>,
+    pub force: bool,
+    pub dry_run: bool,
+    pub field_validation: Option<String>,
+    pub propagation_policy: Option<String>,
+}
+
+impl Params {
+    fn parse(uri: &Uri) -> ApiResult<Params> {
+        let pairs: Query<Vec<(String, String)>> = Query::try_from_uri(uri)
+            .map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))?;
+        let mut p = Params::default();
+        let flag = |v: &str| v == "true" || v == "1";
+        for (k, v) in pairs.0 {
+            match k.as_str() {
+                "watch" => p.watch = flag(&v),
+                "labelSelector" => p.label_selector = v,
+                "fieldSelector" => p.field_selector = v,
+                "limit" => {
+                    let n: i64 = v
+                        .parse()
+                        .map_err(|_| ApiError::bad_request(format!("invalid limit: {v}")))?;
+                    p.limit = (n > 0).then_some(n as usize);
+                }
+                "continue" if !v.is_empty() => p.continue_token = Some(v),
+                "resourceVersion" => p.resource_version = Some(v),
+                "allowWatchBookmarks" => p.allow_bookmarks = flag(&v),
+                "sendInitialEvents" => p.send_initial_events = flag(&v),
+                "timeoutSeconds" => {
+                    p.timeout_seconds = Some(v.parse().map_err(|_| {
+                        ApiError::bad_request(format!("invalid timeoutSeconds: {v}"))
+                    })?)
+                }
+                "fieldManager" => p.field_manager = Some(v),
+                "force" => p.force = flag(&v),
+                "dryRun" => p.dry_run = v == "All",
+                "fieldValidation" => p.field_validation = Some(v),
+                "propagationPolicy" => p.propagation_policy = Some(v),
+                _ => {}
+            }
+        }
+        Ok(p)
+    }
+}
+
+/// A request for one resource (collection, object, or subresource).
+pub struct Target {
+    pub info: Arc<ResourceInfo>,
+    pub version: String,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub sub: Option<String>,
+}
+
+enum Route {
+    ResourceList { group: String, version: String },
+    Group(String),
+    Resource(Target),
+}
+
+fn parse_route(st: &State, path: &str) -> ApiResult<Route> {
+    let segs: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let (group, version, rest): (&str, &str, &[&str]) = match segs.as_slice() {
+        ["api", v, rest @ ..] => ("", *v, rest),
+        ["apis", g] => return Ok(Route::Group(g.to_string())),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return Err(ApiError::path_not_found()),
+    };
+    if rest.is_empty() {
+        return Ok(Route::ResourceList {
+            group: group.into(),
+            version: version.into(),
+        });
+    }
+    let lookup = |plural: &str| {
+        st.registry
+            .lookup(group, version, plural)
+            .ok_or_else(ApiError::path_not_found)
+    };
+    let target = |info: Arc<ResourceInfo>,
+                  ns: Option<&str>,
+                  name: Option<&&str>,
+                  sub: Option<&&str>| Target {
+        info,
+        version: version.to_string(),
+        namespace: ns.map(String::from),
+        name: name.map(|n| n.to_string()),
+        sub: sub.map(|s| s.to_string()),
+    };
+    let t = match rest {
+        ["namespaces", ns, res, tail @ ..]
+            if !(group.is_empty() && ["status", "finalize"].contains(res)) =>
+        {
+            let info = lookup(res)?;
+            if !info.namespaced || tail.len() > 2 {
+                return Err(ApiError::path_not_found());
+            }
+            target(info, Some(ns), tail.first(), tail.get(1))
+        }
+        [res, tail @ ..] => {
+            let info = lookup(res)?;
+            if tail.len() > 2 || (info.namespaced && !tail.is_empty()) {
+                return Err(ApiError::path_not_found());
+            }
+            target(info, None, tail.first(), tail.get(1))
+        }
+        [] => unreachable!("rest is not empty"),
+    };
+    if let Some(sub) = &t.sub {
+        let ok = (sub == "status" && t.info.has_status)
+            || (sub == "finalize" && t.info.kind == "Namespace" && group.is_empty());
+        if !ok {
+            return Err(ApiError::path_not_found());
+        }
+    }
+    Ok(Route::Resource(t))
+}
+
+async fn dispatch(
+    AxState(st): AxState<Arc<State>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match dispatch_inner(&st, method, &uri, &headers, body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn dispatch_inner(
+    st: &Arc<State>,
+    method: Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let route = parse_route(st, uri.path())?;
+    let t = match route {
+        Route::ResourceList { group, version } => {
+            return discovery::resource_list(st, &group, &version);
+        }
+        Route::Group(g) => return discovery::group(st, &g),
+        Route::Resource(t) => t,
+    };
+    let latency = st.faults.latency();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    if let Some(e) = st.faults.injected_error() {
+        return Err(e);
+    }
+    let p = Params::parse(uri)?;
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let table = accept.contains("as=Table");
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    match (&method, &t.name) {
+        (&Method::GET, None) if p.watch => watch::serve(st, &t, &p, table).await,
+        (&Method::GET, None) => read::list(st, &t, &p, table),
+        (&Method::GET, Some(name)) => read::get(st, &t, name, table),
+        (&Method::POST, None) => {
+            let body = read_body(body).await?;
+            write::create(st, &t, &p, user_agent, content_type, &body).await
+        }
+        (&Method::PUT, Some(_)) => {
+            let body = read_body(body).await?;
+            write::replace(st, &t, &p, user_agent, content_type, &body).await
+        }
+        (&Method::PATCH, Some(_)) => {
+            let body = read_body(body).await?;
+            write::patch(st, &t, &p, user_agent, content_type, &body).await
+        }
+        (&Method::DELETE, Some(_)) => {
+            let body = read_body(body).await?;
+            write::delete(st, &t, &p, &body).await
+        }
+        (&Method::DELETE, None) => {
+            let body = read_body(body).await?;
+            write::delete_collection(st, &t, &p, &body).await
+        }
+        (m, _) => Err(ApiError::method_not_allowed(&format!("{m}"))),
+    }
+}
+
+async fn read_body(body: Body) -> ApiResult<Bytes> {
+    axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e)
+            .is_some_and(|s| s.to_string().contains("length limit"))
+            || e.to_string().contains("length limit");
+        if too_large {
+            ApiError::too_large(BODY_LIMIT)
+        } else {
+            ApiError::bad_request(format!("reading the request body: {e}"))
+        }
+    })
+}
+
+/// Decodes a JSON or YAML object body.
+pub fn decode_object(content_type: &str, body: &[u8]) -> ApiResult<Value> {
+    let base = content_type.split(';').next().unwrap_or("").trim();
+    let v: Value = match base {
+        "application/json" | "" | "*/*" => serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "the body of the request could not be decoded as JSON: {e}"
+            ))
+        })?,
+        "application/yaml" | "application/apply-patch+yaml" => decode_yaml(body)?,
+        other => {
+            return Err(ApiError::unsupported_media_type(
+                other,
+                &["application/json", "application/yaml"],
+            ));
+        }
+    };
+    if !v.is_object() {
+        return Err(ApiError::bad_request(
+            "the body of the request must be an object",
+        ));
+    }
+    Ok(v)
+}
+
+pub fn decode_yaml(body: &[u8]) -> ApiResult<Value> {
+    if let Ok(v) = serde_json::from_slice::<Value>(body) {
+        return Ok(v);
+    }
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::bad_request("the request body is not UTF-8"))?;
+    serde_saphyr::from_str::<Value>(text)
+        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
+}
+
+/// Serialises a stored object as served at `version` (objects are stored at the storage version).
+pub fn object_response(
+    info: &ResourceInfo,
+    version: &str,
+    obj: &Value,
+    code: StatusCode,
+) -> Response {
+    let body = if version == info.versions[0] {
+        serde_json::to_vec(obj)
+    } else {
+        let mut o = obj.clone();
+        o["apiVersion"] = Value::String(info.api_version(version));
+        serde_json::to_vec(&o)
+    };
+    json_response(code, body.unwrap_or_default())
+}
+
+pub fn json_response(code: StatusCode, body: Vec<u8>) -> Response {
+    (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+pub fn value_response(code: StatusCode, v: &Value) -> Response {
+    json_response(code, serde_json::to_vec(v).unwrap_or_default())
+}
+
+/// Field labels a resource supports in field selectors besides metadata.name/namespace.
+pub fn field_labels(info: &ResourceInfo) -> &'static [&'static str] {
+    match (info.group.as_str(), info.plural.as_str()) {
+        ("", "events") => &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ],
+        ("events.k8s.io", "events") => &[
+            "regarding.kind",
+            "regarding.namespace",
+            "regarding.name",
+            "regarding.uid",
+            "regarding.apiVersion",
+            "reason",
+            "reportingController",
+            "type",
+        ],
+        ("", "namespaces") => &["status.phase"],
+        ("", "secrets") => &["type"],
+        _ => &[],
+    }
+}

@@ -1,0 +1,266 @@
+//! Watch streams: newline-delimited watch events over a chunked response, from a resourceVersion (410 Gone past
+//! the history window), with selectors, bookmarks, `sendInitialEvents`, `timeoutSeconds` and injected faults.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{StatusCode, header};
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::{Params, Target, field_labels};
+use crate::faults::WatchSignal;
+use crate::ops::State;
+use crate::registry::ResourceInfo;
+use crate::selectors::{FieldSelector, LabelSelector};
+use crate::status::{ApiError, ApiResult};
+use crate::store::{Event, EventType, WatchStart, encode_event};
+use crate::table;
+
+/// Default watch length when the client gives no timeoutSeconds (the real server picks 30-60 minutes).
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
+const STREAM_BUFFER: usize = 1024;
+
+struct Filter {
+    info: Arc<ResourceInfo>,
+    version: String,
+    namespace: Option<String>,
+    labels: LabelSelector,
+    fields: FieldSelector,
+    as_table: bool,
+}
+
+impl Filter {
+    fn matches(&self, obj: &Value) -> bool {
+        if let Some(ns) = &self.namespace
+            && obj.pointer("/metadata/namespace").and_then(Value::as_str) != Some(ns.as_str())
+        {
+            return false;
+        }
+        self.labels.matches(obj) && self.fields.matches(obj)
+    }
+
+    fn plain(&self) -> bool {
+        self.labels.is_empty()
+            && self.fields.is_empty()
+            && !self.as_table
+            && self.version == self.info.versions[0]
+    }
+
+    /// The event this watcher sees for a store event (selector transitions become ADDED/DELETED).
+    fn translate(&self, e: &Event) -> Option<EventType> {
+        if let Some(ns) = &self.namespace
+            && e.key.namespace != *ns
+        {
+            return None;
+        }
+        let now = self.labels.matches(&e.object) && self.fields.matches(&e.object);
+        let before = e
+            .prev
+            .as_ref()
+            .is_some_and(|p| self.labels.matches(p) && self.fields.matches(p));
+        match (e.kind, before, now) {
+            (EventType::Modified, true, true) => Some(EventType::Modified),
+            (EventType::Modified, false, true) => Some(EventType::Added),
+            (EventType::Modified, true, false) => Some(EventType::Deleted),
+            (EventType::Modified, false, false) => None,
+            (_, _, true) => Some(e.kind),
+            _ => None,
+        }
+    }
+
+    fn encode(
+        &self,
+        kind: EventType,
+        e: &Event,
+        headers: &mut bool,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Bytes {
+        if self.plain() && kind == e.kind {
+            return e.encoded().clone();
+        }
+        if self.as_table {
+            let t = table::table(
+                &self.info,
+                &self.version,
+                &[&e.object],
+                json!({"resourceVersion": e.rv.to_string()}),
+                *headers,
+                now,
+            );
+            *headers = false;
+            return encode_event(kind.as_str(), &t);
+        }
+        if self.version != self.info.versions[0] {
+            let mut o = (*e.object).clone();
+            o["apiVersion"] = json!(self.info.api_version(&self.version));
+            return encode_event(kind.as_str(), &o);
+        }
+        encode_event(kind.as_str(), &e.object)
+    }
+
+    fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
+        let mut meta = json!({"resourceVersion": rv.to_string()});
+        if initial_end {
+            meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        encode_event(
+            "BOOKMARK",
+            &json!({"kind": self.info.kind, "apiVersion": self.info.api_version(&self.version), "metadata": meta}),
+        )
+    }
+}
+
+fn expired(message: String) -> Bytes {
+    encode_event("ERROR", &ApiError::gone(message).to_status())
+}
+
+pub async fn serve(st: &Arc<State>, t: &Target, p: &Params, as_table: bool) -> ApiResult<Response> {
+    let filter = Filter {
+        info: t.info.clone(),
+        version: t.version.clone(),
+        namespace: if t.info.namespaced {
+            t.namespace.clone()
+        } else {
+            None
+        },
+        labels: LabelSelector::parse(&p.label_selector)?,
+        fields: FieldSelector::parse(&p.field_selector, field_labels(&t.info))?,
+        as_table,
+    };
+    let start = match p.resource_version.as_deref() {
+        _ if p.send_initial_events => WatchStart::Snapshot,
+        None | Some("") | Some("0") => WatchStart::Snapshot,
+        Some(rv) => WatchStart::After(
+            rv.parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}")))?,
+        ),
+    };
+    let from = match start {
+        WatchStart::After(rv) => Some(rv),
+        WatchStart::Snapshot => None,
+    };
+    let timeout = p
+        .timeout_seconds
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_TIMEOUT);
+    let (tx, rx) = mpsc::channel::<Bytes>(STREAM_BUFFER);
+    match st.store.watch(&t.info.key, start) {
+        Err(oldest) => {
+            let msg = format!("too old resource version: {} ({oldest})", from.unwrap_or(0));
+            let _ = tx.try_send(expired(msg));
+        }
+        Ok(sub) => {
+            let ctx = StreamCtx {
+                filter,
+                bookmarks: p.allow_bookmarks,
+                initial_end: p.send_initial_events,
+                timeout,
+                bookmark_interval: st.bookmark_interval,
+            };
+            let signals = st.faults.watch_signals();
+            let clock = st.clock.clone();
+            tokio::spawn(pump(ctx, sub, signals, tx, clock));
+        }
+    }
+    let body = Body::from_stream(futures::StreamExt::map(
+        ReceiverStream::new(rx),
+        Ok::<_, std::convert::Infallible>,
+    ));
+    let ct = if as_table {
+        "application/json;as=Table;v=v1;g=meta.k8s.io"
+    } else {
+        "application/json"
+    };
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, ct),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+struct StreamCtx {
+    filter: Filter,
+    bookmarks: bool,
+    initial_end: bool,
+    timeout: Duration,
+    bookmark_interval: Duration,
+}
+
+async fn pump(
+    ctx: StreamCtx,
+    sub: crate::store::WatchSubscription,
+    mut signals: tokio::sync::watch::Receiver<(u64, WatchSignal)>,
+    tx: mpsc::Sender<Bytes>,
+    clock: crate::clock::Clock,
+) {
+    let deadline = tokio::time::Instant::now() + ctx.timeout;
+    let mut headers = true;
+    // The highest resourceVersion this stream has passed (delivered or filtered): bookmarks never skip events.
+    let mut last_rv = sub.rv;
+    for e in &sub.backlog {
+        let kind = if e.prev.is_none() && e.kind == EventType::Added {
+            ctx.filter.matches(&e.object).then_some(EventType::Added)
+        } else {
+            ctx.filter.translate(e)
+        };
+        if let Some(kind) = kind
+            && tx
+                .send(ctx.filter.encode(kind, e, &mut headers, clock()))
+                .await
+                .is_err()
+        {
+            return;
+        }
+    }
+    if ctx.initial_end && tx.send(ctx.filter.bookmark(last_rv, true)).await.is_err() {
+        return;
+    }
+    let mut live = sub.live;
+    signals.mark_unchanged();
+    let mut tick = tokio::time::interval(ctx.bookmark_interval.max(Duration::from_millis(10)));
+    tick.reset();
+    loop {
+        let out = tokio::select! {
+            r = live.recv() => match r {
+                Ok(e) => {
+                    last_rv = last_rv.max(e.rv);
+                    if e.key.resource != ctx.filter.info.key { continue }
+                    match ctx.filter.translate(&e) {
+                        Some(kind) => ctx.filter.encode(kind, &e, &mut headers, clock()),
+                        None => continue,
+                    }
+                }
+                Err(RecvError::Lagged(n)) => {
+                    // This watcher fell too far behind the event stream: like etcd compaction, tell it to relist.
+                    let _ = tx.send(expired(format!("too old resource version: {last_rv} (watcher lagged {n} events)"))).await;
+                    return;
+                }
+                Err(RecvError::Closed) => return,
+            },
+            _ = tokio::time::sleep_until(deadline) => return,
+            _ = tick.tick(), if ctx.bookmarks => ctx.filter.bookmark(last_rv, false),
+            changed = signals.changed() => {
+                if changed.is_err() { return }
+                let (_, signal) = *signals.borrow_and_update();
+                if signal == WatchSignal::Expire {
+                    let _ = tx.send(expired(format!("too old resource version: {last_rv} (injected)"))).await;
+                }
+                return;
+            }
+            _ = tx.closed() => return,
+        };
+        if tx.send(out).await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,367 @@
+//! create, update, patch (merge, JSON, strategic, apply), delete and deletecollection handlers.
+
+use std::sync::Arc;
+
+use axum::response::Response;
+use bytes::Bytes;
+use http::StatusCode;
+use serde_json::{Value, json};
+
+use super::{
+    Params, Target, decode_object, decode_yaml, field_labels, object_response, value_response,
+};
+use crate::managed::{self, Writer};
+use crate::objects::Sub;
+use crate::ops::{self, DeleteOpts, Record, State, WriteCtx};
+use crate::patch;
+use crate::selectors::{FieldSelector, LabelSelector};
+use crate::status::{ApiError, ApiResult};
+
+fn ctx(t: &Target, p: &Params, user_agent: &str) -> WriteCtx {
+    // Like the real server, the default manager is the user agent's program name.
+    let manager = p.field_manager.clone().unwrap_or_else(|| {
+        let prog = user_agent.split('/').next().unwrap_or("").trim();
+        if prog.is_empty() {
+            "unknown".into()
+        } else {
+            prog.to_string()
+        }
+    });
+    let sub = match t.sub.as_deref() {
+        Some("status") => Sub::Status,
+        Some("finalize") => Sub::Finalize,
+        _ => Sub::Main,
+    };
+    WriteCtx {
+        manager,
+        version: t.version.clone(),
+        sub,
+        dry_run: p.dry_run,
+        strict: p.field_validation.as_deref() == Some("Strict"),
+    }
+}
+
+pub async fn create(
+    st: &Arc<State>,
+    t: &Target,
+    p: &Params,
+    ua: &str,
+    ct: &str,
+    body: &Bytes,
+) -> ApiResult<Response> {
+    let obj = decode_object(ct, body)?;
+    let ctx = ctx(t, p, ua);
+    let created = ops::create(
+        st,
+        &t.info,
+        t.namespace.as_deref(),
+        obj,
+        &ctx,
+        Record::Update,
+    )
+    .await?;
+    Ok(object_response(
+        &t.info,
+        &t.version,
+        &created,
+        StatusCode::CREATED,
+    ))
+}
+
+pub async fn replace(
+    st: &Arc<State>,
+    t: &Target,
+    p: &Params,
+    ua: &str,
+    ct: &str,
+    body: &Bytes,
+) -> ApiResult<Response> {
+    let obj = decode_object(ct, body)?;
+    let ctx = ctx(t, p, ua);
+    let name = t.name.clone().unwrap_or_default();
+    let key = State::key(&t.info, t.namespace.as_deref(), &name);
+    let want = ops::parse_rv(
+        &t.info,
+        &name,
+        obj.pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str),
+    )?;
+    let updated = ops::update(
+        st,
+        &t.info,
+        &key,
+        want,
+        &ctx,
+        Record::Update,
+        &|_cur: &Value| Ok(obj.clone()),
+    )
+    .await?;
+    Ok(object_response(
+        &t.info,
+        &t.version,
+        &updated,
+        StatusCode::OK,
+    ))
+}
+
+const PATCH_TYPES: &[&str] = &[
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/apply-patch+yaml",
+    "application/strategic-merge-patch+json",
+];
+
+pub async fn patch(
+    st: &Arc<State>,
+    t: &Target,
+    p: &Params,
+    ua: &str,
+    ct: &str,
+    body: &Bytes,
+) -> ApiResult<Response> {
+    let base = ct.split(';').next().unwrap_or("").trim().to_string();
+    let mut ctx = ctx(t, p, ua);
+    let name = t.name.clone().unwrap_or_default();
+    let key = State::key(&t.info, t.namespace.as_deref(), &name);
+    let info = &t.info;
+    let bad_patch = |e: String| ApiError::bad_request(format!("error decoding patch: {e}"));
+    let updated = match base.as_str() {
+        "application/json-patch+json" => {
+            let ops_: json_patch::Patch =
+                serde_json::from_slice(body).map_err(|e| bad_patch(e.to_string()))?;
+            ops::update(
+                st,
+                info,
+                &key,
+                None,
+                &ctx,
+                Record::Update,
+                &|cur: &Value| patch::json_patch(info, cur, &ops_),
+            )
+            .await?
+        }
+        "application/merge-patch+json" => {
+            let doc: Value = serde_json::from_slice(body).map_err(|e| bad_patch(e.to_string()))?;
+            let want = ops::parse_rv(
+                info,
+                &name,
+                doc.pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str),
+            )?;
+            ops::update(
+                st,
+                info,
+                &key,
+                want,
+                &ctx,
+                Record::Update,
+                &|cur: &Value| Ok(patch::merge(cur, &doc)),
+            )
+            .await?
+        }
+        "application/strategic-merge-patch+json" => {
+            if info.custom {
+                return Err(ApiError::unsupported_media_type(&base, &PATCH_TYPES[..3]));
+            }
+            let doc: Value = serde_json::from_slice(body).map_err(|e| bad_patch(e.to_string()))?;
+            let want = ops::parse_rv(
+                info,
+                &name,
+                doc.pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str),
+            )?;
+            ops::update(
+                st,
+                info,
+                &key,
+                want,
+                &ctx,
+                Record::Update,
+                &|cur: &Value| Ok(patch::strategic(cur, &doc)),
+            )
+            .await?
+        }
+        "application/apply-patch+yaml" => {
+            let manager = p.field_manager.clone().ok_or_else(|| {
+                ApiError::bad_request("PATCH, application/apply-patch+yaml requests must have a fieldManager (the fieldManager query parameter is required)")
+            })?;
+            ctx.manager = manager;
+            let applied =
+                patch::applied_config(info, &t.version, &name, ctx.sub, decode_yaml(body)?)?;
+            return apply(st, t, &ctx, p.force, applied).await;
+        }
+        other => return Err(ApiError::unsupported_media_type(other, PATCH_TYPES)),
+    };
+    Ok(object_response(info, &t.version, &updated, StatusCode::OK))
+}
+
+async fn apply(
+    st: &Arc<State>,
+    t: &Target,
+    ctx: &WriteCtx,
+    force: bool,
+    applied: Value,
+) -> ApiResult<Response> {
+    let info = &t.info;
+    let name = t.name.clone().unwrap_or_default();
+    let key = State::key(info, t.namespace.as_deref(), &name);
+    let schema = info.schema(&t.version).cloned();
+    let now = st.now();
+    let av = info.api_version(&t.version);
+    let sub = if ctx.sub == Sub::Status { "status" } else { "" };
+    let writer = Writer {
+        manager: &ctx.manager,
+        api_version: &av,
+        subresource: sub,
+        time: &now,
+    };
+    if st.store.get(&key).is_none() {
+        if ctx.sub != Sub::Main {
+            return Err(ApiError::not_found(&info.group, &info.plural, &name));
+        }
+        let obj = managed::apply(None, &applied, schema.as_ref(), &writer, force)?;
+        match ops::create(
+            st,
+            info,
+            t.namespace.as_deref(),
+            obj,
+            ctx,
+            Record::AlreadyRecorded,
+        )
+        .await
+        {
+            Ok(created) => {
+                return Ok(object_response(
+                    info,
+                    &t.version,
+                    &created,
+                    StatusCode::CREATED,
+                ));
+            }
+            // Lost a race with another creator: apply onto what is there now.
+            Err(e) if e.reason == "AlreadyExists" => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let updated = ops::update(
+        st,
+        info,
+        &key,
+        None,
+        ctx,
+        Record::AlreadyRecorded,
+        &|cur: &Value| managed::apply(Some(cur), &applied, schema.as_ref(), &writer, force),
+    )
+    .await?;
+    Ok(object_response(info, &t.version, &updated, StatusCode::OK))
+}
+
+fn delete_opts(p: &Params, body: &Bytes) -> ApiResult<DeleteOpts> {
+    let mut opts = DeleteOpts {
+        propagation: p.propagation_policy.clone(),
+        dry_run: p.dry_run,
+        ..Default::default()
+    };
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        let v: Value = serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?;
+        if let Some(pp) = v.get("propagationPolicy").and_then(Value::as_str) {
+            if !["Background", "Foreground", "Orphan"].contains(&pp) {
+                return Err(ApiError::bad_request(format!(
+                    "propagationPolicy: Unsupported value: \"{pp}\""
+                )));
+            }
+            opts.propagation = Some(pp.to_string());
+        }
+        if v.get("orphanDependents") == Some(&json!(true)) {
+            opts.propagation = Some("Orphan".into());
+        }
+        opts.uid = v
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(String::from);
+        opts.rv = v
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(String::from);
+        if v.get("dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|x| x == "All"))
+        {
+            opts.dry_run = true;
+        }
+    }
+    Ok(opts)
+}
+
+fn success_status(t: &Target, name: &str, obj: &Value) -> Value {
+    let mut details =
+        json!({"name": name, "kind": t.info.plural, "uid": obj.pointer("/metadata/uid")});
+    if !t.info.group.is_empty() {
+        details["group"] = json!(t.info.group);
+    }
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details})
+}
+
+pub async fn delete(st: &Arc<State>, t: &Target, p: &Params, body: &Bytes) -> ApiResult<Response> {
+    if t.sub.is_some() {
+        return Err(ApiError::method_not_allowed("delete"));
+    }
+    let opts = delete_opts(p, body)?;
+    let name = t.name.clone().unwrap_or_default();
+    let key = State::key(&t.info, t.namespace.as_deref(), &name);
+    let (obj, removed) = ops::delete(st, &t.info, &key, &opts).await?;
+    if !removed {
+        // Deletion is pending on finalizers: 202 with the object, as the real server answers.
+        return Ok(object_response(
+            &t.info,
+            &t.version,
+            &obj,
+            StatusCode::ACCEPTED,
+        ));
+    }
+    if t.info.custom || t.info.kind == "Namespace" {
+        return Ok(object_response(&t.info, &t.version, &obj, StatusCode::OK));
+    }
+    Ok(value_response(
+        StatusCode::OK,
+        &success_status(t, &name, &obj),
+    ))
+}
+
+pub async fn delete_collection(
+    st: &Arc<State>,
+    t: &Target,
+    p: &Params,
+    body: &Bytes,
+) -> ApiResult<Response> {
+    let opts = delete_opts(p, body)?;
+    let labels = LabelSelector::parse(&p.label_selector)?;
+    let fields = FieldSelector::parse(&p.field_selector, field_labels(&t.info))?;
+    let ns = if t.info.namespaced {
+        t.namespace.as_deref()
+    } else {
+        None
+    };
+    let mut deleted = Vec::new();
+    for key in st.store.keys(&t.info.key, ns) {
+        let Some((_, obj)) = st.store.get(&key) else {
+            continue;
+        };
+        if !labels.matches(&obj) || !fields.matches(&obj) {
+            continue;
+        }
+        match ops::delete(st, &t.info, &key, &opts).await {
+            Ok((obj, _)) => deleted.push((*obj).clone()),
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let list = json!({
+        "kind": t.info.list_kind,
+        "apiVersion": t.info.api_version(&t.version),
+        "metadata": {"resourceVersion": st.store.current_rv().to_string()},
+        "items": deleted,
+    });
+    Ok(value_response(StatusCode::OK, &list))
+}

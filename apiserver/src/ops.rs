@@ -1,0 +1,512 @@
+//! The write verbs without HTTP: create, update (GuaranteedUpdate loop), delete with finalizers and propagation.
+//! The HTTP handlers and the built-in controllers both go through these.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::admission::{Admission, AdmissionRequest, Operation};
+use crate::clock::{Clock, format_time};
+use crate::faults::Faults;
+use crate::managed::{Writer, record_update};
+use crate::objects::{
+    self, Sub, check_type, finalizers, is_deleting, meta_mut, meta_str, prepare_create,
+    prepare_update,
+};
+use crate::registry::{Registry, ResourceInfo};
+use crate::status::{ApiError, ApiResult};
+use crate::store::{CommitError, Committed, ObjKey, Precondition, Store, Write};
+use crate::{crd, validation};
+
+/// Shared server state.
+pub struct State {
+    pub store: Arc<Store>,
+    pub registry: Registry,
+    pub clock: Clock,
+    pub faults: Faults,
+    pub admission: Admission,
+    pub bookmark_interval: Duration,
+}
+
+/// Who writes and how.
+#[derive(Debug, Clone)]
+pub struct WriteCtx {
+    pub manager: String,
+    pub version: String,
+    /// The part of the object written (main resource, status, a Namespace's finalize).
+    pub sub: Sub,
+    pub dry_run: bool,
+    /// `fieldValidation=Strict`: unknown fields are an error instead of being pruned.
+    pub strict: bool,
+}
+
+impl WriteCtx {
+    pub fn internal(version: &str) -> Self {
+        WriteCtx {
+            manager: "kube-apiserver".into(),
+            version: version.into(),
+            sub: Sub::Main,
+            dry_run: false,
+            strict: false,
+        }
+    }
+
+    fn subresource(&self) -> &'static str {
+        match self.sub {
+            Sub::Main => "",
+            Sub::Status => "status",
+            Sub::Finalize => "finalize",
+        }
+    }
+}
+
+/// Whether managedFields still need to be recorded for a write (server-side apply records its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Record {
+    Update,
+    AlreadyRecorded,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOpts {
+    pub propagation: Option<String>,
+    pub uid: Option<String>,
+    pub rv: Option<String>,
+    pub dry_run: bool,
+}
+
+const MAX_UPDATE_ATTEMPTS: usize = 64;
+
+impl State {
+    pub fn now(&self) -> String {
+        format_time((self.clock)())
+    }
+
+    pub fn key(info: &ResourceInfo, ns: Option<&str>, name: &str) -> ObjKey {
+        let namespace = if info.namespaced {
+            ns.unwrap_or("").to_string()
+        } else {
+            String::new()
+        };
+        ObjKey {
+            resource: info.key.clone(),
+            namespace,
+            name: name.to_string(),
+        }
+    }
+
+    fn admit(
+        &self,
+        info: &ResourceInfo,
+        op: Operation,
+        ctx: &WriteCtx,
+        old: Option<&Value>,
+        new: &mut Value,
+    ) -> ApiResult<()> {
+        if self.admission.is_empty() {
+            return Ok(());
+        }
+        let snapshot = new.clone();
+        let req = AdmissionRequest {
+            operation: op,
+            group: &info.group,
+            version: &ctx.version,
+            kind: &info.kind,
+            resource: &info.plural,
+            subresource: ctx.subresource(),
+            namespace: meta_str(&snapshot, "namespace").unwrap_or(""),
+            name: objects::name_of(&snapshot),
+            object: Some(&snapshot),
+            old_object: old,
+            dry_run: ctx.dry_run,
+        };
+        let mut mutated = snapshot.clone();
+        self.admission.run_mutating(&req, &mut mutated)?;
+        self.admission.run_validating(&AdmissionRequest {
+            object: Some(&mutated),
+            ..req
+        })?;
+        *new = mutated;
+        Ok(())
+    }
+
+    /// Refuses writes into a missing or terminating namespace, as the NamespaceLifecycle admission plugin does.
+    fn check_namespace(&self, info: &ResourceInfo, ns: &str, name: &str) -> ApiResult<()> {
+        let ns_info = self
+            .registry
+            .get("", "namespaces")
+            .ok_or_else(|| ApiError::internal("namespaces not registered"))?;
+        match self.store.get(&State::key(&ns_info, None, ns)) {
+            None => Err(ApiError::not_found("", "namespaces", ns)),
+            Some((_, obj)) if is_deleting(&obj) => Err(ApiError::forbidden(
+                &info.group,
+                &info.plural,
+                name,
+                &format!(
+                    "unable to create new content in namespace {ns} because it is being terminated"
+                ),
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+
+    fn check_crd_not_terminating(&self, info: &ResourceInfo) -> ApiResult<()> {
+        if !info.custom {
+            return Ok(());
+        }
+        let Some(crd_info) = self
+            .registry
+            .get("apiextensions.k8s.io", "customresourcedefinitions")
+        else {
+            return Ok(());
+        };
+        let crd_name = format!("{}.{}", info.plural, info.group);
+        match self.store.get(&State::key(&crd_info, None, &crd_name)) {
+            Some((_, crd)) if is_deleting(&crd) => Err(ApiError::method_not_allowed(&format!(
+                "create not allowed while custom resource definition is terminating; {crd_name}"
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn schema_of<'a>(info: &'a ResourceInfo, version: &str) -> Option<&'a Value> {
+    info.schema(version)
+        .or_else(|| info.schema(&info.versions[0]))
+}
+
+fn map_commit_error(info: &ResourceInfo, name: &str, e: CommitError) -> ApiError {
+    match e {
+        CommitError::Exists => ApiError::already_exists(&info.group, &info.plural, name),
+        CommitError::NotFound => ApiError::not_found(&info.group, &info.plural, name),
+        CommitError::Stale => ApiError::stale(&info.group, &info.plural, name),
+    }
+}
+
+async fn finish(
+    st: &Arc<State>,
+    info: &ResourceInfo,
+    mut committed: Committed,
+) -> ApiResult<Arc<Value>> {
+    committed.wait_durable().await;
+    crd_hooks(st, info, &committed.object, false).await;
+    Ok(committed.object)
+}
+
+/// Creates an object. `record` is `AlreadyRecorded` when server-side apply built the managedFields.
+pub async fn create(
+    st: &Arc<State>,
+    info: &Arc<ResourceInfo>,
+    ns: Option<&str>,
+    mut obj: Value,
+    ctx: &WriteCtx,
+    record: Record,
+) -> ApiResult<Arc<Value>> {
+    check_type(info, &ctx.version, &mut obj)?;
+    let namespace = if info.namespaced { ns } else { None };
+    if info.namespaced && namespace.is_none_or(str::is_empty) {
+        return Err(ApiError::bad_request(
+            "the server could not find the requested resource (namespace required)",
+        ));
+    }
+    let now = st.now();
+    prepare_create(info, namespace, &mut obj, &now)?;
+    let name = objects::name_of(&obj).to_string();
+    if let Some(ns) = namespace {
+        st.check_namespace(info, ns, &name)?;
+    }
+    st.check_crd_not_terminating(info)?;
+    if info.kind == "CustomResourceDefinition" {
+        let causes = crd::validate(&obj);
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(&info.group, &info.kind, &name, causes));
+        }
+        meta_mut(&mut obj).insert("finalizers".into(), json!([crd::CLEANUP_FINALIZER]));
+    }
+    validation::validate(info, &ctx.version, None, &mut obj, ctx.strict)?;
+    st.admit(info, Operation::Create, ctx, None, &mut obj)?;
+    if record == Record::Update {
+        let w = Writer {
+            manager: &ctx.manager,
+            api_version: &info.api_version(&ctx.version),
+            subresource: "",
+            time: &now,
+        };
+        record_update(None, &mut obj, schema_of(info, &ctx.version), &w);
+    }
+    if ctx.dry_run {
+        return Ok(Arc::new(obj));
+    }
+    let key = State::key(info, namespace, &name);
+    let committed = st
+        .store
+        .commit(&key, Precondition::Absent, Write::Put(obj))
+        .map_err(|e| map_commit_error(info, &name, e))?;
+    finish(st, info, committed).await
+}
+
+/// The GuaranteedUpdate loop: read, let `mutate` compute the desired object, apply update rules, commit if the
+/// object did not change meanwhile (else retry). `precondition` pins a client-given resourceVersion.
+pub async fn update(
+    st: &Arc<State>,
+    info: &Arc<ResourceInfo>,
+    key: &ObjKey,
+    precondition: Option<u64>,
+    ctx: &WriteCtx,
+    record: Record,
+    mutate: &(dyn Fn(&Value) -> ApiResult<Value> + Send + Sync),
+) -> ApiResult<Arc<Value>> {
+    for _ in 0..MAX_UPDATE_ATTEMPTS {
+        let (rv, current) = st
+            .store
+            .get(key)
+            .ok_or_else(|| ApiError::not_found(&info.group, &info.plural, &key.name))?;
+        if precondition.is_some_and(|want| want != rv) {
+            return Err(ApiError::stale(&info.group, &info.plural, &key.name));
+        }
+        let mut new = mutate(&current)?;
+        check_type(info, &ctx.version, &mut new)?;
+        meta_mut(&mut new).insert("resourceVersion".into(), json!(rv.to_string()));
+        prepare_update(info, &current, &mut new, ctx.sub)?;
+        if info.kind == "CustomResourceDefinition" {
+            let causes = crd::validate(&new);
+            if !causes.is_empty() {
+                return Err(ApiError::invalid(
+                    &info.group,
+                    &info.kind,
+                    &key.name,
+                    causes,
+                ));
+            }
+        }
+        validation::validate(info, &ctx.version, Some(&current), &mut new, ctx.strict)?;
+        st.admit(info, Operation::Update, ctx, Some(&current), &mut new)?;
+        if record == Record::Update {
+            let now = st.now();
+            let av = info.api_version(&ctx.version);
+            let w = Writer {
+                manager: &ctx.manager,
+                api_version: &av,
+                subresource: ctx.subresource(),
+                time: &now,
+            };
+            record_update(Some(&current), &mut new, schema_of(info, &ctx.version), &w);
+        }
+        if new == *current || ctx.dry_run {
+            return Ok(if ctx.dry_run { Arc::new(new) } else { current });
+        }
+        let write = if objects::ready_to_remove(info, &new) {
+            Write::Delete
+        } else {
+            Write::Put(new)
+        };
+        match st.store.commit(key, Precondition::Rv(rv), write) {
+            Ok(committed) => return finish(st, info, committed).await,
+            Err(CommitError::Stale) if precondition.is_none() => continue,
+            Err(e) => return Err(map_commit_error(info, &key.name, e)),
+        }
+    }
+    Err(ApiError::new(
+        409,
+        "Conflict",
+        format!("too many concurrent updates of {}", key.name),
+    ))
+}
+
+/// Parses a client-given resourceVersion precondition.
+pub fn parse_rv(info: &ResourceInfo, name: &str, rv: Option<&str>) -> ApiResult<Option<u64>> {
+    match rv {
+        None | Some("") => Ok(None),
+        Some(s) => s.parse().map(Some).map_err(|_| {
+            ApiError::invalid(
+                &info.group,
+                &info.kind,
+                name,
+                vec![crate::status::Cause::new(
+                    "FieldValueInvalid",
+                    "metadata.resourceVersion",
+                    format!("Invalid value: \"{s}\": must be a decimal resourceVersion"),
+                )],
+            )
+        }),
+    }
+}
+
+/// Deletes an object: immediately when nothing holds it, else sets deletionTimestamp and leaves it to the
+/// finalizers' owners. Returns the last state and whether the object is gone.
+pub async fn delete(
+    st: &Arc<State>,
+    info: &Arc<ResourceInfo>,
+    key: &ObjKey,
+    opts: &DeleteOpts,
+) -> ApiResult<(Arc<Value>, bool)> {
+    for _ in 0..MAX_UPDATE_ATTEMPTS {
+        let (rv, current) = st
+            .store
+            .get(key)
+            .ok_or_else(|| ApiError::not_found(&info.group, &info.plural, &key.name))?;
+        let uid = meta_str(&current, "uid").unwrap_or("");
+        if let Some(want) = &opts.uid
+            && want != uid
+        {
+            return Err(ApiError::conflict(
+                &info.group,
+                &info.plural,
+                &key.name,
+                &format!(
+                    "Precondition failed: UID in precondition: {want}, UID in object meta: {uid}"
+                ),
+            ));
+        }
+        if let Some(want) = &opts.rv
+            && *want != rv.to_string()
+        {
+            return Err(ApiError::conflict(
+                &info.group,
+                &info.plural,
+                &key.name,
+                &format!(
+                    "Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {rv}"
+                ),
+            ));
+        }
+        if !st.admission.is_empty() {
+            let ctx = WriteCtx {
+                dry_run: opts.dry_run,
+                ..WriteCtx::internal(&info.versions[0])
+            };
+            let req = AdmissionRequest {
+                operation: Operation::Delete,
+                group: &info.group,
+                version: &ctx.version,
+                kind: &info.kind,
+                resource: &info.plural,
+                subresource: "",
+                namespace: &key.namespace,
+                name: &key.name,
+                object: None,
+                old_object: Some(&current),
+                dry_run: opts.dry_run,
+            };
+            st.admission.run_validating(&req)?;
+        }
+        let mut new = (*current).clone();
+        let mut held = finalizers(&new);
+        let policy_finalizer = match opts.propagation.as_deref() {
+            Some("Orphan") => Some("orphan"),
+            Some("Foreground") => Some("foregroundDeletion"),
+            _ => None,
+        };
+        if let Some(f) = policy_finalizer
+            && !held.iter().any(|h| h == f)
+            && !is_deleting(&current)
+        {
+            held.push(f.to_string());
+            meta_mut(&mut new).insert("finalizers".into(), json!(held));
+        }
+        let is_namespace = info.kind == "Namespace" && info.group.is_empty();
+        let write = if held.is_empty() && !is_namespace {
+            Write::Delete
+        } else if is_deleting(&current) && new == *current {
+            if objects::ready_to_remove(info, &current) {
+                Write::Delete
+            } else {
+                return Ok((current, false));
+            }
+        } else {
+            if !is_deleting(&new) {
+                objects::mark_deleting(info, &mut new, (st.clock)());
+            }
+            if objects::ready_to_remove(info, &new) {
+                Write::Delete
+            } else {
+                Write::Put(new)
+            }
+        };
+        if opts.dry_run {
+            return Ok((current, matches!(write, Write::Delete)));
+        }
+        let removed = matches!(write, Write::Delete);
+        match st.store.commit(key, Precondition::Rv(rv), write) {
+            Ok(mut committed) => {
+                committed.wait_durable().await;
+                crd_hooks(st, info, &committed.object, removed).await;
+                if !removed && info.kind == "CustomResourceDefinition" {
+                    tokio::spawn(crate::controllers::crd_cleanup(
+                        st.clone(),
+                        key.name.clone(),
+                    ));
+                }
+                return Ok((committed.object, removed));
+            }
+            Err(CommitError::Stale) => continue,
+            Err(e) => return Err(map_commit_error(info, &key.name, e)),
+        }
+    }
+    Err(ApiError::new(
+        409,
+        "Conflict",
+        format!("too many concurrent updates of {}", key.name),
+    ))
+}
+
+/// Keeps the registry in step with CRD writes: established CRDs are served, removed ones are not.
+async fn crd_hooks(st: &Arc<State>, info: &ResourceInfo, obj: &Value, removed: bool) {
+    if info.kind != "CustomResourceDefinition" || info.group != "apiextensions.k8s.io" {
+        return;
+    }
+    let served = crd::resource_info(obj);
+    if removed {
+        st.registry.remove(&served.group, &served.plural);
+        return;
+    }
+    st.registry.insert(served);
+    let established = obj
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Established" && c["status"] == "True")
+        });
+    if !established {
+        let name = objects::name_of(obj).to_string();
+        let key = State::key(info, None, &name);
+        let status = crd::established_status(obj, &st.now());
+        // Status writes by the server itself: a stale read just retries inside update().
+        let ctx = WriteCtx {
+            sub: Sub::Status,
+            ..WriteCtx::internal("v1")
+        };
+        let info = Arc::new(info.clone());
+        let _ = Box::pin(update(
+            st,
+            &info,
+            &key,
+            None,
+            &ctx,
+            Record::Update,
+            &|cur: &Value| {
+                let mut next = cur.clone();
+                next["status"] = status.clone();
+                Ok(next)
+            },
+        ))
+        .await;
+    }
+}
+
+/// Re-registers every stored CRD (after a restart from disk).
+pub fn register_stored_crds(st: &State) {
+    let Some(crd_info) = st
+        .registry
+        .get("apiextensions.k8s.io", "customresourcedefinitions")
+    else {
+        return;
+    };
+    for key in st.store.keys(&crd_info.key, None) {
+        if let Some((_, obj)) = st.store.get(&key) {
+            st.registry.insert(crd::resource_info(&obj));
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! Opt-in durability: an append-only JSON-lines log with group-commit fsync, compacted into a snapshot at start.
+//!
+//! A write is acknowledged to the client only after its record has been fsynced. A torn last line (a crash in
+//! the middle of a write) belongs to a write that was never acknowledged and is dropped when loading.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, BufWriter, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, mpsc};
+
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+use crate::store::ObjKey;
+
+const LOG_FILE: &str = "objects.log";
+/// How many queued records one fsync covers at most.
+const GROUP_COMMIT_MAX: usize = 4096;
+
+pub struct Record {
+    rv: u64,
+    key: ObjKey,
+    object: Option<Arc<Value>>,
+}
+
+impl Record {
+    pub fn put(rv: u64, key: &ObjKey, object: &Arc<Value>) -> Self {
+        Record {
+            rv,
+            key: key.clone(),
+            object: Some(object.clone()),
+        }
+    }
+
+    pub fn delete(rv: u64, key: &ObjKey) -> Self {
+        Record {
+            rv,
+            key: key.clone(),
+            object: None,
+        }
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        let line = json!({
+            "rv": self.rv,
+            "r": &*self.key.resource,
+            "ns": self.key.namespace,
+            "n": self.key.name,
+            "o": self.object.as_deref(),
+        });
+        // Serialising a Value into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, &line);
+        out.push(b'\n');
+    }
+}
+
+/// Handle to the log writer thread.
+pub struct Persister {
+    tx: mpsc::Sender<(Record, oneshot::Sender<()>)>,
+}
+
+impl Persister {
+    /// Queues a record; the receiver resolves after it has been fsynced.
+    pub fn append(&self, record: Record) -> oneshot::Receiver<()> {
+        let (ack, rx) = oneshot::channel();
+        // If the writer thread died the receiver errors and the caller stops waiting; the write stays in memory.
+        let _ = self.tx.send((record, ack));
+        rx
+    }
+}
+
+/// The state found on disk.
+pub struct Loaded {
+    pub rv: u64,
+    pub objects: Vec<(ObjKey, u64, Value)>,
+}
+
+/// Loads `dir`, rewrites the log as a compact snapshot and starts the writer thread.
+pub fn open(dir: &Path) -> std::io::Result<(Persister, Loaded)> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(LOG_FILE);
+    let loaded = load(&path)?;
+    compact(&path, &loaded)?;
+    let file = OpenOptions::new().append(true).open(&path)?;
+    let (tx, rx) = mpsc::channel::<(Record, oneshot::Sender<()>)>();
+    std::thread::Builder::new()
+        .name("apiserver-log".into())
+        .spawn(move || writer(file, rx))?;
+    Ok((Persister { tx }, loaded))
+}
+
+fn load(path: &Path) -> std::io::Result<Loaded> {
+    let mut map: std::collections::BTreeMap<(String, String, String), (u64, Value)> =
+        Default::default();
+    let mut rv = 0;
+    if path.exists() {
+        for line in BufReader::new(File::open(path)?).lines() {
+            let line = line?;
+            // A line that does not parse is a torn tail from a crash: nothing after it was acknowledged.
+            let Ok(rec) = serde_json::from_str::<Value>(&line) else {
+                break;
+            };
+            let (Some(r), Some(ns), Some(n), Some(rec_rv)) = (
+                rec["r"].as_str(),
+                rec["ns"].as_str(),
+                rec["n"].as_str(),
+                rec["rv"].as_u64(),
+            ) else {
+                break;
+            };
+            rv = rv.max(rec_rv);
+            let slot = (r.to_string(), ns.to_string(), n.to_string());
+            match &rec["o"] {
+                Value::Null => {
+                    map.remove(&slot);
+                }
+                obj => {
+                    map.insert(slot, (rec_rv, obj.clone()));
+                }
+            }
+        }
+    }
+    let objects = map
+        .into_iter()
+        .map(|((r, ns, n), (obj_rv, obj))| {
+            (
+                ObjKey {
+                    resource: r.into(),
+                    namespace: ns,
+                    name: n,
+                },
+                obj_rv,
+                obj,
+            )
+        })
+        .collect();
+    Ok(Loaded { rv, objects })
+}
+
+fn compact(path: &Path, loaded: &Loaded) -> std::io::Result<()> {
+    let tmp: PathBuf = path.with_extension("tmp");
+    let mut out = BufWriter::new(File::create(&tmp)?);
+    let mut buf = Vec::new();
+    // A marker record keeps the resourceVersion counter even when the last write was a delete.
+    let marker = ObjKey {
+        resource: "".into(),
+        namespace: String::new(),
+        name: String::new(),
+    };
+    Record::delete(loaded.rv, &marker).encode(&mut buf);
+    for (key, obj_rv, obj) in &loaded.objects {
+        Record::put(*obj_rv, key, &Arc::new(obj.clone())).encode(&mut buf);
+    }
+    out.write_all(&buf)?;
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn writer(mut file: File, rx: mpsc::Receiver<(Record, oneshot::Sender<()>)>) {
+    let mut buf = Vec::with_capacity(1 << 20);
+    let mut acks = Vec::new();
+    while let Ok(first) = rx.recv() {
+        buf.clear();
+        acks.clear();
+        first.0.encode(&mut buf);
+        acks.push(first.1);
+        while acks.len() < GROUP_COMMIT_MAX {
+            match rx.try_recv() {
+                Ok((rec, ack)) => {
+                    rec.encode(&mut buf);
+                    acks.push(ack);
+                }
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = file.write_all(&buf).and_then(|_| file.sync_data()) {
+            // Without a durable log no further write may be acknowledged as durable: stop acking.
+            tracing::error!(error = %e, "apiserver data log write failed; further writes are not durable");
+            return;
+        }
+        for ack in acks.drain(..) {
+            let _ = ack.send(());
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! Label selectors (`=`, `==`, `!=`, `in`, `notin`, `key`, `!key`) and field selectors.
+
+use serde_json::Value;
+
+use crate::status::ApiError;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Requirement {
+    Eq(String, String),
+    NotEq(String, String),
+    In(String, Vec<String>),
+    NotIn(String, Vec<String>),
+    Exists(String),
+    NotExists(String),
+}
+
+/// A parsed label selector; the empty selector matches everything.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LabelSelector(Vec<Requirement>);
+
+/// Splits on commas that are not inside parentheses.
+fn split_top_level(s: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0i32, 0);
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&s[start..]);
+    parts
+        .into_iter()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+fn parse_set(key: &str, rest: &str, raw: &str) -> Result<(String, Vec<String>), ApiError> {
+    let inner = rest
+        .trim()
+        .strip_prefix('(')
+        .and_then(|r| r.strip_suffix(')'))
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "unable to parse requirement: {raw}: expected (values)"
+            ))
+        })?;
+    let values = inner
+        .split(',')
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect();
+    Ok((key.trim().to_string(), values))
+}
+
+fn valid_key(key: &str) -> bool {
+    !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+}
+
+impl LabelSelector {
+    pub fn parse(s: &str) -> Result<Self, ApiError> {
+        let mut reqs = Vec::new();
+        for raw in split_top_level(s) {
+            let bad = || {
+                ApiError::bad_request(format!(
+                    "unable to parse requirement: invalid label selector: {raw:?}"
+                ))
+            };
+            let req = if let Some(key) = raw.strip_prefix('!') {
+                Requirement::NotExists(key.trim().to_string())
+            } else if let Some((k, v)) = raw.split_once("!=") {
+                Requirement::NotEq(k.trim().into(), v.trim().into())
+            } else if let Some((k, v)) = raw.split_once("==") {
+                Requirement::Eq(k.trim().into(), v.trim().into())
+            } else if let Some((k, v)) = raw.split_once('=') {
+                Requirement::Eq(k.trim().into(), v.trim().into())
+            } else if let Some((k, rest)) = raw.split_once(" notin ") {
+                let (k, vals) = parse_set(k, rest, raw)?;
+                Requirement::NotIn(k, vals)
+            } else if let Some((k, rest)) = raw.split_once(" in ") {
+                let (k, vals) = parse_set(k, rest, raw)?;
+                Requirement::In(k, vals)
+            } else {
+                Requirement::Exists(raw.trim().to_string())
+            };
+            let key = match &req {
+                Requirement::Eq(k, _)
+                | Requirement::NotEq(k, _)
+                | Requirement::In(k, _)
+                | Requirement::NotIn(k, _)
+                | Requirement::Exists(k)
+                | Requirement::NotExists(k) => k,
+            };
+            if !valid_key(key) {
+                return Err(bad());
+            }
+            reqs.push(req);
+        }
+        Ok(LabelSelector(reqs))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn matches(&self, obj: &Value) -> bool {
+        let labels = obj.pointer("/metadata/labels");
+        let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+        self.0.iter().all(|r| match r {
+            Requirement::Eq(k, v) => get(k) == Some(v.as_str()),
+            Requirement::NotEq(k, v) => get(k) != Some(v.as_str()),
+            Requirement::In(k, vs) => get(k).is_some_and(|l| vs.iter().any(|v| v == l)),
+            Requirement::NotIn(k, vs) => get(k).is_none_or(|l| !vs.iter().any(|v| v == l)),
+            Requirement::Exists(k) => get(k).is_some(),
+            Requirement::NotExists(k) => get(k).is_none(),
+        })
+    }
+}
+
+/// A parsed field selector: `path=value`, `path==value`, `path!=value`, comma-separated.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FieldSelector(Vec<(String, bool, String)>);
+
+impl FieldSelector {
+    /// `allowed` lists the field labels the resource supports besides `metadata.name` and `metadata.namespace`.
+    pub fn parse(s: &str, allowed: &[&str]) -> Result<Self, ApiError> {
+        let mut reqs = Vec::new();
+        for raw in split_top_level(s) {
+            let (field, eq, value) = if let Some((k, v)) = raw.split_once("!=") {
+                (k, false, v)
+            } else if let Some((k, v)) = raw.split_once("==") {
+                (k, true, v)
+            } else if let Some((k, v)) = raw.split_once('=') {
+                (k, true, v)
+            } else {
+                return Err(ApiError::bad_request(format!(
+                    "invalid selector: '{raw}'; can't understand '{raw}'"
+                )));
+            };
+            let field = field.trim();
+            if !(field == "metadata.name"
+                || field == "metadata.namespace"
+                || allowed.contains(&field))
+            {
+                return Err(ApiError::bad_request(format!(
+                    "field label not supported: {field}"
+                )));
+            }
+            reqs.push((field.to_string(), eq, value.trim().to_string()));
+        }
+        Ok(FieldSelector(reqs))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn matches(&self, obj: &Value) -> bool {
+        self.0.iter().all(|(field, eq, want)| {
+            let mut cur = obj;
+            for part in field.split('.') {
+                cur = cur.get(part).unwrap_or(&Value::Null);
+            }
+            let have = match cur {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            (have == *want) == *eq
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn label_selector_operators() {
+        let obj = json!({"metadata": {"labels": {"app": "web", "tier": "front"}}});
+        let yes = [
+            "app=web",
+            "app==web",
+            "tier!=back",
+            "app in (web, db)",
+            "tier notin (back)",
+            "app",
+            "!missing",
+            "app=web,tier",
+        ];
+        for s in yes {
+            assert!(
+                LabelSelector::parse(s).unwrap().matches(&obj),
+                "{s} should match"
+            );
+        }
+        let no = [
+            "app=db",
+            "app!=web",
+            "app in (db)",
+            "app notin (web)",
+            "missing",
+            "!app",
+            "app=web,missing",
+        ];
+        for s in no {
+            assert!(
+                !LabelSelector::parse(s).unwrap().matches(&obj),
+                "{s} should not match"
+            );
+        }
+        assert!(LabelSelector::parse("a b c=d").is_err());
+    }
+
+    #[test]
+    fn field_selector_on_name_and_unknown_label() {
+        let obj = json!({"metadata": {"name": "a", "namespace": "ns"}});
+        assert!(
+            FieldSelector::parse("metadata.name=a", &[])
+                .unwrap()
+                .matches(&obj)
+        );
+        assert!(
+            !FieldSelector::parse("metadata.name!=a", &[])
+                .unwrap()
+                .matches(&obj)
+        );
+        assert!(
+            FieldSelector::parse("metadata.namespace==ns", &[])
+                .unwrap()
+                .matches(&obj)
+        );
+        assert_eq!(FieldSelector::parse("spec.x=1", &[]).unwrap_err().code, 400);
+    }
+}

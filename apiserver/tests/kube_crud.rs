@@ -1,0 +1,228 @@
+//! kube-rs CRUD, status subresource, generation, selectors and paging against the embedded server.
+
+mod common;
+
+use common::*;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+fn code(e: kube::Error) -> u16 {
+    match e {
+        kube::Error::Api(status) => status.code,
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+fn cm(name: &str, labels: serde_json::Value) -> ConfigMap {
+    serde_json::from_value(
+        json!({"metadata": {"name": name, "labels": labels}, "data": {"k": "v"}}),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configmap_crud_and_error_statuses() {
+    let h = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(h.client(), "default");
+    let created = api
+        .create(&PostParams::default(), &cm("a", json!({})))
+        .await
+        .unwrap();
+    let meta = &created.metadata;
+    assert!(meta.uid.is_some() && meta.creation_timestamp.is_some());
+    let rv: u64 = meta.resource_version.as_ref().unwrap().parse().unwrap();
+    assert!(rv > 0);
+    assert_eq!(
+        code(
+            api.create(&PostParams::default(), &cm("a", json!({})))
+                .await
+                .unwrap_err()
+        ),
+        409
+    );
+    assert_eq!(code(api.get("missing").await.unwrap_err()), 404);
+    assert_eq!(
+        code(
+            api.create(&PostParams::default(), &cm("Bad_Name", json!({})))
+                .await
+                .unwrap_err()
+        ),
+        422
+    );
+
+    let mut fresh = api.get("a").await.unwrap();
+    fresh.data = Some([("k".to_string(), "w".to_string())].into());
+    let updated = api
+        .replace("a", &PostParams::default(), &fresh)
+        .await
+        .unwrap();
+    let rv2: u64 = updated
+        .metadata
+        .resource_version
+        .as_ref()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(rv2 > rv, "resourceVersion grows");
+    // Stale resourceVersion: 409 Conflict.
+    assert_eq!(
+        code(
+            api.replace("a", &PostParams::default(), &fresh)
+                .await
+                .unwrap_err()
+        ),
+        409
+    );
+
+    api.delete("a", &DeleteParams::default()).await.unwrap();
+    assert_eq!(code(api.get("a").await.unwrap_err()), 404);
+    // Creating in a missing namespace is 404, like the NamespaceLifecycle admission plugin.
+    let nowhere: Api<ConfigMap> = Api::namespaced(h.client(), "nowhere");
+    assert_eq!(
+        code(
+            nowhere
+                .create(&PostParams::default(), &cm("b", json!({})))
+                .await
+                .unwrap_err()
+        ),
+        404
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generate_name_labels_and_paging() {
+    let h = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(h.client(), "default");
+    for i in 0..25 {
+        let mut c = cm(
+            "",
+            json!({"idx": i.to_string(), "tier": if i % 2 == 0 { "even" } else { "odd" }}),
+        );
+        c.metadata.name = None;
+        c.metadata.generate_name = Some("gen-".into());
+        let made = api.create(&PostParams::default(), &c).await.unwrap();
+        assert!(made.metadata.name.unwrap().starts_with("gen-"));
+    }
+    let even = api
+        .list(&ListParams::default().labels("tier=even"))
+        .await
+        .unwrap();
+    assert_eq!(even.items.len(), 13);
+    let some = api
+        .list(&ListParams::default().labels("idx in (1,2,3),tier!=odd"))
+        .await
+        .unwrap();
+    assert_eq!(some.items.len(), 1);
+    let mut seen = 0;
+    let mut lp = ListParams::default().limit(10);
+    let mut pages = 0;
+    loop {
+        let page = api.list(&lp).await.unwrap();
+        seen += page.items.len();
+        pages += 1;
+        assert!(page.metadata.resource_version.is_some());
+        match page.metadata.continue_ {
+            Some(c) if !c.is_empty() => lp = lp.continue_token(&c),
+            _ => break,
+        }
+    }
+    assert_eq!((seen, pages), (25, 3));
+    let one = api
+        .list(&ListParams::default().fields("metadata.name=nope"))
+        .await
+        .unwrap();
+    assert!(one.items.is_empty());
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_resource_generation_and_status_subresource() {
+    let h = start_with_widgets().await;
+    let api: Api<Widget> = Api::namespaced(h.client(), "default");
+    let mut w = widget("w1", 1);
+    w.status = Some(WidgetStatus {
+        state: Some("ignored".into()),
+        observed_generation: None,
+    });
+    let created = api.create(&PostParams::default(), &w).await.unwrap();
+    assert_eq!(created.metadata.generation, Some(1));
+    assert!(
+        created.status.is_none(),
+        "status is dropped on create when the status subresource is on"
+    );
+
+    let status = json!({"status": {"state": "Ready", "observedGeneration": 1}});
+    let after_status = api
+        .patch_status("w1", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+    assert_eq!(after_status.status.unwrap().state.as_deref(), Some("Ready"));
+    assert_eq!(
+        after_status.metadata.generation,
+        Some(1),
+        "status writes do not bump generation"
+    );
+
+    let labels = json!({"metadata": {"labels": {"x": "y"}}});
+    let after_meta = api
+        .patch("w1", &PatchParams::default(), &Patch::Merge(&labels))
+        .await
+        .unwrap();
+    assert_eq!(
+        after_meta.metadata.generation,
+        Some(1),
+        "metadata writes do not bump generation"
+    );
+
+    let spec = json!({"spec": {"size": 2}, "status": {"state": "Hacked"}});
+    let after_spec = api
+        .patch("w1", &PatchParams::default(), &Patch::Merge(&spec))
+        .await
+        .unwrap();
+    assert_eq!(after_spec.metadata.generation, Some(2));
+    assert_eq!(
+        after_spec.status.unwrap().state.as_deref(),
+        Some("Ready"),
+        "main resource writes ignore status"
+    );
+    let got = api.get_status("w1").await.unwrap();
+    assert_eq!(got.spec.size, 2);
+    // Strategic merge patch is refused for custom resources, as upstream does.
+    let smp = api
+        .patch(
+            "w1",
+            &PatchParams::default(),
+            &Patch::Strategic(&json!({"spec": {"size": 3}})),
+        )
+        .await;
+    assert_eq!(code(smp.unwrap_err()), 415);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_deletion_removes_contents() {
+    let h = start().await;
+    let client = h.client();
+    let nss: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "scratch"}})).unwrap();
+    nss.create(&PostParams::default(), &ns).await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "scratch");
+    cms.create(&PostParams::default(), &cm("c", json!({})))
+        .await
+        .unwrap();
+    nss.delete("scratch", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(10, "namespace gone", || async {
+        nss.get_opt("scratch")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(cms.get_opt("c").await.unwrap().is_none());
+    h.shutdown().await;
+}

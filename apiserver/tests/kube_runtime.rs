@@ -1,0 +1,287 @@
+//! kube-runtime against the embedded server: watcher (incl. 410 recovery and streaming lists), every patch type,
+//! finalizers, garbage collection, and a Controller reconciling a CRD with a finalizer.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::{Controller, WatchStreamExt};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+const FINALIZER: &str = "widgets.test.metal.dev/cleanup";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watcher_sees_changes_and_recovers_from_410() {
+    let h = start_with_widgets().await;
+    let api: Api<Widget> = Api::namespaced(h.client(), "default");
+    api.create(&PostParams::default(), &widget("before", 1))
+        .await
+        .unwrap();
+    for streaming in [false, true] {
+        let cfg = if streaming {
+            watcher::Config::default().streaming_lists()
+        } else {
+            watcher::Config::default()
+        };
+        let mut stream = watcher::watcher(api.clone(), cfg).boxed();
+        // Initial state: the existing object arrives in the init phase.
+        let mut saw_before = false;
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), stream.try_next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap()
+            {
+                Event::InitApply(w) if w.name_any() == "before" => saw_before = true,
+                Event::InitDone => break,
+                _ => {}
+            }
+        }
+        assert!(saw_before);
+        let name = format!("live-{streaming}");
+        api.create(&PostParams::default(), &widget(&name, 2))
+            .await
+            .unwrap();
+        next_apply(&mut stream, &name).await;
+        // Forced 410 Gone: the watcher relists and keeps going.
+        h.faults().expire_watches();
+        let after = format!("after-410-{streaming}");
+        api.create(&PostParams::default(), &widget(&after, 3))
+            .await
+            .unwrap();
+        next_apply(&mut stream, &after).await;
+        // Dropped connections are resumed from the last resourceVersion.
+        h.faults().drop_watches();
+        let dropped = format!("after-drop-{streaming}");
+        api.create(&PostParams::default(), &widget(&dropped, 4))
+            .await
+            .unwrap();
+        next_apply(&mut stream, &dropped).await;
+    }
+    h.shutdown().await;
+}
+
+async fn next_apply<S>(stream: &mut S, name: &str)
+where
+    S: futures::Stream<Item = Result<Event<Widget>, watcher::Error>> + Unpin,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let ev = tokio::time::timeout(left, stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("no event for {name}"));
+        match ev {
+            Some(Ok(Event::Apply(w) | Event::InitApply(w))) if w.name_any() == name => return,
+            Some(_) => continue,
+            None => panic!("watch stream ended"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_patch_type() {
+    let h = start_with_widgets().await;
+    let api: Api<Widget> = Api::namespaced(h.client(), "default");
+    // Server-side apply creates, then owns fields.
+    let applied = json!({"apiVersion": "test.metal.dev/v1", "kind": "Widget", "metadata": {"name": "p"}, "spec": {"size": 1, "color": "red"}});
+    let ssa = PatchParams::apply("alice");
+    let w = api.patch("p", &ssa, &Patch::Apply(&applied)).await.unwrap();
+    assert_eq!(w.spec.color.as_deref(), Some("red"));
+    let mf = w.metadata.managed_fields.unwrap();
+    assert_eq!(mf[0].manager.as_deref(), Some("alice"));
+    assert_eq!(mf[0].operation.as_deref(), Some("Apply"));
+    // Another manager changing alice's field conflicts, unless forced.
+    let bob = json!({"apiVersion": "test.metal.dev/v1", "kind": "Widget", "metadata": {"name": "p"}, "spec": {"size": 1, "color": "blue"}});
+    let err = api
+        .patch("p", &PatchParams::apply("bob"), &Patch::Apply(&bob))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 409),
+        "{err:?}"
+    );
+    let w = api
+        .patch("p", &PatchParams::apply("bob").force(), &Patch::Apply(&bob))
+        .await
+        .unwrap();
+    assert_eq!(w.spec.color.as_deref(), Some("blue"));
+    // Alice stops applying color: bob still owns it, so it stays.
+    let alice2 = json!({"apiVersion": "test.metal.dev/v1", "kind": "Widget", "metadata": {"name": "p"}, "spec": {"size": 1}});
+    let w = api.patch("p", &ssa, &Patch::Apply(&alice2)).await.unwrap();
+    assert_eq!(w.spec.color.as_deref(), Some("blue"));
+    // Merge patch.
+    let w = api
+        .patch(
+            "p",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"size": 5}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(w.spec.size, 5);
+    // JSON patch with a passing and a failing test op.
+    let ok: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": "/spec/size", "value": 5}, {"op": "replace", "path": "/spec/size", "value": 6}])).unwrap();
+    let w = api
+        .patch("p", &PatchParams::default(), &Patch::<()>::Json(ok))
+        .await
+        .unwrap();
+    assert_eq!(w.spec.size, 6);
+    let bad: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": "/spec/size", "value": 1}, {"op": "replace", "path": "/spec/size", "value": 7}])).unwrap();
+    let err = api
+        .patch("p", &PatchParams::default(), &Patch::<()>::Json(bad))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 422),
+        "{err:?}"
+    );
+    // Strategic merge on a built-in kind.
+    let cms: Api<ConfigMap> = Api::namespaced(h.client(), "default");
+    let cm: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "c"}, "data": {"a": "1"}})).unwrap();
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+    let cm = cms
+        .patch(
+            "c",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"data": {"b": "2"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(cm.data.unwrap().len(), 2);
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finalizers_block_deletion_and_gc_follows_owners() {
+    let h = start_with_widgets().await;
+    let client = h.client();
+    let api: Api<Widget> = Api::namespaced(client.clone(), "default");
+    let mut w = widget("held", 1);
+    w.metadata.finalizers = Some(vec!["x/hold".into()]);
+    let owner = api.create(&PostParams::default(), &w).await.unwrap();
+    let pending = api.delete("held", &DeleteParams::default()).await.unwrap();
+    let obj = pending.left().expect("deletion pending returns the object");
+    assert!(obj.metadata.deletion_timestamp.is_some());
+    // No new finalizers once deletion started.
+    let add = api
+        .patch(
+            "held",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": ["x/hold", "y/new"]}})),
+        )
+        .await;
+    assert!(matches!(add.unwrap_err(), kube::Error::Api(ref s) if s.code == 422));
+    // A dependent ConfigMap owned by the widget.
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let mut dep: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "dep"}})).unwrap();
+    dep.metadata.owner_references = Some(vec![owner.controller_owner_ref(&()).unwrap()]);
+    cms.create(&PostParams::default(), &dep).await.unwrap();
+    api.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    assert!(
+        api.get_opt("held").await.unwrap().is_none(),
+        "emptied finalizers complete the deletion"
+    );
+    eventually(10, "dependent collected", || async {
+        cms.get_opt("dep").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    h.shutdown().await;
+}
+
+struct Ctx {
+    api: Api<Widget>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ReconcileError {
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<kube::Error>>),
+}
+
+async fn reconcile(w: Arc<Widget>, ctx: Arc<Ctx>) -> Result<Action, ReconcileError> {
+    let api = ctx.api.clone();
+    finalizer(&api, FINALIZER, w, |event| async {
+        match event {
+            Finalizer::Apply(w) => {
+                let status = json!({"status": {"state": "Ready", "observedGeneration": w.meta().generation}});
+                api.patch_status(&w.name_any(), &PatchParams::default(), &Patch::Merge(&status)).await?;
+                Ok(Action::requeue(Duration::from_secs(300)))
+            }
+            Finalizer::Cleanup(_) => Ok(Action::await_change()),
+        }
+    })
+    .await
+    .map_err(|e| ReconcileError::Finalizer(Box::new(e)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_reconciles_with_finalizer() {
+    let h = start_with_widgets().await;
+    let api: Api<Widget> = Api::namespaced(h.client(), "default");
+    let ctx = Arc::new(Ctx { api: api.clone() });
+    let controller = Controller::new(api.clone(), watcher::Config::default())
+        .run(
+            reconcile,
+            |_, _, _| Action::requeue(Duration::from_millis(100)),
+            ctx,
+        )
+        .for_each(|r| async move { eprintln!("reconcile: {r:?}") });
+    let task = tokio::spawn(controller);
+    api.create(&PostParams::default(), &widget("c1", 1))
+        .await
+        .unwrap();
+    let ready = eventually(20, "reconciled", || async {
+        let w = api.get("c1").await.unwrap();
+        (w.status.as_ref().and_then(|s| s.state.as_deref()) == Some("Ready")).then_some(w)
+    })
+    .await;
+    assert_eq!(ready.finalizers(), [FINALIZER.to_string()]);
+    api.delete("c1", &DeleteParams::default()).await.unwrap();
+    eventually(20, "finalized and deleted", || async {
+        api.get_opt("c1").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    task.abort();
+    h.shutdown().await;
+}
+
+/// `WatchStreamExt` is what operators chain on watchers; make sure the default backoff path works too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applied_objects_stream() {
+    let h = start_with_widgets().await;
+    let api: Api<Widget> = Api::namespaced(h.client(), "default");
+    let mut objs = watcher::watcher(api.clone(), watcher::Config::default())
+        .default_backoff()
+        .applied_objects()
+        .boxed();
+    api.create(&PostParams::default(), &widget("s1", 1))
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(10), objs.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.name_any(), "s1");
+    h.shutdown().await;
+}
