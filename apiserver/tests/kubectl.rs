@@ -48,11 +48,10 @@ impl Kubectl {
     }
 
     async fn run(&self, args: &[&str]) -> Output {
-        let out = tokio::time::timeout(Duration::from_secs(60), self.command(args).output())
+        tokio::time::timeout(Duration::from_secs(60), self.command(args).output())
             .await
             .unwrap_or_else(|_| panic!("kubectl {args:?} timed out"))
-            .expect("kubectl runs");
-        out
+            .expect("kubectl runs")
     }
 
     /// Runs kubectl and returns stdout, failing with kubectl's stderr if it exits non-zero.
