@@ -5,7 +5,7 @@ pub mod accounts;
 pub mod events;
 pub mod tasks;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -77,6 +77,8 @@ pub struct Bmc {
     pub metrics: Arc<Metrics>,
     /// How long a `Manager.Reset` keeps the BMC away.
     pub manager_reset_time: Duration,
+    /// Like real BMCs: requests with credentials over plain HTTP are redirected to HTTPS.
+    pub https_only: AtomicBool,
     etag_salt: AtomicU64,
 }
 
@@ -111,6 +113,7 @@ impl Bmc {
             }),
             metrics,
             manager_reset_time: Duration::from_millis(500),
+            https_only: AtomicBool::new(false),
             etag_salt: AtomicU64::new(0),
         });
         for system in &bmc.systems {

@@ -138,21 +138,26 @@ async fn serve_connection(
             if let Ok(Ok(tls_stream)) =
                 tokio::time::timeout(FIRST_BYTE_TIMEOUT, acceptor.accept(stream)).await
             {
-                serve_io(bmc, TokioIo::new(tls_stream), shutdown).await;
+                serve_io(bmc, TokioIo::new(tls_stream), true, shutdown).await;
             }
             return;
         }
     }
-    serve_io(bmc, TokioIo::new(stream), shutdown).await;
+    serve_io(bmc, TokioIo::new(stream), false, shutdown).await;
 }
 
-async fn serve_io<I>(bmc: Arc<Bmc>, io: I, mut shutdown: watch::Receiver<bool>)
+async fn serve_io<I>(bmc: Arc<Bmc>, io: I, secure: bool, mut shutdown: watch::Receiver<bool>)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
         let bmc = bmc.clone();
-        async move { Ok::<_, Infallible>(crate::redfish::handle(bmc, req.map(Body::new)).await) }
+        async move {
+            let mut req = req.map(Body::new);
+            req.extensions_mut()
+                .insert(crate::redfish::Transport { secure });
+            Ok::<_, Infallible>(crate::redfish::handle(bmc, req).await)
+        }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)

@@ -89,15 +89,19 @@ impl Fleet {
         let metrics = Arc::new(Metrics::new());
         let sender = crate::bmc::events::EventSender::new();
         let mut bmcs = Vec::with_capacity(resolved.len());
+        let https_only = opts.tls && spec.network.https_only;
         for r in &resolved {
-            bmcs.push(build::bmc(
+            let bmc = build::bmc(
                 &spec,
                 r,
                 &opts,
                 clock.clone(),
                 metrics.clone(),
                 sender.clone(),
-            ));
+            );
+            bmc.https_only
+                .store(https_only, std::sync::atomic::Ordering::Relaxed);
+            bmcs.push(bmc);
         }
         metrics.bmcs.set(bmcs.len() as i64);
         metrics

@@ -48,12 +48,15 @@ pub struct BootNetwork {
 
 /// Where BMCs listen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct NetworkSpec {
     /// First BMC address; the i-th BMC gets `addressBase + i` (all of 127.0.0.0/8 is loopback on Linux).
     pub address_base: Ipv4Addr,
     /// Port on every BMC address; 0 picks a free port per BMC.
     pub port: u16,
+    /// With TLS on: plain-HTTP requests that carry credentials are redirected (308) to HTTPS, as real BMCs do.
+    #[serde(default)]
+    pub https_only: bool,
 }
 
 impl Default for NetworkSpec {
@@ -61,6 +64,7 @@ impl Default for NetworkSpec {
         Self {
             address_base: Ipv4Addr::new(127, 10, 0, 1),
             port: 0,
+            https_only: false,
         }
     }
 }

@@ -26,6 +26,12 @@ use routes::Route;
 /// Request bodies above this are refused (BMCs have small buffers too).
 const MAX_BODY: usize = 1 << 20;
 
+/// How a request arrived (set by the listener; absent in-process, which counts as secure).
+#[derive(Debug, Clone, Copy)]
+pub struct Transport {
+    pub secure: bool,
+}
+
 /// What a resource handler gets besides the route.
 pub struct Ctx<'a> {
     pub bmc: &'a Arc<Bmc>,
@@ -82,6 +88,9 @@ async fn serve(bmc: &Arc<Bmc>, req: http::Request<Body>) -> Resp {
         );
     };
     let method = parts.method.clone();
+    if let Some(resp) = redirect_to_https(bmc, &parts, &route) {
+        return resp;
+    }
     if !route.allowed().contains(&method) {
         let mut resp = error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -126,6 +135,30 @@ async fn serve(bmc: &Arc<Bmc>, req: http::Request<Body>) -> Resp {
             .insert(header::ALLOW, header_value(&route.allow_header()));
     }
     resp
+}
+
+/// Credentials (Basic, token, or a login) over plain HTTP are sent to HTTPS when the fleet says so.
+fn redirect_to_https(bmc: &Bmc, parts: &http::request::Parts, route: &Route) -> Option<Resp> {
+    let secure = parts.extensions.get::<Transport>().is_none_or(|t| t.secure);
+    if secure || !bmc.https_only.load(std::sync::atomic::Ordering::Relaxed) {
+        return None;
+    }
+    let h = &parts.headers;
+    let carries_credentials = h.contains_key(header::AUTHORIZATION)
+        || h.contains_key("X-Auth-Token")
+        || (*route == Route::Sessions && parts.method == Method::POST);
+    if !carries_credentials {
+        return None;
+    }
+    let host = h.get(header::HOST)?.to_str().ok()?;
+    let target = format!(
+        "https://{host}{}",
+        parts.uri.path_and_query().map_or("/", |p| p.as_str())
+    );
+    let mut resp = empty(StatusCode::PERMANENT_REDIRECT);
+    resp.headers_mut()
+        .insert(header::LOCATION, header_value(&target));
+    Some(resp)
 }
 
 fn header_value(s: &str) -> HeaderValue {

@@ -18,7 +18,7 @@ const SERVICES: &[(&str, &str)] = &[
     ("Chassis", "/redfish/v1/Chassis"),
     ("SessionService", "/redfish/v1/SessionService"),
     ("AccountService", "/redfish/v1/AccountService"),
-    ("TaskService", "/redfish/v1/TaskService"),
+    ("Tasks", "/redfish/v1/TaskService"),
     ("EventService", "/redfish/v1/EventService"),
     ("UpdateService", "/redfish/v1/UpdateService"),
 ];

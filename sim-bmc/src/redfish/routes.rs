@@ -140,10 +140,10 @@ pub fn resolve(bmc: &Bmc, path: &str) -> Option<Route> {
         ["Chassis"] => R::ChassisCollection,
         ["Chassis", id] => R::Chassis(bmc.systems.iter().position(|s| s.chassis_id == *id)?),
         ["SessionService"] => R::SessionService,
-        ["SessionService", "Sessions"] => R::Sessions,
+        ["SessionService", "Sessions"] | ["SessionService", "Sessions", "Members"] => R::Sessions,
         ["SessionService", "Sessions", id] => R::Session(id.to_string()),
         ["AccountService"] => R::AccountService,
-        ["AccountService", "Accounts"] => R::Accounts,
+        ["AccountService", "Accounts"] | ["AccountService", "Accounts", "Members"] => R::Accounts,
         ["AccountService", "Accounts", id] => R::Account(id.to_string()),
         ["AccountService", "Roles"] => R::Roles,
         ["AccountService", "Roles", id] => R::Role(id.to_string()),
@@ -152,7 +152,9 @@ pub fn resolve(bmc: &Bmc, path: &str) -> Option<Route> {
         ["TaskService", "Tasks", id] => R::Task(id.to_string()),
         ["TaskService", "TaskMonitors", id] => R::TaskMonitor(id.to_string()),
         ["EventService"] => R::EventService,
-        ["EventService", "Subscriptions"] => R::Subscriptions,
+        ["EventService", "Subscriptions"] | ["EventService", "Subscriptions", "Members"] => {
+            R::Subscriptions
+        }
         ["EventService", "Subscriptions", id] => R::Subscription(id.to_string()),
         ["EventService", "Actions", "EventService.SubmitTestEvent"] => R::SubmitTestEvent,
         ["UpdateService"] => R::UpdateService,

@@ -65,7 +65,7 @@ pub fn render(bmc: &Arc<Bmc>, route: &Route) -> Option<Value> {
             "EventFormatTypes": ["Event"],
             "RegistryPrefixes": ["ResourceEvent", "Base"],
             "SSEFilterPropertiesSupported": {"EventFormatType": false, "MessageId": false, "OriginResource": false,
-                "RegistryPrefix": false, "ResourceType": false, "EventType": false, "MetricReportDefinition": false},
+                "RegistryPrefix": false, "ResourceType": false, "MetricReportDefinition": false},
             "Subscriptions": link(SUBSCRIPTIONS),
             "Actions": {"#EventService.SubmitTestEvent": {
                 "target": "/redfish/v1/EventService/Actions/EventService.SubmitTestEvent",
