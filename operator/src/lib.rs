@@ -1,3 +1,22 @@
 //! The metal-operator's server lifecycle in Rust: BMCs, Servers, claims and boot configurations.
 //! It consumes ServerBootConfigurations and never powers a server on before its SBC is Ready
-//! for the current generation (the strict readiness gate).
+//! for the current generation (the strict readiness gate). Start it in-process with [`run`].
+
+pub mod clock;
+pub mod conditions;
+pub mod config;
+pub mod context;
+pub mod controllers;
+pub mod discovery;
+pub mod error;
+pub mod gate;
+pub mod keys;
+pub mod leader;
+pub mod metrics;
+pub mod probes;
+pub mod redfish;
+pub mod registry;
+mod runtime;
+pub mod selector;
+
+pub use runtime::{OperatorHandle, Options, run};

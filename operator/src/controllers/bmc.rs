@@ -1,0 +1,441 @@
+//! The BMC reconciler: connect with the BMCSecret credentials, fill the status from the Manager,
+//! set the `Ready` condition with upstream's reasons, discover Systems as `<bmc>-system-<index>`
+//! Servers owned by the BMC, handle `graceful-restart-bmc`, and manage event subscriptions.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::LocalObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Resource as _, ResourceExt as _};
+use metal_api::constants::Operation;
+use metal_api::{BMC, BMCSecret, BMCStatus, Endpoint, Server, ServerSpec};
+use serde_json::json;
+
+use super::{error_policy, instrumented, is_ignored, name_of, operation_of};
+use crate::conditions::{self, NewCondition};
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::keys;
+use crate::redfish::types::ComputerSystem;
+use crate::redfish::{RedfishClient, RedfishError, ResetType, reason};
+
+pub const CONTROLLER: &str = "bmc";
+
+pub fn controller(client: kube::Client) -> Controller<BMC> {
+    let controller = Controller::new(Api::<BMC>::all(client.clone()), watcher::Config::default());
+    let bmcs = controller.store();
+    let by_endpoint = bmcs.clone();
+    controller
+        .watches(
+            Api::<BMCSecret>::all(client.clone()),
+            watcher::Config::default(),
+            move |secret| {
+                let name = secret.name_any();
+                bmcs.state()
+                    .into_iter()
+                    .filter(|b| b.spec.bmc_secret_ref.name == name)
+                    .map(|b| ObjectRef::from_obj(&*b))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .watches(
+            Api::<Endpoint>::all(client),
+            watcher::Config::default(),
+            move |endpoint| {
+                let name = endpoint.name_any();
+                by_endpoint
+                    .state()
+                    .into_iter()
+                    .filter(|b| b.spec.endpoint_ref.as_ref().is_some_and(|r| r.name == name))
+                    .map(|b| ObjectRef::from_obj(&*b))
+                    .collect::<Vec<_>>()
+            },
+        )
+}
+
+pub async fn run(
+    controller: Controller<BMC>,
+    ctx: Arc<Context>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    controller
+        .with_config(
+            kube::runtime::controller::Config::default()
+                .concurrency(ctx.config.server_max_concurrent_reconciles),
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(
+            |obj, ctx| instrumented(CONTROLLER, obj, ctx, reconcile),
+            error_policy,
+            ctx,
+        )
+        .for_each(|_| futures::future::ready(()))
+        .await;
+}
+
+async fn reconcile(bmc: Arc<BMC>, ctx: Arc<Context>) -> Result<Action> {
+    if is_ignored(&*bmc) {
+        return Ok(Action::requeue(ctx.config.server_resync_interval));
+    }
+    let api = Api::<BMC>::all(ctx.client.clone());
+    finalizer(&api, keys::BMC_FINALIZER, bmc, |event| async {
+        match event {
+            FinalizerEvent::Apply(bmc) => apply(bmc, &ctx).await,
+            FinalizerEvent::Cleanup(bmc) => cleanup(bmc, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(other.to_string()),
+    })
+}
+
+fn set(
+    status: &mut BMCStatus,
+    ctx: &Context,
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: String,
+) {
+    conditions::set(
+        &mut status.conditions,
+        NewCondition {
+            type_,
+            status: ok,
+            reason,
+            message,
+            observed_generation: None,
+        },
+        ctx.clock.now(),
+    );
+}
+
+async fn apply(bmc: Arc<BMC>, ctx: &Context) -> Result<Action> {
+    let name = name_of(&*bmc);
+    let mut status = bmc.status.clone().unwrap_or_default();
+    let original = status.clone();
+    let access = ctx.bmc_access(&bmc).await?;
+    let redfish = ctx.redfish(&access)?;
+    if let Some(pending) =
+        conditions::find(&status.conditions, keys::conditions::RESET).filter(|c| c.status == "True")
+    {
+        if conditions::age(pending, ctx.clock.now()) < ctx.config.bmc_reset_waiting_interval {
+            status.state = Some(metal_api::BMCState::Pending);
+            write_status(&bmc, ctx, &original, &status).await?;
+            return Ok(Action::requeue(ctx.config.power_polling_interval));
+        }
+        set(
+            &mut status,
+            ctx,
+            keys::conditions::RESET,
+            false,
+            keys::conditions::REASON_RESET_COMPLETE,
+            "reset finished".into(),
+        );
+    }
+    let connected = connect_and_describe(&bmc, ctx, &redfish, &mut status).await;
+    if let Err(error) = connected {
+        set(
+            &mut status,
+            ctx,
+            keys::conditions::READY,
+            false,
+            error.ready_reason(),
+            error.to_string(),
+        );
+        write_status(&bmc, ctx, &original, &status).await?;
+        return Err(error.into());
+    }
+    set(
+        &mut status,
+        ctx,
+        keys::conditions::READY,
+        true,
+        reason::CONNECTED,
+        "BMC is reachable".into(),
+    );
+    if let Some(action) = handle_operation(&bmc, ctx, &redfish, &mut status).await? {
+        write_status(&bmc, ctx, &original, &status).await?;
+        return Ok(action);
+    }
+    ensure_subscriptions(&bmc, ctx, &redfish, &mut status).await;
+    write_status(&bmc, ctx, &original, &status).await?;
+    discover_servers(&bmc, ctx, &redfish).await?;
+    tracing::debug!(bmc = %name, "BMC reconciled");
+    Ok(Action::requeue(ctx.config.server_resync_interval))
+}
+
+async fn connect_and_describe(
+    bmc: &BMC,
+    ctx: &Context,
+    redfish: &RedfishClient,
+    status: &mut BMCStatus,
+) -> Result<(), RedfishError> {
+    redfish.connect().await?;
+    let manager = redfish.manager(bmc.spec.bmc_uuid.as_deref()).await?;
+    let (mac, ip) = match (&bmc.spec.access, &bmc.spec.endpoint_ref) {
+        (Some(access), _) => (access.mac_address.clone(), access.ip.clone()),
+        (None, Some(endpoint_ref)) => {
+            let endpoint = ctx
+                .stores
+                .endpoints
+                .get(&ObjectRef::new(&endpoint_ref.name));
+            (
+                endpoint.as_ref().and_then(|e| e.spec.mac_address.clone()),
+                endpoint.and_then(|e| e.spec.ip.clone()),
+            )
+        }
+        (None, None) => (None, None),
+    };
+    status.mac_address = mac.filter(|m| !m.is_empty());
+    status.ip = ip;
+    status.manufacturer = manager.manufacturer.clone();
+    status.model = manager.model.clone();
+    status.sku = manager.part_number.clone();
+    status.serial_number = manager.serial_number.clone();
+    status.firmware_version = manager.firmware_version.clone();
+    status.state = manager
+        .status
+        .as_ref()
+        .and_then(|s| s.state.as_deref())
+        .map(Into::into);
+    status.power_state = manager.power_state.as_deref().map(Into::into);
+    status.last_reset_time = manager
+        .last_reset_time
+        .as_deref()
+        .and_then(|t| t.parse().ok())
+        .map(Time);
+    Ok(())
+}
+
+async fn write_status(
+    bmc: &BMC,
+    ctx: &Context,
+    original: &BMCStatus,
+    status: &BMCStatus,
+) -> Result<()> {
+    if original == status {
+        return Ok(());
+    }
+    let patch = json!({ "status": status });
+    Api::<BMC>::all(ctx.client.clone())
+        .patch_status(
+            &name_of(bmc),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    Ok(())
+}
+
+/// `graceful-restart-bmc` → Manager.Reset; on 5xx the annotation becomes `force-ssh-reset-bmc`, as upstream.
+async fn handle_operation(
+    bmc: &BMC,
+    ctx: &Context,
+    redfish: &RedfishClient,
+    status: &mut BMCStatus,
+) -> Result<Option<Action>> {
+    let Some(value) = operation_of(bmc) else {
+        return Ok(None);
+    };
+    let api = Api::<BMC>::all(ctx.client.clone());
+    let set_annotation = |v: Option<&str>| json!({ "metadata": { "annotations": { keys::OPERATION_ANNOTATION: v } } });
+    match Operation::from(value.as_str()) {
+        Operation::GracefulRestartBmc => {
+            let manager = redfish.manager(bmc.spec.bmc_uuid.as_deref()).await?;
+            match redfish
+                .reset_manager(&manager, ResetType::GracefulRestart)
+                .await
+            {
+                Ok(()) => {
+                    set(
+                        status,
+                        ctx,
+                        keys::conditions::RESET,
+                        true,
+                        keys::conditions::REASON_USER_REQUESTED,
+                        "BMC reset requested".into(),
+                    );
+                    status.state = Some(metal_api::BMCState::Pending);
+                    api.patch(
+                        &name_of(bmc),
+                        &PatchParams::default(),
+                        &Patch::Merge(set_annotation(None)),
+                    )
+                    .await?;
+                    ctx.event(
+                        bmc.object_ref(&()),
+                        false,
+                        "BMCResetRequested",
+                        "Reset",
+                        "Manager.Reset GracefulRestart sent".into(),
+                    )
+                    .await;
+                    Ok(Some(Action::requeue(ctx.config.power_polling_interval)))
+                }
+                Err(RedfishError::Server { .. }) => {
+                    let next = Some(Operation::ForceSshResetBmc.as_str());
+                    api.patch(
+                        &name_of(bmc),
+                        &PatchParams::default(),
+                        &Patch::Merge(set_annotation(next)),
+                    )
+                    .await?;
+                    Ok(Some(Action::requeue(std::time::Duration::ZERO)))
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        Operation::ForceSshResetBmc => {
+            api.patch(
+                &name_of(bmc),
+                &PatchParams::default(),
+                &Patch::Merge(set_annotation(None)),
+            )
+            .await?;
+            let note = "SSH reset of the BMC is not implemented; reset it manually".to_owned();
+            ctx.event(bmc.object_ref(&()), true, "BMCResetFailed", "Reset", note)
+                .await;
+            Ok(None)
+        }
+        Operation::Ignore => Ok(None),
+        _ => {
+            api.patch(
+                &name_of(bmc),
+                &PatchParams::default(),
+                &Patch::Merge(set_annotation(None)),
+            )
+            .await?;
+            let note = format!("operation {value} is not supported on BMCs");
+            ctx.event(
+                bmc.object_ref(&()),
+                true,
+                "UnsupportedOperation",
+                "Reconcile",
+                note,
+            )
+            .await;
+            Ok(None)
+        }
+    }
+}
+
+/// Creates the alert and metrics-report subscriptions when `--event-url` is set. Failures are logged:
+/// events are an optimisation, not required for the lifecycle.
+async fn ensure_subscriptions(
+    bmc: &BMC,
+    ctx: &Context,
+    redfish: &RedfishClient,
+    status: &mut BMCStatus,
+) {
+    let base = ctx.config.event_url.trim_end_matches('/');
+    if base.is_empty() {
+        return;
+    }
+    let hpe = status
+        .manufacturer
+        .as_deref()
+        .is_some_and(|m| m.eq_ignore_ascii_case("HPE"));
+    let name = name_of(bmc);
+    for (kind, format) in [("alerts", "Event"), ("metricsreport", "MetricReport")] {
+        let link = if kind == "alerts" {
+            &mut status.events_subscription_link
+        } else {
+            &mut status.metrics_report_subscription_link
+        };
+        if link.is_some() {
+            continue;
+        }
+        let destination = format!("{base}/serverevents/{kind}/{name}");
+        match redfish
+            .subscribe_events(&destination, format, "metal-operator", hpe)
+            .await
+        {
+            Ok(uri) => *link = Some(uri),
+            Err(error) => tracing::warn!(bmc = %name, %error, "event subscription failed"),
+        }
+    }
+}
+
+/// Creates or updates `<bmc>-system-<index>` for every System with a boot override target.
+async fn discover_servers(bmc: &BMC, ctx: &Context, redfish: &RedfishClient) -> Result<()> {
+    let systems = redfish.systems().await?;
+    let api = Api::<Server>::all(ctx.client.clone());
+    for (index, system) in systems.iter().enumerate() {
+        let has_target = system
+            .boot
+            .as_ref()
+            .and_then(|b| b.boot_source_override_target.as_deref())
+            .is_some_and(|t| !t.is_empty());
+        if !has_target {
+            continue;
+        }
+        let desired = desired_server(bmc, index, system);
+        let name = name_of(&desired);
+        match api.get_opt(&name).await? {
+            None => drop(api.create(&PostParams::default(), &desired).await?),
+            Some(existing) => {
+                let same = existing.spec.system_uuid == desired.spec.system_uuid
+                    && existing.spec.system_uri == desired.spec.system_uri
+                    && existing.spec.bmc_ref == desired.spec.bmc_ref
+                    && existing.metadata.owner_references == desired.metadata.owner_references;
+                if !same {
+                    let patch = json!({
+                        "metadata": { "ownerReferences": desired.metadata.owner_references, "labels": desired.metadata.labels },
+                        "spec": { "systemUUID": desired.spec.system_uuid, "systemURI": desired.spec.system_uri, "bmcRef": desired.spec.bmc_ref },
+                    });
+                    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn desired_server(bmc: &BMC, index: usize, system: &ComputerSystem) -> Server {
+    let bmc_name = name_of(bmc);
+    let mut server = Server::new(
+        &format!("{bmc_name}-system-{index}"),
+        ServerSpec {
+            system_uuid: system.uuid.clone().unwrap_or_default().to_lowercase(),
+            system_uri: Some(system.odata_id.clone()),
+            bmc_ref: Some(LocalObjectReference { name: bmc_name }),
+            ..ServerSpec::default()
+        },
+    );
+    let labels: BTreeMap<String, String> = bmc.labels().clone();
+    server.metadata.labels = (!labels.is_empty()).then_some(labels);
+    server.metadata.owner_references = bmc.controller_owner_ref(&()).map(|o| vec![o]);
+    server
+}
+
+/// BMC deletion: remove event subscriptions (best effort); Servers go by owner GC.
+async fn cleanup(bmc: Arc<BMC>, ctx: &Context) -> Result<Action> {
+    let status = bmc.status.clone().unwrap_or_default();
+    let links = [
+        status.events_subscription_link,
+        status.metrics_report_subscription_link,
+    ];
+    if links.iter().any(Option::is_some)
+        && let Ok(access) = ctx.bmc_access(&bmc).await
+        && let Ok(redfish) = ctx.redfish(&access)
+    {
+        for link in links.into_iter().flatten() {
+            if let Err(error) = redfish.delete_subscription(&link).await {
+                tracing::warn!(bmc = %name_of(&*bmc), %error, "deleting event subscription failed");
+            }
+        }
+    }
+    Ok(Action::await_change())
+}

@@ -1,0 +1,98 @@
+//! One reconciler per kind, all sharing [`Context`]; plus the plumbing every reconcile goes through
+//! (metrics, panic isolation, malformed-object events, bounded error backoff).
+
+pub mod bmc;
+pub mod bmcsecret;
+pub mod endpoint;
+pub mod readiness_rule;
+pub mod server;
+pub mod server_boot_configuration;
+pub mod server_claim;
+mod server_ops;
+mod server_power;
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt as _;
+use kube::Resource;
+use kube::runtime::controller::Action;
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+
+/// Runs one reconcile with metrics, panic isolation and the malformed-object policy.
+pub(crate) async fn instrumented<K, F, Fut>(
+    controller: &'static str,
+    obj: Arc<K>,
+    ctx: Arc<Context>,
+    f: F,
+) -> Result<Action>
+where
+    K: Resource<DynamicType = ()>,
+    F: FnOnce(Arc<K>, Arc<Context>) -> Fut,
+    Fut: Future<Output = Result<Action>>,
+{
+    let timer = ctx.metrics.reconcile_started(controller);
+    let regarding = obj.object_ref(&());
+    let outcome = AssertUnwindSafe(f(obj, ctx.clone()))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "unknown panic".into());
+            tracing::error!(controller, %message, "reconcile panicked");
+            Err(Error::Panic(message))
+        });
+    drop(timer);
+    match &outcome {
+        Ok(_) => ctx.metrics.reconcile_finished(controller, "success", None),
+        Err(error) => {
+            ctx.metrics
+                .reconcile_finished(controller, "error", Some(error.metric_label()))
+        }
+    }
+    match outcome {
+        Err(Error::Invalid { kind, name, reason }) => {
+            // A malformed object is reported once per change and skipped until it changes.
+            let note = format!("{kind} {name}: {reason}");
+            tracing::warn!(controller, %note, "skipping malformed object");
+            ctx.event(regarding, true, "InvalidObject", "Reconcile", note)
+                .await;
+            Ok(Action::await_change())
+        }
+        other => other,
+    }
+}
+
+/// Requeue policy after a failed reconcile: short on write conflicts, bounded backoff otherwise.
+pub(crate) fn error_policy<K>(_obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
+    if error.is_conflict() {
+        return Action::requeue(Duration::from_millis(50));
+    }
+    tracing::debug!(%error, "reconcile failed, retrying");
+    Action::requeue(ctx.config.error_backoff)
+}
+
+/// Name of an object, for messages.
+pub(crate) fn name_of<K: Resource>(obj: &K) -> String {
+    obj.meta().name.clone().unwrap_or_default()
+}
+
+/// Whether the object asks to be left alone (`metal.ironcore.dev/operation: ignore`).
+pub(crate) fn is_ignored<K: Resource>(obj: &K) -> bool {
+    operation_of(obj).as_deref() == Some(crate::keys::Operation::Ignore.as_str())
+}
+
+pub(crate) fn operation_of<K: Resource>(obj: &K) -> Option<String> {
+    obj.meta()
+        .annotations
+        .as_ref()?
+        .get(crate::keys::OPERATION_ANNOTATION)
+        .cloned()
+}

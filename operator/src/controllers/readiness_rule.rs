@@ -1,0 +1,155 @@
+//! The ServerReadinessRule reconciler: taints matching Servers until they carry the required
+//! conditions; BootstrapOnly rules stop after the first success (recorded as an annotation);
+//! deleting a rule removes its taints (finalizer).
+
+use std::sync::Arc;
+
+use futures::StreamExt as _;
+use kube::ResourceExt as _;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use metal_api::{EnforcementMode, Server, ServerReadinessRule, Taint};
+use serde_json::json;
+
+use super::{error_policy, instrumented, is_ignored, name_of};
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::keys;
+
+pub const CONTROLLER: &str = "serverreadinessrule";
+
+pub fn controller(client: kube::Client) -> Controller<ServerReadinessRule> {
+    let controller = Controller::new(
+        Api::<ServerReadinessRule>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let rules: Store<ServerReadinessRule> = controller.store();
+    controller.watches(
+        Api::<Server>::all(client),
+        watcher::Config::default(),
+        move |server| {
+            rules
+                .state()
+                .into_iter()
+                .filter(|r| crate::selector::matches(&r.spec.server_selector, server.labels()))
+                .map(|r| ObjectRef::from_obj(&*r))
+                .collect::<Vec<_>>()
+        },
+    )
+}
+
+pub async fn run(
+    controller: Controller<ServerReadinessRule>,
+    ctx: Arc<Context>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    controller
+        .graceful_shutdown_on(shutdown)
+        .run(
+            |obj, ctx| instrumented(CONTROLLER, obj, ctx, reconcile),
+            error_policy,
+            ctx,
+        )
+        .for_each(|_| futures::future::ready(()))
+        .await;
+}
+
+async fn reconcile(rule: Arc<ServerReadinessRule>, ctx: Arc<Context>) -> Result<Action> {
+    if is_ignored(&*rule) {
+        return Ok(Action::await_change());
+    }
+    let api = Api::<ServerReadinessRule>::all(ctx.client.clone());
+    finalizer(
+        &api,
+        keys::SERVER_READINESS_RULE_FINALIZER,
+        rule,
+        |event| async {
+            match event {
+                FinalizerEvent::Apply(rule) => enforce(&rule, &ctx, false).await,
+                FinalizerEvent::Cleanup(rule) => enforce(&rule, &ctx, true).await,
+            }
+        },
+    )
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(other.to_string()),
+    })
+}
+
+fn satisfied(rule: &ServerReadinessRule, server: &Server) -> bool {
+    let conditions = server
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    rule.spec.conditions.iter().all(|required| {
+        conditions
+            .iter()
+            .any(|c| c.type_ == required.type_ && c.status == required.required_status.as_str())
+    })
+}
+
+fn same_taint(a: &Taint, b: &Taint) -> bool {
+    a.key == b.key
+        && a.value == b.value
+        && metal_api::taints::taint_effect(a) == metal_api::taints::taint_effect(b)
+}
+
+/// Adds or removes the rule's taint on every matching Server; `removing` strips it everywhere.
+async fn enforce(rule: &ServerReadinessRule, ctx: &Context, removing: bool) -> Result<Action> {
+    let api = Api::<Server>::all(ctx.client.clone());
+    let bootstrap_key = keys::bootstrap_completed_annotation(&rule.name_any());
+    let bootstrap_only = rule.spec.enforcement_mode == EnforcementMode::BootstrapOnly;
+    for server in ctx.stores.servers.state() {
+        if !removing && !crate::selector::matches(&rule.spec.server_selector, server.labels()) {
+            continue;
+        }
+        let done = server.annotations().get(&bootstrap_key).map(String::as_str)
+            == Some(keys::ANNOTATION_TRUE);
+        if bootstrap_only && done && !removing {
+            continue;
+        }
+        let ok = removing || satisfied(rule, &server);
+        let has = server
+            .spec
+            .taints
+            .iter()
+            .any(|t| same_taint(t, &rule.spec.taint));
+        let mut patch = serde_json::Map::new();
+        if ok && has {
+            let taints: Vec<&Taint> = server
+                .spec
+                .taints
+                .iter()
+                .filter(|t| !same_taint(t, &rule.spec.taint))
+                .collect();
+            patch.insert("spec".into(), json!({ "taints": taints }));
+        } else if !ok && !has {
+            let mut taints = server.spec.taints.clone();
+            taints.push(rule.spec.taint.clone());
+            patch.insert("spec".into(), json!({ "taints": taints }));
+        }
+        let mut metadata = json!({ "resourceVersion": server.metadata.resource_version });
+        if ok && bootstrap_only && !removing && !done {
+            metadata["annotations"] = json!({ bootstrap_key.clone(): keys::ANNOTATION_TRUE });
+            patch.insert("metadata".into(), metadata.clone());
+        }
+        if patch.contains_key("spec") {
+            patch.insert("metadata".into(), metadata);
+        }
+        if !patch.is_empty() {
+            api.patch(
+                &name_of(&*server),
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::Value::Object(patch)),
+            )
+            .await?;
+        }
+    }
+    Ok(Action::requeue(ctx.config.server_resync_interval))
+}

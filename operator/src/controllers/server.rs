@@ -1,0 +1,781 @@
+//! The Server reconciler: upstream's state machine (Initial → Discovery → Available ↔ Reserved →
+//! Released, Parked, Error) with the strict readiness gate in front of every power-on.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Resource as _, ResourceExt as _};
+use metal_api::{
+    BMC, BMCState, ObjectReference, Server, ServerBootConfiguration, ServerClaim, ServerState,
+    ServerStatus,
+};
+use serde_json::json;
+
+use super::server_power::Progress;
+use super::{error_policy, instrumented, is_ignored, name_of};
+use crate::conditions::{self, NewCondition};
+use crate::config::ReadinessGate;
+use crate::context::{BmcAccess, Context};
+use crate::discovery;
+use crate::error::{Error, Result};
+use crate::gate::{self, Verdict};
+use crate::keys;
+use crate::redfish::RedfishClient;
+use crate::redfish::types::ComputerSystem;
+
+pub const CONTROLLER: &str = "server";
+
+/// Builds the Server controller (its store serves the other controllers too).
+pub fn controller(client: kube::Client) -> Controller<Server> {
+    let servers = Api::<Server>::all(client.clone());
+    let controller = Controller::new(servers, watcher::Config::default());
+    let store = controller.store();
+    let bmc_store = store.clone();
+    controller
+        .watches(
+            Api::<ServerBootConfiguration>::all(client.clone()),
+            watcher::Config::default(),
+            |sbc| Some(ObjectRef::new(&sbc.spec.server_ref.name)),
+        )
+        .watches(
+            Api::<ServerClaim>::all(client.clone()),
+            watcher::Config::default(),
+            |claim| claim.spec.server_ref.map(|r| ObjectRef::new(&r.name)),
+        )
+        .watches(
+            Api::<BMC>::all(client),
+            watcher::Config::default(),
+            move |bmc| {
+                let bmc_name = bmc.name_any();
+                bmc_store
+                    .state()
+                    .into_iter()
+                    .filter(|s| s.spec.bmc_ref.as_ref().is_some_and(|r| r.name == bmc_name))
+                    .map(|s| ObjectRef::from_obj(&*s))
+                    .collect::<Vec<_>>()
+            },
+        )
+}
+
+/// Runs the controller until shutdown.
+pub async fn run(
+    controller: Controller<Server>,
+    ctx: Arc<Context>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let concurrency = ctx.config.server_max_concurrent_reconciles;
+    controller
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+        .graceful_shutdown_on(shutdown)
+        .run(
+            |obj, ctx| instrumented(CONTROLLER, obj, ctx, reconcile),
+            error_policy,
+            ctx,
+        )
+        .for_each(|_| futures::future::ready(()))
+        .await;
+}
+
+async fn reconcile(server: Arc<Server>, ctx: Arc<Context>) -> Result<Action> {
+    if is_ignored(&*server) {
+        return Ok(Action::requeue(ctx.config.server_resync_interval));
+    }
+    let api = Api::<Server>::all(ctx.client.clone());
+    finalizer(&api, keys::SERVER_FINALIZER, server, |event| async {
+        match event {
+            FinalizerEvent::Apply(server) => apply(server, &ctx).await,
+            FinalizerEvent::Cleanup(server) => cleanup(server, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(other.to_string()),
+    })
+}
+
+/// One reconcile of one Server: the object, the BMC view of it, and the status being built.
+pub(super) struct Run<'a> {
+    pub ctx: &'a Context,
+    pub server: Arc<Server>,
+    pub name: String,
+    pub status: ServerStatus,
+    original_status: ServerStatus,
+    resource_version: Option<String>,
+    pub redfish: RedfishClient,
+    pub system: ComputerSystem,
+}
+
+impl<'a> Run<'a> {
+    pub fn api(&self) -> Api<Server> {
+        Api::all(self.ctx.client.clone())
+    }
+
+    pub fn state(&self) -> ServerState {
+        self.status.state.clone().unwrap_or(ServerState::Initial)
+    }
+
+    pub fn set_state(&mut self, state: ServerState) {
+        if self.status.state.as_ref() != Some(&state) {
+            tracing::info!(server = %self.name, from = ?self.status.state, to = %state, "server state transition");
+        }
+        self.status.state = Some(state);
+    }
+
+    pub fn set_condition(
+        &mut self,
+        type_: &str,
+        status: bool,
+        reason: &str,
+        message: String,
+    ) -> bool {
+        let now = self.ctx.clock.now();
+        let generation = self.server.metadata.generation;
+        conditions::set(
+            &mut self.status.conditions,
+            NewCondition {
+                type_,
+                status,
+                reason,
+                message,
+                observed_generation: generation,
+            },
+            now,
+        )
+    }
+
+    pub fn condition(
+        &self,
+        type_: &str,
+    ) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+        conditions::find(&self.status.conditions, type_)
+    }
+
+    /// Writes the status if it changed (merge patch guarded by resourceVersion).
+    pub async fn flush_status(&mut self) -> Result<()> {
+        if self.status == self.original_status {
+            return Ok(());
+        }
+        let patch = json!({
+            "metadata": { "resourceVersion": self.resource_version },
+            "status": self.status,
+        });
+        let updated = self
+            .api()
+            .patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        self.resource_version = updated.metadata.resource_version;
+        self.original_status = self.status.clone();
+        Ok(())
+    }
+
+    /// Merge-patches `spec` (e.g. clearing a reference with `null`).
+    pub async fn patch_spec(&mut self, spec: serde_json::Value) -> Result<()> {
+        let patch =
+            json!({ "metadata": { "resourceVersion": self.resource_version }, "spec": spec });
+        let updated = self
+            .api()
+            .patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        self.resource_version = updated.metadata.resource_version.clone();
+        self.server = Arc::new(updated);
+        Ok(())
+    }
+
+    /// Merge-patches annotations; `None` removes a key.
+    pub async fn patch_annotations(&mut self, changes: &[(&str, Option<&str>)]) -> Result<()> {
+        let annotations: serde_json::Map<String, serde_json::Value> = changes
+            .iter()
+            .map(|(k, v)| {
+                (
+                    (*k).to_owned(),
+                    v.map_or(serde_json::Value::Null, |v| json!(v)),
+                )
+            })
+            .collect();
+        let patch = json!({ "metadata": { "resourceVersion": self.resource_version, "annotations": annotations } });
+        let updated = self
+            .api()
+            .patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        self.resource_version = updated.metadata.resource_version.clone();
+        self.server = Arc::new(updated);
+        Ok(())
+    }
+
+    pub async fn event(&self, warning: bool, reason: &str, note: String) {
+        self.ctx
+            .event(
+                self.server.object_ref(&()),
+                warning,
+                reason,
+                "Reconcile",
+                note,
+            )
+            .await;
+    }
+
+    /// Re-reads the System so decisions see the power state after an action.
+    pub fn observe_system(&mut self) {
+        self.status.power_state = self.system.power_state.as_deref().map(Into::into);
+        self.status.indicator_led = self.system.indicator_led.as_deref().map(Into::into);
+    }
+
+    pub fn is_parked(&self) -> bool {
+        self.server
+            .annotations()
+            .get(keys::PARKED_ANNOTATION)
+            .map(String::as_str)
+            == Some(keys::ANNOTATION_TRUE)
+    }
+
+    /// The readiness gate for the Server's current boot configuration. In strict mode the verdict is
+    /// also recorded as a condition, and errors raise Events on the Server and its claim.
+    pub async fn boot_readiness(&mut self) -> Result<Verdict> {
+        let mode = self.ctx.config.readiness_gate;
+        let Some(reference) = self.server.spec.boot_configuration_ref.clone() else {
+            return Ok(self.record_verdict(Verdict::NotReferenced, mode).await);
+        };
+        let api = Api::<ServerBootConfiguration>::namespaced(
+            self.ctx.client.clone(),
+            &reference.namespace,
+        );
+        let sbc = api.get_opt(&reference.name).await?;
+        let verdict = gate::evaluate(sbc.as_ref(), mode, (&reference.namespace, &reference.name));
+        Ok(self.record_verdict(verdict, mode).await)
+    }
+
+    async fn record_verdict(&mut self, verdict: Verdict, mode: ReadinessGate) -> Verdict {
+        if mode == ReadinessGate::Upstream {
+            return verdict;
+        }
+        let (reason, message) = verdict.condition();
+        let (reason, message) = (reason.to_owned(), message);
+        let previous = self
+            .condition(keys::gate::BOOT_CONFIGURATION_READY)
+            .map(|c| (c.status.clone(), c.reason.clone()));
+        let changed = self.set_condition(
+            keys::gate::BOOT_CONFIGURATION_READY,
+            verdict.is_ready(),
+            &reason,
+            message.clone(),
+        );
+        let was_error = previous.as_ref().is_some_and(|(_, r)| is_error_reason(r));
+        if changed {
+            match &verdict {
+                Verdict::Error { .. } if previous.as_ref().map(|(_, r)| r) != Some(&reason) => {
+                    let note = format!("boot configuration failed: {reason}: {message}");
+                    self.event(true, "BootConfigurationError", note.clone())
+                        .await;
+                    self.claim_event(true, "BootConfigurationError", note).await;
+                }
+                Verdict::Ready if was_error => {
+                    self.event(
+                        false,
+                        "BootConfigurationRecovered",
+                        "boot configuration is Ready again".into(),
+                    )
+                    .await;
+                    self.claim_event(
+                        false,
+                        "BootConfigurationRecovered",
+                        "boot configuration is Ready again".into(),
+                    )
+                    .await;
+                }
+                _ => {}
+            }
+        }
+        verdict
+    }
+
+    async fn claim_event(&self, warning: bool, reason: &str, note: String) {
+        if let Some(claim_ref) = &self.server.spec.server_claim_ref {
+            let reference = k8s_openapi::api::core::v1::ObjectReference {
+                api_version: Some(ServerClaim::api_version(&()).into_owned()),
+                kind: Some(ServerClaim::kind(&()).into_owned()),
+                name: Some(claim_ref.name.clone()),
+                namespace: Some(claim_ref.namespace.clone()),
+                ..Default::default()
+            };
+            self.ctx
+                .event(reference, warning, reason, "Reconcile", note)
+                .await;
+        }
+    }
+}
+
+/// Reasons of `BootConfigurationReady=False` that come from a backend Error.
+fn is_error_reason(reason: &str) -> bool {
+    use keys::gate::*;
+    ![
+        REASON_READY,
+        REASON_PENDING,
+        REASON_MISSING,
+        REASON_NOT_REFERENCED,
+        REASON_STALE,
+    ]
+    .contains(&reason)
+}
+
+async fn apply(server: Arc<Server>, ctx: &Context) -> Result<Action> {
+    let name = name_of(&*server);
+    let mut server = server;
+    if server.spec.power.is_some() {
+        // Deprecated field: upstream clears it on every reconcile.
+        let api = Api::<Server>::all(ctx.client.clone());
+        server = Arc::new(
+            api.patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"power": null}})),
+            )
+            .await?,
+        );
+    }
+    let Some(access) = bmc_access(&server, ctx).await? else {
+        return Ok(Action::requeue(ctx.config.server_resync_interval));
+    };
+    let redfish = ctx.redfish(&access)?;
+    let system_uri = match server.spec.system_uri.clone().filter(|u| !u.is_empty()) {
+        Some(uri) => uri,
+        None => find_system_uri(&server, &redfish, ctx).await?,
+    };
+    let system = redfish.system(&system_uri).await?;
+    let status = server.status.clone().unwrap_or_default();
+    let mut run = Run {
+        ctx,
+        resource_version: server.metadata.resource_version.clone(),
+        server,
+        name,
+        original_status: status.clone(),
+        status,
+        redfish,
+        system,
+    };
+    run.observe_system();
+    let action = drive(&mut run).await;
+    // Whatever happened, record what was observed and decided so far.
+    let flushed = run.flush_status().await;
+    let action = action?;
+    flushed?;
+    Ok(action)
+}
+
+async fn drive(run: &mut Run<'_>) -> Result<Action> {
+    if run.status.state.is_none() {
+        // Late initialisation; a claim reference survives status loss (#1108).
+        let state = if run.server.spec.server_claim_ref.is_some() {
+            ServerState::Reserved
+        } else {
+            ServerState::Initial
+        };
+        run.set_state(state);
+    }
+    if let Some(action) = super::server_ops::handle_operation(run).await? {
+        return Ok(action);
+    }
+    apply_boot_order(run).await?;
+    let resync = run.ctx.config.server_resync_interval;
+    if run.is_parked() {
+        run.set_state(ServerState::Parked);
+        return Ok(Action::requeue(resync));
+    }
+    match run.state() {
+        ServerState::Initial => initial(run).await,
+        ServerState::Discovery => discovery(run).await,
+        ServerState::Available => available(run).await,
+        ServerState::Reserved => reserved(run).await,
+        ServerState::Released => released(run).await,
+        ServerState::Parked => {
+            // Parked without the marker (e.g. status restored): back to where it belongs.
+            let next = if run.server.spec.server_claim_ref.is_some() {
+                ServerState::Reserved
+            } else {
+                ServerState::Available
+            };
+            run.set_state(next);
+            Ok(Action::requeue(Duration::ZERO))
+        }
+        ServerState::Error | ServerState::Other(_) => Ok(Action::requeue(resync)),
+    }
+}
+
+/// The BMC endpoint of a Server; `None` when its BMC is not usable yet (requeue).
+async fn bmc_access(server: &Server, ctx: &Context) -> Result<Option<BmcAccess>> {
+    let name = name_of(server);
+    if let Some(bmc_ref) = &server.spec.bmc_ref {
+        let bmc = ctx.stores.bmcs.get(&ObjectRef::new(&bmc_ref.name));
+        let bmc = match bmc {
+            Some(b) => b,
+            None => match Api::<BMC>::all(ctx.client.clone())
+                .get_opt(&bmc_ref.name)
+                .await?
+            {
+                Some(b) => Arc::new(b),
+                None => {
+                    return Err(Error::Missing {
+                        kind: "BMC",
+                        name: bmc_ref.name.clone(),
+                    });
+                }
+            },
+        };
+        let state = bmc.status.as_ref().and_then(|s| s.state.clone());
+        if !matches!(state, None | Some(BMCState::Enabled)) {
+            tracing::debug!(server = %name, bmc = %bmc_ref.name, ?state, "BMC not enabled, skipping");
+            return Ok(None);
+        }
+        return ctx.bmc_access(&bmc).await.map(Some);
+    }
+    if let Some(inline) = &server.spec.bmc {
+        let credentials = ctx.bmc_credentials(&inline.bmc_secret_ref.name).await?;
+        let scheme = inline
+            .protocol
+            .scheme
+            .as_ref()
+            .map(|s| s.as_str().to_owned());
+        let scheme = scheme.unwrap_or_else(|| ctx.config.default_bmc_scheme.clone());
+        let endpoint = crate::context::endpoint_url(&scheme, &inline.address, inline.protocol.port);
+        return Ok(Some(BmcAccess {
+            endpoint,
+            credentials,
+        }));
+    }
+    Err(Error::Invalid {
+        kind: "Server",
+        name,
+        reason: "neither spec.bmcRef nor spec.bmc is set".into(),
+    })
+}
+
+/// Fills `spec.systemURI` by matching the System UUID case-insensitively, as upstream.
+async fn find_system_uri(
+    server: &Server,
+    redfish: &RedfishClient,
+    ctx: &Context,
+) -> Result<String> {
+    let uuid = &server.spec.system_uuid;
+    let systems = redfish.systems().await?;
+    let system = systems
+        .into_iter()
+        .find(|s| {
+            s.uuid
+                .as_deref()
+                .is_some_and(|u| u.eq_ignore_ascii_case(uuid))
+        })
+        .ok_or_else(|| Error::Invalid {
+            kind: "Server",
+            name: name_of(server),
+            reason: format!("no Redfish System with UUID {uuid} on its BMC"),
+        })?;
+    let api = Api::<Server>::all(ctx.client.clone());
+    let patch = json!({ "spec": { "systemURI": system.odata_id } });
+    api.patch(
+        &name_of(server),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(system.odata_id)
+}
+
+async fn apply_boot_order(run: &mut Run<'_>) -> Result<()> {
+    let mut order = run.server.spec.boot_order.clone();
+    if order.is_empty() {
+        return Ok(());
+    }
+    order.sort_by_key(|o| o.priority);
+    let wanted: Vec<String> = order.into_iter().map(|o| o.device).collect();
+    let current = run
+        .system
+        .boot
+        .as_ref()
+        .map(|b| b.boot_order.clone())
+        .unwrap_or_default();
+    if current != wanted {
+        run.redfish.set_boot_order(&run.system, &wanted).await?;
+    }
+    Ok(())
+}
+
+async fn initial(run: &mut Run<'_>) -> Result<Action> {
+    let config = &run.ctx.config;
+    if config.enforce_first_boot && super::server_power::ensure_off(run).await? == Progress::Waiting
+    {
+        return Ok(Action::requeue(config.power_polling_interval));
+    }
+    super::server_power::read_inventory(run).await?;
+    ensure_discovery_boot_configuration(run).await?;
+    run.redfish.set_pxe_once(&run.system).await?;
+    run.ctx
+        .registry
+        .delete(&run.server.spec.system_uuid)
+        .await
+        .map_err(Error::Registry)?;
+    conditions::remove(&mut run.status.conditions, keys::conditions::POWERING_ON);
+    // Re-entering discovery restarts its timeout clock.
+    conditions::remove(&mut run.status.conditions, keys::gate::DISCOVERY);
+    run.set_condition(
+        keys::gate::DISCOVERY,
+        true,
+        keys::gate::REASON_DISCOVERY_IN_PROGRESS,
+        "discovery boot prepared".into(),
+    );
+    run.set_state(ServerState::Discovery);
+    Ok(Action::requeue(Duration::ZERO))
+}
+
+/// Creates or updates the discovery SBC and its Secrets, and points the Server at it.
+async fn ensure_discovery_boot_configuration(run: &mut Run<'_>) -> Result<()> {
+    let ctx = run.ctx;
+    let ns = &ctx.config.manager_namespace;
+    let desired = discovery::boot_configuration(&run.name, ns, &ctx.config.probe_os_image);
+    let sbc_api = Api::<ServerBootConfiguration>::namespaced(ctx.client.clone(), ns);
+    let sbc = match sbc_api.get_opt(&run.name).await? {
+        None => sbc_api.create(&PostParams::default(), &desired).await?,
+        Some(existing) if existing.spec != desired.spec || !has_internal_annotation(&existing) => {
+            let patch = json!({ "metadata": { "annotations": desired.metadata.annotations }, "spec": desired.spec });
+            sbc_api
+                .patch(&run.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?
+        }
+        Some(existing) => existing,
+    };
+    let ssh = discovery::SshMaterial::generate();
+    let ignition = discovery::render_ignition(
+        &ctx.config.discovery_ignition_template,
+        &ctx.config.probe_image,
+        &ctx.config.registry_url,
+        &run.server.spec.system_uuid,
+        &ssh,
+    );
+    let secrets_api = Api::<Secret>::namespaced(ctx.client.clone(), ns);
+    for secret in discovery::secrets(&sbc, ignition, &ssh) {
+        let name = secret.metadata.name.clone().unwrap_or_default();
+        match secrets_api.get_opt(&name).await? {
+            None => drop(secrets_api.create(&PostParams::default(), &secret).await?),
+            Some(_) => {
+                let patch = json!({ "metadata": { "ownerReferences": secret.metadata.owner_references }, "data": secret.data });
+                secrets_api
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await?;
+            }
+        }
+    }
+    let reference = ObjectReference::new(ns.clone(), run.name.clone());
+    if run.server.spec.boot_configuration_ref.as_ref() != Some(&reference) {
+        run.patch_spec(json!({ "bootConfigurationRef": reference }))
+            .await?;
+    }
+    Ok(())
+}
+
+fn has_internal_annotation(sbc: &ServerBootConfiguration) -> bool {
+    sbc.annotations()
+        .get(keys::TYPE_ANNOTATION)
+        .map(String::as_str)
+        == Some(keys::TYPE_INTERNAL)
+}
+
+async fn discovery(run: &mut Run<'_>) -> Result<Action> {
+    let config = &run.ctx.config;
+    let strict = config.readiness_gate == ReadinessGate::Strict;
+    let powered = run.condition(keys::conditions::POWERING_ON).is_some();
+    if let Some(started) = run
+        .condition(keys::gate::DISCOVERY)
+        .filter(|c| c.status == "True")
+    {
+        let age = conditions::age(started, run.ctx.clock.now());
+        if (strict || powered) && age >= config.discovery_timeout {
+            let note = format!(
+                "no discovery result within {:?}; back to Initial",
+                config.discovery_timeout
+            );
+            run.event(true, "DiscoveryTimedOut", note.clone()).await;
+            run.set_condition(
+                keys::gate::DISCOVERY,
+                false,
+                keys::gate::REASON_DISCOVERY_TIMED_OUT,
+                note,
+            );
+            run.set_state(ServerState::Initial);
+            return Ok(Action::requeue(Duration::ZERO));
+        }
+    }
+    let remaining = run
+        .condition(keys::gate::DISCOVERY)
+        .map(|c| {
+            config
+                .discovery_timeout
+                .saturating_sub(conditions::age(c, run.ctx.clock.now()))
+        })
+        .unwrap_or(config.discovery_timeout);
+    let wait = config
+        .server_resync_interval
+        .min(remaining.max(Duration::from_millis(10)));
+    if !run.boot_readiness().await?.is_ready() {
+        return Ok(Action::requeue(wait));
+    }
+    if super::server_power::ensure_on(run, false).await? == Progress::Waiting {
+        return Ok(Action::requeue(config.power_polling_interval.min(wait)));
+    }
+    let uuid = run.server.spec.system_uuid.clone();
+    let Some(data) = run
+        .ctx
+        .registry
+        .system(&uuid)
+        .await
+        .map_err(Error::Registry)?
+    else {
+        return Ok(Action::requeue(config.resource_polling_interval.min(wait)));
+    };
+    let fresh = data.timestamp.as_ref().is_some_and(|t| {
+        crate::clock::elapsed(t.0, run.ctx.clock.now()) <= config.registry_data_max_age
+    });
+    if !fresh {
+        return Ok(Action::requeue(config.resource_polling_interval.min(wait)));
+    }
+    run.status.network_interfaces = super::server_power::network_interfaces(&data);
+    run.set_condition(
+        keys::gate::DISCOVERY,
+        false,
+        "Completed",
+        "probe registered".into(),
+    );
+    run.set_state(ServerState::Available);
+    run.ctx
+        .registry
+        .delete(&uuid)
+        .await
+        .map_err(Error::Registry)?;
+    Ok(Action::requeue(Duration::ZERO))
+}
+
+async fn available(run: &mut Run<'_>) -> Result<Action> {
+    let config = &run.ctx.config;
+    if run.server.spec.server_claim_ref.is_some() {
+        run.set_state(ServerState::Reserved);
+        return Ok(Action::requeue(Duration::ZERO));
+    }
+    let progress = super::server_power::ensure_off(run).await?;
+    remove_internal_boot_configuration(run).await?;
+    super::server_power::apply_indicator_led(run).await?;
+    if progress == Progress::Waiting {
+        return Ok(Action::requeue(config.power_polling_interval));
+    }
+    Ok(Action::requeue(config.server_resync_interval))
+}
+
+/// Deletes the discovery SBC once discovery is over (only `type: Internal` ones, as upstream).
+async fn remove_internal_boot_configuration(run: &mut Run<'_>) -> Result<()> {
+    let Some(reference) = run.server.spec.boot_configuration_ref.clone() else {
+        return Ok(());
+    };
+    let api =
+        Api::<ServerBootConfiguration>::namespaced(run.ctx.client.clone(), &reference.namespace);
+    match api.get_opt(&reference.name).await? {
+        Some(sbc) if has_internal_annotation(&sbc) => {
+            api.delete(&reference.name, &DeleteParams::default())
+                .await?;
+        }
+        Some(_) => return Ok(()),
+        None => {}
+    }
+    run.patch_spec(json!({ "bootConfigurationRef": null }))
+        .await?;
+    conditions::remove(
+        &mut run.status.conditions,
+        keys::gate::BOOT_CONFIGURATION_READY,
+    );
+    Ok(())
+}
+
+async fn reserved(run: &mut Run<'_>) -> Result<Action> {
+    let config = &run.ctx.config;
+    let Some(claim_ref) = run.server.spec.server_claim_ref.clone() else {
+        run.set_state(ServerState::Available);
+        return Ok(Action::requeue(Duration::ZERO));
+    };
+    let claims = Api::<ServerClaim>::namespaced(run.ctx.client.clone(), &claim_ref.namespace);
+    let claim = claims
+        .get_opt(&claim_ref.name)
+        .await?
+        .filter(|c| c.metadata.deletion_timestamp.is_none());
+    let Some(claim) = claim else {
+        return release(run).await;
+    };
+    if !run.boot_readiness().await?.is_ready() {
+        // The gate: no power enforcement at all until the boot configuration is ready.
+        return Ok(Action::requeue(config.server_resync_interval));
+    }
+    let progress = if claim.spec.power == metal_api::Power::On {
+        super::server_power::ensure_on(run, true).await?
+    } else {
+        super::server_power::ensure_off(run).await?
+    };
+    super::server_power::apply_indicator_led(run).await?;
+    if progress == Progress::Waiting {
+        return Ok(Action::requeue(config.power_polling_interval));
+    }
+    Ok(Action::requeue(config.server_resync_interval))
+}
+
+/// The claim is gone: power off (confirmed by the BMC), then Recycle or Retain.
+async fn release(run: &mut Run<'_>) -> Result<Action> {
+    if run.server.spec.boot_configuration_ref.is_some() {
+        run.patch_spec(json!({ "bootConfigurationRef": null }))
+            .await?;
+        conditions::remove(
+            &mut run.status.conditions,
+            keys::gate::BOOT_CONFIGURATION_READY,
+        );
+    }
+    if super::server_power::ensure_off(run).await? == Progress::Waiting {
+        return Ok(Action::requeue(run.ctx.config.power_polling_interval));
+    }
+    let retain = run.server.spec.reclaim_policy == Some(metal_api::ReclaimPolicy::Retain);
+    if retain {
+        run.set_state(ServerState::Released);
+    } else {
+        run.patch_spec(json!({ "serverClaimRef": null })).await?;
+        run.set_state(ServerState::Available);
+    }
+    Ok(Action::requeue(Duration::ZERO))
+}
+
+async fn released(run: &mut Run<'_>) -> Result<Action> {
+    if run.server.spec.server_claim_ref.is_none() {
+        run.set_state(ServerState::Available);
+        return Ok(Action::requeue(Duration::ZERO));
+    }
+    if super::server_power::ensure_off(run).await? == Progress::Waiting {
+        return Ok(Action::requeue(run.ctx.config.power_polling_interval));
+    }
+    Ok(Action::requeue(run.ctx.config.server_resync_interval))
+}
+
+/// Server deletion: delete its boot configuration and forget its registry entry, as upstream.
+async fn cleanup(server: Arc<Server>, ctx: &Context) -> Result<Action> {
+    if let Some(reference) = &server.spec.boot_configuration_ref {
+        let api =
+            Api::<ServerBootConfiguration>::namespaced(ctx.client.clone(), &reference.namespace);
+        match api.delete(&reference.name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if let Err(error) = ctx.registry.delete(&server.spec.system_uuid).await {
+        tracing::warn!(server = %name_of(&*server), %error, "registry cleanup failed");
+    }
+    Ok(Action::await_change())
+}

@@ -1,0 +1,351 @@
+//! The ServerClaim reconciler: binds a claim to an eligible Server with an optimistic lock, then
+//! maintains the claim's ServerBootConfiguration (same name/namespace, owned by the claim).
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::LocalObjectReference;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Resource as _, ResourceExt as _};
+use metal_api::{
+    ImmutableObjectReference, ObjectReference, Server, ServerBootConfiguration,
+    ServerBootConfigurationSpec, ServerClaim, ServerClaimPhase, ServerPowerState, ServerState,
+};
+use serde_json::json;
+
+use super::{error_policy, instrumented, is_ignored, name_of};
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::keys;
+
+pub const CONTROLLER: &str = "serverclaim";
+
+/// How many waiting claims a newly free Server wakes up (the rest resync).
+const WAKE_LIMIT: usize = 32;
+
+pub fn controller(client: kube::Client) -> Controller<ServerClaim> {
+    let controller = Controller::new(
+        Api::<ServerClaim>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let claims = controller.store();
+    controller
+        .owns(
+            Api::<ServerBootConfiguration>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .watches(
+            Api::<Server>::all(client),
+            watcher::Config::default(),
+            move |server| claims_for_server(&claims, &server),
+        )
+}
+
+/// Claims bound to (or naming) the Server, and — when it is free — a few waiting claims it could serve.
+fn claims_for_server(claims: &Store<ServerClaim>, server: &Server) -> Vec<ObjectRef<ServerClaim>> {
+    let name = name_of(server);
+    let mut out: Vec<_> = claims
+        .state()
+        .into_iter()
+        .filter(|c| {
+            c.spec.server_ref.as_ref().is_some_and(|r| r.name == name)
+                || server.spec.server_claim_ref.as_ref().is_some_and(|r| {
+                    r.name == c.name_any() && Some(&r.namespace) == c.metadata.namespace.as_ref()
+                })
+        })
+        .map(|c| ObjectRef::from_obj(&*c))
+        .collect();
+    if server.spec.server_claim_ref.is_none() && is_state(server, ServerState::Available) {
+        let labels = server.labels();
+        out.extend(
+            claims
+                .state()
+                .into_iter()
+                .filter(|c| c.spec.server_ref.is_none())
+                .filter(|c| {
+                    c.spec
+                        .server_selector
+                        .as_ref()
+                        .is_none_or(|s| crate::selector::matches(s, labels))
+                })
+                .take(WAKE_LIMIT)
+                .map(|c| ObjectRef::from_obj(&*c)),
+        );
+    }
+    out
+}
+
+pub async fn run(
+    controller: Controller<ServerClaim>,
+    ctx: Arc<Context>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let concurrency = ctx.config.server_claim_max_concurrent_reconciles;
+    controller
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+        .graceful_shutdown_on(shutdown)
+        .run(
+            |obj, ctx| instrumented(CONTROLLER, obj, ctx, reconcile),
+            error_policy,
+            ctx,
+        )
+        .for_each(|_| futures::future::ready(()))
+        .await;
+}
+
+async fn reconcile(claim: Arc<ServerClaim>, ctx: Arc<Context>) -> Result<Action> {
+    if is_ignored(&*claim) {
+        return Ok(Action::requeue(ctx.config.server_resync_interval));
+    }
+    let namespace = claim.namespace().unwrap_or_default();
+    let api = Api::<ServerClaim>::namespaced(ctx.client.clone(), &namespace);
+    finalizer(&api, keys::SERVER_CLAIM_FINALIZER, claim, |event| async {
+        match event {
+            FinalizerEvent::Apply(claim) => apply(claim, &ctx).await,
+            FinalizerEvent::Cleanup(claim) => cleanup(claim, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(other.to_string()),
+    })
+}
+
+fn is_state(server: &Server, state: ServerState) -> bool {
+    server.status.as_ref().and_then(|s| s.state.as_ref()) == Some(&state)
+}
+
+fn refers_to(server: &Server, claim: &ServerClaim) -> bool {
+    server.spec.server_claim_ref.as_ref().is_some_and(|r| {
+        r.name == claim.name_any() && Some(&r.namespace) == claim.metadata.namespace.as_ref()
+    })
+}
+
+fn is_parked(server: &Server) -> bool {
+    server
+        .annotations()
+        .get(keys::PARKED_ANNOTATION)
+        .map(String::as_str)
+        == Some(keys::ANNOTATION_TRUE)
+}
+
+/// Upstream's binding rules: Available, claimable, powered off, NoBind taints tolerated, free.
+fn eligible(server: &Server, claim: &ServerClaim) -> bool {
+    let status = server.status.clone().unwrap_or_default();
+    server.metadata.deletion_timestamp.is_none()
+        && status.state == Some(ServerState::Available)
+        && !server.spec.unclaimable.unwrap_or(false)
+        && status.power_state == Some(ServerPowerState::Off)
+        && !is_parked(server)
+        && metal_api::taints::tolerates_all_nobind(&claim.spec.tolerations, &server.spec.taints)
+        && (server.spec.server_claim_ref.is_none() || refers_to(server, claim))
+}
+
+async fn apply(claim: Arc<ServerClaim>, ctx: &Context) -> Result<Action> {
+    let resync = ctx.config.server_resync_interval;
+    if claim
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_ref())
+        .is_none()
+    {
+        set_phase(&claim, ctx, ServerClaimPhase::Unbound).await?;
+    }
+    let server = match bound_server(&claim, ctx).await? {
+        Some(server) => server,
+        None => match bind(&claim, ctx).await? {
+            Some(server) => server,
+            None => return Ok(Action::requeue(resync)),
+        },
+    };
+    if claim.spec.server_ref.is_none() {
+        let api = Api::<ServerClaim>::namespaced(
+            ctx.client.clone(),
+            &claim.namespace().unwrap_or_default(),
+        );
+        let patch = json!({ "spec": { "serverRef": { "name": name_of(&server) } } });
+        api.patch(
+            &claim.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    }
+    if is_parked(&server) || !is_state(&server, ServerState::Reserved) {
+        // Parked servers are left alone; otherwise wait for the Server reconciler to reserve it.
+        return Ok(Action::requeue(resync));
+    }
+    let sbc_ref = ensure_boot_configuration(&claim, &server, ctx).await?;
+    if server.spec.boot_configuration_ref.as_ref() != Some(&sbc_ref) {
+        let patch = json!({ "spec": { "bootConfigurationRef": sbc_ref } });
+        Api::<Server>::all(ctx.client.clone())
+            .patch(
+                &name_of(&server),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await?;
+    }
+    if claim.status.as_ref().and_then(|s| s.phase.as_ref()) != Some(&ServerClaimPhase::Bound) {
+        set_phase(&claim, ctx, ServerClaimPhase::Bound).await?;
+    }
+    Ok(Action::requeue(resync))
+}
+
+/// The Server already bound to this claim (freshly read), if any.
+async fn bound_server(claim: &ServerClaim, ctx: &Context) -> Result<Option<Server>> {
+    let servers = Api::<Server>::all(ctx.client.clone());
+    if let Some(server_ref) = &claim.spec.server_ref {
+        return Ok(servers
+            .get_opt(&server_ref.name)
+            .await?
+            .filter(|s| refers_to(s, claim)));
+    }
+    let cached = ctx
+        .stores
+        .servers
+        .state()
+        .into_iter()
+        .find(|s| refers_to(s, claim));
+    match cached {
+        Some(s) => Ok(servers
+            .get_opt(&name_of(&*s))
+            .await?
+            .filter(|s| refers_to(s, claim))),
+        None => Ok(None),
+    }
+}
+
+/// Picks an eligible Server and takes it with an optimistic-lock patch of `spec.serverClaimRef`.
+async fn bind(claim: &ServerClaim, ctx: &Context) -> Result<Option<Server>> {
+    let candidates: Vec<Arc<Server>> = match &claim.spec.server_ref {
+        Some(server_ref) => ctx
+            .stores
+            .servers
+            .get(&ObjectRef::new(&server_ref.name))
+            .into_iter()
+            .collect(),
+        None => {
+            let mut all: Vec<_> = ctx
+                .stores
+                .servers
+                .state()
+                .into_iter()
+                .filter(|s| {
+                    claim
+                        .spec
+                        .server_selector
+                        .as_ref()
+                        .is_none_or(|sel| crate::selector::matches(sel, s.labels()))
+                })
+                .collect();
+            all.sort_by_key(|s| name_of(&**s));
+            all
+        }
+    };
+    let eligible: Vec<_> = candidates
+        .into_iter()
+        .filter(|s| eligible(s, claim))
+        .collect();
+    if eligible.is_empty() {
+        return Ok(None);
+    }
+    // Spread concurrent claims over the candidates instead of all racing for the first one.
+    let mut hasher = DefaultHasher::new();
+    claim.metadata.uid.hash(&mut hasher);
+    claim.name_any().hash(&mut hasher);
+    let start = (hasher.finish() % eligible.len() as u64) as usize;
+    let server = &eligible[start];
+    let reference =
+        ImmutableObjectReference::new(claim.namespace().unwrap_or_default(), claim.name_any());
+    let patch = json!({
+        "metadata": { "resourceVersion": server.metadata.resource_version },
+        "spec": { "serverClaimRef": reference },
+    });
+    let api = Api::<Server>::all(ctx.client.clone());
+    let bound = api
+        .patch(
+            &name_of(&**server),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    tracing::info!(claim = %claim.name_any(), server = %name_of(&bound), "claim bound");
+    Ok(Some(bound))
+}
+
+/// Creates or updates the claim's SBC: same name and namespace, controller-owned by the claim.
+async fn ensure_boot_configuration(
+    claim: &ServerClaim,
+    server: &Server,
+    ctx: &Context,
+) -> Result<ObjectReference> {
+    let namespace = claim.namespace().unwrap_or_default();
+    let name = claim.name_any();
+    let spec = ServerBootConfigurationSpec {
+        server_ref: LocalObjectReference {
+            name: name_of(server),
+        },
+        image: Some(claim.spec.image.clone()),
+        ignition_secret_ref: claim.spec.ignition_secret_ref.clone(),
+    };
+    let api = Api::<ServerBootConfiguration>::namespaced(ctx.client.clone(), &namespace);
+    match api.get_opt(&name).await? {
+        None => {
+            let mut sbc = ServerBootConfiguration::new(&name, spec);
+            sbc.metadata.namespace = Some(namespace.clone());
+            sbc.metadata.owner_references = claim.controller_owner_ref(&()).map(|o| vec![o]);
+            api.create(&PostParams::default(), &sbc).await?;
+        }
+        Some(existing) if existing.spec != spec => {
+            // The spec follows the claim; clearing the ignition reference needs an explicit null.
+            let patch = json!({ "spec": {
+                "serverRef": spec.server_ref,
+                "image": spec.image,
+                "ignitionSecretRef": spec.ignition_secret_ref,
+            }});
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+        }
+        Some(_) => {}
+    }
+    Ok(ObjectReference::new(namespace, name))
+}
+
+async fn set_phase(claim: &ServerClaim, ctx: &Context, phase: ServerClaimPhase) -> Result<()> {
+    let api =
+        Api::<ServerClaim>::namespaced(ctx.client.clone(), &claim.namespace().unwrap_or_default());
+    let patch = json!({ "status": { "phase": phase } });
+    api.patch_status(
+        &claim.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Claim deletion: delete its SBC; the Server reconciler powers off and releases.
+async fn cleanup(claim: Arc<ServerClaim>, ctx: &Context) -> Result<Action> {
+    let api = Api::<ServerBootConfiguration>::namespaced(
+        ctx.client.clone(),
+        &claim.namespace().unwrap_or_default(),
+    );
+    match api
+        .delete(&claim.name_any(), &DeleteParams::default())
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(Action::await_change())
+}

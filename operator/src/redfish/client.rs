@@ -1,0 +1,722 @@
+//! A small Redfish client: only the calls upstream metal-operator makes, over an [`HttpService`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{Method, StatusCode, header};
+use http_body_util::Full;
+use rand::Rng as _;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+use super::error::{RedfishError, message_from_body};
+use super::transport::HttpService;
+use super::types::*;
+
+pub type Result<T, E = RedfishError> = std::result::Result<T, E>;
+
+const SERVICE_ROOT: &str = "/redfish/v1/";
+const SESSIONS: &str = "/redfish/v1/SessionService/Sessions";
+
+/// How the client authenticates. Upstream uses Basic on every request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AuthMode {
+    #[default]
+    Basic,
+    /// Redfish `SessionService`: one `X-Auth-Token` per client, re-created once on 401.
+    Session,
+}
+
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+/// Timeouts and retry bounds. Retries apply to 5xx and transport failures only.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    pub auth: AuthMode,
+    pub request_timeout: Duration,
+    /// Total attempts per request, including the first (≥ 1).
+    pub max_attempts: u32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            auth: AuthMode::Basic,
+            request_timeout: Duration::from_secs(10),
+            max_attempts: 3,
+            backoff_base: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A connection to one BMC. Cheap to clone; clones share the session and the ETag cache.
+#[derive(Clone)]
+pub struct RedfishClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: HttpService,
+    base: String,
+    credentials: Credentials,
+    options: ClientOptions,
+    session: Mutex<Option<Session>>,
+    etags: Mutex<HashMap<String, String>>,
+}
+
+#[derive(Clone)]
+struct Session {
+    token: String,
+    location: Option<String>,
+}
+
+/// Whether a request may be repeated after a failure that might have reached the BMC.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Idempotency {
+    Idempotent,
+    /// Actions (POST): only retried when the BMC certainly did not act (503, connect failure).
+    Action,
+}
+
+impl RedfishClient {
+    /// `endpoint` is `scheme://host:port` (a trailing slash or path is ignored).
+    pub fn new(
+        http: HttpService,
+        endpoint: &str,
+        credentials: Credentials,
+        options: ClientOptions,
+    ) -> Result<Self> {
+        let uri: http::Uri = endpoint
+            .parse()
+            .map_err(|e| RedfishError::InvalidEndpoint(format!("{endpoint}: {e}")))?;
+        let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+            return Err(RedfishError::InvalidEndpoint(format!(
+                "{endpoint}: needs scheme and host"
+            )));
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                base: format!("{scheme}://{authority}"),
+                credentials,
+                options,
+                session: Mutex::new(None),
+                etags: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.inner.base
+    }
+
+    /// Connectivity check as upstream: the service root without credentials, then an
+    /// authenticated read (opening a session first in session mode).
+    pub async fn connect(&self) -> Result<ServiceRoot> {
+        let response = self
+            .send_with_retries(
+                Method::GET,
+                SERVICE_ROOT,
+                None,
+                false,
+                Idempotency::Idempotent,
+            )
+            .await?;
+        let root: ServiceRoot = decode(SERVICE_ROOT, response.body())?;
+        if self.inner.options.auth == AuthMode::Session {
+            self.open_session().await?;
+        }
+        let systems = root
+            .systems
+            .clone()
+            .map(|s| s.odata_id)
+            .unwrap_or_else(|| "/redfish/v1/Systems".into());
+        self.get::<Collection>(&systems).await?;
+        Ok(root)
+    }
+
+    /// Ends the session, if any. Basic auth has nothing to end.
+    pub async fn logout(&self) -> Result<()> {
+        let session = self.inner.session.lock().expect("session lock").take();
+        if let Some(Session {
+            location: Some(location),
+            token,
+        }) = session
+        {
+            let mut req = self.build(Method::DELETE, &location, None, false)?;
+            req.headers_mut()
+                .insert("X-Auth-Token", header_value(&token)?);
+            let _ = self.send_once(req).await;
+        }
+        Ok(())
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let response = self
+            .request(Method::GET, path, None, Idempotency::Idempotent)
+            .await?;
+        self.remember_etag(path, &response);
+        decode(path, response.body())
+    }
+
+    async fn members<T: DeserializeOwned>(&self, collection: &str) -> Result<Vec<T>> {
+        let collection: Collection = self.get(collection).await?;
+        let mut out = Vec::with_capacity(collection.members.len());
+        for member in collection.members {
+            out.push(self.get(&member.odata_id).await?);
+        }
+        Ok(out)
+    }
+
+    /// All Systems of this BMC.
+    pub async fn systems(&self) -> Result<Vec<ComputerSystem>> {
+        self.members("/redfish/v1/Systems").await
+    }
+
+    pub async fn system(&self, uri: &str) -> Result<ComputerSystem> {
+        self.get(uri).await
+    }
+
+    pub async fn processors(&self, system: &ComputerSystem) -> Result<Vec<Processor>> {
+        match &system.processors {
+            Some(link) => self.members(&link.odata_id).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Storage controllers with drives and volumes, falling back to `SimpleStorage` as upstream.
+    pub async fn storages(&self, system: &ComputerSystem) -> Result<Vec<StorageInventory>> {
+        let mut out = Vec::new();
+        if let Some(link) = &system.storage {
+            for storage in self.members::<Storage>(&link.odata_id).await? {
+                let mut drives = Vec::new();
+                for drive in &storage.drives {
+                    drives.push(self.get::<Drive>(&drive.odata_id).await?);
+                }
+                let volumes = match &storage.volumes {
+                    Some(v) => self.members::<Volume>(&v.odata_id).await?,
+                    None => Vec::new(),
+                };
+                out.push(StorageInventory {
+                    name: storage.name,
+                    status: storage.status,
+                    drives,
+                    volumes,
+                });
+            }
+        }
+        if out.is_empty()
+            && let Some(link) = &system.simple_storage
+        {
+            for simple in self.members::<Value>(&link.odata_id).await? {
+                let drives = simple["Devices"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|d| Drive {
+                        name: d["Name"].as_str().map(Into::into),
+                        capacity_bytes: d["CapacityBytes"].as_i64(),
+                        manufacturer: d["Manufacturer"].as_str().map(Into::into),
+                        model: d["Model"].as_str().map(Into::into),
+                        status: serde_json::from_value(d["Status"].clone()).ok(),
+                        ..Drive::default()
+                    })
+                    .collect();
+                out.push(StorageInventory {
+                    name: simple["Name"].as_str().map(Into::into),
+                    status: serde_json::from_value(simple["Status"].clone()).ok(),
+                    drives,
+                    volumes: Vec::new(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn managers(&self) -> Result<Vec<Manager>> {
+        self.members("/redfish/v1/Managers").await
+    }
+
+    /// The Manager with this UUID (case-insensitive), or the first one when `uuid` is empty.
+    pub async fn manager(&self, uuid: Option<&str>) -> Result<Manager> {
+        let managers = self.managers().await?;
+        let wanted = uuid.filter(|u| !u.is_empty());
+        managers
+            .into_iter()
+            .find(|m| match wanted {
+                None => true,
+                Some(w) => m.uuid.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(w)),
+            })
+            .ok_or_else(|| RedfishError::Unsupported(format!("manager with UUID {wanted:?}")))
+    }
+
+    /// `ComputerSystem.Reset`, refused locally when the BMC lists allowable values without this one.
+    pub async fn reset_system(&self, system: &ComputerSystem, reset: ResetType) -> Result<()> {
+        check_allowed(system.allowed_reset_types(), reset)?;
+        let target = system.reset_target();
+        let etag = system
+            .odata_etag
+            .clone()
+            .or_else(|| self.cached_etag(&system.odata_id));
+        self.send_json(
+            Method::POST,
+            &target,
+            json!({ "ResetType": reset.as_str() }),
+            etag,
+            Idempotency::Action,
+        )
+        .await
+        .map(drop)
+    }
+
+    pub async fn reset_manager(&self, manager: &Manager, reset: ResetType) -> Result<()> {
+        check_allowed(manager.allowed_reset_types(), reset)?;
+        let body = json!({ "ResetType": reset.as_str() });
+        self.send_json(
+            Method::POST,
+            &manager.reset_target(),
+            body,
+            None,
+            Idempotency::Action,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// PXE-once boot override; `BootSourceOverrideMode: UEFI` only when the BMC reports a mode that is
+    /// not UEFI already (Supermicro: whenever a mode is reported), as upstream.
+    pub async fn set_pxe_once(&self, system: &ComputerSystem) -> Result<()> {
+        let mut boot =
+            json!({ "BootSourceOverrideEnabled": "Once", "BootSourceOverrideTarget": "Pxe" });
+        let mode = system
+            .boot
+            .as_ref()
+            .and_then(|b| b.boot_source_override_mode.as_deref());
+        let supermicro = system
+            .manufacturer
+            .as_deref()
+            .is_some_and(|m| m.eq_ignore_ascii_case("Supermicro"));
+        if let Some(mode) = mode
+            && (supermicro || mode != "UEFI")
+        {
+            boot["BootSourceOverrideMode"] = json!("UEFI");
+        }
+        self.patch_system(system, json!({ "Boot": boot })).await
+    }
+
+    pub async fn set_boot_order(&self, system: &ComputerSystem, order: &[String]) -> Result<()> {
+        let boot = json!({
+            "BootSourceOverrideEnabled": "Continuous",
+            "BootSourceOverrideTarget": "None",
+            "BootOrder": order,
+        });
+        self.patch_system(system, json!({ "Boot": boot })).await
+    }
+
+    pub async fn set_indicator_led(&self, system: &ComputerSystem, led: &str) -> Result<()> {
+        if !LED_VALUES.contains(&led) {
+            return Err(RedfishError::Unsupported(format!("IndicatorLED {led}")));
+        }
+        self.patch_system(system, json!({ "IndicatorLED": led }))
+            .await
+    }
+
+    /// PATCH with `If-Match` when an ETag is known; a 412 refreshes the ETag and tries once more.
+    async fn patch_system(&self, system: &ComputerSystem, body: Value) -> Result<()> {
+        let path = system.odata_id.clone();
+        let etag = system
+            .odata_etag
+            .clone()
+            .or_else(|| self.cached_etag(&path));
+        match self
+            .send_json(
+                Method::PATCH,
+                &path,
+                body.clone(),
+                etag,
+                Idempotency::Idempotent,
+            )
+            .await
+        {
+            Err(RedfishError::Rejected { status: 412, .. }) => {
+                let fresh: ComputerSystem = self.get(&path).await?;
+                let etag = fresh.odata_etag.or_else(|| self.cached_etag(&path));
+                self.send_json(Method::PATCH, &path, body, etag, Idempotency::Idempotent)
+                    .await
+                    .map(drop)
+            }
+            other => other.map(drop),
+        }
+    }
+
+    /// Creates an event subscription and returns its URI; an existing one with the same
+    /// destination and context is reused (upstream's `ResourceAlreadyExists` handling).
+    pub async fn subscribe_events(
+        &self,
+        destination: &str,
+        format: &str,
+        context: &str,
+        hpe: bool,
+    ) -> Result<String> {
+        let service: EventService = self.get("/redfish/v1/EventService").await?;
+        if service.service_enabled == Some(false) {
+            return Err(RedfishError::Unsupported("EventService (disabled)".into()));
+        }
+        let collection = service
+            .subscriptions
+            .map(|s| s.odata_id)
+            .unwrap_or_else(|| "/redfish/v1/EventService/Subscriptions".into());
+        for existing in self.members::<EventDestination>(&collection).await? {
+            if existing.destination.as_deref() == Some(destination)
+                && existing.context.as_deref() == Some(context)
+            {
+                return Ok(existing.odata_id);
+            }
+        }
+        let mut body = json!({
+            "Destination": destination,
+            "EventFormatType": format,
+            "Protocol": "Redfish",
+            "Context": context,
+        });
+        if !hpe {
+            body["DeliveryRetryPolicy"] = json!("TerminateAfterRetries");
+        }
+        let response = self
+            .send_json(Method::POST, &collection, body, None, Idempotency::Action)
+            .await?;
+        response
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .map(|l| self.relative(l))
+            .ok_or_else(|| RedfishError::Decode {
+                path: collection,
+                message: "subscription without Location".into(),
+            })
+    }
+
+    pub async fn delete_subscription(&self, uri: &str) -> Result<()> {
+        match self
+            .request(Method::DELETE, uri, None, Idempotency::Idempotent)
+            .await
+        {
+            Err(RedfishError::Rejected { status: 404, .. }) => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
+    fn relative(&self, location: &str) -> String {
+        location
+            .strip_prefix(&self.inner.base)
+            .unwrap_or(location)
+            .to_owned()
+    }
+
+    fn cached_etag(&self, path: &str) -> Option<String> {
+        self.inner
+            .etags
+            .lock()
+            .expect("etag lock")
+            .get(path)
+            .cloned()
+    }
+
+    fn remember_etag(&self, path: &str, response: &http::Response<Bytes>) {
+        if let Some(etag) = response
+            .headers()
+            .get(header::ETAG)
+            .and_then(|v| v.to_str().ok())
+        {
+            self.inner
+                .etags
+                .lock()
+                .expect("etag lock")
+                .insert(path.to_owned(), etag.to_owned());
+        }
+    }
+
+    async fn send_json(
+        &self,
+        method: Method,
+        path: &str,
+        body: Value,
+        if_match: Option<String>,
+        idempotency: Idempotency,
+    ) -> Result<http::Response<Bytes>> {
+        let bytes = Bytes::from(serde_json::to_vec(&body).expect("JSON values serialize"));
+        let mut last = None;
+        for attempt in 0..self.inner.options.max_attempts.max(1) {
+            if attempt > 0 {
+                tokio::time::sleep(self.backoff(attempt)).await;
+            }
+            let mut req = self.build(method.clone(), path, Some(bytes.clone()), true)?;
+            if let Some(etag) = &if_match {
+                req.headers_mut()
+                    .insert(header::IF_MATCH, header_value(etag)?);
+            }
+            match self.send_authenticated(req, path).await {
+                Ok(r) => return Ok(r),
+                Err(e) if retryable(&e, idempotency) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.expect("at least one attempt"))
+    }
+
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+        idempotency: Idempotency,
+    ) -> Result<http::Response<Bytes>> {
+        self.send_with_retries(method, path, body, true, idempotency)
+            .await
+    }
+
+    async fn send_with_retries(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+        authenticated: bool,
+        idempotency: Idempotency,
+    ) -> Result<http::Response<Bytes>> {
+        let mut last = None;
+        for attempt in 0..self.inner.options.max_attempts.max(1) {
+            if attempt > 0 {
+                tokio::time::sleep(self.backoff(attempt)).await;
+            }
+            let req = self.build(method.clone(), path, body.clone(), authenticated)?;
+            let result = if authenticated {
+                self.send_authenticated(req, path).await
+            } else {
+                self.send_once(req).await
+            };
+            match result {
+                Ok(r) => return Ok(r),
+                Err(e) if retryable(&e, idempotency) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.expect("at least one attempt"))
+    }
+
+    /// Full-jitter exponential backoff: uniform in [d/2, d], d = min(base·2^(n-1), max).
+    fn backoff(&self, attempt: u32) -> Duration {
+        let opts = &self.inner.options;
+        let exp = opts
+            .backoff_base
+            .saturating_mul(1u32 << (attempt - 1).min(16));
+        let cap = exp.min(opts.backoff_max);
+        let half = cap / 2;
+        half + cap
+            .saturating_sub(half)
+            .mul_f64(rand::rng().random_range(0.0..=1.0))
+    }
+
+    /// Sends with credentials; in session mode a 401 re-opens the session once.
+    async fn send_authenticated(
+        &self,
+        req: http::Request<Full<Bytes>>,
+        path: &str,
+    ) -> Result<http::Response<Bytes>> {
+        if self.inner.options.auth == AuthMode::Basic {
+            return self.send_once(req).await;
+        }
+        let (parts, body) = req.into_parts();
+        let token = match self.session_token() {
+            Some(t) => t,
+            None => self.open_session().await?,
+        };
+        let mut first = http::Request::from_parts(parts.clone(), body.clone());
+        first
+            .headers_mut()
+            .insert("X-Auth-Token", header_value(&token)?);
+        match self.send_once(first).await {
+            Err(RedfishError::Unauthorized { .. }) => {
+                tracing::debug!(path, "Redfish session expired, opening a new one");
+                let token = self.open_session().await?;
+                let mut retry = http::Request::from_parts(parts, body);
+                retry
+                    .headers_mut()
+                    .insert("X-Auth-Token", header_value(&token)?);
+                self.send_once(retry).await
+            }
+            other => other,
+        }
+    }
+
+    fn session_token(&self) -> Option<String> {
+        self.inner
+            .session
+            .lock()
+            .expect("session lock")
+            .as_ref()
+            .map(|s| s.token.clone())
+    }
+
+    async fn open_session(&self) -> Result<String> {
+        let creds = &self.inner.credentials;
+        let body = json!({ "UserName": creds.username, "Password": creds.password });
+        let req = self.build(
+            Method::POST,
+            SESSIONS,
+            Some(Bytes::from(body.to_string())),
+            false,
+        )?;
+        let response = self.send_once(req).await?;
+        let token = response
+            .headers()
+            .get("X-Auth-Token")
+            .and_then(|t| t.to_str().ok())
+            .ok_or_else(|| RedfishError::Decode {
+                path: SESSIONS.into(),
+                message: "no X-Auth-Token".into(),
+            })?
+            .to_owned();
+        let location = response
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .map(|l| self.relative(l));
+        *self.inner.session.lock().expect("session lock") = Some(Session {
+            token: token.clone(),
+            location,
+        });
+        Ok(token)
+    }
+
+    fn build(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+        authenticated: bool,
+    ) -> Result<http::Request<Full<Bytes>>> {
+        let url = format!("{}{}", self.inner.base, path);
+        let mut builder = http::Request::builder()
+            .method(method)
+            .uri(&url)
+            .header(header::ACCEPT, "application/json")
+            .header("OData-Version", "4.0");
+        if body.is_some() {
+            builder = builder.header(header::CONTENT_TYPE, "application/json");
+        }
+        if authenticated && self.inner.options.auth == AuthMode::Basic {
+            let creds = &self.inner.credentials;
+            let token = base64::engine::general_purpose::STANDARD
+                .encode(format!("{}:{}", creds.username, creds.password));
+            builder = builder.header(header::AUTHORIZATION, format!("Basic {token}"));
+        }
+        builder
+            .body(Full::new(body.unwrap_or_default()))
+            .map_err(|e| RedfishError::InvalidEndpoint(format!("{url}: {e}")))
+    }
+
+    /// One attempt with the per-request timeout; maps the status to a typed error.
+    async fn send_once(&self, req: http::Request<Full<Bytes>>) -> Result<http::Response<Bytes>> {
+        let method = req.method().to_string();
+        let path = req.uri().path().to_owned();
+        let timeout = self.inner.options.request_timeout;
+        let call = self.inner.http.clone().oneshot(req);
+        let response = match tokio::time::timeout(timeout, call).await {
+            Err(_) => return Err(RedfishError::Timeout(timeout)),
+            Ok(Err(e)) => return Err(transport_error(e)),
+            Ok(Ok(r)) => r,
+        };
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let message = message_from_body(response.body());
+        Err(match status {
+            StatusCode::UNAUTHORIZED => RedfishError::Unauthorized {
+                status: status.as_u16(),
+                message,
+            },
+            s if s.is_server_error() => RedfishError::Server {
+                status: s.as_u16(),
+                message,
+            },
+            s => RedfishError::Rejected {
+                method,
+                path,
+                status: s.as_u16(),
+                message,
+            },
+        })
+    }
+}
+
+fn retryable(error: &RedfishError, idempotency: Idempotency) -> bool {
+    match idempotency {
+        Idempotency::Idempotent => error.is_transient(),
+        Idempotency::Action => match error {
+            RedfishError::Server { status: 503, .. } => true,
+            RedfishError::Connection(message) => message.starts_with(CONNECT_PREFIX),
+            _ => false,
+        },
+    }
+}
+
+const CONNECT_PREFIX: &str = "connect: ";
+
+fn transport_error(error: tower::BoxError) -> RedfishError {
+    let connect = error
+        .downcast_ref::<hyper_util::client::legacy::Error>()
+        .is_some_and(hyper_util::client::legacy::Error::is_connect);
+    let message = error_chain(&*error);
+    if connect {
+        RedfishError::Connection(format!("{CONNECT_PREFIX}{message}"))
+    } else {
+        RedfishError::Connection(message)
+    }
+}
+
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
+}
+
+fn check_allowed(allowed: Option<&[String]>, reset: ResetType) -> Result<()> {
+    match allowed {
+        Some(values) if !values.iter().any(|v| v == reset.as_str()) => {
+            Err(RedfishError::Unsupported(format!(
+                "ResetType {reset} (allowed: {})",
+                values.join(", ")
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn header_value(value: &str) -> Result<http::HeaderValue> {
+    http::HeaderValue::from_str(value)
+        .map_err(|e| RedfishError::InvalidEndpoint(format!("header value: {e}")))
+}
+
+fn decode<T: DeserializeOwned>(path: &str, body: &[u8]) -> Result<T> {
+    serde_json::from_slice(body).map_err(|e| RedfishError::Decode {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}

@@ -1,0 +1,338 @@
+//! The slice of the Redfish schema the operator reads. Unknown fields are ignored.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub struct ODataId {
+    #[serde(rename = "@odata.id")]
+    pub odata_id: String,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Collection {
+    #[serde(rename = "Members", default)]
+    pub members: Vec<ODataId>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ServiceRoot {
+    #[serde(default)]
+    pub redfish_version: Option<String>,
+    #[serde(rename = "UUID", default)]
+    pub uuid: Option<String>,
+    #[serde(default)]
+    pub systems: Option<ODataId>,
+    #[serde(default)]
+    pub managers: Option<ODataId>,
+    #[serde(default)]
+    pub session_service: Option<ODataId>,
+    #[serde(default)]
+    pub event_service: Option<ODataId>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Status {
+    #[serde(default)]
+    pub state: Option<String>,
+    #[serde(default)]
+    pub health: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Boot {
+    #[serde(default)]
+    pub boot_source_override_enabled: Option<String>,
+    #[serde(default)]
+    pub boot_source_override_target: Option<String>,
+    #[serde(default)]
+    pub boot_source_override_mode: Option<String>,
+    #[serde(default)]
+    pub boot_order: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MemorySummary {
+    #[serde(rename = "TotalSystemMemoryGiB", default)]
+    pub total_system_memory_gib: Option<f64>,
+}
+
+/// A `ResetType` action descriptor (`#ComputerSystem.Reset` / `#Manager.Reset`).
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ResetAction {
+    #[serde(default)]
+    pub target: Option<String>,
+    #[serde(rename = "ResetType@Redfish.AllowableValues", default)]
+    pub allowable_values: Option<Vec<String>>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct SystemActions {
+    #[serde(rename = "#ComputerSystem.Reset", default)]
+    pub reset: Option<ResetAction>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ManagerActions {
+    #[serde(rename = "#Manager.Reset", default)]
+    pub reset: Option<ResetAction>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ComputerSystem {
+    #[serde(rename = "@odata.id", default)]
+    pub odata_id: String,
+    #[serde(rename = "@odata.etag", default)]
+    pub odata_etag: Option<String>,
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(rename = "UUID", default)]
+    pub uuid: Option<String>,
+    #[serde(default)]
+    pub manufacturer: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(rename = "SKU", default)]
+    pub sku: Option<String>,
+    #[serde(default)]
+    pub serial_number: Option<String>,
+    #[serde(default)]
+    pub power_state: Option<String>,
+    #[serde(rename = "IndicatorLED", default)]
+    pub indicator_led: Option<String>,
+    #[serde(default)]
+    pub bios_version: Option<String>,
+    #[serde(default)]
+    pub status: Option<Status>,
+    #[serde(default)]
+    pub boot: Option<Boot>,
+    #[serde(default)]
+    pub memory_summary: Option<MemorySummary>,
+    #[serde(default)]
+    pub processors: Option<ODataId>,
+    #[serde(default)]
+    pub storage: Option<ODataId>,
+    #[serde(default)]
+    pub simple_storage: Option<ODataId>,
+    #[serde(default)]
+    pub actions: Option<SystemActions>,
+}
+
+impl ComputerSystem {
+    /// The Reset action target, falling back to the conventional path.
+    pub fn reset_target(&self) -> String {
+        self.actions
+            .as_ref()
+            .and_then(|a| a.reset.as_ref())
+            .and_then(|r| r.target.clone())
+            .unwrap_or_else(|| {
+                format!(
+                    "{}/Actions/ComputerSystem.Reset",
+                    self.odata_id.trim_end_matches('/')
+                )
+            })
+    }
+
+    pub fn allowed_reset_types(&self) -> Option<&[String]> {
+        self.actions
+            .as_ref()?
+            .reset
+            .as_ref()?
+            .allowable_values
+            .as_deref()
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Processor {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub processor_type: Option<String>,
+    #[serde(default)]
+    pub processor_architecture: Option<String>,
+    #[serde(default)]
+    pub instruction_set: Option<String>,
+    #[serde(default)]
+    pub manufacturer: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(rename = "MaxSpeedMHz", default)]
+    pub max_speed_mhz: Option<f64>,
+    #[serde(default)]
+    pub total_cores: Option<i64>,
+    #[serde(default)]
+    pub total_threads: Option<i64>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Storage {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub status: Option<Status>,
+    #[serde(default)]
+    pub drives: Vec<ODataId>,
+    #[serde(default)]
+    pub volumes: Option<ODataId>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Volume {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub capacity_bytes: Option<i64>,
+    #[serde(rename = "RAIDType", default)]
+    pub raid_type: Option<String>,
+    #[serde(default)]
+    pub status: Option<Status>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Drive {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub media_type: Option<String>,
+    #[serde(default)]
+    pub drive_form_factor: Option<String>,
+    #[serde(default)]
+    pub capacity_bytes: Option<i64>,
+    #[serde(default)]
+    pub manufacturer: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub status: Option<Status>,
+}
+
+/// A storage controller with its drives and volumes resolved.
+#[derive(Clone, Debug, Default)]
+pub struct StorageInventory {
+    pub name: Option<String>,
+    pub status: Option<Status>,
+    pub drives: Vec<Drive>,
+    pub volumes: Vec<Volume>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Manager {
+    #[serde(rename = "@odata.id", default)]
+    pub odata_id: String,
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(rename = "UUID", default)]
+    pub uuid: Option<String>,
+    #[serde(default)]
+    pub manufacturer: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub part_number: Option<String>,
+    #[serde(default)]
+    pub serial_number: Option<String>,
+    #[serde(default)]
+    pub firmware_version: Option<String>,
+    #[serde(default)]
+    pub power_state: Option<String>,
+    #[serde(default)]
+    pub last_reset_time: Option<String>,
+    #[serde(default)]
+    pub status: Option<Status>,
+    #[serde(default)]
+    pub actions: Option<ManagerActions>,
+}
+
+impl Manager {
+    pub fn reset_target(&self) -> String {
+        self.actions
+            .as_ref()
+            .and_then(|a| a.reset.as_ref())
+            .and_then(|r| r.target.clone())
+            .unwrap_or_else(|| {
+                format!(
+                    "{}/Actions/Manager.Reset",
+                    self.odata_id.trim_end_matches('/')
+                )
+            })
+    }
+
+    pub fn allowed_reset_types(&self) -> Option<&[String]> {
+        self.actions
+            .as_ref()?
+            .reset
+            .as_ref()?
+            .allowable_values
+            .as_deref()
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EventService {
+    #[serde(default)]
+    pub service_enabled: Option<bool>,
+    #[serde(default)]
+    pub subscriptions: Option<ODataId>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EventDestination {
+    #[serde(rename = "@odata.id", default)]
+    pub odata_id: String,
+    #[serde(default)]
+    pub destination: Option<String>,
+    #[serde(default)]
+    pub context: Option<String>,
+}
+
+/// `ComputerSystem.Reset` / `Manager.Reset` reset types the operator issues.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ResetType {
+    On,
+    ForceOn,
+    ForceOff,
+    GracefulShutdown,
+    GracefulRestart,
+    ForceRestart,
+    PowerCycle,
+}
+
+impl ResetType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::On => "On",
+            Self::ForceOn => "ForceOn",
+            Self::ForceOff => "ForceOff",
+            Self::GracefulShutdown => "GracefulShutdown",
+            Self::GracefulRestart => "GracefulRestart",
+            Self::ForceRestart => "ForceRestart",
+            Self::PowerCycle => "PowerCycle",
+        }
+    }
+
+    /// Whether this reset can (re)boot the host, i.e. must pass the readiness gate.
+    pub fn boots_host(self) -> bool {
+        !matches!(self, Self::ForceOff | Self::GracefulShutdown)
+    }
+}
+
+impl std::fmt::Display for ResetType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Indicator LED values writable via Redfish.
+pub const LED_VALUES: [&str; 3] = ["Lit", "Blinking", "Off"];

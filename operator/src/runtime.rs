@@ -1,0 +1,159 @@
+//! Assembling and running all controllers and the registry in-process: `operator::run`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{Clock, TokioClock};
+use crate::config::Config;
+use crate::context::{BmcConnector, Context, Stores};
+use crate::controllers::{self, endpoint::MacDb};
+use crate::metrics::Metrics;
+use crate::redfish::{ClientOptions, HttpService, TlsVerification, service_transport};
+use crate::registry::{Registry, RegistryClient};
+
+/// Everything `run` needs besides the API client. `Options::new(config)` gives socket transports.
+pub struct Options {
+    pub config: Config,
+    /// How BMCs are reached (sockets by default; in-process services in tests).
+    pub connector: BmcConnector,
+    /// Where to serve the registry; `None` serves it in-process only (the operator then talks to it
+    /// without sockets, and `config.registry_url` is only what the probe is told).
+    pub registry_listen: Option<SocketAddr>,
+    /// Transport of the registry client; in-process when `None` and `registry_listen` is `None`.
+    pub registry_transport: Option<HttpService>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+    pub mac_db: MacDb,
+}
+
+impl Options {
+    pub fn new(config: Config) -> Self {
+        let tls = if config.skip_cert_validation {
+            TlsVerification::Skip
+        } else {
+            TlsVerification::Verify
+        };
+        let options = ClientOptions {
+            request_timeout: config.redfish_request_timeout,
+            ..ClientOptions::default()
+        };
+        Self {
+            connector: BmcConnector::sockets(tls, options),
+            config,
+            registry_listen: None,
+            registry_transport: None,
+            clock: TokioClock::shared(),
+            metrics: Arc::new(Metrics::new()),
+            mac_db: MacDb::default(),
+        }
+    }
+}
+
+/// A running operator. Dropping it does not stop it; call [`OperatorHandle::shutdown`].
+pub struct OperatorHandle {
+    pub metrics: Arc<Metrics>,
+    pub registry: Registry,
+    pub stores: Stores,
+    /// Bound address of the registry when it listens on a socket.
+    pub registry_addr: Option<SocketAddr>,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl OperatorHandle {
+    /// Stops all controllers gracefully (in-flight reconciles finish) and the registry server.
+    pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Resolves when shutdown has been requested.
+    pub fn cancelled(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.shutdown.cancelled()
+    }
+}
+
+/// Starts every controller and the registry against `client`.
+pub async fn run(options: Options, client: kube::Client) -> anyhow::Result<OperatorHandle> {
+    let server = controllers::server::controller(client.clone());
+    let claim = controllers::server_claim::controller(client.clone());
+    let sbc = controllers::server_boot_configuration::controller(client.clone());
+    let bmc = controllers::bmc::controller(client.clone());
+    let bmc_secret = controllers::bmcsecret::controller(client.clone());
+    let endpoint = controllers::endpoint::controller(client.clone());
+    let rule = controllers::readiness_rule::controller(client.clone());
+    let stores = Stores {
+        servers: server.store(),
+        claims: claim.store(),
+        boot_configs: sbc.store(),
+        bmcs: bmc.store(),
+        bmc_secrets: bmc_secret.store(),
+        endpoints: endpoint.store(),
+        readiness_rules: rule.store(),
+    };
+    let registry = Registry::new(
+        client.clone(),
+        stores.servers.clone(),
+        options.clock.clone(),
+    );
+    let shutdown = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    let mut registry_addr = None;
+    let registry_transport = match (options.registry_transport, options.registry_listen) {
+        (Some(transport), _) => transport,
+        (None, Some(_)) => crate::redfish::hyper_transport(TlsVerification::Verify),
+        (None, None) => service_transport(registry.router()),
+    };
+    if let Some(addr) = options.registry_listen {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        registry_addr = Some(listener.local_addr()?);
+        let router = registry.router();
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            let serve =
+                axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned());
+            if let Err(error) = serve.await {
+                tracing::error!(%error, "registry server failed");
+            }
+        });
+    }
+    let registry_client = RegistryClient::new(
+        registry_transport,
+        &options.config.registry_url,
+        options.config.registry_client_timeout,
+    );
+    let ctx = Arc::new(Context {
+        recorder: Context::new_recorder(client.clone()),
+        client,
+        config: options.config,
+        connector: options.connector,
+        registry: registry_client,
+        metrics: options.metrics.clone(),
+        clock: options.clock,
+        stores: stores.clone(),
+        mac_db: options.mac_db,
+    });
+    let stop = || shutdown.clone().cancelled_owned();
+    tasks.spawn(controllers::server::run(server, ctx.clone(), stop()));
+    tasks.spawn(controllers::server_claim::run(claim, ctx.clone(), stop()));
+    tasks.spawn(controllers::server_boot_configuration::run(
+        sbc,
+        ctx.clone(),
+        stop(),
+    ));
+    tasks.spawn(controllers::bmc::run(bmc, ctx.clone(), stop()));
+    tasks.spawn(controllers::bmcsecret::run(bmc_secret, ctx.clone(), stop()));
+    tasks.spawn(controllers::endpoint::run(endpoint, ctx.clone(), stop()));
+    tasks.spawn(controllers::readiness_rule::run(rule, ctx, stop()));
+    Ok(OperatorHandle {
+        metrics: options.metrics,
+        registry,
+        stores,
+        registry_addr,
+        shutdown,
+        tasks,
+    })
+}
