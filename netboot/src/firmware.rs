@@ -1,0 +1,194 @@
+//! The firmware: [`Netboot`] implements `sim_bmc::boot::NetworkBoot`. PXE fetches and runs the iPXE script
+//! named by the DHCP answer; UEFI HTTP boot fetches a UKI (directly or via a boot-operator `/httpboot`
+//! answer). Every download is verified; then the OS comes up (see [`crate::os`]).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use sim_bmc::boot::{BootOutcome, BootTarget, NetworkBoot, NetworkBootRequest};
+
+use crate::facts::{DerivedFacts, MachineFacts};
+use crate::http::HttpClient;
+use crate::ipxe::{self, Builtins, Fetcher};
+use crate::os::{self, Kernel};
+use crate::probe::ProbeOptions;
+use crate::verify::{self, check_artifact, check_download};
+
+/// Configuration of the simulated firmware and OS.
+#[derive(Clone)]
+pub struct NetbootOptions {
+    /// Transport for every download and for the probe (real sockets by default).
+    pub http: HttpClient,
+    /// NICs and LLDP the OS reports.
+    pub facts: Arc<dyn MachineFacts>,
+    /// Images (`repository:tag`, as the kernel header names them, or a suffix of a full reference) whose OS
+    /// runs the discovery probe; empty means any image whose ignition starts metalprobe.
+    pub probe_images: Vec<String>,
+    pub probe: ProbeOptions,
+}
+
+impl Default for NetbootOptions {
+    fn default() -> Self {
+        Self {
+            http: HttpClient::hyper(),
+            facts: Arc::new(DerivedFacts),
+            probe_images: vec![],
+            probe: ProbeOptions::default(),
+        }
+    }
+}
+
+/// The firmware boot client for a fleet (`FleetOptions { network_boot: Some(Arc::new(Netboot::new(..))) }`).
+#[derive(Clone)]
+pub struct Netboot {
+    options: Arc<NetbootOptions>,
+}
+
+impl Netboot {
+    pub fn new(options: NetbootOptions) -> Self {
+        Self {
+            options: Arc::new(options),
+        }
+    }
+
+    pub fn options(&self) -> &NetbootOptions {
+        &self.options
+    }
+}
+
+impl NetworkBoot for Netboot {
+    fn boot(&self, req: NetworkBootRequest) -> BoxFuture<'static, BootOutcome> {
+        let this = self.clone();
+        Box::pin(async move {
+            let result = match req.target {
+                BootTarget::Pxe => this.pxe(&req).await,
+                BootTarget::UefiHttp => this.http_boot(&req).await,
+            };
+            match result {
+                Ok(os) => BootOutcome::Booted(os),
+                Err(reason) => BootOutcome::Failed { reason },
+            }
+        })
+    }
+}
+
+/// Downloads with the firmware's checks.
+struct Downloader<'a> {
+    http: &'a HttpClient,
+}
+
+impl Fetcher for Downloader<'_> {
+    fn fetch<'b>(&'b self, url: &'b str) -> BoxFuture<'b, Result<Bytes, String>> {
+        Box::pin(async move {
+            let response = self.http.get(url).await?;
+            check_download(url, &response)
+        })
+    }
+}
+
+fn ipxe_arch(architecture: &str) -> String {
+    match architecture {
+        "amd64" => "x86_64".into(),
+        other => other.into(),
+    }
+}
+
+impl Netboot {
+    async fn pxe(&self, req: &NetworkBootRequest) -> Result<sim_bmc::boot::BootedOs, String> {
+        let url = req
+            .boot_url
+            .as_deref()
+            .ok_or("PXE-E51: no DHCP offer with a boot file received")?;
+        let downloader = Downloader {
+            http: &self.options.http,
+        };
+        let script = downloader
+            .fetch(url)
+            .await
+            .map_err(|e| format!("PXE: fetching the boot script failed: {e}"))?;
+        let builtins = Builtins {
+            uuid: req.system_uuid.clone(),
+            mac: req.macs.first().cloned().unwrap_or_default(),
+            buildarch: ipxe_arch(&req.architecture),
+            platform: "efi".into(),
+        };
+        let text = String::from_utf8_lossy(&script);
+        let selection = ipxe::run(url, &text, &builtins, &downloader)
+            .await
+            .map_err(|e| format!("iPXE: {e}"))?;
+        let header = check_artifact(
+            "kernel",
+            &selection.kernel.url,
+            &selection.kernel.bytes,
+            "SIMKERNEL",
+            &req.architecture,
+        )?;
+        if selection.initrds.is_empty() {
+            return Err(format!(
+                "iPXE: kernel {} booted without an initrd: kernel panic, no root filesystem",
+                selection.kernel.url
+            ));
+        }
+        for initrd in &selection.initrds {
+            check_artifact(
+                "initrd",
+                &initrd.url,
+                &initrd.bytes,
+                "SIMINITRD",
+                &req.architecture,
+            )?;
+        }
+        let kernel = Kernel {
+            image: header.image,
+            digest: verify::sha256(&selection.kernel.bytes),
+            args: selection.kernel.args.clone(),
+        };
+        os::start(&self.options, req, kernel).await
+    }
+
+    async fn http_boot(&self, req: &NetworkBootRequest) -> Result<sim_bmc::boot::BootedOs, String> {
+        let url = req
+            .boot_url
+            .as_deref()
+            .ok_or("HTTP boot: no DHCP offer with a boot URI received")?;
+        let downloader = Downloader {
+            http: &self.options.http,
+        };
+        let first = downloader
+            .fetch(url)
+            .await
+            .map_err(|e| format!("HTTP boot: {e}"))?;
+        // A boot-operator `/httpboot` answer names the UKI; anything else is the UKI itself.
+        let (uki_url, uki) = match serde_json::from_slice::<serde_json::Value>(&first) {
+            Ok(answer) => {
+                let uki_url = answer["UKIURL"]
+                    .as_str()
+                    .ok_or_else(|| format!("HTTP boot: {url} answered JSON without UKIURL"))?
+                    .to_string();
+                let bytes = downloader
+                    .fetch(&uki_url)
+                    .await
+                    .map_err(|e| format!("HTTP boot: {e}"))?;
+                (uki_url, bytes)
+            }
+            Err(_) => (url.to_string(), first),
+        };
+        let header = check_artifact("UKI", &uki_url, &uki, "SIMUKI", &req.architecture)?;
+        let origin = url::Url::parse(&uki_url)
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_default();
+        let cmdline = header.cmdline.clone().unwrap_or_default();
+        let args = ipxe::expand(&cmdline, |name| match name {
+            "uuid" => Some(req.system_uuid.clone()),
+            "boot-server" => Some(origin.clone()),
+            _ => None,
+        });
+        let kernel = Kernel {
+            image: header.image,
+            digest: verify::sha256(&uki),
+            args: args.split_whitespace().map(str::to_string).collect(),
+        };
+        os::start(&self.options, req, kernel).await
+    }
+}

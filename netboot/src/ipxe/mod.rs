@@ -1,0 +1,7 @@
+//! The iPXE subset firmware runs: a parser and an interpreter.
+
+pub mod interp;
+pub mod parse;
+
+pub use interp::{BootSelection, Builtins, Fetcher, Image, run};
+pub use parse::{ParseError, Script, expand, parse};
