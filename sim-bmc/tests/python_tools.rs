@@ -199,6 +199,67 @@ async fn interop_validator_accepts_the_metal_operator_profile() {
 const HTTPS_ONLY_ASSERTIONS: &[&str] =
     &["SEC_BASIC_AUTH_OVER_HTTPS", "SEC_SESSION_CREATE_HTTPS_ONLY"];
 
+/// Runs the sim-bmc binary and the protocol validator together inside `unshare -n`; returns
+/// (PASS count, FAIL rows).
+async fn protocol_validator(py: &Path, vendor: Vendor, https: bool) -> (u64, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let fleet_file = dir.path().join("fleet.yaml");
+    let fleet = format!(
+        "seed: 3\nbmcs:\n  - {{name: p, vendor: {}}}\nnetwork: {{httpsOnly: {https}}}\n",
+        vendor.as_str()
+    );
+    std::fs::write(&fleet_file, fleet).unwrap();
+    let report = dir.path().join("report");
+    let (tls_args, scheme) = if https {
+        ("--tls --cert-out \"$D/cert.pem\"", "https")
+    } else {
+        ("", "http")
+    };
+    // The BMC runs inside the namespace too (the binary), so that only loopback exists for both.
+    // REQUESTS_CA_BUNDLE: the validator verifies TLS in every session, not only where --ca-bundle reaches.
+    let script = format!(
+        r#"set -e
+D="{dir}"
+ip link set lo up
+"{bin}" --fleet "{fleet}" {tls_args} > "$D/bmc.out" 2>&1 &
+BMC=$!
+trap 'kill $BMC' EXIT
+for i in $(seq 100); do grep -q '^p ' "$D/bmc.out" && break; sleep 0.1; done
+URL=$(awk '/^p /{{print $3}}' "$D/bmc.out" | sed 's#^http:#{scheme}:#')
+[ -f "$D/cert.pem" ] && export REQUESTS_CA_BUNDLE="$D/cert.pem"
+"{validator}" -r "$URL" -u admin -p password --report-dir "{report}" --report-type tsv || true
+"#,
+        bin = env!("CARGO_BIN_EXE_sim-bmc"),
+        fleet = fleet_file.display(),
+        dir = dir.path().display(),
+        validator = venv_tool(py, "rf_protocol_validator").display(),
+        report = report.display(),
+    );
+    let out =
+        run(tokio::process::Command::new("unshare").args(["-n", "bash", "-c", &script])).await;
+    let all = text(&out);
+    let summary = regex::Regex::new(r"PASS: (\d+), WARN: (\d+), FAIL: (\d+)").unwrap();
+    let c = summary
+        .captures(&all)
+        .unwrap_or_else(|| panic!("no summary:\n{all}"));
+    eprintln!(
+        "protocol validator {vendor:?} https={https}: PASS {} WARN {} FAIL {}",
+        &c[1], &c[2], &c[3]
+    );
+    let tsv = std::fs::read_dir(&report)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "tsv"))
+        .expect("tsv report");
+    let fails = std::fs::read_to_string(tsv)
+        .unwrap()
+        .lines()
+        .filter(|l| l.split('\t').nth(4) == Some("FAIL"))
+        .map(str::to_string)
+        .collect();
+    (c[1].parse().unwrap(), fails)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protocol_validator_in_a_private_network_namespace() {
     let Some(py) = python() else { return };
@@ -211,55 +272,22 @@ async fn protocol_validator_in_a_private_network_namespace() {
         );
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let fleet_file = dir.path().join("fleet.yaml");
-    std::fs::write(&fleet_file, "seed: 3\nbmcs:\n  - {name: p, vendor: dell}\n").unwrap();
-    let report = dir.path().join("report");
-    // The BMC runs inside the namespace too (the binary), so that only loopback exists for both.
-    let script = format!(
-        r#"set -e
-ip link set lo up
-"{bin}" --fleet "{fleet}" > "{dir}/bmc.out" 2>&1 &
-BMC=$!
-trap 'kill $BMC' EXIT
-for i in $(seq 100); do grep -q '^p ' "{dir}/bmc.out" && break; sleep 0.1; done
-URL=$(awk '/^p /{{print $3}}' "{dir}/bmc.out")
-"{validator}" -r "$URL" -u admin -p password --report-dir "{report}" --report-type tsv || true
-"#,
-        bin = env!("CARGO_BIN_EXE_sim-bmc"),
-        fleet = fleet_file.display(),
-        dir = dir.path().display(),
-        validator = venv_tool(&py, "rf_protocol_validator").display(),
-        report = report.display(),
-    );
-    let out =
-        run(tokio::process::Command::new("unshare").args(["-n", "bash", "-c", &script])).await;
-    let all = text(&out);
-    let summary = regex::Regex::new(r"PASS: (\d+), WARN: (\d+), FAIL: (\d+)").unwrap();
-    let c = summary
-        .captures(&all)
-        .unwrap_or_else(|| panic!("no summary:\n{all}"));
-    let pass: u64 = c[1].parse().unwrap();
-    eprintln!(
-        "protocol validator: PASS {} WARN {} FAIL {}",
-        &c[1], &c[2], &c[3]
-    );
-    let tsv = std::fs::read_dir(&report)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|x| x == "tsv"))
-        .expect("tsv report");
-    let unexpected: Vec<String> = std::fs::read_to_string(tsv)
-        .unwrap()
-        .lines()
-        .filter(|l| l.split('\t').nth(4) == Some("FAIL"))
+    for vendor in [Vendor::Dell, Vendor::Hpe, Vendor::Ami] {
+        // HTTPS-only, as a production BMC: no FAIL at all.
+        let (pass, fails) = protocol_validator(&py, vendor, true).await;
+        assert!(pass > 300, "{vendor:?}: too few PASS over HTTPS");
+        assert!(
+            fails.is_empty(),
+            "{vendor:?} over HTTPS:\n{}",
+            fails.join("\n")
+        );
+    }
+    // Plain HTTP (how metal-operator's tests talk to BMCs): only the HTTPS-only rules may fail.
+    let (pass, fails) = protocol_validator(&py, Vendor::Dell, false).await;
+    let unexpected: Vec<_> = fails
+        .iter()
         .filter(|l| !HTTPS_ONLY_ASSERTIONS.iter().any(|a| l.starts_with(a)))
-        .map(str::to_string)
         .collect();
-    assert!(pass > 300, "too few PASS:\n{all}");
-    assert!(
-        unexpected.is_empty(),
-        "protocol validator FAILs:\n{}",
-        unexpected.join("\n")
-    );
+    assert!(pass > 300, "too few PASS over HTTP");
+    assert!(unexpected.is_empty(), "over HTTP:\n{unexpected:?}");
 }

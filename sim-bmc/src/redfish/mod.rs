@@ -60,6 +60,16 @@ pub fn router(bmc: Arc<Bmc>) -> axum::Router {
 
 async fn serve(bmc: &Arc<Bmc>, req: http::Request<Body>) -> Resp {
     let (parts, body) = req.into_parts();
+    // Read the body before any early answer: an unread body makes the connection close under the client.
+    let body = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(_) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                vec![Message::malformed_json()],
+            );
+        }
+    };
     let path = parts.uri.path();
     let faults = bmc.faults.for_request(path);
     if faults.black_hole {
@@ -119,7 +129,7 @@ async fn serve(bmc: &Arc<Bmc>, req: http::Request<Body>) -> Resp {
             vec![Message::insufficient_privilege()],
         );
     }
-    let body = match read_json(body, &method).await {
+    let body = match parse_json(&body, &method) {
         Ok(v) => v,
         Err(resp) => return resp,
     };
@@ -266,24 +276,14 @@ fn permitted(p: &Principal, route: &Route, method: &Method) -> bool {
     p.role.has(needed)
 }
 
-async fn read_json(body: Body, method: &Method) -> Result<Value, Resp> {
+fn parse_json(bytes: &[u8], method: &Method) -> Result<Value, Resp> {
     if !matches!(*method, Method::POST | Method::PATCH) {
         return Ok(Value::Null);
     }
-    let limited = http_body_util::Limited::new(body, MAX_BODY);
-    let bytes = match limited.collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(_) => {
-            return Err(error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                vec![Message::malformed_json()],
-            ));
-        }
-    };
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Object(Default::default()));
     }
-    match serde_json::from_slice::<Value>(&bytes) {
+    match serde_json::from_slice::<Value>(bytes) {
         Ok(v @ Value::Object(_)) => Ok(v),
         _ => Err(error(
             StatusCode::BAD_REQUEST,
