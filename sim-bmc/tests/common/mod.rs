@@ -64,7 +64,11 @@ impl Client {
         if let Some(t) = &self.token {
             req = req.header("X-Auth-Token", t);
         }
-        if body.is_some() {
+        if body.is_some()
+            && !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
             req = req.header("Content-Type", "application/json");
         }
         for (k, v) in headers {
