@@ -1,0 +1,282 @@
+//! Test fixtures: an embedded API server with the metal CRDs, sim-boot running against it, and helpers
+//! that create objects the way metal-operator does.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{LocalObjectReference, Secret};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+use metal_api::{
+    ObjectReference, Server, ServerBootConfiguration, ServerBootConfigurationSpec, ServerSpec,
+};
+use serde_json::json;
+use sim_boot::{Backend, BackendHandle, BackendOptions, Misbehaviour, MisbehaviourOptions};
+
+pub const NS: &str = "default";
+
+pub struct Env {
+    pub api: apiserver::Handle,
+    pub client: Client,
+    pub backend: BackendHandle,
+}
+
+pub fn options(mode: Misbehaviour) -> BackendOptions {
+    let mut options = BackendOptions::default();
+    options.controller.misbehaviour = mode;
+    options.controller.misbehaviour_options = MisbehaviourOptions {
+        slow_delay: Duration::from_secs(2),
+        lie_window: Duration::from_secs(2),
+        flap_interval: Duration::from_millis(200),
+    };
+    options.controller.max_backoff = Duration::from_secs(2);
+    options
+}
+
+pub async fn env(mode: Misbehaviour) -> Env {
+    env_with(options(mode)).await
+}
+
+pub async fn env_with(options: BackendOptions) -> Env {
+    let api = apiserver::Server::start(apiserver::Options::default())
+        .await
+        .expect("API server starts");
+    api.install_crds(&metal_api::crds::all())
+        .await
+        .expect("CRDs install");
+    let client = api.client();
+    let backend = Backend::start(client.clone(), options)
+        .await
+        .expect("backend starts");
+    Env {
+        api,
+        client,
+        backend,
+    }
+}
+
+impl Env {
+    pub fn sbcs(&self) -> Api<ServerBootConfiguration> {
+        Api::namespaced(self.client.clone(), NS)
+    }
+
+    pub async fn server(&self, name: &str, uuid: &str) -> Server {
+        let server = Server::new(
+            name,
+            ServerSpec {
+                system_uuid: uuid.into(),
+                ..Default::default()
+            },
+        );
+        Api::<Server>::all(self.client.clone())
+            .create(&PostParams::default(), &server)
+            .await
+            .expect("Server created")
+    }
+
+    /// Points `Server.spec.bootConfigurationRef` at `NS/sbc`, as metal-operator does after creating the SBC.
+    pub async fn reference(&self, server: &str, sbc: &str) {
+        let patch = json!({"spec": {"bootConfigurationRef": ObjectReference::new(NS, sbc)}});
+        Api::<Server>::all(self.client.clone())
+            .patch(server, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("Server patched");
+    }
+
+    pub async fn secret(&self, name: &str, data: &[(&str, &str)]) {
+        let data: BTreeMap<String, ByteString> = data
+            .iter()
+            .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+            .collect();
+        let secret = Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            data: Some(data),
+            ..Default::default()
+        };
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), NS);
+        api.patch(
+            name,
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(&secret),
+        )
+        .await
+        .expect("Secret applied");
+    }
+
+    pub async fn butane_secret(&self, name: &str, user: &str) {
+        let butane =
+            format!("variant: fcos\nversion: 1.3.0\npasswd:\n  users:\n    - name: {user}\n");
+        self.secret(name, &[("ignition", &butane), ("format", "fcos")])
+            .await;
+    }
+
+    pub async fn sbc(
+        &self,
+        name: &str,
+        server: &str,
+        image: &str,
+        secret: Option<&str>,
+    ) -> ServerBootConfiguration {
+        let spec = ServerBootConfigurationSpec {
+            server_ref: LocalObjectReference {
+                name: server.into(),
+            },
+            image: Some(image.into()),
+            ignition_secret_ref: secret.map(|s| LocalObjectReference { name: s.into() }),
+        };
+        let sbc = ServerBootConfiguration::new(name, spec);
+        self.sbcs()
+            .create(&PostParams::default(), &sbc)
+            .await
+            .expect("SBC created")
+    }
+
+    pub async fn set_image(&self, name: &str, image: &str) {
+        let patch = json!({"spec": {"image": image}});
+        self.sbcs()
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("SBC patched");
+    }
+
+    /// Polls until `check` accepts the SBC, or panics with the last state after `timeout`.
+    pub async fn wait(
+        &self,
+        name: &str,
+        timeout: Duration,
+        check: impl Fn(&ServerBootConfiguration) -> bool,
+    ) -> ServerBootConfiguration {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let sbc = self.sbcs().get(name).await.expect("SBC readable");
+            if check(&sbc) {
+                return sbc;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting on {name}: {:#?}",
+                sbc.status
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn wait_state(&self, name: &str, state: &str) -> ServerBootConfiguration {
+        self.wait(name, Duration::from_secs(30), |s| {
+            state_of(s) == state && fresh(s)
+        })
+        .await
+    }
+
+    /// A full boot setup: Server, ignition Secret, SBC, reference; returns the SBC once Ready.
+    pub async fn ready_machine(
+        &self,
+        name: &str,
+        uuid: &str,
+        image: &str,
+    ) -> ServerBootConfiguration {
+        self.server(name, uuid).await;
+        self.butane_secret(name, "core").await;
+        self.sbc(name, name, image, Some(name)).await;
+        self.reference(name, name).await;
+        self.wait_state(name, "Ready").await
+    }
+
+    pub async fn get(&self, path: &str) -> sim_boot::http_client::Fetched {
+        sim_boot::http_client::HttpClient::hyper()
+            .get(&format!("{}{path}", self.backend.url()))
+            .await
+            .expect("boot server answers")
+    }
+}
+
+pub fn state_of(sbc: &ServerBootConfiguration) -> String {
+    sbc.status
+        .as_ref()
+        .and_then(|s| s.state.as_ref())
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_default()
+}
+
+pub fn condition<'a>(
+    sbc: &'a ServerBootConfiguration,
+    type_: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    sbc.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+}
+
+/// Whether every sim-boot condition was written for the current generation.
+pub fn fresh(sbc: &ServerBootConfiguration) -> bool {
+    let generation = sbc.metadata.generation;
+    let owned = [
+        "ServerResolved",
+        "ImageResolved",
+        "IgnitionReady",
+        "ArtifactsServed",
+    ];
+    let conditions = sbc
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    owned.iter().all(|t| {
+        conditions
+            .iter()
+            .any(|c| c.type_ == *t && c.observed_generation == generation)
+    })
+}
+
+/// Every (generation, state, min observedGeneration) an SBC goes through, as seen by a watch.
+#[derive(Clone, Default)]
+pub struct History(Arc<Mutex<Vec<(i64, String, i64)>>>);
+
+impl History {
+    pub fn record(client: &Client) -> Self {
+        let history = History::default();
+        let sink = history.clone();
+        let api: Api<ServerBootConfiguration> = Api::namespaced(client.clone(), NS);
+        tokio::spawn(async move {
+            let mut stream = watcher(api, watcher::Config::default())
+                .applied_objects()
+                .boxed();
+            while let Some(Ok(sbc)) = stream.next().await {
+                let observed = sbc
+                    .status
+                    .as_ref()
+                    .and_then(|s| {
+                        s.conditions
+                            .iter()
+                            .filter_map(|c| c.observed_generation)
+                            .min()
+                    })
+                    .unwrap_or(-1);
+                let entry = (
+                    sbc.metadata.generation.unwrap_or(0),
+                    state_of(&sbc),
+                    observed,
+                );
+                let mut entries = sink.0.lock().unwrap();
+                if entries.last() != Some(&entry) {
+                    entries.push(entry);
+                }
+            }
+        });
+        history
+    }
+
+    pub fn entries(&self) -> Vec<(i64, String, i64)> {
+        self.0.lock().unwrap().clone()
+    }
+}
