@@ -3,6 +3,7 @@
 //! so the operator, backends and conformance suite run unchanged here and on a real cluster.
 
 pub mod admission;
+mod cel_rules;
 pub mod clock;
 mod controllers;
 mod crd;
