@@ -142,11 +142,13 @@ impl MachineHandle {
 
     /// Current BIOS attributes.
     pub fn bios_attributes(&self) -> BTreeMap<String, serde_json::Value> {
+        self.inner.settle();
         self.inner.lock().bios.clone()
     }
 
     /// BIOS attributes waiting for the next reset.
     pub fn bios_pending(&self) -> BTreeMap<String, serde_json::Value> {
+        self.inner.settle();
         self.inner.lock().bios_pending.clone()
     }
 
