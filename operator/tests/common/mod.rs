@@ -1,0 +1,408 @@
+//! Test harness: the embedded API server, a sim-bmc fleet, the operator in-process, a probe that
+//! registers with the real registry protocol when a machine network-boots, and the test playing
+//! the boot backend (it writes SBC status through the status subresource).
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use http_body_util::Full;
+use k8s_openapi::api::core::v1::LocalObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use metal_api::{
+    BMC, BMCSecret, BMCSecretFields, BMCSpec, InlineEndpoint, Protocol, Server,
+    ServerBootConfiguration,
+};
+use operator::config::{Config, ReadinessGate};
+use operator::context::BmcConnector;
+use operator::redfish::{ClientOptions, HttpService, TlsVerification, service_transport};
+use serde_json::json;
+use sim_bmc::boot::{BootOutcome, BootedOs, NetworkBoot, NetworkBootRequest};
+use sim_bmc::fleet::{BindMode, FleetHandle, FleetOptions, FleetSpec};
+use sim_bmc::{MachineEvent, MachineEventKind};
+use tower::ServiceExt as _;
+
+pub const NS: &str = "default";
+
+/// Short intervals so every flow completes in seconds.
+pub fn test_config(gate: ReadinessGate) -> Config {
+    Config {
+        manager_namespace: NS.into(),
+        probe_image: "ghcr.io/ironcore-dev/metalprobe:test".into(),
+        probe_os_image: "ghcr.io/ironcore-dev/os-images/gardenlinux:test".into(),
+        registry_url: "http://registry.test".into(),
+        server_resync_interval: Duration::from_secs(3),
+        discovery_timeout: Duration::from_secs(60),
+        power_polling_interval: Duration::from_millis(100),
+        power_polling_timeout: Duration::from_secs(3),
+        resource_polling_interval: Duration::from_millis(100),
+        resource_polling_timeout: Duration::from_secs(3),
+        error_backoff: Duration::from_millis(300),
+        redfish_request_timeout: Duration::from_secs(1),
+        readiness_gate: gate,
+        ..Config::default()
+    }
+}
+
+pub struct HarnessOptions {
+    pub bmcs: usize,
+    pub bind: BindMode,
+    pub config: Config,
+    pub fleet: FleetSpec,
+    /// Whether a network boot runs the probe (registers with the registry).
+    pub probe: bool,
+}
+
+impl HarnessOptions {
+    pub fn new(bmcs: usize) -> Self {
+        let mut fleet = FleetSpec::uniform(bmcs, sim_bmc::vendor::Vendor::Dell, 7);
+        fleet.defaults.latencies = Some(sim_bmc::fleet::spec::LatencySpec {
+            power_on_ms: 20,
+            power_off_ms: 20,
+            graceful_shutdown_ms: 30,
+            post_ms: 10,
+            os_ignores_graceful_shutdown: false,
+        });
+        fleet.boot_network.ipxe_url_template = Some("http://boot.test/ipxe?uuid={uuid}".into());
+        fleet.boot_network.http_boot_url_template =
+            Some("http://boot.test/http?uuid={uuid}".into());
+        Self {
+            bmcs,
+            bind: BindMode::InProcess,
+            config: test_config(ReadinessGate::Strict),
+            fleet,
+            probe: true,
+        }
+    }
+}
+
+/// The probe, as the discovery OS would run it: registers the machine's NICs once booted.
+struct ProbeBoot {
+    registry: Arc<Mutex<Option<HttpService>>>,
+}
+
+impl NetworkBoot for ProbeBoot {
+    fn boot(&self, req: NetworkBootRequest) -> BoxFuture<'static, BootOutcome> {
+        let registry = self.registry.lock().unwrap().clone();
+        Box::pin(async move {
+            let task = registry.map(|registry| {
+                tokio::spawn(register(
+                    registry,
+                    req.system_uuid.clone(),
+                    req.macs.clone(),
+                ))
+            });
+            BootOutcome::Booted(BootedOs {
+                image: "probe".into(),
+                image_digest: None,
+                ignition_sha256: None,
+                os_task: task,
+            })
+        })
+    }
+}
+
+async fn register(registry: HttpService, uuid: String, macs: Vec<String>) {
+    let nics: Vec<_> = macs
+        .iter()
+        .enumerate()
+        .map(|(i, mac)| json!({ "name": format!("eth{i}"), "ipAddresses": [format!("10.0.0.{}", i + 10)], "macAddress": mac, "carrierStatus": "up" }))
+        .collect();
+    let body = json!({
+        "systemUUID": uuid,
+        "data": {
+            "timestamp": k8s_openapi::jiff::Timestamp::now().to_string(),
+            "networkInterfaces": nics,
+            "lldp": [{ "name": "eth0", "neighbors": [{ "chassisId": "aa:bb:cc:00:00:01", "portId": "Ethernet1", "systemName": "leaf-1" }] }],
+        }
+    });
+    let request = http::Request::post("http://registry.test/register")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let _ = registry.oneshot(request).await;
+}
+
+pub struct Harness {
+    pub api: apiserver::Handle,
+    pub client: kube::Client,
+    pub fleet: FleetHandle,
+    pub operator: Option<operator::OperatorHandle>,
+    pub config: Config,
+    bind: BindMode,
+    routers: HashMap<String, axum::Router>,
+    probe_registry: Arc<Mutex<Option<HttpService>>>,
+    probe: bool,
+}
+
+impl Harness {
+    pub async fn start(options: HarnessOptions) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .with_test_writer()
+            .try_init();
+        let api = apiserver::Server::start(apiserver::Options::default())
+            .await
+            .expect("apiserver starts");
+        api.install_crds(&metal_api::crds::all())
+            .await
+            .expect("CRDs install");
+        let client = kube::Client::new(api.router(), NS);
+        let probe_registry = Arc::new(Mutex::new(None));
+        let mut spec = options.fleet;
+        spec.count = options.bmcs;
+        let fleet_options = FleetOptions {
+            network_boot: Some(Arc::new(ProbeBoot {
+                registry: probe_registry.clone(),
+            })),
+            bind: options.bind,
+            ..FleetOptions::default()
+        };
+        let fleet = sim_bmc::Fleet::start(spec, fleet_options)
+            .await
+            .expect("fleet starts");
+        let routers = fleet
+            .bmcs()
+            .iter()
+            .map(|b| (b.name.clone(), fleet.router(&b.name).unwrap()))
+            .collect();
+        Self {
+            api,
+            client,
+            fleet,
+            operator: None,
+            config: options.config,
+            bind: options.bind,
+            routers,
+            probe_registry,
+            probe: options.probe,
+        }
+    }
+
+    fn connector(&self) -> BmcConnector {
+        let options = ClientOptions {
+            request_timeout: self.config.redfish_request_timeout,
+            max_attempts: 2,
+            backoff_base: Duration::from_millis(20),
+            backoff_max: Duration::from_millis(100),
+            ..ClientOptions::default()
+        };
+        match self.bind {
+            BindMode::Loopback => BmcConnector::sockets(TlsVerification::Skip, options),
+            BindMode::InProcess => {
+                let routers = self.routers.clone();
+                BmcConnector::with_resolver(
+                    Arc::new(move |endpoint: &str| {
+                        let host = endpoint.split("://").nth(1).unwrap_or_default();
+                        let name = host.split(".sim.invalid").next().unwrap_or_default();
+                        service_transport(routers.get(name).cloned().unwrap_or_default())
+                    }),
+                    options,
+                )
+            }
+        }
+    }
+
+    pub async fn start_operator(&mut self) {
+        assert!(self.operator.is_none(), "operator already running");
+        let mut options = operator::Options::new(self.config.clone());
+        options.connector = self.connector();
+        let handle = operator::run(options, self.client.clone())
+            .await
+            .expect("operator starts");
+        if self.probe {
+            *self.probe_registry.lock().unwrap() =
+                Some(service_transport(handle.registry.router()));
+        }
+        self.operator = Some(handle);
+    }
+
+    pub async fn stop_operator(&mut self) {
+        if let Some(handle) = self.operator.take() {
+            handle.shutdown().await;
+        }
+    }
+
+    /// A BMCSecret and a BMC (inline access) per fleet BMC; returns the BMC names.
+    pub async fn create_bmcs(&self) -> Vec<String> {
+        let secrets = Api::<BMCSecret>::all(self.client.clone());
+        let bmcs = Api::<BMC>::all(self.client.clone());
+        let mut names = Vec::new();
+        for info in self.fleet.bmcs() {
+            let secret = BMCSecret::new(
+                &info.name,
+                BMCSecretFields {
+                    string_data: Some(
+                        [
+                            ("username".to_owned(), info.username.clone()),
+                            ("password".to_owned(), info.password.clone()),
+                        ]
+                        .into(),
+                    ),
+                    ..BMCSecretFields::default()
+                },
+            );
+            secrets
+                .create(&PostParams::default(), &secret)
+                .await
+                .unwrap();
+            let url: http::Uri = info.url.parse().unwrap();
+            let spec = BMCSpec {
+                bmc_uuid: None,
+                endpoint_ref: None,
+                access: Some(InlineEndpoint {
+                    mac_address: Some(info.mac.clone()),
+                    ip: Some(url.host().unwrap().to_owned()),
+                }),
+                bmc_secret_ref: LocalObjectReference {
+                    name: info.name.clone(),
+                },
+                protocol: Protocol {
+                    name: "Redfish".into(),
+                    port: i32::from(url.port_u16().unwrap_or(80)),
+                    scheme: Some("http".into()),
+                },
+                console_protocol: None,
+                hostname: None,
+            };
+            bmcs.create(&PostParams::default(), &BMC::new(&info.name, spec))
+                .await
+                .unwrap();
+            names.push(info.name.clone());
+        }
+        names
+    }
+
+    pub fn servers(&self) -> Api<Server> {
+        Api::all(self.client.clone())
+    }
+
+    pub fn sbcs(&self, ns: &str) -> Api<ServerBootConfiguration> {
+        Api::namespaced(self.client.clone(), ns)
+    }
+
+    /// Polls until `check` accepts the object, or panics after `timeout` with the last value seen.
+    pub async fn wait_for<K, F>(
+        &self,
+        api: &Api<K>,
+        name: &str,
+        timeout: Duration,
+        what: &str,
+        check: F,
+    ) -> K
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+        F: Fn(&K) -> bool,
+    {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let current = api.get_opt(name).await.unwrap();
+            if let Some(obj) = &current
+                && check(obj)
+            {
+                return obj.clone();
+            }
+            if tokio::time::Instant::now() >= deadline {
+                panic!(
+                    "timed out after {timeout:?} waiting for {what} on {name}; last seen: {current:#?}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn wait_state(&self, server: &str, state: &str) -> Server {
+        self.wait_for(
+            &self.servers(),
+            server,
+            Duration::from_secs(30),
+            &format!("state {state}"),
+            |s: &Server| {
+                s.status
+                    .as_ref()
+                    .and_then(|st| st.state.as_ref())
+                    .is_some_and(|st| st.as_str() == state)
+            },
+        )
+        .await
+    }
+
+    /// Plays the boot backend: writes SBC state and conditions through the status subresource.
+    pub async fn backend_set(&self, ns: &str, name: &str, state: &str, conditions: Vec<Condition>) {
+        let patch = json!({ "status": { "state": state, "conditions": conditions } });
+        self.sbcs(ns)
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+    }
+
+    pub fn machine(&self, uuid: &str) -> sim_bmc::MachineHandle {
+        self.fleet
+            .machine(uuid)
+            .unwrap_or_else(|| panic!("no machine {uuid}"))
+    }
+
+    pub fn events(&self, uuid: &str) -> Vec<MachineEvent> {
+        self.machine(uuid).events()
+    }
+
+    /// Boot-type resets the BMC received (On, ForceOn, restarts, power cycles): the gate's evidence.
+    pub fn power_on_requests(&self, uuid: &str) -> Vec<String> {
+        self.events(uuid)
+            .into_iter()
+            .filter_map(|e| match e.kind {
+                MachineEventKind::ResetRequested { reset_type, .. }
+                    if [
+                        "On",
+                        "ForceOn",
+                        "GracefulRestart",
+                        "ForceRestart",
+                        "PowerCycle",
+                        "PushPowerButton",
+                    ]
+                    .contains(&reset_type.as_str()) =>
+                {
+                    Some(reset_type)
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn first_system_uuid(&self) -> String {
+        self.fleet.bmcs()[0].systems[0].uuid.clone()
+    }
+}
+
+pub fn condition(
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+) -> Condition {
+    Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message: message.into(),
+        observed_generation: generation,
+        last_transition_time: Time(k8s_openapi::jiff::Timestamp::now()),
+    }
+}
+
+/// Polls `check` until true or panics after `timeout`.
+pub async fn eventually(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
