@@ -100,14 +100,14 @@ const DEFAULT_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "
 
 impl Server {
     pub async fn start(opts: Options) -> Result<Handle, Error> {
-        let (persister, loaded) = match &opts.data_dir {
+        let (log, loaded) = match &opts.data_dir {
             Some(dir) => {
-                let (p, l) = persist::open(dir)?;
-                (Some(p), Some(l))
+                let (log, l) = persist::open(dir)?;
+                (Some(log), Some(l))
             }
             None => (None, None),
         };
-        let store = Arc::new(Store::new(opts.watch_history, persister));
+        let store = Arc::new(Store::new(opts.watch_history, log)?);
         if let Some(l) = loaded {
             store.restore(l.rv, l.objects);
         }

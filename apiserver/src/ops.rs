@@ -184,12 +184,18 @@ fn map_commit_error(info: &ResourceInfo, name: &str, e: CommitError) -> ApiError
     }
 }
 
+fn not_durable() -> ApiError {
+    ApiError::internal("the write could not be persisted to the data directory")
+}
+
 async fn finish(
     st: &Arc<State>,
     info: &ResourceInfo,
     mut committed: Committed,
 ) -> ApiResult<Arc<Value>> {
-    committed.wait_durable().await;
+    if !committed.wait_durable().await {
+        return Err(not_durable());
+    }
     crd_hooks(st, info, &committed.object, false).await;
     Ok(committed.object)
 }
@@ -430,7 +436,9 @@ pub async fn delete(
         let removed = matches!(write, Write::Delete);
         match st.store.commit(key, Precondition::Rv(rv), write) {
             Ok(mut committed) => {
-                committed.wait_durable().await;
+                if !committed.wait_durable().await {
+                    return Err(not_durable());
+                }
                 crd_hooks(st, info, &committed.object, removed).await;
                 if !removed && info.kind == "CustomResourceDefinition" {
                     tokio::spawn(crate::controllers::crd_cleanup(

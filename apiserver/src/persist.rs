@@ -11,7 +11,9 @@ use std::sync::{Arc, mpsc};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use crate::store::ObjKey;
+use tokio::sync::broadcast;
+
+use crate::store::{Event, ObjKey};
 
 const LOG_FILE: &str = "objects.log";
 /// How many queued records one fsync covers at most.
@@ -21,6 +23,8 @@ pub struct Record {
     rv: u64,
     key: ObjKey,
     object: Option<Arc<Value>>,
+    /// Broadcast to watchers once durable, so no watcher ever sees a write a crash could lose.
+    event: Option<Arc<Event>>,
 }
 
 impl Record {
@@ -29,7 +33,13 @@ impl Record {
             rv,
             key: key.clone(),
             object: Some(object.clone()),
+            event: None,
         }
+    }
+
+    pub fn with_event(mut self, event: Arc<Event>) -> Self {
+        self.event = Some(event);
+        self
     }
 
     pub fn delete(rv: u64, key: &ObjKey) -> Self {
@@ -37,6 +47,7 @@ impl Record {
             rv,
             key: key.clone(),
             object: None,
+            event: None,
         }
     }
 
@@ -75,18 +86,31 @@ pub struct Loaded {
     pub objects: Vec<(ObjKey, u64, Value)>,
 }
 
-/// Loads `dir`, rewrites the log as a compact snapshot and starts the writer thread.
-pub fn open(dir: &Path) -> std::io::Result<(Persister, Loaded)> {
+/// An opened, compacted log, ready for its writer thread.
+pub struct LogFile(File);
+
+/// Loads `dir` and rewrites the log as a compact snapshot.
+pub fn open(dir: &Path) -> std::io::Result<(LogFile, Loaded)> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join(LOG_FILE);
     let loaded = load(&path)?;
     compact(&path, &loaded)?;
     let file = OpenOptions::new().append(true).open(&path)?;
-    let (tx, rx) = mpsc::channel::<(Record, oneshot::Sender<()>)>();
-    std::thread::Builder::new()
-        .name("apiserver-log".into())
-        .spawn(move || writer(file, rx))?;
-    Ok((Persister { tx }, loaded))
+    Ok((LogFile(file), loaded))
+}
+
+impl Persister {
+    /// Starts the writer thread; it broadcasts each record's event after the record is on disk.
+    pub fn start(
+        log: LogFile,
+        events: broadcast::Sender<Arc<Event>>,
+    ) -> std::io::Result<Persister> {
+        let (tx, rx) = mpsc::channel::<(Record, oneshot::Sender<()>)>();
+        std::thread::Builder::new()
+            .name("apiserver-log".into())
+            .spawn(move || writer(log.0, rx, events))?;
+        Ok(Persister { tx })
+    }
 }
 
 fn load(path: &Path) -> std::io::Result<Loaded> {
@@ -160,27 +184,35 @@ fn compact(path: &Path, loaded: &Loaded) -> std::io::Result<()> {
     Ok(())
 }
 
-fn writer(mut file: File, rx: mpsc::Receiver<(Record, oneshot::Sender<()>)>) {
+fn writer(
+    mut file: File,
+    rx: mpsc::Receiver<(Record, oneshot::Sender<()>)>,
+    events: broadcast::Sender<Arc<Event>>,
+) {
     let mut buf = Vec::with_capacity(1 << 20);
     let mut acks = Vec::new();
+    let mut done = Vec::new();
     while let Ok(first) = rx.recv() {
         buf.clear();
         acks.clear();
-        first.0.encode(&mut buf);
-        acks.push(first.1);
-        while acks.len() < GROUP_COMMIT_MAX {
-            match rx.try_recv() {
-                Ok((rec, ack)) => {
-                    rec.encode(&mut buf);
-                    acks.push(ack);
-                }
-                Err(_) => break,
+        done.clear();
+        let mut next = Some(first);
+        while let Some((rec, ack)) = next.take() {
+            rec.encode(&mut buf);
+            acks.push(ack);
+            done.extend(rec.event);
+            if acks.len() < GROUP_COMMIT_MAX {
+                next = rx.try_recv().ok();
             }
         }
         if let Err(e) = file.write_all(&buf).and_then(|_| file.sync_data()) {
             // Without a durable log no further write may be acknowledged as durable: stop acking.
             tracing::error!(error = %e, "apiserver data log write failed; further writes are not durable");
             return;
+        }
+        for event in done.drain(..) {
+            // No receivers is fine: nobody is watching.
+            let _ = events.send(event);
         }
         for ack in acks.drain(..) {
             let _ = ack.send(());

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use serde_json::Value;
 use tokio::sync::{broadcast, oneshot};
 
-use crate::persist::{Persister, Record};
+use crate::persist::{LogFile, Persister, Record};
 
 /// A resource in the store: `"{group}/{plural}"`.
 pub type ResKey = Arc<str>;
@@ -115,9 +115,11 @@ pub struct Committed {
 }
 
 impl Committed {
-    pub async fn wait_durable(&mut self) {
-        if let Some(rx) = self.durable.take() {
-            let _ = rx.await;
+    /// Waits until the write is on disk; false if the log writer failed (the write is not durable).
+    pub async fn wait_durable(&mut self) -> bool {
+        match self.durable.take() {
+            Some(rx) => rx.await.is_ok(),
+            None => true,
         }
     }
 }
@@ -162,9 +164,10 @@ pub fn uid_of(obj: &Value) -> Option<&str> {
 }
 
 impl Store {
-    pub fn new(history_cap: usize, persister: Option<Persister>) -> Self {
+    pub fn new(history_cap: usize, log: Option<LogFile>) -> std::io::Result<Self> {
         let (tx, _) = broadcast::channel(history_cap.clamp(1024, 1 << 16));
-        Store {
+        let persister = log.map(|l| Persister::start(l, tx.clone())).transpose()?;
+        Ok(Store {
             inner: Mutex::new(Inner {
                 rv: 0,
                 objects: HashMap::new(),
@@ -175,7 +178,7 @@ impl Store {
             tx,
             history_cap: history_cap.max(1),
             persister,
-        }
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -352,22 +355,24 @@ impl Store {
                 (EventType::Deleted, Arc::new(last))
             }
         };
+        let event = Arc::new(Event::new(rv, kind, key.clone(), object.clone(), prev));
         let durable = self.persister.as_ref().map(|p| {
             let record = match kind {
                 EventType::Deleted => Record::delete(rv, key),
                 _ => Record::put(rv, key, &object),
             };
-            p.append(record)
+            p.append(record.with_event(event.clone()))
         });
-        let event = Arc::new(Event::new(rv, kind, key.clone(), object.clone(), prev));
         inner.history.push_back(event.clone());
         while inner.history.len() > self.history_cap {
             if let Some(old) = inner.history.pop_front() {
                 inner.oldest_rv = old.rv;
             }
         }
-        // No receivers is fine: nobody is watching.
-        let _ = self.tx.send(event);
+        if self.persister.is_none() {
+            // No receivers is fine: nobody is watching. (With a log, the writer broadcasts once durable.)
+            let _ = self.tx.send(event);
+        }
         drop(inner);
         Ok(Committed { object, durable })
     }

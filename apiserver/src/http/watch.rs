@@ -206,7 +206,8 @@ async fn pump(
     let deadline = tokio::time::Instant::now() + ctx.timeout;
     let mut headers = true;
     // The highest resourceVersion this stream has passed (delivered or filtered): bookmarks never skip events.
-    let mut last_rv = sub.rv;
+    let sub_rv = sub.rv;
+    let mut last_rv = sub_rv;
     for e in &sub.backlog {
         let kind = if e.prev.is_none() && e.kind == EventType::Added {
             ctx.filter.matches(&e.object).then_some(EventType::Added)
@@ -232,6 +233,8 @@ async fn pump(
     loop {
         let out = tokio::select! {
             r = live.recv() => match r {
+                // Events at or below the subscription point were in the backlog already.
+                Ok(e) if e.rv <= sub_rv => continue,
                 Ok(e) => {
                     last_rv = last_rv.max(e.rv);
                     if e.key.resource != ctx.filter.info.key { continue }
