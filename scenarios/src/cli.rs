@@ -1,0 +1,96 @@
+//! The command-line surface: argument types and what each subcommand does, with its exit codes.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use crate::spec::{self, Scenario};
+
+/// Exit codes.
+pub mod exit {
+    /// Everything as expected.
+    pub const OK: u8 = 0;
+    /// An unexpected invariant violation or an unmet expectation.
+    pub const VIOLATION: u8 = 1;
+    /// The scenario file is invalid.
+    pub const INVALID: u8 = 2;
+    /// The harness or its environment failed (a component could not start).
+    pub const HARNESS: u8 = 3;
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct RunArgs {
+    /// The scenario file.
+    pub file: PathBuf,
+    /// Seed for identities and fault draws (overrides the file's).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Write report.json and timeline.html here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Run against this cluster instead of the embedded API server (the backend must be `external`).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// No live progress display.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct ExploreArgs {
+    /// Number of random scenarios to run.
+    #[arg(long, default_value_t = 8)]
+    pub cases: u32,
+    /// Where shrunk failures are written.
+    #[arg(long, default_value = "scenarios/regressions")]
+    pub regressions: PathBuf,
+    /// proptest seed (printed; a failing run prints the one to reuse).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+/// Loads a file, printing a located error.
+fn load(path: &Path) -> Result<Scenario, u8> {
+    spec::load_file(path).map_err(|e| {
+        eprintln!("error: {e}");
+        exit::INVALID
+    })
+}
+
+pub fn validate(files: &[PathBuf]) -> u8 {
+    let mut code = exit::OK;
+    for file in files {
+        match load(file) {
+            Ok(s) => println!("{}: ok ({})", file.display(), s.name),
+            Err(c) => code = c,
+        }
+    }
+    code
+}
+
+pub fn run(args: RunArgs) -> u8 {
+    let scenario = match load(&args.file) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    crate::runner::run_blocking(scenario, args)
+}
+
+pub fn explore(args: ExploreArgs) -> u8 {
+    crate::explore::explore(args)
+}
+
+pub fn print_schema() -> u8 {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&Scenario::json_schema()).expect("schema is JSON")
+    );
+    exit::OK
+}
+
+pub fn print_invariants() -> u8 {
+    for (name, description) in crate::invariants::catalog() {
+        println!("{name}\n    {description}\n");
+    }
+    exit::OK
+}

@@ -1,0 +1,100 @@
+//! Every shipped scenario and regression file is valid, and the committed JSON Schema matches the types.
+
+use std::path::{Path, PathBuf};
+
+use scenarios::spec::{self, Scenario};
+
+fn crate_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("directory exists")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn shipped_scenarios_are_valid() {
+    let files = yaml_files(&crate_dir());
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| f.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for wanted in [
+        "quickstart",
+        "fleet-1000",
+        "flaky-bmcs",
+        "slow-backend",
+        "lying-backend",
+        "claim-churn",
+        "discovery",
+    ] {
+        assert!(
+            names.iter().any(|n| n == wanted),
+            "{wanted}.yaml is missing"
+        );
+    }
+    for file in files {
+        let scenario = spec::load_file(&file).unwrap_or_else(|e| panic!("{e}"));
+        // What we write back (regressions) must load again unchanged.
+        let again = spec::parse("roundtrip", &scenario.to_yaml()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again, scenario, "{} does not round-trip", file.display());
+    }
+}
+
+#[test]
+fn regression_files_are_valid() {
+    for file in yaml_files(&crate_dir().join("regressions")) {
+        spec::load_file(&file).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+#[test]
+fn committed_schema_matches_the_types() {
+    let path = crate_dir().join("schema/scenario.schema.json");
+    let generated = serde_json::to_string_pretty(&Scenario::json_schema()).unwrap() + "\n";
+    if std::env::var_os("UPDATE_SCHEMA").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "{} is stale: run `UPDATE_SCHEMA=1 cargo test -p scenarios --test files` and commit it",
+        path.display()
+    );
+}
+
+#[test]
+fn validate_exits_2_with_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "name: bad\nfleet:\n  bmcs: 2\n  vendors: [dell, ibm]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_metal-harness"))
+        .args(["validate"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad.yaml:4:"), "{stderr}");
+    let good = std::process::Command::new(env!("CARGO_BIN_EXE_metal-harness"))
+        .args(["validate"])
+        .arg(crate_dir().join("quickstart.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        good.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+}
