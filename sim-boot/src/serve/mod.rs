@@ -142,8 +142,13 @@ impl BootServer {
     }
 }
 
-async fn chain(State(server): State<BootServer>) -> Response {
-    script_response(script::chain_script(&server.base_url))
+/// `/ipxe` chain-loads the per-machine script; `/ipxe?uuid=…` (a DHCP answer carrying the UUID) is the
+/// per-machine script itself.
+async fn chain(State(server): State<BootServer>, Query(q): Query<IdentityQuery>) -> Response {
+    match q.uuid {
+        Some(uuid) => ipxe(State(server), Path(uuid)).await,
+        None => script_response(script::chain_script(&server.base_url)),
+    }
 }
 
 fn script_response(script: String) -> Response {
@@ -271,6 +276,20 @@ async fn uki(
     headers: HeaderMap,
     Path(path): Path<String>,
 ) -> Response {
+    // `/httpboot/{uuid}/boot.efi`: a per-machine boot URI that serves the machine's UKI directly.
+    if let Some(uuid) = path.strip_suffix("/boot.efi").filter(|u| !u.contains('/')) {
+        let record = match server.lookup(uuid) {
+            Ok(record) => record,
+            Err(message) => return not_found(&server.stats, message),
+        };
+        let Some(layer) = &record.uki else {
+            return not_found(
+                &server.stats,
+                format!("image {} has no UKI layer", record.image.canonical),
+            );
+        };
+        return serve_artifact(&server, &method, &headers, &layer.digest, "application/efi");
+    }
     let digest = path
         .rsplit('/')
         .next()

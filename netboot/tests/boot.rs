@@ -1,0 +1,156 @@
+//! Machines network-boot from sim-boot's real HTTP server: what they boot is what the SBC asked for,
+//! and every failure has a precise reason.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use sim_bmc::boot::{BootTarget, NetworkBoot};
+use sim_boot::Misbehaviour;
+use sim_boot::oci::names;
+
+const UUID: &str = "6a1c0f4e-0000-4000-8000-00000000a001";
+
+#[tokio::test]
+async fn pxe_boots_the_configured_image_with_its_ignition() {
+    let stack = stack(Misbehaviour::None).await;
+    stack.secret("m", "core").await;
+    stack
+        .configure("m", UUID, &stack.backend.image(names::OS_V1), Some("m"))
+        .await;
+    stack
+        .ready("m", Duration::from_secs(20))
+        .await
+        .expect("Ready");
+    let os = booted(stack.boot(UUID).await);
+    assert_eq!(os.image, "ironcore/os:1.0");
+    let record = stack
+        .backend
+        .records()
+        .get(&sim_boot::records::SbcKey::new(NS, "m"))
+        .unwrap();
+    assert_eq!(
+        os.image_digest.as_deref(),
+        Some(record.kernel.as_ref().unwrap().digest.as_str())
+    );
+    let ignition = record.ignition.as_ref().unwrap();
+    assert_eq!(
+        os.ignition_sha256.unwrap(),
+        sim_boot::ignition::hash(ignition).trim_start_matches("sha256:")
+    );
+    assert!(os.os_task.is_none(), "no probe in a regular OS");
+}
+
+#[tokio::test]
+async fn uefi_http_boot_fetches_the_uki_by_identity_and_arm64_gets_its_own_build() {
+    let stack = stack(Misbehaviour::None).await;
+    stack.secret("m", "core").await;
+    stack
+        .configure("m", UUID, &stack.backend.image(names::OS_V1), Some("m"))
+        .await;
+    stack
+        .ready("m", Duration::from_secs(20))
+        .await
+        .expect("Ready");
+    let os = booted(
+        stack
+            .netboot
+            .boot(stack.request(UUID, "amd64", BootTarget::UefiHttp))
+            .await,
+    );
+    assert_eq!(os.image, "ironcore/os:1.0");
+    assert!(
+        os.ignition_sha256.is_some(),
+        "the UKI command line carries the ignition URL"
+    );
+    let mut direct = stack.request(UUID, "amd64", BootTarget::UefiHttp);
+    direct.boot_url = Some(format!("{}/httpboot/{UUID}/boot.efi", stack.backend.url()));
+    assert_eq!(
+        booted(stack.netboot.boot(direct).await).image,
+        "ironcore/os:1.0"
+    );
+    // The record was prepared for amd64: an arm64 machine refuses the kernel.
+    let reason = failed(
+        stack
+            .netboot
+            .boot(stack.request(UUID, "arm64", BootTarget::Pxe))
+            .await,
+    );
+    assert!(
+        reason.contains("built for amd64, this machine is arm64"),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_machines_and_missing_dhcp_answers_fail_like_firmware() {
+    let stack = stack(Misbehaviour::None).await;
+    let reason = failed(stack.boot("00000000-0000-0000-0000-000000000000").await);
+    assert!(
+        reason.contains("404") && reason.contains("no Server has system UUID"),
+        "{reason}"
+    );
+    let mut request = stack.request(UUID, "amd64", BootTarget::Pxe);
+    request.boot_url = None;
+    assert!(failed(stack.netboot.boot(request).await).contains("PXE-E51"));
+    let mut request = stack.request(UUID, "amd64", BootTarget::Pxe);
+    request.boot_url = Some("http://127.0.0.1:1/ipxe".into());
+    assert!(failed(stack.netboot.boot(request).await).contains("fetching the boot script failed"));
+}
+
+/// A boot server whose script pins a digest its artifact does not have.
+#[tokio::test]
+async fn digest_and_length_mismatches_are_boot_failures() {
+    use axum::routing::get;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    let script =
+        format!("#!ipxe\nkernel {base}/image?layerDigest={wrong}\ninitrd {base}/initrd\nboot\n");
+    let router = axum::Router::new()
+        .route("/ipxe", get(move || async move { script }))
+        .route(
+            "/image",
+            get(|| async { "SIMKERNEL v1 arch=amd64 image=x:1\n" }),
+        )
+        .route(
+            "/initrd",
+            get(|| async { "SIMINITRD v1 arch=amd64 image=x:1\n" }),
+        );
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let netboot = netboot::Netboot::new(netboot::NetbootOptions::default());
+    let request = sim_bmc::boot::NetworkBootRequest {
+        system_uuid: UUID.into(),
+        macs: vec![mac_of(UUID)],
+        architecture: "amd64".into(),
+        target: BootTarget::Pxe,
+        boot_url: Some(format!("{base}/ipxe")),
+    };
+    let reason = failed(netboot.boot(request).await);
+    assert!(
+        reason.contains("digest mismatch: the URL pins sha256:0000"),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn spec_change_boots_the_new_image_once_ready_again() {
+    let stack = stack(Misbehaviour::None).await;
+    stack
+        .configure("m", UUID, &stack.backend.image(names::OS_V1), None)
+        .await;
+    stack
+        .ready("m", Duration::from_secs(20))
+        .await
+        .expect("Ready");
+    assert_eq!(booted(stack.boot(UUID).await).image, "ironcore/os:1.0");
+    stack
+        .set_image("m", &stack.backend.image(names::OS_V2))
+        .await;
+    stack
+        .ready("m", Duration::from_secs(20))
+        .await
+        .expect("Ready at generation 2");
+    assert_eq!(booted(stack.boot(UUID).await).image, "ironcore/os:2.0");
+}
