@@ -115,15 +115,19 @@ impl Ctx {
 
     /// A fresh Server with a random UUID; `boot_ref` names the SBC (in this namespace) it references.
     pub async fn server(&self, name: &str, boot_ref: Option<&str>) -> anyhow::Result<ServerRef> {
+        self.server_referencing(name, boot_ref.map(|sbc| (self.ns.as_str(), sbc)))
+            .await
+    }
+
+    /// A fresh Server with a random UUID referencing the SBC `(namespace, name)`, if given.
+    pub async fn server_referencing(
+        &self,
+        name: &str,
+        boot_ref: Option<(&str, &str)>,
+    ) -> anyhow::Result<ServerRef> {
         let full = format!("{}-{}", self.ns, name);
         let uuid = uuid::Uuid::new_v4().to_string();
-        let value = fixtures::server(
-            &full,
-            &uuid,
-            boot_ref.map(|b| (self.ns.as_str(), b)),
-            &self.target.run_id,
-            self.check,
-        );
+        let value = fixtures::server(&full, &uuid, boot_ref, &self.target.run_id, self.check);
         self.servers()
             .create(&PostParams::default(), &fixtures::to_dynamic(value)?)
             .await
@@ -157,6 +161,22 @@ impl Ctx {
             .await
             .with_context(|| format!("creating Secret {ns}/{name}"))?;
         self.track(Created::Secret(ns.into(), name.into()));
+        Ok(())
+    }
+
+    /// Creates a Secret with Butane YAML and `format: fcos` in the check's namespace.
+    pub async fn butane_secret(&self, name: &str, butane: &[u8]) -> anyhow::Result<()> {
+        let secret: Secret = serde_json::from_value(fixtures::butane_secret(
+            name,
+            butane,
+            &self.target.run_id,
+            self.check,
+        ))?;
+        self.secrets(&self.ns)
+            .create(&PostParams::default(), &secret)
+            .await
+            .with_context(|| format!("creating Secret {}/{name}", self.ns))?;
+        self.track(Created::Secret(self.ns.clone(), name.into()));
         Ok(())
     }
 

@@ -14,6 +14,8 @@ pub const CHECK_LABEL: &str = "conformance.metal.ironcore.dev/check";
 pub const OPERATION_ANNOTATION: &str = "metal.ironcore.dev/operation";
 pub const OPERATION_IGNORE: &str = "ignore";
 pub const IGNITION_KEY: &str = "ignition";
+pub const IGNITION_FORMAT_KEY: &str = "format";
+pub const IGNITION_FORMAT_FCOS: &str = "fcos";
 
 pub fn sbc_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(
@@ -127,6 +129,23 @@ pub fn ignition_config(tag: &str) -> Vec<u8> {
         }]},
     }))
     .unwrap_or_default()
+}
+
+/// Butane (fcos variant) YAML unique to `tag`, for a Secret with `format: fcos`: the backend must translate it.
+pub fn butane_config(tag: &str) -> Vec<u8> {
+    format!(
+        "variant: fcos\nversion: 1.3.0\nstorage:\n  files:\n    - path: /etc/conformance-tag\n      contents:\n        inline: {tag:?}\n"
+    )
+    .into_bytes()
+}
+
+/// An ignition Secret holding Butane YAML marked `format: fcos`.
+pub fn butane_secret(name: &str, butane: &[u8], run_id: &str, check: &str) -> Value {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let mut secret = ignition_secret(name, Some(butane), run_id, check);
+    secret["data"][IGNITION_FORMAT_KEY] = b64(IGNITION_FORMAT_FCOS.as_bytes()).into();
+    secret
 }
 
 pub fn to_dynamic(value: Value) -> Result<DynamicObject, serde_json::Error> {

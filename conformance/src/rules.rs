@@ -334,7 +334,7 @@ pub static RULES: &[Rule] = &[
         Must,
         Boot,
         Baseline,
-        "The machine receives exactly the ignition of the SBC's Secret (byte-identical for non-Butane data).",
+        "The machine receives the ignition of the SBC's Secret: byte-identical for plain data, translated to valid Ignition JSON when the Secret says `format: fcos` (Butane).",
         "A wrong or stale ignition provisions the wrong users, keys and network: a security incident, not a boot failure."
     ),
     rule!(

@@ -45,12 +45,11 @@ pub trait ApiControl: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum BootResult {
     Booted {
-        /// The image reference the machine was told it booted, if the backend said.
-        image: Option<String>,
-        /// Digests of the kernel and initrd the machine downloaded and verified.
-        kernel_digest: Option<String>,
-        initrd_digest: Option<String>,
-        /// SHA-256 of the ignition the machine fetched, hex.
+        /// The image the machine booted, as the boot chain named it.
+        image: String,
+        /// The digest the machine verified its image by, when the boot chain carried one.
+        image_digest: Option<String>,
+        /// SHA-256 (hex) of the ignition the machine fetched.
         ignition_sha256: Option<String>,
     },
     Failed {
@@ -58,14 +57,22 @@ pub enum BootResult {
     },
 }
 
+/// What a correct boot of an image looks like, as resolved from its registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExpectedImage {
+    /// `registry/repository`, without tag or digest.
+    pub name: String,
+    /// The tag, if the reference had one.
+    pub tag: Option<String>,
+    /// Digests a booted machine may report for this image (manifest, platform manifest, kernel layer).
+    pub digests: Vec<String>,
+}
+
 /// Boots a simulated machine with the given SMBIOS UUID from the boot network.
 pub trait MachineBoot: Send + Sync {
     fn boot<'a>(&'a self, system_uuid: &'a str) -> BoxFuture<'a, anyhow::Result<BootResult>>;
-    /// The layer digests (kernel, initrd) an image should boot with, so a boot can be checked against it.
-    fn expected_layers<'a>(
-        &'a self,
-        image: &'a str,
-    ) -> BoxFuture<'a, anyhow::Result<(String, String)>>;
+    /// What a machine booting `image` should report.
+    fn expected<'a>(&'a self, image: &'a str) -> BoxFuture<'a, anyhow::Result<ExpectedImage>>;
 }
 
 /// Everything the checks need.

@@ -71,15 +71,26 @@ pub const ALL_LIMITS: [Limit; 6] = [
     SCALE_READY,
 ];
 
-/// The values in force for one run.
+/// The values in force for one run (reported in seconds).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct Timeouts {
+    #[serde(serialize_with = "seconds")]
     pub time_to_ready: Duration,
+    #[serde(serialize_with = "seconds")]
     pub error_deadline: Duration,
+    #[serde(serialize_with = "seconds")]
     pub never_ready_window: Duration,
+    #[serde(serialize_with = "seconds")]
     pub stability_window: Duration,
+    #[serde(serialize_with = "seconds")]
     pub deletion: Duration,
+    #[serde(serialize_with = "seconds")]
     pub scale_ready: Duration,
+}
+
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
 }
 
 impl Default for Timeouts {

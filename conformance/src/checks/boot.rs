@@ -3,10 +3,10 @@
 
 use super::core::describe;
 use crate::ctx::{Ctx, ServerRef};
-use crate::fixtures::{ignition_config, sbc_spec};
+use crate::fixtures::{butane_config, ignition_config, sbc_spec};
 use crate::history::{EventKind, History};
 use crate::outcome::Outcomes;
-use crate::target::{BootResult, MachineBoot};
+use crate::target::{BootResult, ExpectedImage, MachineBoot};
 use futures::future::BoxFuture;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -25,22 +25,19 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 /// What a boot is expected to deliver.
 struct Expect {
-    kernel: String,
-    initrd: String,
+    image: ExpectedImage,
     ignition_sha256: String,
 }
 
 impl Expect {
     async fn new(boot: &dyn MachineBoot, image: &str, ignition: &[u8]) -> anyhow::Result<Expect> {
-        let (kernel, initrd) = boot.expected_layers(image).await?;
         Ok(Expect {
-            kernel,
-            initrd,
+            image: boot.expected(image).await?,
             ignition_sha256: sha256_hex(ignition),
         })
     }
 
-    /// None when the boot delivered exactly this; otherwise what differed. `(image_problem, ignition_problem)`.
+    /// `(image_problem, ignition_problem)`: None where the boot delivered exactly what was expected.
     fn compare(&self, result: &BootResult) -> (Option<String>, Option<String>) {
         match result {
             BootResult::Failed { reason } => (
@@ -48,23 +45,46 @@ impl Expect {
                 Some(format!("boot failed: {reason}")),
             ),
             BootResult::Booted {
-                kernel_digest,
-                initrd_digest,
+                image,
+                image_digest,
                 ignition_sha256,
-                ..
             } => {
-                let image = (kernel_digest.as_deref() != Some(&self.kernel) || initrd_digest.as_deref() != Some(&self.initrd))
-                    .then(|| format!("booted kernel {kernel_digest:?} initrd {initrd_digest:?}, expected {} and {}", self.kernel, self.initrd));
-                let ignition =
-                    (ignition_sha256.as_deref() != Some(&self.ignition_sha256)).then(|| {
+                let name_ok = image_matches(image, &self.image);
+                let digest_ok = image_digest
+                    .as_ref()
+                    .is_none_or(|d| self.image.digests.contains(d));
+                let image_problem = (!name_ok || !digest_ok).then(|| {
+                    format!(
+                        "booted image {image} (digest {image_digest:?}), expected {}{} with one of {:?}",
+                        self.image.name,
+                        self.image.tag.as_deref().map(|t| format!(":{t}")).unwrap_or_default(),
+                        self.image.digests
+                    )
+                });
+                let ignition_problem = (ignition_sha256.as_deref() != Some(&self.ignition_sha256))
+                    .then(|| {
                         format!(
                             "booted ignition sha256 {ignition_sha256:?}, expected {}",
                             self.ignition_sha256
                         )
                     });
-                (image, ignition)
+                (image_problem, ignition_problem)
             }
         }
+    }
+}
+
+/// Whether the image a machine reports is `expected`: same `registry/repository`, and the same tag if known.
+fn image_matches(booted: &str, expected: &ExpectedImage) -> bool {
+    let booted = booted
+        .trim_start_matches("http://")
+        .trim_start_matches("https://");
+    let Some(rest) = booted.strip_prefix(expected.name.as_str()) else {
+        return false;
+    };
+    match &expected.tag {
+        Some(tag) => rest.strip_prefix(':').and_then(|r| r.split('@').next()) == Some(tag.as_str()),
+        None => rest.is_empty() || rest.starts_with('@') || rest.starts_with(':'),
     }
 }
 
@@ -72,15 +92,24 @@ fn booter(ctx: &Ctx) -> Option<Arc<dyn MachineBoot>> {
     ctx.target.boot.clone()
 }
 
+/// The ignition Secret of a boot check: plain Ignition JSON, or Butane YAML with `format: fcos`.
+enum Ignition<'a> {
+    Plain(&'a [u8]),
+    Butane(&'a [u8]),
+}
+
 /// Server + Secret + SBC; returns once Ready is first observed (so the boot that follows probes that instant).
 async fn ready_for_boot(
     ctx: &Ctx,
     name: &str,
-    ignition: &[u8],
+    ignition: Ignition<'_>,
 ) -> anyhow::Result<(ServerRef, History, bool)> {
     let server = ctx.server(name, Some(name)).await?;
     let secret = format!("{name}-ignition");
-    ctx.secret(&secret, Some(ignition)).await?;
+    match ignition {
+        Ignition::Plain(bytes) => ctx.secret(&secret, Some(bytes)).await?,
+        Ignition::Butane(bytes) => ctx.butane_secret(&secret, bytes).await?,
+    }
     let t0 = ctx.now();
     ctx.sbc(
         name,
@@ -123,7 +152,7 @@ pub fn ready_means_bootable(ctx: &Ctx) -> BoxFuture<'_, anyhow::Result<Outcomes>
         };
         let ignition = ignition_config(&format!("{}/machine", ctx.ns));
         let expect = Expect::new(boot.as_ref(), &ctx.target.images.valid, &ignition).await?;
-        let (server, h, ready) = ready_for_boot(ctx, "machine", &ignition).await?;
+        let (server, h, ready) = ready_for_boot(ctx, "machine", Ignition::Plain(&ignition)).await?;
         if !ready {
             let reason = format!("precondition: never Ready; {}", describe(&h));
             out.fail("SBC-BOOT-001", &reason)
@@ -136,6 +165,7 @@ pub fn ready_means_bootable(ctx: &Ctx) -> BoxFuture<'_, anyhow::Result<Outcomes>
             image_problems.extend(image.map(|p| format!("boot {attempt}: {p}")));
             ignition_problems.extend(ign.map(|p| format!("boot {attempt}: {p}")));
         }
+        ignition_problems.extend(butane_problems(ctx, boot.as_ref()).await?);
         let join = |v: Vec<String>| (!v.is_empty()).then(|| v.join("; "));
         out.expect(
             "SBC-BOOT-001",
@@ -151,6 +181,44 @@ pub fn ready_means_bootable(ctx: &Ctx) -> BoxFuture<'_, anyhow::Result<Outcomes>
     })
 }
 
+/// A machine whose Secret holds Butane with `format: fcos` must boot with a translated, valid Ignition config:
+/// the firmware rejects anything else, and the raw YAML is never acceptable.
+async fn butane_problems(ctx: &Ctx, boot: &dyn MachineBoot) -> anyhow::Result<Vec<String>> {
+    let butane = butane_config(&format!("{}/butane", ctx.ns));
+    let (server, h, ready) = ready_for_boot(ctx, "butane", Ignition::Butane(&butane)).await?;
+    if !ready {
+        return Ok(vec![format!(
+            "precondition: the Butane SBC never became Ready; {}",
+            describe(&h)
+        )]);
+    }
+    let raw = sha256_hex(&butane);
+    let mut problems = Vec::new();
+    for attempt in 1..=CONSECUTIVE_BOOTS {
+        match boot.boot(&server.uuid).await? {
+            BootResult::Failed { reason } => {
+                problems.push(format!("Butane boot {attempt}: failed: {reason}"));
+            }
+            BootResult::Booted {
+                ignition_sha256: Some(sha),
+                ..
+            } if sha == raw => {
+                problems.push(format!("Butane boot {attempt}: served the untranslated Butane YAML (format: fcos ignored)"));
+            }
+            BootResult::Booted {
+                ignition_sha256: None,
+                ..
+            } => {
+                problems.push(format!(
+                    "Butane boot {attempt}: booted without any ignition"
+                ));
+            }
+            BootResult::Booted { .. } => {}
+        }
+    }
+    Ok(problems)
+}
+
 pub fn spec_change(ctx: &Ctx) -> BoxFuture<'_, anyhow::Result<Outcomes>> {
     Box::pin(async move {
         let mut out = Outcomes::default();
@@ -158,7 +226,8 @@ pub fn spec_change(ctx: &Ctx) -> BoxFuture<'_, anyhow::Result<Outcomes>> {
             out.skip("SBC-BOOT-003", NO_BOOT_NETWORK);
             return Ok(out);
         };
-        let (server, h, ready) = ready_for_boot(ctx, "machine", &ignition_config("first")).await?;
+        let (server, h, ready) =
+            ready_for_boot(ctx, "machine", Ignition::Plain(&ignition_config("first"))).await?;
         if !ready {
             out.fail(
                 "SBC-BOOT-003",
@@ -333,7 +402,8 @@ pub fn unknown_and_deleted(ctx: &Ctx) -> BoxFuture<'_, anyhow::Result<Outcomes>>
                 "a machine with no Server or SBC (uuid {stranger}) was served and booted"
             ));
         }
-        let (server, h, ready) = ready_for_boot(ctx, "machine", &ignition_config(&ctx.ns)).await?;
+        let (server, h, ready) =
+            ready_for_boot(ctx, "machine", Ignition::Plain(&ignition_config(&ctx.ns))).await?;
         if !ready {
             out.fail(
                 "SBC-BOOT-005",
@@ -365,4 +435,26 @@ pub fn unknown_and_deleted(ctx: &Ctx) -> BoxFuture<'_, anyhow::Result<Outcomes>>
         );
         Ok(out)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_names_match_by_repository_and_tag() {
+        let e = ExpectedImage {
+            name: "127.0.0.1:5000/ironcore/os".into(),
+            tag: Some("1.0".into()),
+            digests: vec![],
+        };
+        assert!(image_matches("127.0.0.1:5000/ironcore/os:1.0", &e));
+        assert!(image_matches(
+            "127.0.0.1:5000/ironcore/os:1.0@sha256:ab",
+            &e
+        ));
+        assert!(!image_matches("127.0.0.1:5000/ironcore/os:2.0", &e));
+        assert!(!image_matches("127.0.0.1:5000/ironcore/os-old:1.0", &e));
+        assert!(!image_matches("127.0.0.1:5001/ironcore/os:1.0", &e));
+    }
 }

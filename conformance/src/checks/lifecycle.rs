@@ -361,7 +361,9 @@ pub fn isolation_neighbours(ctx: &Ctx) -> BoxFuture<'_, anyhow::Result<Outcomes>
             sbc_spec(&bad_server.name, &ctx.target.images.valid, Some("absent")),
         )
         .await?;
-        let twin_server = ctx.server("twin", None).await?;
+        let twin_server = ctx
+            .server_referencing("twin", Some((&other, "good")))
+            .await?;
         ctx.secret_in(&other, "good-ignition", Some(&ignition_config("twin")))
             .await?;
         let t0 = ctx.now();

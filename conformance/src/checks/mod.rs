@@ -129,7 +129,7 @@ pub static CHECKS: &[Check] = &[
     check!(
         "boot.ready-means-bootable",
         Boot,
-        "From the first Ready on, the Server's machine network-boots the image (digests checked) with the Secret's ignition, three times in a row.",
+        "From the first Ready on, the Server's machine network-boots the image (digests checked) with the Secret's ignition (plain and Butane), three times in a row.",
         ["SBC-BOOT-001", "SBC-BOOT-002"],
         boot::ready_means_bootable
     ),
