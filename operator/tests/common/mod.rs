@@ -406,3 +406,107 @@ pub async fn eventually(timeout: Duration, what: &str, mut check: impl FnMut() -
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+impl Harness {
+    /// Waits until the Server controller has finished `n` more reconciles (a sync point instead of a sleep).
+    pub async fn reconciles(&self, n: u64) {
+        let metrics = self
+            .operator
+            .as_ref()
+            .expect("operator running")
+            .metrics
+            .clone();
+        let target = metrics.reconcile_count("server") + n;
+        eventually(Duration::from_secs(30), "server reconciles", || {
+            metrics.reconcile_count("server") >= target
+        })
+        .await;
+    }
+
+    /// Discovers the first server of the fleet (backend answers the discovery SBC Ready).
+    pub async fn discovered(&mut self) -> (String, String) {
+        let bmcs = self.create_bmcs().await;
+        if self.operator.is_none() {
+            self.start_operator().await;
+        }
+        let server = format!("{}-system-0", bmcs[0]);
+        self.wait_for(
+            &self.sbcs(NS),
+            &server,
+            Duration::from_secs(30),
+            "discovery SBC",
+            |_| true,
+        )
+        .await;
+        self.backend_set(NS, &server, "Ready", vec![]).await;
+        self.wait_state(&server, "Available").await;
+        self.wait_for(
+            &self.servers(),
+            &server,
+            Duration::from_secs(30),
+            "Off",
+            |s: &Server| power_is(s, "Off"),
+        )
+        .await;
+        (server, self.first_system_uuid())
+    }
+
+    /// Events (events.k8s.io) about the named object with the given reason.
+    pub async fn events_for(
+        &self,
+        name: &str,
+        reason: &str,
+    ) -> Vec<k8s_openapi::api::events::v1::Event> {
+        let api = Api::<k8s_openapi::api::events::v1::Event>::all(self.client.clone());
+        api.list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| {
+                e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                    && e.reason.as_deref() == Some(reason)
+            })
+            .collect()
+    }
+}
+
+pub fn power_is(server: &Server, power: &str) -> bool {
+    server
+        .status
+        .as_ref()
+        .and_then(|s| s.power_state.as_ref())
+        .is_some_and(|p| p.as_str() == power)
+}
+
+pub fn server_condition(server: &Server, type_: &str) -> Option<Condition> {
+    server
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .cloned()
+}
+
+pub fn new_claim(
+    name: &str,
+    server: Option<&str>,
+    power: &str,
+    image: &str,
+) -> metal_api::ServerClaim {
+    let mut claim = metal_api::ServerClaim::new(
+        name,
+        metal_api::ServerClaimSpec {
+            power: power.into(),
+            server_ref: server.map(|s| LocalObjectReference { name: s.into() }),
+            server_selector: None,
+            ignition_secret_ref: None,
+            image: image.into(),
+            user_data_ref: None,
+            tolerations: vec![],
+        },
+    );
+    claim.metadata.namespace = Some(NS.into());
+    claim
+}

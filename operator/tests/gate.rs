@@ -1,0 +1,368 @@
+//! The strict readiness gate: no power-on or boot-type reset reaches the BMC while the Server's SBC
+//! is Pending, Error, Ready-for-an-older-generation, missing, or replaced mid-flight. Evidence is
+//! sim-bmc's machine event log, not the operator's own state.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use kube::ResourceExt as _;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use metal_api::{Server, ServerClaim};
+use operator::config::ReadinessGate;
+use serde_json::json;
+
+const T: Duration = Duration::from_secs(30);
+const IMAGE: &str = "ghcr.io/example/os:1.0";
+
+async fn reserved_with_claim(h: &mut Harness, claim: &str) -> (String, String, Api<ServerClaim>) {
+    let (server, uuid) = h.discovered().await;
+    let claims = Api::<ServerClaim>::namespaced(h.client.clone(), NS);
+    claims
+        .create(
+            &PostParams::default(),
+            &new_claim(claim, Some(&server), "On", IMAGE),
+        )
+        .await
+        .unwrap();
+    h.wait_state(&server, "Reserved").await;
+    h.wait_for(&h.sbcs(NS), claim, T, "claim SBC", |_| true)
+        .await;
+    (server, uuid, claims)
+}
+
+async fn wait_gate_reason(h: &Harness, server: &str, reason: &str) -> Server {
+    h.wait_for(
+        &h.servers(),
+        server,
+        T,
+        &format!("gate reason {reason}"),
+        |s: &Server| {
+            server_condition(s, "BootConfigurationReady")
+                .is_some_and(|c| c.status == "False" && c.reason == reason)
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn pending_sbc_blocks_power_on_until_ready() {
+    let mut h = Harness::start(HarnessOptions::new(1)).await;
+    let (server, uuid, _) = reserved_with_claim(&mut h, "c").await;
+    let before = h.power_on_requests(&uuid).len();
+    wait_gate_reason(&h, &server, "Pending").await;
+    h.reconciles(3).await;
+    assert_eq!(
+        h.power_on_requests(&uuid).len(),
+        before,
+        "power-on while Pending"
+    );
+    h.backend_set(NS, "c", "Ready", vec![]).await;
+    h.wait_for(&h.servers(), &server, T, "On", |s: &Server| {
+        power_is(s, "On")
+    })
+    .await;
+    assert_eq!(h.power_on_requests(&uuid).len(), before + 1);
+}
+
+#[tokio::test]
+async fn error_sbc_is_surfaced_on_server_and_claim_and_recovery_clears_it() {
+    let mut h = Harness::start(HarnessOptions::new(1)).await;
+    let (server, uuid, _) = reserved_with_claim(&mut h, "c").await;
+    let before = h.power_on_requests(&uuid).len();
+    let failing = condition(
+        "ImageValidation",
+        "False",
+        "ValidationFailed",
+        "manifest unknown: ghcr.io/example/os:1.0",
+        Some(1),
+    );
+    h.backend_set(NS, "c", "Error", vec![failing]).await;
+    let s = wait_gate_reason(&h, &server, "ValidationFailed").await;
+    let c = server_condition(&s, "BootConfigurationReady").unwrap();
+    assert!(
+        c.message.contains("manifest unknown"),
+        "backend message carried: {c:?}"
+    );
+    eventually_async(|| async {
+        !h.events_for(&server, "BootConfigurationError")
+            .await
+            .is_empty()
+    })
+    .await;
+    eventually_async(|| async { !h.events_for("c", "BootConfigurationError").await.is_empty() })
+        .await;
+    h.reconciles(3).await;
+    assert_eq!(
+        h.power_on_requests(&uuid).len(),
+        before,
+        "power-on while Error"
+    );
+    // Recovery: the backend fixes it; the condition clears and the server powers on once.
+    h.backend_set(
+        NS,
+        "c",
+        "Ready",
+        vec![condition(
+            "ImageValidation",
+            "True",
+            "Resolved",
+            "",
+            Some(1),
+        )],
+    )
+    .await;
+    h.wait_for(&h.servers(), &server, T, "gate open", |s: &Server| {
+        server_condition(s, "BootConfigurationReady").is_some_and(|c| c.status == "True")
+    })
+    .await;
+    h.wait_for(&h.servers(), &server, T, "On", |s: &Server| {
+        power_is(s, "On")
+    })
+    .await;
+    assert_eq!(h.power_on_requests(&uuid).len(), before + 1);
+    eventually_async(|| async {
+        !h.events_for(&server, "BootConfigurationRecovered")
+            .await
+            .is_empty()
+    })
+    .await;
+}
+
+async fn stale_generation_scenario(gate: ReadinessGate) -> (Harness, String, String, usize) {
+    let mut options = HarnessOptions::new(1);
+    options.config = test_config(gate);
+    let mut h = Harness::start(options).await;
+    let (server, uuid, claims) = reserved_with_claim(&mut h, "c").await;
+    let before = h.power_on_requests(&uuid).len();
+    // The backend validated generation 1, then the claim's image changed: the SBC is at generation 2.
+    let sbc = h.sbcs(NS).get("c").await.unwrap();
+    let g1 = sbc.metadata.generation.unwrap();
+    claims
+        .patch(
+            "c",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"image": "ghcr.io/example/os:2.0"}})),
+        )
+        .await
+        .unwrap();
+    h.wait_for(&h.sbcs(NS), "c", T, "SBC follows claim", |s| {
+        s.spec.image.as_deref() == Some("ghcr.io/example/os:2.0")
+    })
+    .await;
+    h.backend_set(
+        NS,
+        "c",
+        "Ready",
+        vec![condition(
+            "ImageValidation",
+            "True",
+            "Resolved",
+            "",
+            Some(g1),
+        )],
+    )
+    .await;
+    (h, server, uuid, before)
+}
+
+#[tokio::test]
+async fn ready_for_an_older_generation_does_not_open_the_gate() {
+    let (h, server, uuid, before) = stale_generation_scenario(ReadinessGate::Strict).await;
+    wait_gate_reason(&h, &server, "StaleGeneration").await;
+    h.reconciles(3).await;
+    assert_eq!(
+        h.power_on_requests(&uuid).len(),
+        before,
+        "power-on on a stale Ready"
+    );
+    let g2 = h.sbcs(NS).get("c").await.unwrap().metadata.generation;
+    h.backend_set(
+        NS,
+        "c",
+        "Ready",
+        vec![condition("ImageValidation", "True", "Resolved", "", g2)],
+    )
+    .await;
+    h.wait_for(&h.servers(), &server, T, "On", |s: &Server| {
+        power_is(s, "On")
+    })
+    .await;
+    assert_eq!(h.power_on_requests(&uuid).len(), before + 1);
+}
+
+#[tokio::test]
+async fn upstream_gate_powers_on_a_stale_ready() {
+    // Documents the difference: `--readiness-gate=upstream` only compares `state == Ready`.
+    let (h, server, uuid, before) = stale_generation_scenario(ReadinessGate::Upstream).await;
+    h.wait_for(&h.servers(), &server, T, "On", |s: &Server| {
+        power_is(s, "On")
+    })
+    .await;
+    assert_eq!(h.power_on_requests(&uuid).len(), before + 1);
+}
+
+#[tokio::test]
+async fn missing_sbc_blocks_discovery_power_on() {
+    let mut h = Harness::start(HarnessOptions::new(1)).await;
+    let bmcs = h.create_bmcs().await;
+    h.start_operator().await;
+    let server = format!("{}-system-0", bmcs[0]);
+    let uuid = h.first_system_uuid();
+    h.wait_state(&server, "Discovery").await;
+    h.sbcs(NS)
+        .delete(&server, &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_gate_reason(&h, &server, "BootConfigurationMissing").await;
+    h.reconciles(3).await;
+    assert!(
+        h.power_on_requests(&uuid).is_empty(),
+        "power-on with a missing SBC"
+    );
+    assert_eq!(
+        h.servers()
+            .get(&server)
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .state
+            .unwrap()
+            .as_str(),
+        "Discovery"
+    );
+}
+
+#[tokio::test]
+async fn sbc_deleted_mid_flight_is_recreated_and_gated_again() {
+    let mut h = Harness::start(HarnessOptions::new(1)).await;
+    let (server, uuid, _) = reserved_with_claim(&mut h, "c").await;
+    let before = h.power_on_requests(&uuid).len();
+    let old = h.sbcs(NS).get("c").await.unwrap();
+    h.sbcs(NS)
+        .delete("c", &DeleteParams::default())
+        .await
+        .unwrap();
+    // The claim reconciler recreates it; the fresh object starts without a verdict (Pending).
+    let fresh = h
+        .wait_for(&h.sbcs(NS), "c", T, "recreated SBC", |s| {
+            s.uid() != old.uid()
+        })
+        .await;
+    assert_ne!(fresh.uid(), old.uid());
+    h.wait_for(&h.sbcs(NS), "c", T, "Pending", |s| {
+        s.status
+            .as_ref()
+            .and_then(|st| st.state.as_ref())
+            .is_some_and(|st| st.as_str() == "Pending")
+    })
+    .await;
+    h.reconciles(3).await;
+    assert_eq!(
+        h.power_on_requests(&uuid).len(),
+        before,
+        "power-on after SBC deletion"
+    );
+    h.backend_set(NS, "c", "Ready", vec![]).await;
+    h.wait_for(&h.servers(), &server, T, "On", |s: &Server| {
+        power_is(s, "On")
+    })
+    .await;
+    assert_eq!(h.power_on_requests(&uuid).len(), before + 1);
+}
+
+/// Upstream bug #247: with an invalid claim image the server was power-cycled before its SBC was
+/// Ready. Here: neither the claim nor an operator's reset annotation boots it while the SBC is in
+/// Error, and the machine never attempts a boot.
+#[tokio::test]
+async fn regression_247_invalid_image_never_boots_the_server() {
+    let mut h = Harness::start(HarnessOptions::new(1)).await;
+    let (server, uuid) = h.discovered().await;
+    let boots_before = boot_attempts(&h, &uuid);
+    let power_ons_before = h.power_on_requests(&uuid).len();
+    let claims = Api::<ServerClaim>::namespaced(h.client.clone(), NS);
+    claims
+        .create(
+            &PostParams::default(),
+            &new_claim(
+                "bad",
+                Some(&server),
+                "On",
+                "ghcr.io/example/does-not-exist:0",
+            ),
+        )
+        .await
+        .unwrap();
+    h.wait_for(&h.sbcs(NS), "bad", T, "claim SBC", |_| true)
+        .await;
+    let failing = condition(
+        "ImageValidation",
+        "False",
+        "ValidationFailed",
+        "failed to resolve image",
+        Some(1),
+    );
+    h.backend_set(NS, "bad", "Error", vec![failing]).await;
+    wait_gate_reason(&h, &server, "ValidationFailed").await;
+    // Even an explicit power-cycle request waits for the boot configuration.
+    h.servers().patch(&server, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {"metal.ironcore.dev/operation": "power-cycle-server"}}}))).await.unwrap();
+    eventually_async(|| async { !h.events_for(&server, "ResetDeferred").await.is_empty() }).await;
+    h.reconciles(4).await;
+    assert_eq!(
+        h.power_on_requests(&uuid).len(),
+        power_ons_before,
+        "reset reached the BMC: {:#?}",
+        h.events(&uuid)
+    );
+    assert_eq!(
+        boot_attempts(&h, &uuid),
+        boots_before,
+        "machine attempted a boot"
+    );
+    assert_eq!(h.machine(&uuid).power_state(), sim_bmc::PowerState::Off);
+}
+
+#[tokio::test]
+async fn discovery_times_out_while_waiting_for_the_sbc() {
+    let mut options = HarnessOptions::new(1);
+    options.config.discovery_timeout = Duration::from_secs(2);
+    let mut h = Harness::start(options).await;
+    let bmcs = h.create_bmcs().await;
+    h.start_operator().await;
+    let server = format!("{}-system-0", bmcs[0]);
+    h.wait_state(&server, "Discovery").await;
+    // The backend never answers: the server goes back to Initial (and re-enters Discovery).
+    eventually_async(|| async { !h.events_for(&server, "DiscoveryTimedOut").await.is_empty() })
+        .await;
+    let s = h.servers().get(&server).await.unwrap();
+    let discovery = server_condition(&s, "Discovery").unwrap();
+    assert!(
+        discovery.reason == "TimedOut" || discovery.reason == "InProgress",
+        "{discovery:?}"
+    );
+    assert!(h.power_on_requests(&h.first_system_uuid()).is_empty());
+}
+
+fn boot_attempts(h: &Harness, uuid: &str) -> usize {
+    h.events(uuid)
+        .iter()
+        .filter(|e| matches!(e.kind, sim_bmc::MachineEventKind::BootAttempt { .. }))
+        .count()
+}
+
+async fn eventually_async<F, Fut>(mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + T;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not reached within {T:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
