@@ -136,7 +136,18 @@ async fn reset(run: &mut Run<'_>, operation: &Operation, value: &str) -> Result<
             return Ok(None);
         }
     }
-    run.redfish.reset_system(&run.system, reset).await?;
+    match run.redfish.reset_system(&run.system, reset).await {
+        Ok(()) => {}
+        Err(error) if !error.is_transient() => {
+            // The BMC will never accept it (e.g. not in its allowable reset types): report and drop.
+            run.patch_annotations(&[(keys::OPERATION_ANNOTATION, None)])
+                .await?;
+            run.event(true, "ResetFailed", format!("{value}: {error}"))
+                .await;
+            return Ok(None);
+        }
+        Err(error) => return Err(error.into()),
+    }
     if reset.boots_host() {
         run.ctx
             .metrics

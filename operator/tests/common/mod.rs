@@ -510,3 +510,85 @@ pub fn new_claim(
     claim.metadata.namespace = Some(NS.into());
     claim
 }
+
+impl Harness {
+    pub async fn annotate(&self, server: &str, operation: Option<&str>) {
+        let patch =
+            json!({"metadata": {"annotations": {"metal.ironcore.dev/operation": operation}}});
+        self.servers()
+            .patch(server, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+    }
+
+    pub async fn wait_annotation_gone(&self, server: &str) -> Server {
+        self.wait_for(
+            &self.servers(),
+            server,
+            Duration::from_secs(30),
+            "operation consumed",
+            |s: &Server| {
+                !s.metadata
+                    .annotations
+                    .as_ref()
+                    .is_some_and(|a| a.contains_key("metal.ironcore.dev/operation"))
+            },
+        )
+        .await
+    }
+
+    /// Polls an async check with a deadline.
+    pub async fn until<F, Fut>(&self, what: &str, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = bool>,
+    {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !check().await {
+            assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A discovered server bound to a claim whose SBC the backend made Ready, powered On.
+    pub async fn running(&mut self, claim: &str) -> (String, String) {
+        let (server, uuid) = self.discovered().await;
+        let claims = Api::<metal_api::ServerClaim>::namespaced(self.client.clone(), NS);
+        claims
+            .create(
+                &PostParams::default(),
+                &new_claim(claim, Some(&server), "On", "ghcr.io/example/os:1.0"),
+            )
+            .await
+            .unwrap();
+        self.wait_for(
+            &self.sbcs(NS),
+            claim,
+            Duration::from_secs(30),
+            "claim SBC",
+            |_| true,
+        )
+        .await;
+        self.backend_set(NS, claim, "Ready", vec![]).await;
+        self.wait_for(
+            &self.servers(),
+            &server,
+            Duration::from_secs(30),
+            "On",
+            |s: &Server| power_is(s, "On"),
+        )
+        .await;
+        (server, uuid)
+    }
+
+    /// All resets the BMC received, in order.
+    pub fn resets(&self, uuid: &str) -> Vec<String> {
+        self.events(uuid)
+            .into_iter()
+            .filter_map(|e| match e.kind {
+                MachineEventKind::ResetRequested { reset_type, .. } => Some(reset_type),
+                _ => None,
+            })
+            .collect()
+    }
+}
