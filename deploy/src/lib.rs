@@ -1,0 +1,8 @@
+//! Manifests and the kind path: checks that the shipped kustomize bases, RBAC and images match what
+//! the binaries do — `kubectl kustomize` builds, server-side dry runs, and a recording proxy that
+//! compares the API calls each component makes with the Role/ClusterRole it is granted.
+
+pub mod manifests;
+pub mod rbac;
+pub mod recorder;
+pub mod tools;
