@@ -53,8 +53,18 @@ async fn power_on_takes_the_configured_latency_and_is_visible_immediately_after(
     let uuid = fleet.bmcs()[0].systems[0].uuid.clone();
     let machine = fleet.machine(&uuid).unwrap();
     assert_eq!(c.get(SYS).await.json["PowerState"], "Off");
+    let mut events = machine.subscribe();
     let r = c.post(RESET, r#"{"ResetType":"On"}"#).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let first = events.recv().await.unwrap();
+    assert_eq!(first.seq, 1);
+    assert_eq!(
+        first.kind,
+        MachineEventKind::ResetRequested {
+            reset_type: "On".into(),
+            accepted: true
+        }
+    );
     assert_eq!(c.get(SYS).await.json["PowerState"], "PoweringOn");
     // A second reset while powering on is refused.
     let r = c.post(RESET, r#"{"ResetType":"ForceOff"}"#).await;

@@ -176,13 +176,17 @@ pub(crate) struct State {
     events: Vec<MachineEvent>,
 }
 
+/// Events a slow subscriber may fall behind by before it sees `Lagged` (the full log stays in `events()`).
+const SUBSCRIBER_BUFFER: usize = 1024;
+
 /// Callback invoked for every event (the BMC uses it to push Redfish events to subscribers).
 pub type EventHook = Arc<dyn Fn(&MachineEvent) + Send + Sync>;
 
 pub(crate) struct Machine {
     pub(crate) cfg: MachineConfig,
     state: Mutex<State>,
-    tx: broadcast::Sender<MachineEvent>,
+    /// Created on first subscribe: a broadcast buffer per machine would dominate memory in big fleets.
+    tx: OnceLock<broadcast::Sender<MachineEvent>>,
     clock: ClockFn,
     pub(crate) faults: FaultHandle,
     network_boot: Option<Arc<dyn NetworkBoot>>,
@@ -228,12 +232,11 @@ impl MachineHandle {
             indicator: "Off".to_string(),
             events: Vec::new(),
         };
-        let (tx, _) = broadcast::channel(256);
         Self {
             inner: Arc::new(Machine {
                 cfg,
                 state: Mutex::new(state),
-                tx,
+                tx: OnceLock::new(),
                 clock,
                 faults,
                 network_boot,
@@ -263,7 +266,10 @@ impl MachineHandle {
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<MachineEvent> {
-        self.inner.tx.subscribe()
+        self.inner
+            .tx
+            .get_or_init(|| broadcast::channel(SUBSCRIBER_BUFFER).0)
+            .subscribe()
     }
 
     /// The OS that came up at the last successful boot, if it is still running.
@@ -323,6 +329,8 @@ impl Machine {
         if let Some(hook) = self.hook.get() {
             hook(&event);
         }
-        let _ = self.tx.send(event);
+        if let Some(tx) = self.tx.get() {
+            let _ = tx.send(event);
+        }
     }
 }
