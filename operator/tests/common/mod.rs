@@ -127,9 +127,31 @@ async fn register(registry: HttpService, uuid: String, macs: Vec<String>) {
     let _ = registry.oneshot(request).await;
 }
 
+/// Requests the operator's client sent to the API server (writes = everything but GET).
+#[derive(Default)]
+pub struct ApiCounters {
+    pub requests: std::sync::atomic::AtomicU64,
+    pub writes: std::sync::atomic::AtomicU64,
+}
+
+/// A kube client over the in-process API server that counts what it sends.
+pub fn counting_client(router: axum::Router, counters: Arc<ApiCounters>) -> kube::Client {
+    use std::sync::atomic::Ordering::Relaxed;
+    let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
+        counters.requests.fetch_add(1, Relaxed);
+        if request.method() != http::Method::GET {
+            counters.writes.fetch_add(1, Relaxed);
+        }
+        router.clone().oneshot(request)
+    });
+    kube::Client::new(service, NS)
+}
+
 pub struct Harness {
     pub api: apiserver::Handle,
     pub client: kube::Client,
+    /// What the operator (not the test) sent to the API server.
+    pub operator_api: Arc<ApiCounters>,
     pub fleet: FleetHandle,
     pub operator: Option<operator::OperatorHandle>,
     pub config: Config,
@@ -175,6 +197,7 @@ impl Harness {
             client,
             fleet,
             operator: None,
+            operator_api: Arc::default(),
             config: options.config,
             bind: options.bind,
             routers,
@@ -199,7 +222,14 @@ impl Harness {
                     Arc::new(move |endpoint: &str| {
                         let host = endpoint.split("://").nth(1).unwrap_or_default();
                         let name = host.split(".sim.invalid").next().unwrap_or_default();
-                        service_transport(routers.get(name).cloned().unwrap_or_default())
+                        match routers.get(name) {
+                            Some(router) => service_transport(router.clone()),
+                            // A "BMC" that answers 200 with HTML to everything: garbage to a Redfish client.
+                            None => service_transport(
+                                axum::Router::new()
+                                    .fallback(|| async { "<html>not redfish</html>" }),
+                            ),
+                        }
                     }),
                     options,
                 )
