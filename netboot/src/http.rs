@@ -117,3 +117,38 @@ impl HttpClient {
         self.send(request).await
     }
 }
+
+impl HttpClient {
+    /// Requests to the listed hosts (`host` or `host:port`) go to in-process services; all others to
+    /// `fallback`. Lets an in-process fleet reach in-process servers (e.g. the operator's registry).
+    pub fn routed(routes: Vec<(String, axum::Router)>, fallback: HttpClient) -> Self {
+        let routes = std::sync::Arc::new(routes);
+        let fallback_transport = fallback.transport.clone();
+        let service = tower::service_fn(move |request: Request<Body>| {
+            let authority = request
+                .uri()
+                .authority()
+                .map(|a| a.as_str().to_string())
+                .unwrap_or_default();
+            let routed = routes
+                .iter()
+                .find(|(host, _)| *host == authority)
+                .map(|(_, router)| router.clone());
+            let fallback = fallback_transport.clone();
+            async move {
+                match routed {
+                    Some(router) => router
+                        .oneshot(request)
+                        .await
+                        .map_err(|e| Box::new(e) as BoxError),
+                    None => fallback.oneshot(request).await,
+                }
+            }
+        });
+        Self {
+            transport: BoxCloneSyncService::new(service),
+            timeout: fallback.timeout,
+            max_body: fallback.max_body,
+        }
+    }
+}

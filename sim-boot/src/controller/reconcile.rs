@@ -166,7 +166,10 @@ async fn on_prepared(
     let mode = ctx.options.misbehaviour;
     let mut conditions = prepared.conditions;
     if !prepared.server_references_sbc {
-        ctx.records.publish(prepared.record, prepared.blobs);
+        // Publishing early lets the reference take effect at once; `ready-before-serving` publishes late.
+        if mode != Misbehaviour::ReadyBeforeServing {
+            ctx.records.publish(prepared.record, prepared.blobs);
+        }
         let message = format!(
             "Server {} does not reference {} in spec.bootConfigurationRef; only the referenced configuration is served",
             target.key.name, target.key

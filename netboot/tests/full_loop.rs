@@ -1,0 +1,321 @@
+//! The whole loop in one process: embedded API server, metal-operator, a sim-bmc fleet whose machines
+//! network-boot through netboot, and sim-boot as the boot backend. Discovery boots the probe OS, whose
+//! probe registers the machine's NICs with the operator's registry; a claim boots the claimed image with the
+//! claim's ignition.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::NS;
+use k8s_openapi::api::core::v1::LocalObjectReference;
+use kube::Api;
+use kube::api::PostParams;
+use metal_api::{
+    BMC, BMCSecret, BMCSecretFields, BMCSpec, InlineEndpoint, Protocol, Server, ServerClaim,
+    ServerClaimSpec,
+};
+use netboot::{HttpClient, Netboot, NetbootOptions, ProbeOptions};
+use operator::config::{Config, ReadinessGate};
+use operator::context::BmcConnector;
+use operator::redfish::{ClientOptions, TlsVerification};
+use sim_bmc::MachineEventKind;
+use sim_bmc::fleet::{BindMode, Fleet, FleetHandle, FleetOptions, FleetSpec};
+use sim_boot::Misbehaviour;
+use sim_boot::oci::names;
+
+const T: Duration = Duration::from_secs(40);
+const REGISTRY_HOST: &str = "registry.test";
+
+struct Loop {
+    stack: common::Stack,
+    fleet: FleetHandle,
+    operator: operator::OperatorHandle,
+}
+
+async fn start(mode: Misbehaviour) -> Loop {
+    let mut options = common::backend_options(mode);
+    // Long enough that the operator powers the machine on while the lie lasts, even on a loaded machine.
+    options.controller.misbehaviour_options.lie_window = Duration::from_secs(30);
+    let stack = common::stack_with(options).await;
+    let mut spec = FleetSpec::uniform(1, sim_bmc::vendor::Vendor::Dell, 11);
+    spec.defaults.latencies = Some(sim_bmc::fleet::spec::LatencySpec {
+        power_on_ms: 20,
+        power_off_ms: 20,
+        graceful_shutdown_ms: 30,
+        post_ms: 10,
+        os_ignores_graceful_shutdown: false,
+    });
+    spec.boot_network.ipxe_url_template = Some(format!(
+        "{}/ipxe?uuid={{uuid}}&mac={{mac}}",
+        stack.backend.url()
+    ));
+    spec.boot_network.http_boot_url_template = Some(format!(
+        "{}/httpboot/{{uuid}}/boot.efi",
+        stack.backend.url()
+    ));
+    let config = Config {
+        manager_namespace: NS.into(),
+        probe_image: "ghcr.io/ironcore-dev/metalprobe:test".into(),
+        probe_os_image: stack.backend.image(names::PROBE),
+        registry_url: format!("http://{REGISTRY_HOST}"),
+        server_resync_interval: Duration::from_secs(3),
+        discovery_timeout: Duration::from_secs(60),
+        power_polling_interval: Duration::from_millis(100),
+        power_polling_timeout: Duration::from_secs(5),
+        resource_polling_interval: Duration::from_millis(100),
+        resource_polling_timeout: Duration::from_secs(5),
+        error_backoff: Duration::from_millis(300),
+        redfish_request_timeout: Duration::from_secs(2),
+        readiness_gate: ReadinessGate::Strict,
+        ..Config::default()
+    };
+    // The operator's registry is served in-process; the machines' probe reaches it by host name.
+    let mut options = operator::Options::new(config);
+    options.connector = BmcConnector::sockets(TlsVerification::Skip, ClientOptions::default());
+    let operator = operator::run(options, stack.client.clone())
+        .await
+        .expect("operator starts");
+    let http = HttpClient::routed(
+        vec![(REGISTRY_HOST.into(), operator.registry.router())],
+        HttpClient::hyper(),
+    );
+    let probe = ProbeOptions {
+        interval: Duration::from_secs(2),
+        ..ProbeOptions::default()
+    };
+    let netboot = Netboot::new(NetbootOptions {
+        http,
+        probe,
+        ..NetbootOptions::default()
+    });
+    let fleet_options = FleetOptions {
+        network_boot: Some(Arc::new(netboot)),
+        bind: BindMode::Loopback,
+        ..FleetOptions::default()
+    };
+    let fleet = Fleet::start(spec, fleet_options)
+        .await
+        .expect("fleet starts");
+    create_bmcs(&stack.client, &fleet).await;
+    Loop {
+        stack,
+        fleet,
+        operator,
+    }
+}
+
+async fn create_bmcs(client: &kube::Client, fleet: &FleetHandle) {
+    for info in fleet.bmcs() {
+        let fields = BMCSecretFields {
+            string_data: Some(
+                [
+                    ("username".to_owned(), info.username.clone()),
+                    ("password".to_owned(), info.password.clone()),
+                ]
+                .into(),
+            ),
+            ..BMCSecretFields::default()
+        };
+        Api::<BMCSecret>::all(client.clone())
+            .create(&PostParams::default(), &BMCSecret::new(&info.name, fields))
+            .await
+            .unwrap();
+        let url: http::Uri = info.url.parse().unwrap();
+        let spec = BMCSpec {
+            bmc_uuid: None,
+            endpoint_ref: None,
+            access: Some(InlineEndpoint {
+                mac_address: Some(info.mac.clone()),
+                ip: Some(url.host().unwrap().to_owned()),
+            }),
+            bmc_secret_ref: LocalObjectReference {
+                name: info.name.clone(),
+            },
+            protocol: Protocol {
+                name: "Redfish".into(),
+                port: i32::from(url.port_u16().unwrap_or(80)),
+                scheme: Some("http".into()),
+            },
+            console_protocol: None,
+            hostname: None,
+        };
+        Api::<BMC>::all(client.clone())
+            .create(&PostParams::default(), &BMC::new(&info.name, spec))
+            .await
+            .unwrap();
+    }
+}
+
+impl Loop {
+    fn uuid(&self) -> String {
+        self.fleet.bmcs()[0].systems[0].uuid.clone()
+    }
+
+    fn server_name(&self) -> String {
+        format!("{}-system-0", self.fleet.bmcs()[0].name)
+    }
+
+    async fn wait_server(&self, what: &str, check: impl Fn(&Server) -> bool) -> Server {
+        let api = Api::<Server>::all(self.stack.client.clone());
+        let deadline = tokio::time::Instant::now() + T;
+        loop {
+            let server = api.get_opt(&self.server_name()).await.unwrap();
+            if let Some(server) = server.as_ref().filter(|s| check(s)) {
+                return server.clone();
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let sbcs = self.stack.sbcs().list(&Default::default()).await.unwrap();
+                let sbcs: Vec<_> = sbcs
+                    .items
+                    .iter()
+                    .map(|s| (s.metadata.name.clone(), s.status.clone()))
+                    .collect();
+                panic!(
+                    "timed out waiting for {what}: server status {:#?}\nSBCs {sbcs:#?}\nmachine {:#?}",
+                    server.and_then(|s| s.status),
+                    self.fleet.machine(&self.uuid()).map(|m| m.events())
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn boots(&self) -> Vec<MachineEventKind> {
+        let machine = self.fleet.machine(&self.uuid()).expect("machine");
+        machine
+            .events()
+            .into_iter()
+            .map(|e| e.kind)
+            .filter(|k| {
+                matches!(
+                    k,
+                    MachineEventKind::BootSucceeded { .. } | MachineEventKind::BootFailed { .. }
+                )
+            })
+            .collect()
+    }
+
+    async fn shutdown(self) {
+        self.operator.shutdown().await;
+        self.fleet.shutdown().await;
+        self.stack.backend.shutdown().await;
+    }
+}
+
+fn state(server: &Server) -> String {
+    server
+        .status
+        .as_ref()
+        .and_then(|s| s.state.as_ref())
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn discovery_then_claim_boot_what_was_asked_for() {
+    let l = start(Misbehaviour::None).await;
+    // Discovery: the probe OS boots from sim-boot, registers NICs and LLDP; the Server becomes Available.
+    let server = l
+        .wait_server("Available", |s| state(s) == "Available")
+        .await;
+    let nics = &server.status.as_ref().unwrap().network_interfaces;
+    let macs = &l.fleet.bmcs()[0].systems[0].macs;
+    assert_eq!(nics.len(), macs.len(), "{nics:#?}");
+    assert!(
+        nics.iter()
+            .all(|n| macs.iter().any(|m| m.eq_ignore_ascii_case(&n.mac_address))),
+        "{nics:#?}"
+    );
+    assert!(nics[0].ips[0].starts_with("198.51.100."), "{nics:#?}");
+    assert!(
+        nics[0].neighbors[0]
+            .system_name
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("leaf-"),
+        "{nics:#?}"
+    );
+    let first = l.boots();
+    assert!(
+        matches!(first.first(), Some(MachineEventKind::BootSucceeded { os }) if os.image == "ironcore/probe-os:1.0" && os.ignition_sha256.is_some()),
+        "{first:#?}"
+    );
+    // Claim: the claimed image boots with the claim's ignition.
+    l.stack.secret("claim-ignition", "claimant").await;
+    let claim = ServerClaim::new(
+        "claim",
+        ServerClaimSpec {
+            power: "On".into(),
+            server_ref: Some(LocalObjectReference {
+                name: l.server_name(),
+            }),
+            server_selector: None,
+            ignition_secret_ref: Some(LocalObjectReference {
+                name: "claim-ignition".into(),
+            }),
+            image: l.stack.backend.image(names::OS_V1),
+            user_data_ref: None,
+            tolerations: vec![],
+        },
+    );
+    Api::<ServerClaim>::namespaced(l.stack.client.clone(), NS)
+        .create(&PostParams::default(), &claim)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + T;
+    let os = loop {
+        let claimed = l
+            .boots()
+            .into_iter()
+            .skip(first.len())
+            .find_map(|k| match k {
+                MachineEventKind::BootSucceeded { os } => Some(os),
+                MachineEventKind::BootFailed { reason } => panic!("claim boot failed: {reason}"),
+                _ => None,
+            });
+        if let Some(os) = claimed {
+            break os;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the claimed machine never booted: {:#?}",
+            l.boots()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(os.image, "ironcore/os:1.0");
+    let record = l
+        .stack
+        .backend
+        .records()
+        .get(&sim_boot::records::SbcKey::new(NS, "claim"))
+        .expect("claim record");
+    let expected = sim_boot::ignition::hash(record.ignition.as_ref().unwrap());
+    assert_eq!(
+        os.ignition_sha256.as_deref(),
+        Some(expected.trim_start_matches("sha256:"))
+    );
+    assert!(String::from_utf8_lossy(record.ignition.as_ref().unwrap()).contains("claimant"));
+    l.shutdown().await;
+}
+
+#[tokio::test]
+async fn ready_before_serving_leaves_the_machine_in_a_boot_failure() {
+    let l = start(Misbehaviour::ReadyBeforeServing).await;
+    let deadline = tokio::time::Instant::now() + T;
+    let reason = loop {
+        if let Some(MachineEventKind::BootFailed { reason }) = l.boots().into_iter().next() {
+            break reason;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no boot failure recorded: {:#?}",
+            l.boots()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(reason.contains("404"), "{reason}");
+    l.shutdown().await;
+}
