@@ -16,11 +16,13 @@ mod objects;
 mod ops;
 mod patch;
 mod persist;
+mod protobuf;
 mod registry;
 mod selectors;
 pub mod status;
 mod store;
 mod table;
+mod tls;
 mod validation;
 
 use std::net::SocketAddr;
@@ -29,7 +31,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::config::{Cluster, Context, Kubeconfig, NamedCluster, NamedContext};
+use kube::config::{
+    AuthInfo, Cluster, Context, Kubeconfig, NamedAuthInfo, NamedCluster, NamedContext,
+};
 use serde_json::json;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -58,6 +62,10 @@ pub struct Options {
     pub bookmark_interval: Duration,
     /// Source of wall-clock timestamps written into objects.
     pub clock: Option<Clock>,
+    /// Serve TLS (self-signed) and require a bearer token. Always on for non-loopback binds.
+    pub secure: bool,
+    /// The bearer token for secure serving (random when None).
+    pub token: Option<String>,
 }
 
 impl Default for Options {
@@ -69,6 +77,8 @@ impl Default for Options {
             watch_history: 10_000,
             bookmark_interval: Duration::from_secs(5),
             clock: None,
+            secure: false,
+            token: None,
         }
     }
 }
@@ -91,6 +101,7 @@ pub struct Server;
 pub struct Handle {
     state: Arc<State>,
     addr: SocketAddr,
+    creds: Option<tls::Credentials>,
     shutdown: Option<oneshot::Sender<()>>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -129,17 +140,31 @@ impl Server {
         let addr = listener.local_addr()?;
         let (tx, rx) = oneshot::channel::<()>();
         let app = http::router(state.clone());
-        tasks.push(tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = rx.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "apiserver HTTP server stopped");
-            }
-        }));
+        let creds = if opts.secure || !opts.bind.ip().is_loopback() {
+            Some(tls::Credentials::generate(addr, opts.token.clone()).map_err(Error::Config)?)
+        } else {
+            None
+        };
+        tasks.push(match creds.clone() {
+            Some(creds) => tokio::spawn(async move {
+                let app = tls::require_token(app, creds.token.clone());
+                if let Err(e) = tls::serve(listener, app, &creds, rx).await {
+                    tracing::error!(error = %e, "apiserver HTTPS server stopped");
+                }
+            }),
+            None => tokio::spawn(async move {
+                let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                    let _ = rx.await;
+                });
+                if let Err(e) = serve.await {
+                    tracing::error!(error = %e, "apiserver HTTP server stopped");
+                }
+            }),
+        });
         Ok(Handle {
             state,
             addr,
+            creds,
             shutdown: Some(tx),
             tasks,
         })
@@ -169,20 +194,49 @@ async fn ensure_namespaces(st: &Arc<State>) -> Result<(), Error> {
 }
 
 impl Handle {
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT` (`https://` when serving securely; a wildcard bind is reached via loopback).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let mut addr = self.addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        let scheme = if self.creds.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{addr}")
+    }
+
+    /// The bearer token clients must send (secure serving only).
+    pub fn token(&self) -> Option<String> {
+        self.creds.as_ref().map(|c| c.token.clone())
+    }
+
+    /// The PEM of the self-signed serving certificate (secure serving only).
+    pub fn ca_pem(&self) -> Option<String> {
+        self.creds.as_ref().map(|c| c.cert_pem.clone())
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
-    /// A kube client talking to this server over real HTTP.
+    /// A kube client talking to this server over real HTTP (TLS + token when serving securely).
     pub fn client(&self) -> kube::Client {
+        kube::Client::try_from(self.kube_config())
+            .expect("a loopback kube config always builds a client")
+    }
+
+    /// The `kube::Config` for this server.
+    pub fn kube_config(&self) -> kube::Config {
         let uri: ::http::Uri = self.url().parse().expect("the server URL is a valid URI");
-        kube::Client::try_from(kube::Config::new(uri))
-            .expect("an http:// kube config always builds a client")
+        let mut config = kube::Config::new(uri);
+        if let Some(c) = &self.creds {
+            config.root_cert = Some(vec![c.cert_der.clone()]);
+            config.auth_info.token = Some(secrecy::SecretString::from(c.token.clone()));
+        }
+        config
     }
 
     pub fn kubeconfig(&self) -> Kubeconfig {
@@ -192,6 +246,10 @@ impl Handle {
                 name: name.clone(),
                 cluster: Some(Cluster {
                     server: Some(self.url()),
+                    certificate_authority_data: self.creds.as_ref().map(|c| {
+                        use base64::Engine;
+                        base64::engine::general_purpose::STANDARD.encode(&c.cert_pem)
+                    }),
                     ..Default::default()
                 }),
                 other: Default::default(),
@@ -200,7 +258,19 @@ impl Handle {
                 name: name.clone(),
                 context: Some(Context {
                     cluster: name.clone(),
+                    user: Some(name.clone()),
                     namespace: Some("default".into()),
+                    ..Default::default()
+                }),
+                other: Default::default(),
+            }],
+            auth_infos: vec![NamedAuthInfo {
+                name: name.clone(),
+                auth_info: Some(AuthInfo {
+                    token: self
+                        .creds
+                        .as_ref()
+                        .map(|c| secrecy::SecretString::from(c.token.clone())),
                     ..Default::default()
                 }),
                 other: Default::default(),

@@ -23,6 +23,12 @@ struct Args {
     /// Do not run the garbage-collection and namespace-deletion controllers.
     #[arg(long)]
     no_controllers: bool,
+    /// Serve TLS with a self-signed certificate and require a bearer token (always on for non-loopback binds).
+    #[arg(long)]
+    secure: bool,
+    /// Bearer token for secure serving (random if not given; written into the kubeconfig).
+    #[arg(long, env = "APISERVER_TOKEN")]
+    token: Option<String>,
     /// Watch history length (events); older resourceVersions get 410 Gone.
     #[arg(long, default_value_t = 10_000)]
     watch_history: usize,
@@ -39,6 +45,8 @@ async fn main() -> anyhow::Result<()> {
         data_dir: args.data_dir,
         controllers: !args.no_controllers,
         watch_history: args.watch_history,
+        secure: args.secure,
+        token: args.token,
         ..Default::default()
     };
     let handle = apiserver::Server::start(opts).await?;

@@ -42,7 +42,12 @@ pub fn printer_columns(info: &ResourceInfo, version: &str) -> Vec<PrinterColumn>
             ),
             age,
         ],
-        ("", "Secret") => vec![col("Type", "string", "", "", ".type"), age],
+        ("", "Secret") => vec![
+            col("Type", "string", "", "", ".type"),
+            col("Data", "integer", "", "", DATA_COUNT),
+            age,
+        ],
+        ("", "ConfigMap") => vec![col("Data", "integer", "", "", DATA_COUNT), age],
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
             vec![col(
                 "Created At",
@@ -103,7 +108,14 @@ pub fn human_age(secs: i64) -> String {
     }
 }
 
+/// A computed column: the number of entries in `data` and `binaryData`, as kubectl shows for ConfigMaps/Secrets.
+const DATA_COUNT: &str = "#data-count";
+
 fn cell(obj: &Value, c: &PrinterColumn, now: DateTime<Utc>) -> Value {
+    if c.json_path == DATA_COUNT {
+        let n = |k: &str| obj.get(k).and_then(Value::as_object).map_or(0, |m| m.len());
+        return json!(n("data") + n("binaryData"));
+    }
     let values = jsonpath::select(obj, &c.json_path);
     let Some(first) = values.first() else {
         return Value::Null;

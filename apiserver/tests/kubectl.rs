@@ -279,3 +279,75 @@ async fn delete_blocks_on_finalizer() {
     assert!(String::from_utf8_lossy(&gone.stderr).contains("NotFound"));
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_creates_of_builtin_kinds() {
+    let h = common::start().await;
+    let k = Kubectl::new(&h);
+    // kubectl's typed clients send protobuf for these.
+    k.ok(&["create", "namespace", "team-a"]).await;
+    k.ok(&[
+        "create",
+        "configmap",
+        "settings",
+        "-n",
+        "team-a",
+        "--from-literal=a=1",
+        "--from-literal=b=2",
+    ])
+    .await;
+    k.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "creds",
+        "-n",
+        "team-a",
+        "--from-literal=user=admin",
+    ])
+    .await;
+    let cms = k.ok(&["get", "configmaps", "-n", "team-a"]).await;
+    let row = cms
+        .lines()
+        .find(|l| l.starts_with("settings"))
+        .expect("settings listed");
+    assert_eq!(
+        row.split_whitespace().nth(1),
+        Some("2"),
+        "DATA column: {cms}"
+    );
+    let user = k
+        .ok(&[
+            "get",
+            "secret",
+            "creds",
+            "-n",
+            "team-a",
+            "-o",
+            "jsonpath={.data.user}",
+        ])
+        .await;
+    assert_eq!(user, "YWRtaW4=");
+    let phase = k
+        .ok(&["get", "ns", "team-a", "-o", "jsonpath={.status.phase}"])
+        .await;
+    assert_eq!(phase, "Active");
+    k.ok(&[
+        "label",
+        "configmap",
+        "settings",
+        "-n",
+        "team-a",
+        "tier=gold",
+    ])
+    .await;
+    let labelled = k
+        .ok(&["get", "cm", "-n", "team-a", "-l", "tier=gold", "-o", "name"])
+        .await;
+    assert_eq!(labelled.trim(), "configmap/settings");
+    k.ok(&["delete", "namespace", "team-a", "--timeout=60s"])
+        .await;
+    let gone = k.run(&["get", "ns", "team-a"]).await;
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("NotFound"));
+    h.shutdown().await;
+}

@@ -280,6 +280,7 @@ pub fn decode_object(content_type: &str, body: &[u8]) -> ApiResult<Value> {
             ))
         })?,
         "application/yaml" | "application/apply-patch+yaml" => decode_yaml(body)?,
+        "application/vnd.kubernetes.protobuf" => crate::protobuf::decode(body)?,
         other => {
             return Err(ApiError::unsupported_media_type(
                 other,

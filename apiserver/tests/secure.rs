@@ -1,0 +1,67 @@
+//! Secure serving: TLS with a generated certificate (in the kubeconfig's CA data) and a required bearer token.
+
+mod common;
+
+use apiserver::{Options, Server};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, ListParams};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_and_token_are_required_and_work_with_kube_and_kubectl() {
+    let h = Server::start(Options {
+        secure: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert!(h.url().starts_with("https://127.0.0.1:"));
+    let nss: Api<Namespace> = Api::all(h.client());
+    let names: Vec<String> = nss
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
+    assert!(names.contains(&"default".to_string()));
+
+    // The right CA but no token: 401 Unauthorized.
+    let mut anonymous = h.kube_config();
+    anonymous.auth_info.token = None;
+    let err = Api::<Namespace>::all(kube::Client::try_from(anonymous).unwrap())
+        .list(&ListParams::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 401),
+        "{err:?}"
+    );
+    // No CA: the TLS handshake fails.
+    let mut untrusted = h.kube_config();
+    untrusted.root_cert = None;
+    assert!(
+        Api::<Namespace>::all(kube::Client::try_from(untrusted).unwrap())
+            .list(&ListParams::default())
+            .await
+            .is_err()
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    h.write_kubeconfig(&kubeconfig).unwrap();
+    let out = tokio::process::Command::new("/usr/bin/kubectl")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["get", "namespaces", "-o", "name"])
+        .output()
+        .await
+        .expect("kubectl is required at /usr/bin/kubectl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("namespace/default"));
+    h.shutdown().await;
+}
