@@ -11,7 +11,7 @@ use crate::machine::MachineEventKind;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub method: String,
+    pub method: &'static str,
     pub status: u16,
 }
 
@@ -72,11 +72,17 @@ impl Metrics {
     }
 
     pub fn request(&self, method: &http::Method, status: u16, seconds: f64) {
+        let method = match *method {
+            http::Method::GET => "GET",
+            http::Method::HEAD => "HEAD",
+            http::Method::POST => "POST",
+            http::Method::PATCH => "PATCH",
+            http::Method::DELETE => "DELETE",
+            http::Method::PUT => "PUT",
+            _ => "OTHER",
+        };
         self.requests
-            .get_or_create(&RequestLabels {
-                method: method.as_str().to_string(),
-                status,
-            })
+            .get_or_create(&RequestLabels { method, status })
             .inc();
         self.request_seconds.observe(seconds);
     }

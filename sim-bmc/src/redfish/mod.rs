@@ -409,14 +409,17 @@ fn get(ctx: &Ctx<'_>, route: &Route, head: bool) -> Resp {
     if let R::TaskMonitor(id) = route {
         return services::task_monitor(bmc, id);
     }
-    let Some(mut value) = render(bmc, route) else {
+    let Some(value) = render(bmc, route) else {
         return error(
             StatusCode::NOT_FOUND,
             vec![Message::resource_not_found("Resource", &route_label(route))],
         );
     };
     let churn = bmc.faults.for_request("").etag_churn;
-    let etag = etag_of(&value, bmc.etag_salt(churn));
+    // Serialize once: the ETag is computed over the payload without `@odata.etag`, which is then spliced
+    // in first (where serde_json's sorted keys would put it anyway).
+    let bytes = serde_json::to_vec(&value).unwrap_or_default();
+    let etag = response::etag_of_bytes(&bytes, bmc.etag_salt(churn));
     if ctx
         .headers
         .get(header::IF_NONE_MATCH)
@@ -430,23 +433,39 @@ fn get(ctx: &Ctx<'_>, route: &Route, head: bool) -> Resp {
         .get("@odata.type")
         .and_then(Value::as_str)
         .map(schema_link);
-    if !matches!(route, R::Versions | R::OData)
-        && let Value::Object(map) = &mut value
-    {
-        map.insert("@odata.etag".into(), Value::String(etag.clone()));
-    }
-    let mut resp = response::json(StatusCode::OK, &value);
+    let with_etag = !matches!(route, R::Versions | R::OData);
+    let body = if with_etag {
+        splice_etag(bytes, &etag)
+    } else {
+        bytes
+    };
+    let mut resp = response::json_bytes(StatusCode::OK, body);
     if head {
         *resp.body_mut() = Body::empty();
     }
     let h = resp.headers_mut();
-    if !matches!(route, R::Versions | R::OData) {
+    if with_etag {
         h.insert(header::ETAG, header_value(&etag));
     }
     if let Some(link) = describedby {
         h.insert(header::LINK, header_value(&link));
     }
     resp
+}
+
+/// Inserts `"@odata.etag"` as the first member of a serialized JSON object.
+fn splice_etag(bytes: Vec<u8>, etag: &str) -> Vec<u8> {
+    if bytes.first() != Some(&b'{') {
+        return bytes;
+    }
+    let member = serde_json::to_vec(&serde_json::json!({"@odata.etag": etag})).unwrap_or_default();
+    let mut out = Vec::with_capacity(bytes.len() + member.len() + 1);
+    out.extend_from_slice(&member[..member.len() - 1]);
+    if bytes.len() > 2 {
+        out.push(b',');
+    }
+    out.extend_from_slice(&bytes[1..]);
+    out
 }
 
 /// `Link: <…schema…>; rel=describedby` from `#Namespace.vX_Y_Z.Type`.

@@ -3,7 +3,6 @@
 use axum::body::Body;
 use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 pub type Resp = Response<Body>;
 
@@ -327,8 +326,29 @@ pub fn success_message(status: StatusCode) -> Resp {
 
 /// Weak ETag of a rendered payload (plus a salt for injected churn).
 pub fn etag_of(value: &Value, salt: u64) -> String {
-    let mut h = Sha256::new();
-    h.update(serde_json::to_vec(value).unwrap_or_default());
-    h.update(salt.to_le_bytes());
-    format!("W/\"{}\"", hex::encode(&h.finalize()[..8]))
+    etag_of_bytes(&serde_json::to_vec(value).unwrap_or_default(), salt)
+}
+
+/// ETag of serialized JSON. SipHash with fixed keys: stable for the process and cheap per request
+/// (ETags only need to change when the resource does, not resist forgery).
+pub fn etag_of_bytes(bytes: &[u8], salt: u64) -> String {
+    use std::hash::Hasher;
+    #[allow(deprecated)]
+    // SipHasher's fixed keys are the point: the same payload always hashes the same.
+    let mut h = std::hash::SipHasher::new();
+    h.write(bytes);
+    h.write_u64(salt);
+    format!("W/\"{:016x}\"", h.finish())
+}
+
+/// A JSON response from already-serialized bytes.
+pub fn json_bytes(status: StatusCode, body: Vec<u8>) -> Resp {
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json;charset=utf-8"),
+    );
+    common_headers(&mut resp);
+    resp
 }
