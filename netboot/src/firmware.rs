@@ -26,6 +26,8 @@ pub struct NetbootOptions {
     /// runs the discovery probe; empty means any image whose ignition starts metalprobe.
     pub probe_images: Vec<String>,
     pub probe: ProbeOptions,
+    /// Wall clock for reported timestamps.
+    pub clock: crate::probe::WallClock,
 }
 
 impl Default for NetbootOptions {
@@ -35,6 +37,7 @@ impl Default for NetbootOptions {
             facts: Arc::new(DerivedFacts),
             probe_images: vec![],
             probe: ProbeOptions::default(),
+            clock: crate::probe::system_clock(),
         }
     }
 }

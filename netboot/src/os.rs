@@ -62,6 +62,7 @@ pub async fn start(
                 command,
                 facts,
                 options.probe,
+                options.clock.clone(),
             )))
         }
         None => None,

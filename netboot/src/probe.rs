@@ -66,18 +66,26 @@ impl Default for ProbeOptions {
     }
 }
 
-fn now() -> Time {
-    Time(
-        k8s_openapi::jiff::Timestamp::from_second(chrono::Utc::now().timestamp())
-            .unwrap_or_default(),
-    )
+/// Wall-clock source for the timestamps the probe reports (the registry checks their age).
+pub type WallClock = std::sync::Arc<dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync>;
+
+pub fn system_clock() -> WallClock {
+    std::sync::Arc::new(chrono::Utc::now)
 }
 
-pub fn payload(command: &ProbeCommand, facts: &NetworkFacts) -> RegistrationPayload {
+fn timestamp(clock: &WallClock) -> Time {
+    Time(k8s_openapi::jiff::Timestamp::from_second(clock().timestamp()).unwrap_or_default())
+}
+
+pub fn payload(
+    command: &ProbeCommand,
+    facts: &NetworkFacts,
+    clock: &WallClock,
+) -> RegistrationPayload {
     RegistrationPayload {
         system_uuid: command.server_uuid.clone(),
         data: ServerData {
-            timestamp: Some(now()),
+            timestamp: Some(timestamp(clock)),
             system_info: metal_api::registry::Dmi {
                 system_information: SystemInformation {
                     uuid: command.server_uuid.clone(),
@@ -99,10 +107,11 @@ pub async fn run(
     command: ProbeCommand,
     facts: NetworkFacts,
     options: ProbeOptions,
+    clock: WallClock,
 ) {
     let mut bootstate_posted = !options.post_bootstate;
     loop {
-        let body = serde_json::to_value(payload(&command, &facts)).unwrap_or_default();
+        let body = serde_json::to_value(payload(&command, &facts, &clock)).unwrap_or_default();
         let url = format!("{}{REGISTER_PATH}", command.registry_url);
         let registered = match http.post_json(&url, &body).await {
             Ok(response) if response.status.is_success() => true,

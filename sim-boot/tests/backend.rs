@@ -332,3 +332,56 @@ async fn deleted_configuration_is_no_longer_served() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn http_boot_lookup_by_mac_or_uuid_names_the_uki() {
+    let env = env(Misbehaviour::None).await;
+    env.ready_machine("hb", UUID, &env.backend.image(names::OS_V1))
+        .await;
+    let patch = serde_json::json!({"status": {"networkInterfaces": [
+        {"name": "eth0", "macAddress": "02:00:00:00:00:aa", "ips": ["198.51.100.7"]}
+    ]}});
+    kube::Api::<metal_api::Server>::all(env.client.clone())
+        .patch_status(
+            "hb",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    let record = env
+        .backend
+        .records()
+        .get(&sim_boot::records::SbcKey::new(NS, "hb"))
+        .unwrap();
+    let uki = record.uki.as_ref().unwrap();
+    let expected = sim_boot::serve::script::uki_url(env.backend.url(), &record, uki);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    for query in ["mac=02:00:00:00:00:AA".to_string(), format!("uuid={UUID}")] {
+        let answer = loop {
+            let got = env.get(&format!("/httpboot?{query}")).await;
+            if got.status == 200 {
+                break got;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{query}: {}",
+                String::from_utf8_lossy(&got.body)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let json: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+        assert_eq!(json["UKIURL"], expected.as_str(), "{query}");
+        assert_eq!(json["SystemUUID"], UUID.to_lowercase());
+    }
+    let uki_bytes = env
+        .get(expected.trim_start_matches(env.backend.url()))
+        .await;
+    assert_eq!(uki_bytes.headers["content-type"], "application/efi");
+    assert_eq!(
+        uki_bytes.headers["docker-content-digest"],
+        uki.digest.as_str()
+    );
+    assert_eq!(uki_bytes.body.len() as u64, uki.size);
+    assert_eq!(env.get("/httpboot?mac=02:00:00:00:00:ff").await.status, 404);
+}
