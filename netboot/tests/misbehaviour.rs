@@ -203,7 +203,7 @@ async fn flap_alternates_ready_and_error() {
     stack.ready("m", WAIT).await.expect("Ready");
     let api: Api<ServerBootConfiguration> = stack.sbcs();
     let mut seen = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let deadline = tokio::time::Instant::now() + WAIT;
     while tokio::time::Instant::now() < deadline {
         let state = api
             .get("m")

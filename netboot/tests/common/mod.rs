@@ -30,7 +30,7 @@ pub fn backend_options(mode: Misbehaviour) -> BackendOptions {
     options.controller.misbehaviour = mode;
     options.controller.misbehaviour_options = MisbehaviourOptions {
         slow_delay: Duration::from_secs(2),
-        lie_window: Duration::from_secs(2),
+        lie_window: Duration::from_secs(60),
         flap_interval: Duration::from_millis(200),
     };
     options.controller.max_backoff = Duration::from_secs(2);
