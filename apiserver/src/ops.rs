@@ -192,11 +192,12 @@ async fn finish(
     st: &Arc<State>,
     info: &ResourceInfo,
     mut committed: Committed,
+    removed: bool,
 ) -> ApiResult<Arc<Value>> {
     if !committed.wait_durable().await {
         return Err(not_durable());
     }
-    crd_hooks(st, info, &committed.object, false).await;
+    crd_hooks(st, info, &committed.object, removed).await;
     Ok(committed.object)
 }
 
@@ -249,7 +250,7 @@ pub async fn create(
         .store
         .commit(&key, Precondition::Absent, Write::Put(obj))
         .map_err(|e| map_commit_error(info, &name, e))?;
-    finish(st, info, committed).await
+    finish(st, info, committed, false).await
 }
 
 /// The GuaranteedUpdate loop: read, let `mutate` compute the desired object, apply update rules, commit if the
@@ -302,13 +303,14 @@ pub async fn update(
         if new == *current || ctx.dry_run {
             return Ok(if ctx.dry_run { Arc::new(new) } else { current });
         }
-        let write = if objects::ready_to_remove(info, &new) {
+        let removed = objects::ready_to_remove(info, &new);
+        let write = if removed {
             Write::Delete
         } else {
             Write::Put(new)
         };
         match st.store.commit(key, Precondition::Rv(rv), write) {
-            Ok(committed) => return finish(st, info, committed).await,
+            Ok(committed) => return finish(st, info, committed, removed).await,
             Err(CommitError::Stale) if precondition.is_none() => continue,
             Err(e) => return Err(map_commit_error(info, &key.name, e)),
         }
