@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::{Clock, SystemClock};
 use crate::controller::{self, ControllerOptions};
 use crate::http_client::HttpClient;
-use crate::oci::{BlobSizes, Catalog, OciClientResolver, Registry};
+use crate::oci::{BlobSizes, Catalog, HttpResolver, ImageResolver, OciClientResolver, Registry};
 use crate::records::{BootRecords, SbcKey};
 use crate::serve::{BootServer, ServeStats};
 
@@ -41,6 +41,26 @@ impl Default for EmbeddedRegistry {
     }
 }
 
+/// Which OCI client resolves images.
+#[derive(Clone, Default)]
+pub enum ResolverKind {
+    /// The `oci-client` crate over real sockets (HTTPS, or plain HTTP for insecure registries).
+    #[default]
+    OciClient,
+    /// The distribution API over a tower-based client; `None` reaches the embedded registry in-process.
+    Http(Option<HttpClient>),
+}
+
+impl std::fmt::Debug for ResolverKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ResolverKind::OciClient => f.write_str("OciClient"),
+            ResolverKind::Http(None) => f.write_str("Http(embedded, in-process)"),
+            ResolverKind::Http(Some(_)) => f.write_str("Http(custom transport)"),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct BackendOptions {
     /// Boot server listen address.
@@ -51,6 +71,7 @@ pub struct BackendOptions {
     pub registry: Option<EmbeddedRegistry>,
     /// `host:port` registries reached over plain HTTP.
     pub insecure_registries: Vec<String>,
+    pub resolver: ResolverKind,
     pub controller: ControllerOptions,
 }
 
@@ -61,6 +82,7 @@ impl Default for BackendOptions {
             public_url: None,
             registry: Some(EmbeddedRegistry::default()),
             insecure_registries: vec![],
+            resolver: ResolverKind::default(),
             controller: ControllerOptions {
                 allowed_registries: vec!["ghcr.io".into()],
                 ..Default::default()
@@ -94,6 +116,7 @@ impl Backend {
     ) -> anyhow::Result<BackendHandle> {
         let cancel = CancellationToken::new();
         let mut tasks = Vec::new();
+        let mut registry_router = None;
         let registry_host = match &options.registry {
             Some(embedded) => {
                 let listener = TcpListener::bind(embedded.listen)
@@ -102,6 +125,7 @@ impl Backend {
                 let host = listener.local_addr()?.to_string();
                 let router =
                     Registry::new(Catalog::standard(embedded.seed, embedded.sizes)).router();
+                registry_router = Some(router.clone());
                 tasks.push(serve(listener, router, cancel.clone()));
                 options.insecure_registries.push(host.clone());
                 if !options.controller.allowed_registries.is_empty() {
@@ -133,7 +157,17 @@ impl Backend {
             sbcs,
             cancel.clone(),
         )));
-        let resolver = Arc::new(OciClientResolver::new(options.insecure_registries.clone()));
+        let resolver: Arc<dyn ImageResolver> = match &options.resolver {
+            ResolverKind::OciClient => {
+                Arc::new(OciClientResolver::new(options.insecure_registries.clone()))
+            }
+            ResolverKind::Http(Some(http)) => Arc::new(HttpResolver::new(http.clone())),
+            ResolverKind::Http(None) => {
+                let router = registry_router
+                    .context("ResolverKind::Http(None) needs the embedded registry")?;
+                Arc::new(HttpResolver::new(HttpClient::from_service(router)))
+            }
+        };
         let crashes = Arc::new(AtomicU64::new(0));
         let context = move || {
             Arc::new(controller::Context::new(

@@ -13,6 +13,6 @@ pub mod oci;
 pub mod records;
 pub mod serve;
 
-pub use backend::{Backend, BackendHandle, BackendOptions, EmbeddedRegistry};
+pub use backend::{Backend, BackendHandle, BackendOptions, EmbeddedRegistry, ResolverKind};
 pub use controller::{BootModes, ControllerOptions};
 pub use misbehaviour::{Misbehaviour, MisbehaviourOptions};

@@ -385,3 +385,32 @@ async fn http_boot_lookup_by_mac_or_uuid_names_the_uki() {
     assert_eq!(uki_bytes.body.len() as u64, uki.size);
     assert_eq!(env.get("/httpboot?mac=02:00:00:00:00:ff").await.status, 404);
 }
+
+#[tokio::test]
+async fn the_tower_based_resolver_reaches_the_embedded_registry_in_process() {
+    let mut options = options(Misbehaviour::None);
+    options.resolver = sim_boot::ResolverKind::Http(None);
+    let env = env_with(options).await;
+    env.ready_machine("tower", UUID, &env.backend.image(names::OS_V1))
+        .await;
+    env.server("tower-bad", "2C4A1E5B-0000-4000-8000-0000000000ff")
+        .await;
+    env.sbc(
+        "tower-bad",
+        "tower-bad",
+        &env.backend.image(names::AMD64_ONLY),
+        None,
+    )
+    .await;
+    env.reference("tower-bad", "tower-bad").await;
+    env.set_image("tower-bad", &env.backend.image(names::MISSING_BLOB))
+        .await;
+    expect_error(
+        &env,
+        "tower-bad",
+        "ImageResolved",
+        "ImageValidationFailed",
+        "BLOB_UNKNOWN",
+    )
+    .await;
+}

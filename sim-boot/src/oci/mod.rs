@@ -1,11 +1,13 @@
 //! OCI images: generated boot images, the read-only registry serving them, and resolution of references.
 
 pub mod catalog;
+pub mod http_resolver;
 pub mod media;
 pub mod reference;
 pub mod registry;
 pub mod resolve;
 
 pub use catalog::{BlobSizes, Catalog, ImageSpec, LayerKind, MediaStyle, PlatformSpec, names};
+pub use http_resolver::HttpResolver;
 pub use registry::Registry;
 pub use resolve::{ImageResolver, Layer, OciClientResolver, ResolveError, ResolvedImage};

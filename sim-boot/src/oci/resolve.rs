@@ -121,7 +121,7 @@ pub struct OciClientResolver {
     client: Arc<Client>,
 }
 
-const ACCEPTED: [&str; 4] = [
+pub(super) const ACCEPTED: [&str; 4] = [
     media::OCI_INDEX,
     media::OCI_MANIFEST,
     media::DOCKER_MANIFEST_LIST,
@@ -279,7 +279,7 @@ fn classify(image: &ImageRef, error: OciDistributionError) -> ResolveError {
     }
 }
 
-fn is_index(value: &Value) -> bool {
+pub(super) fn is_index(value: &Value) -> bool {
     value.get("manifests").is_some()
         || matches!(
             value["mediaType"].as_str(),
@@ -289,7 +289,7 @@ fn is_index(value: &Value) -> bool {
 
 /// boot-operator's order: the legacy GardenLinux `cname`/`architecture` annotations first, then
 /// `platform.architecture`.
-fn select_manifest(
+pub(super) fn select_manifest(
     image: &ImageRef,
     index: &Value,
     architecture: &str,
@@ -329,7 +329,7 @@ fn select_manifest(
     }
 }
 
-fn select_layers(
+pub(super) fn select_layers(
     image: &ImageRef,
     architecture: &str,
     manifest: &Value,

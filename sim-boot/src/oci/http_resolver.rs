@@ -1,0 +1,167 @@
+//! An [`ImageResolver`] speaking the distribution API through the crate's tower-based [`HttpClient`], so
+//! image resolution can run in-process (e.g. against [`super::Registry::router`]) without sockets.
+//! Plain HTTP only; HTTPS registries need [`super::OciClientResolver`].
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use http::{Request, StatusCode, header};
+
+use super::catalog::sha256_digest;
+use super::reference::ImageRef;
+use super::resolve::{
+    ACCEPTED, ImageResolver, Layer, ResolveError, ResolvedImage, is_index, select_layers,
+    select_manifest,
+};
+use crate::http_client::{Fetched, HttpClient};
+
+#[derive(Clone)]
+pub struct HttpResolver {
+    http: HttpClient,
+}
+
+impl HttpResolver {
+    pub fn new(http: HttpClient) -> Self {
+        Self { http }
+    }
+
+    async fn manifest(
+        &self,
+        image: &ImageRef,
+        reference: &str,
+    ) -> Result<(serde_json::Value, String), ResolveError> {
+        let url = format!(
+            "http://{}/v2/{}/manifests/{reference}",
+            image.registry, image.repository
+        );
+        let request = Request::get(&url)
+            .header(header::ACCEPT, ACCEPTED.join(", "))
+            .body(axum::body::Body::empty());
+        let request = request.map_err(|e| ResolveError::Registry {
+            image: image.canonical.clone(),
+            detail: e.to_string(),
+        })?;
+        let response = self
+            .http
+            .send(request)
+            .await
+            .map_err(|detail| ResolveError::Registry {
+                image: image.canonical.clone(),
+                detail,
+            })?;
+        let body = check(image, &url, &response)?;
+        let digest = sha256_digest(&body);
+        let announced = response
+            .headers
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok());
+        if announced.is_some_and(|a| a != digest)
+            || (reference.starts_with("sha256:") && reference != digest)
+        {
+            let detail = format!("manifest from {url} hashes to {digest}, announced {announced:?}");
+            return Err(ResolveError::Registry {
+                image: image.canonical.clone(),
+                detail,
+            });
+        }
+        let value = serde_json::from_slice(&body).map_err(|e| ResolveError::Registry {
+            image: image.canonical.clone(),
+            detail: format!("manifest is not JSON: {e}"),
+        })?;
+        Ok((value, digest))
+    }
+
+    async fn resolve_inner(
+        self,
+        image: ImageRef,
+        architecture: String,
+    ) -> Result<ResolvedImage, ResolveError> {
+        let (top, top_digest) = self.manifest(&image, &image.version).await?;
+        let (manifest, manifest_digest) = if is_index(&top) {
+            let digest = select_manifest(&image, &top, &architecture)?;
+            self.manifest(&image, &digest).await?
+        } else {
+            (top, top_digest.clone())
+        };
+        let layers = select_layers(&image, &architecture, &manifest)?;
+        Ok(ResolvedImage {
+            image,
+            architecture,
+            top_digest,
+            manifest_digest,
+            layers,
+        })
+    }
+
+    async fn fetch_inner(self, image: ImageRef, layer: Layer) -> Result<Bytes, ResolveError> {
+        let url = format!(
+            "http://{}/v2/{}/blobs/{}",
+            image.registry, image.repository, layer.digest
+        );
+        let unavailable = |detail: String| ResolveError::BlobUnavailable {
+            image: image.canonical.clone(),
+            digest: layer.digest.clone(),
+            detail,
+        };
+        let response = self.http.get(&url).await.map_err(unavailable)?;
+        if !response.status.is_success() {
+            return Err(unavailable(format!(
+                "{url} answered {}: {}",
+                response.status,
+                String::from_utf8_lossy(&response.body).trim()
+            )));
+        }
+        let actual = sha256_digest(&response.body);
+        if actual != layer.digest || response.body.len() as u64 != layer.size {
+            let detail = format!(
+                "got {} bytes hashing to {actual}, manifest says {} bytes",
+                response.body.len(),
+                layer.size
+            );
+            return Err(ResolveError::BlobCorrupt {
+                image: image.canonical,
+                digest: layer.digest,
+                detail,
+            });
+        }
+        Ok(response.body)
+    }
+}
+
+fn check(image: &ImageRef, url: &str, response: &Fetched) -> Result<Bytes, ResolveError> {
+    let detail = || {
+        format!(
+            "{url} answered {}: {}",
+            response.status,
+            String::from_utf8_lossy(&response.body).trim()
+        )
+    };
+    match response.status {
+        s if s.is_success() => Ok(response.body.clone()),
+        StatusCode::NOT_FOUND => Err(ResolveError::NotFound {
+            image: image.canonical.clone(),
+            detail: detail(),
+        }),
+        _ => Err(ResolveError::Registry {
+            image: image.canonical.clone(),
+            detail: detail(),
+        }),
+    }
+}
+
+impl ImageResolver for HttpResolver {
+    fn resolve(
+        &self,
+        image: ImageRef,
+        architecture: String,
+    ) -> BoxFuture<'static, Result<ResolvedImage, ResolveError>> {
+        Box::pin(self.clone().resolve_inner(image, architecture))
+    }
+
+    fn fetch_blob(
+        &self,
+        image: ImageRef,
+        layer: Layer,
+    ) -> BoxFuture<'static, Result<Bytes, ResolveError>> {
+        Box::pin(self.clone().fetch_inner(image, layer))
+    }
+}
