@@ -226,3 +226,39 @@ async fn namespace_deletion_removes_contents() {
     assert!(cms.get_opt("c").await.unwrap().is_none());
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_and_aggregated_discovery_agree() {
+    let h = start_with_widgets().await;
+    let client = h.client();
+    let version = client.apiserver_version().await.unwrap();
+    assert_eq!(version.major, "1");
+    for discovery in [
+        kube::Discovery::new(client.clone()).run().await.unwrap(),
+        kube::Discovery::new(client.clone())
+            .run_aggregated()
+            .await
+            .unwrap(),
+    ] {
+        let (ar, caps) = discovery
+            .resolve_gvk(&kube::core::GroupVersionKind::gvk(
+                "test.metal.dev",
+                "v1",
+                "Widget",
+            ))
+            .expect("Widget discovered");
+        assert_eq!(ar.plural, "widgets");
+        assert_eq!(caps.scope, kube::discovery::Scope::Namespaced);
+        assert!(
+            caps.subresources.iter().any(|(s, _)| s.plural == "status"),
+            "{:?}",
+            caps.subresources
+        );
+        let (cm, _) = discovery
+            .resolve_gvk(&kube::core::GroupVersionKind::gvk("", "v1", "ConfigMap"))
+            .expect("ConfigMap discovered");
+        assert_eq!(cm.plural, "configmaps");
+        assert!(discovery.has_group("coordination.k8s.io") && discovery.has_group("events.k8s.io"));
+    }
+    h.shutdown().await;
+}

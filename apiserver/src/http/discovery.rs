@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::extract::State as AxState;
 use axum::response::Response;
-use http::StatusCode;
+use http::{HeaderMap, StatusCode};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     APIGroup, APIGroupList, APIResource, APIResourceList, APIVersions, GroupVersionForDiscovery,
     ServerAddressByClientCIDR,
@@ -48,7 +48,10 @@ fn any_cidr() -> Vec<ServerAddressByClientCIDR> {
     }]
 }
 
-pub async fn core_versions() -> Response {
+pub async fn core_versions(AxState(st): AxState<Arc<State>>, headers: HeaderMap) -> Response {
+    if super::aggregated::wanted(&headers) {
+        return super::aggregated::document(&st, true);
+    }
     json(&APIVersions {
         versions: vec!["v1".into()],
         server_address_by_client_cidrs: any_cidr(),
@@ -71,7 +74,10 @@ fn api_group(name: &str, versions: &[String]) -> APIGroup {
     }
 }
 
-pub async fn group_list(AxState(st): AxState<Arc<State>>) -> Response {
+pub async fn group_list(AxState(st): AxState<Arc<State>>, headers: HeaderMap) -> Response {
+    if super::aggregated::wanted(&headers) {
+        return super::aggregated::document(&st, false);
+    }
     let groups = st
         .registry
         .groups()

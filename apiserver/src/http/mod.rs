@@ -1,5 +1,6 @@
 //! The REST layer: routes, path parsing, query options, content negotiation and the verb handlers.
 
+mod aggregated;
 mod discovery;
 mod openapi;
 mod read;
