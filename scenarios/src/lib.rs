@@ -7,5 +7,6 @@ pub mod evidence;
 pub mod explore;
 pub mod invariants;
 pub mod model;
+pub mod report;
 pub mod runner;
 pub mod spec;

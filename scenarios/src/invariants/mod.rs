@@ -13,7 +13,7 @@ use crate::evidence::{Event, Evidence, Snapshot};
 use crate::model::World;
 
 pub use binding::{ClaimsEventuallyBound, SingleBinding};
-pub use boot::{BootsBoundSbc, ReadySbcBoots};
+pub use boot::{BootsBoundSbc, ReadySbcBoots, same_image};
 pub use lifecycle::{ComponentsAlive, NoLostOrOrphaned};
 pub use power::{PowerOnRequiresReadySbc, ReleasedPoweredOff};
 

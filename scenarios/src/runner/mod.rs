@@ -1,15 +1,306 @@
 //! The runner: starts the embedded API server, sim-bmc fleet, boot backend and operator, plays the
 //! workload and fault timelines, feeds the evidence to the invariants, and reports.
 
-use crate::cli::{RunArgs, exit};
-use crate::spec::Scenario;
+pub mod conditions;
+pub mod faults;
+pub mod observe;
+mod progress;
+pub mod stack;
+mod workload;
 
-/// Runs a scenario on a fresh tokio runtime and returns the exit code.
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::cli::{RunArgs, exit};
+use crate::evidence::{Event, Evidence, HarnessEvent};
+use crate::invariants::Monitor;
+use crate::report::Report;
+use crate::spec::Scenario;
+use observe::Sink;
+use stack::Stack;
+
+/// How often suspicions are re-judged and the progress display refreshed.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Options beyond the scenario.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    pub seed: u64,
+    pub kubeconfig: Option<PathBuf>,
+    pub progress: bool,
+}
+
+/// Everything a finished run produced.
+pub struct Outcome {
+    pub report: Report,
+    pub evidence: Vec<Evidence>,
+}
+
+/// Runs a scenario on a fresh tokio runtime, prints the summary and returns the exit code.
 pub fn run_blocking(scenario: Scenario, args: RunArgs) -> u8 {
     let seed = scenario.effective_seed(args.seed);
     println!("scenario {} · seed {seed}", scenario.name);
-    eprintln!(
-        "error: the runner is not wired to the components yet (operator and netboot have not landed)"
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return exit::HARNESS;
+        }
+    };
+    let options = RunOptions {
+        seed,
+        kubeconfig: args.kubeconfig.clone(),
+        progress: !args.quiet,
+    };
+    match runtime.block_on(run(&scenario, options)) {
+        Ok(outcome) => {
+            print!("{}", outcome.report.summary());
+            if let Some(dir) = &args.out {
+                match outcome.report.write(dir, &outcome.evidence) {
+                    Ok(()) => println!(
+                        "report: {}/report.json, {}/timeline.html",
+                        dir.display(),
+                        dir.display()
+                    ),
+                    Err(e) => eprintln!("error: writing the report to {}: {e}", dir.display()),
+                }
+            }
+            println!(
+                "seed {seed} (rerun: metal-harness run {} --seed {seed})",
+                args.file.display()
+            );
+            if outcome.report.passed {
+                exit::OK
+            } else {
+                exit::VIOLATION
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit::HARNESS
+        }
+    }
+}
+
+/// Plays a scenario; an error means the harness could not run it (not that an invariant broke).
+pub async fn run(scenario: &Scenario, options: RunOptions) -> anyhow::Result<Outcome> {
+    let start = Instant::now();
+    let (sink, mut rx) = Sink::new(start);
+    observe::install_panic_hook(&sink);
+    let stack = Stack::start(scenario, options.seed, options.kubeconfig.as_deref()).await?;
+    let declared = scenario
+        .fleet
+        .resolve()
+        .iter()
+        .flat_map(|b| {
+            (0..b.systems).map(move |i| (crate::spec::server_name(&b.name, i), b.name.clone()))
+        })
+        .collect();
+    sink.send(Event::Harness(HarnessEvent::FleetDeclared {
+        servers: declared,
+    }));
+    let mut watchers = observe::watch_api(&stack.client, &sink);
+    watchers.extend(observe::watch_machines(&stack.fleet, &sink));
+    let client = stack.client.clone();
+    let registry_host = stack.registry_host.clone();
+    let stack = Arc::new(tokio::sync::Mutex::new(stack));
+
+    let grace = scenario.expect.evidence_grace.as_millis();
+    let monitor = Arc::new(Mutex::new(Monitor::new(grace)));
+    let log: Arc<Mutex<Vec<Evidence>>> = Arc::default();
+    let progress = progress::Progress::new(options.progress, scenario);
+    let consumer = {
+        let (monitor, log, progress) = (monitor.clone(), log.clone(), progress.clone());
+        tokio::spawn(async move {
+            while let Some(ev) = rx.recv().await {
+                let found = conditions::lock(&monitor).feed(&ev);
+                progress.violations(&found);
+                log.lock().unwrap_or_else(|e| e.into_inner()).push(ev);
+            }
+        })
+    };
+    let deadline = start + scenario.expect.within.0;
+    let labeler = labeler(scenario, client.clone(), monitor.clone());
+    let player = workload::Player {
+        client,
+        sink: sink.clone(),
+        monitor: monitor.clone(),
+        registry_host,
+        scenario: scenario.clone(),
+    };
+    let fault_task = tokio::spawn(faults::play(
+        scenario.faults.clone(),
+        stack.clone(),
+        sink.clone(),
+        start,
+        options.seed,
+    ));
+    let mut failures = Vec::new();
+    let played = tokio::select! {
+        r = player.play(deadline) => r,
+        _ = ticker(&monitor, &progress, &sink) => unreachable!("the ticker never ends"),
+    };
+    if let Err(e) = played {
+        failures.push(format!("{e:#}"));
+    }
+    let ended = tokio::select! {
+        r = wait_for_end(scenario, &monitor, deadline) => r,
+        _ = ticker(&monitor, &progress, &sink) => unreachable!("the ticker never ends"),
+    };
+    if let Err(e) = ended {
+        failures.push(e);
+    }
+    // Faults still scheduled past the end are not applied; finished ones are reported.
+    let injected = if fault_task.is_finished() {
+        match fault_task.await {
+            Ok(Ok(i)) => i,
+            Ok(Err(e)) => {
+                failures.push(format!("{e:#}"));
+                Vec::new()
+            }
+            Err(e) => {
+                failures.push(format!("fault player: {e}"));
+                Vec::new()
+            }
+        }
+    } else {
+        fault_task.abort();
+        let _ = fault_task.await;
+        scenario
+            .faults
+            .iter()
+            .filter(|f| f.at.0 <= start.elapsed())
+            .map(|f| faults::Injected {
+                at_ms: f.at.as_millis(),
+                until_ms: None,
+                label: f.fault.label(),
+            })
+            .collect()
+    };
+    // Let trailing evidence arrive before judging.
+    tokio::time::sleep(Duration::from_millis(grace.max(200))).await;
+    labeler.abort();
+    for w in &watchers {
+        w.abort();
+    }
+    let stack = Arc::try_unwrap(stack)
+        .map_err(|_| anyhow::anyhow!("the stack is still in use"))?
+        .into_inner();
+    stack.shutdown().await;
+    drop(sink);
+    observe::detach_panic_hook();
+    let _ = tokio::time::timeout(Duration::from_secs(5), consumer).await;
+    progress.finish();
+    let wall_ms = start.elapsed().as_millis() as u64;
+    let mut m = conditions::lock(&monitor);
+    m.finish();
+    let evidence = std::mem::take(&mut *log.lock().unwrap_or_else(|e| e.into_inner()));
+    let report = Report::build(
+        scenario,
+        options.seed,
+        wall_ms,
+        m.world(),
+        &evidence,
+        m.violations(),
+        injected,
+        failures,
     );
-    exit::HARNESS
+    Ok(Outcome { report, evidence })
+}
+
+/// Waits until the end state holds (or, without one, the system is quiescent and every required
+/// violation has shown), or the deadline passes.
+async fn wait_for_end(
+    scenario: &Scenario,
+    monitor: &Arc<Mutex<Monitor>>,
+    deadline: Instant,
+) -> Result<(), String> {
+    let e = &scenario.expect;
+    let done = |m: &Monitor| {
+        let required = e
+            .violations
+            .iter()
+            .all(|name| m.violations().iter().any(|v| &v.invariant == name));
+        if !required {
+            return false;
+        }
+        if e.has_end_state() {
+            conditions::unmet(m.world(), e).is_empty()
+        } else {
+            !e.violations.is_empty() || conditions::quiescent(m.world())
+        }
+    };
+    loop {
+        if done(&conditions::lock(monitor)) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            let unmet = conditions::unmet(conditions::lock(monitor).world(), e);
+            return if unmet.is_empty() && !e.has_end_state() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "end state not reached within {}: {}",
+                    e.within,
+                    unmet.join("; ")
+                ))
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Re-judges open suspicions as time passes and refreshes the progress display.
+async fn ticker(monitor: &Arc<Mutex<Monitor>>, progress: &progress::Progress, sink: &Sink) {
+    loop {
+        tokio::time::sleep(TICK).await;
+        let found = conditions::lock(monitor).tick(sink.now_ms());
+        progress.violations(&found);
+        progress.update(&conditions::lock(monitor));
+    }
+}
+
+/// Puts the fleet's `serverLabels` on Servers as they appear.
+fn labeler(
+    scenario: &Scenario,
+    client: kube::Client,
+    monitor: Arc<Mutex<Monitor>>,
+) -> tokio::task::JoinHandle<()> {
+    let fleet = scenario.fleet.clone();
+    tokio::spawn(async move {
+        if fleet.server_labels.is_empty() {
+            return;
+        }
+        let api = kube::Api::<metal_api::Server>::all(client);
+        loop {
+            let missing: Vec<(String, std::collections::BTreeMap<String, String>)> =
+                conditions::lock(&monitor)
+                    .world()
+                    .servers
+                    .values()
+                    .filter_map(|s| {
+                        let want = fleet.labels_for(&s.name);
+                        let lacking = want.iter().any(|(k, v)| s.labels.get(k) != Some(v));
+                        lacking.then(|| (s.name.clone(), want))
+                    })
+                    .collect();
+            for (name, labels) in missing {
+                let patch =
+                    kube::api::Patch::Merge(serde_json::json!({"metadata": {"labels": labels}}));
+                if let Err(e) = api
+                    .patch(&name, &kube::api::PatchParams::default(), &patch)
+                    .await
+                {
+                    tracing::warn!(server = name, error = %e, "labelling failed; retrying");
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
 }

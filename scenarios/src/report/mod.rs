@@ -1,0 +1,221 @@
+//! The run report: phase timings, final states, invariant verdicts, faults; printed as a summary
+//! table and written as `report.json` plus a self-contained HTML timeline.
+
+mod html;
+pub mod phases;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::evidence::Evidence;
+use crate::invariants::{Violation, catalog};
+use crate::model::World;
+use crate::runner::faults::Injected;
+use crate::spec::Scenario;
+pub use phases::Stats;
+
+/// Violations kept in report.json (the count is always exact).
+const MAX_LISTED_VIOLATIONS: usize = 500;
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Verdict {
+    pub invariant: String,
+    pub description: String,
+    pub violations: usize,
+    /// `held`, `violated`, `violated (expected)`, `violated (tolerated)`, `NOT violated (expected)`.
+    pub verdict: String,
+    pub ok: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub scenario: String,
+    pub seed: u64,
+    pub passed: bool,
+    pub wall_ms: u64,
+    /// Why the run failed besides invariants (unmet end state, a step that timed out).
+    pub failures: Vec<String>,
+    pub phases: Vec<(String, Stats)>,
+    pub servers_by_state: BTreeMap<String, usize>,
+    pub claims_by_phase: BTreeMap<String, usize>,
+    pub invariants: Vec<Verdict>,
+    pub violations: Vec<Violation>,
+    pub faults: Vec<Injected>,
+    pub evidence_events: usize,
+    /// Extra figures from the components (API requests, reconciles).
+    pub figures: BTreeMap<String, f64>,
+}
+
+impl Report {
+    #[allow(clippy::too_many_arguments)]
+    pub fn build(
+        scenario: &Scenario,
+        seed: u64,
+        wall_ms: u64,
+        world: &World,
+        evidence: &[Evidence],
+        violations: &[Violation],
+        faults: Vec<Injected>,
+        failures: Vec<String>,
+    ) -> Report {
+        let times = phases::claim_times(evidence);
+        let mut servers_by_state = BTreeMap::new();
+        for s in world.servers.values() {
+            *servers_by_state
+                .entry(s.state.clone().unwrap_or_else(|| "(none)".into()))
+                .or_insert(0) += 1;
+        }
+        let mut claims_by_phase = BTreeMap::new();
+        for c in world.claims.values() {
+            *claims_by_phase
+                .entry(if c.bound { "Bound" } else { "Unbound" }.to_string())
+                .or_insert(0) += 1;
+        }
+        claims_by_phase.insert(
+            "booted".into(),
+            crate::runner::conditions::count_booted(world),
+        );
+        let invariants = verdicts(scenario, violations);
+        let passed = failures.is_empty() && invariants.iter().all(|v| v.ok);
+        Report {
+            scenario: scenario.name.clone(),
+            seed,
+            passed,
+            wall_ms,
+            failures,
+            phases: phases::phase_stats(&times),
+            servers_by_state,
+            claims_by_phase,
+            invariants,
+            violations: violations
+                .iter()
+                .take(MAX_LISTED_VIOLATIONS)
+                .cloned()
+                .collect(),
+            faults,
+            evidence_events: evidence.len(),
+            figures: BTreeMap::new(),
+        }
+    }
+
+    /// The summary table printed at the end of a run.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "\n{} · seed {} · {:.1}s",
+            self.scenario,
+            self.seed,
+            self.wall_ms as f64 / 1000.0
+        );
+        let _ = writeln!(
+            out,
+            "\n{:<26} {:>6} {:>8} {:>8} {:>8} {:>8}",
+            "phase", "n", "p50", "p90", "p99", "max"
+        );
+        for (phase, s) in &self.phases {
+            let _ = writeln!(
+                out,
+                "{:<26} {:>6} {:>8} {:>8} {:>8} {:>8}",
+                phase,
+                s.count,
+                ms(s.p50),
+                ms(s.p90),
+                ms(s.p99),
+                ms(s.max)
+            );
+        }
+        let join = |m: &BTreeMap<String, usize>| {
+            m.iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(out, "\nservers: {}", join(&self.servers_by_state));
+        let _ = writeln!(out, "claims:  {}", join(&self.claims_by_phase));
+        let _ = writeln!(out, "\n{:<30} {:>10}  verdict", "invariant", "violations");
+        for v in &self.invariants {
+            let mark = if v.ok { "ok  " } else { "FAIL" };
+            let _ = writeln!(
+                out,
+                "{:<30} {:>10}  {mark} {}",
+                v.invariant, v.violations, v.verdict
+            );
+        }
+        for v in self.violations.iter().take(10) {
+            let _ = writeln!(
+                out,
+                "  {:>8} {} {}: {}",
+                ms(v.at_ms),
+                v.invariant,
+                v.subject,
+                v.message
+            );
+        }
+        if !self.faults.is_empty() {
+            let _ = writeln!(out, "\nfaults injected:");
+            for f in &self.faults {
+                let until = f
+                    .until_ms
+                    .map(|u| format!("–{}", ms(u)))
+                    .unwrap_or_default();
+                let _ = writeln!(out, "  {}{until} {}", ms(f.at_ms), f.label);
+            }
+        }
+        for (k, v) in &self.figures {
+            let _ = writeln!(out, "{k}: {v:.1}");
+        }
+        for f in &self.failures {
+            let _ = writeln!(out, "FAILED: {f}");
+        }
+        let _ = writeln!(out, "\n{}", if self.passed { "PASSED" } else { "FAILED" });
+        out
+    }
+
+    /// Writes `report.json` and `timeline.html` into `dir`.
+    pub fn write(&self, dir: &Path, evidence: &[Evidence]) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let json = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+        std::fs::write(dir.join("report.json"), json)?;
+        std::fs::write(dir.join("timeline.html"), html::render(self, evidence))
+    }
+}
+
+fn verdicts(scenario: &Scenario, violations: &[Violation]) -> Vec<Verdict> {
+    let e = &scenario.expect;
+    catalog()
+        .into_iter()
+        .map(|(name, description)| {
+            let n = violations.iter().filter(|v| v.invariant == name).count();
+            let required = e.violations.iter().any(|v| v == name);
+            let tolerated = e.tolerate.iter().any(|v| v == name);
+            let (verdict, ok) = match (n > 0, required, tolerated) {
+                (false, true, _) => ("NOT violated (expected a violation)", false),
+                (false, false, _) => ("held", true),
+                (true, true, _) => ("violated (expected)", true),
+                (true, false, true) => ("violated (tolerated)", true),
+                (true, false, false) => ("violated", false),
+            };
+            Verdict {
+                invariant: name.into(),
+                description: description.into(),
+                violations: n,
+                verdict: verdict.into(),
+                ok,
+            }
+        })
+        .collect()
+}
+
+pub fn ms(v: u64) -> String {
+    if v >= 10_000 {
+        format!("{:.1}s", v as f64 / 1000.0)
+    } else {
+        format!("{v}ms")
+    }
+}

@@ -1,0 +1,127 @@
+//! Conditions over the world model that steps wait for and that decide when a run is over.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::bail;
+use tokio::time::Instant;
+
+use crate::evidence::Key;
+use crate::invariants::Monitor;
+use crate::invariants::same_image;
+use crate::model::World;
+use crate::spec::Expect;
+
+const POLL: Duration = Duration::from_millis(50);
+
+/// Polls `pred` on the world until it holds or `deadline` passes.
+pub async fn wait(
+    monitor: &Arc<Mutex<Monitor>>,
+    deadline: Instant,
+    what: &str,
+    pred: impl Fn(&World) -> bool,
+) -> anyhow::Result<()> {
+    loop {
+        if pred(lock(monitor).world()) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+pub fn lock(m: &Arc<Mutex<Monitor>>) -> std::sync::MutexGuard<'_, Monitor> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Live claims the harness created (and did not delete): `keys`, or all when empty.
+fn selected<'a>(w: &'a World, keys: &'a [Key]) -> Vec<&'a Key> {
+    if keys.is_empty() {
+        w.intent
+            .claims_created
+            .difference(&w.intent.claims_deleted)
+            .collect()
+    } else {
+        keys.iter().collect()
+    }
+}
+
+pub fn claims_bound(w: &World, keys: &[Key]) -> bool {
+    selected(w, keys)
+        .iter()
+        .all(|k| w.claims.get(k).is_some_and(|c| c.bound))
+}
+
+pub fn claim_booted(w: &World, key: &Key) -> bool {
+    let Some(claim) = w.claims.get(key).filter(|c| c.bound) else {
+        return false;
+    };
+    let Some(server) = claim.server_ref.as_ref().and_then(|s| w.servers.get(s)) else {
+        return false;
+    };
+    let Some(machine) = server.uuid.as_ref().and_then(|u| w.machines.get(u)) else {
+        return false;
+    };
+    machine
+        .booted
+        .as_ref()
+        .is_some_and(|(image, _, _)| same_image(&claim.image, image))
+}
+
+pub fn claims_booted(w: &World, keys: &[Key]) -> bool {
+    selected(w, keys).iter().all(|k| claim_booted(w, k))
+}
+
+pub fn count_booted(w: &World) -> usize {
+    w.claims.keys().filter(|k| claim_booted(w, k)).count()
+}
+
+/// At least `n` Servers exist and all are in `state`.
+pub fn servers_in_state(w: &World, state: &str, n: usize) -> bool {
+    w.servers.len() >= n
+        && w.servers
+            .values()
+            .all(|s| s.state.as_deref() == Some(state))
+}
+
+/// What the `expect` section asks of the end state that does not hold yet.
+pub fn unmet(w: &World, e: &Expect) -> Vec<String> {
+    let mut out = Vec::new();
+    for (state, want) in &e.servers {
+        let have = w
+            .servers
+            .values()
+            .filter(|s| s.state.as_deref() == Some(state.as_str()))
+            .count();
+        if have != *want as usize {
+            out.push(format!("{want} Servers {state}, found {have}"));
+        }
+    }
+    if let Some(want) = e.claims_bound {
+        let have = w.claims.values().filter(|c| c.bound).count();
+        if have != want as usize {
+            out.push(format!("{want} claims Bound, found {have}"));
+        }
+    }
+    if let Some(want) = e.claims_booted {
+        let have = count_booted(w);
+        if have != want as usize {
+            out.push(format!("{want} claims booted, found {have}"));
+        }
+    }
+    out
+}
+
+/// With no end state given, a run is over once every live claim booted and no Server is mid-discovery.
+pub fn quiescent(w: &World) -> bool {
+    claims_booted(w, &[])
+        && w.servers.len() >= w.intent.servers.len()
+        && w.servers.values().all(|s| {
+            matches!(
+                s.state.as_deref(),
+                Some("Available" | "Reserved" | "Maintenance" | "Error")
+            )
+        })
+}

@@ -1,0 +1,392 @@
+//! The components a run needs, started in-process: the embedded API server (or a real cluster), the
+//! sim-bmc fleet booting through netboot from the backend, sim-boot, and the operator — each
+//! restartable for fault injection.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::Parser as _;
+use k8s_openapi::api::core::v1::LocalObjectReference;
+use kube::Client;
+use kube::api::{Api, PostParams};
+use metal_api::{BMC, BMCSecret, BMCSecretFields, BMCSpec, InlineEndpoint, Protocol};
+
+use crate::spec::{self, Backend, Scenario};
+
+/// Harness presets that make the operator react in milliseconds rather than upstream's seconds;
+/// skipped for any flag the scenario sets itself.
+const OPERATOR_PRESETS: &[(&str, &str)] = &[
+    ("--power-polling-interval", "200ms"),
+    ("--resource-polling-interval", "200ms"),
+    ("--server-resync-interval", "10s"),
+    ("--server-max-concurrent-reconciles", "32"),
+    ("--server-claim-max-concurrent-reconciles", "32"),
+    ("--registry-resync-interval", "2s"),
+];
+
+/// The API server: embedded (restartable, data kept in a temp dir) or a real cluster.
+pub enum ApiServer {
+    Embedded(Box<Embedded>),
+    External,
+}
+
+pub struct Embedded {
+    handle: Option<apiserver::Handle>,
+    addr: SocketAddr,
+    data_dir: tempfile::TempDir,
+}
+
+pub struct Stack {
+    pub api: ApiServer,
+    pub client: Client,
+    pub fleet: sim_bmc::FleetHandle,
+    pub backend: Option<sim_boot::BackendHandle>,
+    backend_options: Option<sim_boot::BackendOptions>,
+    pub operator: Option<operator::OperatorHandle>,
+    operator_config: operator::config::Config,
+    registry_addr: SocketAddr,
+    /// Full reference prefix of the embedded OCI registry (`127.0.0.1:PORT`), if sim-boot runs.
+    pub registry_host: Option<String>,
+    pub boot_url: String,
+}
+
+impl Stack {
+    /// Starts everything; `kubeconfig` selects a real cluster instead of the embedded server.
+    pub async fn start(
+        s: &Scenario,
+        seed: u64,
+        kubeconfig: Option<&Path>,
+    ) -> anyhow::Result<Stack> {
+        let (api, client) = start_api(kubeconfig).await?;
+        let (backend, backend_options, boot_url) = start_backend(s, client.clone()).await?;
+        let registry_host = backend
+            .as_ref()
+            .and_then(|b| b.registry_host().map(str::to_string));
+        let fleet = start_fleet(s, seed, &boot_url).await?;
+        let registry_addr = free_port().context("reserving a port for the operator's registry")?;
+        let probe_image = match &registry_host {
+            Some(host) => format!("{host}/{}", sim_boot::oci::names::PROBE),
+            None => String::new(),
+        };
+        let operator_config = operator_config(s, registry_addr, &probe_image)?;
+        let mut stack = Stack {
+            api,
+            client,
+            fleet,
+            backend,
+            backend_options,
+            operator: None,
+            operator_config,
+            registry_addr,
+            registry_host,
+            boot_url,
+        };
+        stack.create_bmcs().await?;
+        stack.start_operator().await?;
+        Ok(stack)
+    }
+
+    /// `${registry}` in image references is the embedded registry.
+    pub fn image(&self, reference: &str) -> String {
+        match &self.registry_host {
+            Some(host) => reference.replace("${registry}", host),
+            None => reference.to_string(),
+        }
+    }
+
+    pub async fn start_operator(&mut self) -> anyhow::Result<()> {
+        let mut options = operator::Options::new(self.operator_config.clone());
+        options.registry_listen = Some(self.registry_addr);
+        let handle = operator::run(options, self.client.clone())
+            .await
+            .context("starting the operator")?;
+        self.operator = Some(handle);
+        Ok(())
+    }
+
+    pub async fn stop_operator(&mut self) {
+        if let Some(op) = self.operator.take() {
+            op.shutdown().await;
+        }
+    }
+
+    pub async fn restart_backend(&mut self) -> anyhow::Result<()> {
+        let (Some(old), Some(options)) = (self.backend.take(), self.backend_options.clone()) else {
+            bail!("backend restart needs the in-process sim-boot backend");
+        };
+        old.shutdown().await;
+        let backend = sim_boot::Backend::start(self.client.clone(), options)
+            .await
+            .context("restarting sim-boot")?;
+        self.backend = Some(backend);
+        Ok(())
+    }
+
+    /// Stops and starts the embedded API server on the same address with the same data.
+    pub async fn restart_api(&mut self) -> anyhow::Result<()> {
+        let ApiServer::Embedded(e) = &mut self.api else {
+            bail!("an API server restart needs the embedded API server (not --kubeconfig)");
+        };
+        let Embedded {
+            handle,
+            addr,
+            data_dir,
+        } = &mut **e;
+        if let Some(h) = handle.take() {
+            h.shutdown().await;
+        }
+        let options = apiserver::Options {
+            bind: *addr,
+            data_dir: Some(data_dir.path().to_path_buf()),
+            ..apiserver::Options::default()
+        };
+        *handle = Some(
+            apiserver::Server::start(options)
+                .await
+                .context("restarting the API server")?,
+        );
+        Ok(())
+    }
+
+    pub fn api_faults(&self) -> Option<apiserver::Faults> {
+        match &self.api {
+            ApiServer::Embedded(e) => e.handle.as_ref().map(|h| h.faults()),
+            _ => None,
+        }
+    }
+
+    /// A BMCSecret and a BMC (inline access) per fleet BMC.
+    async fn create_bmcs(&self) -> anyhow::Result<()> {
+        let secrets = Api::<BMCSecret>::all(self.client.clone());
+        let bmcs = Api::<BMC>::all(self.client.clone());
+        for info in self.fleet.bmcs() {
+            let fields = BMCSecretFields {
+                string_data: Some(
+                    [
+                        ("username".to_owned(), info.username.clone()),
+                        ("password".to_owned(), info.password.clone()),
+                    ]
+                    .into(),
+                ),
+                ..BMCSecretFields::default()
+            };
+            secrets
+                .create(&PostParams::default(), &BMCSecret::new(&info.name, fields))
+                .await
+                .with_context(|| format!("creating BMCSecret {}", info.name))?;
+            let url: http::Uri = info
+                .url
+                .parse()
+                .with_context(|| format!("BMC URL {}", info.url))?;
+            let spec = BMCSpec {
+                bmc_uuid: None,
+                endpoint_ref: None,
+                access: Some(InlineEndpoint {
+                    mac_address: Some(info.mac.clone()),
+                    ip: url.host().map(str::to_owned),
+                }),
+                bmc_secret_ref: LocalObjectReference {
+                    name: info.name.clone(),
+                },
+                protocol: Protocol {
+                    name: "Redfish".into(),
+                    port: i32::from(url.port_u16().unwrap_or(80)),
+                    scheme: Some("http".into()),
+                },
+                console_protocol: None,
+                hostname: None,
+            };
+            bmcs.create(&PostParams::default(), &BMC::new(&info.name, spec))
+                .await
+                .with_context(|| format!("creating BMC {}", info.name))?;
+        }
+        Ok(())
+    }
+
+    /// Stops every component (operator first, so nothing acts on a half-stopped system).
+    pub async fn shutdown(mut self) {
+        self.stop_operator().await;
+        if let Some(b) = self.backend.take() {
+            b.shutdown().await;
+        }
+        self.fleet.shutdown().await;
+        if let ApiServer::Embedded(e) = &mut self.api
+            && let Some(h) = e.handle.take()
+        {
+            h.shutdown().await;
+        }
+    }
+}
+
+async fn start_api(kubeconfig: Option<&Path>) -> anyhow::Result<(ApiServer, Client)> {
+    if let Some(path) = kubeconfig {
+        let kc = kube::config::Kubeconfig::read_from(path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let config =
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .context("building a client from the kubeconfig")?;
+        return Ok((ApiServer::External, Client::try_from(config)?));
+    }
+    let data_dir = tempfile::tempdir().context("creating the API server's data dir")?;
+    let options = apiserver::Options {
+        data_dir: Some(data_dir.path().to_path_buf()),
+        ..apiserver::Options::default()
+    };
+    let handle = apiserver::Server::start(options)
+        .await
+        .context("starting the embedded API server")?;
+    handle
+        .install_crds(&metal_api::crds::all())
+        .await
+        .context("installing the metal CRDs")?;
+    let client = handle.client();
+    let addr = handle.addr();
+    Ok((
+        ApiServer::Embedded(Box::new(Embedded {
+            handle: Some(handle),
+            addr,
+            data_dir,
+        })),
+        client,
+    ))
+}
+
+type BackendStart = (
+    Option<sim_boot::BackendHandle>,
+    Option<sim_boot::BackendOptions>,
+    String,
+);
+
+async fn start_backend(s: &Scenario, client: Client) -> anyhow::Result<BackendStart> {
+    match &s.backend {
+        Backend::SimBoot { mode, delay } => {
+            let misbehaviour: sim_boot::Misbehaviour =
+                mode.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+            let mut options = sim_boot::BackendOptions::default();
+            options.controller.misbehaviour = misbehaviour;
+            options.controller.max_backoff = Duration::from_secs(2);
+            if let Some(delay) = delay {
+                options.controller.misbehaviour_options.slow_delay = delay.0;
+            }
+            let first = sim_boot::Backend::start(client, options.clone())
+                .await
+                .context("starting sim-boot")?;
+            // Restarts reuse the same addresses: machines and image references keep pointing at them.
+            options.listen = first
+                .url()
+                .trim_start_matches("http://")
+                .parse()
+                .context("sim-boot URL")?;
+            if let (Some(registry), Some(host)) = (options.registry.as_mut(), first.registry_host())
+            {
+                registry.listen = host.parse().context("registry address")?;
+            }
+            options.public_url = Some(first.url().to_string());
+            let url = format!("{}/ipxe?uuid={{uuid}}&mac={{mac}}", first.url());
+            Ok((Some(first), Some(options), url))
+        }
+        Backend::Command { .. } => bail!(
+            "backend `command` is not supported by this runner yet: start the backend yourself and use \
+             `external` with --kubeconfig"
+        ),
+        Backend::External { ipxe_url_template } => Ok((None, None, ipxe_url_template.clone())),
+    }
+}
+
+async fn start_fleet(
+    s: &Scenario,
+    seed: u64,
+    boot_url: &str,
+) -> anyhow::Result<sim_bmc::FleetHandle> {
+    let mut fleet = sim_bmc::FleetSpec {
+        seed: s.fleet.seed.unwrap_or(seed),
+        ..Default::default()
+    };
+    let latencies = s.fleet.latencies.map(|l| sim_bmc::fleet::LatencySpec {
+        power_on_ms: l.power_on.as_millis(),
+        power_off_ms: l.power_off.as_millis(),
+        graceful_shutdown_ms: l.graceful_shutdown.as_millis(),
+        post_ms: l.post.as_millis(),
+        os_ignores_graceful_shutdown: false,
+    });
+    fleet.defaults.latencies = latencies;
+    fleet.defaults.architecture = s.fleet.architecture.map(|a| match a {
+        spec::Architecture::Amd64 => "amd64".to_string(),
+        spec::Architecture::Arm64 => "arm64".to_string(),
+    });
+    for b in s.fleet.resolve() {
+        fleet.bmcs.push(sim_bmc::fleet::BmcSpec {
+            name: Some(b.name),
+            vendor: Some(vendor(b.vendor)),
+            systems: Some(b.systems as usize),
+            ..Default::default()
+        });
+    }
+    fleet.boot_network.ipxe_url_template = Some(boot_url.to_string());
+    let netboot = netboot::Netboot::new(netboot::NetbootOptions {
+        probe_images: vec![sim_boot::oci::names::PROBE.to_string()],
+        ..Default::default()
+    });
+    let options = sim_bmc::FleetOptions {
+        network_boot: Some(Arc::new(netboot)),
+        ..Default::default()
+    };
+    sim_bmc::Fleet::start(fleet, options)
+        .await
+        .context("starting the sim-bmc fleet")
+}
+
+fn vendor(v: spec::Vendor) -> sim_bmc::vendor::Vendor {
+    use sim_bmc::vendor::Vendor as V;
+    match v {
+        spec::Vendor::Dell => V::Dell,
+        spec::Vendor::Hpe => V::Hpe,
+        spec::Vendor::Lenovo => V::Lenovo,
+        spec::Vendor::Supermicro => V::Supermicro,
+        spec::Vendor::Ami => V::Ami,
+    }
+}
+
+fn operator_config(
+    s: &Scenario,
+    registry: SocketAddr,
+    probe_os_image: &str,
+) -> anyhow::Result<operator::config::Config> {
+    let mut args: Vec<String> = vec!["metal-operator".into()];
+    let user = &s.operator.args;
+    let mentioned = |flag: &str| {
+        user.iter()
+            .any(|a| a == flag || a.starts_with(&format!("{flag}=")))
+    };
+    for (flag, value) in OPERATOR_PRESETS {
+        if !mentioned(flag) {
+            args.extend([flag.to_string(), value.to_string()]);
+        }
+    }
+    if !mentioned("--readiness-gate") {
+        let gate = match s.operator.readiness_gate {
+            spec::ReadinessGate::Strict => "strict",
+            spec::ReadinessGate::Upstream => "upstream",
+        };
+        args.extend(["--readiness-gate".into(), gate.into()]);
+    }
+    if let Some(t) = s.operator.discovery_timeout {
+        args.extend(["--discovery-timeout".into(), t.to_string()]);
+    }
+    if !mentioned("--probe-os-image") {
+        args.extend(["--probe-os-image".into(), probe_os_image.to_string()]);
+    }
+    args.extend(["--registry-url".into(), format!("http://{registry}")]);
+    args.extend(user.iter().cloned());
+    let flags = operator::config::Flags::try_parse_from(&args)
+        .map_err(|e| anyhow::anyhow!("operator flags {:?}: {}", user, e.to_string().trim()))?;
+    flags.to_config()
+}
+
+fn free_port() -> std::io::Result<SocketAddr> {
+    std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()
+}
