@@ -130,6 +130,11 @@ impl FaultHandle {
         handle
     }
 
+    /// Changes whenever the fault set does.
+    pub fn generation(&self) -> u64 {
+        *self.inner.changed.borrow()
+    }
+
     pub fn list(&self) -> Vec<FaultSpec> {
         self.inner
             .faults

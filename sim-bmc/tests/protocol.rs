@@ -371,6 +371,19 @@ async fn vendor_flavours_differ_like_real_bmcs() {
         .json;
     assert_eq!(smc["Boot"]["BootSourceOverrideMode"], "Legacy");
     assert_eq!(smc["Manufacturer"], "Supermicro");
+    // A mode-only change is visible on the next GET (the rendered-payload cache is keyed by machine state).
+    let smc_client = Client::new(&f, "smc");
+    let r = smc_client
+        .patch(
+            "/redfish/v1/Systems/1",
+            r#"{"Boot":{"BootSourceOverrideMode":"UEFI"}}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        smc_client.get("/redfish/v1/Systems/1").await.json["Boot"]["BootSourceOverrideMode"],
+        "UEFI"
+    );
     let xcc = Client::new(&f, "xcc")
         .get("/redfish/v1/Managers/1")
         .await

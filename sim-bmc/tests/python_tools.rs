@@ -264,11 +264,11 @@ URL=$(awk '/^p /{{print $3}}' "$D/bmc.out" | sed 's#^http:#{scheme}:#')
 async fn protocol_validator_in_a_private_network_namespace() {
     let Some(py) = python() else { return };
     let probe = std::process::Command::new("unshare")
-        .args(["-n", "true"])
+        .args(["-n", "ip", "link", "set", "lo", "up"])
         .output();
     if !probe.is_ok_and(|o| o.status.success()) {
         eprintln!(
-            "SKIP: `unshare -n` does not work here; the protocol validator sends SSDP multicast and must stay in a netns"
+            "SKIP: `unshare -n ip link set lo up` does not work here; the protocol validator sends SSDP multicast and must stay in a netns"
         );
         return;
     }

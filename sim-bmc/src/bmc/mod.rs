@@ -40,6 +40,17 @@ pub struct SystemEntry {
     pub macs: Vec<String>,
     pub hardware: Hardware,
     pub machine: MachineHandle,
+    /// The last rendered System payload and the state it was rendered from.
+    pub payload_cache: Arc<Mutex<Option<CachedPayload>>>,
+}
+
+/// A serialized payload with its ETag, valid while `key` is unchanged.
+#[derive(Debug, Clone)]
+pub struct CachedPayload {
+    pub key: (u64, u64, u64),
+    pub body: bytes::Bytes,
+    pub etag: String,
+    pub link: Option<String>,
 }
 
 /// Mutable manager (BMC firmware) state.
@@ -79,6 +90,8 @@ pub struct Bmc {
     pub manager_reset_time: Duration,
     /// Like real BMCs: requests with credentials over plain HTTP are redirected to HTTPS.
     pub https_only: AtomicBool,
+    /// Bumped when manager state (firmware versions) changes.
+    pub manager_version: AtomicU64,
     etag_salt: AtomicU64,
 }
 
@@ -114,6 +127,7 @@ impl Bmc {
             metrics,
             manager_reset_time: Duration::from_millis(500),
             https_only: AtomicBool::new(false),
+            manager_version: AtomicU64::new(0),
             etag_salt: AtomicU64::new(0),
         });
         for system in &bmc.systems {
@@ -167,6 +181,7 @@ impl Bmc {
         m.rebooting_until = Some(tokio::time::Instant::now() + self.manager_reset_time);
         m.last_reset = (self.clock)();
         drop(m);
+        self.manager_version.fetch_add(1, Ordering::Relaxed);
         for s in self.sessions.list() {
             self.sessions.delete(&s.id);
         }

@@ -108,6 +108,7 @@ pub fn bmc(
                     disk_bytes: hw.disk_gb * 1_000_000_000,
                 },
                 machine,
+                payload_cache: Default::default(),
             }
         })
         .collect();

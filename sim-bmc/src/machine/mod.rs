@@ -174,6 +174,8 @@ pub(crate) struct State {
     pub(crate) bios_pending: BTreeMap<String, serde_json::Value>,
     pub(crate) indicator: String,
     events: Vec<MachineEvent>,
+    /// Bumped on every change a Redfish payload could show (keys the rendered-payload cache).
+    pub(crate) version: u64,
 }
 
 /// Events a slow subscriber may fall behind by before it sees `Lagged` (the full log stays in `events()`).
@@ -231,6 +233,7 @@ impl MachineHandle {
             bios_pending: BTreeMap::new(),
             indicator: "Off".to_string(),
             events: Vec::new(),
+            version: 0,
         };
         Self {
             inner: Arc::new(Machine {
@@ -258,6 +261,12 @@ impl MachineHandle {
     pub fn power_state(&self) -> PowerState {
         self.inner.settle();
         self.inner.lock().phase.power_state()
+    }
+
+    /// Changes whenever anything a Redfish payload shows about this machine changes.
+    pub fn version(&self) -> u64 {
+        self.inner.settle();
+        self.inner.lock().version
     }
 
     /// The full event log, in order.
@@ -319,6 +328,7 @@ impl Machine {
 
     /// Appends an event while the state lock is held, so the log order matches the state order.
     pub(crate) fn record(&self, state: &mut State, kind: MachineEventKind) {
+        state.version += 1;
         let event = MachineEvent {
             seq: state.events.len() as u64 + 1,
             at: (self.clock)(),

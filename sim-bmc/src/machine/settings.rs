@@ -107,6 +107,7 @@ impl MachineHandle {
         let m = &self.inner;
         let mut state = m.lock();
         let before = state.boot.clone();
+        state.version += 1;
         if let Some(t) = patch.target {
             state.boot.override_target = t;
         }
@@ -154,7 +155,9 @@ impl MachineHandle {
 
     /// Stages BIOS attributes; they apply at the next power-on or reset.
     pub fn stage_bios(&self, attributes: BTreeMap<String, serde_json::Value>) {
-        self.inner.lock().bios_pending.extend(attributes);
+        let mut state = self.inner.lock();
+        state.version += 1;
+        state.bios_pending.extend(attributes);
     }
 
     pub fn indicator(&self) -> String {

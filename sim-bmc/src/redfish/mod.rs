@@ -19,7 +19,9 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::Value;
 
-use crate::bmc::{Bmc, Principal, Privilege};
+use bytes::Bytes;
+
+use crate::bmc::{Bmc, CachedPayload, Principal, Privilege};
 use response::{Message, Resp, empty, error, etag_of};
 use routes::Route;
 
@@ -409,48 +411,82 @@ fn get(ctx: &Ctx<'_>, route: &Route, head: bool) -> Resp {
     if let R::TaskMonitor(id) = route {
         return services::task_monitor(bmc, id);
     }
-    let Some(value) = render(bmc, route) else {
+    let churn = bmc.faults.for_request("").etag_churn;
+    let Some(payload) = payload(bmc, route, churn) else {
         return error(
             StatusCode::NOT_FOUND,
             vec![Message::resource_not_found("Resource", &route_label(route))],
         );
     };
-    let churn = bmc.faults.for_request("").etag_churn;
-    // Serialize once: the ETag is computed over the payload without `@odata.etag`, which is then spliced
-    // in first (where serde_json's sorted keys would put it anyway).
-    let bytes = serde_json::to_vec(&value).unwrap_or_default();
-    let etag = response::etag_of_bytes(&bytes, bmc.etag_salt(churn));
-    if ctx
-        .headers
-        .get(header::IF_NONE_MATCH)
-        .is_some_and(|v| v.as_bytes() == etag.as_bytes())
+    let with_etag = !matches!(route, R::Versions | R::OData);
+    if with_etag
+        && ctx
+            .headers
+            .get(header::IF_NONE_MATCH)
+            .is_some_and(|v| v.as_bytes() == payload.etag.as_bytes())
     {
         let mut resp = empty(StatusCode::NOT_MODIFIED);
-        resp.headers_mut().insert(header::ETAG, header_value(&etag));
+        resp.headers_mut()
+            .insert(header::ETAG, header_value(&payload.etag));
         return resp;
     }
-    let describedby = value
-        .get("@odata.type")
-        .and_then(Value::as_str)
-        .map(schema_link);
-    let with_etag = !matches!(route, R::Versions | R::OData);
-    let body = if with_etag {
-        splice_etag(bytes, &etag)
-    } else {
-        bytes
-    };
-    let mut resp = response::json_bytes(StatusCode::OK, body);
-    if head {
-        *resp.body_mut() = Body::empty();
-    }
+    let mut resp = response::json_bytes(
+        StatusCode::OK,
+        if head { Bytes::new() } else { payload.body },
+    );
     let h = resp.headers_mut();
     if with_etag {
-        h.insert(header::ETAG, header_value(&etag));
+        h.insert(header::ETAG, header_value(&payload.etag));
     }
-    if let Some(link) = describedby {
+    if let Some(link) = payload.link {
         h.insert(header::LINK, header_value(&link));
     }
     resp
+}
+
+/// Renders a GET payload, or reuses the System payload rendered from the same state (the hot path of
+/// every client that polls PowerState).
+fn payload(bmc: &Arc<Bmc>, route: &Route, churn: bool) -> Option<CachedPayload> {
+    let cacheable = match route {
+        R::System(i) if !churn => Some(&bmc.systems[*i]),
+        _ => None,
+    };
+    // The key is read before rendering: a change during rendering leaves a stale key that never matches again.
+    let key = cacheable.map(|s| {
+        let manager = bmc
+            .manager_version
+            .load(std::sync::atomic::Ordering::Relaxed);
+        (s.machine.version(), bmc.faults.generation(), manager)
+    });
+    if let (Some(s), Some(key)) = (cacheable, key) {
+        let cache = s.payload_cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(hit) = cache.as_ref().filter(|c| c.key == key) {
+            return Some(hit.clone());
+        }
+    }
+    let value = render(bmc, route)?;
+    // Serialize once: the ETag covers the payload without `@odata.etag`, which is then spliced in first
+    // (where serde_json's sorted keys would put it anyway).
+    let bytes = serde_json::to_vec(&value).unwrap_or_default();
+    let etag = response::etag_of_bytes(&bytes, bmc.etag_salt(churn));
+    let body = if matches!(route, R::Versions | R::OData) {
+        bytes
+    } else {
+        splice_etag(bytes, &etag)
+    };
+    let payload = CachedPayload {
+        key: key.unwrap_or_default(),
+        body: Bytes::from(body),
+        etag,
+        link: value
+            .get("@odata.type")
+            .and_then(Value::as_str)
+            .map(schema_link),
+    };
+    if let Some(s) = cacheable {
+        *s.payload_cache.lock().unwrap_or_else(|e| e.into_inner()) = Some(payload.clone());
+    }
+    Some(payload)
 }
 
 /// Inserts `"@odata.etag"` as the first member of a serialized JSON object.

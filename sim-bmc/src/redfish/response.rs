@@ -342,8 +342,8 @@ pub fn etag_of_bytes(bytes: &[u8], salt: u64) -> String {
 }
 
 /// A JSON response from already-serialized bytes.
-pub fn json_bytes(status: StatusCode, body: Vec<u8>) -> Resp {
-    let mut resp = Response::new(Body::from(body));
+pub fn json_bytes(status: StatusCode, body: impl Into<Body>) -> Resp {
+    let mut resp = Response::new(body.into());
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

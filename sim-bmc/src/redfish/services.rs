@@ -22,6 +22,8 @@ const FIRMWARE: &str = "/redfish/v1/UpdateService/FirmwareInventory";
 fn settle_tasks(bmc: &Bmc) {
     for effect in bmc.tasks.settle((bmc.clock)()) {
         if let TaskEffect::Firmware { version, bios } = effect {
+            bmc.manager_version
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let mut m = bmc.manager.lock().unwrap_or_else(|e| e.into_inner());
             if bios {
                 m.bios_version = version;
