@@ -109,7 +109,7 @@ async fn serve(bmc: &Arc<Bmc>, req: http::Request<Body>) -> Resp {
             vec![Message::operation_not_allowed()],
         );
         resp.headers_mut()
-            .insert(header::ALLOW, header_value(&route.allow_header()));
+            .insert(header::ALLOW, route.allow_header());
         return resp;
     }
     if let Some(resp) = check_protocol_headers(&parts.headers, parts.uri.query(), &method) {
@@ -144,7 +144,7 @@ async fn serve(bmc: &Arc<Bmc>, req: http::Request<Body>) -> Resp {
     let mut resp = dispatch(ctx, &route, &method).await;
     if !resp.headers().contains_key(header::ALLOW) {
         resp.headers_mut()
-            .insert(header::ALLOW, header_value(&route.allow_header()));
+            .insert(header::ALLOW, route.allow_header());
     }
     resp
 }

@@ -1,6 +1,6 @@
 //! URI → resource resolution and the methods each resource allows.
 
-use http::Method;
+use http::{HeaderValue, Method};
 
 use crate::bmc::Bmc;
 
@@ -175,14 +175,34 @@ pub fn dimm_count(memory_gib: u32) -> usize {
 impl Route {
     /// The methods this resource supports (HEAD wherever GET is).
     pub fn allowed(&self) -> &'static [Method] {
+        self.methods().0
+    }
+
+    /// The `Allow` header value, prebuilt for each method set.
+    pub fn allow_header(&self) -> HeaderValue {
+        HeaderValue::from_static(self.methods().1)
+    }
+
+    fn methods(&self) -> (&'static [Method], &'static str) {
         use Route as R;
-        const GET: &[Method] = &[Method::GET, Method::HEAD];
-        const GET_PATCH: &[Method] = &[Method::GET, Method::HEAD, Method::PATCH];
-        const GET_POST: &[Method] = &[Method::GET, Method::HEAD, Method::POST];
-        const GET_DELETE: &[Method] = &[Method::GET, Method::HEAD, Method::DELETE];
-        const GET_PATCH_DELETE: &[Method] =
-            &[Method::GET, Method::HEAD, Method::PATCH, Method::DELETE];
-        const POST: &[Method] = &[Method::POST];
+        const GET: (&[Method], &str) = (&[Method::GET, Method::HEAD], "GET, HEAD");
+        const GET_PATCH: (&[Method], &str) = (
+            &[Method::GET, Method::HEAD, Method::PATCH],
+            "GET, HEAD, PATCH",
+        );
+        const GET_POST: (&[Method], &str) = (
+            &[Method::GET, Method::HEAD, Method::POST],
+            "GET, HEAD, POST",
+        );
+        const GET_DELETE: (&[Method], &str) = (
+            &[Method::GET, Method::HEAD, Method::DELETE],
+            "GET, HEAD, DELETE",
+        );
+        const GET_PATCH_DELETE: (&[Method], &str) = (
+            &[Method::GET, Method::HEAD, Method::PATCH, Method::DELETE],
+            "GET, HEAD, PATCH, DELETE",
+        );
+        const POST: (&[Method], &str) = (&[Method::POST], "POST");
         match self {
             R::System(_)
             | R::BiosSettings(_)
@@ -204,13 +224,5 @@ impl Route {
             Route::Sessions => method == Method::POST,
             _ => false,
         }
-    }
-
-    pub fn allow_header(&self) -> String {
-        self.allowed()
-            .iter()
-            .map(Method::as_str)
-            .collect::<Vec<_>>()
-            .join(", ")
     }
 }
