@@ -71,7 +71,6 @@ pub struct BackendOptions {
     pub registry: Option<EmbeddedRegistry>,
     /// `host:port` registries reached over plain HTTP.
     pub insecure_registries: Vec<String>,
-    pub resolver: ResolverKind,
     pub controller: ControllerOptions,
 }
 
@@ -82,7 +81,6 @@ impl Default for BackendOptions {
             public_url: None,
             registry: Some(EmbeddedRegistry::default()),
             insecure_registries: vec![],
-            resolver: ResolverKind::default(),
             controller: ControllerOptions {
                 allowed_registries: vec!["ghcr.io".into()],
                 ..Default::default()
@@ -106,12 +104,20 @@ pub struct BackendHandle {
 
 impl Backend {
     pub async fn start(client: Client, options: BackendOptions) -> anyhow::Result<BackendHandle> {
-        Self::start_with_clock(client, options, Arc::new(SystemClock)).await
+        Self::start_with(
+            client,
+            options,
+            ResolverKind::default(),
+            Arc::new(SystemClock),
+        )
+        .await
     }
 
-    pub async fn start_with_clock(
+    /// [`Backend::start`] with a choice of image resolver and the clock for condition timestamps.
+    pub async fn start_with(
         client: Client,
         mut options: BackendOptions,
+        resolver: ResolverKind,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<BackendHandle> {
         let cancel = CancellationToken::new();
@@ -157,7 +163,7 @@ impl Backend {
             sbcs,
             cancel.clone(),
         )));
-        let resolver: Arc<dyn ImageResolver> = match &options.resolver {
+        let resolver: Arc<dyn ImageResolver> = match &resolver {
             ResolverKind::OciClient => {
                 Arc::new(OciClientResolver::new(options.insecure_registries.clone()))
             }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use sim_boot::{
     Backend, BackendOptions, BootModes, ControllerOptions, EmbeddedRegistry, Misbehaviour,
-    MisbehaviourOptions, ResolverKind,
+    MisbehaviourOptions,
 };
 
 #[derive(Parser, Debug)]
@@ -85,7 +85,6 @@ fn options(cli: &Cli) -> Result<BackendOptions, String> {
         public_url: cli.public_url.clone(),
         registry,
         insecure_registries: cli.insecure_registries.clone(),
-        resolver: ResolverKind::OciClient,
         controller: ControllerOptions {
             architecture: cli.architecture.clone(),
             allowed_registries: cli

@@ -388,9 +388,11 @@ async fn http_boot_lookup_by_mac_or_uuid_names_the_uki() {
 
 #[tokio::test]
 async fn the_tower_based_resolver_reaches_the_embedded_registry_in_process() {
-    let mut options = options(Misbehaviour::None);
-    options.resolver = sim_boot::ResolverKind::Http(None);
-    let env = env_with(options).await;
+    let env = env_with_resolver(
+        options(Misbehaviour::None),
+        sim_boot::ResolverKind::Http(None),
+    )
+    .await;
     env.ready_machine("tower", UUID, &env.backend.image(names::OS_V1))
         .await;
     env.server("tower-bad", "2C4A1E5B-0000-4000-8000-0000000000ff")

@@ -43,6 +43,10 @@ pub async fn env(mode: Misbehaviour) -> Env {
 }
 
 pub async fn env_with(options: BackendOptions) -> Env {
+    env_with_resolver(options, sim_boot::ResolverKind::OciClient).await
+}
+
+pub async fn env_with_resolver(options: BackendOptions, resolver: sim_boot::ResolverKind) -> Env {
     let api = apiserver::Server::start(apiserver::Options::default())
         .await
         .expect("API server starts");
@@ -50,7 +54,8 @@ pub async fn env_with(options: BackendOptions) -> Env {
         .await
         .expect("CRDs install");
     let client = api.client();
-    let backend = Backend::start(client.clone(), options)
+    let clock = std::sync::Arc::new(sim_boot::clock::SystemClock);
+    let backend = Backend::start_with(client.clone(), options, resolver, clock)
         .await
         .expect("backend starts");
     Env {
