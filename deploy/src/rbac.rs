@@ -129,7 +129,7 @@ impl Grants {
             } else {
                 Scope::Namespace(binding_ns.to_string())
             };
-            for rule in parse_rules(role)? {
+            for rule in rules_of(role, manifests)? {
                 grants.push(Grant {
                     scope: scope.clone(),
                     role: format!("{role_kind}/{role_name}"),
@@ -195,6 +195,43 @@ fn binds_service_account(binding: &Value, binding_ns: &str, namespace: &str, nam
                 && s["namespace"].as_str().unwrap_or(binding_ns) == namespace
         })
     })
+}
+
+/// A role's rules; for a ClusterRole with an `aggregationRule`, the rules of every ClusterRole its
+/// selectors match (what kube-controller-manager's aggregation controller writes into it).
+fn rules_of(role: &Value, manifests: &Manifests) -> Result<Vec<PolicyRule>, RbacError> {
+    let malformed = |message: String| RbacError::Malformed {
+        kind: kind_of(role).into(),
+        name: name_of(role).into(),
+        message,
+    };
+    let Some(selectors) = role["aggregationRule"]["clusterRoleSelectors"].as_array() else {
+        return parse_rules(role);
+    };
+    let mut rules = Vec::new();
+    for selector in selectors {
+        if selector.get("matchExpressions").is_some() {
+            return Err(malformed(
+                "matchExpressions in aggregation selectors are not supported here".into(),
+            ));
+        }
+        let labels = selector["matchLabels"]
+            .as_object()
+            .ok_or_else(|| malformed("selector without matchLabels".into()))?;
+        for candidate in manifests
+            .objects()
+            .iter()
+            .filter(|o| kind_of(o) == "ClusterRole")
+        {
+            let matches = labels
+                .iter()
+                .all(|(k, v)| candidate["metadata"]["labels"][k] == *v);
+            if matches && name_of(candidate) != name_of(role) {
+                rules.extend(parse_rules(candidate)?);
+            }
+        }
+    }
+    Ok(rules)
 }
 
 fn parse_rules(role: &Value) -> Result<Vec<PolicyRule>, RbacError> {
@@ -332,6 +369,43 @@ subjects: [{kind: ServiceAccount, name: backend}]
                 "Role/leases: get coordination.k8s.io/leases".to_string(),
                 "Role/leases: update coordination.k8s.io/leases".to_string()
             ]
+        );
+    }
+
+    #[test]
+    fn aggregated_cluster_roles_get_the_rules_of_the_roles_they_select() {
+        let yaml = r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: children}
+aggregationRule:
+  clusterRoleSelectors: [{matchLabels: {aggregate: "yes"}}]
+rules: []
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: pods, labels: {aggregate: "yes"}}
+rules: [{apiGroups: [""], resources: [pods], verbs: [list]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: other, labels: {aggregate: "no"}}
+rules: [{apiGroups: [""], resources: [services], verbs: [list]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: children}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: children}
+subjects: [{kind: ServiceAccount, name: suite, namespace: sys}]
+"#;
+        let grants = Grants::for_service_account(&manifests(yaml), "sys", "suite").unwrap();
+        let mut list = request("list", "", "pods", None, Some("ns"));
+        list.name = None;
+        assert!(grants.allows(&list));
+        list.resource = "services".into();
+        assert!(
+            !grants.allows(&list),
+            "a ClusterRole with another label is not aggregated"
         );
     }
 

@@ -23,8 +23,8 @@ fn every_kustomization_builds_with_the_expected_kinds() {
         (
             "overlays/kind",
             counts(&[
-                ("ClusterRole", 3),
-                ("ClusterRoleBinding", 3),
+                ("ClusterRole", 5),
+                ("ClusterRoleBinding", 4),
                 ("ConfigMap", 2),
                 ("Deployment", 3),
                 ("Namespace", 2),
