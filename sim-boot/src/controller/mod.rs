@@ -77,6 +77,8 @@ pub struct Context {
     failures: Mutex<HashMap<SbcKey, u32>>,
     flappers: Mutex<HashMap<SbcKey, tokio::task::JoinHandle<()>>>,
     pub reconciles: AtomicU64,
+    /// Artifacts the self-probe has already read in full.
+    pub verified: probe::VerifiedDigests,
 }
 
 impl Context {
@@ -100,6 +102,7 @@ impl Context {
             failures: Mutex::default(),
             flappers: Mutex::default(),
             reconciles: AtomicU64::new(0),
+            verified: probe::VerifiedDigests::default(),
         }
     }
 

@@ -1,6 +1,9 @@
 //! The self-probe: before Ready, fetch every URL a machine will fetch, over HTTP, from the boot server,
 //! and check that each answers with exactly the prepared content.
 
+use std::collections::HashSet;
+use std::sync::Mutex;
+
 use sha2::{Digest, Sha256};
 
 use super::prepare::BootModes;
@@ -10,13 +13,43 @@ use crate::oci::Layer;
 use crate::records::BootRecord;
 use crate::serve::script;
 
+/// Digests whose bytes the boot server was already seen to serve intact. Later probes of the same digest
+/// (1,000 machines booting one image) check status, Content-Length and `Docker-Content-Digest` with HEAD
+/// instead of re-reading and re-hashing the bytes. Bounded: cleared when it grows past 100,000 entries.
+#[derive(Debug, Default)]
+pub struct VerifiedDigests(Mutex<HashSet<String>>);
+
+impl VerifiedDigests {
+    fn contains(&self, digest: &str) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(digest)
+    }
+
+    fn insert(&self, digest: &str) {
+        let mut set = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if set.len() >= 100_000 {
+            set.clear();
+        }
+        set.insert(digest.to_string());
+    }
+}
+
+/// The HTTP client and what it has verified.
+pub struct Prober<'a> {
+    pub http: &'a HttpClient,
+    pub verified: &'a VerifiedDigests,
+}
+
 /// Fetches what a machine would, for the record's generation.
 pub async fn self_probe(
-    http: &HttpClient,
+    prober: &Prober<'_>,
     base: &str,
     record: &BootRecord,
     modes: BootModes,
 ) -> Result<(), String> {
+    let http = prober.http;
     let uuid = &record.system_uuid;
     if modes.ipxe {
         let script_url = format!("{base}/ipxe/{uuid}");
@@ -29,11 +62,11 @@ pub async fn self_probe(
                     "{script_url} does not reference {url} (it serves another generation)"
                 ));
             }
-            fetch_layer(http, &url, layer).await?;
+            fetch_layer(prober, &url, layer).await?;
         }
         if let Some(squashfs) = &record.squashfs {
             fetch_layer(
-                http,
+                prober,
                 &script::artifact_url(base, record, squashfs),
                 squashfs,
             )
@@ -65,7 +98,7 @@ pub async fn self_probe(
                 answer["UKIURL"]
             ));
         }
-        fetch_layer(http, &expected, uki).await?;
+        fetch_layer(prober, &expected, uki).await?;
     }
     Ok(())
 }
@@ -83,8 +116,11 @@ async fn fetch_ok(http: &HttpClient, url: &str) -> Result<bytes::Bytes, String> 
     Ok(response.body)
 }
 
-async fn fetch_layer(http: &HttpClient, url: &str, layer: &Layer) -> Result<(), String> {
-    let body = fetch_ok(http, url).await?;
+async fn fetch_layer(prober: &Prober<'_>, url: &str, layer: &Layer) -> Result<(), String> {
+    if prober.verified.contains(&layer.digest) {
+        return head_layer(prober.http, url, layer).await;
+    }
+    let body = fetch_ok(prober.http, url).await?;
     let digest = format!("sha256:{}", hex::encode(Sha256::digest(&body)));
     if body.len() as u64 != layer.size || digest != layer.digest {
         return Err(format!(
@@ -92,6 +128,30 @@ async fn fetch_layer(http: &HttpClient, url: &str, layer: &Layer) -> Result<(), 
             body.len(),
             layer.size,
             layer.digest
+        ));
+    }
+    prober.verified.insert(&layer.digest);
+    Ok(())
+}
+
+async fn head_layer(http: &HttpClient, url: &str, layer: &Layer) -> Result<(), String> {
+    let request = http::Request::head(url)
+        .body(axum::body::Body::empty())
+        .map_err(|e| format!("invalid URL {url:?}: {e}"))?;
+    let response = http.send(request).await?;
+    let header = |name: &str| {
+        response
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
+    let length = header("content-length");
+    let digest = header("docker-content-digest");
+    if !response.status.is_success() || length != layer.size.to_string() || digest != layer.digest {
+        return Err(format!(
+            "HEAD {url} answered {} with Content-Length {length:?} and digest {digest:?}; expected {} bytes {}",
+            response.status, layer.size, layer.digest
         ));
     }
     Ok(())

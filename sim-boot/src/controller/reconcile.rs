@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::conditions::{self, Cond, Written, reasons, types, write_status};
 use super::prepare::{Failure, Prepared, prepare};
-use super::probe::self_probe;
+use super::probe::{Prober, self_probe};
 use super::{Context, Error};
 use crate::misbehaviour::Misbehaviour;
 use crate::records::SbcKey;
@@ -215,7 +215,10 @@ async fn on_prepared(
         );
     if !skip_probe
         && let Err(problem) = self_probe(
-            &ctx.probe,
+            &Prober {
+                http: &ctx.probe,
+                verified: &ctx.verified,
+            },
             &ctx.base_url,
             &prepared.record,
             ctx.options.boot_modes,
