@@ -344,6 +344,10 @@ pub fn prepare_update(
                 }
             }
         }
+        // Server-side apply of status has already recorded its field ownership.
+        if let Some(mf) = new.pointer("/metadata/managedFields").cloned() {
+            meta_mut(&mut merged).insert("managedFields".into(), mf);
+        }
         *new = merged;
     } else if info.has_status {
         match old.get("status") {

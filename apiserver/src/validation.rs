@@ -3,6 +3,9 @@
 //! required, enum, format, bounds and patterns, then evaluate `x-kubernetes-validations` CEL rules (with
 //! `oldSelf` on update). Every violation is one `causes` entry of a 422 Invalid.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
 use serde_json::{Map, Value};
 
 use crate::cel_rules;
@@ -236,17 +239,14 @@ fn check_string(schema: &Value, s: &str, path: &str, causes: &mut Vec<Cause>) {
             format!("Invalid value: {s:?}: {path} in body should be at least {min} chars long"),
         ));
     }
-    if let Some(p) = schema.get("pattern").and_then(Value::as_str) {
-        match regex::Regex::new(p) {
-            Ok(re) if !re.is_match(s) => {
-                causes.push(Cause::new(
-                    "FieldValueInvalid",
-                    path,
-                    format!("Invalid value: {s:?}: {path} in body should match '{p}'"),
-                ));
-            }
-            _ => {}
-        }
+    if let Some(p) = schema.get("pattern").and_then(Value::as_str)
+        && pattern(p).is_some_and(|re| !re.is_match(s))
+    {
+        causes.push(Cause::new(
+            "FieldValueInvalid",
+            path,
+            format!("Invalid value: {s:?}: {path} in body should match '{p}'"),
+        ));
     }
     if let Some(f) = schema.get("format").and_then(Value::as_str)
         && !format_ok(f, s)
@@ -257,6 +257,19 @@ fn check_string(schema: &Value, s: &str, path: &str, causes: &mut Vec<Cause>) {
             format!("Invalid value: {s:?}: {path} in body must be of type {f}: {s:?}"),
         ));
     }
+}
+
+/// Compiled schema patterns, shared by all writes (an invalid pattern checks nothing, as it cannot match).
+fn pattern(p: &str) -> Option<regex::Regex> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Option<regex::Regex>>>> = OnceLock::new();
+    let mut cache = CACHE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    cache
+        .entry(p.to_string())
+        .or_insert_with(|| regex::Regex::new(p).ok())
+        .clone()
 }
 
 /// The formats Kubernetes checks; unknown formats are accepted, as upstream does.

@@ -285,3 +285,47 @@ async fn applied_objects_stream() {
     assert_eq!(first.name_any(), "s1");
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_apply_of_status() {
+    let h = start_with_widgets().await;
+    let api: Api<Widget> = Api::namespaced(h.client(), "default");
+    api.create(&PostParams::default(), &widget("s", 1))
+        .await
+        .unwrap();
+    let status = json!({"apiVersion": "test.metal.dev/v1", "kind": "Widget", "status": {"state": "Ready", "observedGeneration": 1}});
+    let w = api
+        .patch_status(
+            "s",
+            &PatchParams::apply("widget-controller").force(),
+            &Patch::Apply(&status),
+        )
+        .await
+        .unwrap();
+    assert_eq!(w.status.unwrap().state.as_deref(), Some("Ready"));
+    assert_eq!(w.metadata.generation, Some(1));
+    let mf = w.metadata.managed_fields.unwrap();
+    let entry = mf
+        .iter()
+        .find(|e| e.manager.as_deref() == Some("widget-controller"))
+        .expect("status manager recorded");
+    assert_eq!(
+        (entry.operation.as_deref(), entry.subresource.as_deref()),
+        (Some("Apply"), Some("status"))
+    );
+    // Dropping a field from the applied status removes it.
+    let less =
+        json!({"apiVersion": "test.metal.dev/v1", "kind": "Widget", "status": {"state": "Ready"}});
+    let w = api
+        .patch_status(
+            "s",
+            &PatchParams::apply("widget-controller").force(),
+            &Patch::Apply(&less),
+        )
+        .await
+        .unwrap();
+    assert_eq!(w.status.unwrap().observed_generation, None);
+    // Status applies never touch spec.
+    assert_eq!(w.spec.size, 1);
+    h.shutdown().await;
+}
