@@ -124,7 +124,15 @@ async fn main_inner(flags: Flags) -> anyhow::Result<()> {
         router(probes),
     )
     .await?;
-    handle.stores.servers.wait_until_ready().await?;
+    // Re-poll with a timeout: kube-runtime's readiness latch wakes only its most recent waiter, and
+    // the controllers wait on the same latch.
+    while tokio::time::timeout(
+        Duration::from_millis(200),
+        handle.stores.servers.wait_until_ready(),
+    )
+    .await
+    .is_err()
+    {}
     ready.store(true, Ordering::Relaxed);
     tracing::info!("metal-operator running");
     let lost = async {

@@ -96,3 +96,25 @@ pub(crate) fn operation_of<K: Resource>(obj: &K) -> Option<String> {
         .get(crate::keys::OPERATION_ANNOTATION)
         .cloned()
 }
+
+/// Logs controller-level failures (watch errors, missing objects); reconcile errors are counted in metrics.
+pub(crate) fn log_outcome<K, E1, E2>(
+    outcome: Result<
+        (kube::runtime::reflector::ObjectRef<K>, Action),
+        kube::runtime::controller::Error<E1, E2>,
+    >,
+) -> futures::future::Ready<()>
+where
+    K: Resource,
+    E1: std::error::Error,
+    E2: std::error::Error,
+{
+    use kube::runtime::controller::Error as ControllerError;
+    match outcome {
+        Ok(_)
+        | Err(ControllerError::ReconcilerFailed(..))
+        | Err(ControllerError::ObjectNotFound(_)) => {}
+        Err(error) => tracing::warn!(%error, "controller error"),
+    }
+    futures::future::ready(())
+}

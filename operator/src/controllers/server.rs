@@ -79,7 +79,7 @@ pub async fn run(
             error_policy,
             ctx,
         )
-        .for_each(|_| futures::future::ready(()))
+        .for_each(super::log_outcome)
         .await;
 }
 

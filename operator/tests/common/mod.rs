@@ -49,6 +49,7 @@ pub fn test_config(gate: ReadinessGate) -> Config {
 }
 
 pub struct HarnessOptions {
+    pub mac_db: operator::controllers::endpoint::MacDb,
     pub bmcs: usize,
     pub bind: BindMode,
     pub config: Config,
@@ -71,6 +72,7 @@ impl HarnessOptions {
         fleet.boot_network.http_boot_url_template =
             Some("http://boot.test/http?uuid={uuid}".into());
         Self {
+            mac_db: Default::default(),
             bmcs,
             bind: BindMode::InProcess,
             config: test_config(ReadinessGate::Strict),
@@ -159,6 +161,7 @@ pub struct Harness {
     routers: HashMap<String, axum::Router>,
     probe_registry: Arc<Mutex<Option<HttpService>>>,
     probe: bool,
+    mac_db: operator::controllers::endpoint::MacDb,
 }
 
 impl Harness {
@@ -203,6 +206,7 @@ impl Harness {
             routers,
             probe_registry,
             probe: options.probe,
+            mac_db: options.mac_db,
         }
     }
 
@@ -241,6 +245,7 @@ impl Harness {
         assert!(self.operator.is_none(), "operator already running");
         let mut options = operator::Options::new(self.config.clone());
         options.connector = self.connector();
+        options.mac_db = self.mac_db.clone();
         let handle = operator::run(options, self.client.clone())
             .await
             .expect("operator starts");
@@ -249,6 +254,10 @@ impl Harness {
                 Some(service_transport(handle.registry.router()));
         }
         self.operator = Some(handle);
+    }
+
+    pub fn set_mac_db(&mut self, mac_db: operator::controllers::endpoint::MacDb) {
+        self.mac_db = mac_db;
     }
 
     pub async fn stop_operator(&mut self) {
