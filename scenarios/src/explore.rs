@@ -1,8 +1,339 @@
-//! Property-based exploration: random scenarios, run and shrunk into regression files.
+//! Property-based exploration: proptest generates small fleets, workloads and fault timelines, runs
+//! each on the embedded stack, and shrinks a failing one to a minimal scenario written as YAML under
+//! `scenarios/regressions/`, which the regression test replays forever after.
+
+use std::path::{Path, PathBuf};
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, RngAlgorithm, TestError, TestRng, TestRunner};
 
 use crate::cli::{ExploreArgs, exit};
+use crate::runner::{RunOptions, run};
+use crate::spec::{
+    Action, BmcFault, BmcTarget, ClaimPower, DEFAULT_IMAGE, Dur, Expect, Fault, FaultStep, Fleet,
+    Latencies, Scenario, StartAfter, Step, Vendor, Workload,
+};
 
-pub fn explore(_args: ExploreArgs) -> u8 {
-    eprintln!("error: exploration needs the runner, which is not wired yet");
-    exit::HARNESS
+/// The second OS image of sim-boot's embedded registry (for image changes).
+const OTHER_IMAGE: &str = "${registry}/ironcore/os:2.0";
+
+/// One user action in a generated workload.
+#[derive(Clone, Debug)]
+pub enum Op {
+    Create(u32),
+    DeleteOldest,
+    UpdateNewest,
+    ParkCycle(u32),
+    Pause(u64),
+}
+
+/// One generated fault.
+#[derive(Clone, Debug)]
+pub enum FaultPick {
+    BmcErrors { at_s: u64 },
+    BmcUnreachable { at_s: u64, for_s: u64 },
+    WatchDrop { at_s: u64, expire: bool },
+    OperatorRestart { at_s: u64 },
+    BackendRestart { at_s: u64 },
+}
+
+/// What proptest generates and shrinks; [`Plan::scenario`] turns it into a valid scenario.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub seed: u64,
+    pub bmcs: u32,
+    pub systems: u32,
+    pub vendors: Vec<Vendor>,
+    pub ops: Vec<Op>,
+    pub faults: Vec<FaultPick>,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (1u32..=2).prop_map(Op::Create),
+        1 => Just(Op::DeleteOldest),
+        1 => Just(Op::UpdateNewest),
+        1 => (0u32..8).prop_map(Op::ParkCycle),
+        1 => (0u64..3000).prop_map(Op::Pause),
+    ]
+}
+
+fn fault() -> impl Strategy<Value = FaultPick> {
+    prop_oneof![
+        (1u64..8).prop_map(|at_s| FaultPick::BmcErrors { at_s }),
+        (1u64..8, 1u64..6).prop_map(|(at_s, for_s)| FaultPick::BmcUnreachable { at_s, for_s }),
+        (1u64..10, any::<bool>()).prop_map(|(at_s, expire)| FaultPick::WatchDrop { at_s, expire }),
+        (2u64..10).prop_map(|at_s| FaultPick::OperatorRestart { at_s }),
+        (2u64..10).prop_map(|at_s| FaultPick::BackendRestart { at_s }),
+    ]
+}
+
+/// Small fleets (1–4 BMCs, 1–2 systems each), up to six workload steps and two faults.
+pub fn plans() -> impl Strategy<Value = Plan> {
+    (
+        any::<u64>(),
+        1u32..=4,
+        1u32..=2,
+        proptest::sample::subsequence(Vendor::ALL.to_vec(), 1..=3),
+        proptest::collection::vec(op(), 1..6),
+        proptest::collection::vec(fault(), 0..=2),
+    )
+        .prop_map(|(seed, bmcs, systems, vendors, ops, faults)| Plan {
+            seed,
+            bmcs,
+            systems,
+            vendors,
+            ops,
+            faults,
+        })
+}
+
+impl Plan {
+    /// A valid scenario: deletes and updates only touch live claims, parks are undone.
+    pub fn scenario(&self) -> Scenario {
+        let mut fleet = Fleet::of(self.bmcs);
+        fleet.vendors = self.vendors.clone();
+        fleet.systems_per_bmc = self.systems;
+        fleet.latencies = Some(Latencies {
+            power_on: Dur::ZERO,
+            power_off: Dur::ZERO,
+            graceful_shutdown: Dur::ZERO,
+            post: Dur::ZERO,
+        });
+        let servers = fleet.server_names();
+        let mut steps = Vec::new();
+        let mut live: Vec<String> = Vec::new();
+        let mut next = 0;
+        let step = |action: Action| Step {
+            at: None,
+            wait_for: None,
+            timeout: None,
+            action,
+        };
+        for op in &self.ops {
+            match op {
+                Op::Create(n) => {
+                    for _ in 0..*n {
+                        let name = format!("c{next}");
+                        next += 1;
+                        live.push(name.clone());
+                        steps.push(step(Action::CreateClaims {
+                            name,
+                            count: None,
+                            image: DEFAULT_IMAGE.into(),
+                            ignition: Some(format!(
+                                "{{\"ignition\":{{\"version\":\"3.4.0\"}},\"c\":{next}}}"
+                            )),
+                            server_ref: None,
+                            server_selector: Default::default(),
+                            power: ClaimPower::On,
+                            namespace: None,
+                        }));
+                    }
+                }
+                Op::DeleteOldest if !live.is_empty() => {
+                    let name = live.remove(0);
+                    steps.push(step(Action::DeleteClaims {
+                        name,
+                        count: None,
+                        namespace: None,
+                    }));
+                }
+                Op::UpdateNewest => {
+                    if let Some(name) = live.last() {
+                        steps.push(step(Action::UpdateClaim {
+                            name: name.clone(),
+                            image: Some(OTHER_IMAGE.into()),
+                            ignition: None,
+                            namespace: None,
+                        }));
+                    }
+                }
+                Op::ParkCycle(i) => {
+                    let server = servers[*i as usize % servers.len()].clone();
+                    steps.push(step(Action::Park {
+                        server: server.clone(),
+                    }));
+                    steps.push(step(Action::Unpark { server }));
+                }
+                Op::Pause(ms) => steps.push(step(Action::Pause {
+                    duration: Dur::from_millis(*ms),
+                })),
+                Op::DeleteOldest => {}
+            }
+        }
+        let bmc_names: Vec<String> = fleet.resolve().into_iter().map(|b| b.name).collect();
+        let faults = self
+            .faults
+            .iter()
+            .map(|f| fault_step(f, &bmc_names))
+            .collect();
+        Scenario {
+            name: format!("generated-{:016x}", self.seed),
+            description:
+                "Generated by `metal-harness explore` and shrunk to a minimal failing case.".into(),
+            seed: Some(self.seed),
+            fleet,
+            backend: Default::default(),
+            operator: Default::default(),
+            workload: Workload {
+                start_after: StartAfter::Discovery,
+                namespace: crate::spec::default_namespace(),
+                steps,
+            },
+            faults,
+            expect: Expect {
+                within: Dur::from_secs(90),
+                ..Expect::default()
+            },
+        }
+    }
+}
+
+fn fault_step(f: &FaultPick, bmcs: &[String]) -> FaultStep {
+    let first = BmcTarget::Names(vec![bmcs[0].clone()]);
+    let (at, duration, fault) = match f {
+        FaultPick::BmcErrors { at_s } => (
+            *at_s,
+            Some(5),
+            Fault::Bmc {
+                bmcs: first,
+                kind: BmcFault::ServerErrors {
+                    rate: 0.3,
+                    status: 503,
+                },
+            },
+        ),
+        FaultPick::BmcUnreachable { at_s, for_s } => (
+            *at_s,
+            Some(*for_s),
+            Fault::Bmc {
+                bmcs: first,
+                kind: BmcFault::Unreachable { black_hole: false },
+            },
+        ),
+        FaultPick::WatchDrop { at_s, expire } => {
+            (*at_s, None, Fault::WatchDrop { expire: *expire })
+        }
+        FaultPick::OperatorRestart { at_s } => (*at_s, None, Fault::OperatorRestart),
+        FaultPick::BackendRestart { at_s } => (*at_s, None, Fault::BackendRestart),
+    };
+    FaultStep {
+        at: Dur::from_secs(at),
+        duration: duration.map(Dur::from_secs),
+        fault,
+    }
+}
+
+/// Runs one scenario on a fresh runtime; `Err` carries the report summary of a failed run.
+pub fn check(scenario: &Scenario) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let options = RunOptions {
+        seed: scenario.effective_seed(None),
+        kubeconfig: None,
+        progress: false,
+    };
+    let outcome = runtime
+        .block_on(run(scenario, options))
+        .map_err(|e| format!("harness error: {e:#}"))?;
+    if outcome.report.passed {
+        Ok(())
+    } else {
+        Err(outcome.report.summary())
+    }
+}
+
+/// Explores `cases` random scenarios from `seed`; writes a shrunk failure to `regressions`.
+pub fn explore_with(cases: u32, seed: u64, regressions: &Path) -> Result<(), PathBuf> {
+    let config = Config {
+        cases,
+        max_shrink_iters: 24,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes(seed));
+    let mut runner = TestRunner::new_with_rng(config, rng);
+    let result = runner.run(&plans(), |plan| {
+        let scenario = plan.scenario();
+        check(&scenario).map_err(TestCaseError::fail)
+    });
+    match result {
+        Ok(()) => Ok(()),
+        Err(TestError::Abort(reason)) => {
+            eprintln!("exploration aborted: {reason}");
+            Ok(())
+        }
+        Err(TestError::Fail(reason, plan)) => {
+            let scenario = plan.scenario();
+            let path = regressions.join(format!("{}.yaml", scenario.name));
+            let text = format!(
+                "# Shrunk by `metal-harness explore --seed {seed}`; failed with:\n{}\n{}",
+                comment(&reason.to_string()),
+                scenario.to_yaml()
+            );
+            if let Err(e) =
+                std::fs::create_dir_all(regressions).and_then(|_| std::fs::write(&path, text))
+            {
+                eprintln!("error: writing {}: {e}", path.display());
+            }
+            Err(path)
+        }
+    }
+}
+
+fn comment(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("# {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn seed_bytes(seed: u64) -> [u8; 32] {
+    let mut bytes = [0u8; 32];
+    for (i, chunk) in bytes.chunks_mut(8).enumerate() {
+        chunk.copy_from_slice(&seed.wrapping_add(i as u64).to_le_bytes());
+    }
+    bytes
+}
+
+pub fn explore(args: ExploreArgs) -> u8 {
+    let seed = args.seed.unwrap_or_else(rand::random);
+    println!(
+        "exploring {} cases · proptest seed {seed} (rerun with --seed {seed})",
+        args.cases
+    );
+    match explore_with(args.cases, seed, &args.regressions) {
+        Ok(()) => {
+            println!("{} cases passed", args.cases);
+            exit::OK
+        }
+        Err(path) => {
+            println!(
+                "failure shrunk to {} (replay: metal-harness replay {})",
+                path.display(),
+                path.display()
+            );
+            exit::VIOLATION
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest! {
+        #![proptest_config(Config { cases: 64, failure_persistence: None, ..Config::default() })]
+        /// Every generated scenario is valid and survives a YAML round trip (what regressions rely on).
+        #[test]
+        fn generated_scenarios_are_valid(plan in plans()) {
+            let scenario = plan.scenario();
+            let text = scenario.to_yaml();
+            let again = crate::spec::parse("generated", &text).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
+            prop_assert_eq!(again, scenario);
+        }
+    }
 }

@@ -216,6 +216,9 @@ pub struct ReadySbcBoots {
     /// SBC → since when (arrival) it has been Ready for its current generation.
     ready_since: BTreeMap<Key, u64>,
     suspects: Vec<FailedBoot>,
+    /// Machines whose first boot since power-on was already judged: the firmware then falls
+    /// through its boot order (disk, HTTP boot), and those failures are not the backend's.
+    judged: std::collections::BTreeSet<String>,
 }
 
 impl ReadySbcBoots {
@@ -258,8 +261,23 @@ impl Invariant for ReadySbcBoots {
             }
             Event::Machine {
                 uuid,
+                what: MachineObs::PowerChanged { to },
+            } if to == "On" => {
+                self.judged.remove(uuid);
+            }
+            Event::Machine {
+                uuid,
+                what: MachineObs::BootSucceeded { .. },
+            } => {
+                self.judged.insert(uuid.clone());
+            }
+            Event::Machine {
+                uuid,
                 what: MachineObs::BootFailed { reason },
             } => {
+                if !self.judged.insert(uuid.clone()) {
+                    return Vec::new();
+                }
                 let started = world.machines.get(uuid).and_then(|m| m.boot_started_ms);
                 let Some(server) = world.server_of_machine(uuid) else {
                     return Vec::new();

@@ -187,6 +187,7 @@ impl Player {
                 ignore_not_found(api.delete(bmc, &DeleteParams::default()).await.map(|_| ()))?;
             }
             Action::Wait => {}
+            Action::Pause { duration } => tokio::time::sleep(duration.0).await,
         }
         Ok(())
     }

@@ -216,7 +216,7 @@ fn check_workload(s: &Scenario, bmcs: &[String]) -> Result<BTreeSet<String>, (Pl
                     fail(place, format!("{bmc:?} is not a BMC of the fleet"))?;
                 }
             }
-            Action::Annotate { .. } | Action::Wait => {}
+            Action::Annotate { .. } | Action::Wait | Action::Pause { .. } => {}
         }
     }
     Ok(claims)

@@ -138,6 +138,8 @@ pub enum Action {
     DeleteBmc { bmc: String },
     /// Do nothing (a marker for `waitFor`).
     Wait,
+    /// Sleep this long before the next step.
+    Pause { duration: Dur },
 }
 
 /// Desired power of a claim.
@@ -203,6 +205,7 @@ impl Action {
             Action::DeleteServer { server } => format!("deleteServer {server}"),
             Action::DeleteBmc { bmc } => format!("deleteBmc {bmc}"),
             Action::Wait => "wait".into(),
+            Action::Pause { duration } => format!("pause {duration}"),
         }
     }
 }
