@@ -112,6 +112,9 @@ async fn crds_discovery_explain_and_printer_columns() {
     }
     let explain = k.ok(&["explain", "servers.spec"]).await;
     assert!(explain.contains("systemUUID"), "{explain}");
+    // Built-in kinds carry the upstream schemas (from k8s-openapi).
+    let explain = k.ok(&["explain", "configmap.data"]).await;
+    assert!(explain.contains("Data contains the configuration data"), "{explain}");
     let dir = tempfile::tempdir().unwrap();
     let file = write(dir.path(), "srv.yaml", SERVER);
     k.ok(&["apply", "-f", &file]).await;

@@ -1,6 +1,7 @@
 //! The REST layer: routes, path parsing, query options, content negotiation and the verb handlers.
 
 mod aggregated;
+mod builtin_schemas;
 mod discovery;
 mod openapi;
 mod read;

@@ -153,15 +153,24 @@ fn operations(info: &ResourceInfo, version: &str, schema_ref: &str) -> Value {
 fn document(group: &str, version: &str, infos: &[Arc<ResourceInfo>]) -> Value {
     let mut paths = Map::new();
     let mut schemas = Map::new();
-    schemas.insert(OBJECT_META.into(), object_meta_schema());
     let prefix = if group.is_empty() {
         format!("/api/{version}")
     } else {
         format!("/apis/{group}/{version}")
     };
     for info in infos {
-        let name = schema_name(&info.group, version, &info.kind);
-        schemas.insert(name.clone(), kind_schema(info, version));
+        let name = match super::builtin_schemas::schema(info, &mut schemas) {
+            Some((name, mut schema)) => {
+                schema["x-kubernetes-group-version-kind"] = gvk(info, version);
+                schemas.insert(name.clone(), schema);
+                name
+            }
+            None => {
+                let name = schema_name(&info.group, version, &info.kind);
+                schemas.insert(name.clone(), kind_schema(info, version));
+                name
+            }
+        };
         let schema_ref = format!("#/components/schemas/{name}");
         let base = if info.namespaced {
             format!("{prefix}/namespaces/{{namespace}}/{}", info.plural)
@@ -181,6 +190,9 @@ fn document(group: &str, version: &str, infos: &[Arc<ResourceInfo>]) -> Value {
         paths.insert(base, json!({"get": {"operationId": format!("list{}{}", version, info.kind), "x-kubernetes-action": "list",
             "x-kubernetes-group-version-kind": gvk(info, version)[0], "responses": {"200": {"description": "OK"}}}}));
     }
+    schemas
+        .entry(OBJECT_META)
+        .or_insert_with(object_meta_schema);
     json!({
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": format!("v{}.{}.0", super::discovery::MAJOR, super::discovery::MINOR)},
