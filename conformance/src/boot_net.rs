@@ -46,7 +46,9 @@ pub fn network_boot(
         template.contains("{uuid}"),
         "the boot URL template {template:?} has no {{uuid}} placeholder"
     );
-    anyhow::bail!("the boot profile needs the netboot firmware, which this build does not have yet")
+    let firmware: Arc<dyn NetworkBoot> =
+        Arc::new(netboot::Netboot::new(netboot::NetbootOptions::default()));
+    Ok(Arc::new(NetBoot::new(firmware, template)))
 }
 
 /// `registry/repository`, tag, digest of an OCI reference (the registry may carry a port).

@@ -3,6 +3,7 @@
 //! the backend under test as a supervised child process against them.
 
 use crate::cli::CertifyArgs;
+use crate::proxy::ApiProxy;
 use crate::report::Report;
 use crate::runner::RunResult;
 use crate::supervisor::ChildBackend;
@@ -22,52 +23,75 @@ const REGISTRY_SEED: u64 = 7;
 /// How long `certify --embedded` waits for the backend's boot server to accept connections.
 const BACKEND_STARTUP: Duration = Duration::from_secs(300);
 
-/// The embedded API server; restarts keep its address and data.
+/// The embedded API server behind a loopback proxy; restarts keep the (proxy) address and the data, and reset
+/// every client connection as a real restart would.
 pub struct EmbeddedApi {
     handle: tokio::sync::Mutex<Option<apiserver::Handle>>,
     faults: Mutex<apiserver::Faults>,
-    addr: SocketAddr,
+    proxy: ApiProxy,
     data_dir: PathBuf,
 }
 
 impl EmbeddedApi {
     /// Starts the server persisting into `data_dir` and installs the metal CRDs.
     pub async fn start(data_dir: &Path) -> anyhow::Result<Arc<EmbeddedApi>> {
-        let opts = apiserver::Options {
-            data_dir: Some(data_dir.into()),
-            ..Default::default()
-        };
-        let handle = apiserver::Server::start(opts)
-            .await
-            .context("starting the embedded API server")?;
+        let handle = Self::start_server(data_dir).await?;
         handle
             .install_crds(&metal_api::crds::all())
             .await
             .context("installing the metal CRDs")?;
+        let proxy = ApiProxy::start(handle.addr())
+            .await
+            .context("starting the API proxy")?;
         Ok(Arc::new(EmbeddedApi {
             faults: Mutex::new(handle.faults()),
-            addr: handle.addr(),
             handle: tokio::sync::Mutex::new(Some(handle)),
+            proxy,
             data_dir: data_dir.into(),
         }))
     }
 
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+    async fn start_server(data_dir: &Path) -> anyhow::Result<apiserver::Handle> {
+        let opts = apiserver::Options {
+            data_dir: Some(data_dir.into()),
+            ..Default::default()
+        };
+        apiserver::Server::start(opts)
+            .await
+            .context("starting the embedded API server")
     }
 
-    /// A client over real HTTP; it keeps working across restarts (same address).
-    pub fn client(&self) -> anyhow::Result<kube::Client> {
-        let uri: http::Uri = self.url().parse()?;
-        Ok(kube::Client::try_from(kube::Config::new(uri))?)
+    /// `http://127.0.0.1:PORT` of the proxy: stable across restarts.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.proxy.addr())
+    }
+
+    /// The server's kubeconfig, pointed at the proxy.
+    pub async fn kubeconfig(&self) -> anyhow::Result<kube::config::Kubeconfig> {
+        let guard = self.handle.lock().await;
+        let handle = guard.as_ref().context("the API server is stopped")?;
+        let mut kubeconfig = handle.kubeconfig();
+        for cluster in kubeconfig
+            .clusters
+            .iter_mut()
+            .filter_map(|c| c.cluster.as_mut())
+        {
+            cluster.server = Some(self.url());
+        }
+        Ok(kubeconfig)
+    }
+
+    /// A client through the proxy; it keeps working across restarts.
+    pub async fn client(&self) -> anyhow::Result<kube::Client> {
+        let options = kube::config::KubeConfigOptions::default();
+        let config =
+            kube::Config::from_custom_kubeconfig(self.kubeconfig().await?, &options).await?;
+        Ok(kube::Client::try_from(config)?)
     }
 
     pub async fn write_kubeconfig(&self, path: &Path) -> anyhow::Result<()> {
-        let guard = self.handle.lock().await;
-        let handle = guard.as_ref().context("the API server is stopped")?;
-        handle
-            .write_kubeconfig(path)
-            .context("writing the kubeconfig")?;
+        let yaml = serde_saphyr::to_string(&self.kubeconfig().await?)?;
+        std::fs::write(path, yaml).with_context(|| format!("writing {}", path.display()))?;
         Ok(())
     }
 
@@ -80,6 +104,7 @@ impl EmbeddedApi {
 
     pub async fn shutdown(&self) {
         if let Some(h) = self.handle.lock().await.take() {
+            self.proxy.reset_connections();
             h.shutdown().await;
         }
     }
@@ -104,16 +129,15 @@ impl ApiControl for EmbeddedApi {
         Some(Box::pin(async move {
             let mut guard = self.handle.lock().await;
             if let Some(h) = guard.take() {
+                // Like a process exit: every client connection goes away with the server.
+                self.proxy.reset_connections();
                 h.shutdown().await;
             }
-            let opts = apiserver::Options {
-                bind: self.addr,
-                data_dir: Some(self.data_dir.clone()),
-                ..Default::default()
-            };
-            let handle = apiserver::Server::start(opts)
+            self.proxy.reset_connections();
+            let handle = Self::start_server(&self.data_dir)
                 .await
                 .context("restarting the embedded API server")?;
+            self.proxy.set_upstream(handle.addr());
             *self.faults.lock().unwrap_or_else(|p| p.into_inner()) = handle.faults();
             *guard = Some(handle);
             Ok(())
@@ -199,7 +223,7 @@ impl EmbeddedEnv {
     }
 
     /// A target on this environment.
-    pub fn target(
+    pub async fn target(
         &self,
         backend: Option<Arc<dyn BackendControl>>,
         boot: Option<Arc<dyn MachineBoot>>,
@@ -208,7 +232,7 @@ impl EmbeddedEnv {
         cancel: CancellationToken,
     ) -> anyhow::Result<Target> {
         Ok(Target {
-            client: self.api.client()?,
+            client: self.api.client().await?,
             images: self.registries.images(),
             timeouts,
             backend,
@@ -294,13 +318,15 @@ pub async fn certify_embedded(
         false => None,
     };
     let images = crate::certify::images_from_args(args, Some(env.registries.images()))?;
-    let mut target = env.target(
-        Some(backend.clone()),
-        boot,
-        args.timeouts(),
-        args.scale,
-        cancel,
-    )?;
+    let mut target = env
+        .target(
+            Some(backend.clone()),
+            boot,
+            args.timeouts(),
+            args.scale,
+            cancel,
+        )
+        .await?;
     target.images = images;
     let result = crate::certify::run_and_report(Arc::new(target), args, command).await;
     backend.stop().await;

@@ -13,6 +13,7 @@ pub mod fixtures;
 pub mod history;
 pub mod outcome;
 pub mod progress;
+pub mod proxy;
 pub mod recorder;
 pub mod report;
 pub mod rules;

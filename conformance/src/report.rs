@@ -303,3 +303,111 @@ impl Report {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::RuleOutcome;
+    use crate::runner::{Selection, fold_rules};
+
+    fn outcome(rule: &str, verdict: Verdict, reason: &str) -> RuleOutcome {
+        RuleOutcome {
+            rule: rule.into(),
+            verdict,
+            reason: reason.into(),
+        }
+    }
+
+    /// A core-only run where the backend flickered Ready for a missing Secret and lacks a declared image.
+    fn sample() -> Report {
+        let check =
+            |id: &str, outcomes: Vec<RuleOutcome>, latencies: Vec<(String, f64)>| CheckRecord {
+                id: id.into(),
+                profile: Profile::Core,
+                seconds: 3.5,
+                outcomes,
+                latencies,
+                cleanup_problems: vec![],
+            };
+        let checks = vec![
+            check(
+                "core.valid-ready",
+                vec![outcome("SBC-CORE-001", Verdict::Pass, "Ready after 0.812s")],
+                vec![("time_to_ready".into(), 0.812)],
+            ),
+            check(
+                "core.ignition-secret-missing",
+                vec![
+                    outcome(
+                        "SBC-IGN-001",
+                        Verdict::Fail,
+                        "Ready at 1.204s (resourceVersion 17, generation 1) for an invalid input",
+                    ),
+                    outcome(
+                        "SBC-IGN-003",
+                        Verdict::Pass,
+                        "Error with reason \"IgnitionMissing\" after 0.3s",
+                    ),
+                    outcome(
+                        "SBC-IMG-003",
+                        Verdict::Skip,
+                        "no disallowed-registry image configured (capability not declared)",
+                    ),
+                ],
+                vec![],
+            ),
+        ];
+        let selection = Selection::profiles(&[Profile::Core]);
+        let run = RunResult {
+            rules: fold_rules(&checks, &selection),
+            checks,
+            seconds: 7.25,
+            interrupted: false,
+        };
+        let implementation = Implementation {
+            name: "example-backend".into(),
+            version: "1.2.3".into(),
+        };
+        let mut report = Report::new(
+            &run,
+            implementation,
+            "conformance certify --kubeconfig k".into(),
+            &Timeouts::default(),
+        );
+        report.date = "2026-01-01T00:00:00Z".into();
+        report
+    }
+
+    #[test]
+    fn markdown_summary() {
+        insta::assert_snapshot!(sample().to_markdown());
+    }
+
+    #[test]
+    fn junit_xml() {
+        insta::assert_snapshot!(sample().to_junit().unwrap());
+    }
+
+    #[test]
+    fn results_follow_must_rules() {
+        let report = sample();
+        assert_eq!(report.result, Result::Failure);
+        let core = report
+            .profiles
+            .iter()
+            .find(|p| p.profile == Profile::Core)
+            .unwrap();
+        assert_eq!(core.baseline.failed_rules, vec!["SBC-IGN-001"]);
+        // Rules no check decided are errors, never silent passes.
+        let unreported = report
+            .rules
+            .iter()
+            .find(|r| r.id == "SBC-CORE-002")
+            .unwrap();
+        assert_eq!(unreported.verdict, Verdict::Error);
+        let json: serde_json::Value = serde_json::from_str(&report.to_json().unwrap()).unwrap();
+        assert_eq!(json["kind"], "ConformanceReport");
+        assert_eq!(json["timeouts"]["time-to-ready"], 30.0);
+        assert!(report.to_yaml().unwrap().contains("contractVersion: v1"));
+    }
+}

@@ -372,11 +372,11 @@ pub static RULES: &[Rule] = &[
     ),
     rule!(
         "SBC-RES-002",
-        Should,
+        Must,
         Resilience,
-        Extension,
-        "A backend restart does not take unchanged Ready SBCs out of Ready.",
-        "A restart that flips every SBC through Pending can power-cycle a fleet's worth of installing machines."
+        Baseline,
+        "SBCs that were Ready before a backend restart are Ready again within the time-to-Ready maximum after it, with no input change, and (when a boot network is configured) their machines boot.",
+        "A backend that keeps its boot records in memory and does not rebuild them after an upgrade leaves every server that powers on afterwards at a PXE prompt, while status still says Ready."
     ),
     rule!(
         "SBC-RES-003",

@@ -190,7 +190,11 @@ pub async fn run(
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
-    for c in serial {
+    // Scale first, then the disruptive resilience checks, the API server restart last (see CHECKS order).
+    let (scale, resilience): (Vec<_>, Vec<_>) = serial
+        .into_iter()
+        .partition(|c| c.profile == Profile::Scale);
+    for c in scale.into_iter().chain(resilience) {
         if target.cancel.is_cancelled() {
             break;
         }

@@ -48,7 +48,7 @@ impl InProcessSimBoot {
                 ..Default::default()
             },
         };
-        let client = env.api.client()?;
+        let client = env.api.client().await?;
         let handle = Backend::start(client.clone(), options.clone()).await?;
         let addr: SocketAddr = handle.url().trim_start_matches("http://").parse()?;
         let options = BackendOptions {

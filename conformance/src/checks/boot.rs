@@ -74,18 +74,21 @@ impl Expect {
     }
 }
 
-/// Whether the image a machine reports is `expected`: same `registry/repository`, and the same tag if known.
+/// Whether the image a machine reports is `expected`: same repository (with or without the registry host, as
+/// firmware headers usually omit it), and the same tag when both are known.
 fn image_matches(booted: &str, expected: &ExpectedImage) -> bool {
-    let booted = booted
-        .trim_start_matches("http://")
-        .trim_start_matches("https://");
-    let Some(rest) = booted.strip_prefix(expected.name.as_str()) else {
-        return false;
+    let (booted_name, booted_tag, _) = crate::boot_net::split_reference(booted);
+    let repository = expected
+        .name
+        .split_once('/')
+        .map(|(_, r)| r)
+        .unwrap_or(&expected.name);
+    let name_ok = booted_name == expected.name || booted_name == repository;
+    let tag_ok = match (&expected.tag, &booted_tag) {
+        (Some(want), Some(got)) => want == got,
+        _ => true,
     };
-    match &expected.tag {
-        Some(tag) => rest.strip_prefix(':').and_then(|r| r.split('@').next()) == Some(tag.as_str()),
-        None => rest.is_empty() || rest.starts_with('@') || rest.starts_with(':'),
-    }
+    name_ok && tag_ok
 }
 
 fn booter(ctx: &Ctx) -> Option<Arc<dyn MachineBoot>> {
@@ -449,6 +452,8 @@ mod tests {
             digests: vec![],
         };
         assert!(image_matches("127.0.0.1:5000/ironcore/os:1.0", &e));
+        assert!(image_matches("ironcore/os:1.0", &e));
+        assert!(!image_matches("ironcore/os:2.0", &e));
         assert!(image_matches(
             "127.0.0.1:5000/ironcore/os:1.0@sha256:ab",
             &e

@@ -1,6 +1,6 @@
 //! Core positive checks: a valid SBC becomes Ready (and says for which generation); no-ignition SBCs.
 
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, ServerRef};
 use crate::fixtures::{ignition_config, sbc_spec};
 use crate::history::History;
 use crate::outcome::Outcomes;
@@ -9,6 +9,16 @@ use std::time::Duration;
 
 /// Creates Server + Secret + SBC named `name` and waits for Ready. Returns the history and the time-to-Ready.
 pub async fn ready_sbc(ctx: &Ctx, name: &str) -> anyhow::Result<(History, Option<Duration>)> {
+    ready_sbc_on(ctx, name)
+        .await
+        .map(|(_, h, latency)| (h, latency))
+}
+
+/// Like [`ready_sbc`], also returning the Server (for booting its machine).
+pub async fn ready_sbc_on(
+    ctx: &Ctx,
+    name: &str,
+) -> anyhow::Result<(ServerRef, History, Option<Duration>)> {
     let server = ctx.server(name, Some(name)).await?;
     let secret = format!("{name}-ignition");
     ctx.secret(
@@ -28,7 +38,7 @@ pub async fn ready_sbc(ctx: &Ctx, name: &str) -> anyhow::Result<(History, Option
     let latency = ready
         .then(|| h.first_ready_since(t0).map(|o| o.at.saturating_sub(t0)))
         .flatten();
-    Ok((h, latency))
+    Ok((server, h, latency))
 }
 
 /// "state X, last observations …" for failure messages.

@@ -157,7 +157,7 @@ pub static CHECKS: &[Check] = &[
     check!(
         "resilience.backend-restart",
         Resilience,
-        "The backend is restarted right after SBCs are created and while others are Ready.",
+        "The backend is restarted right after SBCs are created and while another is Ready; all are Ready (and bootable) afterwards.",
         ["SBC-RES-001", "SBC-RES-002"],
         resilience::backend_restart
     ),
@@ -169,18 +169,18 @@ pub static CHECKS: &[Check] = &[
         resilience::watch_disruption
     ),
     check!(
-        "resilience.apiserver-restart",
-        Resilience,
-        "The API server restarts; SBCs created afterwards reach Ready.",
-        ["SBC-RES-004"],
-        resilience::apiserver_restart
-    ),
-    check!(
         "resilience.backend-stays-up",
         Resilience,
         "Valid and invalid SBCs are reconciled; the backend process never exits.",
         ["SBC-RES-005"],
         resilience::backend_stays_up
+    ),
+    check!(
+        "resilience.apiserver-restart",
+        Resilience,
+        "The API server restarts; SBCs created afterwards reach Ready.",
+        ["SBC-RES-004"],
+        resilience::apiserver_restart
     ),
     check!(
         "scale.burst",

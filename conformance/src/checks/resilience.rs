@@ -1,10 +1,13 @@
 //! Resilience checks: backend restart mid-reconcile, watch disruption, API server restart, crash detection.
 
-use super::core::{describe, ready_sbc};
+use super::core::{describe, ready_sbc, ready_sbc_on};
 use crate::ctx::Ctx;
+use crate::ctx::ServerRef;
 use crate::fixtures::{ignition_config, sbc_spec};
 use crate::outcome::Outcomes;
+use crate::target::BootResult;
 use futures::future::BoxFuture;
+use std::time::Duration;
 
 const RESTART_UNAVAILABLE: &str = "backend restart not available (use --embedded --backend-cmd, or --backend-restart-cmd with --kubeconfig)";
 const API_CONTROL_UNAVAILABLE: &str = "API server faults need the embedded API server (--embedded)";
@@ -41,7 +44,7 @@ pub fn backend_restart(ctx: &Ctx) -> BoxFuture<'_, anyhow::Result<Outcomes>> {
                 .skip("SBC-RES-002", RESTART_UNAVAILABLE);
             return Ok(out);
         };
-        let (_, steady) = ready_sbc(ctx, "steady").await?;
+        let (steady_server, _, steady) = ready_sbc_on(ctx, "steady").await?;
         ctx.secret("ignition", Some(&ignition_config(&ctx.ns)))
             .await?;
         let fresh: Vec<String> = (0..3).map(|i| format!("fresh-{i}")).collect();
@@ -56,9 +59,10 @@ pub fn backend_restart(ctx: &Ctx) -> BoxFuture<'_, anyhow::Result<Outcomes>> {
         };
         ctx.progress
             .phase("restarting the backend", ctx.target.timeouts.time_to_ready);
-        let t_restart = ctx.now();
-        ctx.recorder.note_input_all("backend restarted");
+        // A restart is not an input change for SBC-FLAP-001; SBC-RES-002 judges what follows it.
+        ctx.recorder.note_input_all("backend restart began");
         restart.await?;
+        ctx.recorder.note_input_all("backend restart completed");
         let missing = not_ready(ctx, &fresh, t0).await;
         let problem = (!missing.is_empty())
             .then(|| format!("not Ready after the restart: {}", missing.join("; ")));
@@ -67,39 +71,62 @@ pub fn backend_restart(ctx: &Ctx) -> BoxFuture<'_, anyhow::Result<Outcomes>> {
             problem,
             "all SBCs created before the restart became Ready",
         );
-        ctx.observe(
-            "steady: watching Ready across the restart",
-            ctx.target.timeouts.stability_window,
-        )
-        .await;
-        let h = ctx.recorder.history("steady");
-        if steady.is_none() {
-            out.fail(
-                "SBC-RES-002",
-                format!("precondition: steady SBC never Ready; {}", describe(&h)),
-            );
-        } else {
-            match h
-                .observations
-                .iter()
-                .find(|o| o.at >= t_restart && !o.is_ready())
-            {
-                None => out.pass(
-                    "SBC-RES-002",
-                    "the Ready SBC stayed Ready across the restart",
-                ),
-                Some(o) => out.fail(
-                    "SBC-RES-002",
-                    format!(
-                        "left Ready to {:?} at {:.3}s after the restart",
-                        o.state_str(),
-                        o.at.as_secs_f64()
-                    ),
-                ),
-            };
-        }
+        out.expect(
+            "SBC-RES-002",
+            steady_after_restart(ctx, &steady_server, steady.is_some()).await?,
+            "the Ready SBC was Ready (and bootable) again after the restart",
+        );
         Ok(out)
     })
+}
+
+/// SBC-RES-002: the SBC that was Ready before the restart is Ready after it (state and, if possible, a boot).
+async fn steady_after_restart(
+    ctx: &Ctx,
+    server: &ServerRef,
+    was_ready: bool,
+) -> anyhow::Result<Option<String>> {
+    let t = &ctx.target.timeouts;
+    if !was_ready {
+        return Ok(Some(format!(
+            "precondition: never Ready before the restart; {}",
+            describe(&ctx.recorder.history("steady"))
+        )));
+    }
+    // Let the restarted backend react first: an honest one may pass through Pending while it rebuilds.
+    ctx.observe("steady: watching the restart", t.stability_window)
+        .await;
+    let (h, ready) = ctx
+        .wait_for(
+            "steady",
+            "waiting for Ready after the restart",
+            t.time_to_ready,
+            |h| h.last().is_some_and(|o| o.is_ready()),
+        )
+        .await;
+    if !ready {
+        return Ok(Some(format!(
+            "not Ready within {:?} after the restart; {}",
+            t.time_to_ready,
+            describe(&h)
+        )));
+    }
+    let Some(boot) = ctx.target.boot.clone() else {
+        return Ok(None);
+    };
+    let until = tokio::time::Instant::now() + t.time_to_ready;
+    loop {
+        match boot.boot(&server.uuid).await? {
+            BootResult::Booted { .. } => return Ok(None),
+            BootResult::Failed { reason } if tokio::time::Instant::now() >= until => {
+                return Ok(Some(format!(
+                    "Ready after the restart, but its machine still fails to boot after {:?}: {reason}",
+                    t.time_to_ready
+                )));
+            }
+            BootResult::Failed { .. } => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
 }
 
 pub fn watch_disruption(ctx: &Ctx) -> BoxFuture<'_, anyhow::Result<Outcomes>> {

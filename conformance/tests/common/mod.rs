@@ -17,6 +17,8 @@ use tokio_util::sync::CancellationToken;
 pub struct Run {
     pub result: RunResult,
     pub report: Report,
+    /// Objects of the run still present after it: must be empty.
+    pub leftovers: Vec<String>,
 }
 
 /// Runs `selection` against sim-boot in `mode`; the boot profile attaches simulated machines.
@@ -44,8 +46,12 @@ pub async fn certify(
             20,
             CancellationToken::new(),
         )
+        .await
         .expect("target");
+    let run_id = target.run_id.clone();
+    let client = target.client.clone();
     let result = run(Arc::new(target), &selection, &Display::hidden(), 8).await;
+    let leftovers = leftovers(&client, &run_id).await;
     backend.shutdown().await;
     env.api.shutdown().await;
     let implementation = Implementation {
@@ -58,5 +64,33 @@ pub async fn certify(
         format!("cargo test -p conformance ({mode})"),
         &timeouts,
     );
-    Run { result, report }
+    Run {
+        result,
+        report,
+        leftovers,
+    }
+}
+
+/// Servers, SBCs and Secrets of this run still present after it (cleanup must leave none; namespaces may
+/// still be terminating).
+async fn leftovers(client: &kube::Client, run_id: &str) -> Vec<String> {
+    use conformance::fixtures::{SUITE_LABEL, sbc_resource, server_resource};
+    use kube::api::{Api, DynamicObject, ListParams};
+    let lp = ListParams::default().labels(&format!("{SUITE_LABEL}={run_id}"));
+    let mut found = Vec::new();
+    for ar in [sbc_resource(), server_resource()] {
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+        for o in api.list(&lp).await.map(|l| l.items).unwrap_or_default() {
+            found.push(format!(
+                "{} {}",
+                ar.kind,
+                o.metadata.name.unwrap_or_default()
+            ));
+        }
+    }
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::all(client.clone());
+    for o in secrets.list(&lp).await.map(|l| l.items).unwrap_or_default() {
+        found.push(format!("Secret {}", o.metadata.name.unwrap_or_default()));
+    }
+    found
 }
