@@ -61,56 +61,8 @@ pub fn bmc(
         post: Duration::from_millis(lat.post_ms),
         os_ignores_graceful_shutdown: lat.os_ignores_graceful_shutdown,
     };
-    let hw = r.hardware;
     let systems = (0..r.systems)
-        .map(|i| {
-            let tag = i.to_string();
-            let uuid = identity::uuid(seed, &[name, "system", &tag]);
-            let macs: Vec<String> = (0..r.nics)
-                .map(|n| identity::mac(seed, &r.mac_prefix, &[name, "nic", &tag, &n.to_string()]))
-                .collect();
-            let cfg = MachineConfig {
-                uuid: uuid.clone(),
-                macs: macs.clone(),
-                architecture: r.architecture.clone(),
-                latencies,
-                ipxe_url_template: spec.boot_network.ipxe_url_template.clone(),
-                http_boot_url_template: spec.boot_network.http_boot_url_template.clone(),
-                initial_power: r.initial_power,
-                boot: BootSettings::new(
-                    r.vendor
-                        .has_boot_mode()
-                        .then(|| r.vendor.default_boot_mode()),
-                ),
-            };
-            let machine = MachineHandle::new(
-                cfg,
-                clock.clone(),
-                faults.clone(),
-                opts.network_boot.clone(),
-                bios_defaults(r.vendor),
-            );
-            SystemEntry {
-                id: r.vendor.system_id(i),
-                chassis_id: r.vendor.chassis_id(i),
-                uuid,
-                serial: identity::serial(seed, r.vendor, &[name, "serial", &tag]),
-                sku: format!(
-                    "SKU-{}",
-                    identity::serial(seed, r.vendor, &[name, "sku", &tag])
-                ),
-                macs,
-                hardware: Hardware {
-                    cpu_sockets: hw.cpu_sockets,
-                    cores_per_socket: hw.cores_per_socket,
-                    memory_gib: hw.memory_gib,
-                    disks: hw.disks,
-                    disk_bytes: hw.disk_gb * 1_000_000_000,
-                },
-                machine,
-                payload_cache: Default::default(),
-            }
-        })
+        .map(|i| system(spec, r, i, latencies, opts, &clock, &faults))
         .collect();
     let mut accounts = vec![(
         r.credentials.username.clone(),
@@ -141,6 +93,65 @@ pub fn bmc(
         sender,
         seed ^ r.index as u64,
     )
+}
+
+/// The `i`-th system of a BMC and its machine.
+fn system(
+    spec: &FleetSpec,
+    r: &ResolvedBmc,
+    i: usize,
+    latencies: Latencies,
+    opts: &FleetOptions,
+    clock: &ClockFn,
+    faults: &FaultHandle,
+) -> SystemEntry {
+    let (seed, name, hw) = (spec.seed, r.name.as_str(), r.hardware);
+    let tag = i.to_string();
+    let uuid = identity::uuid(seed, &[name, "system", &tag]);
+    let macs: Vec<String> = (0..r.nics)
+        .map(|n| identity::mac(seed, &r.mac_prefix, &[name, "nic", &tag, &n.to_string()]))
+        .collect();
+    let cfg = MachineConfig {
+        uuid: uuid.clone(),
+        macs: macs.clone(),
+        architecture: r.architecture.clone(),
+        latencies,
+        ipxe_url_template: spec.boot_network.ipxe_url_template.clone(),
+        http_boot_url_template: spec.boot_network.http_boot_url_template.clone(),
+        initial_power: r.initial_power,
+        boot: BootSettings::new(
+            r.vendor
+                .has_boot_mode()
+                .then(|| r.vendor.default_boot_mode()),
+        ),
+    };
+    let machine = MachineHandle::new(
+        cfg,
+        clock.clone(),
+        faults.clone(),
+        opts.network_boot.clone(),
+        bios_defaults(r.vendor),
+    );
+    SystemEntry {
+        id: r.vendor.system_id(i),
+        chassis_id: r.vendor.chassis_id(i),
+        uuid,
+        serial: identity::serial(seed, r.vendor, &[name, "serial", &tag]),
+        sku: format!(
+            "SKU-{}",
+            identity::serial(seed, r.vendor, &[name, "sku", &tag])
+        ),
+        macs,
+        hardware: Hardware {
+            cpu_sockets: hw.cpu_sockets,
+            cores_per_socket: hw.cores_per_socket,
+            memory_gib: hw.memory_gib,
+            disks: hw.disks,
+            disk_bytes: hw.disk_gb * 1_000_000_000,
+        },
+        machine,
+        payload_cache: Default::default(),
+    }
 }
 
 pub fn info(bmc: &Arc<Bmc>, r: &ResolvedBmc, addr: Option<SocketAddr>, tls: bool) -> BmcInfo {

@@ -82,63 +82,24 @@ impl Fleet {
     /// Builds every BMC and machine, binds listeners and the control API.
     pub async fn start(spec: FleetSpec, opts: FleetOptions) -> Result<FleetHandle, Error> {
         let resolved = spec.resolve()?;
-        let clock = opts
-            .clock
-            .clone()
-            .unwrap_or_else(crate::clock::default_clock);
-        let metrics = Arc::new(Metrics::new());
-        let sender = crate::bmc::events::EventSender::new();
-        let mut bmcs = Vec::with_capacity(resolved.len());
-        let https_only = opts.tls && spec.network.https_only;
-        for r in &resolved {
-            let bmc = build::bmc(
-                &spec,
-                r,
-                &opts,
-                clock.clone(),
-                metrics.clone(),
-                sender.clone(),
-            );
-            bmc.https_only
-                .store(https_only, std::sync::atomic::Ordering::Relaxed);
-            bmcs.push(bmc);
-        }
-        metrics.bmcs.set(bmcs.len() as i64);
-        metrics
-            .systems
-            .set(bmcs.iter().map(|b| b.systems.len() as i64).sum());
+        let (bmcs, metrics) = build_bmcs(&spec, &resolved, &opts);
         let shutdown = tokio::sync::watch::channel(false).0;
-        let tls = if opts.tls && opts.bind == BindMode::Loopback {
-            Some(crate::tls::FleetTls::generate(&listener::addresses(
-                &spec,
-                bmcs.len(),
-            ))?)
-        } else {
-            None
+        let tls = match (opts.tls, opts.bind) {
+            (true, BindMode::Loopback) => Some(crate::tls::FleetTls::generate(
+                &listener::addresses(&spec, bmcs.len()),
+            )?),
+            _ => None,
         };
-        let mut infos = Vec::with_capacity(bmcs.len());
-        let mut tasks = Vec::new();
-        if opts.bind == BindMode::Loopback {
-            listener::raise_nofile_limit(bmcs.len() as u64 * 2 + 256);
-            for (i, bmc) in bmcs.iter().enumerate() {
-                let addr = listener::address(&spec, i);
-                let (bound, task) = listener::spawn(
-                    bmc.clone(),
-                    addr,
-                    tls.as_ref().map(|t| t.acceptor()),
-                    shutdown.subscribe(),
-                )
-                .await?;
-                infos.push(build::info(bmc, &resolved[i], Some(bound), tls.is_some()));
-                tasks.push(task);
-            }
-        } else {
-            infos.extend(
-                bmcs.iter()
+        let (infos, tasks) = match opts.bind {
+            BindMode::Loopback => listen(&spec, &bmcs, &resolved, tls.as_ref(), &shutdown).await?,
+            BindMode::InProcess => {
+                let infos = bmcs
+                    .iter()
                     .zip(&resolved)
-                    .map(|(b, r)| build::info(b, r, None, false)),
-            );
-        }
+                    .map(|(b, r)| build::info(b, r, None, false));
+                (infos.collect(), Vec::new())
+            }
+        };
         let machines = bmcs
             .iter()
             .flat_map(|b| {
@@ -177,6 +138,64 @@ impl Fleet {
         }
         Ok(handle)
     }
+}
+
+/// Every BMC with its machines, sharing one metrics registry and one event sender.
+fn build_bmcs(
+    spec: &FleetSpec,
+    resolved: &[spec::ResolvedBmc],
+    opts: &FleetOptions,
+) -> (Vec<Arc<Bmc>>, Arc<Metrics>) {
+    let clock = opts
+        .clock
+        .clone()
+        .unwrap_or_else(crate::clock::default_clock);
+    let metrics = Arc::new(Metrics::new());
+    let sender = crate::bmc::events::EventSender::new();
+    let https_only = opts.tls && spec.network.https_only;
+    let bmcs: Vec<Arc<Bmc>> = resolved
+        .iter()
+        .map(|r| {
+            let bmc = build::bmc(
+                spec,
+                r,
+                opts,
+                clock.clone(),
+                metrics.clone(),
+                sender.clone(),
+            );
+            bmc.https_only
+                .store(https_only, std::sync::atomic::Ordering::Relaxed);
+            bmc
+        })
+        .collect();
+    metrics.bmcs.set(bmcs.len() as i64);
+    metrics
+        .systems
+        .set(bmcs.iter().map(|b| b.systems.len() as i64).sum());
+    (bmcs, metrics)
+}
+
+/// Binds every BMC's own loopback address and starts its accept loop.
+async fn listen(
+    spec: &FleetSpec,
+    bmcs: &[Arc<Bmc>],
+    resolved: &[spec::ResolvedBmc],
+    tls: Option<&crate::tls::FleetTls>,
+    shutdown: &tokio::sync::watch::Sender<bool>,
+) -> Result<(Vec<BmcInfo>, Vec<tokio::task::JoinHandle<()>>), Error> {
+    listener::raise_nofile_limit(bmcs.len() as u64 * 2 + 256);
+    let mut infos = Vec::with_capacity(bmcs.len());
+    let mut tasks = Vec::with_capacity(bmcs.len());
+    for (i, bmc) in bmcs.iter().enumerate() {
+        let addr = listener::address(spec, i);
+        let acceptor = tls.map(|t| t.acceptor());
+        let (bound, task) =
+            listener::spawn(bmc.clone(), addr, acceptor, shutdown.subscribe()).await?;
+        infos.push(build::info(bmc, &resolved[i], Some(bound), tls.is_some()));
+        tasks.push(task);
+    }
+    Ok((infos, tasks))
 }
 
 /// A running fleet.

@@ -74,23 +74,7 @@ async fn serve(bmc: &Arc<Bmc>, req: http::Request<Body>) -> Resp {
     };
     let path = parts.uri.path();
     let faults = bmc.faults.for_request(path);
-    if faults.black_hole {
-        futures::future::pending::<()>().await;
-    }
-    if !faults.latency.is_zero() {
-        tokio::time::sleep(faults.latency).await;
-    }
-    if let Some(status) = faults.error_status {
-        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-        return error(status, vec![Message::service_temporarily_unavailable(5)]);
-    }
-    if bmc.rebooting() {
-        let mut resp = error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            vec![Message::service_temporarily_unavailable(1)],
-        );
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    if let Some(resp) = apply_faults(bmc, &faults).await {
         return resp;
     }
     let Some(route) = routes::resolve(bmc, path) else {
@@ -171,6 +155,33 @@ fn redirect_to_https(bmc: &Bmc, parts: &http::request::Parts, route: &Route) -> 
     resp.headers_mut()
         .insert(header::LOCATION, header_value(&target));
     Some(resp)
+}
+
+/// Injected faults and the BMC's own reboot, before anything else is looked at.
+async fn apply_faults(bmc: &Bmc, faults: &crate::fault::RequestFaults) -> Option<Resp> {
+    if faults.black_hole {
+        futures::future::pending::<()>().await;
+    }
+    if !faults.latency.is_zero() {
+        tokio::time::sleep(faults.latency).await;
+    }
+    if let Some(status) = faults.error_status {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        return Some(error(
+            status,
+            vec![Message::service_temporarily_unavailable(5)],
+        ));
+    }
+    if bmc.rebooting() {
+        let mut resp = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            vec![Message::service_temporarily_unavailable(1)],
+        );
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return Some(resp);
+    }
+    None
 }
 
 fn header_value(s: &str) -> HeaderValue {

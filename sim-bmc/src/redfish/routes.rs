@@ -78,8 +78,6 @@ pub fn resolve(bmc: &Bmc, path: &str) -> Option<Route> {
     }
     let rest = path.strip_prefix("/redfish/v1")?;
     let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
-    let sys = |id: &str| bmc.systems.iter().position(|s| s.id == id);
-    let hw = |i: usize| &bmc.systems[i].hardware;
     let manager_id = bmc.vendor().manager_id();
     use Route as R;
     Some(match segs.as_slice() {
@@ -88,46 +86,8 @@ pub fn resolve(bmc: &Bmc, path: &str) -> Option<Route> {
         ["odata"] => R::OData,
         ["Systems"] => R::Systems,
         ["Systems", id, rest @ ..] => {
-            let i = sys(id)?;
-            match rest {
-                [] => R::System(i),
-                ["Actions", "ComputerSystem.Reset"] => R::SystemReset(i),
-                ["ResetActionInfo"] => R::ResetActionInfo(i),
-                ["Processors"] => R::Processors(i),
-                ["Processors", p] => R::Processor(
-                    i,
-                    index_in(hw(i).cpu_sockets as usize, p.strip_prefix("CPU")?)?,
-                ),
-                ["Memory"] => R::Memory(i),
-                ["Memory", d] => R::Dimm(
-                    i,
-                    index_in(dimm_count(hw(i).memory_gib), d.strip_prefix("DIMM")?)?,
-                ),
-                ["Storage"] => R::Storages(i),
-                ["Storage", "RAID1"] => R::Storage(i),
-                ["Storage", "RAID1", "Drives", d] => {
-                    R::Drive(i, index_in(hw(i).disks as usize, d.strip_prefix("Disk")?)?)
-                }
-                ["Storage", "RAID1", "Volumes"] => R::Volumes(i),
-                ["Storage", "RAID1", "Volumes", "1"] => R::Volume(i),
-                ["SimpleStorage"] => R::SimpleStorages(i),
-                ["SimpleStorage", "1"] => R::SimpleStorage(i),
-                ["EthernetInterfaces"] => R::EthernetInterfaces(i),
-                ["EthernetInterfaces", n] => R::EthernetInterface(
-                    i,
-                    index_in(bmc.systems[i].macs.len(), n.strip_prefix("NIC")?)?,
-                ),
-                ["Bios"] => R::Bios(i),
-                ["Bios", "Settings"] => R::BiosSettings(i),
-                ["BootOptions"] => R::BootOptions(i),
-                ["BootOptions", o] => R::BootOption(
-                    i,
-                    crate::machine::BOOT_OPTIONS
-                        .iter()
-                        .position(|(r, _, _)| r == o)?,
-                ),
-                _ => return None,
-            }
+            let i = bmc.systems.iter().position(|s| s.id == *id)?;
+            resolve_system(bmc, i, rest)?
         }
         ["Managers"] => R::Managers,
         ["Managers", id] if *id == manager_id => R::Manager,
@@ -163,6 +123,51 @@ pub fn resolve(bmc: &Bmc, path: &str) -> Option<Route> {
         ["UpdateService", "FirmwareInventory", id] if FIRMWARE_ITEMS.contains(id) => {
             R::Firmware(id.to_string())
         }
+        _ => return None,
+    })
+}
+
+/// Resources below `/redfish/v1/Systems/{id}`.
+fn resolve_system(bmc: &Bmc, i: usize, rest: &[&str]) -> Option<Route> {
+    use Route as R;
+    let hw = &bmc.systems[i].hardware;
+    Some(match rest {
+        [] => R::System(i),
+        ["Actions", "ComputerSystem.Reset"] => R::SystemReset(i),
+        ["ResetActionInfo"] => R::ResetActionInfo(i),
+        ["Processors"] => R::Processors(i),
+        ["Processors", p] => R::Processor(
+            i,
+            index_in(hw.cpu_sockets as usize, p.strip_prefix("CPU")?)?,
+        ),
+        ["Memory"] => R::Memory(i),
+        ["Memory", d] => R::Dimm(
+            i,
+            index_in(dimm_count(hw.memory_gib), d.strip_prefix("DIMM")?)?,
+        ),
+        ["Storage"] => R::Storages(i),
+        ["Storage", "RAID1"] => R::Storage(i),
+        ["Storage", "RAID1", "Drives", d] => {
+            R::Drive(i, index_in(hw.disks as usize, d.strip_prefix("Disk")?)?)
+        }
+        ["Storage", "RAID1", "Volumes"] => R::Volumes(i),
+        ["Storage", "RAID1", "Volumes", "1"] => R::Volume(i),
+        ["SimpleStorage"] => R::SimpleStorages(i),
+        ["SimpleStorage", "1"] => R::SimpleStorage(i),
+        ["EthernetInterfaces"] => R::EthernetInterfaces(i),
+        ["EthernetInterfaces", n] => R::EthernetInterface(
+            i,
+            index_in(bmc.systems[i].macs.len(), n.strip_prefix("NIC")?)?,
+        ),
+        ["Bios"] => R::Bios(i),
+        ["Bios", "Settings"] => R::BiosSettings(i),
+        ["BootOptions"] => R::BootOptions(i),
+        ["BootOptions", o] => R::BootOption(
+            i,
+            crate::machine::BOOT_OPTIONS
+                .iter()
+                .position(|(r, _, _)| r == o)?,
+        ),
         _ => return None,
     })
 }
