@@ -215,6 +215,42 @@ async fn graceful_shutdown_waits_for_the_os_and_can_be_ignored() {
     assert_eq!(machine.power_state(), PowerState::PoweringOff);
     tokio::time::advance(Duration::from_millis(100)).await;
     assert_eq!(machine.power_state(), PowerState::Off);
+
+    // An OS that ignores ACPI power-button presses stays up; ForceOff still works.
+    let boot = Arc::new(RecordingBoot {
+        seen: Default::default(),
+    });
+    let yaml = FLEET.replace(
+        "postMs: 50}",
+        "postMs: 50, osIgnoresGracefulShutdown: true}",
+    );
+    let ignoring = common::fleet(
+        &yaml,
+        FleetOptions {
+            network_boot: Some(boot),
+            ..Default::default()
+        },
+    )
+    .await;
+    let c = Client::new(&ignoring, "r1");
+    let machine = ignoring
+        .machine(&ignoring.bmcs()[0].systems[0].uuid)
+        .unwrap();
+    c.post(RESET, r#"{"ResetType":"On"}"#).await;
+    wait_until(|| machine.running_os().is_some()).await;
+    c.post(RESET, r#"{"ResetType":"GracefulShutdown"}"#).await;
+    tokio::time::advance(Duration::from_secs(5)).await;
+    assert_eq!(machine.power_state(), PowerState::On);
+    assert!(
+        machine
+            .events()
+            .iter()
+            .any(|e| e.kind == MachineEventKind::GracefulShutdownIgnored)
+    );
+    c.post(RESET, r#"{"ResetType":"ForceOff"}"#).await;
+    tokio::time::advance(Duration::from_millis(100)).await;
+    assert_eq!(machine.power_state(), PowerState::Off);
+    assert!(machine.running_os().is_none());
 }
 
 #[tokio::test]
