@@ -122,24 +122,17 @@ impl Backend {
     ) -> anyhow::Result<BackendHandle> {
         let cancel = CancellationToken::new();
         let mut tasks = Vec::new();
-        let mut registry_router = None;
-        let registry_host = match &options.registry {
+        let (registry_host, registry_router) = match &options.registry {
             Some(embedded) => {
-                let listener = TcpListener::bind(embedded.listen)
-                    .await
-                    .context("binding the registry listener")?;
-                let host = listener.local_addr()?.to_string();
-                let router =
-                    Registry::new(Catalog::standard(embedded.seed, embedded.sizes)).router();
-                registry_router = Some(router.clone());
-                tasks.push(serve(listener, router, cancel.clone()));
+                let (host, router, task) = start_registry(embedded, cancel.clone()).await?;
+                tasks.push(task);
                 options.insecure_registries.push(host.clone());
                 if !options.controller.allowed_registries.is_empty() {
                     options.controller.allowed_registries.push(host.clone());
                 }
-                Some(host)
+                (Some(host), Some(router))
             }
-            None => None,
+            None => (None, None),
         };
         let listener = TcpListener::bind(options.listen)
             .await
@@ -202,6 +195,20 @@ impl Backend {
             tasks,
         })
     }
+}
+
+/// Binds and serves the generated registry; returns its `host:port`, its router and the serving task.
+async fn start_registry(
+    embedded: &EmbeddedRegistry,
+    cancel: CancellationToken,
+) -> anyhow::Result<(String, axum::Router, JoinHandle<()>)> {
+    let listener = TcpListener::bind(embedded.listen)
+        .await
+        .context("binding the registry listener")?;
+    let host = listener.local_addr()?.to_string();
+    let router = Registry::new(Catalog::standard(embedded.seed, embedded.sizes)).router();
+    let task = serve(listener, router.clone(), cancel);
+    Ok((host, router, task))
 }
 
 fn server_records(server: &BootServer) -> BootRecords {

@@ -57,18 +57,11 @@ pub struct Prepared {
 #[derive(Debug)]
 pub struct Failure {
     pub conditions: Vec<Cond>,
-    /// A partial record a misbehaving backend may publish anyway.
-    pub partial: Option<Box<BootRecord>>,
-    pub partial_blobs: Vec<(String, Bytes)>,
 }
 
 impl Failure {
     fn new(conditions: Vec<Cond>) -> Self {
-        Self {
-            conditions,
-            partial: None,
-            partial_blobs: vec![],
-        }
+        Self { conditions }
     }
 }
 
@@ -94,55 +87,15 @@ pub async fn prepare(sbc: &ServerBootConfiguration, ctx: &Context) -> Result<Pre
             sbc.spec.server_ref.name, server.uuid
         ),
     );
-    let (image, resolved, blobs, image_cond) = match resolve_image(sbc, &server, ctx).await {
-        Ok((image, resolved, blobs)) => {
-            let cond = Cond::truth(
-                types::IMAGE_RESOLVED,
-                reasons::IMAGE_RESOLVED,
-                describe(&resolved),
-            );
-            (image, Some(resolved), blobs, cond)
-        }
-        Err((image, resolved, message))
-            if ctx.options.misbehaviour == Misbehaviour::ReadyOnBadImage =>
-        {
-            let cond = Cond::truth(
-                types::IMAGE_RESOLVED,
-                reasons::IMAGE_RESOLVED,
-                format!("(ignored) {message}"),
-            );
-            (image, resolved, vec![], cond)
-        }
-        Err((_, _, message)) => {
-            let validation = Cond::falsity(
-                types::IMAGE_VALIDATION,
-                reasons::VALIDATION_FAILED,
-                message.clone(),
-            );
-            let image = Cond::falsity(
-                types::IMAGE_RESOLVED,
-                reasons::IMAGE_VALIDATION_FAILED,
-                message,
-            );
-            return Err(Failure::new(vec![server_ok, image, validation]));
+    let (image, resolved, blobs, image_cond) = match image_step(sbc, &server, ctx).await {
+        Ok(step) => step,
+        Err(mut conds) => {
+            conds.insert(0, server_ok);
+            return Err(Failure::new(conds));
         }
     };
-    let (ignition, ignition_cond, advertise_missing) = match render_ignition(sbc, &key, ctx).await {
-        Ok((data, cond)) => (data, cond, false),
-        Err(cond)
-            if ctx.options.misbehaviour == Misbehaviour::ReadyOnMissingSecret
-                && cond.reason == reasons::IGNITION_MISSING =>
-        {
-            (
-                None,
-                Cond::truth(
-                    types::IGNITION_READY,
-                    reasons::IGNITION_RENDERED,
-                    format!("(ignored) {}", cond.message),
-                ),
-                true,
-            )
-        }
+    let (ignition, ignition_cond, advertise_missing) = match ignition_step(sbc, &key, ctx).await {
+        Ok(step) => step,
         Err(cond) => return Err(Failure::new(vec![server_ok, image_cond, cond])),
     };
     let layer = |kind| resolved.as_ref().and_then(|r| r.layer(kind).cloned());
@@ -173,6 +126,75 @@ pub async fn prepare(sbc: &ServerBootConfiguration, ctx: &Context) -> Result<Pre
         server_references_sbc: server.references_sbc,
         conditions: vec![server_ok, image_cond, ignition_cond],
     })
+}
+
+type ImageStep = (ImageRef, Option<ResolvedImage>, Vec<(String, Bytes)>, Cond);
+
+/// Resolves the image (or, for `ready-on-bad-image`, pretends to); Err carries the failed conditions.
+async fn image_step(
+    sbc: &ServerBootConfiguration,
+    server: &ServerFacts,
+    ctx: &Context,
+) -> Result<ImageStep, Vec<Cond>> {
+    match resolve_image(sbc, server, ctx).await {
+        Ok((image, resolved, blobs)) => {
+            let cond = Cond::truth(
+                types::IMAGE_RESOLVED,
+                reasons::IMAGE_RESOLVED,
+                describe(&resolved),
+            );
+            Ok((image, Some(resolved), blobs, cond))
+        }
+        Err((image, resolved, message))
+            if ctx.options.misbehaviour == Misbehaviour::ReadyOnBadImage =>
+        {
+            let cond = Cond::truth(
+                types::IMAGE_RESOLVED,
+                reasons::IMAGE_RESOLVED,
+                format!("(ignored) {message}"),
+            );
+            Ok((image, resolved, vec![], cond))
+        }
+        Err((_, _, message)) => {
+            let validation = Cond::falsity(
+                types::IMAGE_VALIDATION,
+                reasons::VALIDATION_FAILED,
+                message.clone(),
+            );
+            let image = Cond::falsity(
+                types::IMAGE_RESOLVED,
+                reasons::IMAGE_VALIDATION_FAILED,
+                message,
+            );
+            Err(vec![image, validation])
+        }
+    }
+}
+
+/// Renders the ignition (or, for `ready-on-missing-secret`, ignores its absence).
+async fn ignition_step(
+    sbc: &ServerBootConfiguration,
+    key: &SbcKey,
+    ctx: &Context,
+) -> Result<(Option<Bytes>, Cond, bool), Cond> {
+    match render_ignition(sbc, key, ctx).await {
+        Ok((data, cond)) => Ok((data, cond, false)),
+        Err(cond)
+            if ctx.options.misbehaviour == Misbehaviour::ReadyOnMissingSecret
+                && cond.reason == reasons::IGNITION_MISSING =>
+        {
+            Ok((
+                None,
+                Cond::truth(
+                    types::IGNITION_READY,
+                    reasons::IGNITION_RENDERED,
+                    format!("(ignored) {}", cond.message),
+                ),
+                true,
+            ))
+        }
+        Err(cond) => Err(cond),
+    }
 }
 
 async fn server_facts(

@@ -15,7 +15,7 @@ use super::prepare::{Failure, Prepared, prepare};
 use super::probe::{Prober, self_probe};
 use super::{Context, Error};
 use crate::misbehaviour::Misbehaviour;
-use crate::records::SbcKey;
+use crate::records::{BootRecord, SbcKey};
 
 /// How often a Ready SBC is re-examined (tags can move, registries can lose blobs).
 const RESYNC: Duration = Duration::from_secs(300);
@@ -208,6 +208,18 @@ async fn on_prepared(
     if !keep_old {
         ctx.records.publish(prepared.record.clone(), prepared.blobs);
     }
+    verify_and_report(target, conditions, &prepared.record, keep_old).await
+}
+
+/// Self-probes the published record and writes Ready (or Pending with the probe's finding).
+async fn verify_and_report(
+    target: &Target<'_>,
+    mut conditions: Vec<Cond>,
+    record: &BootRecord,
+    keep_old: bool,
+) -> Result<Action, Error> {
+    let ctx = target.ctx;
+    let mode = ctx.options.misbehaviour;
     let skip_probe = keep_old
         || matches!(
             mode,
@@ -220,7 +232,7 @@ async fn on_prepared(
                 verified: &ctx.verified,
             },
             &ctx.base_url,
-            &prepared.record,
+            record,
             ctx.options.boot_modes,
         )
         .await
@@ -250,7 +262,7 @@ async fn on_prepared(
     if target.write(state, &conditions).await? != Written::Superseded {
         ctx.reset_backoff(&target.key);
         if mode == Misbehaviour::TouchSpec {
-            pin_image_in_spec(target, &prepared.record).await?;
+            pin_image_in_spec(target, record).await?;
         }
         if mode == Misbehaviour::Flap {
             ctx.start_flapping(
