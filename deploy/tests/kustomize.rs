@@ -230,7 +230,12 @@ fn operator_args_parse_with_the_operator_flags_and_match_the_ports() {
         let config = flags.to_config().unwrap_or_else(|e| panic!("{rel}: {e:#}"));
         assert!(
             flags.leader_elect,
-            "{rel}: a Deployment may surge to two pods; leader election keeps one active"
+            "{rel}: two pods may overlap during a rollout; leader election keeps one active"
+        );
+        // A standby is never Ready (readyz waits for the lease), so a surging rollout could never finish.
+        assert_eq!(
+            deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"], 0,
+            "{rel}: the operator must not surge"
         );
         assert_eq!(
             flags.manager_namespace,
