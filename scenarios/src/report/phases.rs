@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::evidence::{Event, Evidence, HarnessEvent, Key, MachineObs, Snapshot};
 use crate::invariants::same_image;
@@ -21,7 +21,7 @@ pub struct ClaimTimes {
 }
 
 /// Percentiles of one phase, in milliseconds.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
     pub count: usize,
     pub p50: u64,

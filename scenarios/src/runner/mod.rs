@@ -192,6 +192,7 @@ pub async fn run(scenario: &Scenario, options: RunOptions) -> anyhow::Result<Out
     let stack = Arc::try_unwrap(stack)
         .map_err(|_| anyhow::anyhow!("the stack is still in use"))?
         .into_inner();
+    let figures = stack.figures();
     stack.shutdown().await;
     drop(sink);
     observe::detach_panic_hook();
@@ -201,7 +202,7 @@ pub async fn run(scenario: &Scenario, options: RunOptions) -> anyhow::Result<Out
     let mut m = conditions::lock(&monitor);
     m.finish();
     let evidence = std::mem::take(&mut *log.lock().unwrap_or_else(|e| e.into_inner()));
-    let report = Report::build(
+    let mut report = Report::build(
         scenario,
         options.seed,
         wall_ms,
@@ -211,6 +212,7 @@ pub async fn run(scenario: &Scenario, options: RunOptions) -> anyhow::Result<Out
         injected,
         failures,
     );
+    report.figures = figures;
     Ok(Outcome { report, evidence })
 }
 

@@ -158,6 +158,30 @@ impl Stack {
         }
     }
 
+    /// Counters from the components: API writes (embedded: resourceVersion), operator reconciles
+    /// per controller (since its last start), power-on requests.
+    pub fn figures(&self) -> std::collections::BTreeMap<String, f64> {
+        let mut out = std::collections::BTreeMap::new();
+        if let ApiServer::Embedded(e) = &self.api
+            && let Some(h) = &e.handle
+        {
+            out.insert("apiWrites".into(), h.resource_version() as f64);
+        }
+        if let Some(op) = &self.operator {
+            for c in ["server", "serverclaim", "serverbootconfiguration", "bmc"] {
+                out.insert(
+                    format!("reconciles.{c}"),
+                    op.metrics.reconcile_count(c) as f64,
+                );
+            }
+            out.insert(
+                "operatorPowerOnRequests".into(),
+                op.metrics.power_on_requests() as f64,
+            );
+        }
+        out
+    }
+
     /// A BMCSecret and a BMC (inline access) per fleet BMC.
     async fn create_bmcs(&self) -> anyhow::Result<()> {
         let secrets = Api::<BMCSecret>::all(self.client.clone());

@@ -1,0 +1,195 @@
+//! Scale benchmark: `fleet-1000.yaml` resized to N servers with zero latencies, one process per size
+//! (so peak RSS is per size). Prints wall time to all claims booted, API writes and reconciles per
+//! server, peak RSS, CPU time, and where the time goes, as ratios against the smallest size.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use clap::Parser;
+use scenarios::evidence::{Event, HarnessEvent};
+use scenarios::runner::{RunOptions, run};
+use scenarios::spec::{self, Action, BmcSet, Dur};
+
+#[derive(Parser)]
+#[command(about = "Provision N servers end to end and report where the time goes")]
+struct Args {
+    /// Fleet sizes; the first is the baseline for ratios.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
+    sizes: Vec<u32>,
+    /// The scenario to resize.
+    #[arg(long, default_value = "scenarios/fleet-1000.yaml")]
+    file: PathBuf,
+    /// Internal: run exactly one size in this process and print one JSON line.
+    #[arg(long, hide = true)]
+    one: Option<u32>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone)]
+struct Figures {
+    servers: u32,
+    passed: bool,
+    wall_s: f64,
+    discovery_s: f64,
+    claims_to_all_booted_s: f64,
+    api_writes_per_server: f64,
+    reconciles_per_server: f64,
+    peak_rss_mib: f64,
+    cpu_s: f64,
+    phases: Vec<(String, scenarios::report::Stats)>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if let Some(n) = args.one {
+        let figures = measure(&args.file, n)?;
+        println!("{}", serde_json::to_string(&figures)?);
+        return Ok(());
+    }
+    let exe = std::env::current_exe()?;
+    let mut all: Vec<Figures> = Vec::new();
+    for n in &args.sizes {
+        eprintln!("running {n} servers…");
+        let out = Command::new(&exe)
+            .arg("--file")
+            .arg(&args.file)
+            .arg("--one")
+            .arg(n.to_string())
+            .output()?;
+        let line = String::from_utf8_lossy(&out.stdout);
+        match line
+            .lines()
+            .last()
+            .and_then(|l| serde_json::from_str::<Figures>(l).ok())
+        {
+            Some(f) => all.push(f),
+            None => eprintln!(
+                "{n} servers: no result\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
+    }
+    print_table(&all);
+    Ok(())
+}
+
+fn measure(file: &std::path::Path, n: u32) -> anyhow::Result<Figures> {
+    let mut s = spec::load_file(file)?;
+    s.name = format!("fleet-{n}");
+    s.fleet.bmcs = BmcSet::Count(n);
+    for step in &mut s.workload.steps {
+        if let Action::CreateClaims { count, .. } = &mut step.action {
+            *count = Some(n);
+        }
+    }
+    s.expect.claims_bound = Some(n);
+    s.expect.claims_booted = Some(n);
+    s.expect.within = Dur::from_secs(15 * 60);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let outcome = runtime.block_on(run(
+        &s,
+        RunOptions {
+            seed: 1,
+            kubeconfig: None,
+            progress: false,
+        },
+    ))?;
+    let r = &outcome.report;
+    let discovery_ms = outcome
+        .evidence
+        .iter()
+        .find(|e| matches!(&e.event, Event::Harness(HarnessEvent::StepDone { label }) if label == "discovery complete"))
+        .map(|e| e.at_ms)
+        .unwrap_or(0);
+    let booted_ms = r
+        .phases
+        .iter()
+        .find(|(p, _)| p == "claim → booted")
+        .map(|(_, s)| s.max)
+        .unwrap_or(0);
+    let reconciles: f64 = r
+        .figures
+        .iter()
+        .filter(|(k, _)| k.starts_with("reconciles."))
+        .map(|(_, v)| v)
+        .sum();
+    let per = |v: f64| v / f64::from(n.max(1));
+    Ok(Figures {
+        servers: n,
+        passed: r.passed,
+        wall_s: r.wall_ms as f64 / 1000.0,
+        discovery_s: discovery_ms as f64 / 1000.0,
+        claims_to_all_booted_s: booted_ms as f64 / 1000.0,
+        api_writes_per_server: per(r.figures.get("apiWrites").copied().unwrap_or(0.0)),
+        reconciles_per_server: per(reconciles),
+        peak_rss_mib: proc_status_kib("VmHWM:") / 1024.0,
+        cpu_s: cpu_seconds(),
+        phases: r.phases.clone(),
+    })
+}
+
+fn proc_status_kib(field: &str) -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with(field)).map(str::to_string))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0.0)
+}
+
+/// User + system CPU time of this process (from /proc/self/stat, clock ticks of 1/100 s).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn print_table(all: &[Figures]) {
+    let Some(base) = all.first() else { return };
+    println!(
+        "\n{:>7} {:>6} {:>8} {:>10} {:>14} {:>12} {:>12} {:>9} {:>7} {:>14}",
+        "servers",
+        "ok",
+        "wall s",
+        "discovery",
+        "claims→booted",
+        "writes/srv",
+        "reconc/srv",
+        "RSS MiB",
+        "CPU s",
+        "wall/srv ×base"
+    );
+    for f in all {
+        let per_server = f.wall_s / f64::from(f.servers);
+        let base_per_server = base.wall_s / f64::from(base.servers);
+        println!(
+            "{:>7} {:>6} {:>8.1} {:>10.1} {:>14.1} {:>12.1} {:>12.1} {:>9.0} {:>7.1} {:>14.2}",
+            f.servers,
+            f.passed,
+            f.wall_s,
+            f.discovery_s,
+            f.claims_to_all_booted_s,
+            f.api_writes_per_server,
+            f.reconciles_per_server,
+            f.peak_rss_mib,
+            f.cpu_s,
+            per_server / base_per_server
+        );
+    }
+    for f in all {
+        println!("\nwhere the time goes, {} servers (claims):", f.servers);
+        for (phase, s) in &f.phases {
+            println!(
+                "  {phase:<24} p50 {:>7}ms  p99 {:>7}ms  max {:>7}ms",
+                s.p50, s.p99, s.max
+            );
+        }
+    }
+}
