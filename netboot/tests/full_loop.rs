@@ -35,6 +35,10 @@ struct Loop {
 }
 
 async fn start(mode: Misbehaviour) -> Loop {
+    start_with(mode, names::PROBE).await
+}
+
+async fn start_with(mode: Misbehaviour, probe_os_image: &str) -> Loop {
     let mut options = common::backend_options(mode);
     // Long enough that the operator powers the machine on while the lie lasts, even on a loaded machine.
     options.controller.misbehaviour_options.lie_window = Duration::from_secs(30);
@@ -58,7 +62,7 @@ async fn start(mode: Misbehaviour) -> Loop {
     let config = Config {
         manager_namespace: NS.into(),
         probe_image: "ghcr.io/ironcore-dev/metalprobe:test".into(),
-        probe_os_image: stack.backend.image(names::PROBE),
+        probe_os_image: stack.backend.image(probe_os_image),
         registry_url: format!("http://{REGISTRY_HOST}"),
         server_resync_interval: Duration::from_secs(3),
         discovery_timeout: Duration::from_secs(60),
@@ -301,21 +305,79 @@ async fn discovery_then_claim_boot_what_was_asked_for() {
     l.shutdown().await;
 }
 
+impl Loop {
+    /// The first boot failure in the machine's event log (what its console would show).
+    async fn first_boot_failure(&self) -> String {
+        let deadline = tokio::time::Instant::now() + T;
+        loop {
+            match self.boots().into_iter().next() {
+                Some(MachineEventKind::BootFailed { reason }) => return reason,
+                Some(other) => panic!("expected a boot failure, got {other:#?}"),
+                None => {}
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no boot recorded");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 #[tokio::test]
 async fn ready_before_serving_leaves_the_machine_in_a_boot_failure() {
     let l = start(Misbehaviour::ReadyBeforeServing).await;
+    let reason = l.first_boot_failure().await;
+    assert!(reason.contains("404"), "{reason}");
+    l.shutdown().await;
+}
+
+#[tokio::test]
+async fn wrong_ignition_fails_the_discovery_boot_in_ignition() {
+    let l = start(Misbehaviour::WrongIgnition).await;
+    let reason = l.first_boot_failure().await;
+    assert!(
+        reason.starts_with("Ignition:") && reason.contains("not JSON"),
+        "{reason}"
+    );
+    l.shutdown().await;
+}
+
+#[tokio::test]
+async fn ready_on_bad_image_powers_the_machine_into_a_boot_failure() {
+    let l = start_with(Misbehaviour::ReadyOnBadImage, names::NO_KERNEL).await;
+    let reason = l.first_boot_failure().await;
+    assert!(reason.contains("has no kernel layer"), "{reason}");
+    l.shutdown().await;
+}
+
+/// The honest counterpart: the same broken image is an Error and the machine is never powered on.
+#[tokio::test]
+async fn honest_backend_keeps_a_bad_image_from_booting() {
+    let l = start_with(Misbehaviour::None, names::NO_KERNEL).await;
+    let server = l.server_name();
     let deadline = tokio::time::Instant::now() + T;
-    let reason = loop {
-        if let Some(MachineEventKind::BootFailed { reason }) = l.boots().into_iter().next() {
-            break reason;
+    loop {
+        let sbc = l.stack.sbcs().get_opt(&server).await.unwrap();
+        let state = sbc
+            .and_then(|s| s.status)
+            .and_then(|s| s.state)
+            .map(|s| s.as_str().to_string());
+        if state.as_deref() == Some("Error") {
+            break;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "no boot failure recorded: {:#?}",
-            l.boots()
+            "discovery SBC never became Error"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert!(reason.contains("404"), "{reason}");
+    }
+    // A window in which a gate that ignored Error would have powered the machine on (many resyncs long).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let machine = l.fleet.machine(&l.uuid()).unwrap();
+    assert!(
+        !machine
+            .events()
+            .iter()
+            .any(|e| matches!(e.kind, MachineEventKind::BootAttempt { .. })),
+        "no boot attempt while the SBC is Error"
+    );
     l.shutdown().await;
 }
