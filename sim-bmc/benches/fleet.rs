@@ -366,6 +366,18 @@ async fn main() {
     let t = Arc::new(sim_targets(&one));
     let get1 = load(t.clone(), 16, secs, None).await;
     println!("{}", get1.line("sim-bmc, 1 BMC, GET (Basic auth)"));
+    // The Manager payload is rendered on every GET (only System payloads are cached): the uncached cost.
+    let manager = Arc::new(vec![Target {
+        addr: t[0].addr.clone(),
+        system_path: "/redfish/v1/Managers/iDRAC.Embedded.1".into(),
+        auth: true,
+    }]);
+    println!(
+        "{}",
+        load(manager, 16, secs, None)
+            .await
+            .line("sim-bmc, 1 BMC, GET Manager (rendered each time)")
+    );
     let _ = power_visibility(&t[0], r#"{"ResetType":"On"}"#, "On").await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let resets1 = sequential_resets(&t[0], 2000, r#"{"ResetType":"ForceRestart"}"#).await;

@@ -30,14 +30,10 @@ pub struct Subscription {
 #[derive(Clone)]
 pub struct EventSender {
     client: Client<HttpConnector, Full<Bytes>>,
+    /// Deliveries are spawned here, so events raised outside the runtime (e.g. a test thread) still go out.
+    runtime: tokio::runtime::Handle,
     delivered: Arc<AtomicU64>,
     failed: Arc<AtomicU64>,
-}
-
-impl Default for EventSender {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 /// Per-delivery bound; a slow receiver must not pile up tasks.
@@ -45,11 +41,12 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
 const DELIVERY_ATTEMPTS: u32 = 3;
 
 impl EventSender {
-    pub fn new() -> Self {
+    pub fn new(runtime: tokio::runtime::Handle) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_secs(2)));
         Self {
             client: Client::builder(TokioExecutor::new()).build(connector),
+            runtime,
             delivered: Arc::default(),
             failed: Arc::default(),
         }
@@ -66,7 +63,7 @@ impl EventSender {
     /// POSTs `body` to `destination` in the background, retrying a few times.
     pub fn deliver(&self, destination: String, body: Bytes) {
         let this = self.clone();
-        tokio::spawn(async move {
+        self.runtime.spawn(async move {
             for attempt in 0..DELIVERY_ATTEMPTS {
                 let Ok(req) = http::Request::post(destination.as_str())
                     .header(http::header::CONTENT_TYPE, "application/json")

@@ -151,7 +151,7 @@ fn build_bmcs(
         .clone()
         .unwrap_or_else(crate::clock::default_clock);
     let metrics = Arc::new(Metrics::new());
-    let sender = crate::bmc::events::EventSender::new();
+    let sender = crate::bmc::events::EventSender::new(tokio::runtime::Handle::current());
     let https_only = opts.tls && spec.network.https_only;
     let bmcs: Vec<Arc<Bmc>> = resolved
         .iter()
@@ -196,6 +196,13 @@ async fn listen(
         tasks.push(task);
     }
     Ok((infos, tasks))
+}
+
+impl Drop for FleetHandle {
+    /// A dropped handle stops listening too (without waiting), so ports and addresses are freed.
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
 }
 
 /// A running fleet.
@@ -261,9 +268,9 @@ impl FleetHandle {
     }
 
     /// Stops listeners and the control API, and waits for their tasks.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
-        for task in self.tasks {
+        for task in std::mem::take(&mut self.tasks) {
             let _ = task.await;
         }
     }
