@@ -28,6 +28,25 @@ pub enum Command {
     Contract,
     /// List rule IDs with level, profile and tier.
     Rules,
+    /// Run sim-boot, the reference backend, as a process (for `certify --embedded --backend-cmd` demos and tests):
+    /// KUBECONFIG from the environment, images from `--registry`.
+    ReferenceBackend(ReferenceBackendArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReferenceBackendArgs {
+    /// Boot server listen address.
+    #[arg(long)]
+    pub listen: std::net::SocketAddr,
+    /// The registry images may come from (host:port, plain HTTP).
+    #[arg(long)]
+    pub registry: String,
+    /// Further registries reached over plain HTTP but not allowed (host:port, comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub insecure_registries: Vec<String>,
+    /// A sim-boot misbehaviour mode (`none` for the honest backend).
+    #[arg(long, default_value = "none")]
+    pub misbehave: String,
 }
 
 #[derive(Debug, Args)]
@@ -42,8 +61,9 @@ pub struct CertifyArgs {
     /// Start the embedded API server with the metal CRDs and run `--backend-cmd` against it.
     #[arg(long, requires = "backend_cmd")]
     pub embedded: bool,
-    /// The backend under test, run through `sh -c` with KUBECONFIG set. `{kubeconfig}`, `{registry}` (host:port of
-    /// the built-in OCI registry) and `{boot_addr}` (the address the boot server must listen on) are substituted.
+    /// The backend under test, run through `sh -c` with KUBECONFIG set. Substituted: `{kubeconfig}`, `{registry}`
+    /// (host:port of the built-in OCI registry the backend must allow), `{disallowed_registry}` (same images, a host
+    /// it must refuse) and `{boot_addr}` (where its boot server must listen).
     #[arg(long)]
     pub backend_cmd: Option<String>,
     /// Kubeconfig mode: a command that restarts the backend (enables `resilience.backend-restart`).

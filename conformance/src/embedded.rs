@@ -295,6 +295,10 @@ pub async fn certify_embedded(
     let backend_cmd = template
         .replace("{kubeconfig}", &env.kubeconfig.display().to_string())
         .replace("{registry}", &env.registries.allowed.to_string())
+        .replace(
+            "{disallowed_registry}",
+            &env.registries.disallowed.to_string(),
+        )
         .replace("{boot_addr}", &boot_addr.to_string());
     std::fs::create_dir_all(&args.report_dir)?;
     let env_vars = vec![(

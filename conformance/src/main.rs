@@ -24,6 +24,15 @@ async fn main() {
             }
             0
         }
+        Command::ReferenceBackend(args) => {
+            match conformance::simboot::run_reference_backend(&args).await {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    conformance::certify::EXIT_USAGE_OR_HARNESS
+                }
+            }
+        }
         Command::Certify(args) => {
             conformance::certify::certify(&args, std::env::args().collect()).await
         }

@@ -11,6 +11,34 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// `conformance reference-backend`: sim-boot as a process, until killed.
+pub async fn run_reference_backend(args: &crate::cli::ReferenceBackendArgs) -> anyhow::Result<()> {
+    let mode: Misbehaviour = args
+        .misbehave
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!(e))?;
+    let client = kube::Client::try_default().await?;
+    let mut insecure = vec![args.registry.clone()];
+    insecure.extend(args.insecure_registries.iter().cloned());
+    let options = BackendOptions {
+        listen: args.listen,
+        public_url: None,
+        registry: None,
+        insecure_registries: insecure,
+        controller: ControllerOptions {
+            allowed_registries: vec![args.registry.clone()],
+            misbehaviour: mode,
+            max_backoff: Duration::from_secs(2),
+            ..Default::default()
+        },
+    };
+    let handle = Backend::start(client, options).await?;
+    eprintln!("reference backend ({mode}) serving on {}", handle.url());
+    tokio::signal::ctrl_c().await?;
+    handle.shutdown().await;
+    Ok(())
+}
+
 /// A restartable in-process sim-boot; restarts keep the boot server's address.
 pub struct InProcessSimBoot {
     client: kube::Client,
