@@ -325,43 +325,7 @@ pub fn prepare_update(
             )));
         }
     }
-    if sub == Sub::Finalize {
-        let spec_finalizers = new
-            .pointer("/spec/finalizers")
-            .cloned()
-            .unwrap_or(json!([]));
-        *new = old.clone();
-        new["spec"]["finalizers"] = spec_finalizers;
-    } else if sub == Sub::Status {
-        // Status writes change only the status stanza (and nothing in metadata but what they carried before).
-        let status = new.get("status").cloned();
-        let mut merged = old.clone();
-        match status {
-            Some(s) => merged["status"] = s,
-            None => {
-                if let Some(o) = merged.as_object_mut() {
-                    o.remove("status");
-                }
-            }
-        }
-        // Server-side apply of status has already recorded its field ownership.
-        if let Some(mf) = new.pointer("/metadata/managedFields").cloned() {
-            meta_mut(&mut merged).insert("managedFields".into(), mf);
-        }
-        *new = merged;
-    } else if info.has_status {
-        match old.get("status") {
-            Some(s) => new["status"] = s.clone(),
-            None => {
-                if let Some(o) = new.as_object_mut() {
-                    o.remove("status");
-                }
-            }
-        }
-        if info.kind == "Namespace" && info.group.is_empty() {
-            new["spec"] = old.get("spec").cloned().unwrap_or(json!({}));
-        }
-    }
+    scope_to_subresource(info, old, new, sub);
     let old_meta = meta(old).cloned().unwrap_or_default();
     let mut causes = metadata_causes(meta_mut(new));
     let new_meta = meta_mut(new);
@@ -404,6 +368,45 @@ pub fn prepare_update(
         meta_mut(new).insert("generation".into(), json!(generation + 1));
     }
     Ok(())
+}
+
+/// Keeps a write to the part its endpoint may change: status writes change only the status, main-resource
+/// writes never the status (when it is a subresource), finalize writes only a Namespace's spec.finalizers.
+fn scope_to_subresource(info: &ResourceInfo, old: &Value, new: &mut Value, sub: Sub) {
+    let take = |from: &Value, field: &str, into: &mut Value| match from.get(field) {
+        Some(v) => into[field] = v.clone(),
+        None => {
+            if let Some(o) = into.as_object_mut() {
+                o.remove(field);
+            }
+        }
+    };
+    match sub {
+        Sub::Finalize => {
+            let spec_finalizers = new
+                .pointer("/spec/finalizers")
+                .cloned()
+                .unwrap_or(json!([]));
+            *new = old.clone();
+            new["spec"]["finalizers"] = spec_finalizers;
+        }
+        Sub::Status => {
+            let mut merged = old.clone();
+            take(new, "status", &mut merged);
+            // Server-side apply of status has already recorded its field ownership.
+            if let Some(mf) = new.pointer("/metadata/managedFields").cloned() {
+                meta_mut(&mut merged).insert("managedFields".into(), mf);
+            }
+            *new = merged;
+        }
+        Sub::Main if info.has_status => {
+            take(old, "status", new);
+            if info.kind == "Namespace" && info.group.is_empty() {
+                new["spec"] = old.get("spec").cloned().unwrap_or(json!({}));
+            }
+        }
+        Sub::Main => {}
+    }
 }
 
 /// Marks an object as being deleted (deletionTimestamp, grace period 0, a Namespace's Terminating phase).

@@ -354,88 +354,15 @@ pub async fn delete(
             .store
             .get(key)
             .ok_or_else(|| ApiError::not_found(&info.group, &info.plural, &key.name))?;
-        let uid = meta_str(&current, "uid").unwrap_or("");
-        if let Some(want) = &opts.uid
-            && want != uid
-        {
-            return Err(ApiError::conflict(
-                &info.group,
-                &info.plural,
-                &key.name,
-                &format!(
-                    "Precondition failed: UID in precondition: {want}, UID in object meta: {uid}"
-                ),
-            ));
-        }
-        if let Some(want) = &opts.rv
-            && *want != rv.to_string()
-        {
-            return Err(ApiError::conflict(
-                &info.group,
-                &info.plural,
-                &key.name,
-                &format!(
-                    "Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {rv}"
-                ),
-            ));
-        }
-        if !st.admission.is_empty() {
-            let ctx = WriteCtx {
-                dry_run: opts.dry_run,
-                ..WriteCtx::internal(&info.versions[0])
-            };
-            let req = AdmissionRequest {
-                operation: Operation::Delete,
-                group: &info.group,
-                version: &ctx.version,
-                kind: &info.kind,
-                resource: &info.plural,
-                subresource: "",
-                namespace: &key.namespace,
-                name: &key.name,
-                object: None,
-                old_object: Some(&current),
-                dry_run: opts.dry_run,
-            };
-            st.admission.run_validating(&req)?;
-        }
-        let mut new = (*current).clone();
-        let mut held = finalizers(&new);
-        let policy_finalizer = match opts.propagation.as_deref() {
-            Some("Orphan") => Some("orphan"),
-            Some("Foreground") => Some("foregroundDeletion"),
-            _ => None,
+        check_delete_preconditions(info, key, rv, &current, opts)?;
+        admit_delete(st, info, key, &current, opts)?;
+        let Some(write) = deletion_write(info, &current, opts, (st.clock)()) else {
+            return Ok((current, false));
         };
-        if let Some(f) = policy_finalizer
-            && !held.iter().any(|h| h == f)
-            && !is_deleting(&current)
-        {
-            held.push(f.to_string());
-            meta_mut(&mut new).insert("finalizers".into(), json!(held));
-        }
-        let is_namespace = info.kind == "Namespace" && info.group.is_empty();
-        let write = if held.is_empty() && !is_namespace {
-            Write::Delete
-        } else if is_deleting(&current) && new == *current {
-            if objects::ready_to_remove(info, &current) {
-                Write::Delete
-            } else {
-                return Ok((current, false));
-            }
-        } else {
-            if !is_deleting(&new) {
-                objects::mark_deleting(info, &mut new, (st.clock)());
-            }
-            if objects::ready_to_remove(info, &new) {
-                Write::Delete
-            } else {
-                Write::Put(new)
-            }
-        };
-        if opts.dry_run {
-            return Ok((current, matches!(write, Write::Delete)));
-        }
         let removed = matches!(write, Write::Delete);
+        if opts.dry_run {
+            return Ok((current, removed));
+        }
         match st.store.commit(key, Precondition::Rv(rv), write) {
             Ok(mut committed) => {
                 if !committed.wait_durable().await {
@@ -459,6 +386,103 @@ pub async fn delete(
         "Conflict",
         format!("too many concurrent updates of {}", key.name),
     ))
+}
+
+fn check_delete_preconditions(
+    info: &ResourceInfo,
+    key: &ObjKey,
+    rv: u64,
+    current: &Value,
+    opts: &DeleteOpts,
+) -> ApiResult<()> {
+    let failed = |why: String| {
+        Err(ApiError::conflict(
+            &info.group,
+            &info.plural,
+            &key.name,
+            &why,
+        ))
+    };
+    let uid = meta_str(current, "uid").unwrap_or("");
+    if let Some(want) = &opts.uid
+        && want != uid
+    {
+        return failed(format!(
+            "Precondition failed: UID in precondition: {want}, UID in object meta: {uid}"
+        ));
+    }
+    if let Some(want) = &opts.rv
+        && *want != rv.to_string()
+    {
+        return failed(format!(
+            "Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {rv}"
+        ));
+    }
+    Ok(())
+}
+
+fn admit_delete(
+    st: &State,
+    info: &ResourceInfo,
+    key: &ObjKey,
+    current: &Value,
+    opts: &DeleteOpts,
+) -> ApiResult<()> {
+    if st.admission.is_empty() {
+        return Ok(());
+    }
+    st.admission.run_validating(&AdmissionRequest {
+        operation: Operation::Delete,
+        group: &info.group,
+        version: &info.versions[0],
+        kind: &info.kind,
+        resource: &info.plural,
+        subresource: "",
+        namespace: &key.namespace,
+        name: &key.name,
+        object: None,
+        old_object: Some(current),
+        dry_run: opts.dry_run,
+    })
+}
+
+/// What a delete request writes: removal when nothing holds the object, else the object marked as being
+/// deleted (with the propagation policy's finalizer). None when it is already being deleted as asked.
+fn deletion_write(
+    info: &ResourceInfo,
+    current: &Value,
+    opts: &DeleteOpts,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<Write> {
+    let mut new = current.clone();
+    let mut held = finalizers(&new);
+    let policy_finalizer = match opts.propagation.as_deref() {
+        Some("Orphan") => Some("orphan"),
+        Some("Foreground") => Some("foregroundDeletion"),
+        _ => None,
+    };
+    if let Some(f) = policy_finalizer
+        && !held.iter().any(|h| h == f)
+        && !is_deleting(current)
+    {
+        held.push(f.to_string());
+        meta_mut(&mut new).insert("finalizers".into(), json!(held));
+    }
+    let is_namespace = info.kind == "Namespace" && info.group.is_empty();
+    if held.is_empty() && !is_namespace {
+        return Some(Write::Delete);
+    }
+    if is_deleting(current) && new == *current {
+        return objects::ready_to_remove(info, current).then_some(Write::Delete);
+    }
+    if !is_deleting(&new) {
+        objects::mark_deleting(info, &mut new, now);
+    }
+    Some(if objects::ready_to_remove(info, &new) {
+        Write::Delete
+    } else {
+        Write::Put(new)
+    })
 }
 
 /// Keeps the registry in step with CRD writes: established CRDs are served, removed ones are not.

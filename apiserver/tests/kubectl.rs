@@ -114,7 +114,10 @@ async fn crds_discovery_explain_and_printer_columns() {
     assert!(explain.contains("systemUUID"), "{explain}");
     // Built-in kinds carry the upstream schemas (from k8s-openapi).
     let explain = k.ok(&["explain", "configmap.data"]).await;
-    assert!(explain.contains("Data contains the configuration data"), "{explain}");
+    assert!(
+        explain.contains("Data contains the configuration data"),
+        "{explain}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let file = write(dir.path(), "srv.yaml", SERVER);
     k.ok(&["apply", "-f", &file]).await;
