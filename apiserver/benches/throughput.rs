@@ -25,7 +25,7 @@ fn server_object(name: &str, sent_us: u64, generation: u64) -> Vec<u8> {
 "spec":{{"systemUUID":"38947555-7742-3448-3784-{uuid:012}","power":"On","indicatorLED":"Off","bmcRef":{{"name":"bmc-{name}"}},
 "bootOrder":[{{"name":"PXE","priority":1,"device":"Pxe"}},{{"name":"Disk","priority":2,"device":"Hdd"}}],
 "bmc":{{"address":"10.0.{rack}.{host}","port":443,"protocol":{{"name":"Redfish","port":443,"scheme":"https"}},"bmcSecretRef":{{"name":"bmc-secret-{name}"}}}},
-"taints":[{{"key":"metal.ironcore.dev/maintenance","value":"gen-{generation}","effect":"NoSchedule"}}]}}}}"#,
+"taints":[{{"key":"metal.ironcore.dev/maintenance","value":"gen-{generation}","effect":"NoBind"}}]}}}}"#,
         rack = sent_us % 40,
         host = sent_us % 250,
         uuid = sent_us,
