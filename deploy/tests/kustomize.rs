@@ -441,3 +441,59 @@ fn every_image_has_a_dockerfile_target() {
         "dependencies are cached in their own layer"
     );
 }
+
+/// Every workload runs as a ServiceAccount of the overlay; one without RBAC does not mount a token,
+/// and every RBAC binding names a ServiceAccount that exists.
+#[test]
+fn service_accounts_exist_and_only_those_with_rbac_mount_tokens() {
+    let built = build("overlays/kind");
+    let accounts: BTreeSet<(String, String)> = built
+        .of_kind("ServiceAccount")
+        .map(|sa| {
+            (
+                namespace_of(sa).unwrap().to_string(),
+                name_of(sa).to_string(),
+            )
+        })
+        .collect();
+    for w in workloads(&built) {
+        let ns = namespace_of(w).unwrap().to_string();
+        let sa = pod_spec(w)["serviceAccountName"]
+            .as_str()
+            .unwrap_or("default")
+            .to_string();
+        assert!(
+            accounts.contains(&(ns.clone(), sa.clone())),
+            "{} runs as {ns}/{sa}, which the overlay does not create",
+            name_of(w)
+        );
+        let grants = deploy::rbac::Grants::for_service_account(&built, &ns, &sa).unwrap();
+        if grants.grants.is_empty() {
+            assert_eq!(
+                pod_spec(w)["automountServiceAccountToken"],
+                false,
+                "{}: no RBAC, so no API token",
+                name_of(w)
+            );
+        }
+    }
+    for binding in built
+        .objects()
+        .iter()
+        .filter(|o| matches!(kind_of(o), "RoleBinding" | "ClusterRoleBinding"))
+    {
+        for subject in binding["subjects"].as_array().unwrap() {
+            let ns = subject["namespace"]
+                .as_str()
+                .or(namespace_of(binding))
+                .unwrap()
+                .to_string();
+            let name = subject["name"].as_str().unwrap().to_string();
+            assert!(
+                accounts.contains(&(ns.clone(), name.clone())),
+                "{} binds {ns}/{name}, which does not exist",
+                name_of(binding)
+            );
+        }
+    }
+}
