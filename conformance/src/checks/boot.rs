@@ -352,19 +352,7 @@ pub fn referenced_only(ctx: &Ctx) -> BoxFuture<'_, anyhow::Result<Outcomes>> {
             h.last().is_some_and(|o| o.state.is_some())
         })
         .await;
-        let mut problems = Vec::new();
-        let chosen_sha = sha256_hex(&chosen);
-        for attempt in 1..=CONSECUTIVE_BOOTS {
-            let got = match boot.boot(&server.uuid).await? {
-                BootResult::Booted {
-                    ignition_sha256, ..
-                } => ignition_sha256,
-                BootResult::Failed { reason } => Some(format!("boot failed: {reason}")),
-            };
-            if got.as_deref() != Some(chosen_sha.as_str()) {
-                problems.push(format!("boot {attempt}: got {got:?}, expected the referenced SBC's ignition {chosen_sha}"));
-            }
-        }
+        let mut problems = boots_with_ignition(boot.as_ref(), &server.uuid, &chosen).await?;
         // Move the reference: the other SBC must take over.
         ctx.recorder
             .note_input("chosen", "Server now references another SBC");
@@ -388,6 +376,30 @@ pub fn referenced_only(ctx: &Ctx) -> BoxFuture<'_, anyhow::Result<Outcomes>> {
         );
         Ok(out)
     })
+}
+
+/// Boots the machine several times; every boot must carry exactly `ignition`.
+async fn boots_with_ignition(
+    boot: &dyn MachineBoot,
+    uuid: &str,
+    ignition: &[u8],
+) -> anyhow::Result<Vec<String>> {
+    let want = sha256_hex(ignition);
+    let mut problems = Vec::new();
+    for attempt in 1..=CONSECUTIVE_BOOTS {
+        let got = match boot.boot(uuid).await? {
+            BootResult::Booted {
+                ignition_sha256, ..
+            } => ignition_sha256,
+            BootResult::Failed { reason } => Some(format!("boot failed: {reason}")),
+        };
+        if got.as_deref() != Some(want.as_str()) {
+            problems.push(format!(
+                "boot {attempt}: got {got:?}, expected the referenced SBC's ignition {want}"
+            ));
+        }
+    }
+    Ok(problems)
 }
 
 pub fn unknown_and_deleted(ctx: &Ctx) -> BoxFuture<'_, anyhow::Result<Outcomes>> {

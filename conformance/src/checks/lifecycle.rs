@@ -206,6 +206,28 @@ async fn backend_objects(
     Ok(found)
 }
 
+/// Backend objects still present after the SBC is gone that no ownerReference ties to it.
+async fn orphans(
+    children: &[(Api<DynamicObject>, DynamicObject)],
+    uid: &str,
+) -> anyhow::Result<Vec<String>> {
+    let mut orphans = Vec::new();
+    for (api, obj) in children {
+        let name = obj.metadata.name.clone().unwrap_or_default();
+        if let Some(still) = api.get_opt(&name).await?
+            && !owned_by(&still, uid)
+        {
+            let kind = obj
+                .types
+                .as_ref()
+                .map(|t| t.kind.clone())
+                .unwrap_or_default();
+            orphans.push(format!("{kind} {name}"));
+        }
+    }
+    Ok(orphans)
+}
+
 fn owned_by(obj: &DynamicObject, uid: &str) -> bool {
     obj.metadata
         .owner_references
@@ -269,21 +291,7 @@ pub fn deletion(ctx: &Ctx) -> BoxFuture<'_, anyhow::Result<Outcomes>> {
                 format!("API discovery failed: {e:#}"),
             ),
             Ok(children) => {
-                let mut orphans = Vec::new();
-                for (api, obj) in &children {
-                    let name = obj.metadata.name.clone().unwrap_or_default();
-                    match api.get_opt(&name).await? {
-                        Some(still) if !owned_by(&still, &uid) => {
-                            let kind = obj
-                                .types
-                                .as_ref()
-                                .map(|t| t.kind.clone())
-                                .unwrap_or_default();
-                            orphans.push(format!("{kind} {name}"));
-                        }
-                        _ => {}
-                    }
-                }
+                let orphans = orphans(&children, &uid).await?;
                 let ok = format!(
                     "{} backend object(s) owned by the SBC or removed",
                     children.len()
