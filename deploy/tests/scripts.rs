@@ -33,12 +33,7 @@ fn path_without_container_tools(dir: &Path) -> PathBuf {
     for tool in [
         "bash", "dirname", "basename", "awk", "grep", "sed", "kubectl", "mktemp", "rm",
     ] {
-        let found = std::env::var_os("PATH")
-            .into_iter()
-            .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-            .map(|d| d.join(tool))
-            .find(|p| p.is_file());
-        if let Some(found) = found {
+        if let Some(found) = which(tool) {
             symlink(found, bin.join(tool)).unwrap();
         }
     }
@@ -67,6 +62,47 @@ fn scripts_name_every_missing_tool_and_exit_2() {
             "{script}: kubectl is present: {stderr}"
         );
     }
+}
+
+/// A docker CLI without a daemon (common on CI machines) is reported as such, not as a build failure.
+#[test]
+fn a_docker_cli_without_a_daemon_is_reported() {
+    let Some(docker) = which("docker") else {
+        println!("SKIP: no docker CLI on this machine");
+        return;
+    };
+    if run_tool("docker", &["info"]).is_ok() {
+        println!("SKIP: a Docker daemon answers here; the no-daemon message cannot be provoked");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = path_without_container_tools(dir.path());
+    symlink(docker, path.join("docker")).unwrap();
+    // kind only has to exist for the scripts to get as far as asking the daemon.
+    let kind = path.join("kind");
+    std::fs::write(&kind, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(&kind, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    for script in ["hack/kind-up.sh", "hack/kind-conformance.sh"] {
+        let out = Command::new(path.join("bash"))
+            .arg(repo_root().join(script))
+            .env("PATH", &path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{script}: {stderr}");
+        assert!(
+            stderr.contains("no Docker daemon answers"),
+            "{script}: {stderr}"
+        );
+    }
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
 }
 
 #[test]
