@@ -12,6 +12,7 @@ pub mod misbehaviour;
 pub mod oci;
 pub mod records;
 pub mod serve;
+pub mod single_flight;
 
 pub use backend::{Backend, BackendHandle, BackendOptions, EmbeddedRegistry, ResolverKind};
 pub use controller::{BootModes, ControllerOptions};

@@ -24,6 +24,7 @@ use crate::http_client::HttpClient;
 use crate::misbehaviour::{Misbehaviour, MisbehaviourOptions};
 use crate::oci::ImageResolver;
 use crate::records::{BootRecords, SbcKey};
+use crate::single_flight::SingleFlight;
 use conditions::{Cond, Written, reasons, types, write_status};
 pub use prepare::BootModes;
 
@@ -79,6 +80,10 @@ pub struct Context {
     pub reconciles: AtomicU64,
     /// Artifacts the self-probe has already read in full.
     pub verified: probe::VerifiedDigests,
+    /// Blob downloads in flight, shared between SBCs naming the same image.
+    pub downloads: SingleFlight<bytes::Bytes>,
+    /// Full artifact reads of the self-probe in flight, shared likewise.
+    pub probes: SingleFlight<()>,
 }
 
 impl Context {
@@ -103,6 +108,8 @@ impl Context {
             flappers: Mutex::default(),
             reconciles: AtomicU64::new(0),
             verified: probe::VerifiedDigests::default(),
+            downloads: SingleFlight::default(),
+            probes: SingleFlight::default(),
         }
     }
 

@@ -339,10 +339,13 @@ async fn resolve_image(
     for layer in resolved.layers.values() {
         let bytes = match ctx.records.artifact(&layer.digest) {
             Some(bytes) => bytes,
-            None => match ctx.resolver.fetch_blob(image.clone(), layer.clone()).await {
-                Ok(bytes) => bytes,
-                Err(e) => return Err((image, Some(resolved), e.to_string())),
-            },
+            None => {
+                let fetch = || ctx.resolver.fetch_blob(image.clone(), layer.clone());
+                match ctx.downloads.run(&layer.digest, fetch).await {
+                    Ok(bytes) => bytes,
+                    Err(e) => return Err((image, Some(resolved), e.to_string())),
+                }
+            }
         };
         blobs.push((layer.digest.clone(), bytes));
     }

@@ -40,6 +40,7 @@ impl VerifiedDigests {
 pub struct Prober<'a> {
     pub http: &'a HttpClient,
     pub verified: &'a VerifiedDigests,
+    pub inflight: &'a crate::single_flight::SingleFlight<()>,
 }
 
 /// Fetches what a machine would, for the record's generation.
@@ -120,6 +121,15 @@ async fn fetch_layer(prober: &Prober<'_>, url: &str, layer: &Layer) -> Result<()
     if prober.verified.contains(&layer.digest) {
         return head_layer(prober.http, url, layer).await;
     }
+    prober
+        .inflight
+        .run(&layer.digest, || read_layer(prober, url, layer))
+        .await?;
+    // Whoever shared another URL's full read still checks its own URL.
+    head_layer(prober.http, url, layer).await
+}
+
+async fn read_layer(prober: &Prober<'_>, url: &str, layer: &Layer) -> Result<(), String> {
     let body = fetch_ok(prober.http, url).await?;
     let digest = format!("sha256:{}", hex::encode(Sha256::digest(&body)));
     if body.len() as u64 != layer.size || digest != layer.digest {

@@ -230,6 +230,7 @@ async fn verify_and_report(
             &Prober {
                 http: &ctx.probe,
                 verified: &ctx.verified,
+                inflight: &ctx.probes,
             },
             &ctx.base_url,
             record,
