@@ -107,20 +107,27 @@ fn key(o: &Value) -> (String, String) {
 }
 
 /// Dry-runs `m` and checks kubectl reported every object as a server dry run.
+/// Dry-runs `m` with client-side apply and with server-side apply (`--server-side`, the way the scripts
+/// apply), and checks kubectl reported every object as a server dry run each time.
 async fn dry_run(c: &Cluster, name: &str, m: &Manifests) {
-    let out = apply_file(&c.kubeconfig, c._dir.path(), name, m, &["--dry-run=server"])
-        .await
-        .unwrap_or_else(|e| panic!("{name}: server-side dry run failed:\n{e}"));
-    let lines: Vec<&str> = out.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(
-        lines.len(),
-        m.objects().len(),
-        "{name}: one line per object:\n{out}"
-    );
-    assert!(
-        lines.iter().all(|l| l.ends_with("(server dry run)")),
-        "{name}:\n{out}"
-    );
+    for mode in [
+        &["--dry-run=server"][..],
+        &["--server-side", "--dry-run=server"][..],
+    ] {
+        let out = apply_file(&c.kubeconfig, c._dir.path(), name, m, mode)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: kubectl apply {mode:?} failed:\n{e}"));
+        let lines: Vec<&str> = out.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(
+            lines.len(),
+            m.objects().len(),
+            "{name} {mode:?}: one line per object:\n{out}"
+        );
+        assert!(
+            lines.iter().all(|l| l.ends_with("(server dry run)")),
+            "{name} {mode:?}:\n{out}"
+        );
+    }
 }
 
 /// Objects of every kind the embedded server serves pass a server-side dry run, and none is stored.
