@@ -140,7 +140,11 @@ async fn readiness(n: usize) -> BackendHandle {
 }
 
 async fn boot_throughput(backend: &BackendHandle, machines: usize) {
-    let netboot = Netboot::new(NetbootOptions::default());
+    let http = HttpClient::hyper().with_timeout(Duration::from_secs(300));
+    let netboot = Netboot::new(NetbootOptions {
+        http,
+        ..NetbootOptions::default()
+    });
     let started = Instant::now();
     let outcomes = join_all((0..machines).map(|i| {
         let request = NetworkBootRequest {
