@@ -200,7 +200,7 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_apiserver"))
-        .args(["--port", "0", "--watch-history", "100000"])
+        .args(["--port", "0"])
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()

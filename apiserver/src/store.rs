@@ -140,6 +140,10 @@ pub struct WatchSubscription {
     pub live: broadcast::Receiver<Arc<Event>>,
 }
 
+/// How far (in events) a watcher may fall behind before it is told to relist. The ring keeps that many events
+/// alive, so it is bounded separately from the (configurable) history.
+const BROADCAST_CAPACITY: usize = 16 * 1024;
+
 type Objects = BTreeMap<(String, String), (u64, Arc<Value>)>;
 
 struct Inner {
@@ -165,7 +169,7 @@ pub fn uid_of(obj: &Value) -> Option<&str> {
 
 impl Store {
     pub fn new(history_cap: usize, log: Option<LogFile>) -> std::io::Result<Self> {
-        let (tx, _) = broadcast::channel(history_cap.clamp(1024, 1 << 16));
+        let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
         let persister = log.map(|l| Persister::start(l, tx.clone())).transpose()?;
         Ok(Store {
             inner: Mutex::new(Inner {
