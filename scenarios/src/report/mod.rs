@@ -177,11 +177,17 @@ impl Report {
         out
     }
 
-    /// Writes `report.json` and `timeline.html` into `dir`.
+    /// Writes `report.json`, `timeline.html` and the raw `evidence.jsonl` into `dir`.
     pub fn write(&self, dir: &Path, evidence: &[Evidence]) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
         let json = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
         std::fs::write(dir.join("report.json"), json)?;
+        let mut lines = String::new();
+        for ev in evidence {
+            lines.push_str(&serde_json::to_string(ev).map_err(std::io::Error::other)?);
+            lines.push('\n');
+        }
+        std::fs::write(dir.join("evidence.jsonl"), lines)?;
         std::fs::write(dir.join("timeline.html"), html::render(self, evidence))
     }
 }

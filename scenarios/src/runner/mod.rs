@@ -1,6 +1,7 @@
 //! The runner: starts the embedded API server, sim-bmc fleet, boot backend and operator, plays the
 //! workload and fault timelines, feeds the evidence to the invariants, and reports.
 
+mod child;
 pub mod conditions;
 pub mod faults;
 pub mod observe;
@@ -64,8 +65,7 @@ pub fn run_blocking(scenario: Scenario, args: RunArgs) -> u8 {
             if let Some(dir) = &args.out {
                 match outcome.report.write(dir, &outcome.evidence) {
                     Ok(()) => println!(
-                        "report: {}/report.json, {}/timeline.html",
-                        dir.display(),
+                        "report: {0}/report.json, {0}/timeline.html, {0}/evidence.jsonl",
                         dir.display()
                     ),
                     Err(e) => eprintln!("error: writing the report to {}: {e}", dir.display()),
@@ -93,7 +93,7 @@ pub async fn run(scenario: &Scenario, options: RunOptions) -> anyhow::Result<Out
     let start = Instant::now();
     let (sink, mut rx) = Sink::new(start);
     observe::install_panic_hook(&sink);
-    let stack = Stack::start(scenario, options.seed, options.kubeconfig.as_deref()).await?;
+    let stack = Stack::start(scenario, options.seed, options.kubeconfig.as_deref(), &sink).await?;
     let declared = scenario
         .fleet
         .resolve()

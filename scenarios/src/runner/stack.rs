@@ -45,6 +45,10 @@ pub struct Stack {
     pub fleet: sim_bmc::FleetHandle,
     pub backend: Option<sim_boot::BackendHandle>,
     backend_options: Option<sim_boot::BackendOptions>,
+    /// A backend under test run as a child process (`backend: command`).
+    child: Option<super::child::ChildBackend>,
+    /// Holds the kubeconfig written for a child backend.
+    _scratch: tempfile::TempDir,
     pub operator: Option<operator::OperatorHandle>,
     operator_config: operator::config::Config,
     registry_addr: SocketAddr,
@@ -59,8 +63,33 @@ impl Stack {
         s: &Scenario,
         seed: u64,
         kubeconfig: Option<&Path>,
+        sink: &super::observe::Sink,
     ) -> anyhow::Result<Stack> {
         let (api, client) = start_api(kubeconfig).await?;
+        let scratch = tempfile::tempdir().context("creating a scratch directory")?;
+        let child = match &s.backend {
+            Backend::Command { command, args, .. } => {
+                let path = match (kubeconfig, &api) {
+                    (Some(path), _) => path.to_path_buf(),
+                    (None, ApiServer::Embedded(e)) => {
+                        let path = scratch.path().join("kubeconfig");
+                        let handle = e.handle.as_ref().context("the API server is not running")?;
+                        handle
+                            .write_kubeconfig(&path)
+                            .context("writing the kubeconfig for the backend")?;
+                        path
+                    }
+                    (None, ApiServer::External) => bail!("no kubeconfig for the backend command"),
+                };
+                Some(super::child::ChildBackend::start(
+                    command,
+                    args,
+                    path,
+                    sink.clone(),
+                )?)
+            }
+            _ => None,
+        };
         let (backend, backend_options, boot_url) = start_backend(s, client.clone()).await?;
         let registry_host = backend
             .as_ref()
@@ -78,6 +107,8 @@ impl Stack {
             fleet,
             backend,
             backend_options,
+            child,
+            _scratch: scratch,
             operator: None,
             operator_config,
             registry_addr,
@@ -114,6 +145,9 @@ impl Stack {
     }
 
     pub async fn restart_backend(&mut self) -> anyhow::Result<()> {
+        if let Some(child) = &mut self.child {
+            return child.restart().await;
+        }
         let (Some(old), Some(options)) = (self.backend.take(), self.backend_options.clone()) else {
             bail!("backend restart needs the in-process sim-boot backend");
         };
@@ -236,6 +270,9 @@ impl Stack {
         if let Some(b) = self.backend.take() {
             b.shutdown().await;
         }
+        if let Some(mut c) = self.child.take() {
+            c.stop().await;
+        }
         self.fleet.shutdown().await;
         if let ApiServer::Embedded(e) = &mut self.api
             && let Some(h) = e.handle.take()
@@ -313,10 +350,9 @@ async fn start_backend(s: &Scenario, client: Client) -> anyhow::Result<BackendSt
             let url = format!("{}/ipxe?uuid={{uuid}}&mac={{mac}}", first.url());
             Ok((Some(first), Some(options), url))
         }
-        Backend::Command { .. } => bail!(
-            "backend `command` is not supported by this runner yet: start the backend yourself and use \
-             `external` with --kubeconfig"
-        ),
+        Backend::Command {
+            ipxe_url_template, ..
+        } => Ok((None, None, ipxe_url_template.clone())),
         Backend::External { ipxe_url_template } => Ok((None, None, ipxe_url_template.clone())),
     }
 }
