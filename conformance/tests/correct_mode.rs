@@ -13,8 +13,8 @@ use std::time::Duration;
 /// every other rule must pass.
 const KNOWN_ISSUES: &[(&str, &str)] = &[(
     "SBC-RES-004",
-    "after an embedded API server restart (same data dir), sim-boot's kube-runtime watchers keep getting \
-     410 'too old resource version' and do not resync within the time-to-Ready maximum",
+    "after an API server restart sim-boot's kube-runtime watchers get repeated 410 'too old resource \
+     version' answers and back off; new SBCs become Ready only after about 70 s, beyond the 30 s maximum",
 )];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
