@@ -142,7 +142,7 @@ pub struct WatchSubscription {
 
 /// How far (in events) a watcher may fall behind before it is told to relist. The ring keeps that many events
 /// alive, so it is bounded separately from the (configurable) history.
-const BROADCAST_CAPACITY: usize = 16 * 1024;
+const BROADCAST_CAPACITY: usize = 8 * 1024;
 
 type Objects = BTreeMap<(String, String), (u64, Arc<Value>)>;
 
