@@ -1,6 +1,7 @@
 //! Object metadata semantics shared by every write: names, uid, timestamps, generation, status stanza rules,
-//! finalizers and deletion state.
+//! finalizers and deletion state; the request-to-stored conversion (Secret `stringData`).
 
+use base64::Engine;
 use serde_json::{Map, Value, json};
 
 use crate::clock::format_time;
@@ -210,6 +211,45 @@ pub fn check_type(info: &ResourceInfo, version: &str, obj: &mut Value) -> ApiRes
         }
     }
     obj["apiVersion"] = json!(info.api_version(&info.versions[0]));
+    Ok(())
+}
+
+/// Converts a request body into its stored form, as the versioned-to-internal conversion does: a core/v1 Secret's
+/// write-only `stringData` is folded into `data` (base64, overriding keys of the same name) and never stored.
+pub fn convert_in(info: &ResourceInfo, obj: &mut Value) -> ApiResult<()> {
+    if !(info.group.is_empty() && info.kind == "Secret") {
+        return Ok(());
+    }
+    let Some(o) = obj.as_object_mut() else {
+        return Ok(());
+    };
+    let string_data = match o.remove("stringData") {
+        None | Some(Value::Null) => return Ok(()),
+        Some(Value::Object(m)) => m,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "Secret.stringData must be a map of strings",
+            ));
+        }
+    };
+    let data = o.entry("data").or_insert_with(|| json!({}));
+    if data.is_null() {
+        *data = json!({});
+    }
+    let Some(data) = data.as_object_mut() else {
+        return Err(ApiError::bad_request(
+            "Secret.data must be a map of base64 strings",
+        ));
+    };
+    for (key, value) in string_data {
+        let Value::String(text) = value else {
+            return Err(ApiError::bad_request(format!(
+                "Secret.stringData[{key}] must be a string"
+            )));
+        };
+        let encoded = base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
+        data.insert(key, Value::String(encoded));
+    }
     Ok(())
 }
 

@@ -211,6 +211,7 @@ pub async fn create(
     record: Record,
 ) -> ApiResult<Arc<Value>> {
     check_type(info, &ctx.version, &mut obj)?;
+    objects::convert_in(info, &mut obj)?;
     let namespace = if info.namespaced { ns } else { None };
     if info.namespaced && namespace.is_none_or(str::is_empty) {
         return Err(ApiError::bad_request(
@@ -274,6 +275,7 @@ pub async fn update(
         }
         let mut new = mutate(&current)?;
         check_type(info, &ctx.version, &mut new)?;
+        objects::convert_in(info, &mut new)?;
         meta_mut(&mut new).insert("resourceVersion".into(), json!(rv.to_string()));
         prepare_update(info, &current, &mut new, ctx.sub)?;
         if info.kind == "CustomResourceDefinition" {

@@ -262,3 +262,75 @@ async fn legacy_and_aggregated_discovery_agree() {
     }
     h.shutdown().await;
 }
+
+/// `stringData` is write-only: create, update and patch fold it into `data` (base64) and never store it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_string_data_is_folded_into_data() {
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::Secret;
+    let h = start().await;
+    let secrets: Api<Secret> = Api::namespaced(h.client(), "default");
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "creds"},
+        "data": {"user": "b2xk", "keep": "a2VlcA=="},
+        "stringData": {"user": "admin", "password": "s3cret"},
+    }))
+    .unwrap();
+    let created = secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    assert!(
+        created.string_data.is_none(),
+        "the response has no stringData"
+    );
+    let got = secrets.get("creds").await.unwrap();
+    assert!(got.string_data.is_none(), "stringData is never stored");
+    let data = got.data.unwrap();
+    assert_eq!(
+        data["user"],
+        ByteString(b"admin".to_vec()),
+        "stringData wins"
+    );
+    assert_eq!(data["password"], ByteString(b"s3cret".to_vec()));
+    assert_eq!(data["keep"], ByteString(b"keep".to_vec()));
+
+    let patch = json!({"stringData": {"token": "t0k"}});
+    secrets
+        .patch("creds", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let mut got = secrets.get("creds").await.unwrap();
+    assert!(got.string_data.is_none());
+    assert_eq!(
+        got.data.as_ref().unwrap()["token"],
+        ByteString(b"t0k".to_vec())
+    );
+
+    got.string_data = Some([("password".to_string(), "n3w".to_string())].into());
+    let replaced = secrets
+        .replace("creds", &PostParams::default(), &got)
+        .await
+        .unwrap();
+    assert!(replaced.string_data.is_none());
+    assert_eq!(
+        replaced.data.unwrap()["password"],
+        ByteString(b"n3w".to_vec())
+    );
+
+    let raw: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        h.client(),
+        "default",
+        &kube::api::ApiResource::erase::<Secret>(&()),
+    );
+    let bad: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "bad"}, "stringData": {"n": 1},
+    }))
+    .unwrap();
+    match raw.create(&PostParams::default(), &bad).await {
+        Err(kube::Error::Api(e)) => assert_eq!(e.code, 400, "{e:?}"),
+        other => panic!("a non-string stringData value is refused, got {other:?}"),
+    }
+    h.shutdown().await;
+}
