@@ -158,12 +158,53 @@ pub fn builtins() -> Vec<ResourceInfo> {
         info.schemaless = true;
         out.push(info);
     }
+    out.extend(workload_and_rbac_kinds());
     for c in &mut out {
         if c.kind == "CustomResourceDefinition" {
             c.categories = vec!["api-extensions".into()];
         }
     }
     out
+}
+
+/// The kinds deploy manifests use (workloads, Jobs, RBAC), stored and served schemaless: no controller acts on
+/// them, but `kubectl apply` (also `--dry-run=server`) finds them in discovery and OpenAPI, correctly scoped.
+fn workload_and_rbac_kinds() -> Vec<ResourceInfo> {
+    const APPS: &str = "apps";
+    const BATCH: &str = "batch";
+    const RBAC: &str = "rbac.authorization.k8s.io";
+    // (group, plural, kind, namespaced, short name, has status)
+    let kinds: [(&str, &str, &str, bool, &str, bool); 10] = [
+        (APPS, "deployments", "Deployment", true, "deploy", true),
+        (APPS, "statefulsets", "StatefulSet", true, "sts", true),
+        (APPS, "daemonsets", "DaemonSet", true, "ds", true),
+        (APPS, "replicasets", "ReplicaSet", true, "rs", true),
+        (BATCH, "jobs", "Job", true, "", true),
+        (BATCH, "cronjobs", "CronJob", true, "cj", true),
+        (RBAC, "roles", "Role", true, "", false),
+        (RBAC, "rolebindings", "RoleBinding", true, "", false),
+        (RBAC, "clusterroles", "ClusterRole", false, "", false),
+        (
+            RBAC,
+            "clusterrolebindings",
+            "ClusterRoleBinding",
+            false,
+            "",
+            false,
+        ),
+    ];
+    kinds
+        .into_iter()
+        .map(|(group, plural, kind, namespaced, short, has_status)| {
+            let short: &[&str] = if short.is_empty() { &[] } else { &[short] };
+            let mut info = builtin(group, "v1", plural, kind, namespaced, short, has_status);
+            info.schemaless = true;
+            if group == APPS || group == BATCH {
+                info.categories = vec!["all".into()];
+            }
+            info
+        })
+        .collect()
 }
 
 /// Thread-safe registry keyed by group, version and plural.

@@ -334,3 +334,158 @@ async fn secret_string_data_is_folded_into_data() {
     }
     h.shutdown().await;
 }
+
+/// The kinds deploy manifests use are served schemaless with the right scope, in both discoveries, and a dry
+/// run of each is answered without storing anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workload_job_and_rbac_kinds_are_served_and_scoped() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::batch::v1::Job;
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+    use kube::discovery::Scope;
+    let h = start().await;
+    let client = h.client();
+    let expected = [
+        ("apps", "Deployment", Scope::Namespaced),
+        ("apps", "StatefulSet", Scope::Namespaced),
+        ("apps", "DaemonSet", Scope::Namespaced),
+        ("batch", "Job", Scope::Namespaced),
+        ("rbac.authorization.k8s.io", "Role", Scope::Namespaced),
+        (
+            "rbac.authorization.k8s.io",
+            "RoleBinding",
+            Scope::Namespaced,
+        ),
+        ("rbac.authorization.k8s.io", "ClusterRole", Scope::Cluster),
+        (
+            "rbac.authorization.k8s.io",
+            "ClusterRoleBinding",
+            Scope::Cluster,
+        ),
+    ];
+    for discovery in [
+        kube::Discovery::new(client.clone()).run().await.unwrap(),
+        kube::Discovery::new(client.clone())
+            .run_aggregated()
+            .await
+            .unwrap(),
+    ] {
+        for (group, kind, scope) in &expected {
+            let gvk = kube::core::GroupVersionKind::gvk(group, "v1", kind);
+            let (_, caps) = discovery
+                .resolve_gvk(&gvk)
+                .unwrap_or_else(|| panic!("{group}/{kind} discovered"));
+            assert_eq!(&caps.scope, scope, "{kind}");
+        }
+    }
+
+    // A permissive schema that still names its kind, so kubectl's apply finds the GVK.
+    let req = http::Request::get("/openapi/v3/apis/apps/v1")
+        .body(Vec::new())
+        .unwrap();
+    let doc: serde_json::Value = client.request(req).await.unwrap();
+    let schema = doc["components"]["schemas"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|s| s["x-kubernetes-group-version-kind"][0]["kind"] == "Deployment")
+        .expect("a Deployment schema with its GVK");
+    assert_eq!(schema["x-kubernetes-preserve-unknown-fields"], json!(true));
+    assert!(
+        doc["paths"]
+            .as_object()
+            .unwrap()
+            .contains_key("/apis/apps/v1/namespaces/{namespace}/deployments/{name}")
+    );
+
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "op"},
+        "spec": {"selector": {"matchLabels": {"app": "op"}},
+                 "template": {"metadata": {"labels": {"app": "op"}},
+                              "spec": {"containers": [{"name": "op", "image": "op:1"}]}}},
+    }))
+    .unwrap();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let dry = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let answered = deployments.create(&dry, &deployment).await.unwrap();
+    assert!(
+        answered.metadata.uid.is_some(),
+        "a dry run answers the object"
+    );
+    assert!(
+        deployments.get_opt("op").await.unwrap().is_none(),
+        "dry run stored nothing"
+    );
+    deployments
+        .create(&PostParams::default(), &deployment)
+        .await
+        .unwrap();
+    let patched = deployments
+        .patch(
+            "op",
+            &PatchParams {
+                dry_run: true,
+                ..Default::default()
+            },
+            &Patch::Merge(json!({"spec": {"replicas": 3}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.spec.replicas, Some(3));
+    let stored = deployments.get("op").await.unwrap();
+    assert_ne!(
+        stored.spec.replicas,
+        Some(3),
+        "dry-run patch stored nothing"
+    );
+
+    let role: ClusterRole = serde_json::from_value(json!({
+        "metadata": {"name": "reader"},
+        "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}],
+    }))
+    .unwrap();
+    let roles: Api<ClusterRole> = Api::all(client.clone());
+    roles.create(&PostParams::default(), &role).await.unwrap();
+    let got = roles.get("reader").await.unwrap();
+    assert_eq!(got.metadata.namespace, None, "cluster-scoped");
+    assert_eq!(got.rules.unwrap()[0].verbs, vec!["get".to_string()]);
+    let binding: ClusterRoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "reader"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "reader"},
+        "subjects": [{"kind": "ServiceAccount", "name": "op", "namespace": "default"}],
+    }))
+    .unwrap();
+    Api::<ClusterRoleBinding>::all(client.clone())
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+    assert!(
+        Api::<Role>::namespaced(client.clone(), "default")
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(
+        Api::<RoleBinding>::all(client.clone())
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    let job: Job = serde_json::from_value(json!({
+        "metadata": {"name": "conformance"},
+        "spec": {"template": {"spec": {"restartPolicy": "Never",
+                                        "containers": [{"name": "c", "image": "c:1"}]}}},
+    }))
+    .unwrap();
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    jobs.create(&PostParams::default(), &job).await.unwrap();
+    assert!(jobs.get("conformance").await.is_ok());
+    h.shutdown().await;
+}
