@@ -120,7 +120,7 @@ impl Server {
         };
         let store = Arc::new(Store::new(opts.watch_history, log)?);
         if let Some(l) = loaded {
-            store.restore(l.rv, l.objects);
+            store.restore(l.rv, l.objects, l.history, l.history_from);
         }
         let state = Arc::new(State {
             faults: Faults::new(store.clone()),

@@ -1,4 +1,5 @@
-//! Opt-in durability: an append-only JSON-lines log with group-commit fsync, compacted into a snapshot at start.
+//! Opt-in durability: an append-only JSON-lines log with group-commit fsync, compacted into a snapshot at a start
+//! once its events outnumber a watch history; the events since the last compaction are replayed into the history.
 //!
 //! A write is acknowledged to the client only after its record has been fsynced. A torn last line (a crash in
 //! the middle of a write) belongs to a write that was never acknowledged and is dropped when loading.
@@ -13,11 +14,13 @@ use tokio::sync::oneshot;
 
 use tokio::sync::broadcast;
 
-use crate::store::{Event, ObjKey};
+use crate::store::{Event, EventType, ObjKey};
 
 const LOG_FILE: &str = "objects.log";
 /// How many queued records one fsync covers at most.
 const GROUP_COMMIT_MAX: usize = 4096;
+/// How many logged events a start keeps uncompacted (replayed into the watch history of the next start).
+const COMPACT_AFTER_EVENTS: usize = 10_000;
 
 pub struct Record {
     rv: u64,
@@ -84,17 +87,28 @@ impl Persister {
 pub struct Loaded {
     pub rv: u64,
     pub objects: Vec<(ObjKey, u64, Value)>,
+    /// The events logged since the last compaction (in resourceVersion order), replayed into the watch history
+    /// so that clients resume their watches across a restart instead of relisting.
+    pub history: Vec<Arc<Event>>,
+    /// The resourceVersion of the last compaction: `history` holds every event after it.
+    pub history_from: u64,
+    /// The log ends in a torn line, which appending would leave in the middle.
+    torn: bool,
 }
 
 /// An opened, compacted log, ready for its writer thread.
 pub struct LogFile(File);
 
-/// Loads `dir` and rewrites the log as a compact snapshot.
+/// Loads `dir`, rewriting the log as a compact snapshot when its event tail is long or torn.
 pub fn open(dir: &Path) -> std::io::Result<(LogFile, Loaded)> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join(LOG_FILE);
     let loaded = load(&path)?;
-    compact(&path, &loaded)?;
+    // Compacting drops the logged events, so it waits until they outnumber a watch history; a log is always
+    // compacted when it is missing or torn, so appends land after a whole line.
+    if !path.exists() || loaded.torn || loaded.history.len() >= COMPACT_AFTER_EVENTS {
+        compact(&path, &loaded)?;
+    }
     let file = OpenOptions::new().append(true).open(&path)?;
     Ok((LogFile(file), loaded))
 }
@@ -113,15 +127,20 @@ impl Persister {
     }
 }
 
+type Slot = (String, String, String);
+
 fn load(path: &Path) -> std::io::Result<Loaded> {
-    let mut map: std::collections::BTreeMap<(String, String, String), (u64, Value)> =
-        Default::default();
+    let mut map: std::collections::BTreeMap<Slot, (u64, Arc<Value>)> = Default::default();
     let mut rv = 0;
+    let mut history = Vec::new();
+    let mut history_from = 0;
+    let mut torn = false;
     if path.exists() {
         for line in BufReader::new(File::open(path)?).lines() {
             let line = line?;
             // A line that does not parse is a torn tail from a crash: nothing after it was acknowledged.
             let Ok(rec) = serde_json::from_str::<Value>(&line) else {
+                torn = true;
                 break;
             };
             let (Some(r), Some(ns), Some(n), Some(rec_rv)) = (
@@ -130,17 +149,30 @@ fn load(path: &Path) -> std::io::Result<Loaded> {
                 rec["n"].as_str(),
                 rec["rv"].as_u64(),
             ) else {
+                torn = true;
                 break;
             };
             rv = rv.max(rec_rv);
+            if r.is_empty() {
+                // The compaction marker: the snapshot records that follow are not events.
+                history.clear();
+                history_from = rec_rv;
+                continue;
+            }
             let slot = (r.to_string(), ns.to_string(), n.to_string());
-            match &rec["o"] {
-                Value::Null => {
-                    map.remove(&slot);
-                }
-                obj => {
-                    map.insert(slot, (rec_rv, obj.clone()));
-                }
+            let key = ObjKey {
+                resource: r.into(),
+                namespace: ns.to_string(),
+                name: n.to_string(),
+            };
+            let prev = match &rec["o"] {
+                Value::Null => map.remove(&slot).map(|(_, o)| o),
+                obj => map
+                    .insert(slot, (rec_rv, Arc::new(obj.clone())))
+                    .map(|(_, o)| o),
+            };
+            if rec_rv > history_from {
+                history.extend(replayed_event(rec_rv, key, prev, &rec["o"]));
             }
         }
     }
@@ -154,18 +186,47 @@ fn load(path: &Path) -> std::io::Result<Loaded> {
                     name: n,
                 },
                 obj_rv,
-                obj,
+                Arc::unwrap_or_clone(obj),
             )
         })
         .collect();
-    Ok(Loaded { rv, objects })
+    Ok(Loaded {
+        rv,
+        objects,
+        history,
+        history_from,
+        torn,
+    })
+}
+
+/// The watch event a logged record produced when it was committed (see `Store::commit`).
+fn replayed_event(
+    rv: u64,
+    key: ObjKey,
+    prev: Option<Arc<Value>>,
+    object: &Value,
+) -> Option<Arc<Event>> {
+    let (kind, object) = match object {
+        Value::Null => {
+            // The DELETED event carries the last state with the deletion's resourceVersion.
+            let mut last = (*prev.clone()?).clone();
+            if let Some(meta) = last.get_mut("metadata").and_then(Value::as_object_mut) {
+                meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
+            }
+            (EventType::Deleted, last)
+        }
+        obj if prev.is_some() => (EventType::Modified, obj.clone()),
+        obj => (EventType::Added, obj.clone()),
+    };
+    Some(Arc::new(Event::new(rv, kind, key, Arc::new(object), prev)))
 }
 
 fn compact(path: &Path, loaded: &Loaded) -> std::io::Result<()> {
     let tmp: PathBuf = path.with_extension("tmp");
     let mut out = BufWriter::new(File::create(&tmp)?);
     let mut buf = Vec::new();
-    // A marker record keeps the resourceVersion counter even when the last write was a delete.
+    // A marker record keeps the resourceVersion counter even when the last write was a delete, and starts the
+    // next replayed history: only records appended after it are events.
     let marker = ObjKey {
         resource: "".into(),
         namespace: String::new(),

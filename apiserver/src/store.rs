@@ -190,12 +190,25 @@ impl Store {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Restores objects and the resourceVersion counter (used on restart from disk). History starts empty, so
-    /// watches from any older resourceVersion get 410 Gone and relist.
-    pub fn restore(&self, rv: u64, objects: Vec<(ObjKey, u64, Value)>) {
+    /// Restores objects, the resourceVersion counter and the event history logged since `history_from` (used
+    /// on restart from disk), so watches resume from any resourceVersion the history still covers.
+    pub fn restore(
+        &self,
+        rv: u64,
+        objects: Vec<(ObjKey, u64, Value)>,
+        history: Vec<Arc<Event>>,
+        history_from: u64,
+    ) {
         let mut inner = self.lock();
         inner.rv = rv;
-        inner.oldest_rv = rv;
+        let keep = history.len().min(self.history_cap);
+        let dropped = history.len() - keep;
+        // A watch from the last dropped event's resourceVersion is still served (every later event is kept).
+        inner.oldest_rv = match dropped {
+            0 => history_from,
+            n => history[n - 1].rv,
+        };
+        inner.history = history.into_iter().skip(dropped).collect();
         for (key, obj_rv, obj) in objects {
             if let Some(uid) = uid_of(&obj) {
                 inner.uids.insert(uid.to_string(), key.clone());

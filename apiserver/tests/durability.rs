@@ -326,3 +326,59 @@ async fn watch_window_bound_after_eviction() {
     }
     h.shutdown().await;
 }
+
+/// A watcher that saw resourceVersion R before a restart resumes from R afterwards and gets every change it
+/// missed (also changes of other resources in between), across a second restart without writes too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_resumes_across_restarts_from_an_earlier_rv() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        data_dir: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    };
+    let h = Server::start(opts.clone()).await.unwrap();
+    let addr = h.addr();
+    let cms: Api<ConfigMap> = Api::namespaced(h.client(), "default");
+    let a = cms.create(&PostParams::default(), &cm("a")).await.unwrap();
+    let seen_rv = a.metadata.resource_version.unwrap();
+    cms.create(&PostParams::default(), &cm("b")).await.unwrap();
+    cms.delete("a", &Default::default()).await.unwrap();
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(h.client(), "default");
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "s"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    h.shutdown().await;
+
+    for restart in 0..2 {
+        let h = Server::start(Options {
+            bind: addr,
+            ..opts.clone()
+        })
+        .await
+        .unwrap();
+        let mut events = cms
+            .watch(&kube::api::WatchParams::default(), &seen_rv)
+            .await
+            .unwrap()
+            .boxed();
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            let event = tokio::time::timeout(Duration::from_secs(10), events.next())
+                .await
+                .expect("an event within the deadline")
+                .expect("the watch stays open")
+                .expect("the watch event decodes");
+            got.push(match event {
+                kube::api::WatchEvent::Added(c) => format!("ADDED {}", c.name_any()),
+                kube::api::WatchEvent::Deleted(c) => format!("DELETED {}", c.name_any()),
+                other => format!("{other:?}"),
+            });
+        }
+        assert_eq!(got, ["ADDED b", "DELETED a"], "restart {restart}");
+        h.shutdown().await;
+    }
+}
