@@ -65,7 +65,9 @@ fn spawn_backend(h: &Harness, counters: Arc<ApiCounters>) {
         let api = Api::<ServerBootConfiguration>::all(client.clone());
         let stream = watcher(api, watcher::Config::default()).default_backoff();
         let mut objects = std::pin::pin!(stream.applied_objects());
-        while let Some(Ok(sbc)) = objects.next().await {
+        while let Some(event) = objects.next().await {
+            // A watch error (e.g. a re-list) must not stop the backend: the watcher recovers.
+            let Ok(sbc) = event else { continue };
             let ready = sbc
                 .status
                 .as_ref()
@@ -89,6 +91,7 @@ fn spawn_backend(h: &Harness, counters: Arc<ApiCounters>) {
 
 async fn wait_all(h: &Harness, n: usize, what: &str, check: impl Fn(&Server) -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+    let mut next_report = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let list = h.servers().list(&Default::default()).await.unwrap().items;
         let done = list.iter().filter(|s| check(s)).count();
@@ -99,6 +102,20 @@ async fn wait_all(h: &Harness, n: usize, what: &str, check: impl Fn(&Server) -> 
             tokio::time::Instant::now() < deadline,
             "{what}: only {done}/{n}"
         );
+        if tokio::time::Instant::now() >= next_report {
+            let mut states = std::collections::BTreeMap::<String, usize>::new();
+            for s in &list {
+                let st = s.status.clone().unwrap_or_default();
+                let state = st.state.map(|x| x.as_str().to_owned()).unwrap_or_default();
+                let power = st
+                    .power_state
+                    .map(|x| x.as_str().to_owned())
+                    .unwrap_or_default();
+                *states.entry(format!("{state}/{power}")).or_default() += 1;
+            }
+            eprintln!("{what}: {done}/{n} {states:?}");
+            next_report += Duration::from_secs(10);
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -150,6 +167,9 @@ async fn main() {
     });
     options.config = test_config(ReadinessGate::Strict);
     options.config.server_resync_interval = Duration::from_secs(300);
+    // As upstream's own suite: a machine left On by the baseline must be powered off before its
+    // discovery boot, or it would never network-boot the probe.
+    options.config.enforce_first_boot = true;
     options.config.server_max_concurrent_reconciles = args.concurrency;
     options.config.server_claim_max_concurrent_reconciles = args.concurrency;
     options.config.power_polling_interval = Duration::from_millis(50);

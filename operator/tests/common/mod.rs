@@ -246,7 +246,8 @@ impl Harness {
         let mut options = operator::Options::new(self.config.clone());
         options.connector = self.connector();
         options.mac_db = self.mac_db.clone();
-        let handle = operator::run(options, self.client.clone())
+        let client = counting_client(self.api.router(), self.operator_api.clone());
+        let handle = operator::run(options, client)
             .await
             .expect("operator starts");
         if self.probe {
