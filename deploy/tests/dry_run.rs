@@ -234,7 +234,6 @@ async fn a_dry_run_of_an_invalid_bmc_is_refused_with_the_schema_error() {
 
 /// Every manifest, Deployments, RBAC and the Job included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the embedded API server does not serve apps/v1 Deployment, rbac.authorization.k8s.io/v1 and batch/v1 Job yet (apiserver registry builtins)"]
 async fn every_manifest_passes_a_server_side_dry_run() {
     let c = cluster().await;
     for rel in [
