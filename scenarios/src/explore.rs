@@ -247,7 +247,18 @@ pub fn check(scenario: &Scenario) -> Result<(), String> {
 }
 
 /// Explores `cases` random scenarios from `seed`; writes a shrunk failure to `regressions`.
-pub fn explore_with(cases: u32, seed: u64, regressions: &Path) -> Result<(), PathBuf> {
+/// `tolerate` names invariants whose violation does not count as a failure.
+pub fn explore_with(
+    cases: u32,
+    seed: u64,
+    regressions: &Path,
+    tolerate: &[&str],
+) -> Result<(), PathBuf> {
+    let with_tolerance = |plan: &Plan| {
+        let mut s = plan.scenario();
+        s.expect.tolerate = tolerate.iter().map(|t| t.to_string()).collect();
+        s
+    };
     let config = Config {
         cases,
         max_shrink_iters: 24,
@@ -257,7 +268,7 @@ pub fn explore_with(cases: u32, seed: u64, regressions: &Path) -> Result<(), Pat
     let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes(seed));
     let mut runner = TestRunner::new_with_rng(config, rng);
     let result = runner.run(&plans(), |plan| {
-        let scenario = plan.scenario();
+        let scenario = with_tolerance(&plan);
         check(&scenario).map_err(TestCaseError::fail)
     });
     match result {
@@ -267,7 +278,7 @@ pub fn explore_with(cases: u32, seed: u64, regressions: &Path) -> Result<(), Pat
             Ok(())
         }
         Err(TestError::Fail(reason, plan)) => {
-            let scenario = plan.scenario();
+            let scenario = with_tolerance(&plan);
             let path = regressions.join(format!("{}.yaml", scenario.name));
             let text = format!(
                 "# Shrunk by `metal-harness explore --seed {seed}`; failed with:\n{}\n{}",
@@ -305,7 +316,7 @@ pub fn explore(args: ExploreArgs) -> u8 {
         "exploring {} cases · proptest seed {seed} (rerun with --seed {seed})",
         args.cases
     );
-    match explore_with(args.cases, seed, &args.regressions) {
+    match explore_with(args.cases, seed, &args.regressions, &[]) {
         Ok(()) => {
             println!("{} cases passed", args.cases);
             exit::OK

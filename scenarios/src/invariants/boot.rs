@@ -219,6 +219,10 @@ pub struct ReadySbcBoots {
     /// Machines whose first boot since power-on was already judged: the firmware then falls
     /// through its boot order (disk, HTTP boot), and those failures are not the backend's.
     judged: std::collections::BTreeSet<String>,
+    /// SBC → when (arrival) and at which generation it was last seen Ready for its generation.
+    last_ready: BTreeMap<Key, (u64, i64)>,
+    /// Machine → the SBC that was Ready when its last power-on was requested.
+    powered_on_ready: BTreeMap<String, (Key, i64)>,
 }
 
 impl ReadySbcBoots {
@@ -250,13 +254,16 @@ impl Invariant for ReadySbcBoots {
             } => {
                 if b.ready_current && !deleted {
                     self.ready_since.entry(b.key.clone()).or_insert(ev.at_ms);
+                    self.last_ready
+                        .insert(b.key.clone(), (ev.at_ms, b.generation));
                 } else {
                     self.ready_since.remove(&b.key);
                 }
+                // Only a spec change explains a failed boot; Ready/Pending flaps do not.
                 self.suspects.retain(|s| {
                     s.sbc != b.key
                         || ev.at_ms > s.at_ms + Self::GRACE_MS
-                        || (b.ready_current && b.generation == s.generation)
+                        || b.generation == s.generation
                 });
             }
             Event::Machine {
@@ -264,6 +271,29 @@ impl Invariant for ReadySbcBoots {
                 what: MachineObs::PowerChanged { to },
             } if to == "On" => {
                 self.judged.remove(uuid);
+            }
+            // What the operator acted on: Ready (now, or moments before a flap) at the power-on.
+            Event::Machine {
+                uuid,
+                what:
+                    MachineObs::ResetRequested {
+                        reset_type,
+                        accepted: true,
+                    },
+            } if crate::evidence::POWER_ON_RESETS.contains(&reset_type.as_str()) => {
+                self.powered_on_ready.remove(uuid);
+                let sbc = world
+                    .server_of_machine(uuid)
+                    .and_then(|s| s.boot_config_ref.as_ref())
+                    .and_then(|k| world.sbcs.get(k));
+                if let Some(sbc) = sbc
+                    && let Some((seen, generation)) = self.last_ready.get(&sbc.key)
+                    && *generation == sbc.generation
+                    && ev.at_ms.saturating_sub(*seen) <= Self::GRACE_MS
+                {
+                    self.powered_on_ready
+                        .insert(uuid.clone(), (sbc.key.clone(), sbc.generation));
+                }
             }
             Event::Machine {
                 uuid,
@@ -285,10 +315,14 @@ impl Invariant for ReadySbcBoots {
                 let Some(key) = &server.boot_config_ref else {
                     return Vec::new();
                 };
-                let ready_before_start = match (self.ready_since.get(key), started) {
-                    (Some(since), Some(start)) => *since <= start,
-                    _ => false,
-                };
+                let ready_at_power_on = self.powered_on_ready.get(uuid).is_some_and(|(k, g)| {
+                    k == key && world.sbcs.get(key).is_some_and(|b| b.generation == *g)
+                });
+                let ready_before_start = ready_at_power_on
+                    || match (self.ready_since.get(key), started) {
+                        (Some(since), Some(start)) => *since <= start,
+                        _ => false,
+                    };
                 if ready_before_start && let Some(sbc) = world.sbcs.get(key) {
                     self.suspects.push(FailedBoot {
                         uuid: uuid.clone(),
