@@ -433,6 +433,32 @@ mod tests {
     }
 
     #[test]
+    fn failed_boot_after_powering_on_from_a_flapping_ready_is_a_violation() {
+        let mut t = Trace::new(100);
+        ready_server(&mut t);
+        t.sbc("default/c0", "s0", 1, "Pending", false);
+        t.reset("u0", "On");
+        t.machine(
+            "u0",
+            MachineObs::BootAttempt {
+                target: "Pxe".into(),
+            },
+        );
+        t.machine(
+            "u0",
+            MachineObs::BootFailed {
+                reason: "404 not prepared".into(),
+            },
+        );
+        t.sbc("default/c0", "s0", 1, "Ready", true);
+        let names = t.finish_names();
+        assert!(
+            names.contains(&ReadySbcBoots::NAME.to_string()),
+            "{names:?}"
+        );
+    }
+
+    #[test]
     fn failed_boot_while_pending_is_not_this_invariant() {
         let mut t = Trace::new(100);
         t.server_with_sbc("s0", "u0", "default/c0");
