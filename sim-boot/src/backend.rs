@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, SystemClock};
-use crate::controller::{self, ControllerOptions};
+use crate::controller::{self, ControllerOptions, ReconcileCounts};
 use crate::http_client::HttpClient;
 use crate::oci::{BlobSizes, Catalog, HttpResolver, ImageResolver, OciClientResolver, Registry};
 use crate::records::{BootRecords, SbcKey};
@@ -98,6 +98,7 @@ pub struct BackendHandle {
     server: BootServer,
     records: BootRecords,
     crashes: Arc<AtomicU64>,
+    reconciles: Arc<ReconcileCounts>,
     cancel: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -168,8 +169,10 @@ impl Backend {
             }
         };
         let crashes = Arc::new(AtomicU64::new(0));
+        let reconciles = Arc::new(ReconcileCounts::default());
+        let shared_reconciles = reconciles.clone();
         let context = move || {
-            Arc::new(controller::Context::new(
+            let mut context = controller::Context::new(
                 client.clone(),
                 records.clone(),
                 resolver.clone(),
@@ -177,7 +180,9 @@ impl Backend {
                 HttpClient::hyper(),
                 url.clone(),
                 clock.clone(),
-            ))
+            );
+            context.reconciles = shared_reconciles.clone();
+            Arc::new(context)
         };
         let url = server.base_url().to_string();
         tasks.push(tokio::spawn(supervise(
@@ -191,6 +196,7 @@ impl Backend {
             records: server_records(&server),
             server,
             crashes,
+            reconciles,
             cancel,
             tasks,
         })
@@ -346,6 +352,11 @@ impl BackendHandle {
     /// How often the controller crashed (only `crash-on-reconcile` makes it crash).
     pub fn controller_crashes(&self) -> u64 {
         self.crashes.load(Ordering::Relaxed)
+    }
+
+    /// Reconciles started and finished so far, across controller restarts.
+    pub fn reconciles(&self) -> &ReconcileCounts {
+        &self.reconciles
     }
 
     pub async fn shutdown(self) {

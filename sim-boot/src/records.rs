@@ -31,7 +31,10 @@ impl std::fmt::Display for SbcKey {
     }
 }
 
-/// Everything needed to serve one SBC's machine.
+/// Everything needed to serve one SBC's machine, and nothing else: the controller compares a freshly
+/// prepared record with the published one to decide whether a Ready SBC must re-verify (go Pending), so
+/// a field here that serving does not render from (a Server's NICs, its power state) would make every
+/// unrelated Server write flap the SBC. Equality of two records is the fingerprint of the served inputs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BootRecord {
     pub sbc: SbcKey,
@@ -41,8 +44,6 @@ pub struct BootRecord {
     pub server: String,
     /// Lower-case system UUID.
     pub system_uuid: String,
-    pub macs: Vec<String>,
-    pub ips: Vec<String>,
     pub image: ImageRef,
     pub architecture: String,
     pub manifest_digest: String,

@@ -64,6 +64,25 @@ impl Default for ControllerOptions {
     }
 }
 
+/// Reconciles started and finished. Tests wait on them to know the backend has looked at a change
+/// that must not produce a status write; benchmarks count them.
+#[derive(Debug, Default)]
+pub struct ReconcileCounts {
+    started: AtomicU64,
+    finished: AtomicU64,
+}
+
+impl ReconcileCounts {
+    pub fn started(&self) -> u64 {
+        self.started.load(Ordering::SeqCst)
+    }
+
+    /// Reconciles that returned (a panicking reconcile never finishes).
+    pub fn finished(&self) -> u64 {
+        self.finished.load(Ordering::SeqCst)
+    }
+}
+
 /// Shared state of the reconcilers.
 pub struct Context {
     pub client: Client,
@@ -77,7 +96,8 @@ pub struct Context {
     pub clock: Arc<dyn Clock>,
     failures: Mutex<HashMap<SbcKey, u32>>,
     flappers: Mutex<HashMap<SbcKey, tokio::task::JoinHandle<()>>>,
-    pub reconciles: AtomicU64,
+    /// Shared with the [`crate::BackendHandle`], so counts survive controller restarts.
+    pub reconciles: Arc<ReconcileCounts>,
     /// Artifacts the self-probe has already read in full.
     pub verified: probe::VerifiedDigests,
     /// Blob downloads in flight, shared between SBCs naming the same image.
@@ -106,7 +126,7 @@ impl Context {
             clock,
             failures: Mutex::default(),
             flappers: Mutex::default(),
-            reconciles: AtomicU64::new(0),
+            reconciles: Arc::default(),
             verified: probe::VerifiedDigests::default(),
             downloads: SingleFlight::default(),
             probes: SingleFlight::default(),
@@ -234,9 +254,12 @@ pub async fn run(ctx: Arc<Context>) {
             },
         )
         .run(
-            |sbc, ctx: Arc<Context>| {
-                ctx.reconciles.fetch_add(1, Ordering::Relaxed);
-                reconcile::reconcile(sbc, ctx)
+            |sbc, ctx: Arc<Context>| async move {
+                let counts = ctx.reconciles.clone();
+                counts.started.fetch_add(1, Ordering::SeqCst);
+                let outcome = reconcile::reconcile(sbc, ctx).await;
+                counts.finished.fetch_add(1, Ordering::SeqCst);
+                outcome
             },
             error_policy,
             ctx.clone(),

@@ -65,10 +65,9 @@ impl Failure {
     }
 }
 
+/// The Server fields serving renders from; nothing else of the Server may influence the record.
 struct ServerFacts {
     uuid: String,
-    macs: Vec<String>,
-    ips: Vec<String>,
     architecture: String,
     references_sbc: bool,
 }
@@ -105,8 +104,6 @@ pub async fn prepare(sbc: &ServerBootConfiguration, ctx: &Context) -> Result<Pre
         generation: sbc.metadata.generation.unwrap_or(0),
         server: sbc.spec.server_ref.name.clone(),
         system_uuid: server.uuid.to_ascii_lowercase(),
-        macs: server.macs,
-        ips: server.ips,
         architecture: server.architecture,
         manifest_digest: resolved
             .as_ref()
@@ -232,11 +229,6 @@ async fn server_facts(
             ),
         )]));
     }
-    let nics = server
-        .status
-        .as_ref()
-        .map(|s| s.network_interfaces.clone())
-        .unwrap_or_default();
     let references_sbc = server
         .spec
         .boot_configuration_ref
@@ -244,14 +236,6 @@ async fn server_facts(
         .is_some_and(|r| r.namespace == key.namespace && r.name == key.name);
     Ok(ServerFacts {
         uuid: server.spec.system_uuid.clone(),
-        macs: nics
-            .iter()
-            .map(|n| n.mac_address.to_ascii_lowercase())
-            .collect(),
-        ips: nics
-            .iter()
-            .flat_map(|n| n.ips.iter().chain(n.ip.iter()).cloned())
-            .collect(),
         architecture: architecture_of(&server).unwrap_or_else(|| ctx.options.architecture.clone()),
         references_sbc,
     })

@@ -1,0 +1,171 @@
+//! A Ready SBC reacts only to the Server fields sim-boot renders from: the operator rewrites a Server's
+//! status, labels and annotations all the time, and none of that may touch the SBC's status.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use futures::StreamExt;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use metal_api::{Server, ServerBootConfiguration};
+use serde_json::json;
+use sim_boot::Misbehaviour;
+use sim_boot::oci::names;
+
+const UUID: &str = "2C4A1E5B-0000-4000-8000-0000000000a1";
+const NEW_UUID: &str = "2C4A1E5B-0000-4000-8000-0000000000a2";
+
+/// One observed SBC version: its resourceVersion, state and `ServerResolved` message.
+#[derive(Clone, Debug)]
+struct Seen {
+    resource_version: String,
+    state: String,
+    server_resolved: String,
+}
+
+/// Every version of the named SBC a watch delivers, in order.
+fn watch_versions(env: &Env, name: &str) -> Arc<Mutex<Vec<Seen>>> {
+    let seen = Arc::new(Mutex::new(Vec::<Seen>::new()));
+    let sink = seen.clone();
+    let name = name.to_string();
+    let mut stream = watcher(env.sbcs(), watcher::Config::default())
+        .applied_objects()
+        .boxed();
+    tokio::spawn(async move {
+        while let Some(Ok(sbc)) = stream.next().await {
+            if sbc.metadata.name.as_deref() != Some(name.as_str()) {
+                continue;
+            }
+            let entry = Seen {
+                resource_version: sbc.metadata.resource_version.clone().unwrap_or_default(),
+                state: state_of(&sbc),
+                server_resolved: condition(&sbc, "ServerResolved")
+                    .map(|c| c.message.clone())
+                    .unwrap_or_default(),
+            };
+            let mut entries = sink.lock().unwrap();
+            if entries.last().map(|e| &e.resource_version) != Some(&entry.resource_version) {
+                entries.push(entry);
+            }
+        }
+    });
+    seen
+}
+
+/// Waits until a reconcile that started after `before` was read has finished and none is running.
+async fn wait_reconciled_since(env: &Env, before: u64) {
+    let counts = env.backend.reconciles();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while counts.started() <= before || counts.finished() < counts.started() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no reconcile after a Server change: started {}, finished {}",
+            counts.started(),
+            counts.finished()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The kinds of Server writes metal-operator makes while a machine is reserved or boots.
+fn unrelated_changes(round: usize) -> Vec<(bool, serde_json::Value)> {
+    let even = round.is_multiple_of(2);
+    let status = json!({"status": {
+        "state": if even { "Reserved" } else { "Available" },
+        "powerState": if even { "On" } else { "Off" },
+        "networkInterfaces": [{
+            "name": "eth0",
+            "macAddress": format!("02:00:00:00:01:{round:02x}"),
+            "ips": [format!("198.51.100.{}", 10 + round)],
+        }],
+        "processors": [{"id": "CPU0", "instructionSet": "x86-64", "totalCores": 8 + round}],
+    }});
+    let metadata = json!({"metadata": {
+        "labels": {"metal.ironcore.dev/round": round.to_string()},
+        "annotations": {"example.com/last-seen": format!("round {round}")},
+    }});
+    vec![(true, status), (false, metadata)]
+}
+
+#[tokio::test]
+async fn ready_survives_unrelated_server_writes_and_follows_used_fields() {
+    let env = env(Misbehaviour::None).await;
+    let seen = watch_versions(&env, "steady");
+    env.ready_machine("steady", UUID, &env.backend.image(names::OS_V1))
+        .await;
+    let servers: Api<Server> = Api::all(env.client.clone());
+    for round in 0..4 {
+        for (status, patch) in unrelated_changes(round) {
+            let before = env.backend.reconciles().started();
+            let params = PatchParams::default();
+            if status {
+                servers
+                    .patch_status("steady", &params, &Patch::Merge(&patch))
+                    .await
+                    .expect("Server status patched");
+            } else {
+                servers
+                    .patch("steady", &params, &Patch::Merge(&patch))
+                    .await
+                    .expect("Server metadata patched");
+            }
+            wait_reconciled_since(&env, before).await;
+        }
+    }
+    // A field sim-boot renders from: the machine's identity moves, so the SBC re-verifies and is served
+    // under the new UUID only.
+    let patch = json!({"spec": {"systemUUID": NEW_UUID}});
+    servers
+        .patch("steady", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("Server UUID patched");
+    let ready = env
+        .wait("steady", Duration::from_secs(30), |s| {
+            state_of(s) == "Ready"
+                && fresh(s)
+                && condition(s, "ServerResolved").is_some_and(|c| c.message.contains(NEW_UUID))
+        })
+        .await;
+    assert_eq!(env.get(&format!("/ipxe/{NEW_UUID}")).await.status, 200);
+    assert_eq!(env.get(&format!("/ipxe/{UUID}")).await.status, 404);
+    let entries = seen.lock().unwrap().clone();
+    let first_ready = entries
+        .iter()
+        .position(|e| e.state == "Ready")
+        .expect("a Ready was watched");
+    let after: Vec<_> = entries[first_ready + 1..]
+        .iter()
+        .take_while(|e| e.resource_version != *ready.metadata.resource_version.as_ref().unwrap())
+        .collect();
+    // The first write after Ready is the Pending for the new identity: nothing was written in between.
+    let first = after.first().expect("a Pending before the new Ready");
+    assert_eq!(first.state, "Pending", "{entries:#?}");
+    assert!(first.server_resolved.contains(NEW_UUID), "{entries:#?}");
+    assert!(
+        after.iter().all(|e| e.state == "Pending"),
+        "only Pending between the two Readys: {entries:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_drops_its_reference_takes_the_configuration_out_of_service() {
+    let env = env(Misbehaviour::None).await;
+    env.ready_machine("unref", UUID, &env.backend.image(names::OS_V1))
+        .await;
+    let patch = json!({"spec": {"bootConfigurationRef": null}});
+    Api::<Server>::all(env.client.clone())
+        .patch("unref", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("reference removed");
+    let pending: ServerBootConfiguration = env
+        .wait("unref", Duration::from_secs(20), |s| {
+            condition(s, "ArtifactsServed").is_some_and(|c| c.reason == "NotReferencedByServer")
+        })
+        .await;
+    assert_eq!(state_of(&pending), "Pending");
+    assert_eq!(env.get(&format!("/ipxe/{UUID}")).await.status, 404);
+}
