@@ -72,6 +72,24 @@ fn quickstart_passes_end_to_end() {
         "{}",
         report.summary()
     );
+    // Every component's client was counted, with the verbs its controllers must use.
+    let requests = &report.api_requests;
+    for (component, verbs) in [
+        ("operator", &["list", "watch", "patch"][..]),
+        ("backend", &["list", "watch"][..]),
+        ("harness", &["create", "list", "watch"][..]),
+    ] {
+        let counted = &requests.by_component[component].by_verb;
+        for verb in verbs {
+            assert!(
+                counted.get(*verb).is_some_and(|n| *n > 0),
+                "{component} sent no {verb}:\n{}",
+                report.summary()
+            );
+        }
+    }
+    assert_eq!(requests.servers, 4);
+    assert!(requests.per_server > 1.0, "{}", report.summary());
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Scale benchmark: `fleet-1000.yaml` resized to N servers with zero latencies, one process per size
-//! (so peak RSS is per size). Prints wall time to all claims booted, API writes and reconciles per
-//! server, peak RSS, CPU time, and where the time goes, as ratios against the smallest size.
+//! (so peak RSS is per size). Prints wall time to all claims booted, API requests (all verbs, operator
+//! + backend) and writes and reconciles per server, peak RSS, CPU time, and where the time goes, as ratios against the smallest size.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -31,6 +31,9 @@ struct Figures {
     wall_s: f64,
     discovery_s: f64,
     claims_to_all_booted_s: f64,
+    api_requests_per_server: f64,
+    /// Operator + backend requests per verb, divided by servers.
+    api_verbs_per_server: Vec<(String, f64)>,
     api_writes_per_server: f64,
     reconciles_per_server: f64,
     peak_rss_mib: f64,
@@ -115,12 +118,22 @@ fn measure(file: &std::path::Path, n: u32) -> anyhow::Result<Figures> {
         .map(|(_, v)| v)
         .sum();
     let per = |v: f64| v / f64::from(n.max(1));
+    let mut verbs: std::collections::BTreeMap<String, f64> = Default::default();
+    for c in ["operator", "backend"] {
+        if let Some(counts) = r.api_requests.by_component.get(c) {
+            for (verb, count) in &counts.by_verb {
+                *verbs.entry(verb.clone()).or_default() += per(*count as f64);
+            }
+        }
+    }
     Ok(Figures {
         servers: n,
         passed: r.passed,
         wall_s: r.wall_ms as f64 / 1000.0,
         discovery_s: discovery_ms as f64 / 1000.0,
         claims_to_all_booted_s: booted_ms as f64 / 1000.0,
+        api_requests_per_server: r.api_requests.per_server,
+        api_verbs_per_server: verbs.into_iter().collect(),
         api_writes_per_server: per(r.figures.get("apiWrites").copied().unwrap_or(0.0)),
         reconciles_per_server: per(reconciles),
         peak_rss_mib: proc_status_kib("VmHWM:") / 1024.0,
@@ -154,12 +167,13 @@ fn cpu_seconds() -> f64 {
 fn print_table(all: &[Figures]) {
     let Some(base) = all.first() else { return };
     println!(
-        "\n{:>7} {:>6} {:>8} {:>10} {:>14} {:>12} {:>12} {:>9} {:>7} {:>14}",
+        "\n{:>7} {:>6} {:>8} {:>10} {:>14} {:>12} {:>12} {:>12} {:>9} {:>7} {:>14}",
         "servers",
         "ok",
         "wall s",
         "discovery",
         "claims→booted",
+        "requests/srv",
         "writes/srv",
         "reconc/srv",
         "RSS MiB",
@@ -170,17 +184,30 @@ fn print_table(all: &[Figures]) {
         let per_server = f.wall_s / f64::from(f.servers);
         let base_per_server = base.wall_s / f64::from(base.servers);
         println!(
-            "{:>7} {:>6} {:>8.1} {:>10.1} {:>14.1} {:>12.1} {:>12.1} {:>9.0} {:>7.1} {:>14.2}",
+            "{:>7} {:>6} {:>8.1} {:>10.1} {:>14.1} {:>12.1} {:>12.1} {:>12.1} {:>9.0} {:>7.1} {:>14.2}",
             f.servers,
             f.passed,
             f.wall_s,
             f.discovery_s,
             f.claims_to_all_booted_s,
+            f.api_requests_per_server,
             f.api_writes_per_server,
             f.reconciles_per_server,
             f.peak_rss_mib,
             f.cpu_s,
             per_server / base_per_server
+        );
+    }
+    for f in all {
+        let verbs: Vec<String> = f
+            .api_verbs_per_server
+            .iter()
+            .map(|(v, n)| format!("{v} {n:.1}"))
+            .collect();
+        println!(
+            "\nAPI requests per server by verb, {} servers: {}",
+            f.servers,
+            verbs.join(", ")
         );
     }
     for f in all {

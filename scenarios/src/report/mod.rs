@@ -14,6 +14,7 @@ use crate::evidence::Evidence;
 use crate::invariants::{Violation, catalog};
 use crate::model::World;
 use crate::runner::faults::Injected;
+use crate::runner::requests::ApiRequests;
 use crate::spec::Scenario;
 pub use phases::Stats;
 
@@ -47,8 +48,10 @@ pub struct Report {
     pub violations: Vec<Violation>,
     pub faults: Vec<Injected>,
     pub evidence_events: usize,
-    /// Extra figures from the components (API requests, reconciles).
+    /// Extra figures from the components (API writes, reconciles, power-on requests).
     pub figures: BTreeMap<String, f64>,
+    /// API requests per component and verb, counted on the components' clients.
+    pub api_requests: ApiRequests,
 }
 
 impl Report {
@@ -100,6 +103,7 @@ impl Report {
             faults,
             evidence_events: evidence.len(),
             figures: BTreeMap::new(),
+            api_requests: ApiRequests::default(),
         }
     }
 
@@ -167,6 +171,7 @@ impl Report {
                 let _ = writeln!(out, "  {}{until} {}", ms(f.at_ms), f.label);
             }
         }
+        write_api_requests(&mut out, &self.api_requests);
         for (k, v) in &self.figures {
             let _ = writeln!(out, "{k}: {v:.1}");
         }
@@ -189,6 +194,21 @@ impl Report {
         }
         std::fs::write(dir.join("evidence.jsonl"), lines)?;
         std::fs::write(dir.join("timeline.html"), html::render(self, evidence))
+    }
+}
+
+fn write_api_requests(out: &mut String, r: &ApiRequests) {
+    if r.by_component.values().all(|c| c.total == 0) {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nAPI requests: {:.1} per server (operator + backend, all verbs, {} servers)",
+        r.per_server, r.servers
+    );
+    for (component, c) in &r.by_component {
+        let verbs: Vec<String> = c.by_verb.iter().map(|(v, n)| format!("{v} {n}")).collect();
+        let _ = writeln!(out, "  {component:<9} {:>8}  {}", c.total, verbs.join(", "));
     }
 }
 

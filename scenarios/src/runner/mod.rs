@@ -6,6 +6,7 @@ pub mod conditions;
 pub mod faults;
 pub mod observe;
 mod progress;
+pub mod requests;
 pub mod stack;
 mod workload;
 
@@ -94,7 +95,7 @@ pub async fn run(scenario: &Scenario, options: RunOptions) -> anyhow::Result<Out
     let (sink, mut rx) = Sink::new(start);
     observe::install_panic_hook(&sink);
     let stack = Stack::start(scenario, options.seed, options.kubeconfig.as_deref(), &sink).await?;
-    let declared = scenario
+    let declared: Vec<(String, String)> = scenario
         .fleet
         .resolve()
         .iter()
@@ -102,6 +103,7 @@ pub async fn run(scenario: &Scenario, options: RunOptions) -> anyhow::Result<Out
             (0..b.systems).map(move |i| (crate::spec::server_name(&b.name, i), b.name.clone()))
         })
         .collect();
+    let server_count = declared.len();
     sink.send(Event::Harness(HarnessEvent::FleetDeclared {
         servers: declared,
     }));
@@ -193,6 +195,7 @@ pub async fn run(scenario: &Scenario, options: RunOptions) -> anyhow::Result<Out
         .map_err(|_| anyhow::anyhow!("the stack is still in use"))?
         .into_inner();
     let figures = stack.figures();
+    let api_requests = stack.requests.summary(server_count);
     stack.shutdown().await;
     drop(sink);
     observe::detach_panic_hook();
@@ -213,6 +216,7 @@ pub async fn run(scenario: &Scenario, options: RunOptions) -> anyhow::Result<Out
         failures,
     );
     report.figures = figures;
+    report.api_requests = api_requests;
     Ok(Outcome { report, evidence })
 }
 

@@ -14,6 +14,7 @@ use kube::Client;
 use kube::api::{Api, PostParams};
 use metal_api::{BMC, BMCSecret, BMCSecretFields, BMCSpec, InlineEndpoint, Protocol};
 
+use super::requests::{ApiRequestCounters, Component};
 use crate::spec::{self, Backend, Scenario};
 
 /// Harness presets that make the operator react in milliseconds rather than upstream's seconds;
@@ -41,7 +42,13 @@ pub struct Embedded {
 
 pub struct Stack {
     pub api: ApiServer,
+    /// The runner's own client (evidence watches, workload, labelling).
     pub client: Client,
+    /// The operator's and the in-process backend's clients, counted separately.
+    operator_client: Client,
+    backend_client: Client,
+    /// API requests per component, counted on each client's tower stack.
+    pub requests: ApiRequestCounters,
     pub fleet: sim_bmc::FleetHandle,
     pub backend: Option<sim_boot::BackendHandle>,
     backend_options: Option<sim_boot::BackendOptions>,
@@ -65,7 +72,11 @@ impl Stack {
         kubeconfig: Option<&Path>,
         sink: &super::observe::Sink,
     ) -> anyhow::Result<Stack> {
-        let (api, client) = start_api(kubeconfig).await?;
+        let (api, config) = start_api(kubeconfig).await?;
+        let requests = ApiRequestCounters::default();
+        let client = requests.client(&config, Component::Harness)?;
+        let operator_client = requests.client(&config, Component::Operator)?;
+        let backend_client = requests.client(&config, Component::Backend)?;
         let scratch = tempfile::tempdir().context("creating a scratch directory")?;
         let child = match &s.backend {
             Backend::Command { command, args, .. } => {
@@ -90,7 +101,7 @@ impl Stack {
             }
             _ => None,
         };
-        let (backend, backend_options, boot_url) = start_backend(s, client.clone()).await?;
+        let (backend, backend_options, boot_url) = start_backend(s, backend_client.clone()).await?;
         let registry_host = backend
             .as_ref()
             .and_then(|b| b.registry_host().map(str::to_string));
@@ -104,6 +115,9 @@ impl Stack {
         let mut stack = Stack {
             api,
             client,
+            operator_client,
+            backend_client,
+            requests,
             fleet,
             backend,
             backend_options,
@@ -131,7 +145,7 @@ impl Stack {
     pub async fn start_operator(&mut self) -> anyhow::Result<()> {
         let mut options = operator::Options::new(self.operator_config.clone());
         options.registry_listen = Some(self.registry_addr);
-        let handle = operator::run(options, self.client.clone())
+        let handle = operator::run(options, self.operator_client.clone())
             .await
             .context("starting the operator")?;
         self.operator = Some(handle);
@@ -152,7 +166,7 @@ impl Stack {
             bail!("backend restart needs the in-process sim-boot backend");
         };
         old.shutdown().await;
-        let backend = sim_boot::Backend::start(self.client.clone(), options)
+        let backend = sim_boot::Backend::start(self.backend_client.clone(), options)
             .await
             .context("restarting sim-boot")?;
         self.backend = Some(backend);
@@ -282,7 +296,8 @@ impl Stack {
     }
 }
 
-async fn start_api(kubeconfig: Option<&Path>) -> anyhow::Result<(ApiServer, Client)> {
+/// The API server and the client configuration every component's client is built from.
+async fn start_api(kubeconfig: Option<&Path>) -> anyhow::Result<(ApiServer, kube::Config)> {
     if let Some(path) = kubeconfig {
         let kc = kube::config::Kubeconfig::read_from(path)
             .with_context(|| format!("reading {}", path.display()))?;
@@ -290,7 +305,7 @@ async fn start_api(kubeconfig: Option<&Path>) -> anyhow::Result<(ApiServer, Clie
             kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
                 .await
                 .context("building a client from the kubeconfig")?;
-        return Ok((ApiServer::External, Client::try_from(config)?));
+        return Ok((ApiServer::External, config));
     }
     let data_dir = tempfile::tempdir().context("creating the API server's data dir")?;
     let options = apiserver::Options {
@@ -304,7 +319,7 @@ async fn start_api(kubeconfig: Option<&Path>) -> anyhow::Result<(ApiServer, Clie
         .install_crds(&metal_api::crds::all())
         .await
         .context("installing the metal CRDs")?;
-    let client = handle.client();
+    let config = handle.kube_config();
     let addr = handle.addr();
     Ok((
         ApiServer::Embedded(Box::new(Embedded {
@@ -312,7 +327,7 @@ async fn start_api(kubeconfig: Option<&Path>) -> anyhow::Result<(ApiServer, Clie
             addr,
             data_dir,
         })),
-        client,
+        config,
     ))
 }
 
