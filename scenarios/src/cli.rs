@@ -28,7 +28,8 @@ pub struct RunArgs {
     /// Write report.json and timeline.html here.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Run against this cluster instead of the embedded API server (the backend must be `external`).
+    /// Run against this cluster instead of starting the embedded API server (the metal CRDs must
+    /// be installed there; API server faults need the embedded one).
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
     /// No live progress display.

@@ -39,6 +39,8 @@ pub struct Report {
     pub seed: u64,
     pub passed: bool,
     pub wall_ms: u64,
+    /// `embedded at URL`, or the URL of the cluster given by `--kubeconfig`.
+    pub api_server: String,
     /// Why the run failed besides invariants (unmet end state, a step that timed out).
     pub failures: Vec<String>,
     pub phases: Vec<(String, Stats)>,
@@ -90,6 +92,7 @@ impl Report {
             seed,
             passed,
             wall_ms,
+            api_server: String::new(),
             failures,
             phases: phases::phase_stats(&times),
             servers_by_state,
@@ -112,10 +115,11 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "\n{} · seed {} · {:.1}s",
+            "\n{} · seed {} · {:.1}s · API server {}",
             self.scenario,
             self.seed,
-            self.wall_ms as f64 / 1000.0
+            self.wall_ms as f64 / 1000.0,
+            self.api_server
         );
         let _ = writeln!(
             out,

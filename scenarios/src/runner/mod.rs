@@ -196,6 +196,7 @@ pub async fn run(scenario: &Scenario, options: RunOptions) -> anyhow::Result<Out
         .into_inner();
     let figures = stack.figures();
     let api_requests = stack.requests.summary(server_count);
+    let api_server = stack.api.describe();
     stack.shutdown().await;
     drop(sink);
     observe::detach_panic_hook();
@@ -217,6 +218,7 @@ pub async fn run(scenario: &Scenario, options: RunOptions) -> anyhow::Result<Out
     );
     report.figures = figures;
     report.api_requests = api_requests;
+    report.api_server = api_server;
     Ok(Outcome { report, evidence })
 }
 

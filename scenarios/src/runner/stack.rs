@@ -31,7 +31,18 @@ const OPERATOR_PRESETS: &[(&str, &str)] = &[
 /// The API server: embedded (restartable, data kept in a temp dir) or a real cluster.
 pub enum ApiServer {
     Embedded(Box<Embedded>),
-    External,
+    /// The cluster a `--kubeconfig` points at; its server URL.
+    External(String),
+}
+
+impl ApiServer {
+    /// `embedded at URL` or the external cluster's URL, for the report.
+    pub fn describe(&self) -> String {
+        match self {
+            ApiServer::Embedded(e) => format!("embedded at http://{}", e.addr),
+            ApiServer::External(url) => url.clone(),
+        }
+    }
 }
 
 pub struct Embedded {
@@ -90,7 +101,9 @@ impl Stack {
                             .context("writing the kubeconfig for the backend")?;
                         path
                     }
-                    (None, ApiServer::External) => bail!("no kubeconfig for the backend command"),
+                    (None, ApiServer::External(_)) => {
+                        bail!("no kubeconfig for the backend command")
+                    }
                 };
                 Some(super::child::ChildBackend::start(
                     command,
@@ -305,7 +318,12 @@ async fn start_api(kubeconfig: Option<&Path>) -> anyhow::Result<(ApiServer, kube
             kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
                 .await
                 .context("building a client from the kubeconfig")?;
-        return Ok((ApiServer::External, config));
+        let url = config
+            .cluster_url
+            .to_string()
+            .trim_end_matches('/')
+            .to_string();
+        return Ok((ApiServer::External(url), config));
     }
     let data_dir = tempfile::tempdir().context("creating the API server's data dir")?;
     let options = apiserver::Options {
