@@ -369,15 +369,33 @@ async fn honest_backend_keeps_a_bad_image_from_booting() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // A window in which a gate that ignored Error would have powered the machine on (many resyncs long).
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let machine = l.fleet.machine(&l.uuid()).unwrap();
+    // Positive witness: the operator's gate has judged the Error (its verdict is on the Server). The gate
+    // powers on in the same reconcile, before it writes the verdict, and the BMC logs a reset request
+    // synchronously, so a power-on it allowed would already be in the machine's log.
+    let judged = l
+        .wait_server("the gate's verdict on the Error", |s| {
+            s.status.as_ref().is_some_and(|status| {
+                status.conditions.iter().any(|c| {
+                    c.type_ == "BootConfigurationReady"
+                        && c.status == "False"
+                        && c.message.contains("lacks layers")
+                })
+            })
+        })
+        .await;
+    assert_ne!(state(&judged), "Available");
+    let events = l.fleet.machine(&l.uuid()).unwrap().events();
+    let powering_on = events.iter().find(|e| match &e.kind {
+        MachineEventKind::ResetRequested { reset_type, .. } => matches!(
+            reset_type.as_str(),
+            "On" | "ForceOn" | "PowerCycle" | "ForceRestart" | "GracefulRestart"
+        ),
+        MachineEventKind::BootAttempt { .. } => true,
+        _ => false,
+    });
     assert!(
-        !machine
-            .events()
-            .iter()
-            .any(|e| matches!(e.kind, MachineEventKind::BootAttempt { .. })),
-        "no boot attempt while the SBC is Error"
+        powering_on.is_none(),
+        "no power-on or boot attempt while the SBC is Error: {events:#?}"
     );
     l.shutdown().await;
 }
