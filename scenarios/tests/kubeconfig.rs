@@ -44,16 +44,8 @@ async fn quickstart_runs_against_the_cluster_of_a_kubeconfig() {
         .expect("metal-harness starts");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    // The discovery power-on race (see tests/run.rs) may fail a run until sim-boot's fix; a
-    // harness error (exit 3) or any other violation fails this test.
-    let raced_only = output.status.code() == Some(1)
-        && stdout.contains("power-on-requires-ready-sbc")
-        && stdout
-            .lines()
-            .filter(|l| l.contains("FAIL "))
-            .all(|l| l.starts_with("power-on-requires-ready-sbc"));
     assert!(
-        output.status.success() || raced_only,
+        output.status.success(),
         "exit {:?}\n{stdout}\n{stderr}",
         output.status.code()
     );

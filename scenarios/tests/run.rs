@@ -1,11 +1,7 @@
 //! End to end on the embedded stack (API server, sim-bmc + netboot, sim-boot, operator): the
-//! README's quickstart passes, the lying backend is caught, regressions replay, and one generated
+//! README's quickstart and the claim churn (with an operator restart and a watch expiry) pass with
+//! no invariant tolerated, the lying backend is caught, regressions replay, and one generated
 //! scenario runs. Runs are serialised: they share the machine's two cores and the panic hook.
-//!
-//! Known race, tolerated here so CI stays deterministic (reported, not fixed in this crate): during
-//! discovery sim-boot can drop a Ready discovery SBC back to Pending at the same generation, and the
-//! operator powers on from its cached Ready tens of milliseconds later. `power-on-requires-ready-sbc`
-//! flags it from the BMC's reset log; `metal-harness run scenarios/claim-churn.yaml` shows it.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -15,16 +11,9 @@ use scenarios::spec::{self, Scenario};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// Invariants the CI runs tolerate (see the module comment).
-const KNOWN_RACES: &[&str] = &["power-on-requires-ready-sbc"];
-
 fn load(name: &str) -> Scenario {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(name);
-    let mut s = spec::load_file(&path).unwrap_or_else(|e| panic!("{e}"));
-    s.expect
-        .tolerate
-        .extend(KNOWN_RACES.iter().map(|r| r.to_string()));
-    s
+    spec::load_file(&path).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn play(scenario: &Scenario) -> scenarios::report::Report {
@@ -65,10 +54,7 @@ fn quickstart_passes_end_to_end() {
         "both claims booted before one was released"
     );
     assert!(
-        report
-            .invariants
-            .iter()
-            .all(|v| v.violations == 0 || KNOWN_RACES.contains(&v.invariant.as_str())),
+        report.invariants.iter().all(|v| v.violations == 0),
         "{}",
         report.summary()
     );
@@ -90,6 +76,20 @@ fn quickstart_passes_end_to_end() {
     }
     assert_eq!(requests.servers, 4);
     assert!(requests.per_server > 1.0, "{}", report.summary());
+}
+
+#[test]
+fn claim_churn_passes_through_an_operator_restart_and_a_watch_expiry() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let report = play(&load("claim-churn.yaml"));
+    assert!(report.passed, "{}", report.summary());
+    assert!(
+        report.invariants.iter().all(|v| v.violations == 0),
+        "{}",
+        report.summary()
+    );
+    let labels: Vec<&str> = report.faults.iter().map(|f| f.label.as_str()).collect();
+    assert_eq!(labels.len(), 2, "both faults were injected: {labels:?}");
 }
 
 #[test]
@@ -121,11 +121,7 @@ fn regressions_replay() {
         if path.extension().is_none_or(|e| e != "yaml") {
             continue;
         }
-        let mut scenario = spec::load_file(&path).unwrap_or_else(|e| panic!("{e}"));
-        scenario
-            .expect
-            .tolerate
-            .extend(KNOWN_RACES.iter().map(|r| r.to_string()));
+        let scenario = spec::load_file(&path).unwrap_or_else(|e| panic!("{e}"));
         let report = play(&scenario);
         assert!(
             report.passed,
@@ -145,7 +141,7 @@ fn one_generated_scenario_runs_clean() {
         .ok()
         .and_then(|c| c.parse().ok())
         .unwrap_or(1);
-    if let Err(path) = scenarios::explore::explore_with(cases, 7, dir.path(), KNOWN_RACES) {
+    if let Err(path) = scenarios::explore::explore_with(cases, 7, dir.path(), &[]) {
         panic!(
             "shrunk failure:\n{}",
             std::fs::read_to_string(path).unwrap()

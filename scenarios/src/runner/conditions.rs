@@ -7,8 +7,7 @@ use anyhow::bail;
 use tokio::time::Instant;
 
 use crate::evidence::Key;
-use crate::invariants::Monitor;
-use crate::invariants::same_image;
+use crate::invariants::{ClaimsEventuallyBound, Invariant, Monitor, NoLostOrOrphaned, same_image};
 use crate::model::World;
 use crate::spec::Expect;
 
@@ -99,19 +98,32 @@ pub fn unmet(w: &World, e: &Expect) -> Vec<String> {
             out.push(format!("{want} Servers {state}, found {have}"));
         }
     }
+    // A claim being deleted still shows Bound until its finalizer goes; it is not what the end
+    // state asks for.
+    let live = || w.claims.values().filter(|c| !c.deleting);
     if let Some(want) = e.claims_bound {
-        let have = w.claims.values().filter(|c| c.bound).count();
+        let have = live().filter(|c| c.bound).count();
         if have != want as usize {
             out.push(format!("{want} claims Bound, found {have}"));
         }
     }
     if let Some(want) = e.claims_booted {
-        let have = count_booted(w);
+        let have = live().filter(|c| claim_booted(w, &c.key)).count();
         if have != want as usize {
             out.push(format!("{want} claims booted, found {have}"));
         }
     }
     out
+}
+
+/// Nothing is mid-way: no claim is being deleted, and the end-of-run checks (nothing lost or
+/// orphaned, no claim waiting next to a free fitting Server) would pass now. A run that ends before
+/// this would judge a release or a binding still in flight; one that never gets here is judged at
+/// its deadline.
+pub fn settled(w: &World) -> bool {
+    w.claims.values().all(|c| !c.deleting)
+        && NoLostOrOrphaned.finish(w).is_empty()
+        && ClaimsEventuallyBound.finish(w).is_empty()
 }
 
 /// With no end state given, a run is over once every live claim booted and no Server is mid-discovery.

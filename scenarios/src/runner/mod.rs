@@ -222,8 +222,8 @@ pub async fn run(scenario: &Scenario, options: RunOptions) -> anyhow::Result<Out
     Ok(Outcome { report, evidence })
 }
 
-/// Waits until the end state holds (or, without one, the system is quiescent and every required
-/// violation has shown), or the deadline passes.
+/// Waits until the end state holds and the system has settled (or, without an end state, it is
+/// quiescent and settled, or every required violation has shown), or the deadline passes.
 async fn wait_for_end(
     scenario: &Scenario,
     monitor: &Arc<Mutex<Monitor>>,
@@ -239,9 +239,10 @@ async fn wait_for_end(
             return false;
         }
         if e.has_end_state() {
-            conditions::unmet(m.world(), e).is_empty()
+            conditions::unmet(m.world(), e).is_empty() && conditions::settled(m.world())
         } else {
-            !e.violations.is_empty() || conditions::quiescent(m.world())
+            !e.violations.is_empty()
+                || (conditions::quiescent(m.world()) && conditions::settled(m.world()))
         }
     };
     loop {
@@ -250,7 +251,8 @@ async fn wait_for_end(
         }
         if Instant::now() >= deadline {
             let unmet = conditions::unmet(conditions::lock(monitor).world(), e);
-            return if unmet.is_empty() && !e.has_end_state() {
+            // Unsettled at the deadline is judged by the end-of-run invariants.
+            return if unmet.is_empty() {
                 Ok(())
             } else {
                 Err(format!(
