@@ -3,7 +3,8 @@
 //! The server runs as the release `apiserver` binary (so its RSS is its own); the baseline measured in the same
 //! run is the request rate and latency of `GET /version` (the HTTP floor of this machine).
 //!
-//! Run: `cargo bench -p apiserver` (BENCH_OBJECTS overrides the object count, default 20000).
+//! Run: `cargo bench -p apiserver` (BENCH_OBJECTS overrides the object count, default 20000; APISERVER_BIN
+//! points at another server binary to compare builds under the same load).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -199,7 +200,10 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_apiserver"))
+    // APISERVER_BIN runs another build of the server (e.g. the previous commit's) under the same load.
+    let server_bin =
+        std::env::var("APISERVER_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_apiserver").into());
+    let mut child = tokio::process::Command::new(&server_bin)
         .args(["--port", "0"])
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)

@@ -1,6 +1,8 @@
 //! `x-kubernetes-validations` CEL rules, evaluated with the `cel` crate. `self` is the value at the schema node,
 //! `oldSelf` the value at the same place in the stored object (list-map items correlated by key); transition
-//! rules (those using `oldSelf`) only run on update when the old value exists, as upstream.
+//! rules (those using `oldSelf`) only run on update when the old value exists, as upstream. A failed rule's
+//! message comes from its `messageExpression` when that evaluates to a non-empty one-line string. Rules without
+//! `oldSelf` are ratcheted: they are skipped for a value unchanged from the stored one.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -95,16 +97,22 @@ fn run_rules(
         if transition && old.is_none() {
             continue;
         }
+        // Validation ratcheting: an unchanged value keeps passing the rules it passed when it was stored.
+        if !transition && old.is_some_and(|o| o == new) {
+            continue;
+        }
         let mut ctx = cel::Context::default();
         ctx.add_variable_from_value("self", to_cel(new));
         if let Some(o) = old {
             ctx.add_variable_from_value("oldSelf", to_cel(o));
         }
-        let message = r
-            .get("message")
-            .and_then(Value::as_str)
-            .map(String::from)
-            .unwrap_or_else(|| format!("failed rule: {rule}"));
+        let message = || {
+            r.get("messageExpression")
+                .and_then(Value::as_str)
+                .and_then(|expr| expression_message(expr, &ctx))
+                .or_else(|| r.get("message").and_then(Value::as_str).map(String::from))
+                .unwrap_or_else(|| format!("failed rule: {rule}"))
+        };
         let reason = r
             .get("reason")
             .and_then(Value::as_str)
@@ -112,6 +120,7 @@ fn run_rules(
         match program.execute(&ctx) {
             Ok(cel::Value::Bool(true)) => {}
             Ok(cel::Value::Bool(false)) => {
+                let message = message();
                 let text = match reason {
                     "FieldValueForbidden" => format!("Forbidden: {message}"),
                     "FieldValueRequired" => format!("Required value: {message}"),
@@ -137,6 +146,17 @@ fn run_rules(
                 ),
             )),
         }
+    }
+}
+
+/// The message a `messageExpression` gives, if it evaluates to a non-empty string without line breaks (else
+/// the rule's `message` is used, as upstream does).
+fn expression_message(expr: &str, ctx: &cel::Context) -> Option<String> {
+    match compile(expr).ok()?.execute(ctx) {
+        Ok(cel::Value::String(s)) if !s.trim().is_empty() && !s.contains(['\n', '\r']) => {
+            Some(s.to_string())
+        }
+        _ => None,
     }
 }
 
@@ -233,5 +253,36 @@ mod tests {
         );
         assert_eq!(causes.len(), 1, "{causes:?}");
         assert_eq!(causes[0].field, "spec.a");
+    }
+
+    #[test]
+    fn message_expressions_and_ratcheting() {
+        let schema = json!({"type": "object", "properties": {"spec": {"type": "object",
+            "properties": {"size": {"type": "integer", "x-kubernetes-validations": [
+                {"rule": "self <= 10", "message": "static", "messageExpression": "'size ' + string(self) + ' exceeds 10'"},
+                {"rule": "self != 7", "message": "seven is unlucky", "messageExpression": "''"},
+                {"rule": "self != 8", "messageExpression": "1 + 1"}]}}}}});
+        let run = |new: Value, old: Option<Value>| {
+            let mut causes = vec![];
+            evaluate(&schema, &new, old.as_ref(), "", &mut causes);
+            causes.into_iter().map(|c| c.message).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            run(json!({"spec": {"size": 11}}), None),
+            ["Invalid value: \"integer\": size 11 exceeds 10"]
+        );
+        // An empty or non-string messageExpression result falls back to the message (or the default one).
+        assert_eq!(
+            run(json!({"spec": {"size": 7}}), None),
+            ["Invalid value: \"integer\": seven is unlucky"]
+        );
+        assert_eq!(
+            run(json!({"spec": {"size": 8}}), None),
+            ["Invalid value: \"integer\": failed rule: self != 8"]
+        );
+        // Ratcheting: an unchanged violation passes on update; a changed one does not.
+        let stored = json!({"spec": {"size": 11}});
+        assert!(run(json!({"spec": {"size": 11}}), Some(stored.clone())).is_empty());
+        assert_eq!(run(json!({"spec": {"size": 12}}), Some(stored)).len(), 1);
     }
 }

@@ -10,9 +10,10 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::crd;
-use crate::objects::{Sub, finalizers, is_deleting, meta_str};
+use crate::objects::{Sub, finalizers};
 use crate::ops::{self, DeleteOpts, Record, State, WriteCtx};
 use crate::store::{EventType, ObjKey};
+use crate::stored::Meta;
 
 const SWEEP_DEBOUNCE: Duration = Duration::from_millis(20);
 /// A full sweep also runs this often, to catch anything a lagging event subscription missed.
@@ -39,10 +40,10 @@ async fn crd_cleanup_loop(st: Arc<State>, crd_name: String) {
         let Some((_, crd_obj)) = st.store.get(&crd_key) else {
             return;
         };
-        if !is_deleting(&crd_obj) {
+        if !crd_obj.meta.deleting {
             return;
         }
-        let served = crd::resource_info(&crd_obj);
+        let served = crd::resource_info(&crd_obj.value());
         let Some(info) = st.registry.get(&served.group, &served.plural) else {
             break;
         };
@@ -51,7 +52,7 @@ async fn crd_cleanup_loop(st: Arc<State>, crd_name: String) {
             break;
         }
         for key in keys {
-            if st.store.get(&key).is_some_and(|(_, o)| !is_deleting(&o)) {
+            if st.store.get(&key).is_some_and(|(_, o)| !o.meta.deleting) {
                 let _ = ops::delete(&st, &info, &key, &DeleteOpts::default()).await;
             }
         }
@@ -85,17 +86,6 @@ async fn remove_finalizer(st: &Arc<State>, key: &ObjKey, finalizer: &str) {
     .await;
 }
 
-fn owner_uids(obj: &Value) -> Vec<String> {
-    obj.pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|r| r.get("uid").and_then(Value::as_str).map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Runs garbage collection and namespace deletion until the store's event stream closes.
 pub async fn run(st: Arc<State>) {
     let mut events = Some(st.store.subscribe());
@@ -105,7 +95,7 @@ pub async fn run(st: Arc<State>) {
             match events.as_mut() {
                 Some(rx) => loop {
                     match rx.recv().await {
-                        Ok(e) if relevant(&e.kind, &e.object) => return true,
+                        Ok(e) if relevant(e.kind, &e.object.meta) => return true,
                         Ok(_) => continue,
                         Err(RecvError::Lagged(_)) => return true,
                         Err(RecvError::Closed) => return false,
@@ -126,33 +116,31 @@ pub async fn run(st: Arc<State>) {
     }
 }
 
-fn relevant(kind: &EventType, obj: &Value) -> bool {
-    *kind == EventType::Deleted || is_deleting(obj) || !owner_uids(obj).is_empty()
+fn relevant(kind: EventType, meta: &Meta) -> bool {
+    kind == EventType::Deleted || meta.deleting || !meta.owners.is_empty()
 }
 
 async fn sweep(st: &Arc<State>) {
     let all = st.store.all_objects();
-    let live: HashSet<String> = all
-        .iter()
-        .filter_map(|(_, o)| meta_str(o, "uid").map(String::from))
-        .collect();
-    let mut dependents: HashMap<String, Vec<ObjKey>> = HashMap::new();
+    let live: HashSet<&str> = all.iter().map(|(_, o)| &*o.meta.uid).collect();
+    let mut dependents: HashMap<&str, Vec<ObjKey>> = HashMap::new();
     for (key, obj) in &all {
-        for owner in owner_uids(obj) {
+        for owner in &obj.meta.owners {
             dependents.entry(owner).or_default().push(key.clone());
         }
     }
     for (key, obj) in &all {
-        let owners = owner_uids(obj);
-        if !owners.is_empty() && owners.iter().all(|o| !live.contains(o)) && !is_deleting(obj) {
+        let meta = &obj.meta;
+        let orphaned = !meta.owners.is_empty() && meta.owners.iter().all(|o| !live.contains(&**o));
+        if orphaned && !meta.deleting {
             delete_key(st, key, None).await;
         }
-        if !is_deleting(obj) {
+        if !meta.deleting {
             continue;
         }
-        let uid = meta_str(obj, "uid").unwrap_or("").to_string();
-        let deps = dependents.get(&uid).cloned().unwrap_or_default();
-        let held = finalizers(obj);
+        let uid = meta.uid.to_string();
+        let deps = dependents.get(&*uid).cloned().unwrap_or_default();
+        let held = finalizers(&obj.value());
         if held.iter().any(|f| f == "orphan") {
             for dep in &deps {
                 drop_owner_ref(st, dep, &uid).await;
@@ -177,7 +165,7 @@ async fn delete_key(st: &Arc<State>, key: &ObjKey, propagation: Option<&str>) {
     let Some(info) = st.registry.by_key(&key.resource) else {
         return;
     };
-    if st.store.get(key).is_some_and(|(_, o)| is_deleting(&o)) {
+    if st.store.get(key).is_some_and(|(_, o)| o.meta.deleting) {
         return;
     }
     let opts = DeleteOpts {

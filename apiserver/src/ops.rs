@@ -17,6 +17,7 @@ use crate::objects::{
 use crate::registry::{Registry, ResourceInfo};
 use crate::status::{ApiError, ApiResult};
 use crate::store::{CommitError, Committed, ObjKey, Precondition, Store, Write};
+use crate::stored::{Prepared, StoredObject};
 use crate::{crd, validation};
 
 /// Shared server state.
@@ -139,7 +140,7 @@ impl State {
             .ok_or_else(|| ApiError::internal("namespaces not registered"))?;
         match self.store.get(&State::key(&ns_info, None, ns)) {
             None => Err(ApiError::not_found("", "namespaces", ns)),
-            Some((_, obj)) if is_deleting(&obj) => Err(ApiError::forbidden(
+            Some((_, obj)) if obj.meta.deleting => Err(ApiError::forbidden(
                 &info.group,
                 &info.plural,
                 name,
@@ -163,7 +164,7 @@ impl State {
         };
         let crd_name = format!("{}.{}", info.plural, info.group);
         match self.store.get(&State::key(&crd_info, None, &crd_name)) {
-            Some((_, crd)) if is_deleting(&crd) => Err(ApiError::method_not_allowed(&format!(
+            Some((_, crd)) if crd.meta.deleting => Err(ApiError::method_not_allowed(&format!(
                 "create not allowed while custom resource definition is terminating; {crd_name}"
             ))),
             _ => Ok(()),
@@ -193,7 +194,7 @@ async fn finish(
     info: &ResourceInfo,
     mut committed: Committed,
     removed: bool,
-) -> ApiResult<Arc<Value>> {
+) -> ApiResult<Arc<StoredObject>> {
     if !committed.wait_durable().await {
         return Err(not_durable());
     }
@@ -209,7 +210,7 @@ pub async fn create(
     mut obj: Value,
     ctx: &WriteCtx,
     record: Record,
-) -> ApiResult<Arc<Value>> {
+) -> ApiResult<Arc<StoredObject>> {
     check_type(info, &ctx.version, &mut obj)?;
     objects::convert_in(info, &mut obj)?;
     let namespace = if info.namespaced { ns } else { None };
@@ -244,12 +245,16 @@ pub async fn create(
         record_update(None, &mut obj, schema_of(info, &ctx.version), &w);
     }
     if ctx.dry_run {
-        return Ok(Arc::new(obj));
+        return Ok(Arc::new(StoredObject::detached(&info.key, &obj)));
     }
     let key = State::key(info, namespace, &name);
     let committed = st
         .store
-        .commit(&key, Precondition::Absent, Write::Put(obj))
+        .commit(
+            &key,
+            Precondition::Absent,
+            Write::Put(Prepared::new(&info.key, &obj)),
+        )
         .map_err(|e| map_commit_error(info, &name, e))?;
     finish(st, info, committed, false).await
 }
@@ -264,15 +269,16 @@ pub async fn update(
     ctx: &WriteCtx,
     record: Record,
     mutate: &(dyn Fn(&Value) -> ApiResult<Value> + Send + Sync),
-) -> ApiResult<Arc<Value>> {
+) -> ApiResult<Arc<StoredObject>> {
     for _ in 0..MAX_UPDATE_ATTEMPTS {
-        let (rv, current) = st
+        let (rv, stored) = st
             .store
             .get(key)
             .ok_or_else(|| ApiError::not_found(&info.group, &info.plural, &key.name))?;
         if precondition.is_some_and(|want| want != rv) {
             return Err(ApiError::stale(&info.group, &info.plural, &key.name));
         }
+        let current = stored.value();
         let mut new = mutate(&current)?;
         check_type(info, &ctx.version, &mut new)?;
         objects::convert_in(info, &mut new)?;
@@ -302,14 +308,17 @@ pub async fn update(
             };
             record_update(Some(&current), &mut new, schema_of(info, &ctx.version), &w);
         }
-        if new == *current || ctx.dry_run {
-            return Ok(if ctx.dry_run { Arc::new(new) } else { current });
+        if ctx.dry_run {
+            return Ok(Arc::new(StoredObject::detached(&info.key, &new)));
+        }
+        if new == current {
+            return Ok(stored);
         }
         let removed = objects::ready_to_remove(info, &new);
         let write = if removed {
             Write::Delete
         } else {
-            Write::Put(new)
+            Write::Put(Prepared::new(&info.key, &new))
         };
         match st.store.commit(key, Precondition::Rv(rv), write) {
             Ok(committed) => return finish(st, info, committed, removed).await,
@@ -350,20 +359,21 @@ pub async fn delete(
     info: &Arc<ResourceInfo>,
     key: &ObjKey,
     opts: &DeleteOpts,
-) -> ApiResult<(Arc<Value>, bool)> {
+) -> ApiResult<(Arc<StoredObject>, bool)> {
     for _ in 0..MAX_UPDATE_ATTEMPTS {
-        let (rv, current) = st
+        let (rv, stored) = st
             .store
             .get(key)
             .ok_or_else(|| ApiError::not_found(&info.group, &info.plural, &key.name))?;
+        let current = stored.value();
         check_delete_preconditions(info, key, rv, &current, opts)?;
         admit_delete(st, info, key, &current, opts)?;
         let Some(write) = deletion_write(info, &current, opts, (st.clock)()) else {
-            return Ok((current, false));
+            return Ok((stored, false));
         };
         let removed = matches!(write, Write::Delete);
         if opts.dry_run {
-            return Ok((current, removed));
+            return Ok((stored, removed));
         }
         match st.store.commit(key, Precondition::Rv(rv), write) {
             Ok(mut committed) => {
@@ -483,15 +493,16 @@ fn deletion_write(
     Some(if objects::ready_to_remove(info, &new) {
         Write::Delete
     } else {
-        Write::Put(new)
+        Write::Put(Prepared::new(&info.key, &new))
     })
 }
 
 /// Keeps the registry in step with CRD writes: established CRDs are served, removed ones are not.
-async fn crd_hooks(st: &Arc<State>, info: &ResourceInfo, obj: &Value, removed: bool) {
+async fn crd_hooks(st: &Arc<State>, info: &ResourceInfo, stored: &StoredObject, removed: bool) {
     if info.kind != "CustomResourceDefinition" || info.group != "apiextensions.k8s.io" {
         return;
     }
+    let obj = &stored.value();
     let served = crd::resource_info(obj);
     if removed {
         st.registry.remove(&served.group, &served.plural);
@@ -542,7 +553,7 @@ pub fn register_stored_crds(st: &State) {
     };
     for key in st.store.keys(&crd_info.key, None) {
         if let Some((_, obj)) = st.store.get(&key) {
-            st.registry.insert(crd::resource_info(&obj));
+            st.registry.insert(crd::resource_info(&obj.value()));
         }
     }
 }

@@ -9,12 +9,13 @@ use std::io::{BufRead, BufReader, BufWriter, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::oneshot;
 
 use tokio::sync::broadcast;
 
 use crate::store::{Event, EventType, ObjKey};
+use crate::stored::{Prepared, StoredObject};
 
 const LOG_FILE: &str = "objects.log";
 /// How many queued records one fsync covers at most.
@@ -22,50 +23,40 @@ const GROUP_COMMIT_MAX: usize = 4096;
 /// How many logged events a start keeps uncompacted (replayed into the watch history of the next start).
 const COMPACT_AFTER_EVENTS: usize = 10_000;
 
+/// One logged write: the committed event, broadcast to watchers once durable, so no watcher ever sees a write
+/// a crash could lose.
 pub struct Record {
-    rv: u64,
-    key: ObjKey,
-    object: Option<Arc<Value>>,
-    /// Broadcast to watchers once durable, so no watcher ever sees a write a crash could lose.
-    event: Option<Arc<Event>>,
+    event: Arc<Event>,
 }
 
 impl Record {
-    pub fn put(rv: u64, key: &ObjKey, object: &Arc<Value>) -> Self {
-        Record {
-            rv,
-            key: key.clone(),
-            object: Some(object.clone()),
-            event: None,
-        }
-    }
-
-    pub fn with_event(mut self, event: Arc<Event>) -> Self {
-        self.event = Some(event);
-        self
-    }
-
-    pub fn delete(rv: u64, key: &ObjKey) -> Self {
-        Record {
-            rv,
-            key: key.clone(),
-            object: None,
-            event: None,
-        }
+    pub fn new(event: Arc<Event>) -> Self {
+        Record { event }
     }
 
     fn encode(&self, out: &mut Vec<u8>) {
-        let line = json!({
-            "rv": self.rv,
-            "r": &*self.key.resource,
-            "ns": self.key.namespace,
-            "n": self.key.name,
-            "o": self.object.as_deref(),
-        });
-        // Serialising a Value into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *out, &line);
-        out.push(b'\n');
+        let e = &self.event;
+        let object = match e.kind {
+            EventType::Deleted => None,
+            _ => Some(e.object.json_bytes()),
+        };
+        encode_line(out, e.rv, &e.key, object);
     }
+}
+
+/// `{"rv":..,"r":..,"ns":..,"n":..,"o":..}` (`o` null for a deletion or the compaction marker); the object's
+/// stored JSON is copied in, never re-serialised.
+fn encode_line(out: &mut Vec<u8>, rv: u64, key: &ObjKey, object: Option<&[u8]>) {
+    // Serialising strings into a Vec cannot fail.
+    out.extend_from_slice(format!("{{\"rv\":{rv},\"r\":").as_bytes());
+    let _ = serde_json::to_writer(&mut *out, &*key.resource);
+    out.extend_from_slice(b",\"ns\":");
+    let _ = serde_json::to_writer(&mut *out, &key.namespace);
+    out.extend_from_slice(b",\"n\":");
+    let _ = serde_json::to_writer(&mut *out, &key.name);
+    out.extend_from_slice(b",\"o\":");
+    out.extend_from_slice(object.unwrap_or(b"null"));
+    out.extend_from_slice(b"}\n");
 }
 
 /// Handle to the log writer thread.
@@ -86,7 +77,7 @@ impl Persister {
 /// The state found on disk.
 pub struct Loaded {
     pub rv: u64,
-    pub objects: Vec<(ObjKey, u64, Value)>,
+    pub objects: Vec<(ObjKey, u64, Arc<StoredObject>)>,
     /// The events logged since the last compaction (in resourceVersion order), replayed into the watch history
     /// so that clients resume their watches across a restart instead of relisting.
     pub history: Vec<Arc<Event>>,
@@ -130,7 +121,7 @@ impl Persister {
 type Slot = (String, String, String);
 
 fn load(path: &Path) -> std::io::Result<Loaded> {
-    let mut map: std::collections::BTreeMap<Slot, (u64, Arc<Value>)> = Default::default();
+    let mut map: std::collections::BTreeMap<Slot, (u64, Arc<StoredObject>)> = Default::default();
     let mut rv = 0;
     let mut history = Vec::new();
     let mut history_from = 0;
@@ -165,14 +156,35 @@ fn load(path: &Path) -> std::io::Result<Loaded> {
                 namespace: ns.to_string(),
                 name: n.to_string(),
             };
-            let prev = match &rec["o"] {
-                Value::Null => map.remove(&slot).map(|(_, o)| o),
-                obj => map
-                    .insert(slot, (rec_rv, Arc::new(obj.clone())))
-                    .map(|(_, o)| o),
+            let (prev, event) = match &rec["o"] {
+                Value::Null => {
+                    let Some((_, prev)) = map.remove(&slot) else {
+                        continue;
+                    };
+                    // The DELETED event carries the last state with the deletion's resourceVersion.
+                    let last = prev.restamp(EventType::Deleted.as_str(), rec_rv);
+                    (Some(prev), (EventType::Deleted, Arc::new(last)))
+                }
+                obj => {
+                    let prev = map.get(&slot).map(|(_, o)| o.clone());
+                    let kind = match prev {
+                        Some(_) => EventType::Modified,
+                        None => EventType::Added,
+                    };
+                    let stored = Arc::new(Prepared::new(r, obj).stamp(kind.as_str(), rec_rv));
+                    map.insert(slot, (rec_rv, stored.clone()));
+                    (prev, (kind, stored))
+                }
             };
             if rec_rv > history_from {
-                history.extend(replayed_event(rec_rv, key, prev, &rec["o"]));
+                let (kind, object) = event;
+                history.push(Arc::new(Event {
+                    rv: rec_rv,
+                    kind,
+                    key,
+                    object,
+                    prev,
+                }));
             }
         }
     }
@@ -186,7 +198,7 @@ fn load(path: &Path) -> std::io::Result<Loaded> {
                     name: n,
                 },
                 obj_rv,
-                Arc::unwrap_or_clone(obj),
+                obj,
             )
         })
         .collect();
@@ -197,28 +209,6 @@ fn load(path: &Path) -> std::io::Result<Loaded> {
         history_from,
         torn,
     })
-}
-
-/// The watch event a logged record produced when it was committed (see `Store::commit`).
-fn replayed_event(
-    rv: u64,
-    key: ObjKey,
-    prev: Option<Arc<Value>>,
-    object: &Value,
-) -> Option<Arc<Event>> {
-    let (kind, object) = match object {
-        Value::Null => {
-            // The DELETED event carries the last state with the deletion's resourceVersion.
-            let mut last = (*prev.clone()?).clone();
-            if let Some(meta) = last.get_mut("metadata").and_then(Value::as_object_mut) {
-                meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
-            }
-            (EventType::Deleted, last)
-        }
-        obj if prev.is_some() => (EventType::Modified, obj.clone()),
-        obj => (EventType::Added, obj.clone()),
-    };
-    Some(Arc::new(Event::new(rv, kind, key, Arc::new(object), prev)))
 }
 
 fn compact(path: &Path, loaded: &Loaded) -> std::io::Result<()> {
@@ -232,9 +222,9 @@ fn compact(path: &Path, loaded: &Loaded) -> std::io::Result<()> {
         namespace: String::new(),
         name: String::new(),
     };
-    Record::delete(loaded.rv, &marker).encode(&mut buf);
+    encode_line(&mut buf, loaded.rv, &marker, None);
     for (key, obj_rv, obj) in &loaded.objects {
-        Record::put(*obj_rv, key, &Arc::new(obj.clone())).encode(&mut buf);
+        encode_line(&mut buf, *obj_rv, key, Some(obj.json_bytes()));
     }
     out.write_all(&buf)?;
     out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
@@ -261,7 +251,7 @@ fn writer(
         while let Some((rec, ack)) = next.take() {
             rec.encode(&mut buf);
             acks.push(ack);
-            done.extend(rec.event);
+            done.push(rec.event);
             if acks.len() < GROUP_COMMIT_MAX {
                 next = rx.try_recv().ok();
             }

@@ -1,8 +1,40 @@
-//! Label selectors (`=`, `==`, `!=`, `in`, `notin`, `key`, `!key`) and field selectors.
-
-use serde_json::Value;
+//! Label selectors (`=`, `==`, `!=`, `in`, `notin`, `key`, `!key`) and field selectors, matched against an
+//! object's stored metadata (never its JSON).
 
 use crate::status::ApiError;
+use crate::stored::Meta;
+
+/// Field labels a resource ("group/plural") supports in field selectors besides metadata.name/namespace.
+pub fn field_labels_of(resource: &str) -> &'static [&'static str] {
+    match resource {
+        "/events" => &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ],
+        "events.k8s.io/events" => &[
+            "regarding.kind",
+            "regarding.namespace",
+            "regarding.name",
+            "regarding.uid",
+            "regarding.apiVersion",
+            "reason",
+            "reportingController",
+            "type",
+        ],
+        "/namespaces" => &["status.phase"],
+        "/secrets" => &["type"],
+        _ => &[],
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 enum Requirement {
@@ -108,13 +140,8 @@ impl LabelSelector {
         Ok(LabelSelector(reqs))
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn matches(&self, obj: &Value) -> bool {
-        let labels = obj.pointer("/metadata/labels");
-        let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+    pub fn matches(&self, meta: &Meta) -> bool {
+        let get = |k: &str| meta.label(k);
         self.0.iter().all(|r| match r {
             Requirement::Eq(k, v) => get(k) == Some(v.as_str()),
             Requirement::NotEq(k, v) => get(k) != Some(v.as_str()),
@@ -160,22 +187,15 @@ impl FieldSelector {
         Ok(FieldSelector(reqs))
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn matches(&self, obj: &Value) -> bool {
+    /// Whether the object `namespace/name` with metadata `meta` matches (absent fields match "").
+    pub fn matches(&self, namespace: &str, name: &str, meta: &Meta) -> bool {
         self.0.iter().all(|(field, eq, want)| {
-            let mut cur = obj;
-            for part in field.split('.') {
-                cur = cur.get(part).unwrap_or(&Value::Null);
-            }
-            let have = match cur {
-                Value::String(s) => s.clone(),
-                Value::Null => String::new(),
-                other => other.to_string(),
+            let have = match field.as_str() {
+                "metadata.name" => name,
+                "metadata.namespace" => namespace,
+                other => meta.field(other).unwrap_or(""),
             };
-            (have == *want) == *eq
+            (have == want) == *eq
         })
     }
 }
@@ -187,7 +207,10 @@ mod tests {
 
     #[test]
     fn label_selector_operators() {
-        let obj = json!({"metadata": {"labels": {"app": "web", "tier": "front"}}});
+        let obj = Meta::of(
+            "/configmaps",
+            &json!({"metadata": {"labels": {"app": "web", "tier": "front"}}}),
+        );
         let yes = [
             "app=web",
             "app==web",
@@ -224,22 +247,20 @@ mod tests {
 
     #[test]
     fn field_selector_on_name_and_unknown_label() {
-        let obj = json!({"metadata": {"name": "a", "namespace": "ns"}});
-        assert!(
-            FieldSelector::parse("metadata.name=a", &[])
+        let meta = Meta::default();
+        let matches = |s: &str| {
+            FieldSelector::parse(s, &[])
                 .unwrap()
-                .matches(&obj)
-        );
-        assert!(
-            !FieldSelector::parse("metadata.name!=a", &[])
-                .unwrap()
-                .matches(&obj)
-        );
-        assert!(
-            FieldSelector::parse("metadata.namespace==ns", &[])
-                .unwrap()
-                .matches(&obj)
-        );
+                .matches("ns", "a", &meta)
+        };
+        assert!(matches("metadata.name=a"));
+        assert!(!matches("metadata.name!=a"));
+        assert!(matches("metadata.namespace==ns"));
+        let event = Meta::of("/events", &json!({"reason": "Booted"}));
+        let reason =
+            FieldSelector::parse("reason=Booted,type!=Warning", field_labels_of("/events"))
+                .unwrap();
+        assert!(reason.matches("ns", "e", &event));
         assert_eq!(FieldSelector::parse("spec.x=1", &[]).unwrap_err().code, 400);
     }
 }

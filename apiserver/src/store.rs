@@ -1,17 +1,20 @@
 //! Versioned object store: one global monotonic resourceVersion, a bounded event history and watch fan-out.
 //!
-//! Objects are JSON values keyed by resource ("group/plural"), namespace and name. Writers read, compute the new
-//! object outside the lock, then commit with a precondition (GuaranteedUpdate style), so the lock is held only for
-//! map updates. Every commit is appended to the history ring and broadcast to watchers.
+//! Objects are kept in their stored form (`StoredObject`: the serialised watch line plus selector metadata),
+//! keyed by resource ("group/plural"), namespace and name. Writers read, compute and serialise the new object
+//! outside the lock, then commit with a precondition (GuaranteedUpdate style); the lock is held only to stamp the
+//! resourceVersion and update the maps. Every commit is appended to the history ring and broadcast to watchers;
+//! events share the stored bytes, so a version of an object costs its bytes once however many hold it.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use serde_json::Value;
 use tokio::sync::{broadcast, oneshot};
 
 use crate::persist::{LogFile, Persister, Record};
+use crate::stored::{Prepared, StoredObject};
 
 /// A resource in the store: `"{group}/{plural}"`.
 pub type ResKey = Arc<str>;
@@ -40,42 +43,18 @@ impl EventType {
     }
 }
 
-/// One committed change. `prev` lets selector-filtered watches turn a MODIFIED into ADDED/DELETED.
+/// One committed change. `prev` (the version it replaced) lets selector-filtered watches turn a MODIFIED into
+/// ADDED/DELETED and lets paged lists see the state at their first page's resourceVersion.
 #[derive(Debug)]
 pub struct Event {
     pub rv: u64,
     pub kind: EventType,
     pub key: ObjKey,
-    pub object: Arc<Value>,
-    pub prev: Option<Arc<Value>>,
-    /// The watch-event line (`{"type":..,"object":..}\n`), encoded once and shared by all plain JSON watchers.
-    encoded: OnceLock<Bytes>,
+    pub object: Arc<StoredObject>,
+    pub prev: Option<Arc<StoredObject>>,
 }
 
-impl Event {
-    pub fn new(
-        rv: u64,
-        kind: EventType,
-        key: ObjKey,
-        object: Arc<Value>,
-        prev: Option<Arc<Value>>,
-    ) -> Self {
-        Event {
-            rv,
-            kind,
-            key,
-            object,
-            prev,
-            encoded: OnceLock::new(),
-        }
-    }
-
-    pub fn encoded(&self) -> &Bytes {
-        self.encoded
-            .get_or_init(|| encode_event(self.kind.as_str(), &self.object))
-    }
-}
-
+/// A watch event line for a value that is not a stored object (bookmarks, errors, tables).
 pub fn encode_event(kind: &str, object: &Value) -> Bytes {
     let mut buf = Vec::with_capacity(512);
     buf.extend_from_slice(b"{\"type\":\"");
@@ -104,13 +83,13 @@ pub enum CommitError {
 }
 
 pub enum Write {
-    Put(Value),
+    Put(Prepared),
     Delete,
 }
 
 /// A successful commit; `durable` resolves once the write is on disk (None when running in memory).
 pub struct Committed {
-    pub object: Arc<Value>,
+    pub object: Arc<StoredObject>,
     pub durable: Option<oneshot::Receiver<()>>,
 }
 
@@ -140,18 +119,33 @@ pub struct WatchSubscription {
     pub live: broadcast::Receiver<Arc<Event>>,
 }
 
+/// One page of a list.
+pub struct Page {
+    /// The resourceVersion the page shows.
+    pub rv: u64,
+    pub items: Vec<Arc<StoredObject>>,
+    /// More matching objects follow the last item.
+    pub more: bool,
+}
+
+/// A list asked for a resourceVersion older than the history window (410 Gone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compacted {
+    pub oldest: u64,
+}
+
 /// How far (in events) a watcher may fall behind before it is told to relist. The ring keeps that many events
 /// alive, so it is bounded separately from the (configurable) history.
 const BROADCAST_CAPACITY: usize = 8 * 1024;
 
-type Objects = BTreeMap<(String, String), (u64, Arc<Value>)>;
+type Slot = (String, String);
+type Objects = BTreeMap<Slot, (u64, Arc<StoredObject>)>;
 
 struct Inner {
     rv: u64,
     objects: HashMap<ResKey, Objects>,
-    uids: HashMap<String, ObjKey>,
     history: VecDeque<Arc<Event>>,
-    /// Watches from a resourceVersion below this cannot be served from history (410 Gone).
+    /// Watches (and paged lists) from a resourceVersion below this cannot be served from history (410 Gone).
     oldest_rv: u64,
 }
 
@@ -162,9 +156,13 @@ pub struct Store {
     persister: Option<Persister>,
 }
 
-/// The uid of an object, if it has one.
-pub fn uid_of(obj: &Value) -> Option<&str> {
-    obj.pointer("/metadata/uid").and_then(Value::as_str)
+/// What a list reads: a resource, optionally one namespace, the keys after a continue point, a filter.
+pub struct ListQuery<'a> {
+    pub resource: &'a ResKey,
+    pub namespace: Option<&'a str>,
+    pub after: Option<&'a Slot>,
+    pub filter: &'a mut dyn FnMut(&Slot, &StoredObject) -> bool,
+    pub limit: usize,
 }
 
 impl Store {
@@ -175,7 +173,6 @@ impl Store {
             inner: Mutex::new(Inner {
                 rv: 0,
                 objects: HashMap::new(),
-                uids: HashMap::new(),
                 history: VecDeque::new(),
                 oldest_rv: 0,
             }),
@@ -195,7 +192,7 @@ impl Store {
     pub fn restore(
         &self,
         rv: u64,
-        objects: Vec<(ObjKey, u64, Value)>,
+        objects: Vec<(ObjKey, u64, Arc<StoredObject>)>,
         history: Vec<Arc<Event>>,
         history_from: u64,
     ) {
@@ -210,14 +207,11 @@ impl Store {
         };
         inner.history = history.into_iter().skip(dropped).collect();
         for (key, obj_rv, obj) in objects {
-            if let Some(uid) = uid_of(&obj) {
-                inner.uids.insert(uid.to_string(), key.clone());
-            }
             inner
                 .objects
                 .entry(key.resource.clone())
                 .or_default()
-                .insert((key.namespace, key.name), (obj_rv, Arc::new(obj)));
+                .insert((key.namespace, key.name), (obj_rv, obj));
         }
     }
 
@@ -225,7 +219,7 @@ impl Store {
         self.lock().rv
     }
 
-    pub fn get(&self, key: &ObjKey) -> Option<(u64, Arc<Value>)> {
+    pub fn get(&self, key: &ObjKey) -> Option<(u64, Arc<StoredObject>)> {
         let inner = self.lock();
         inner
             .objects
@@ -234,42 +228,59 @@ impl Store {
             .cloned()
     }
 
-    /// Objects of one resource (optionally one namespace) whose (namespace, name) is after `after`, at most
-    /// `limit` of them, with the store's resourceVersion. Keys are ordered by (namespace, name).
-    pub fn list(
-        &self,
-        resource: &ResKey,
-        namespace: Option<&str>,
-        after: Option<&(String, String)>,
-        filter: &mut dyn FnMut(&Value) -> bool,
-        limit: usize,
-    ) -> (u64, Vec<Arc<Value>>, bool) {
+    /// Up to `limit` matching objects whose (namespace, name) is after `after`, ordered by (namespace, name),
+    /// as of resourceVersion `at` (the current state when None). A past state is rebuilt from the history: the
+    /// first event after `at` of each key carries the key's state at `at` as its `prev`.
+    pub fn list(&self, q: ListQuery<'_>, at: Option<u64>) -> Result<Page, Compacted> {
         let inner = self.lock();
-        let mut out = Vec::new();
-        let mut more = false;
-        if let Some(objects) = inner.objects.get(resource) {
-            let start = match (after, namespace) {
-                (Some(a), _) => std::ops::Bound::Excluded(a.clone()),
-                (None, Some(ns)) => std::ops::Bound::Included((ns.to_string(), String::new())),
-                (None, None) => std::ops::Bound::Unbounded,
-            };
-            for ((ns, _), (_, obj)) in objects.range((start, std::ops::Bound::Unbounded)) {
-                if let Some(want) = namespace
-                    && ns != want
-                {
-                    break;
+        let rv = at.unwrap_or(inner.rv);
+        let empty = Objects::new();
+        let objects = inner.objects.get(q.resource).unwrap_or(&empty);
+        let in_range = |slot: &Slot| {
+            q.after.is_none_or(|a| slot > a) && q.namespace.is_none_or(|ns| slot.0 == ns)
+        };
+        // Keys changed since `rv`, with their state at `rv` (None: absent then).
+        let mut past: BTreeMap<Slot, Option<&Arc<StoredObject>>> = BTreeMap::new();
+        if rv < inner.rv {
+            if rv < inner.oldest_rv {
+                return Err(Compacted {
+                    oldest: inner.oldest_rv,
+                });
+            }
+            let first = inner.history.partition_point(|e| e.rv <= rv);
+            for e in inner.history.range(first..) {
+                if e.key.resource == *q.resource {
+                    let slot = (e.key.namespace.clone(), e.key.name.clone());
+                    if in_range(&slot) {
+                        past.entry(slot).or_insert(e.prev.as_ref());
+                    }
                 }
-                if !filter(obj) {
-                    continue;
-                }
-                if out.len() == limit {
-                    more = true;
-                    break;
-                }
-                out.push(obj.clone());
             }
         }
-        (inner.rv, out, more)
+        let start = match (q.after, q.namespace) {
+            (Some(a), _) => std::ops::Bound::Excluded(a.clone()),
+            (None, Some(ns)) => std::ops::Bound::Included((ns.to_string(), String::new())),
+            (None, None) => std::ops::Bound::Unbounded,
+        };
+        let current = objects
+            .range((start, std::ops::Bound::Unbounded))
+            .take_while(|(slot, _)| q.namespace.is_none_or(|ns| slot.0 == ns))
+            .filter(|(slot, _)| !past.contains_key(slot))
+            .map(|(slot, (_, obj))| (slot, obj));
+        let then = past.iter().filter_map(|(slot, obj)| Some((slot, (*obj)?)));
+        let mut items = Vec::new();
+        let mut more = false;
+        for (slot, obj) in merge_sorted(current, then) {
+            if !(q.filter)(slot, obj) {
+                continue;
+            }
+            if items.len() == q.limit {
+                more = true;
+                break;
+            }
+            items.push(obj.clone());
+        }
+        Ok(Page { rv, items, more })
     }
 
     /// All keys of one resource in one namespace (or all namespaces).
@@ -290,7 +301,7 @@ impl Store {
     }
 
     /// Every stored object (for controllers' scans).
-    pub fn all_objects(&self) -> Vec<(ObjKey, Arc<Value>)> {
+    pub fn all_objects(&self) -> Vec<(ObjKey, Arc<StoredObject>)> {
         let inner = self.lock();
         let mut out = Vec::new();
         for (res, objects) in &inner.objects {
@@ -308,7 +319,7 @@ impl Store {
         out
     }
 
-    /// Commits a write if the precondition holds. The object's `metadata.resourceVersion` is set here.
+    /// Commits a write if the precondition holds, stamping the object with the new resourceVersion.
     pub fn commit(
         &self,
         key: &ObjKey,
@@ -317,12 +328,12 @@ impl Store {
     ) -> Result<Committed, CommitError> {
         let mut inner = self.lock();
         let slot = (key.namespace.clone(), key.name.clone());
-        let current = inner
+        let prev = inner
             .objects
             .get(&key.resource)
             .and_then(|o| o.get(&slot))
             .cloned();
-        match (pre, &current) {
+        match (pre, &prev) {
             (Precondition::Absent, Some(_)) => return Err(CommitError::Exists),
             (Precondition::Rv(_), None) => return Err(CommitError::NotFound),
             (Precondition::Rv(want), Some((have, _))) if *have != want => {
@@ -331,55 +342,43 @@ impl Store {
             _ => {}
         }
         let rv = inner.rv + 1;
-        inner.rv = rv;
-        let prev = current.map(|(_, o)| o);
+        let prev = prev.map(|(_, o)| o);
         let (kind, object) = match write {
-            Write::Put(mut obj) => {
-                if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-                    meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
-                }
-                let obj = Arc::new(obj);
-                if let Some(uid) = uid_of(&obj) {
-                    inner.uids.insert(uid.to_string(), key.clone());
-                }
+            Write::Put(prepared) => {
+                let kind = if prev.is_some() {
+                    EventType::Modified
+                } else {
+                    EventType::Added
+                };
+                let obj = Arc::new(prepared.stamp(kind.as_str(), rv));
                 inner
                     .objects
                     .entry(key.resource.clone())
                     .or_default()
                     .insert(slot, (rv, obj.clone()));
-                (
-                    if prev.is_some() {
-                        EventType::Modified
-                    } else {
-                        EventType::Added
-                    },
-                    obj,
-                )
+                (kind, obj)
             }
             Write::Delete => {
-                let old = prev.clone().ok_or(CommitError::NotFound)?;
+                let old = prev.as_ref().ok_or(CommitError::NotFound)?;
+                let last = Arc::new(old.restamp(EventType::Deleted.as_str(), rv));
                 if let Some(objects) = inner.objects.get_mut(&key.resource) {
                     objects.remove(&slot);
                 }
-                if let Some(uid) = uid_of(&old) {
-                    inner.uids.remove(uid);
-                }
-                // The DELETED event carries the last state with the deletion's resourceVersion, as etcd3 does.
-                let mut last = (*old).clone();
-                if let Some(meta) = last.get_mut("metadata").and_then(Value::as_object_mut) {
-                    meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
-                }
-                (EventType::Deleted, Arc::new(last))
+                (EventType::Deleted, last)
             }
         };
-        let event = Arc::new(Event::new(rv, kind, key.clone(), object.clone(), prev));
-        let durable = self.persister.as_ref().map(|p| {
-            let record = match kind {
-                EventType::Deleted => Record::delete(rv, key),
-                _ => Record::put(rv, key, &object),
-            };
-            p.append(record.with_event(event.clone()))
+        inner.rv = rv;
+        let event = Arc::new(Event {
+            rv,
+            kind,
+            key: key.clone(),
+            object: object.clone(),
+            prev,
         });
+        let durable = self
+            .persister
+            .as_ref()
+            .map(|p| p.append(Record::new(event.clone())));
         inner.history.push_back(event.clone());
         while inner.history.len() > self.history_cap {
             if let Some(old) = inner.history.pop_front() {
@@ -423,7 +422,13 @@ impl Store {
                                 namespace: ns.clone(),
                                 name: name.clone(),
                             };
-                            Arc::new(Event::new(*rv, EventType::Added, key, obj.clone(), None))
+                            Arc::new(Event {
+                                rv: *rv,
+                                kind: EventType::Added,
+                                key,
+                                object: obj.clone(),
+                                prev: None,
+                            })
                         })
                         .collect()
                 })
@@ -448,4 +453,18 @@ impl Store {
             live,
         })
     }
+}
+
+/// Merges two iterators sorted by slot (with disjoint slots) into one sorted sequence.
+fn merge_sorted<'a, A, B>(a: A, b: B) -> impl Iterator<Item = (&'a Slot, &'a Arc<StoredObject>)>
+where
+    A: Iterator<Item = (&'a Slot, &'a Arc<StoredObject>)>,
+    B: Iterator<Item = (&'a Slot, &'a Arc<StoredObject>)>,
+{
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) if y.0 < x.0 => b.next(),
+        (Some(_), _) => a.next(),
+        (None, _) => b.next(),
+    })
 }

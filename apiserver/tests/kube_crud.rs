@@ -1,4 +1,5 @@
-//! kube-rs CRUD, status subresource, generation, selectors and paging against the embedded server.
+//! kube-rs CRUD, status subresource, generation, selectors and paging against the embedded server (or, with
+//! METAL_HARNESS_KUBECONFIG, a real cluster: see `common`).
 
 mod common;
 
@@ -23,8 +24,8 @@ fn cm(name: &str, labels: serde_json::Value) -> ConfigMap {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configmap_crud_and_error_statuses() {
-    let h = start().await;
-    let api: Api<ConfigMap> = Api::namespaced(h.client(), "default");
+    let h = TestApi::start().await;
+    let api: Api<ConfigMap> = Api::namespaced(h.client(), h.ns());
     let created = api
         .create(&PostParams::default(), &cm("a", json!({})))
         .await
@@ -93,8 +94,8 @@ async fn configmap_crud_and_error_statuses() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generate_name_labels_and_paging() {
-    let h = start().await;
-    let api: Api<ConfigMap> = Api::namespaced(h.client(), "default");
+    let h = TestApi::start().await;
+    let api: Api<ConfigMap> = Api::namespaced(h.client(), h.ns());
     for i in 0..25 {
         let mut c = cm(
             "",
@@ -116,7 +117,7 @@ async fn generate_name_labels_and_paging() {
         .unwrap();
     assert_eq!(some.items.len(), 1);
     let mut seen = 0;
-    let mut lp = ListParams::default().limit(10);
+    let mut lp = ListParams::default().labels("idx").limit(10);
     let mut pages = 0;
     loop {
         let page = api.list(&lp).await.unwrap();
@@ -137,10 +138,111 @@ async fn generate_name_labels_and_paging() {
     h.shutdown().await;
 }
 
+fn names(list: &kube::core::ObjectList<ConfigMap>) -> Vec<String> {
+    list.items
+        .iter()
+        .map(|c| c.metadata.name.clone().unwrap())
+        .collect()
+}
+
+/// Every page of a `limit`/`continue` list shows the state at the first page's resourceVersion, whatever
+/// changes in between (kube-apiserver reads later pages from etcd at that revision).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paged_lists_see_one_snapshot() {
+    let h = TestApi::start().await;
+    let api: Api<ConfigMap> = Api::namespaced(h.client(), h.ns());
+    let mut want = Vec::new();
+    for i in 0..30 {
+        let name = format!("snap-{i:02}");
+        api.create(&PostParams::default(), &cm(&name, json!({"snap": "1"})))
+            .await
+            .unwrap();
+        want.push(name);
+    }
+    let lp = ListParams::default().labels("snap").limit(10);
+    let first = api.list(&lp).await.unwrap();
+    let snapshot_rv = first.metadata.resource_version.clone();
+    let mut seen = names(&first);
+    // Changes after the first page, all in the later pages: a delete, a create and an update.
+    api.delete("snap-25", &DeleteParams::default())
+        .await
+        .unwrap();
+    api.create(
+        &PostParams::default(),
+        &cm("snap-15a", json!({"snap": "1"})),
+    )
+    .await
+    .unwrap();
+    let changed = json!({"data": {"k": "changed"}});
+    api.patch("snap-20", &PatchParams::default(), &Patch::Merge(&changed))
+        .await
+        .unwrap();
+    let mut token = first.metadata.continue_.clone();
+    while let Some(t) = token.filter(|t| !t.is_empty()) {
+        let page = api.list(&lp.clone().continue_token(&t)).await.unwrap();
+        assert_eq!(page.metadata.resource_version, snapshot_rv);
+        for c in &page.items {
+            if c.metadata.name.as_deref() == Some("snap-20") {
+                assert_eq!(
+                    c.data.as_ref().unwrap()["k"],
+                    "v",
+                    "snap-20 as of the snapshot"
+                );
+            }
+        }
+        seen.extend(names(&page));
+        token = page.metadata.continue_;
+    }
+    assert_eq!(seen, want);
+    // A new list sees the changes.
+    let now = names(
+        &api.list(&ListParams::default().labels("snap"))
+            .await
+            .unwrap(),
+    );
+    assert!(now.contains(&"snap-15a".to_string()) && !now.contains(&"snap-25".to_string()));
+    h.shutdown().await;
+}
+
+/// A continue token whose snapshot the history no longer covers is refused with 410 Expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn continue_past_the_history_is_gone() {
+    let h = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(h.client(), "default");
+    for i in 0..3 {
+        api.create(&PostParams::default(), &cm(&format!("c{i}"), json!({})))
+            .await
+            .unwrap();
+    }
+    let lp = ListParams::default().limit(1);
+    let first = api.list(&lp).await.unwrap();
+    let token = first.metadata.continue_.clone().unwrap();
+    // Unchanged since the first page: the current state is that snapshot.
+    assert_eq!(
+        api.list(&lp.clone().continue_token(&token))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    api.create(&PostParams::default(), &cm("later", json!({})))
+        .await
+        .unwrap();
+    h.faults().expire_watches();
+    match api.list(&lp.clone().continue_token(&token)).await {
+        Err(kube::Error::Api(e)) => {
+            assert_eq!((e.code, e.reason.as_str()), (410, "Expired"), "{e:?}")
+        }
+        other => panic!("expected 410 Expired, got {other:?}"),
+    }
+    h.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custom_resource_generation_and_status_subresource() {
-    let h = start_with_widgets().await;
-    let api: Api<Widget> = Api::namespaced(h.client(), "default");
+    let h = TestApi::with_widgets().await;
+    let api: Api<Widget> = Api::namespaced(h.client(), h.ns());
     let mut w = widget("w1", 1);
     w.status = Some(WidgetStatus {
         state: Some("ignored".into()),
@@ -203,24 +305,21 @@ async fn custom_resource_generation_and_status_subresource() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn namespace_deletion_removes_contents() {
-    let h = start().await;
+    let h = TestApi::start().await;
     let client = h.client();
     let nss: Api<Namespace> = Api::all(client.clone());
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "scratch"}})).unwrap();
+    let scratch = format!("{}-scratch", h.ns());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": scratch}})).unwrap();
     nss.create(&PostParams::default(), &ns).await.unwrap();
-    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "scratch");
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &scratch);
     cms.create(&PostParams::default(), &cm("c", json!({})))
         .await
         .unwrap();
-    nss.delete("scratch", &DeleteParams::default())
+    nss.delete(&scratch, &DeleteParams::default())
         .await
         .unwrap();
-    eventually(10, "namespace gone", || async {
-        nss.get_opt("scratch")
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
+    eventually(60, "namespace gone", || async {
+        nss.get_opt(&scratch).await.unwrap().is_none().then_some(())
     })
     .await;
     assert!(cms.get_opt("c").await.unwrap().is_none());
@@ -229,7 +328,7 @@ async fn namespace_deletion_removes_contents() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn legacy_and_aggregated_discovery_agree() {
-    let h = start_with_widgets().await;
+    let h = TestApi::with_widgets().await;
     let client = h.client();
     let version = client.apiserver_version().await.unwrap();
     assert_eq!(version.major, "1");
@@ -268,8 +367,8 @@ async fn legacy_and_aggregated_discovery_agree() {
 async fn secret_string_data_is_folded_into_data() {
     use k8s_openapi::ByteString;
     use k8s_openapi::api::core::v1::Secret;
-    let h = start().await;
-    let secrets: Api<Secret> = Api::namespaced(h.client(), "default");
+    let h = TestApi::start().await;
+    let secrets: Api<Secret> = Api::namespaced(h.client(), h.ns());
     let secret: Secret = serde_json::from_value(json!({
         "metadata": {"name": "creds"},
         "data": {"user": "b2xk", "keep": "a2VlcA=="},
@@ -320,7 +419,7 @@ async fn secret_string_data_is_folded_into_data() {
 
     let raw: Api<kube::api::DynamicObject> = Api::namespaced_with(
         h.client(),
-        "default",
+        h.ns(),
         &kube::api::ApiResource::erase::<Secret>(&()),
     );
     let bad: kube::api::DynamicObject = serde_json::from_value(json!({

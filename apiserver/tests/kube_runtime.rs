@@ -1,5 +1,6 @@
 //! kube-runtime against the embedded server: watcher (incl. 410 recovery and streaming lists), every patch type,
-//! finalizers, garbage collection, and a Controller reconciling a CRD with a finalizer.
+//! finalizers, garbage collection, and a Controller reconciling a CRD with a finalizer. All but the 410 test
+//! also run against a real cluster with METAL_HARNESS_KUBECONFIG (see `common`).
 
 mod common;
 
@@ -91,8 +92,8 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_patch_type() {
-    let h = start_with_widgets().await;
-    let api: Api<Widget> = Api::namespaced(h.client(), "default");
+    let h = TestApi::with_widgets().await;
+    let api: Api<Widget> = Api::namespaced(h.client(), h.ns());
     // Server-side apply creates, then owns fields.
     let applied = json!({"apiVersion": "test.metal.dev/v1", "kind": "Widget", "metadata": {"name": "p"}, "spec": {"size": 1, "color": "red"}});
     let ssa = PatchParams::apply("alice");
@@ -149,7 +150,7 @@ async fn every_patch_type() {
         "{err:?}"
     );
     // Strategic merge on a built-in kind.
-    let cms: Api<ConfigMap> = Api::namespaced(h.client(), "default");
+    let cms: Api<ConfigMap> = Api::namespaced(h.client(), h.ns());
     let cm: ConfigMap =
         serde_json::from_value(json!({"metadata": {"name": "c"}, "data": {"a": "1"}})).unwrap();
     cms.create(&PostParams::default(), &cm).await.unwrap();
@@ -167,9 +168,9 @@ async fn every_patch_type() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finalizers_block_deletion_and_gc_follows_owners() {
-    let h = start_with_widgets().await;
+    let h = TestApi::with_widgets().await;
     let client = h.client();
-    let api: Api<Widget> = Api::namespaced(client.clone(), "default");
+    let api: Api<Widget> = Api::namespaced(client.clone(), h.ns());
     let mut w = widget("held", 1);
     w.metadata.finalizers = Some(vec!["x/hold".into()]);
     let owner = api.create(&PostParams::default(), &w).await.unwrap();
@@ -186,7 +187,7 @@ async fn finalizers_block_deletion_and_gc_follows_owners() {
         .await;
     assert!(matches!(add.unwrap_err(), kube::Error::Api(ref s) if s.code == 422));
     // A dependent ConfigMap owned by the widget.
-    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), h.ns());
     let mut dep: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "dep"}})).unwrap();
     dep.metadata.owner_references = Some(vec![owner.controller_owner_ref(&()).unwrap()]);
     cms.create(&PostParams::default(), &dep).await.unwrap();
@@ -236,8 +237,8 @@ async fn reconcile(w: Arc<Widget>, ctx: Arc<Ctx>) -> Result<Action, ReconcileErr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controller_reconciles_with_finalizer() {
-    let h = start_with_widgets().await;
-    let api: Api<Widget> = Api::namespaced(h.client(), "default");
+    let h = TestApi::with_widgets().await;
+    let api: Api<Widget> = Api::namespaced(h.client(), h.ns());
     let ctx = Arc::new(Ctx { api: api.clone() });
     let controller = Controller::new(api.clone(), watcher::Config::default())
         .run(
@@ -268,8 +269,8 @@ async fn controller_reconciles_with_finalizer() {
 /// `WatchStreamExt` is what operators chain on watchers; make sure the default backoff path works too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn applied_objects_stream() {
-    let h = start_with_widgets().await;
-    let api: Api<Widget> = Api::namespaced(h.client(), "default");
+    let h = TestApi::with_widgets().await;
+    let api: Api<Widget> = Api::namespaced(h.client(), h.ns());
     let mut objs = watcher::watcher(api.clone(), watcher::Config::default())
         .default_backoff()
         .applied_objects()
@@ -288,8 +289,8 @@ async fn applied_objects_stream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_side_apply_of_status() {
-    let h = start_with_widgets().await;
-    let api: Api<Widget> = Api::namespaced(h.client(), "default");
+    let h = TestApi::with_widgets().await;
+    let api: Api<Widget> = Api::namespaced(h.client(), h.ns());
     api.create(&PostParams::default(), &widget("s", 1))
         .await
         .unwrap();

@@ -383,3 +383,93 @@ async fn server_rules_and_schema_errors() {
     );
     h.shutdown().await;
 }
+
+/// A namespaced test CRD whose `spec.name` may be at most `max_name` characters; `spec.size` has a CEL rule
+/// with a messageExpression, and exactly one of `spec.a`/`spec.b` must be set (oneOf).
+fn gadget_crd(max_name: u64) -> CustomResourceDefinition {
+    serde_json::from_value(json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gadgets.test.metal.dev"},
+        "spec": {"group": "test.metal.dev", "scope": "Namespaced",
+            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget", "listKind": "GadgetList"},
+            "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {
+                "type": "object", "properties": {"spec": {"type": "object",
+                    "properties": {
+                        "name": {"type": "string", "maxLength": max_name},
+                        "size": {"type": "integer", "x-kubernetes-validations": [{"rule": "self <= 10",
+                            "messageExpression": "'size ' + string(self) + ' is over 10'"}]},
+                        "a": {"type": "string"}, "b": {"type": "string"}},
+                    "oneOf": [{"required": ["a"]}, {"required": ["b"]}]}}}}}]}
+    }))
+    .unwrap()
+}
+
+fn gadget(name: &str, spec: Value) -> DynamicObject {
+    serde_json::from_value(json!({"apiVersion": "test.metal.dev/v1", "kind": "Gadget",
+        "metadata": {"name": name}, "spec": spec}))
+    .unwrap()
+}
+
+/// Tightening a CRD's schema leaves stored objects updatable (validation ratcheting: an unchanged invalid field
+/// is accepted, a changed one is not); messageExpression and oneOf errors come back as 422 causes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ratcheting_message_expressions_and_quantors() {
+    let h = common::TestApi::start().await;
+    h.install_crds(&[gadget_crd(20)]).await;
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk("test.metal.dev", "v1", "Gadget"));
+    let gadgets: Api<DynamicObject> = Api::namespaced_with(h.client(), h.ns(), &ar);
+    let long_name = json!({"name": "twelve-chars", "size": 1, "a": "x"});
+    gadgets
+        .create(&PostParams::default(), &gadget("g", long_name))
+        .await
+        .unwrap();
+    h.install_crds(&[gadget_crd(5)]).await;
+    // The tightened schema is in force once a new object with a 12-character name is refused.
+    let mut probe = 0;
+    common::eventually(30, "the tightened schema", || {
+        probe += 1;
+        let (gadgets, name) = (gadgets.clone(), format!("probe-{probe}"));
+        async move {
+            let spec = json!({"name": "twelve-chars", "size": 1, "a": "x"});
+            match gadgets
+                .create(&PostParams::default(), &gadget(&name, spec))
+                .await
+            {
+                Err(e) => {
+                    let c = causes(e);
+                    assert!(has(&c, "spec.name", "Too long"), "{c:?}");
+                    Some(())
+                }
+                Ok(_) => None,
+            }
+        }
+    })
+    .await;
+    // Ratcheting: spec.name is unchanged, so changing spec.size is accepted.
+    patch(&gadgets, "g", json!({"spec": {"size": 2}}))
+        .await
+        .unwrap();
+    // Changing the invalid field to another invalid value is not.
+    let c = causes(
+        patch(&gadgets, "g", json!({"spec": {"name": "still-too-long"}}))
+            .await
+            .unwrap_err(),
+    );
+    assert!(has(&c, "spec.name", "Too long"), "{c:?}");
+    let c = causes(
+        patch(&gadgets, "g", json!({"spec": {"size": 11}}))
+            .await
+            .unwrap_err(),
+    );
+    assert!(has(&c, "spec.size", "size 11 is over 10"), "{c:?}");
+    let c = causes(
+        patch(&gadgets, "g", json!({"spec": {"b": "y"}}))
+            .await
+            .unwrap_err(),
+    );
+    assert!(
+        has(&c, "spec", "must validate one and only one schema (oneOf)"),
+        "{c:?}"
+    );
+    h.shutdown().await;
+}

@@ -22,6 +22,7 @@ use serde_json::Value;
 use crate::ops::State;
 use crate::registry::ResourceInfo;
 use crate::status::{ApiError, ApiResult};
+use crate::stored::StoredObject;
 
 /// Request bodies are limited like etcd's request size.
 pub const BODY_LIMIT: usize = 3 * 1024 * 1024;
@@ -308,25 +309,28 @@ pub fn decode_yaml(body: &[u8]) -> ApiResult<Value> {
         .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
 }
 
-/// Serialises a stored object as served at `version` (objects are stored at the storage version).
+/// A stored object as served at `version` (objects are stored at the storage version, whose JSON is sent as is).
 pub fn object_response(
     info: &ResourceInfo,
     version: &str,
-    obj: &Value,
+    obj: &StoredObject,
     code: StatusCode,
 ) -> Response {
-    let body = if version == info.versions[0] {
-        serde_json::to_vec(obj)
-    } else {
-        let mut o = obj.clone();
-        o["apiVersion"] = Value::String(info.api_version(version));
-        serde_json::to_vec(&o)
-    };
-    json_response(code, body.unwrap_or_default())
+    if version == info.versions[0] {
+        return json_response(code, obj.json());
+    }
+    let mut o = obj.value();
+    o["apiVersion"] = Value::String(info.api_version(version));
+    value_response(code, &o)
 }
 
-pub fn json_response(code: StatusCode, body: Vec<u8>) -> Response {
-    (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+pub fn json_response(code: StatusCode, body: impl Into<Body>) -> Response {
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.into(),
+    )
+        .into_response()
 }
 
 pub fn value_response(code: StatusCode, v: &Value) -> Response {
@@ -335,32 +339,5 @@ pub fn value_response(code: StatusCode, v: &Value) -> Response {
 
 /// Field labels a resource supports in field selectors besides metadata.name/namespace.
 pub fn field_labels(info: &ResourceInfo) -> &'static [&'static str] {
-    match (info.group.as_str(), info.plural.as_str()) {
-        ("", "events") => &[
-            "involvedObject.kind",
-            "involvedObject.namespace",
-            "involvedObject.name",
-            "involvedObject.uid",
-            "involvedObject.apiVersion",
-            "involvedObject.resourceVersion",
-            "involvedObject.fieldPath",
-            "reason",
-            "reportingComponent",
-            "source",
-            "type",
-        ],
-        ("events.k8s.io", "events") => &[
-            "regarding.kind",
-            "regarding.namespace",
-            "regarding.name",
-            "regarding.uid",
-            "regarding.apiVersion",
-            "reason",
-            "reportingController",
-            "type",
-        ],
-        ("", "namespaces") => &["status.phase"],
-        ("", "secrets") => &["type"],
-        _ => &[],
-    }
+    crate::selectors::field_labels_of(&info.key)
 }

@@ -1,35 +1,46 @@
 //! get and list (with selectors, `limit`/`continue` paging, and Table output).
 
+use std::sync::Arc;
+
 use axum::response::Response;
 use base64::Engine;
 use http::StatusCode;
 use serde_json::{Value, json};
 
 use super::{Params, Target, field_labels, json_response, object_response, value_response};
+use crate::objects;
 use crate::ops::State;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::{ApiError, ApiResult};
+use crate::store::ListQuery;
+use crate::stored::StoredObject;
 use crate::table;
 
 pub fn get(st: &State, t: &Target, name: &str, as_table: bool) -> ApiResult<Response> {
     let key = State::key(&t.info, t.namespace.as_deref(), name);
-    let (_, obj) = st
+    let (rv, obj) = st
         .store
         .get(&key)
         .ok_or_else(|| ApiError::not_found(&t.info.group, &t.info.plural, name))?;
     if as_table {
-        let meta = json!({"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""))});
+        let meta = json!({"resourceVersion": rv.to_string()});
         return Ok(value_response(
             StatusCode::OK,
-            &table::table(&t.info, &t.version, &[&obj], meta, true, (st.clock)()),
+            &table::table(
+                &t.info,
+                &t.version,
+                &[&obj.value()],
+                meta,
+                true,
+                (st.clock)(),
+            ),
         ));
     }
     Ok(object_response(&t.info, &t.version, &obj, StatusCode::OK))
 }
 
-fn encode_continue(rv: u64, last: &Value) -> String {
-    let token = json!({"rv": rv, "ns": last.pointer("/metadata/namespace").cloned().unwrap_or(json!("")),
-        "name": last.pointer("/metadata/name").cloned().unwrap_or(json!(""))});
+fn encode_continue(rv: u64, (ns, name): &(String, String)) -> String {
+    let token = json!({"rv": rv, "ns": ns, "name": name});
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token.to_string())
 }
 
@@ -53,61 +64,95 @@ fn decode_continue(token: &str) -> ApiResult<(u64, (String, String))> {
     ))
 }
 
+/// The continue token of a compacted snapshot is refused with 410 Expired, as the real server does; its
+/// message says how to carry on.
+fn continue_expired(rv: u64, oldest: u64) -> ApiError {
+    ApiError::gone(format!(
+        "The provided continue parameter is too old to display a consistent list result. You can start a new \
+         list without the continue parameter. (resourceVersion {rv} is older than the oldest kept, {oldest})"
+    ))
+}
+
+/// Lists a resource. Every page of a `limit`/`continue` list shows the state at the first page's
+/// resourceVersion (rebuilt from the history), or 410 Expired once the history no longer covers it.
 pub fn list(st: &State, t: &Target, p: &Params, as_table: bool) -> ApiResult<Response> {
     let labels = LabelSelector::parse(&p.label_selector)?;
     let fields = FieldSelector::parse(&p.field_selector, field_labels(&t.info))?;
-    let (list_rv_pin, after) = match &p.continue_token {
+    let (at, after) = match &p.continue_token {
         Some(tok) => {
             let (rv, after) = decode_continue(tok)?;
             (Some(rv), Some(after))
         }
         None => (None, None),
     };
-    let mut filter = |o: &Value| labels.matches(o) && fields.matches(o);
-    let limit = p.limit.unwrap_or(usize::MAX);
+    let mut filter = |(ns, name): &(String, String), o: &StoredObject| {
+        labels.matches(&o.meta) && fields.matches(ns, name, &o.meta)
+    };
     let ns = if t.info.namespaced {
         t.namespace.as_deref()
     } else {
         None
     };
-    let (rv, items, more) = st
+    let query = ListQuery {
+        resource: &t.info.key,
+        namespace: ns,
+        after: after.as_ref(),
+        filter: &mut filter,
+        limit: p.limit.unwrap_or(usize::MAX),
+    };
+    let page = st
         .store
-        .list(&t.info.key, ns, after.as_ref(), &mut filter, limit);
-    // Pages of one list report the first page's resourceVersion, so the caller watches from there.
-    let list_rv = list_rv_pin.unwrap_or(rv);
-    let mut meta = json!({"resourceVersion": list_rv.to_string()});
-    if more && let Some(last) = items.last() {
-        meta["continue"] = json!(encode_continue(list_rv, last));
+        .list(query, at)
+        .map_err(|c| continue_expired(at.unwrap_or(0), c.oldest))?;
+    let mut meta = json!({"resourceVersion": page.rv.to_string()});
+    if page.more
+        && let Some(last) = page.items.last()
+    {
+        let v = last.value();
+        let slot = (
+            objects::meta_str(&v, "namespace").unwrap_or("").to_string(),
+            objects::name_of(&v).to_string(),
+        );
+        meta["continue"] = json!(encode_continue(page.rv, &slot));
     }
     if as_table {
-        let refs: Vec<&Value> = items.iter().map(|a| a.as_ref()).collect();
+        let values: Vec<Value> = page.items.iter().map(|o| o.value()).collect();
+        let refs: Vec<&Value> = values.iter().collect();
         return Ok(value_response(
             StatusCode::OK,
             &table::table(&t.info, &t.version, &refs, meta, true, (st.clock)()),
         ));
     }
-    // Written by hand so that 10,000 stored objects are serialised without being cloned.
-    let mut buf = Vec::with_capacity(256 + items.len() * 1024);
+    Ok(json_response(
+        StatusCode::OK,
+        list_body(t, &meta, &page.items),
+    ))
+}
+
+/// The list JSON, with the items' stored JSON copied in (never re-serialised).
+fn list_body(t: &Target, meta: &Value, items: &[Arc<StoredObject>]) -> Vec<u8> {
+    let relabel = t.version != t.info.versions[0];
+    let size: usize = items.iter().map(|o| o.json_bytes().len() + 1).sum();
+    let mut buf = Vec::with_capacity(256 + size);
     buf.extend_from_slice(b"{\"kind\":");
     let _ = serde_json::to_writer(&mut buf, &t.info.list_kind);
     buf.extend_from_slice(b",\"apiVersion\":");
     let _ = serde_json::to_writer(&mut buf, &t.info.api_version(&t.version));
     buf.extend_from_slice(b",\"metadata\":");
-    let _ = serde_json::to_writer(&mut buf, &meta);
+    let _ = serde_json::to_writer(&mut buf, meta);
     buf.extend_from_slice(b",\"items\":[");
-    let relabel = t.version != t.info.versions[0];
     for (i, item) in items.iter().enumerate() {
         if i > 0 {
             buf.push(b',');
         }
         if relabel {
-            let mut o = (**item).clone();
+            let mut o = item.value();
             o["apiVersion"] = json!(t.info.api_version(&t.version));
             let _ = serde_json::to_writer(&mut buf, &o);
         } else {
-            let _ = serde_json::to_writer(&mut buf, item.as_ref());
+            buf.extend_from_slice(item.json_bytes());
         }
     }
     buf.extend_from_slice(b"]}");
-    Ok(json_response(StatusCode::OK, buf))
+    buf
 }

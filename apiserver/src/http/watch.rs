@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{StatusCode, header};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -19,7 +19,8 @@ use crate::ops::State;
 use crate::registry::ResourceInfo;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::{ApiError, ApiResult};
-use crate::store::{Event, EventType, WatchStart, encode_event};
+use crate::store::{Event, EventType, ObjKey, WatchStart, encode_event};
+use crate::stored::Meta;
 use crate::table;
 
 /// Default watch length when the client gives no timeoutSeconds (the real server picks 30-60 minutes).
@@ -36,20 +37,15 @@ struct Filter {
 }
 
 impl Filter {
-    fn matches(&self, obj: &Value) -> bool {
-        if let Some(ns) = &self.namespace
-            && obj.pointer("/metadata/namespace").and_then(Value::as_str) != Some(ns.as_str())
-        {
-            return false;
-        }
-        self.labels.matches(obj) && self.fields.matches(obj)
+    fn selects(&self, key: &ObjKey, meta: &Meta) -> bool {
+        self.labels.matches(meta) && self.fields.matches(&key.namespace, &key.name, meta)
     }
 
-    fn plain(&self) -> bool {
-        self.labels.is_empty()
-            && self.fields.is_empty()
-            && !self.as_table
-            && self.version == self.info.versions[0]
+    fn matches(&self, key: &ObjKey, meta: &Meta) -> bool {
+        self.namespace
+            .as_ref()
+            .is_none_or(|ns| key.namespace == *ns)
+            && self.selects(key, meta)
     }
 
     /// The event this watcher sees for a store event (selector transitions become ADDED/DELETED).
@@ -59,11 +55,11 @@ impl Filter {
         {
             return None;
         }
-        let now = self.labels.matches(&e.object) && self.fields.matches(&e.object);
+        let now = self.selects(&e.key, &e.object.meta);
         let before = e
             .prev
             .as_ref()
-            .is_some_and(|p| self.labels.matches(p) && self.fields.matches(p));
+            .is_some_and(|p| self.selects(&e.key, &p.meta));
         match (e.kind, before, now) {
             (EventType::Modified, true, true) => Some(EventType::Modified),
             (EventType::Modified, false, true) => Some(EventType::Added),
@@ -81,14 +77,11 @@ impl Filter {
         headers: &mut bool,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Bytes {
-        if self.plain() && kind == e.kind {
-            return e.encoded().clone();
-        }
         if self.as_table {
             let t = table::table(
                 &self.info,
                 &self.version,
-                &[&e.object],
+                &[&e.object.value()],
                 json!({"resourceVersion": e.rv.to_string()}),
                 *headers,
                 now,
@@ -97,11 +90,12 @@ impl Filter {
             return encode_event(kind.as_str(), &t);
         }
         if self.version != self.info.versions[0] {
-            let mut o = (*e.object).clone();
+            let mut o = e.object.value();
             o["apiVersion"] = json!(self.info.api_version(&self.version));
             return encode_event(kind.as_str(), &o);
         }
-        encode_event(kind.as_str(), &e.object)
+        // The stored line, shared with every other watcher (copied only when a selector changes its type).
+        e.object.line_as(kind.as_str())
     }
 
     fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
@@ -210,7 +204,9 @@ async fn pump(
     let mut last_rv = sub_rv;
     for e in &sub.backlog {
         let kind = if e.prev.is_none() && e.kind == EventType::Added {
-            ctx.filter.matches(&e.object).then_some(EventType::Added)
+            ctx.filter
+                .matches(&e.key, &e.object.meta)
+                .then_some(EventType::Added)
         } else {
             ctx.filter.translate(e)
         };

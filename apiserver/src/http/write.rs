@@ -294,9 +294,8 @@ fn delete_opts(p: &Params, body: &Bytes) -> ApiResult<DeleteOpts> {
     Ok(opts)
 }
 
-fn success_status(t: &Target, name: &str, obj: &Value) -> Value {
-    let mut details =
-        json!({"name": name, "kind": t.info.plural, "uid": obj.pointer("/metadata/uid")});
+fn success_status(t: &Target, name: &str, uid: &str) -> Value {
+    let mut details = json!({"name": name, "kind": t.info.plural, "uid": uid});
     if !t.info.group.is_empty() {
         details["group"] = json!(t.info.group);
     }
@@ -325,7 +324,7 @@ pub async fn delete(st: &Arc<State>, t: &Target, p: &Params, body: &Bytes) -> Ap
     }
     Ok(value_response(
         StatusCode::OK,
-        &success_status(t, &name, &obj),
+        &success_status(t, &name, &obj.meta.uid),
     ))
 }
 
@@ -348,11 +347,11 @@ pub async fn delete_collection(
         let Some((_, obj)) = st.store.get(&key) else {
             continue;
         };
-        if !labels.matches(&obj) || !fields.matches(&obj) {
+        if !labels.matches(&obj.meta) || !fields.matches(&key.namespace, &key.name, &obj.meta) {
             continue;
         }
         match ops::delete(st, &t.info, &key, &opts).await {
-            Ok((obj, _)) => deleted.push((*obj).clone()),
+            Ok((obj, _)) => deleted.push(obj.value()),
             Err(e) if e.code == 404 => {}
             Err(e) => return Err(e),
         }
