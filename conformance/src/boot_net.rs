@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use futures::future::BoxFuture;
 use serde_json::Value;
 use sim_bmc::boot::{BootOutcome, BootTarget, NetworkBoot, NetworkBootRequest};
-use sim_boot::http_client::HttpClient;
+use http_client::HttpClient;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -5,13 +5,14 @@
 use std::time::Duration;
 
 use futures::future::join_all;
+use http_client::HttpClient;
 use k8s_openapi::api::core::v1::LocalObjectReference;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use metal_api::{
     ObjectReference, Server, ServerBootConfiguration, ServerBootConfigurationSpec, ServerSpec,
 };
-use netboot::{HttpClient, Netboot, NetbootOptions};
+use netboot::{Netboot, NetbootOptions};
 use sim_bmc::boot::{BootOutcome, BootTarget, NetworkBoot, NetworkBootRequest};
 use sim_boot::oci::{BlobSizes, names};
 use sim_boot::{Backend, BackendHandle, BackendOptions, EmbeddedRegistry};

@@ -9,11 +9,11 @@ use futures::future::BoxFuture;
 use sim_bmc::boot::{BootOutcome, BootTarget, NetworkBoot, NetworkBootRequest};
 
 use crate::facts::{DerivedFacts, MachineFacts};
-use crate::http::HttpClient;
 use crate::ipxe::{self, Builtins, Fetcher};
 use crate::os::{self, Kernel};
 use crate::probe::ProbeOptions;
 use crate::verify::{self, check_artifact, check_download};
+use http_client::HttpClient;
 
 /// Configuration of the simulated firmware and OS.
 #[derive(Clone)]

@@ -4,7 +4,6 @@
 
 pub mod facts;
 pub mod firmware;
-pub mod http;
 pub mod ipxe;
 pub mod os;
 pub mod probe;
@@ -12,5 +11,4 @@ pub mod verify;
 
 pub use facts::{DerivedFacts, MachineFacts, NetworkFacts};
 pub use firmware::{Netboot, NetbootOptions};
-pub use http::HttpClient;
 pub use probe::ProbeOptions;

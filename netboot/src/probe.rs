@@ -10,7 +10,7 @@ use metal_api::registry::{
 };
 
 use crate::facts::NetworkFacts;
-use crate::http::HttpClient;
+use http_client::HttpClient;
 
 /// Where the probe reports, taken from its command line in the ignition's systemd unit.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,9 +111,10 @@ pub async fn run(
 ) {
     let mut bootstate_posted = !options.post_bootstate;
     loop {
-        let body = serde_json::to_value(payload(&command, &facts, &clock)).unwrap_or_default();
+        // Serialising these plain structs cannot fail; an empty body would be refused and retried.
+        let body = serde_json::to_vec(&payload(&command, &facts, &clock)).unwrap_or_default();
         let url = format!("{}{REGISTER_PATH}", command.registry_url);
-        let registered = match http.post_json(&url, &body).await {
+        let registered = match http.post_json(&url, body).await {
             Ok(response) if response.status.is_success() => true,
             Ok(response) => {
                 tracing::warn!(%url, status = %response.status, "probe registration refused");
@@ -131,7 +132,7 @@ pub async fn run(
             };
             let url = format!("{}{BOOTSTATE_PATH}", command.registry_url);
             bootstate_posted = http
-                .post_json(&url, &serde_json::to_value(state).unwrap_or_default())
+                .post_json(&url, serde_json::to_vec(&state).unwrap_or_default())
                 .await
                 .is_ok();
         }

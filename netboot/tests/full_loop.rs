@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::NS;
+use http_client::HttpClient;
 use k8s_openapi::api::core::v1::LocalObjectReference;
 use kube::Api;
 use kube::api::PostParams;
@@ -16,7 +17,7 @@ use metal_api::{
     BMC, BMCSecret, BMCSecretFields, BMCSpec, InlineEndpoint, Protocol, Server, ServerClaim,
     ServerClaimSpec,
 };
-use netboot::{HttpClient, Netboot, NetbootOptions, ProbeOptions};
+use netboot::{Netboot, NetbootOptions, ProbeOptions};
 use operator::config::{Config, ReadinessGate};
 use operator::context::BmcConnector;
 use operator::redfish::{ClientOptions, TlsVerification};
@@ -82,7 +83,10 @@ async fn start_with(mode: Misbehaviour, probe_os_image: &str) -> Loop {
         .await
         .expect("operator starts");
     let http = HttpClient::routed(
-        vec![(REGISTRY_HOST.into(), operator.registry.router())],
+        vec![(
+            REGISTRY_HOST.into(),
+            HttpClient::from_service(operator.registry.router()),
+        )],
         HttpClient::hyper(),
     );
     let probe = ProbeOptions {

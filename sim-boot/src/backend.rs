@@ -18,10 +18,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, SystemClock};
 use crate::controller::{self, ControllerOptions, ReconcileCounts};
-use crate::http_client::HttpClient;
 use crate::oci::{BlobSizes, Catalog, HttpResolver, ImageResolver, OciClientResolver, Registry};
 use crate::records::{BootRecords, SbcKey};
 use crate::serve::{BootServer, ServeStats};
+use http_client::HttpClient;
 
 /// The generated registry sim-boot can serve next to the boot server.
 #[derive(Clone, Debug)]

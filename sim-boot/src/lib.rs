@@ -6,7 +6,6 @@ pub mod backend;
 pub mod bytes_response;
 pub mod clock;
 pub mod controller;
-pub mod http_client;
 pub mod ignition;
 pub mod misbehaviour;
 pub mod oci;

@@ -93,7 +93,7 @@ async fn serves_against_a_kubeconfig() {
         .await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let got = sim_boot::http_client::HttpClient::hyper()
+        let got = http_client::HttpClient::hyper()
             .get(&format!("{url}/ipxe/{uuid}"))
             .await
             .unwrap();

@@ -1,6 +1,6 @@
 //! The generated registry over real HTTP, read through `oci-client`.
 
-use sim_boot::http_client::HttpClient;
+use http_client::HttpClient;
 use sim_boot::oci::catalog::{BlobSizes, Catalog, names};
 use sim_boot::oci::reference::parse;
 use sim_boot::oci::{

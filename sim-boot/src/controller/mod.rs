@@ -20,12 +20,12 @@ use kube::{Api, Client};
 use metal_api::{Server, ServerBootConfiguration, ServerBootConfigurationState};
 
 use crate::clock::Clock;
-use crate::http_client::HttpClient;
 use crate::misbehaviour::{Misbehaviour, MisbehaviourOptions};
 use crate::oci::ImageResolver;
 use crate::records::{BootRecords, SbcKey};
 use crate::single_flight::SingleFlight;
 use conditions::{Cond, Written, reasons, types, write_status};
+use http_client::HttpClient;
 pub use prepare::BootModes;
 
 #[derive(Debug, thiserror::Error)]

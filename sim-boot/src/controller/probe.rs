@@ -7,11 +7,11 @@ use std::sync::Mutex;
 use sha2::{Digest, Sha256};
 
 use super::prepare::BootModes;
-use crate::http_client::HttpClient;
 use crate::ignition;
 use crate::oci::Layer;
 use crate::records::BootRecord;
 use crate::serve::script;
+use http_client::HttpClient;
 
 /// Digests whose bytes the boot server was already seen to serve intact. Later probes of the same digest
 /// (1,000 machines booting one image) check status, Content-Length and `Docker-Content-Digest` with HEAD

@@ -12,7 +12,7 @@ use super::resolve::{
     ACCEPTED, ImageResolver, Layer, ResolveError, ResolvedImage, is_index, select_layers,
     select_manifest,
 };
-use crate::http_client::{Fetched, HttpClient};
+use http_client::{Fetched, HttpClient};
 
 #[derive(Clone)]
 pub struct HttpResolver {

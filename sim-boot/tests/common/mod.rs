@@ -195,8 +195,8 @@ impl Env {
         self.wait_state(name, "Ready").await
     }
 
-    pub async fn get(&self, path: &str) -> sim_boot::http_client::Fetched {
-        sim_boot::http_client::HttpClient::hyper()
+    pub async fn get(&self, path: &str) -> http_client::Fetched {
+        http_client::HttpClient::hyper()
             .get(&format!("{}{path}", self.backend.url()))
             .await
             .expect("boot server answers")
