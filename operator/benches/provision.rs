@@ -114,9 +114,29 @@ async fn wait_all(h: &Harness, n: usize, what: &str, check: impl Fn(&Server) -> 
                 *states.entry(format!("{state}/{power}")).or_default() += 1;
             }
             eprintln!("{what}: {done}/{n} {states:?}");
+            report_orphans(h, &list).await;
             next_report += Duration::from_secs(10);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Reserved Servers whose claim names another Server (a lost binding race), for diagnosis.
+async fn report_orphans(h: &Harness, servers: &[Server]) {
+    let claims = Api::<ServerClaim>::namespaced(h.client.clone(), NS);
+    for server in servers.iter().filter(|s| state_is(s, "Reserved")) {
+        let Some(claim_ref) = &server.spec.server_claim_ref else {
+            continue;
+        };
+        let claim = claims.get_opt(&claim_ref.name).await.ok().flatten();
+        let bound_to = claim.and_then(|c| c.spec.server_ref).map(|r| r.name);
+        let name = server.metadata.name.clone().unwrap_or_default();
+        if bound_to.as_deref() != Some(name.as_str()) {
+            eprintln!(
+                "  orphan: {name} reserved for claim {} which is bound to {bound_to:?}",
+                claim_ref.name
+            );
+        }
     }
 }
 

@@ -76,6 +76,10 @@ pub struct Context {
     pub clock: Arc<dyn Clock>,
     pub stores: Stores,
     pub mac_db: crate::controllers::endpoint::MacDb,
+    /// Claim bindings whose second half (the claim's `spec.serverRef`) is not written yet.
+    pub bindings: crate::controllers::server_claim::BindingsInFlight,
+    /// When to look again at Servers whose readiness gate is closed.
+    pub gate_backoff: crate::gate::RecheckBackoff,
 }
 
 /// Where and how to reach one BMC.

@@ -6,6 +6,10 @@
 //! (`ServerBootConfiguration::is_ready_for_current_generation`). A backend that stamps nothing is
 //! judged by `state` alone, as upstream. `Error` is reported with the backend's reason and message.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
 use metal_api::{ServerBootConfiguration, ServerBootConfigurationState};
 
 use crate::config::ReadinessGate;
@@ -141,6 +145,35 @@ fn error_verdict(
     }
 }
 
+/// Per-Server bounded exponential backoff for looking again at a closed gate. The watch on
+/// ServerBootConfigurations normally wakes the Server first; this is the safety net for a
+/// wake-up that is lost anyway, so that no Server waits a whole resync interval for nothing.
+#[derive(Default)]
+pub struct RecheckBackoff(Mutex<HashMap<String, u32>>);
+
+impl RecheckBackoff {
+    pub const MIN: Duration = Duration::from_millis(500);
+    pub const MAX: Duration = Duration::from_secs(30);
+
+    /// The next delay for `server` (doubling from [`Self::MIN`], never above `MAX` nor `cap`).
+    pub fn next(&self, server: &str, cap: Duration) -> Duration {
+        let mut attempts = self.lock();
+        let attempt = attempts.entry(server.to_owned()).or_insert(0);
+        let delay = Self::MIN.saturating_mul(1u32 << (*attempt).min(16));
+        *attempt = attempt.saturating_add(1);
+        delay.min(Self::MAX).min(cap)
+    }
+
+    /// The gate opened (or the Server is gone): start from `MIN` next time.
+    pub fn reset(&self, server: &str) {
+        self.lock().remove(server);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, u32>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,6 +203,26 @@ mod tests {
     }
 
     const REF: (&str, &str) = ("ns", "s");
+
+    #[test]
+    fn recheck_backoff_doubles_is_bounded_and_resets() {
+        let backoff = RecheckBackoff::default();
+        let cap = Duration::from_secs(120);
+        let delays: Vec<_> = (0..9).map(|_| backoff.next("a", cap)).collect();
+        assert_eq!(delays[0], RecheckBackoff::MIN);
+        assert_eq!(delays[1], RecheckBackoff::MIN * 2);
+        assert!(delays.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(*delays.last().unwrap(), RecheckBackoff::MAX);
+        assert_eq!(
+            backoff.next("b", Duration::from_millis(100)),
+            Duration::from_millis(100)
+        );
+        backoff.reset("a");
+        assert_eq!(backoff.next("a", cap), RecheckBackoff::MIN);
+        for _ in 0..100 {
+            assert!(backoff.next("a", cap) <= RecheckBackoff::MAX);
+        }
+    }
 
     #[test]
     fn strict_requires_current_generation() {

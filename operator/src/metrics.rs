@@ -49,6 +49,8 @@ pub struct Metrics {
     server_condition_status: Family<Vec<(String, String)>, Gauge>,
     /// Power-on requests sent to BMCs (On/ForceOn and boot-type resets), for the benchmark.
     pub power_on_requests: AtomicU64,
+    /// Power-ons withheld because the boot configuration left Ready between the gate and the BMC.
+    pub power_on_withheld: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -123,6 +125,7 @@ impl Metrics {
             server_power_state,
             server_condition_status,
             power_on_requests: AtomicU64::new(0),
+            power_on_withheld: AtomicU64::new(0),
         }
     }
 
@@ -221,6 +224,10 @@ impl Metrics {
 
     pub fn power_on_requests(&self) -> u64 {
         self.power_on_requests.load(Ordering::Relaxed)
+    }
+
+    pub fn power_on_withheld(&self) -> u64 {
+        self.power_on_withheld.load(Ordering::Relaxed)
     }
 }
 

@@ -135,6 +135,8 @@ pub async fn run(options: Options, client: kube::Client) -> anyhow::Result<Opera
         clock: options.clock,
         stores: stores.clone(),
         mac_db: options.mac_db,
+        bindings: Default::default(),
+        gate_backoff: Default::default(),
     });
     let stop = || shutdown.clone().cancelled_owned();
     tasks.spawn(controllers::server::run(server, ctx.clone(), stop()));

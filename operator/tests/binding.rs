@@ -338,3 +338,140 @@ async fn endpoint_with_known_mac_prefix_becomes_bmc_and_secret() {
     })
     .await;
 }
+
+/// The losing half of a double bind (a Server naming a claim that holds another Server) used to
+/// stay Reserved and Off forever, and the claim that should have had it never bound.
+#[tokio::test]
+async fn server_reserved_for_a_claim_bound_elsewhere_is_released_and_rebound() {
+    let mut h = Harness::start(HarnessOptions::new(2)).await;
+    let backend = spawn_burst_backend(&h, Duration::from_millis(100));
+    let bmcs = h.create_bmcs().await;
+    h.start_operator().await;
+    let servers: Vec<String> = bmcs.iter().map(|b| format!("{b}-system-0")).collect();
+    for server in &servers {
+        h.wait_for(
+            &h.servers(),
+            server,
+            T,
+            "Available and Off",
+            |s: &Server| state_is(s, "Available") && power_is(s, "Off"),
+        )
+        .await;
+    }
+    let claims = Api::<ServerClaim>::namespaced(h.client.clone(), NS);
+    claims
+        .create(
+            &PostParams::default(),
+            &new_claim("a", Some(&servers[0]), "Off", "img:1"),
+        )
+        .await
+        .unwrap();
+    h.wait_for(&claims, "a", T, "Bound", |c| {
+        phase(c).as_deref() == Some("Bound")
+    })
+    .await;
+    let orphan = json!({"spec": {"serverClaimRef": {"namespace": NS, "name": "a"}}});
+    h.servers()
+        .patch(&servers[1], &PatchParams::default(), &Patch::Merge(&orphan))
+        .await
+        .unwrap();
+    h.until("ClaimBoundElsewhere event", || async {
+        !h.events_for(&servers[1], "ClaimBoundElsewhere")
+            .await
+            .is_empty()
+    })
+    .await;
+    h.wait_for(&h.servers(), &servers[1], T, "released", |s: &Server| {
+        s.spec.server_claim_ref.is_none() && state_is(s, "Available") && power_is(s, "Off")
+    })
+    .await;
+    claims
+        .create(
+            &PostParams::default(),
+            &new_claim("b", None, "Off", "img:1"),
+        )
+        .await
+        .unwrap();
+    let b = h
+        .wait_for(&claims, "b", T, "Bound", |c| {
+            phase(c).as_deref() == Some("Bound")
+        })
+        .await;
+    assert_eq!(b.spec.server_ref.unwrap().name, servers[1]);
+    let a = claims.get("a").await.unwrap();
+    assert_eq!(a.spec.server_ref.unwrap().name, servers[0]);
+    backend.abort();
+}
+
+/// Many claims at once against a backend that answers in bursts, with resyncs far away: every
+/// claim ends bound to its own Server, powered on once, without any resync to paper over a lost
+/// wake-up or a lost binding race.
+#[tokio::test]
+async fn burst_of_claims_all_bind_distinct_servers_and_power_on_once() {
+    const N: usize = 12;
+    let mut options = HarnessOptions::new(N);
+    options.config.server_resync_interval = Duration::from_secs(600);
+    let mut h = Harness::start(options).await;
+    let backend = spawn_burst_backend(&h, Duration::from_millis(150));
+    h.create_bmcs().await;
+    h.start_operator().await;
+    h.until("all servers discovered", || async {
+        let list = h.servers().list(&Default::default()).await.unwrap().items;
+        list.len() == N
+            && list
+                .iter()
+                .all(|s| state_is(s, "Available") && power_is(s, "Off"))
+    })
+    .await;
+    let power_ons_before: usize = uuids(&h).iter().map(|u| h.power_on_requests(u).len()).sum();
+    let claims = Api::<ServerClaim>::namespaced(h.client.clone(), NS);
+    futures::future::join_all((0..N).map(|i| {
+        let claims = claims.clone();
+        async move {
+            let claim = new_claim(&format!("burst-{i}"), None, "On", "img:1");
+            claims.create(&PostParams::default(), &claim).await.unwrap();
+        }
+    }))
+    .await;
+    h.until("all servers Reserved and On", || async {
+        let list = h.servers().list(&Default::default()).await.unwrap().items;
+        list.iter()
+            .filter(|s| state_is(s, "Reserved") && power_is(s, "On"))
+            .count()
+            == N
+    })
+    .await;
+    let mut bound: Vec<String> = Vec::new();
+    for claim in claims.list(&Default::default()).await.unwrap().items {
+        let server_name = claim.spec.server_ref.clone().expect("claim bound").name;
+        let server = h.servers().get(&server_name).await.unwrap();
+        let back = server.spec.server_claim_ref.expect("server reserved");
+        assert_eq!(back.name, claim.metadata.name.clone().unwrap());
+        bound.push(server_name);
+    }
+    bound.sort();
+    bound.dedup();
+    assert_eq!(bound.len(), N, "two claims share a server");
+    let power_ons: usize = uuids(&h).iter().map(|u| h.power_on_requests(u).len()).sum();
+    assert_eq!(
+        power_ons - power_ons_before,
+        N,
+        "one power-on per claimed server"
+    );
+    backend.abort();
+}
+
+fn uuids(h: &Harness) -> Vec<String> {
+    h.fleet
+        .bmcs()
+        .iter()
+        .flat_map(|b| b.systems.iter().map(|s| s.uuid.clone()))
+        .collect()
+}
+
+fn state_is(s: &Server, state: &str) -> bool {
+    s.status
+        .as_ref()
+        .and_then(|st| st.state.as_ref())
+        .is_some_and(|st| st.as_str() == state)
+}

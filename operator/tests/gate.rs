@@ -4,12 +4,14 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::*;
 use kube::ResourceExt as _;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use metal_api::{Server, ServerClaim};
+use metal_api::{Server, ServerBootConfiguration, ServerClaim};
 use operator::config::ReadinessGate;
 use serde_json::json;
 
@@ -343,6 +345,108 @@ async fn discovery_times_out_while_waiting_for_the_sbc() {
         "{discovery:?}"
     );
     assert!(h.power_on_requests(&h.first_system_uuid()).is_empty());
+}
+
+/// The backend flapping Ready -> Pending at the worst moment: once armed, the first time the
+/// operator records its power-on intent for `server` (a status write with `PoweringOn=True`, the
+/// last API write before the power-on goes to the BMC), the SBC is set back to Pending before
+/// that write lands. Returns the hook and its arming switch (disarmed once it has fired).
+fn flap_at_power_on_intent(h: &Harness, server: &str, sbc: &str) -> (ApiHook, Arc<AtomicBool>) {
+    let armed = Arc::new(AtomicBool::new(false));
+    let path = format!("/apis/metal.ironcore.dev/v1alpha1/servers/{server}/status");
+    let api = Api::<ServerBootConfiguration>::namespaced(h.client.clone(), NS);
+    let (sbc, switch) = (sbc.to_owned(), armed.clone());
+    let hook: ApiHook = Arc::new(move |method, request_path, body| {
+        let fire = method == http::Method::PATCH
+            && request_path == path
+            && records_power_on_intent(body)
+            && switch.swap(false, Ordering::SeqCst);
+        let (api, sbc) = (api.clone(), sbc.clone());
+        Box::pin(async move {
+            if fire {
+                let patch = json!({ "status": { "state": "Pending" } });
+                api.patch_status(&sbc, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .expect("backend flips to Pending");
+            }
+        })
+    });
+    (hook, armed)
+}
+
+fn records_power_on_intent(body: &bytes::Bytes) -> bool {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return false;
+    };
+    value["status"]["conditions"]
+        .as_array()
+        .is_some_and(|conditions| {
+            conditions
+                .iter()
+                .any(|c| c["type"] == "PoweringOn" && c["status"] == "True")
+        })
+}
+
+fn power_on_withheld(h: &Harness) -> u64 {
+    h.operator.as_ref().unwrap().metrics.power_on_withheld()
+}
+
+#[tokio::test]
+async fn claim_sbc_leaving_ready_before_the_power_on_withholds_it() {
+    let mut h = Harness::start(HarnessOptions::new(1)).await;
+    let server = format!("{}-system-0", h.fleet.bmcs()[0].name);
+    let (hook, armed) = flap_at_power_on_intent(&h, &server, "c");
+    h.operator_hook = Some(hook);
+    let (server, uuid, _) = reserved_with_claim(&mut h, "c").await;
+    let before = h.power_on_requests(&uuid).len();
+    armed.store(true, Ordering::SeqCst);
+    h.backend_set(NS, "c", "Ready", vec![]).await;
+    eventually(T, "backend flapped", || !armed.load(Ordering::SeqCst)).await;
+    wait_gate_reason(&h, &server, "Pending").await;
+    h.reconciles(3).await;
+    assert_eq!(
+        h.power_on_requests(&uuid).len(),
+        before,
+        "power-on sent although the SBC went Pending after the gate opened"
+    );
+    assert!(power_on_withheld(&h) >= 1);
+    let s = h.servers().get(&server).await.unwrap();
+    assert!(
+        server_condition(&s, "PoweringOn").is_none_or(|c| c.status != "True"),
+        "withheld power-on left as intent: {s:?}"
+    );
+    h.backend_set(NS, "c", "Ready", vec![]).await;
+    h.wait_for(&h.servers(), &server, T, "On", |s: &Server| {
+        power_is(s, "On")
+    })
+    .await;
+    assert_eq!(h.power_on_requests(&uuid).len(), before + 1);
+}
+
+#[tokio::test]
+async fn discovery_sbc_leaving_ready_before_the_power_on_withholds_it() {
+    let mut h = Harness::start(HarnessOptions::new(1)).await;
+    let server = format!("{}-system-0", h.fleet.bmcs()[0].name);
+    let uuid = h.first_system_uuid();
+    let (hook, armed) = flap_at_power_on_intent(&h, &server, &server);
+    armed.store(true, Ordering::SeqCst);
+    h.operator_hook = Some(hook);
+    h.create_bmcs().await;
+    h.start_operator().await;
+    h.wait_for(&h.sbcs(NS), &server, T, "discovery SBC", |_| true)
+        .await;
+    h.backend_set(NS, &server, "Ready", vec![]).await;
+    eventually(T, "backend flapped", || !armed.load(Ordering::SeqCst)).await;
+    wait_gate_reason(&h, &server, "Pending").await;
+    h.reconciles(3).await;
+    assert!(
+        h.power_on_requests(&uuid).is_empty(),
+        "discovery power-on sent although the SBC went Pending after the gate opened"
+    );
+    assert!(power_on_withheld(&h) >= 1);
+    h.backend_set(NS, &server, "Ready", vec![]).await;
+    h.wait_state(&server, "Available").await;
+    assert_eq!(h.power_on_requests(&uuid).len(), 1);
 }
 
 fn boot_attempts(h: &Harness, uuid: &str) -> usize {

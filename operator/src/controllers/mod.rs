@@ -59,12 +59,14 @@ where
     }
     match outcome {
         Err(Error::Invalid { kind, name, reason }) => {
-            // A malformed object is reported once per change and skipped until it changes.
+            // A malformed object is reported and skipped until it changes. The fault may lie in an
+            // object this controller does not watch (a BMCSecret without a password), so it is
+            // also looked at again at the resync interval rather than dropped for good.
             let note = format!("{kind} {name}: {reason}");
             tracing::warn!(controller, %note, "skipping malformed object");
             ctx.event(regarding, true, "InvalidObject", "Reconcile", note)
                 .await;
-            Ok(Action::await_change())
+            Ok(Action::requeue(ctx.config.server_resync_interval))
         }
         other => other,
     }

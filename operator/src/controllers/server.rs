@@ -297,6 +297,11 @@ impl<'a> Run<'a> {
         verdict
     }
 
+    /// Requeue delay while the readiness gate is closed: a bounded backoff, at most `cap`.
+    pub fn gate_recheck(&self, cap: Duration) -> Duration {
+        self.ctx.gate_backoff.next(&self.name, cap)
+    }
+
     async fn claim_event(&self, warning: bool, reason: &str, note: String) {
         if let Some(claim_ref) = &self.server.spec.server_claim_ref {
             let reference = k8s_openapi::api::core::v1::ObjectReference {
@@ -623,10 +628,14 @@ async fn discovery(run: &mut Run<'_>) -> Result<Action> {
         .server_resync_interval
         .min(remaining.max(Duration::from_millis(10)));
     if !run.boot_readiness().await?.is_ready() {
-        return Ok(Action::requeue(wait));
+        return Ok(Action::requeue(run.gate_recheck(wait)));
     }
-    if super::server_power::ensure_on(run, false).await? == Progress::Waiting {
-        return Ok(Action::requeue(config.power_polling_interval.min(wait)));
+    match super::server_power::ensure_on(run, false).await? {
+        Progress::Done => run.ctx.gate_backoff.reset(&run.name),
+        Progress::Waiting => {
+            return Ok(Action::requeue(config.power_polling_interval.min(wait)));
+        }
+        Progress::GateClosed => return Ok(Action::requeue(run.gate_recheck(wait))),
     }
     let uuid = run.server.spec.system_uuid.clone();
     let Some(data) = run
@@ -713,15 +722,38 @@ async fn reserved(run: &mut Run<'_>) -> Result<Action> {
     let Some(claim) = claim else {
         return release(run).await;
     };
+    if let Some(bound) = claim
+        .spec
+        .server_ref
+        .as_ref()
+        .filter(|r| r.name != run.name)
+    {
+        // The claim holds another Server: this reservation lost a binding race (or was written by
+        // hand). Left alone it would stay Reserved and Off forever, a Server no claim can take.
+        let note = format!(
+            "ServerClaim {}/{} is bound to {}; releasing this server",
+            claim_ref.namespace, claim_ref.name, bound.name
+        );
+        run.event(true, "ClaimBoundElsewhere", note).await;
+        return release(run).await;
+    }
     if !run.boot_readiness().await?.is_ready() {
         // The gate: no power enforcement at all until the boot configuration is ready.
-        return Ok(Action::requeue(config.server_resync_interval));
+        return Ok(Action::requeue(
+            run.gate_recheck(config.server_resync_interval),
+        ));
     }
     let progress = if claim.spec.power == metal_api::Power::On {
         super::server_power::ensure_on(run, true).await?
     } else {
         super::server_power::ensure_off(run).await?
     };
+    if progress == Progress::GateClosed {
+        return Ok(Action::requeue(
+            run.gate_recheck(config.server_resync_interval),
+        ));
+    }
+    run.ctx.gate_backoff.reset(&run.name);
     super::server_power::apply_indicator_led(run).await?;
     if progress == Progress::Waiting {
         return Ok(Action::requeue(config.power_polling_interval));
@@ -765,6 +797,7 @@ async fn released(run: &mut Run<'_>) -> Result<Action> {
 
 /// Server deletion: delete its boot configuration and forget its registry entry, as upstream.
 async fn cleanup(server: Arc<Server>, ctx: &Context) -> Result<Action> {
+    ctx.gate_backoff.reset(&name_of(&*server));
     if let Some(reference) = &server.spec.boot_configuration_ref {
         let api =
             Api::<ServerBootConfiguration>::namespaced(ctx.client.clone(), &reference.namespace);

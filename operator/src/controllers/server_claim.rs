@@ -151,6 +151,16 @@ fn eligible(server: &Server, claim: &ServerClaim) -> bool {
 
 async fn apply(claim: Arc<ServerClaim>, ctx: &Context) -> Result<Action> {
     let resync = ctx.config.server_resync_interval;
+    // The cache can predate this controller's own `spec.serverRef` patch; binding again from it
+    // would take a second Server (orphaned Reserved forever), so an unbound-looking claim is re-read.
+    let claim = if claim.spec.server_ref.is_none() {
+        match fresh_claim(&claim, ctx).await? {
+            Some(fresh) => Arc::new(fresh),
+            None => return Ok(Action::await_change()),
+        }
+    } else {
+        claim
+    };
     if claim
         .status
         .as_ref()
@@ -179,6 +189,7 @@ async fn apply(claim: Arc<ServerClaim>, ctx: &Context) -> Result<Action> {
         )
         .await?;
     }
+    ctx.bindings.settled(&claim);
     if is_parked(&server) || !is_state(&server, ServerState::Reserved) {
         // Parked servers are left alone; otherwise wait for the Server reconciler to reserve it.
         return Ok(Action::requeue(resync));
@@ -200,6 +211,15 @@ async fn apply(claim: Arc<ServerClaim>, ctx: &Context) -> Result<Action> {
     Ok(Action::requeue(resync))
 }
 
+async fn fresh_claim(claim: &ServerClaim, ctx: &Context) -> Result<Option<ServerClaim>> {
+    let api =
+        Api::<ServerClaim>::namespaced(ctx.client.clone(), &claim.namespace().unwrap_or_default());
+    Ok(api
+        .get_opt(&claim.name_any())
+        .await?
+        .filter(|fresh| fresh.metadata.uid == claim.metadata.uid))
+}
+
 /// The Server already bound to this claim (freshly read), if any.
 async fn bound_server(claim: &ServerClaim, ctx: &Context) -> Result<Option<Server>> {
     let servers = Api::<Server>::all(ctx.client.clone());
@@ -209,19 +229,25 @@ async fn bound_server(claim: &ServerClaim, ctx: &Context) -> Result<Option<Serve
             .await?
             .filter(|s| refers_to(s, claim)));
     }
+    // A Server taken by an earlier reconcile whose claim patch failed: the cache may not show it yet.
+    let in_flight = ctx.bindings.get(claim);
     let cached = ctx
         .stores
         .servers
         .state()
         .into_iter()
-        .find(|s| refers_to(s, claim));
-    match cached {
-        Some(s) => Ok(servers
-            .get_opt(&name_of(&*s))
+        .find(|s| refers_to(s, claim))
+        .map(|s| name_of(&*s));
+    for name in in_flight.into_iter().chain(cached) {
+        if let Some(server) = servers
+            .get_opt(&name)
             .await?
-            .filter(|s| refers_to(s, claim))),
-        None => Ok(None),
+            .filter(|s| refers_to(s, claim))
+        {
+            return Ok(Some(server));
+        }
     }
+    Ok(None)
 }
 
 /// Picks an eligible Server and takes it with an optimistic-lock patch of `spec.serverClaimRef`.
@@ -278,6 +304,7 @@ async fn bind(claim: &ServerClaim, ctx: &Context) -> Result<Option<Server>> {
             &Patch::Merge(&patch),
         )
         .await?;
+    ctx.bindings.record(claim, name_of(&bound));
     tracing::info!(claim = %claim.name_any(), server = %name_of(&bound), "claim bound");
     Ok(Some(bound))
 }
@@ -320,6 +347,42 @@ async fn ensure_boot_configuration(
     Ok(ObjectReference::new(namespace, name))
 }
 
+/// Servers this process has taken for a claim whose own `spec.serverRef` patch is not written
+/// yet (keyed by claim UID). Closes the window between the two patches of a binding.
+#[derive(Default)]
+pub struct BindingsInFlight(std::sync::Mutex<std::collections::HashMap<String, String>>);
+
+impl BindingsInFlight {
+    fn key(claim: &ServerClaim) -> String {
+        claim.metadata.uid.clone().unwrap_or_else(|| {
+            format!(
+                "{}/{}",
+                claim.namespace().unwrap_or_default(),
+                claim.name_any()
+            )
+        })
+    }
+
+    fn record(&self, claim: &ServerClaim, server: String) {
+        self.lock().insert(Self::key(claim), server);
+    }
+
+    fn get(&self, claim: &ServerClaim) -> Option<String> {
+        self.lock().get(&Self::key(claim)).cloned()
+    }
+
+    fn settled(&self, claim: &ServerClaim) {
+        self.lock().remove(&Self::key(claim));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, String>> {
+        // A poisoned map only ever holds complete entries: keep using it.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 async fn set_phase(claim: &ServerClaim, ctx: &Context, phase: ServerClaimPhase) -> Result<()> {
     let api =
         Api::<ServerClaim>::namespaced(ctx.client.clone(), &claim.namespace().unwrap_or_default());
@@ -335,6 +398,7 @@ async fn set_phase(claim: &ServerClaim, ctx: &Context, phase: ServerClaimPhase) 
 
 /// Claim deletion: delete its SBC; the Server reconciler powers off and releases.
 async fn cleanup(claim: Arc<ServerClaim>, ctx: &Context) -> Result<Action> {
+    ctx.bindings.settled(&claim);
     let api = Api::<ServerBootConfiguration>::namespaced(
         ctx.client.clone(),
         &claim.namespace().unwrap_or_default(),

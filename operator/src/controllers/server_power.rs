@@ -17,6 +17,8 @@ use crate::redfish::ResetType;
 pub(super) enum Progress {
     Done,
     Waiting,
+    /// The readiness gate closed again right before the power-on; nothing was sent.
+    GateClosed,
 }
 
 /// Drives the Server On. The caller has passed the readiness gate.
@@ -24,6 +26,8 @@ pub(super) enum Progress {
 /// The `PoweringOn` condition is written *before* the reset is sent, so a restarted operator sees
 /// the request in flight and waits for it instead of sending a second power-on; only after
 /// `--power-polling-timeout` without the BMC reporting On is the request repeated (with an Event).
+/// Between that write and the BMC the gate is evaluated once more on a fresh read of the boot
+/// configuration: a backend that went back to Pending meanwhile gets no power-on.
 pub(super) async fn ensure_on(run: &mut Run<'_>, pxe_once: bool) -> Result<Progress> {
     use keys::conditions::{POWERING_ON, REASON_SERVER_POWER_ON};
     match run.status.power_state {
@@ -58,6 +62,15 @@ pub(super) async fn ensure_on(run: &mut Run<'_>, pxe_once: bool) -> Result<Progr
         "power-on requested".into(),
     );
     run.flush_status().await?;
+    if !run.boot_readiness().await?.is_ready() {
+        conditions::remove(&mut run.status.conditions, POWERING_ON);
+        run.ctx
+            .metrics
+            .power_on_withheld
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::info!(server = %run.name, "boot configuration left Ready before power-on; withheld");
+        return Ok(Progress::GateClosed);
+    }
     let sent = async {
         if pxe_once {
             run.redfish.set_pxe_once(&run.system).await?;

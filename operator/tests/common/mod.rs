@@ -138,13 +138,41 @@ pub struct ApiCounters {
 
 /// A kube client over the in-process API server that counts what it sends.
 pub fn counting_client(router: axum::Router, counters: Arc<ApiCounters>) -> kube::Client {
+    hooked_client(router, counters, None)
+}
+
+/// Sees each request of the operator (method, path, body) before the API server does; the
+/// request waits for the returned future, so a test can change the world at an exact moment.
+pub type ApiHook = Arc<dyn Fn(&http::Method, &str, &Bytes) -> BoxFuture<'static, ()> + Send + Sync>;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// [`counting_client`] with an optional [`ApiHook`].
+pub fn hooked_client(
+    router: axum::Router,
+    counters: Arc<ApiCounters>,
+    hook: Option<ApiHook>,
+) -> kube::Client {
+    use http_body_util::BodyExt as _;
     use std::sync::atomic::Ordering::Relaxed;
     let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
         counters.requests.fetch_add(1, Relaxed);
         if request.method() != http::Method::GET {
             counters.writes.fetch_add(1, Relaxed);
         }
-        router.clone().oneshot(request)
+        let (router, hook) = (router.clone(), hook.clone());
+        async move {
+            let request = match hook {
+                None => request,
+                Some(hook) => {
+                    let (parts, body) = request.into_parts();
+                    let bytes = body.collect().await?.to_bytes();
+                    hook(&parts.method, parts.uri.path(), &bytes).await;
+                    http::Request::from_parts(parts, kube::client::Body::from(bytes))
+                }
+            };
+            Ok::<_, BoxError>(router.oneshot(request).await?)
+        }
     });
     kube::Client::new(service, NS)
 }
@@ -157,6 +185,8 @@ pub struct Harness {
     pub fleet: FleetHandle,
     pub operator: Option<operator::OperatorHandle>,
     pub config: Config,
+    /// Installed on the operator's API client at the next `start_operator`.
+    pub operator_hook: Option<ApiHook>,
     bind: BindMode,
     routers: HashMap<String, axum::Router>,
     probe_registry: Arc<Mutex<Option<HttpService>>>,
@@ -200,6 +230,7 @@ impl Harness {
             client,
             fleet,
             operator: None,
+            operator_hook: None,
             operator_api: Arc::default(),
             config: options.config,
             bind: options.bind,
@@ -246,7 +277,11 @@ impl Harness {
         let mut options = operator::Options::new(self.config.clone());
         options.connector = self.connector();
         options.mac_db = self.mac_db.clone();
-        let client = counting_client(self.api.router(), self.operator_api.clone());
+        let client = hooked_client(
+            self.api.router(),
+            self.operator_api.clone(),
+            self.operator_hook.clone(),
+        );
         let handle = operator::run(options, client)
             .await
             .expect("operator starts");
@@ -631,4 +666,39 @@ impl Harness {
             })
             .collect()
     }
+}
+
+/// A boot backend that answers in bursts: every `period` it sets every not-yet-Ready SBC Ready at
+/// once (how a backend with a work queue behaves under load). Abort the handle to stop it.
+pub fn spawn_burst_backend(h: &Harness, period: Duration) -> tokio::task::JoinHandle<()> {
+    let api = Api::<ServerBootConfiguration>::all(h.client.clone());
+    let client = h.client.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        loop {
+            tick.tick().await;
+            let Ok(list) = api.list(&Default::default()).await else {
+                continue;
+            };
+            let pending = list.items.into_iter().filter(|sbc| {
+                sbc.status
+                    .as_ref()
+                    .and_then(|s| s.state.as_ref())
+                    .is_none_or(|s| s.as_str() != "Ready")
+            });
+            let writes = pending.map(|sbc| {
+                let ns = sbc.metadata.namespace.clone().unwrap_or_default();
+                let name = sbc.metadata.name.clone().unwrap_or_default();
+                let api = Api::<ServerBootConfiguration>::namespaced(client.clone(), &ns);
+                async move {
+                    let patch = json!({ "status": { "state": "Ready" } });
+                    // A lost write (e.g. the SBC was just deleted) is retried on the next burst.
+                    let _ = api
+                        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await;
+                }
+            });
+            futures::future::join_all(writes).await;
+        }
+    })
 }
