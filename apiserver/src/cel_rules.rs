@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use serde_json::Value;
 
 use crate::status::Cause;
-use crate::validation::child_path;
+use crate::validation::push_key;
+use std::fmt::Write as _;
 
 type Compiled = Result<Arc<cel::Program>, String>;
 
@@ -97,10 +98,6 @@ fn run_rules(
         if transition && old.is_none() {
             continue;
         }
-        // Validation ratcheting: an unchanged value keeps passing the rules it passed when it was stored.
-        if !transition && old.is_some_and(|o| o == new) {
-            continue;
-        }
         let mut ctx = cel::Context::default();
         ctx.add_variable_from_value("self", to_cel(new));
         if let Some(o) = old {
@@ -117,7 +114,12 @@ fn run_rules(
             .get("reason")
             .and_then(Value::as_str)
             .unwrap_or("FieldValueInvalid");
-        match program.execute(&ctx) {
+        let result = program.execute(&ctx);
+        // Validation ratcheting: an unchanged value keeps passing the rules it passed when it was stored.
+        if !matches!(result, Ok(cel::Value::Bool(true))) && !transition && old == Some(new) {
+            continue;
+        }
+        match result {
             Ok(cel::Value::Bool(true)) => {}
             Ok(cel::Value::Bool(false)) => {
                 let message = message();
@@ -165,7 +167,7 @@ pub fn evaluate(
     schema: &Value,
     new: &Value,
     old: Option<&Value>,
-    path: &str,
+    path: &mut String,
     causes: &mut Vec<Cause>,
 ) {
     run_rules(schema, new, old, path, causes);
@@ -178,13 +180,10 @@ pub fn evaluate(
                     continue;
                 }
                 if let Some(s) = props.and_then(|p| p.get(k)).or(addl) {
-                    evaluate(
-                        s,
-                        v,
-                        old.and_then(|o| o.get(k)),
-                        &child_path(path, k),
-                        causes,
-                    );
+                    let len = path.len();
+                    push_key(path, k);
+                    evaluate(s, v, old.and_then(|o| o.get(k)), path, causes);
+                    path.truncate(len);
                 }
             }
         }
@@ -209,7 +208,10 @@ pub fn evaluate(
                 } else {
                     None
                 };
-                evaluate(item_schema, item, old_item, &format!("{path}[{i}]"), causes);
+                let len = path.len();
+                let _ = write!(path, "[{i}]");
+                evaluate(item_schema, item, old_item, path, causes);
+                path.truncate(len);
             }
         }
         _ => {}
@@ -228,13 +230,19 @@ mod tests {
             "properties": {"a": {"type": "string", "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": "a is immutable"}]},
                            "b": {"type": "integer"}}}}});
         let mut causes = vec![];
-        evaluate(&schema, &json!({"spec": {"a": "x"}}), None, "", &mut causes);
+        evaluate(
+            &schema,
+            &json!({"spec": {"a": "x"}}),
+            None,
+            &mut String::new(),
+            &mut causes,
+        );
         assert!(causes.is_empty(), "{causes:?}");
         evaluate(
             &schema,
             &json!({"spec": {"a": "x", "b": 1}}),
             None,
-            "",
+            &mut String::new(),
             &mut causes,
         );
         assert_eq!(causes.len(), 1);
@@ -248,7 +256,7 @@ mod tests {
             &schema,
             &json!({"spec": {"a": "y"}}),
             Some(&json!({"spec": {"a": "x"}})),
-            "",
+            &mut String::new(),
             &mut causes,
         );
         assert_eq!(causes.len(), 1, "{causes:?}");
@@ -264,7 +272,7 @@ mod tests {
                 {"rule": "self != 8", "messageExpression": "1 + 1"}]}}}}});
         let run = |new: Value, old: Option<Value>| {
             let mut causes = vec![];
-            evaluate(&schema, &new, old.as_ref(), "", &mut causes);
+            evaluate(&schema, &new, old.as_ref(), &mut String::new(), &mut causes);
             causes.into_iter().map(|c| c.message).collect::<Vec<_>>()
         };
         assert_eq!(

@@ -2,6 +2,7 @@
 //! guided by the structural schema's list types (`x-kubernetes-list-type`, `x-kubernetes-list-map-keys`).
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use serde_json::{Map, Value, json};
 
@@ -15,11 +16,14 @@ pub struct FieldSet {
 /// Metadata fields that managedFields track; the rest (name, uid, resourceVersion, ...) are server-owned.
 const TRACKED_METADATA: &[&str] = &["labels", "annotations", "finalizers", "ownerReferences"];
 
-fn metadata_schema() -> Value {
-    json!({"type": "object", "properties": {
-        "finalizers": {"type": "array", "x-kubernetes-list-type": "set"},
-        "ownerReferences": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["uid"]},
-    }})
+fn metadata_schema() -> &'static Value {
+    static SCHEMA: OnceLock<Value> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        json!({"type": "object", "properties": {
+            "finalizers": {"type": "array", "x-kubernetes-list-type": "set"},
+            "ownerReferences": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["uid"]},
+        }})
+    })
 }
 
 /// How a list is merged and tracked.
@@ -118,7 +122,7 @@ impl FieldSet {
                         let sub = diff(
                             old_v.and_then(|o| o.get(*tracked)),
                             tv,
-                            child_schema(Some(&meta_schema), tracked),
+                            child_schema(Some(meta_schema), tracked),
                         );
                         if !sub.is_empty() {
                             meta.children.insert(format!("f:{tracked}"), sub);
@@ -421,7 +425,7 @@ pub fn merge_applied(target: &mut Value, applied: &Value, schema: Option<&Value>
 }
 
 /// `metadata` fields merged by apply use the built-in metadata list types.
-pub fn metadata_merge_schema() -> Value {
+pub fn metadata_merge_schema() -> &'static Value {
     metadata_schema()
 }
 

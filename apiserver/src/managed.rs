@@ -102,6 +102,7 @@ pub struct Writer<'a> {
 /// fields that disappeared are dropped from every manager.
 pub fn record_update(old: Option<&Value>, new: &mut Value, schema: Option<&Value>, w: &Writer) {
     let mut entries = old.map(read_entries).unwrap_or_default();
+    let before = entries.clone();
     let changed = FieldSet::diff_object(old, new, schema);
     for e in entries.iter_mut() {
         if !e.same_owner(w.manager, "Update", w.subresource) {
@@ -128,7 +129,47 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, schema: Option<&Value
         }),
         None => {}
     }
-    write_entries(new, &entries);
+    if !restamp_in_place(old, new, &before, &entries, w) {
+        write_entries(new, &entries);
+    }
+}
+
+/// The common update (a manager writing fields it already owns) changes only its entry's time and apiVersion:
+/// when `new` still carries the stored managedFields, those two strings are replaced in place instead of
+/// rebuilding the list. False when the entries changed otherwise (the caller rewrites them).
+fn restamp_in_place(
+    old: Option<&Value>,
+    new: &mut Value,
+    before: &[Entry],
+    after: &[Entry],
+    w: &Writer,
+) -> bool {
+    let same_fields = before.len() == after.len()
+        && before.iter().zip(after).all(|(b, a)| {
+            b.fields == a.fields
+                && (b.time == a.time || b.same_owner(w.manager, "Update", w.subresource))
+        })
+        && after.iter().all(|e| !e.fields.is_empty());
+    let stored = old.and_then(|o| o.pointer("/metadata/managedFields"));
+    if !same_fields || stored.is_none() || new.pointer("/metadata/managedFields") != stored {
+        return false;
+    }
+    let Some(list) = new
+        .pointer_mut("/metadata/managedFields")
+        .and_then(Value::as_array_mut)
+    else {
+        return false;
+    };
+    if list.len() != after.len() {
+        return false;
+    }
+    for (json, entry) in list.iter_mut().zip(after) {
+        if entry.same_owner(w.manager, "Update", w.subresource) {
+            json["time"] = Value::String(entry.time.clone());
+            json["apiVersion"] = Value::String(entry.api_version.clone());
+        }
+    }
+    true
 }
 
 /// Server-side apply of `applied` onto `current` (None: the object does not exist yet). Returns the merged object
@@ -212,7 +253,7 @@ fn merge_object(obj: &mut Value, applied: &Value, schema: Option<&Value>) {
                     if mk == "managedFields" || mk == "resourceVersion" {
                         continue;
                     }
-                    let s = crate::fieldset::child_schema(Some(&meta_schema), mk);
+                    let s = crate::fieldset::child_schema(Some(meta_schema), mk);
                     match target.get_mut(mk) {
                         Some(existing) if !mv.is_null() => merge_applied(existing, mv, s),
                         _ => {

@@ -9,19 +9,24 @@ use std::sync::{Mutex, OnceLock};
 use serde_json::{Map, Value};
 
 use crate::status::Cause;
-use crate::validation::child_path;
+use crate::validation::{child_path, push_key};
+use std::fmt::Write as _;
 
 /// Where the causes of one schema node go.
 struct Sink<'a> {
     causes: &'a mut Vec<Cause>,
-    /// The value is unchanged from the stored object: ratchetable errors are dropped.
-    ratchet: bool,
+    value: &'a Value,
+    old: Option<&'a Value>,
+    /// Whether the value is unchanged from the stored one (ratchetable errors are then dropped); compared only
+    /// once a node has an error, so valid writes never pay for it.
+    unchanged: Option<bool>,
 }
 
 impl Sink<'_> {
     /// An error the real server ratchets (value validations).
     fn value(&mut self, cause: Cause) {
-        if !self.ratchet {
+        let (old, v) = (self.old, self.value);
+        if !*self.unchanged.get_or_insert_with(|| old == Some(v)) {
             self.causes.push(cause);
         }
     }
@@ -37,13 +42,15 @@ pub fn check(
     schema: &Value,
     v: &Value,
     old: Option<&Value>,
-    path: &str,
+    path: &mut String,
     causes: &mut Vec<Cause>,
     root: bool,
 ) {
     let mut sink = Sink {
-        ratchet: old.is_some_and(|o| o == v),
         causes,
+        value: v,
+        old,
+        unchanged: None,
     };
     check_node(schema, v, old, path, &mut sink, root);
 }
@@ -83,7 +90,7 @@ fn check_node(
     schema: &Value,
     v: &Value,
     old: Option<&Value>,
-    path: &str,
+    path: &mut String,
     sink: &mut Sink,
     root: bool,
 ) {
@@ -96,7 +103,7 @@ fn check_node(
         if !(v.is_string() || json_type(v) == "integer") {
             sink.value(Cause::new(
                 "FieldValueTypeInvalid",
-                path,
+                &*path,
                 format!(
                     "Invalid value: {}: {path} in body must be of type integer,string: \"{}\"",
                     render(v),
@@ -111,7 +118,7 @@ fn check_node(
     {
         sink.value(Cause::new(
             "FieldValueTypeInvalid",
-            path,
+            &*path,
             format!(
                 "Invalid value: \"{}\": {path} in body must be of type {want}: \"{}\"",
                 json_type(v),
@@ -126,7 +133,7 @@ fn check_node(
         let list: Vec<String> = allowed.iter().map(render).collect();
         sink.value(Cause::new(
             "FieldValueNotSupported",
-            path,
+            &*path,
             format!(
                 "Unsupported value: {}: supported values: {}",
                 render(v),
@@ -281,13 +288,19 @@ fn check_number(schema: &Value, n: f64, v: &Value, path: &str, sink: &mut Sink) 
     }
 }
 
-fn check_array(schema: &Value, items: &[Value], old: Option<&Value>, path: &str, sink: &mut Sink) {
+fn check_array(
+    schema: &Value,
+    items: &[Value],
+    old: Option<&Value>,
+    path: &mut String,
+    sink: &mut Sink,
+) {
     if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
         && items.len() as u64 > max
     {
         sink.value(Cause::new(
             "FieldValueTooMany",
-            path,
+            &*path,
             format!("Too many: {}: must have at most {max} items", items.len()),
         ));
     }
@@ -296,7 +309,7 @@ fn check_array(schema: &Value, items: &[Value], old: Option<&Value>, path: &str,
     {
         sink.value(Cause::new(
             "FieldValueInvalid",
-            path,
+            &*path,
             format!(
                 "Invalid value: {}: {path} in body should have at least {min} items",
                 items.len()
@@ -332,14 +345,10 @@ fn check_array(schema: &Value, items: &[Value], old: Option<&Value>, path: &str,
         }
         if let Some(s) = schema.get("items") {
             let old_item = correlated_item(list_type, &keys, item, old);
-            check(
-                s,
-                item,
-                old_item,
-                &format!("{path}[{i}]"),
-                sink.causes,
-                false,
-            );
+            let len = path.len();
+            let _ = write!(path, "[{i}]");
+            check(s, item, old_item, path, sink.causes, false);
+            path.truncate(len);
         }
     }
 }
@@ -348,7 +357,7 @@ fn check_object(
     schema: &Value,
     map: &Map<String, Value>,
     old: Option<&Value>,
-    path: &str,
+    path: &mut String,
     sink: &mut Sink,
     root: bool,
 ) {
@@ -372,7 +381,7 @@ fn check_object(
     {
         sink.value(Cause::new(
             "FieldValueTooMany",
-            path,
+            &*path,
             format!("Too many: {}: must have at most {max} items", map.len()),
         ));
     }
@@ -381,7 +390,7 @@ fn check_object(
     {
         sink.value(Cause::new(
             "FieldValueInvalid",
-            path,
+            &*path,
             format!(
                 "Invalid value: {}: {path} in body should have at least {min} properties",
                 map.len()
@@ -396,7 +405,10 @@ fn check_object(
         }
         if let Some(s) = props.and_then(|p| p.get(k)).or(addl) {
             let old_v = old.and_then(|o| o.get(k));
-            check(s, v, old_v, &child_path(path, k), sink.causes, false);
+            let len = path.len();
+            push_key(path, k);
+            check(s, v, old_v, path, sink.causes, false);
+            path.truncate(len);
         }
     }
 }
@@ -420,7 +432,7 @@ fn correlated_item<'a>(
 }
 
 /// Whether `v` passes `schema` (quantor branches are checked without ratcheting).
-fn passes(schema: &Value, v: &Value, path: &str) -> bool {
+fn passes(schema: &Value, v: &Value, path: &mut String) -> bool {
     let mut causes = Vec::new();
     check(schema, v, None, path, &mut causes, false);
     causes.is_empty()
@@ -428,6 +440,11 @@ fn passes(schema: &Value, v: &Value, path: &str) -> bool {
 
 /// `allOf`, `anyOf`, `oneOf` and `not`: value validations only in structural schemas, never ratcheted.
 fn check_quantors(schema: &Value, v: &Value, path: &str, sink: &mut Sink) {
+    const QUANTORS: [&str; 4] = ["allOf", "anyOf", "oneOf", "not"];
+    if !QUANTORS.iter().any(|q| schema.get(*q).is_some()) {
+        return;
+    }
+    let mut buf = path.to_string();
     let branches = |key: &str| {
         schema
             .get(key)
@@ -438,23 +455,23 @@ fn check_quantors(schema: &Value, v: &Value, path: &str, sink: &mut Sink) {
     let invalid = |what: &str| {
         Cause::new(
             "FieldValueInvalid",
-            path,
+            &*path,
             format!("Invalid value: {}: {path} in body {what}", invalid_value(v)),
         )
     };
     for sub in branches("allOf") {
-        check(sub, v, None, path, sink.causes, false);
+        check(sub, v, None, &mut buf, sink.causes, false);
     }
     let any = branches("anyOf");
-    if !any.is_empty() && !any.iter().any(|s| passes(s, v, path)) {
+    if !any.is_empty() && !any.iter().any(|s| passes(s, v, &mut buf)) {
         sink.always(invalid("must validate at least one schema (anyOf)"));
     }
     let one = branches("oneOf");
-    if !one.is_empty() && one.iter().filter(|s| passes(s, v, path)).count() != 1 {
+    if !one.is_empty() && one.iter().filter(|s| passes(s, v, &mut buf)).count() != 1 {
         sink.always(invalid("must validate one and only one schema (oneOf)"));
     }
     if let Some(not) = schema.get("not")
-        && passes(not, v, path)
+        && passes(not, v, &mut buf)
     {
         sink.always(invalid("must not validate the schema (not)"));
     }
@@ -475,7 +492,7 @@ mod tests {
 
     fn causes(schema: &Value, v: &Value, old: Option<&Value>) -> Vec<Cause> {
         let mut out = Vec::new();
-        check(schema, v, old, "", &mut out, true);
+        check(schema, v, old, &mut String::new(), &mut out, true);
         out
     }
 

@@ -139,7 +139,6 @@ pub struct Compacted {
 const BROADCAST_CAPACITY: usize = 8 * 1024;
 
 type Slot = (String, String);
-type Objects = BTreeMap<Slot, (u64, Arc<StoredObject>)>;
 
 struct Inner {
     rv: u64,
@@ -161,7 +160,8 @@ pub struct ListQuery<'a> {
     pub resource: &'a ResKey,
     pub namespace: Option<&'a str>,
     pub after: Option<&'a Slot>,
-    pub filter: &'a mut dyn FnMut(&Slot, &StoredObject) -> bool,
+    /// Called with (namespace, name, object).
+    pub filter: &'a mut dyn FnMut(&str, &str, &StoredObject) -> bool,
     pub limit: usize,
 }
 
@@ -211,7 +211,7 @@ impl Store {
                 .objects
                 .entry(key.resource.clone())
                 .or_default()
-                .insert((key.namespace, key.name), (obj_rv, obj));
+                .insert(&key.namespace, &key.name, (obj_rv, obj));
         }
     }
 
@@ -224,7 +224,7 @@ impl Store {
         inner
             .objects
             .get(&key.resource)?
-            .get(&(key.namespace.clone(), key.name.clone()))
+            .get(&key.namespace, &key.name)
             .cloned()
     }
 
@@ -234,13 +234,14 @@ impl Store {
     pub fn list(&self, q: ListQuery<'_>, at: Option<u64>) -> Result<Page, Compacted> {
         let inner = self.lock();
         let rv = at.unwrap_or(inner.rv);
-        let empty = Objects::new();
+        let empty = Objects::default();
         let objects = inner.objects.get(q.resource).unwrap_or(&empty);
-        let in_range = |slot: &Slot| {
-            q.after.is_none_or(|a| slot > a) && q.namespace.is_none_or(|ns| slot.0 == ns)
+        let after = q.after.map(|(ns, name)| (ns.as_str(), name.as_str()));
+        let in_range = |slot: &(&str, &str)| {
+            after.is_none_or(|a| *slot > a) && q.namespace.is_none_or(|ns| slot.0 == ns)
         };
         // Keys changed since `rv`, with their state at `rv` (None: absent then).
-        let mut past: BTreeMap<Slot, Option<&Arc<StoredObject>>> = BTreeMap::new();
+        let mut past: BTreeMap<(&str, &str), Option<&Arc<StoredObject>>> = BTreeMap::new();
         if rv < inner.rv {
             if rv < inner.oldest_rv {
                 return Err(Compacted {
@@ -249,29 +250,21 @@ impl Store {
             }
             let first = inner.history.partition_point(|e| e.rv <= rv);
             for e in inner.history.range(first..) {
-                if e.key.resource == *q.resource {
-                    let slot = (e.key.namespace.clone(), e.key.name.clone());
-                    if in_range(&slot) {
-                        past.entry(slot).or_insert(e.prev.as_ref());
-                    }
+                let slot = (e.key.namespace.as_str(), e.key.name.as_str());
+                if e.key.resource == *q.resource && in_range(&slot) {
+                    past.entry(slot).or_insert(e.prev.as_ref());
                 }
             }
         }
-        let start = match (q.after, q.namespace) {
-            (Some(a), _) => std::ops::Bound::Excluded(a.clone()),
-            (None, Some(ns)) => std::ops::Bound::Included((ns.to_string(), String::new())),
-            (None, None) => std::ops::Bound::Unbounded,
-        };
         let current = objects
-            .range((start, std::ops::Bound::Unbounded))
-            .take_while(|(slot, _)| q.namespace.is_none_or(|ns| slot.0 == ns))
+            .range(after, q.namespace)
             .filter(|(slot, _)| !past.contains_key(slot))
             .map(|(slot, (_, obj))| (slot, obj));
-        let then = past.iter().filter_map(|(slot, obj)| Some((slot, (*obj)?)));
+        let then = past.iter().filter_map(|(slot, obj)| Some((*slot, (*obj)?)));
         let mut items = Vec::new();
         let mut more = false;
-        for (slot, obj) in merge_sorted(current, then) {
-            if !(q.filter)(slot, obj) {
+        for ((ns, name), obj) in merge_sorted(current, then) {
+            if !(q.filter)(ns, name, obj) {
                 continue;
             }
             if items.len() == q.limit {
@@ -290,12 +283,11 @@ impl Store {
             return Vec::new();
         };
         objects
-            .keys()
-            .filter(|(ns, _)| namespace.is_none_or(|want| want == ns))
-            .map(|(ns, name)| ObjKey {
+            .range(None, namespace)
+            .map(|((ns, name), _)| ObjKey {
                 resource: resource.clone(),
-                namespace: ns.clone(),
-                name: name.clone(),
+                namespace: ns.to_string(),
+                name: name.to_string(),
             })
             .collect()
     }
@@ -305,12 +297,12 @@ impl Store {
         let inner = self.lock();
         let mut out = Vec::new();
         for (res, objects) in &inner.objects {
-            for ((ns, name), (_, obj)) in objects {
+            for ((ns, name), (_, obj)) in objects.range(None, None) {
                 out.push((
                     ObjKey {
                         resource: res.clone(),
-                        namespace: ns.clone(),
-                        name: name.clone(),
+                        namespace: ns.to_string(),
+                        name: name.to_string(),
                     },
                     obj.clone(),
                 ));
@@ -327,11 +319,10 @@ impl Store {
         write: Write,
     ) -> Result<Committed, CommitError> {
         let mut inner = self.lock();
-        let slot = (key.namespace.clone(), key.name.clone());
         let prev = inner
             .objects
             .get(&key.resource)
-            .and_then(|o| o.get(&slot))
+            .and_then(|o| o.get(&key.namespace, &key.name))
             .cloned();
         match (pre, &prev) {
             (Precondition::Absent, Some(_)) => return Err(CommitError::Exists),
@@ -355,14 +346,14 @@ impl Store {
                     .objects
                     .entry(key.resource.clone())
                     .or_default()
-                    .insert(slot, (rv, obj.clone()));
+                    .insert(&key.namespace, &key.name, (rv, obj.clone()));
                 (kind, obj)
             }
             Write::Delete => {
                 let old = prev.as_ref().ok_or(CommitError::NotFound)?;
                 let last = Arc::new(old.restamp(EventType::Deleted.as_str(), rv));
                 if let Some(objects) = inner.objects.get_mut(&key.resource) {
-                    objects.remove(&slot);
+                    objects.remove(&key.namespace, &key.name);
                 }
                 (EventType::Deleted, last)
             }
@@ -415,12 +406,12 @@ impl Store {
                 .get(resource)
                 .map(|objects| {
                     objects
-                        .iter()
+                        .range(None, None)
                         .map(|((ns, name), (rv, obj))| {
                             let key = ObjKey {
                                 resource: resource.clone(),
-                                namespace: ns.clone(),
-                                name: name.clone(),
+                                namespace: ns.to_string(),
+                                name: name.to_string(),
                             };
                             Arc::new(Event {
                                 rv: *rv,
@@ -455,11 +446,77 @@ impl Store {
     }
 }
 
+type Entry = (u64, Arc<StoredObject>);
+
+/// One resource's objects by namespace, then name: point lookups by `&str` (no key allocation, no namespace
+/// compare per step) and iteration in (namespace, name) order for lists and continue tokens.
+#[derive(Default)]
+struct Objects(BTreeMap<String, BTreeMap<String, Entry>>);
+
+impl Objects {
+    fn get(&self, ns: &str, name: &str) -> Option<&Entry> {
+        self.0.get(ns)?.get(name)
+    }
+
+    fn insert(&mut self, ns: &str, name: &str, entry: Entry) {
+        let names = match self.0.get_mut(ns) {
+            Some(names) => names,
+            None => self.0.entry(ns.to_string()).or_default(),
+        };
+        match names.get_mut(name) {
+            Some(slot) => *slot = entry,
+            None => {
+                names.insert(name.to_string(), entry);
+            }
+        }
+    }
+
+    fn remove(&mut self, ns: &str, name: &str) {
+        if let Some(names) = self.0.get_mut(ns) {
+            names.remove(name);
+            if names.is_empty() {
+                self.0.remove(ns);
+            }
+        }
+    }
+
+    /// Entries after `after` (exclusive) and in `namespace` (all when None), in (namespace, name) order.
+    fn range<'a>(
+        &'a self,
+        after: Option<(&'a str, &'a str)>,
+        namespace: Option<&'a str>,
+    ) -> impl Iterator<Item = ((&'a str, &'a str), &'a Entry)> + 'a {
+        use std::cmp::Ordering;
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        let first_ns = match namespace.or(after.map(|a| a.0)) {
+            Some(ns) => Included(ns),
+            None => Unbounded,
+        };
+        self.0
+            .range::<str, _>((first_ns, Unbounded))
+            .take_while(move |(ns, _)| namespace.is_none_or(|want| want == ns.as_str()))
+            .flat_map(move |(ns, names)| {
+                let lower = match after.map(|(a_ns, a_name)| (ns.as_str().cmp(a_ns), a_name)) {
+                    Some((Ordering::Less, _)) => None,
+                    Some((Ordering::Equal, a_name)) => Some(Excluded(a_name)),
+                    _ => Some(Unbounded),
+                };
+                lower.into_iter().flat_map(move |lower| {
+                    names
+                        .range::<str, _>((lower, Unbounded))
+                        .map(move |(name, e)| ((ns.as_str(), name.as_str()), e))
+                })
+            })
+    }
+}
+
+type SlotRef<'a> = (&'a str, &'a str);
+
 /// Merges two iterators sorted by slot (with disjoint slots) into one sorted sequence.
-fn merge_sorted<'a, A, B>(a: A, b: B) -> impl Iterator<Item = (&'a Slot, &'a Arc<StoredObject>)>
+fn merge_sorted<'a, A, B>(a: A, b: B) -> impl Iterator<Item = (SlotRef<'a>, &'a Arc<StoredObject>)>
 where
-    A: Iterator<Item = (&'a Slot, &'a Arc<StoredObject>)>,
-    B: Iterator<Item = (&'a Slot, &'a Arc<StoredObject>)>,
+    A: Iterator<Item = (SlotRef<'a>, &'a Arc<StoredObject>)>,
+    B: Iterator<Item = (SlotRef<'a>, &'a Arc<StoredObject>)>,
 {
     let (mut a, mut b) = (a.peekable(), b.peekable());
     std::iter::from_fn(move || match (a.peek(), b.peek()) {

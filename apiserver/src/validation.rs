@@ -3,6 +3,8 @@
 //! (`schema_check`, with ratcheting on update), then evaluate `x-kubernetes-validations` CEL rules (with
 //! `oldSelf` on update). Every violation is one `causes` entry of a 422 Invalid.
 
+use std::fmt::Write as _;
+
 use serde_json::Value;
 
 use crate::cel_rules;
@@ -26,7 +28,7 @@ pub fn validate(
         return Ok(());
     };
     let mut unknown = Vec::new();
-    prune_and_default(schema, new, "", &mut unknown, true);
+    prune_and_default(schema, new, &mut String::new(), &mut unknown, true);
     if strict && !unknown.is_empty() {
         let list: Vec<String> = unknown
             .iter()
@@ -38,9 +40,9 @@ pub fn validate(
         )));
     }
     let mut causes = Vec::new();
-    check(schema, new, old, "", &mut causes, true);
+    check(schema, new, old, &mut String::new(), &mut causes, true);
     if causes.is_empty() {
-        cel_rules::evaluate(schema, new, old, "", &mut causes);
+        cel_rules::evaluate(schema, new, old, &mut String::new(), &mut causes);
     }
     if causes.is_empty() {
         return Ok(());
@@ -54,11 +56,17 @@ pub fn validate(
 }
 
 pub fn child_path(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
+    let mut out = path.to_string();
+    push_key(&mut out, key);
+    out
+}
+
+/// Extends a field path in place (validation walks reuse one buffer instead of allocating a path per node).
+pub fn push_key(path: &mut String, key: &str) {
+    if !path.is_empty() {
+        path.push('.');
     }
+    path.push_str(key);
 }
 
 fn flag(schema: &Value, key: &str) -> bool {
@@ -78,7 +86,7 @@ fn keeps_type_meta(schema: &Value, root: bool) -> bool {
 fn prune_and_default(
     schema: &Value,
     value: &mut Value,
-    path: &str,
+    path: &mut String,
     unknown: &mut Vec<String>,
     root: bool,
 ) {
@@ -119,14 +127,20 @@ fn prune_and_default(
                 }
                 let s = props.and_then(|p| p.get(k)).or(addl);
                 if let Some(s) = s {
-                    prune_and_default(s, v, &child_path(path, k), unknown, false);
+                    let len = path.len();
+                    push_key(path, k);
+                    prune_and_default(s, v, path, unknown, false);
+                    path.truncate(len);
                 }
             }
         }
         Value::Array(items) => {
             if let Some(s) = schema.get("items") {
                 for (i, item) in items.iter_mut().enumerate() {
-                    prune_and_default(s, item, &format!("{path}[{i}]"), unknown, false);
+                    let len = path.len();
+                    let _ = write!(path, "[{i}]");
+                    prune_and_default(s, item, path, unknown, false);
+                    path.truncate(len);
                 }
             }
         }
@@ -152,9 +166,9 @@ mod tests {
 
     fn run(obj: &mut Value) -> (Vec<String>, Vec<Cause>) {
         let mut unknown = vec![];
-        prune_and_default(&schema(), obj, "", &mut unknown, true);
+        prune_and_default(&schema(), obj, &mut String::new(), &mut unknown, true);
         let mut causes = vec![];
-        check(&schema(), obj, None, "", &mut causes, true);
+        check(&schema(), obj, None, &mut String::new(), &mut causes, true);
         (unknown, causes)
     }
 

@@ -85,7 +85,7 @@ pub fn list(st: &State, t: &Target, p: &Params, as_table: bool) -> ApiResult<Res
         }
         None => (None, None),
     };
-    let mut filter = |(ns, name): &(String, String), o: &StoredObject| {
+    let mut filter = |ns: &str, name: &str, o: &StoredObject| {
         labels.matches(&o.meta) && fields.matches(ns, name, &o.meta)
     };
     let ns = if t.info.namespaced {

@@ -9,9 +9,8 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{StatusCode, header};
 use serde_json::json;
+use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 
 use super::{Params, Target, field_labels};
 use crate::faults::WatchSignal;
@@ -25,7 +24,6 @@ use crate::table;
 
 /// Default watch length when the client gives no timeoutSeconds (the real server picks 30-60 minutes).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
-const STREAM_BUFFER: usize = 1024;
 
 struct Filter {
     info: Arc<ResourceInfo>,
@@ -143,11 +141,10 @@ pub async fn serve(st: &Arc<State>, t: &Target, p: &Params, as_table: bool) -> A
         .timeout_seconds
         .map(Duration::from_secs)
         .unwrap_or(DEFAULT_TIMEOUT);
-    let (tx, rx) = mpsc::channel::<Bytes>(STREAM_BUFFER);
-    match st.store.watch(&t.info.key, start) {
+    let stream = match st.store.watch(&t.info.key, start) {
         Err(oldest) => {
             let msg = format!("too old resource version: {} ({oldest})", from.unwrap_or(0));
-            let _ = tx.try_send(expired(msg));
+            Pump::failed(expired(msg))
         }
         Ok(sub) => {
             let ctx = StreamCtx {
@@ -157,15 +154,12 @@ pub async fn serve(st: &Arc<State>, t: &Target, p: &Params, as_table: bool) -> A
                 timeout,
                 bookmark_interval: st.bookmark_interval,
             };
-            let signals = st.faults.watch_signals();
-            let clock = st.clock.clone();
-            tokio::spawn(pump(ctx, sub, signals, tx, clock));
+            Pump::new(ctx, sub, st.faults.watch_signals(), st.clock.clone())
         }
-    }
-    let body = Body::from_stream(futures::StreamExt::map(
-        ReceiverStream::new(rx),
-        Ok::<_, std::convert::Infallible>,
-    ));
+    };
+    // The response body runs the watch itself (no task or channel in between): an event wakes only the
+    // connection that writes it, and a client that goes away drops its watch.
+    let body = Body::from_stream(futures::stream::unfold(stream, Pump::next_chunk));
     let ct = if as_table {
         "application/json;as=Table;v=v1;g=meta.k8s.io"
     } else {
@@ -190,87 +184,166 @@ struct StreamCtx {
     bookmark_interval: Duration,
 }
 
-async fn pump(
+type Chunk = Result<Bytes, std::convert::Infallible>;
+
+/// One watch stream's state, advanced by the response body.
+struct Pump {
+    live: Option<Live>,
+    /// Events to send before the live ones (history or synthetic snapshot), from `next_backlog` on.
+    backlog: Vec<Arc<Event>>,
+    next_backlog: usize,
+    /// A last chunk (an ERROR event) to send before ending.
+    last: Option<Bytes>,
+}
+
+struct Live {
     ctx: StreamCtx,
-    sub: crate::store::WatchSubscription,
-    mut signals: tokio::sync::watch::Receiver<(u64, WatchSignal)>,
-    tx: mpsc::Sender<Bytes>,
+    events: broadcast::Receiver<Arc<Event>>,
+    signals: tokio::sync::watch::Receiver<(u64, WatchSignal)>,
     clock: crate::clock::Clock,
-) {
-    let deadline = tokio::time::Instant::now() + ctx.timeout;
-    let mut headers = true;
-    // The highest resourceVersion this stream has passed (delivered or filtered): bookmarks never skip events.
-    let sub_rv = sub.rv;
-    let mut last_rv = sub_rv;
-    for e in &sub.backlog {
-        let kind = if e.prev.is_none() && e.kind == EventType::Added {
-            ctx.filter
-                .matches(&e.key, &e.object.meta)
-                .then_some(EventType::Added)
-        } else {
-            ctx.filter.translate(e)
-        };
-        if let Some(kind) = kind
-            && tx
-                .send(ctx.filter.encode(kind, e, &mut headers, clock()))
-                .await
-                .is_err()
-        {
-            return;
+    deadline: tokio::time::Instant,
+    tick: tokio::time::Interval,
+    headers: bool,
+    /// Events at or below this were in the backlog.
+    sub_rv: u64,
+    /// The highest resourceVersion this stream has passed (delivered or filtered): bookmarks never skip events.
+    last_rv: u64,
+    initial_end_pending: bool,
+}
+
+impl Pump {
+    fn failed(error: Bytes) -> Pump {
+        Pump {
+            live: None,
+            backlog: Vec::new(),
+            next_backlog: 0,
+            last: Some(error),
         }
     }
-    if ctx.initial_end && tx.send(ctx.filter.bookmark(last_rv, true)).await.is_err() {
-        return;
+
+    fn new(
+        ctx: StreamCtx,
+        sub: crate::store::WatchSubscription,
+        mut signals: tokio::sync::watch::Receiver<(u64, WatchSignal)>,
+        clock: crate::clock::Clock,
+    ) -> Pump {
+        signals.mark_unchanged();
+        let mut tick = tokio::time::interval(ctx.bookmark_interval.max(Duration::from_millis(10)));
+        tick.reset();
+        Pump {
+            live: Some(Live {
+                deadline: tokio::time::Instant::now() + ctx.timeout,
+                initial_end_pending: ctx.initial_end,
+                ctx,
+                events: sub.live,
+                signals,
+                clock,
+                tick,
+                headers: true,
+                sub_rv: sub.rv,
+                last_rv: sub.rv,
+            }),
+            backlog: sub.backlog,
+            next_backlog: 0,
+            last: None,
+        }
     }
-    let mut live = sub.live;
-    signals.mark_unchanged();
-    let mut tick = tokio::time::interval(ctx.bookmark_interval.max(Duration::from_millis(10)));
-    tick.reset();
-    loop {
-        let (out, from_event) = tokio::select! {
-            r = live.recv() => match r {
-                Ok(e) => match on_event(&ctx.filter, &e, sub_rv, &mut last_rv, &mut headers, &clock) {
-                    Some(b) => (b, true),
-                    None => continue,
-                },
-                Err(RecvError::Lagged(n)) => {
-                    let _ = tx.send(lagged(last_rv, n)).await;
-                    return;
-                }
-                Err(RecvError::Closed) => return,
-            },
-            _ = tokio::time::sleep_until(deadline) => return,
-            _ = tick.tick(), if ctx.bookmarks => (ctx.filter.bookmark(last_rv, false), false),
-            changed = signals.changed() => {
-                if changed.is_err() { return }
-                let (_, signal) = *signals.borrow_and_update();
-                if signal == WatchSignal::Expire {
-                    let _ = tx.send(expired(format!("too old resource version: {last_rv} (injected)"))).await;
-                }
-                return;
+
+    /// The next chunk of the response (None ends it).
+    async fn next_chunk(mut self) -> Option<(Chunk, Pump)> {
+        let Some(live) = self.live.as_mut() else {
+            return self.last.take().map(|b| (Ok(b), self));
+        };
+        if let Some(chunk) = live.backlog_chunk(&self.backlog, &mut self.next_backlog) {
+            return Some((Ok(chunk), self));
+        }
+        match live.next_live().await {
+            Next::Chunk(b) => Some((Ok(b), self)),
+            Next::Last(b) => {
+                self.live = None;
+                Some((Ok(b), self))
             }
-            _ = tx.closed() => return,
-        };
-        // Under load, events already queued go out in the same chunk: fewer wakeups and writes per watcher.
-        let (out, lag) = if from_event {
-            coalesce(
-                out,
-                &mut live,
-                &ctx.filter,
-                sub_rv,
-                &mut last_rv,
-                &mut headers,
-                &clock,
-            )
-        } else {
-            (out, None)
-        };
-        if tx.send(out).await.is_err() {
-            return;
+            Next::End => None,
         }
-        if let Some(n) = lag {
-            let _ = tx.send(lagged(last_rv, n)).await;
-            return;
+    }
+}
+
+enum Next {
+    Chunk(Bytes),
+    /// Send this, then end the stream.
+    Last(Bytes),
+    End,
+}
+
+impl Live {
+    /// The next backlog events (coalesced up to a chunk), then the initial-events-end bookmark if asked for.
+    fn backlog_chunk(&mut self, backlog: &[Arc<Event>], next: &mut usize) -> Option<Bytes> {
+        let mut buf = bytes::BytesMut::new();
+        while *next < backlog.len() && buf.len() < COALESCE_LIMIT {
+            let e = &backlog[*next];
+            *next += 1;
+            let kind = if e.prev.is_none() && e.kind == EventType::Added {
+                self.ctx
+                    .filter
+                    .matches(&e.key, &e.object.meta)
+                    .then_some(EventType::Added)
+            } else {
+                self.ctx.filter.translate(e)
+            };
+            if let Some(kind) = kind {
+                let b = self
+                    .ctx
+                    .filter
+                    .encode(kind, e, &mut self.headers, (self.clock)());
+                buf.extend_from_slice(&b);
+            }
+        }
+        if *next >= backlog.len() && std::mem::take(&mut self.initial_end_pending) {
+            buf.extend_from_slice(&self.ctx.filter.bookmark(self.last_rv, true));
+        }
+        (!buf.is_empty()).then(|| buf.freeze())
+    }
+
+    async fn next_live(&mut self) -> Next {
+        loop {
+            tokio::select! {
+                r = self.events.recv() => match r {
+                    Ok(e) => {
+                        let Some(first) = on_event(&self.ctx.filter, &e, self.sub_rv, &mut self.last_rv, &mut self.headers, &self.clock) else {
+                            continue;
+                        };
+                        // Under load, events already queued go out in the same chunk: fewer writes per watcher.
+                        let (out, lag) = coalesce(first, &mut self.events, &self.ctx.filter, self.sub_rv, &mut self.last_rv, &mut self.headers, &self.clock);
+                        return match lag {
+                            None => Next::Chunk(out),
+                            Some(n) => {
+                                let mut buf = bytes::BytesMut::from(&out[..]);
+                                buf.extend_from_slice(&lagged(self.last_rv, n));
+                                Next::Last(buf.freeze())
+                            }
+                        };
+                    }
+                    Err(RecvError::Lagged(n)) => return Next::Last(lagged(self.last_rv, n)),
+                    Err(RecvError::Closed) => return Next::End,
+                },
+                _ = tokio::time::sleep_until(self.deadline) => return Next::End,
+                _ = self.tick.tick(), if self.ctx.bookmarks => {
+                    return Next::Chunk(self.ctx.filter.bookmark(self.last_rv, false));
+                }
+                changed = self.signals.changed() => {
+                    if changed.is_err() {
+                        return Next::End;
+                    }
+                    let (_, signal) = *self.signals.borrow_and_update();
+                    return match signal {
+                        WatchSignal::Expire => Next::Last(expired(format!(
+                            "too old resource version: {} (injected)",
+                            self.last_rv
+                        ))),
+                        _ => Next::End,
+                    };
+                }
+            }
         }
     }
 }
