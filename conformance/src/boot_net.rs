@@ -4,9 +4,9 @@
 use crate::target::{BootResult, ExpectedImage, MachineBoot};
 use anyhow::Context as _;
 use futures::future::BoxFuture;
+use http_client::HttpClient;
 use serde_json::Value;
 use sim_bmc::boot::{BootOutcome, BootTarget, NetworkBoot, NetworkBootRequest};
-use http_client::HttpClient;
 use std::sync::Arc;
 use std::time::Duration;
 

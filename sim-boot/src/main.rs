@@ -53,6 +53,9 @@ struct Cli {
     /// Delay per reconcile for --misbehave=slow, in milliseconds.
     #[arg(long, default_value_t = 5000)]
     slow_delay_ms: u64,
+    /// How long each reconcile holds the only worker for --misbehave=single-worker, in milliseconds.
+    #[arg(long, default_value_t = 300)]
+    serial_delay_ms: u64,
 }
 
 fn options(cli: &Cli) -> Result<BackendOptions, String> {
@@ -97,6 +100,7 @@ fn options(cli: &Cli) -> Result<BackendOptions, String> {
             misbehaviour: cli.misbehave,
             misbehaviour_options: MisbehaviourOptions {
                 slow_delay: Duration::from_millis(cli.slow_delay_ms),
+                serial_delay: Duration::from_millis(cli.serial_delay_ms),
                 ..Default::default()
             },
             namespace: cli.namespace.clone(),

@@ -45,10 +45,35 @@ pub enum Misbehaviour {
     /// Panics in every reconcile; the supervisor restarts the controller with backoff, like a crash-looping
     /// manager pod. Nothing progresses.
     CrashOnReconcile,
+    /// Writes its own intermediate state `Preparing` where the contract says `Pending`. Imitates backends
+    /// that surface internal phases in `status.state`; consumers compare the string exactly, so tooling that
+    /// waits for `Pending`/`Error` never sees them and users meet an undocumented state.
+    InventedState,
+    /// A missing Server does not stop preparation: the record gets an empty system UUID and the SBC becomes
+    /// `Ready`, serving no machine. Imitates the controller-runtime slip of wrapping the Server GET in
+    /// `client.IgnoreNotFound` and carrying on with a zero-valued Server.
+    ReadyWithoutServer,
+    /// Stores each SBC's boot record in a ConfigMap `sim-boot-<name>` (for other boot servers to read)
+    /// without an ownerReference or finalizer, so it outlives the SBC. Imitates boot-operator's child
+    /// IPXEBootConfig/HTTPBootConfig objects created without `SetControllerReference`: the released server's
+    /// image and ignition stay published for the next tenant.
+    LeakChildren,
+    /// Acts only on SBCs that change after the controller started. Imitates a controller that lists once
+    /// only to learn the resourceVersion and then watches from it: after a restart, SBCs that were in flight
+    /// are never finished and Ready SBCs' in-memory boot records are never rebuilt (machines get 404).
+    WatchFromNow,
+    /// Stops the controller for good when its hand-rolled list-then-watch breaks (an error, an error event,
+    /// a closed stream). Imitates `for event := range watch.ResultChan()` without a relist: after a 410
+    /// Gone, a dropped connection or an API server restart, provisioning silently stops.
+    WatchGivesUp,
+    /// Reconciles one SBC at a time, each holding the worker for [`MisbehaviourOptions::serial_delay`] (a
+    /// registry round trip without a cache). Imitates controller-runtime's default
+    /// `MaxConcurrentReconciles: 1`, which boot-operator keeps: one SBC is fast, a rack of them queues.
+    SingleWorker,
 }
 
 impl Misbehaviour {
-    pub const ALL: [Misbehaviour; 11] = [
+    pub const ALL: [Misbehaviour; 17] = [
         Misbehaviour::ReadyBeforeServing,
         Misbehaviour::NeverReady,
         Misbehaviour::StaleReadyOnUpdate,
@@ -60,6 +85,12 @@ impl Misbehaviour {
         Misbehaviour::TouchSpec,
         Misbehaviour::Slow,
         Misbehaviour::CrashOnReconcile,
+        Misbehaviour::InventedState,
+        Misbehaviour::ReadyWithoutServer,
+        Misbehaviour::LeakChildren,
+        Misbehaviour::WatchFromNow,
+        Misbehaviour::WatchGivesUp,
+        Misbehaviour::SingleWorker,
     ];
 
     pub fn name(self) -> &'static str {
@@ -76,6 +107,12 @@ impl Misbehaviour {
             Misbehaviour::TouchSpec => "touch-spec",
             Misbehaviour::Slow => "slow",
             Misbehaviour::CrashOnReconcile => "crash-on-reconcile",
+            Misbehaviour::InventedState => "invented-state",
+            Misbehaviour::ReadyWithoutServer => "ready-without-server",
+            Misbehaviour::LeakChildren => "leak-children",
+            Misbehaviour::WatchFromNow => "watch-from-now",
+            Misbehaviour::WatchGivesUp => "watch-gives-up",
+            Misbehaviour::SingleWorker => "single-worker",
         }
     }
 }
@@ -115,6 +152,8 @@ pub struct MisbehaviourOptions {
     pub lie_window: Duration,
     /// `flap`: time between flips.
     pub flap_interval: Duration,
+    /// `single-worker`: how long each reconcile holds the only worker.
+    pub serial_delay: Duration,
 }
 
 impl Default for MisbehaviourOptions {
@@ -123,6 +162,7 @@ impl Default for MisbehaviourOptions {
             slow_delay: Duration::from_secs(5),
             lie_window: Duration::from_secs(3),
             flap_interval: Duration::from_millis(300),
+            serial_delay: Duration::from_millis(300),
         }
     }
 }

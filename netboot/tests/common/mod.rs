@@ -32,6 +32,7 @@ pub fn backend_options(mode: Misbehaviour) -> BackendOptions {
         slow_delay: Duration::from_secs(2),
         lie_window: Duration::from_secs(60),
         flap_interval: Duration::from_millis(200),
+        ..Default::default()
     };
     options.controller.max_backoff = Duration::from_secs(2);
     options

@@ -2,22 +2,25 @@
 //! reference, and is the single writer of SBC status (never spec or metadata).
 
 pub mod conditions;
+mod fragile_watch;
 pub mod prepare;
 pub mod probe;
 pub mod reconcile;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
+use kube::api::ListParams;
+use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use metal_api::{Server, ServerBootConfiguration, ServerBootConfigurationState};
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::clock::Clock;
 use crate::misbehaviour::{Misbehaviour, MisbehaviourOptions};
@@ -104,6 +107,8 @@ pub struct Context {
     pub downloads: SingleFlight<bytes::Bytes>,
     /// Full artifact reads of the self-probe in flight, shared likewise.
     pub probes: SingleFlight<()>,
+    /// `watch-from-now`: the SBC list's resourceVersion when this controller started.
+    start_version: OnceLock<u64>,
 }
 
 impl Context {
@@ -130,6 +135,28 @@ impl Context {
             verified: probe::VerifiedDigests::default(),
             downloads: SingleFlight::default(),
             probes: SingleFlight::default(),
+            start_version: OnceLock::new(),
+        }
+    }
+
+    /// `watch-from-now`: notes the SBC list's current resourceVersion (integer on the embedded API server;
+    /// the bug being imitated assumes as much).
+    async fn remember_start_version(&self, sbcs: &Api<ServerBootConfiguration>) {
+        match sbcs.list_metadata(&ListParams::default().limit(1)).await {
+            Ok(list) => {
+                let version = list.metadata.resource_version.unwrap_or_default();
+                let _ = self.start_version.set(version.parse().unwrap_or(0));
+            }
+            Err(error) => tracing::warn!(%error, "watch-from-now: listing failed"),
+        }
+    }
+
+    /// `watch-from-now`: whether the SBC is unchanged since this controller started.
+    pub fn unchanged_since_start(&self, sbc: &ServerBootConfiguration) -> bool {
+        let version = sbc.metadata.resource_version.as_deref().unwrap_or_default();
+        match (self.start_version.get(), version.parse::<u64>()) {
+            (Some(start), Ok(version)) => version <= *start,
+            _ => false,
         }
     }
 
@@ -217,42 +244,36 @@ pub async fn run(ctx: Arc<Context>) {
         ),
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
+    let servers = Api::<Server>::all(client);
+    let mode = ctx.options.misbehaviour;
+    if mode == Misbehaviour::WatchFromNow {
+        ctx.remember_start_version(&sbcs).await;
+    }
+    let store_sbcs = sbcs.clone();
     let controller = Controller::new(sbcs, watcher::Config::default());
     let store = controller.store();
-    let by_secret = store.clone();
-    let by_server = store;
+    let (by_secret, by_server) = (sbcs_naming_secret(store.clone()), sbcs_naming_server(store));
+    let mut controller = controller
+        .watches(secrets, watcher::Config::default(), by_secret)
+        .watches(servers, watcher::Config::default(), by_server);
+    // Aborts the fragile watch when the controller stops or is aborted.
+    let mut _fragile = None;
+    if mode == Misbehaviour::WatchGivesUp {
+        let (broken, stop) = tokio::sync::oneshot::channel::<()>();
+        _fragile = Some(AbortOnDropHandle::new(tokio::spawn(async move {
+            fragile_watch::until_broken(store_sbcs).await;
+            let _ = broken.send(());
+        })));
+        controller = controller.graceful_shutdown_on(async move {
+            let _ = stop.await;
+        });
+    }
+    let config = match mode {
+        Misbehaviour::SingleWorker => controller::Config::default().concurrency(1),
+        _ => controller::Config::default(),
+    };
     controller
-        .watches(
-            secrets,
-            watcher::Config::default(),
-            move |secret: Secret| {
-                let namespace = secret.metadata.namespace.clone();
-                let name = secret.metadata.name.clone();
-                by_secret
-                    .state()
-                    .into_iter()
-                    .filter(|sbc| {
-                        sbc.metadata.namespace == namespace
-                            && sbc.spec.ignition_secret_ref.as_ref().map(|r| Some(&r.name))
-                                == Some(name.as_ref())
-                    })
-                    .map(|sbc| ObjectRef::from_obj(&*sbc))
-                    .collect::<Vec<_>>()
-            },
-        )
-        .watches(
-            Api::<Server>::all(client),
-            watcher::Config::default(),
-            move |server: Server| {
-                let name = server.metadata.name.clone().unwrap_or_default();
-                by_server
-                    .state()
-                    .into_iter()
-                    .filter(|sbc| sbc.spec.server_ref.name == name)
-                    .map(|sbc| ObjectRef::from_obj(&*sbc))
-                    .collect::<Vec<_>>()
-            },
-        )
+        .with_config(config)
         .run(
             |sbc, ctx: Arc<Context>| async move {
                 let counts = ctx.reconciles.clone();
@@ -266,4 +287,37 @@ pub async fn run(ctx: Arc<Context>) {
         )
         .for_each(|_| async {})
         .await;
+}
+
+/// The SBCs that reference a Secret (same namespace, `spec.ignitionSecretRef.name`).
+fn sbcs_naming_secret(
+    sbcs: Store<ServerBootConfiguration>,
+) -> impl Fn(Secret) -> Vec<ObjectRef<ServerBootConfiguration>> + Send + Sync + 'static {
+    move |secret: Secret| {
+        let namespace = secret.metadata.namespace.clone();
+        let name = secret.metadata.name.clone();
+        sbcs.state()
+            .into_iter()
+            .filter(|sbc| {
+                sbc.metadata.namespace == namespace
+                    && sbc.spec.ignition_secret_ref.as_ref().map(|r| Some(&r.name))
+                        == Some(name.as_ref())
+            })
+            .map(|sbc| ObjectRef::from_obj(&*sbc))
+            .collect()
+    }
+}
+
+/// The SBCs whose `spec.serverRef` names a Server.
+fn sbcs_naming_server(
+    sbcs: Store<ServerBootConfiguration>,
+) -> impl Fn(Server) -> Vec<ObjectRef<ServerBootConfiguration>> + Send + Sync + 'static {
+    move |server: Server| {
+        let name = server.metadata.name.clone().unwrap_or_default();
+        sbcs.state()
+            .into_iter()
+            .filter(|sbc| sbc.spec.server_ref.name == name)
+            .map(|sbc| ObjectRef::from_obj(&*sbc))
+            .collect()
+    }
 }

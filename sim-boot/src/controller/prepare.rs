@@ -203,6 +203,14 @@ async fn server_facts(
     let api: Api<Server> = Api::all(ctx.client.clone());
     let server = match api.get_opt(name).await {
         Ok(Some(server)) => server,
+        Ok(None) if ctx.options.misbehaviour == Misbehaviour::ReadyWithoutServer => {
+            // The zero-valued Server the imitated bug carries on with: no UUID, no processors.
+            return Ok(ServerFacts {
+                uuid: String::new(),
+                architecture: ctx.options.architecture.clone(),
+                references_sbc: true,
+            });
+        }
         Ok(None) => {
             return Err(Failure::new(vec![Cond::falsity(
                 types::SERVER_RESOLVED,

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -29,6 +30,12 @@ struct Target<'a> {
 
 impl Target<'_> {
     async fn write(&self, state: State, conditions: &[Cond]) -> Result<Written, Error> {
+        let state = match state {
+            State::Pending if self.ctx.options.misbehaviour == Misbehaviour::InventedState => {
+                State::Other("Preparing".into())
+            }
+            state => state,
+        };
         let written = write_status(
             &self.api,
             &self.key.name,
@@ -54,8 +61,15 @@ pub async fn reconcile(
     if mode == Misbehaviour::CrashOnReconcile {
         panic!("crash-on-reconcile: simulated controller crash while reconciling {key}");
     }
-    if mode == Misbehaviour::Slow {
-        tokio::time::sleep(ctx.options.misbehaviour_options.slow_delay).await;
+    match mode {
+        Misbehaviour::Slow => tokio::time::sleep(ctx.options.misbehaviour_options.slow_delay).await,
+        Misbehaviour::SingleWorker => {
+            tokio::time::sleep(ctx.options.misbehaviour_options.serial_delay).await;
+        }
+        Misbehaviour::WatchFromNow if ctx.unchanged_since_start(&sbc) => {
+            return Ok(Action::await_change());
+        }
+        _ => {}
     }
     if sbc.metadata.deletion_timestamp.is_some() {
         ctx.records.remove(&key);
@@ -223,7 +237,9 @@ async fn verify_and_report(
     let skip_probe = keep_old
         || matches!(
             mode,
-            Misbehaviour::ReadyOnBadImage | Misbehaviour::ReadyOnMissingSecret
+            Misbehaviour::ReadyOnBadImage
+                | Misbehaviour::ReadyOnMissingSecret
+                | Misbehaviour::ReadyWithoutServer
         );
     if !skip_probe
         && let Err(problem) = self_probe(
@@ -260,6 +276,9 @@ async fn verify_and_report(
     } else {
         State::Ready
     };
+    if mode == Misbehaviour::LeakChildren {
+        leak_child(target, record).await?;
+    }
     if target.write(state, &conditions).await? != Written::Superseded {
         ctx.reset_backoff(&target.key);
         if mode == Misbehaviour::TouchSpec {
@@ -298,6 +317,30 @@ async fn ready_before_serving(
         records.publish(record, blobs);
     });
     Ok(Action::requeue(RESYNC))
+}
+
+/// `leak-children`: the boot record as a ConfigMap in the SBC's namespace, with no ownerReference.
+async fn leak_child(target: &Target<'_>, record: &BootRecord) -> Result<(), Error> {
+    let name = format!("sim-boot-{}", target.key.name);
+    let ignition = record.ignition.as_deref().map(crate::ignition::hash);
+    let child = json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name},
+        "data": {
+            "systemUUID": record.system_uuid,
+            "image": record.image.canonical,
+            "ignitionSHA256": ignition.unwrap_or_default(),
+        },
+    });
+    let api: Api<ConfigMap> = Api::namespaced(target.ctx.client.clone(), &target.key.namespace);
+    api.patch(
+        &name,
+        &PatchParams::apply("sim-boot").force(),
+        &Patch::Apply(&child),
+    )
+    .await?;
+    Ok(())
 }
 
 /// `touch-spec`: rewrites `spec.image` to the resolved manifest digest, a write to a field sim-boot does not own.
