@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -99,6 +99,7 @@ pub struct BackendHandle {
     records: BootRecords,
     crashes: Arc<AtomicU64>,
     reconciles: Arc<ReconcileCounts>,
+    controller_stopped: Arc<AtomicBool>,
     cancel: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -185,11 +186,13 @@ impl Backend {
             Arc::new(context)
         };
         let url = server.base_url().to_string();
-        tasks.push(tokio::spawn(supervise(
-            context,
-            crashes.clone(),
-            cancel.clone(),
-        )));
+        let controller_stopped = Arc::new(AtomicBool::new(false));
+        let stopped = controller_stopped.clone();
+        let supervised = supervise(context, crashes.clone(), cancel.clone());
+        tasks.push(tokio::spawn(async move {
+            supervised.await;
+            stopped.store(true, Ordering::SeqCst);
+        }));
         Ok(BackendHandle {
             url,
             registry_host,
@@ -197,6 +200,7 @@ impl Backend {
             server,
             crashes,
             reconciles,
+            controller_stopped,
             cancel,
             tasks,
         })
@@ -352,6 +356,11 @@ impl BackendHandle {
     /// How often the controller crashed (only `crash-on-reconcile` makes it crash).
     pub fn controller_crashes(&self) -> u64 {
         self.crashes.load(Ordering::Relaxed)
+    }
+
+    /// Whether the controller has stopped for good (only `watch-gives-up` stops it before shutdown).
+    pub fn controller_stopped(&self) -> bool {
+        self.controller_stopped.load(Ordering::SeqCst)
     }
 
     /// Reconciles started and finished so far, across controller restarts.

@@ -95,3 +95,50 @@ async fn watch_from_now_forgets_ready_configurations_across_a_restart() {
     assert_eq!(state_of(&before), "Ready");
     assert_eq!(env.get(&format!("/ipxe/{UUID}")).await.status, 404);
 }
+
+#[tokio::test]
+async fn watch_gives_up_stops_provisioning_after_a_dropped_watch() {
+    let env = env(Misbehaviour::WatchGivesUp).await;
+    env.ready_machine("before", UUID, &env.backend.image(names::OS_V1))
+        .await;
+    assert!(!env.backend.controller_stopped());
+    env.api.faults().drop_watches();
+    // The bug itself is the witness: the controller ends for good instead of relisting.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !env.backend.controller_stopped() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the controller outlived its broken watch"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let reconciles = env.backend.reconciles().started();
+    env.server("after", OTHER_UUID).await;
+    env.sbc("after", "after", &env.backend.image(names::OS_V1), None)
+        .await;
+    env.reference("after", "after").await;
+    assert_eq!(env.backend.reconciles().started(), reconciles);
+    assert_eq!(state_of(&env.sbcs().get("after").await.unwrap()), "");
+}
+
+#[tokio::test]
+async fn single_worker_reconciles_one_configuration_at_a_time() {
+    let mut options = options(Misbehaviour::SingleWorker);
+    options.controller.misbehaviour_options.serial_delay = Duration::from_millis(200);
+    let env = env_with(options).await;
+    let names: Vec<String> = (0..4).map(|i| format!("m{i}")).collect();
+    let started = tokio::time::Instant::now();
+    for (i, name) in names.iter().enumerate() {
+        env.server(name, &format!("2C4A1E5B-0000-4000-8000-0000000000d{i}"))
+            .await;
+        env.sbc(name, name, &env.backend.image(names::OS_V1), None)
+            .await;
+        env.reference(name, name).await;
+    }
+    for name in &names {
+        env.wait_state(name, "Ready").await;
+    }
+    assert_eq!(env.backend.reconciles().peak_in_flight(), 1);
+    // At least one 200 ms reconcile per configuration, one after the other.
+    assert!(started.elapsed() >= Duration::from_millis(800));
+}

@@ -73,9 +73,25 @@ impl Default for ControllerOptions {
 pub struct ReconcileCounts {
     started: AtomicU64,
     finished: AtomicU64,
+    peak_in_flight: AtomicU64,
 }
 
 impl ReconcileCounts {
+    fn start(&self) {
+        let started = self.started.fetch_add(1, Ordering::SeqCst) + 1;
+        let in_flight = started.saturating_sub(self.finished.load(Ordering::SeqCst));
+        self.peak_in_flight.fetch_max(in_flight, Ordering::SeqCst);
+    }
+
+    fn finish(&self) {
+        self.finished.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The most reconciles seen running at once.
+    pub fn peak_in_flight(&self) -> u64 {
+        self.peak_in_flight.load(Ordering::SeqCst)
+    }
+
     pub fn started(&self) -> u64 {
         self.started.load(Ordering::SeqCst)
     }
@@ -277,9 +293,9 @@ pub async fn run(ctx: Arc<Context>) {
         .run(
             |sbc, ctx: Arc<Context>| async move {
                 let counts = ctx.reconciles.clone();
-                counts.started.fetch_add(1, Ordering::SeqCst);
+                counts.start();
                 let outcome = reconcile::reconcile(sbc, ctx).await;
-                counts.finished.fetch_add(1, Ordering::SeqCst);
+                counts.finish();
                 outcome
             },
             error_policy,
