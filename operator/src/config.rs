@@ -119,9 +119,13 @@ pub struct Flags {
     /// Port of the Redfish event receiver.
     #[arg(long, default_value_t = 10001)]
     pub event_port: u16,
-    /// Base URL the BMCs push events to (`EVENT_ADDRESS`); subscriptions are created only when set.
-    #[arg(long, env = "EVENT_ADDRESS", default_value = "")]
+    /// Base URL the BMCs push events to; else `<event-protocol>://$EVENT_ADDRESS:<event-port>`.
+    /// Subscriptions and the receiver exist only when one of them is set.
+    #[arg(long, default_value = "")]
     pub event_url: String,
+    /// Protocol of the event URL built from EVENT_ADDRESS.
+    #[arg(long, default_value = "http")]
+    pub event_protocol: String,
     /// Namespace of the discovery ServerBootConfigurations and their Secrets.
     #[arg(long, default_value = "default")]
     pub manager_namespace: String,
@@ -258,6 +262,19 @@ impl Default for Config {
 }
 
 impl Flags {
+    /// `--event-url`, else built from the `EVENT_ADDRESS` host as upstream; empty when neither is set.
+    fn resolved_event_url(&self) -> String {
+        if !self.event_url.is_empty() {
+            return self.event_url.clone();
+        }
+        match std::env::var("EVENT_ADDRESS") {
+            Ok(host) if !host.is_empty() => {
+                format!("{}://{}:{}", self.event_protocol, host, self.event_port)
+            }
+            _ => String::new(),
+        }
+    }
+
     /// Resolves flags into a [`Config`], reading the ignition template file. Errors are user-facing.
     pub fn to_config(&self) -> anyhow::Result<Config> {
         let registry_url = if !self.registry_url.is_empty() {
@@ -294,7 +311,7 @@ impl Flags {
             registry_url,
             registry_client_timeout: self.registry_client_timeout,
             registry_data_max_age: self.registry_data_max_age,
-            event_url: self.event_url.clone(),
+            event_url: self.resolved_event_url(),
             default_bmc_scheme: default_bmc_scheme.into(),
             skip_cert_validation: self.skip_cert_validation,
             discovery_ignition_template: template,

@@ -18,5 +18,6 @@ pub mod redfish;
 pub mod registry;
 mod runtime;
 pub mod selector;
+pub mod serverevents;
 
 pub use runtime::{OperatorHandle, Options, run};

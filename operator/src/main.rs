@@ -84,6 +84,10 @@ async fn main_inner(flags: Flags) -> anyhow::Result<()> {
     let mut options = operator::Options::new(config.clone());
     options.mac_db = mac_db;
     options.registry_listen = Some(SocketAddr::from(([0, 0, 0, 0], flags.registry_port)));
+    if !config.event_url.is_empty() {
+        // As upstream: the receiver runs only when BMCs are told where to push.
+        options.event_listen = Some(SocketAddr::from(([0, 0, 0, 0], flags.event_port)));
+    }
     let ready = Arc::new(AtomicBool::new(false));
     let mut probes = Probes {
         ready: ready.clone(),

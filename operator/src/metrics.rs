@@ -1,5 +1,6 @@
 //! Prometheus metrics: controller-runtime-style reconcile metrics and upstream's `metal_server_*`.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use metal_api::Server;
@@ -9,6 +10,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+use crate::serverevents::EventCollector;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ControllerLabels {
@@ -51,6 +54,8 @@ pub struct Metrics {
     pub power_on_requests: AtomicU64,
     /// Power-ons withheld because the boot configuration left Ready between the gate and the BMC.
     pub power_on_withheld: AtomicU64,
+    /// What the Redfish event receiver has seen (`redfish_event_alert_total`, `redfish_monitor_reading`).
+    pub server_events: Arc<EventCollector>,
 }
 
 impl Default for Metrics {
@@ -114,6 +119,8 @@ impl Metrics {
             "Number of Servers per condition type and status",
             server_condition_status.clone(),
         );
+        let server_events = Arc::new(EventCollector::default());
+        registry.register_collector(Box::new(server_events.clone()));
         Self {
             registry,
             reconcile_total,
@@ -126,6 +133,7 @@ impl Metrics {
             server_condition_status,
             power_on_requests: AtomicU64::new(0),
             power_on_withheld: AtomicU64::new(0),
+            server_events,
         }
     }
 

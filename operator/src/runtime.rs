@@ -24,6 +24,8 @@ pub struct Options {
     pub registry_listen: Option<SocketAddr>,
     /// Transport of the registry client; in-process when `None` and `registry_listen` is `None`.
     pub registry_transport: Option<HttpService>,
+    /// Where to serve the Redfish event receiver (`/serverevents/…`); not served when `None`.
+    pub event_listen: Option<SocketAddr>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
     pub mac_db: MacDb,
@@ -45,6 +47,7 @@ impl Options {
             config,
             registry_listen: None,
             registry_transport: None,
+            event_listen: None,
             clock: TokioClock::shared(),
             metrics: Arc::new(Metrics::new()),
             mac_db: MacDb::default(),
@@ -59,6 +62,8 @@ pub struct OperatorHandle {
     pub stores: Stores,
     /// Bound address of the registry when it listens on a socket.
     pub registry_addr: Option<SocketAddr>,
+    /// Bound address of the Redfish event receiver, when it listens.
+    pub event_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
 }
@@ -108,18 +113,16 @@ pub async fn run(options: Options, client: kube::Client) -> anyhow::Result<Opera
         (None, None) => service_transport(registry.router()),
     };
     if let Some(addr) = options.registry_listen {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        registry_addr = Some(listener.local_addr()?);
-        let router = registry.router();
-        let stop = shutdown.clone();
-        tasks.spawn(async move {
-            let serve =
-                axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned());
-            if let Err(error) = serve.await {
-                tracing::error!(%error, "registry server failed");
-            }
-        });
+        registry_addr =
+            Some(serve(&mut tasks, addr, registry.router(), &shutdown, "registry").await?);
     }
+    let event_addr = match options.event_listen {
+        Some(addr) => {
+            let router = crate::serverevents::router(options.metrics.server_events.clone());
+            Some(serve(&mut tasks, addr, router, &shutdown, "event receiver").await?)
+        }
+        None => None,
+    };
     let registry_client = RegistryClient::new(
         registry_transport,
         &options.config.registry_url,
@@ -155,7 +158,30 @@ pub async fn run(options: Options, client: kube::Client) -> anyhow::Result<Opera
         registry,
         stores,
         registry_addr,
+        event_addr,
         shutdown,
         tasks,
     })
+}
+
+/// Serves `router` on `addr` until shutdown; returns the bound address.
+async fn serve(
+    tasks: &mut JoinSet<()>,
+    addr: SocketAddr,
+    router: axum::Router,
+    shutdown: &CancellationToken,
+    what: &'static str,
+) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("{what}: binding {addr}: {e}"))?;
+    let bound = listener.local_addr()?;
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        let serve = axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned());
+        if let Err(error) = serve.await {
+            tracing::error!(%error, what, "HTTP server failed");
+        }
+    });
+    Ok(bound)
 }

@@ -16,17 +16,27 @@ use sim_bmc::fleet::BindMode;
 const T: Duration = Duration::from_secs(30);
 
 async fn wait_ready(h: &Harness, bmc: &str, status: &str, reason: &str) -> BMC {
+    wait_bmc_condition(h, bmc, "Ready", status, reason).await
+}
+
+async fn wait_bmc_condition(
+    h: &Harness,
+    bmc: &str,
+    type_: &str,
+    status: &str,
+    reason: &str,
+) -> BMC {
     let api = Api::<BMC>::all(h.client.clone());
     h.wait_for(
         &api,
         bmc,
         T,
-        &format!("Ready={status}/{reason}"),
+        &format!("{type_}={status}/{reason}"),
         |b: &BMC| {
             b.status.as_ref().is_some_and(|s| {
                 s.conditions
                     .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == status && c.reason == reason)
+                    .any(|c| c.type_ == type_ && c.status == status && c.reason == reason)
             })
         },
     )
@@ -250,4 +260,42 @@ async fn stuck_powering_on_is_waited_for_not_repeated() {
         before + 1,
         "a BMC reporting PoweringOn is not asked again"
     );
+}
+
+/// The Systems service of a BMC fails (500) while its manager still answers: after
+/// `--bmc-failure-reset-delay` the operator sends one `Manager.Reset`, not one per retry, and
+/// clears `Reset` once the BMC answers again.
+#[tokio::test]
+async fn failing_bmc_is_reset_once_through_manager_reset_and_recovers() {
+    let mut options = HarnessOptions::new(1);
+    options.config.bmc_failure_reset_delay = Duration::from_millis(500);
+    options.config.bmc_reset_waiting_interval = Duration::from_millis(500);
+    let mut h = Harness::start(options).await;
+    let bmcs = h.create_bmcs().await;
+    h.start_operator().await;
+    wait_ready(&h, &bmcs[0], "True", "Connected").await;
+    let faults = h.fleet.faults(&bmcs[0]).unwrap();
+    faults.set(vec![FaultSpec {
+        kind: FaultKind::ServerErrors {
+            rate: 1.0,
+            status: 500,
+        },
+        endpoint: Some("/redfish/v1/Systems".into()),
+    }]);
+    wait_ready(&h, &bmcs[0], "False", "InternalServerError").await;
+    wait_bmc_condition(&h, &bmcs[0], "Reset", "True", "AutoResetting").await;
+    eventually(T, "Manager.Reset sent", || h.manager_resets(&bmcs[0]) == 1).await;
+    // Still failing after the reset window: the outage gets no second reset.
+    let metrics = h.operator.as_ref().unwrap().metrics.clone();
+    let target = metrics.reconcile_count("bmc") + 6;
+    eventually(T, "bmc retries", || {
+        metrics.reconcile_count("bmc") >= target
+    })
+    .await;
+    assert_eq!(h.manager_resets(&bmcs[0]), 1, "BMC reset in a loop");
+    faults.set(vec![]);
+    wait_ready(&h, &bmcs[0], "True", "Connected").await;
+    wait_bmc_condition(&h, &bmcs[0], "Reset", "False", "ResetComplete").await;
+    assert_eq!(h.manager_resets(&bmcs[0]), 1);
+    assert!(!h.events_for(&bmcs[0], "BMCAutoReset").await.is_empty());
 }

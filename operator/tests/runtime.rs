@@ -332,3 +332,70 @@ async fn binary_runs_with_kubeconfig_serves_probes_and_metrics_and_stops_on_sigt
         "lease released on shutdown"
     );
 }
+
+/// `--event-url`: the BMC controller subscribes each BMC to the receiver, and what a BMC pushes to
+/// that destination (over loopback HTTP) shows up as upstream's `redfish_event_alert_total`.
+#[tokio::test]
+async fn bmc_events_pushed_to_the_subscribed_destination_become_metrics() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut options = HarnessOptions::new(1);
+    options.probe = false;
+    options.config.event_url = format!("http://127.0.0.1:{port}");
+    let mut h = Harness::start(options).await;
+    h.event_listen = Some(([127, 0, 0, 1], port).into());
+    let bmcs = h.create_bmcs().await;
+    h.start_operator().await;
+    let bmc = h
+        .wait_for(
+            &Api::<metal_api::BMC>::all(h.client.clone()),
+            &bmcs[0],
+            T,
+            "subscriptions",
+            |b: &metal_api::BMC| {
+                b.status.as_ref().is_some_and(|s| {
+                    s.events_subscription_link.is_some()
+                        && s.metrics_report_subscription_link.is_some()
+                })
+            },
+        )
+        .await;
+    // Read the destination back from the BMC, as the BMC itself would use it.
+    let info = &h.fleet.bmcs()[0];
+    let redfish = operator::redfish::RedfishClient::new(
+        operator::redfish::service_transport(h.fleet.router(&info.name).unwrap()),
+        &info.url,
+        operator::redfish::Credentials {
+            username: info.username.clone(),
+            password: info.password.clone(),
+        },
+        Default::default(),
+    )
+    .unwrap();
+    let link = bmc.status.unwrap().events_subscription_link.unwrap();
+    let subscription: serde_json::Value = redfish.get(&link).await.unwrap();
+    let destination = subscription["Destination"].as_str().unwrap().to_owned();
+    assert_eq!(
+        destination,
+        format!("http://127.0.0.1:{port}/serverevents/alerts/{}", bmcs[0])
+    );
+    let event = r##"{"@odata.type": "#Event.v1_7_0.Event", "Id": "1", "Name": "Event Array",
+        "Events": [{"EventType": "Alert", "EventId": "4711", "MessageId": "EventLog.1.0.FanFailed",
+        "MessageSeverity": "Critical", "Message": "Fan 1 failed",
+        "OriginOfCondition": {"@odata.id": "/redfish/v1/Chassis/1/Thermal#/Fans/0"}}]}"##;
+    let http = hyper_transport(TlsVerification::Verify);
+    let (status, _) = call(&http, "POST", &destination, event).await;
+    assert_eq!(status, 200);
+    let (status, body) = call(&http, "POST", &destination, "{not json").await;
+    assert_eq!(status, 400, "{body}");
+    let metrics = h.operator.as_ref().unwrap().metrics.encode();
+    let expected = format!(
+        r#"redfish_event_alert_total{{hostname="{}",severity="Critical",message_id="EventLog.1.0.FanFailed",component="0"}} 1"#,
+        bmcs[0]
+    );
+    assert!(metrics.contains(&expected), "{metrics}");
+    h.stop_operator().await;
+}

@@ -99,7 +99,7 @@ async fn reconcile(bmc: Arc<BMC>, ctx: Arc<Context>) -> Result<Action> {
     })
 }
 
-fn set(
+pub(super) fn set(
     status: &mut BMCStatus,
     ctx: &Context,
     type_: &str,
@@ -128,23 +128,16 @@ async fn apply(bmc: Arc<BMC>, ctx: &Context) -> Result<Action> {
     let redfish = ctx.redfish(&access)?;
     if let Some(pending) =
         conditions::find(&status.conditions, keys::conditions::RESET).filter(|c| c.status == "True")
+        && conditions::age(pending, ctx.clock.now()) < ctx.config.bmc_reset_waiting_interval
     {
-        if conditions::age(pending, ctx.clock.now()) < ctx.config.bmc_reset_waiting_interval {
-            status.state = Some(metal_api::BMCState::Pending);
-            write_status(&bmc, ctx, &original, &status).await?;
-            return Ok(Action::requeue(ctx.config.power_polling_interval));
-        }
-        set(
-            &mut status,
-            ctx,
-            keys::conditions::RESET,
-            false,
-            keys::conditions::REASON_RESET_COMPLETE,
-            "reset finished".into(),
-        );
+        // Give the BMC time to go down and come back before talking to it again.
+        status.state = Some(metal_api::BMCState::Pending);
+        write_status(&bmc, ctx, &original, &status).await?;
+        return Ok(Action::requeue(ctx.config.power_polling_interval));
     }
     let connected = connect_and_describe(&bmc, ctx, &redfish, &mut status).await;
     if let Err(error) = connected {
+        let reset = super::bmc_reset::auto_reset(&bmc, ctx, &redfish, &mut status).await;
         set(
             &mut status,
             ctx,
@@ -154,7 +147,10 @@ async fn apply(bmc: Arc<BMC>, ctx: &Context) -> Result<Action> {
             error.to_string(),
         );
         write_status(&bmc, ctx, &original, &status).await?;
-        return Err(error.into());
+        return match reset {
+            Some(action) => Ok(action),
+            None => Err(error.into()),
+        };
     }
     set(
         &mut status,
@@ -164,6 +160,17 @@ async fn apply(bmc: Arc<BMC>, ctx: &Context) -> Result<Action> {
         reason::CONNECTED,
         "BMC is reachable".into(),
     );
+    if conditions::is_true(&status.conditions, keys::conditions::RESET) {
+        // The BMC answers again: the reset (user-requested or automatic) is over.
+        set(
+            &mut status,
+            ctx,
+            keys::conditions::RESET,
+            false,
+            keys::conditions::REASON_RESET_COMPLETE,
+            "BMC reset is complete".into(),
+        );
+    }
     if let Some(action) = handle_operation(&bmc, ctx, &redfish, &mut status).await? {
         write_status(&bmc, ctx, &original, &status).await?;
         return Ok(action);

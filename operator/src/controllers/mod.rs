@@ -2,6 +2,7 @@
 //! (metrics, panic isolation, malformed-object events, bounded error backoff).
 
 pub mod bmc;
+mod bmc_reset;
 pub mod bmcsecret;
 pub mod endpoint;
 pub mod readiness_rule;

@@ -129,6 +129,33 @@ async fn register(registry: HttpService, uuid: String, macs: Vec<String>) {
     let _ = registry.oneshot(request).await;
 }
 
+/// One Redfish request the operator sent to a simulated BMC.
+#[derive(Clone, Debug)]
+pub struct RedfishRequest {
+    pub bmc: String,
+    pub method: http::Method,
+    pub path: String,
+}
+
+/// The BMC's router, recording each request into `log` first.
+fn recorded(
+    router: &axum::Router,
+    bmc: &str,
+    log: &Arc<Mutex<Vec<RedfishRequest>>>,
+) -> axum::Router {
+    let (bmc, log) = (bmc.to_owned(), log.clone());
+    router.clone().layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            log.lock().unwrap().push(RedfishRequest {
+                bmc: bmc.clone(),
+                method: request.method().clone(),
+                path: request.uri().path().to_owned(),
+            });
+            next.run(request)
+        },
+    ))
+}
+
 /// Requests the operator's client sent to the API server (writes = everything but GET).
 #[derive(Default)]
 pub struct ApiCounters {
@@ -187,6 +214,10 @@ pub struct Harness {
     pub config: Config,
     /// Installed on the operator's API client at the next `start_operator`.
     pub operator_hook: Option<ApiHook>,
+    /// Every Redfish request the operator sent (in-process BMCs only), in order.
+    pub redfish_requests: Arc<Mutex<Vec<RedfishRequest>>>,
+    /// Where the operator serves its Redfish event receiver (none by default).
+    pub event_listen: Option<std::net::SocketAddr>,
     bind: BindMode,
     routers: HashMap<String, axum::Router>,
     probe_registry: Arc<Mutex<Option<HttpService>>>,
@@ -231,6 +262,8 @@ impl Harness {
             fleet,
             operator: None,
             operator_hook: None,
+            redfish_requests: Arc::default(),
+            event_listen: None,
             operator_api: Arc::default(),
             config: options.config,
             bind: options.bind,
@@ -253,12 +286,13 @@ impl Harness {
             BindMode::Loopback => BmcConnector::sockets(TlsVerification::Skip, options),
             BindMode::InProcess => {
                 let routers = self.routers.clone();
+                let log = self.redfish_requests.clone();
                 BmcConnector::with_resolver(
                     Arc::new(move |endpoint: &str| {
                         let host = endpoint.split("://").nth(1).unwrap_or_default();
                         let name = host.split(".sim.invalid").next().unwrap_or_default();
                         match routers.get(name) {
-                            Some(router) => service_transport(router.clone()),
+                            Some(router) => service_transport(recorded(router, name, &log)),
                             // A "BMC" that answers 200 with HTML to everything: garbage to a Redfish client.
                             None => service_transport(
                                 axum::Router::new()
@@ -277,6 +311,7 @@ impl Harness {
         let mut options = operator::Options::new(self.config.clone());
         options.connector = self.connector();
         options.mac_db = self.mac_db.clone();
+        options.event_listen = self.event_listen;
         let client = hooked_client(
             self.api.router(),
             self.operator_api.clone(),
@@ -446,6 +481,18 @@ impl Harness {
                 _ => None,
             })
             .collect()
+    }
+
+    /// How many `Manager.Reset` actions the operator sent to the BMC.
+    pub fn manager_resets(&self, bmc: &str) -> usize {
+        self.redfish_requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| {
+                r.bmc == bmc && r.method == http::Method::POST && r.path.ends_with("/Manager.Reset")
+            })
+            .count()
     }
 
     pub fn first_system_uuid(&self) -> String {
