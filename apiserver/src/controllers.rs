@@ -2,7 +2,7 @@
 //! collection by ownerReferences (background, foreground, orphan) and namespace deletion; plus the CRD cleanup
 //! that apiextensions does when a CRD is deleted.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -121,17 +121,17 @@ fn relevant(kind: EventType, meta: &Meta) -> bool {
 }
 
 async fn sweep(st: &Arc<State>) {
-    let all = st.store.all_objects();
-    let live: HashSet<&str> = all.iter().map(|(_, o)| &*o.meta.uid).collect();
+    let view = st.store.gc_view();
     let mut dependents: HashMap<&str, Vec<ObjKey>> = HashMap::new();
-    for (key, obj) in &all {
+    for (key, obj) in &view.objects {
         for owner in &obj.meta.owners {
             dependents.entry(owner).or_default().push(key.clone());
         }
     }
-    for (key, obj) in &all {
+    for (key, obj) in &view.objects {
         let meta = &obj.meta;
-        let orphaned = !meta.owners.is_empty() && meta.owners.iter().all(|o| !live.contains(&**o));
+        let orphaned =
+            !meta.owners.is_empty() && meta.owners.iter().all(|o| !view.live_owners.contains(o));
         if orphaned && !meta.deleting {
             delete_key(st, key, None).await;
         }

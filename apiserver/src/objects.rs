@@ -366,7 +366,8 @@ pub fn prepare_update(
         }
     }
     scope_to_subresource(info, old, new, sub);
-    let old_meta = meta(old).cloned().unwrap_or_default();
+    let no_meta = Map::new();
+    let old_meta = meta(old).unwrap_or(&no_meta);
     let mut causes = metadata_causes(meta_mut(new));
     let new_meta = meta_mut(new);
     for immutable in [

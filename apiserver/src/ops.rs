@@ -311,14 +311,16 @@ pub async fn update(
         if ctx.dry_run {
             return Ok(Arc::new(StoredObject::detached(&info.key, &new)));
         }
-        if new == current {
-            return Ok(stored);
-        }
         let removed = objects::ready_to_remove(info, &new);
         let write = if removed {
             Write::Delete
         } else {
-            Write::Put(Prepared::new(&info.key, &new))
+            let prepared = Prepared::new(&info.key, &new);
+            // A no-op write (same bytes as stored) changes nothing, not even the resourceVersion.
+            if prepared.serialises(&stored) {
+                return Ok(stored);
+            }
+            Write::Put(prepared)
         };
         match st.store.commit(key, Precondition::Rv(rv), write) {
             Ok(committed) => return finish(st, info, committed, removed).await,

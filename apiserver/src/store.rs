@@ -6,7 +6,7 @@
 //! resourceVersion and update the maps. Every commit is appended to the history ring and broadcast to watchers;
 //! events share the stored bytes, so a version of an object costs its bytes once however many hold it.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -132,6 +132,12 @@ pub struct Page {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Compacted {
     pub oldest: u64,
+}
+
+/// See [`Store::gc_view`].
+pub struct GcView {
+    pub objects: Vec<(ObjKey, Arc<StoredObject>)>,
+    pub live_owners: HashSet<Box<str>>,
 }
 
 /// How far (in events) a watcher may fall behind before it is told to relist. The ring keeps that many events
@@ -292,23 +298,39 @@ impl Store {
             .collect()
     }
 
-    /// Every stored object (for controllers' scans).
-    pub fn all_objects(&self) -> Vec<(ObjKey, Arc<StoredObject>)> {
+    /// What the garbage collector looks at: the objects that have owners or are being deleted, and which of
+    /// their owners exist. Everything else is skipped without copying a key.
+    pub fn gc_view(&self) -> GcView {
         let inner = self.lock();
-        let mut out = Vec::new();
-        for (res, objects) in &inner.objects {
-            for ((ns, name), (_, obj)) in objects.range(None, None) {
-                out.push((
-                    ObjKey {
+        let mut objects = Vec::new();
+        let mut wanted: HashSet<&str> = HashSet::new();
+        for (res, by_name) in &inner.objects {
+            for ((ns, name), (_, obj)) in by_name.range(None, None) {
+                if obj.meta.deleting || !obj.meta.owners.is_empty() {
+                    wanted.extend(obj.meta.owners.iter().map(|o| &**o));
+                    let key = ObjKey {
                         resource: res.clone(),
                         namespace: ns.to_string(),
                         name: name.to_string(),
-                    },
-                    obj.clone(),
-                ));
+                    };
+                    objects.push((key, obj.clone()));
+                }
             }
         }
-        out
+        let mut live_owners = HashSet::new();
+        if !wanted.is_empty() {
+            for by_name in inner.objects.values() {
+                for (_, (_, obj)) in by_name.range(None, None) {
+                    if wanted.contains(&*obj.meta.uid) {
+                        live_owners.insert(obj.meta.uid.clone());
+                    }
+                }
+            }
+        }
+        GcView {
+            objects,
+            live_owners,
+        }
     }
 
     /// Commits a write if the precondition holds, stamping the object with the new resourceVersion.

@@ -216,6 +216,13 @@ impl Prepared {
         }
     }
 
+    /// Whether this is exactly `stored` (apart from the resourceVersion): the write would change nothing.
+    pub fn serialises(&self, stored: &StoredObject) -> bool {
+        stored.tail != 0
+            && stored.line[stored.tail as usize..stored.line.len() - LINE_END.len()]
+                == self.tail[..]
+    }
+
     /// The stored object for a commit at `rv` of event type `kind`.
     pub fn stamp(self, kind: &str, rv: u64) -> StoredObject {
         stamp(kind, rv, &self.tail, self.meta)
@@ -250,6 +257,10 @@ mod tests {
         let added: Value = serde_json::from_slice(&stored.line_as("ADDED")).unwrap();
         assert_eq!(added["type"], "ADDED");
         assert_eq!(added["object"], want);
+        assert!(Prepared::new("/configmaps", &obj).serialises(&stored));
+        let mut other = obj.clone();
+        other["data"]["k"] = json!("w");
+        assert!(!Prepared::new("/configmaps", &other).serialises(&stored));
         let deleted = stored.restamp("DELETED", 43);
         assert_eq!(deleted.value()["metadata"]["resourceVersion"], "43");
         assert_eq!(deleted.value()["data"], json!({"k": "v"}));
