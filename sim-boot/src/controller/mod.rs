@@ -249,7 +249,8 @@ fn error_policy(_sbc: Arc<ServerBootConfiguration>, error: &Error, _ctx: Arc<Con
     Action::requeue(Duration::from_secs(2))
 }
 
-/// Runs the controller until the stream ends (it does not on its own). Panics in reconcile propagate.
+/// Runs the controller until it is aborted (only `watch-gives-up` ends it on its own). Panics in reconcile
+/// propagate.
 pub async fn run(ctx: Arc<Context>) {
     let client = ctx.client.clone();
     let (sbcs, secrets): (Api<ServerBootConfiguration>, Api<Secret>) = match &ctx.options.namespace
@@ -272,11 +273,11 @@ pub async fn run(ctx: Arc<Context>) {
     let mut controller = controller
         .watches(secrets, watcher::Config::default(), by_secret)
         .watches(servers, watcher::Config::default(), by_server);
-    // Aborts the fragile watch when the controller stops or is aborted.
-    let mut _fragile = None;
+    // Dropping the guard aborts the fragile watch when the controller stops or is aborted.
+    let mut _fragile_watch_guard = None;
     if mode == Misbehaviour::WatchGivesUp {
         let (broken, stop) = tokio::sync::oneshot::channel::<()>();
-        _fragile = Some(AbortOnDropHandle::new(tokio::spawn(async move {
+        _fragile_watch_guard = Some(AbortOnDropHandle::new(tokio::spawn(async move {
             fragile_watch::until_broken(store_sbcs).await;
             let _ = broken.send(());
         })));
