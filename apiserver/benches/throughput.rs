@@ -47,6 +47,12 @@ async fn send(client: &kube::Client, method: &str, uri: &str, ct: &str, body: Ve
     status
 }
 
+async fn fetch(client: &kube::Client, uri: &str) -> bytes::Bytes {
+    let req = Request::builder().uri(uri).body(Body::empty()).unwrap();
+    let resp = client.send(req).await.expect("request");
+    resp.into_body().collect().await.expect("body").to_bytes()
+}
+
 fn micros_since(base: Instant) -> u64 {
     base.elapsed().as_micros() as u64
 }
@@ -310,6 +316,10 @@ async fn main() {
         list_lat.push(t.elapsed().as_micros() as u64);
     }
     list_lat.sort_unstable();
+    // The memory floor: the objects' own JSON (what a list returns), per 10,000 objects.
+    let listed = fetch(&client, &format!("{SERVERS}?limit=10000")).await;
+    let listed_items = objects.min(10_000);
+    let json_per_10k = listed.len() as f64 * 10_000.0 / listed_items as f64 / (1024.0 * 1024.0);
     for t in &watch_tasks {
         t.abort();
     }
@@ -349,6 +359,11 @@ async fn main() {
     );
     println!(
         "server RSS after the creates only: {per_10k_created:.1} MiB per 10,000 objects (history and watch ring included)"
+    );
+    println!(
+        "baseline: the objects' JSON is {json_per_10k:.1} MiB per 10,000 objects; RSS per 10,000 objects is {:.1}x that ({:.1}x after the creates only)",
+        per_10k / json_per_10k,
+        per_10k_created / json_per_10k
     );
     let _ = child.start_kill();
 }
