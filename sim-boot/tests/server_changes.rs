@@ -169,3 +169,51 @@ async fn a_server_that_drops_its_reference_takes_the_configuration_out_of_servic
     assert_eq!(state_of(&pending), "Pending");
     assert_eq!(env.get(&format!("/ipxe/{UUID}")).await.status, 404);
 }
+
+/// Retries a request the fault injection may fail; the test's own requests are not under test.
+async fn until_ok<T, F, Fut>(what: &str, request: F) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match request().await {
+            Ok(value) => return value,
+            Err(error) => assert!(tokio::time::Instant::now() < deadline, "{what}: {error}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn ready_survives_failing_api_reads() {
+    let env = env(Misbehaviour::None).await;
+    let ready = env
+        .ready_machine("steady", UUID, &env.backend.image(names::OS_V1))
+        .await;
+    let servers: Api<Server> = Api::all(env.client.clone());
+    // Every other API request fails with 500 while the operator keeps touching the Server.
+    env.api.faults().set_error_rate(0.5, 500);
+    for round in 0..6 {
+        let before = env.backend.reconciles().started();
+        let patch =
+            json!({"metadata": {"labels": {"metal.ironcore.dev/round": round.to_string()}}});
+        let (params, merge) = (PatchParams::default(), Patch::Merge(&patch));
+        until_ok("label the Server", || {
+            servers.patch("steady", &params, &merge)
+        })
+        .await;
+        wait_reconciled_since(&env, before).await;
+    }
+    env.api.faults().clear();
+    // Nothing else writes the SBC: an unchanged resourceVersion means no status write at all.
+    let sbcs = env.sbcs();
+    let after = until_ok("read the SBC", || sbcs.get("steady")).await;
+    assert_eq!(
+        after.metadata.resource_version, ready.metadata.resource_version,
+        "status written while reads failed: {:#?}",
+        after.status
+    );
+    assert_eq!(env.get(&format!("/ipxe/{UUID}")).await.status, 200);
+}

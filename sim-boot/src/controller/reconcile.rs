@@ -109,7 +109,10 @@ pub async fn reconcile(
     }
     match prepare(&sbc, &ctx).await {
         Ok(prepared) => on_prepared(&target, state, fresh, prepared).await,
-        Err(failure) => on_failure(&target, failure).await,
+        Err(failure) => {
+            let ready_now = fresh && state == Some(State::Ready);
+            on_failure(&target, failure, ready_now).await
+        }
     }
 }
 
@@ -147,8 +150,19 @@ fn complete(mut conditions: Vec<Cond>, why: &str) -> Vec<Cond> {
     conditions
 }
 
-async fn on_failure(target: &Target<'_>, failure: Failure) -> Result<Action, Error> {
+async fn on_failure(
+    target: &Target<'_>,
+    failure: Failure,
+    ready_now: bool,
+) -> Result<Action, Error> {
     let ctx = target.ctx;
+    let transient = !failure.conditions.iter().any(|c| c.status == "False");
+    if transient && ready_now && ctx.records.get(&target.key).is_some() {
+        // A read that failed (API server overloaded or restarting) says nothing about the inputs: keep
+        // serving what was verified for this generation and look again soon, instead of flapping.
+        tracing::warn!(sbc = %target.key, "inputs unreadable while Ready; keeping Ready and retrying");
+        return Ok(Action::requeue(ctx.backoff(&target.key)));
+    }
     // Error means nothing is served for this SBC: a machine must not boot a previous generation's artifacts.
     ctx.records.remove(&target.key);
     let blocking: Vec<_> = failure
