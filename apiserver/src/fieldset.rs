@@ -140,26 +140,37 @@ impl FieldSet {
         set
     }
 
-    pub fn union(&mut self, other: &FieldSet) {
+    /// Adds every owned node of `other`; true if that added any.
+    pub fn union(&mut self, other: &FieldSet) -> bool {
+        let mut added = other.own && !self.own;
         self.own |= other.own;
         for (k, v) in &other.children {
-            self.children.entry(k.clone()).or_default().union(v);
+            match self.children.get_mut(k) {
+                Some(mine) => added |= mine.union(v),
+                None => {
+                    self.children.insert(k.clone(), v.clone());
+                    added = true;
+                }
+            }
         }
+        added
     }
 
-    /// Removes every owned node of `other` from `self`.
-    pub fn subtract(&mut self, other: &FieldSet) {
+    /// Removes every owned node of `other` from `self`; true if that removed any.
+    pub fn subtract(&mut self, other: &FieldSet) -> bool {
+        let mut removed = other.own && self.own;
         if other.own {
             self.own = false;
         }
         for (k, v) in &other.children {
             if let Some(mine) = self.children.get_mut(k) {
-                mine.subtract(v);
+                removed |= mine.subtract(v);
                 if mine.is_empty() {
                     self.children.remove(k);
                 }
             }
         }
+        removed
     }
 
     /// Owned paths present in both sets.
@@ -197,16 +208,23 @@ impl FieldSet {
         }
     }
 
-    /// Keeps only paths that still exist in `obj`.
-    pub fn retain_existing(&mut self, obj: &Value) {
+    /// Keeps only paths that still exist in `obj`; true if any was dropped.
+    pub fn retain_existing(&mut self, obj: &Value) -> bool {
+        let mut dropped = false;
         self.children
             .retain(|k, child| match lookup_element(obj, k) {
                 Some(v) => {
-                    child.retain_existing(v);
-                    !child.is_empty()
+                    dropped |= child.retain_existing(v);
+                    let keep = !child.is_empty();
+                    dropped |= !keep;
+                    keep
                 }
-                None => false,
+                None => {
+                    dropped = true;
+                    false
+                }
             });
+        dropped
     }
 
     pub fn to_json(&self) -> Value {

@@ -102,34 +102,38 @@ pub struct Writer<'a> {
 /// fields that disappeared are dropped from every manager.
 pub fn record_update(old: Option<&Value>, new: &mut Value, schema: Option<&Value>, w: &Writer) {
     let mut entries = old.map(read_entries).unwrap_or_default();
-    let before = entries.clone();
     let changed = FieldSet::diff_object(old, new, schema);
+    // Whether any manager's fields changed (else only the writer's time and apiVersion do).
+    let mut moved = false;
     for e in entries.iter_mut() {
         if !e.same_owner(w.manager, "Update", w.subresource) {
-            e.fields.subtract(&changed);
+            moved |= e.fields.subtract(&changed);
         }
-        e.fields.retain_existing(new);
+        moved |= e.fields.retain_existing(new);
     }
     match entries
         .iter_mut()
         .find(|e| e.same_owner(w.manager, "Update", w.subresource))
     {
         Some(e) => {
-            e.fields.union(&changed);
+            moved |= e.fields.union(&changed);
             e.time = w.time.to_string();
             e.api_version = w.api_version.to_string();
         }
-        None if !changed.is_empty() => entries.push(Entry {
-            manager: w.manager.to_string(),
-            operation: "Update".into(),
-            api_version: w.api_version.to_string(),
-            time: w.time.to_string(),
-            subresource: w.subresource.to_string(),
-            fields: changed,
-        }),
+        None if !changed.is_empty() => {
+            moved = true;
+            entries.push(Entry {
+                manager: w.manager.to_string(),
+                operation: "Update".into(),
+                api_version: w.api_version.to_string(),
+                time: w.time.to_string(),
+                subresource: w.subresource.to_string(),
+                fields: changed,
+            });
+        }
         None => {}
     }
-    if !restamp_in_place(old, new, &before, &entries, w) {
+    if moved || !restamp_in_place(old, new, &entries, w) {
         write_entries(new, &entries);
     }
 }
@@ -137,21 +141,12 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, schema: Option<&Value
 /// The common update (a manager writing fields it already owns) changes only its entry's time and apiVersion:
 /// when `new` still carries the stored managedFields, those two strings are replaced in place instead of
 /// rebuilding the list. False when the entries changed otherwise (the caller rewrites them).
-fn restamp_in_place(
-    old: Option<&Value>,
-    new: &mut Value,
-    before: &[Entry],
-    after: &[Entry],
-    w: &Writer,
-) -> bool {
-    let same_fields = before.len() == after.len()
-        && before.iter().zip(after).all(|(b, a)| {
-            b.fields == a.fields
-                && (b.time == a.time || b.same_owner(w.manager, "Update", w.subresource))
-        })
-        && after.iter().all(|e| !e.fields.is_empty());
+fn restamp_in_place(old: Option<&Value>, new: &mut Value, after: &[Entry], w: &Writer) -> bool {
     let stored = old.and_then(|o| o.pointer("/metadata/managedFields"));
-    if !same_fields || stored.is_none() || new.pointer("/metadata/managedFields") != stored {
+    if after.iter().any(|e| e.fields.is_empty())
+        || stored.is_none()
+        || new.pointer("/metadata/managedFields") != stored
+    {
         return false;
     }
     let Some(list) = new
@@ -354,5 +349,34 @@ mod tests {
         // Same value from another manager is shared ownership, not a conflict.
         let same = apply(Some(&obj), &other, None, &w("three"), false).unwrap();
         assert_eq!(read_entries(&same).len(), 2);
+    }
+
+    #[test]
+    fn updates_move_ownership_and_restamp_the_writer() {
+        let at = |time: &'static str, manager: &'static str| Writer { time, ..w(manager) };
+        let created = json!({"metadata": {"name": "a"}, "data": {"x": "1"}});
+        let mut obj = created.clone();
+        record_update(None, &mut obj, None, &at("t1", "one"));
+        // The same manager changes a field it owns: only its time changes.
+        let mut next = obj.clone();
+        next["data"]["x"] = json!("2");
+        record_update(Some(&obj), &mut next, None, &at("t2", "one"));
+        let entries = read_entries(&next);
+        assert_eq!(entries.len(), 1);
+        assert_eq!(
+            (entries[0].time.as_str(), &entries[0].fields),
+            ("t2", &read_entries(&obj)[0].fields)
+        );
+        // Another manager changes x and adds y: x moves to it, y is its own.
+        let mut third = next.clone();
+        third["data"] = json!({"x": "3", "y": "4"});
+        record_update(Some(&next), &mut third, None, &at("t3", "two"));
+        let entries = read_entries(&third);
+        let managers: Vec<&str> = entries.iter().map(|e| e.manager.as_str()).collect();
+        assert_eq!(managers, ["two"], "one lost its only field: {entries:?}");
+        assert_eq!(
+            entries[0].fields.to_json(),
+            json!({"f:data": {"f:x": {}, "f:y": {}}})
+        );
     }
 }
