@@ -58,9 +58,11 @@ pub enum Misbehaviour {
     /// IPXEBootConfig/HTTPBootConfig objects created without `SetControllerReference`: the released server's
     /// image and ignition stay published for the next tenant.
     LeakChildren,
-    /// Acts only on SBCs that change after the controller started. Imitates a controller that lists once
-    /// only to learn the resourceVersion and then watches from it: after a restart, SBCs that were in flight
-    /// are never finished and Ready SBCs' in-memory boot records are never rebuilt (machines get 404).
+    /// Starts new SBCs only after [`MisbehaviourOptions::queue_delay`] in an in-memory queue and, when it
+    /// starts, takes every SBC that already exists as handled. Imitates a controller that keeps its work queue and boot records in memory
+    /// and watches "from now" instead of resyncing existing objects: after a restart, SBCs still waiting in
+    /// the lost queue are never finished and Ready SBCs' records are never rebuilt (machines get 404 while
+    /// the status still says Ready).
     WatchFromNow,
     /// Stops the controller for good when its hand-rolled list-then-watch breaks (an error, an error event,
     /// a closed stream). Imitates `for event := range watch.ResultChan()` without a relist: after a 410
@@ -154,6 +156,8 @@ pub struct MisbehaviourOptions {
     pub flap_interval: Duration,
     /// `single-worker`: how long each reconcile holds the only worker.
     pub serial_delay: Duration,
+    /// `watch-from-now`: how long a new SBC waits in the in-memory queue before it is first reconciled.
+    pub queue_delay: Duration,
 }
 
 impl Default for MisbehaviourOptions {
@@ -163,6 +167,7 @@ impl Default for MisbehaviourOptions {
             lie_window: Duration::from_secs(3),
             flap_interval: Duration::from_millis(300),
             serial_delay: Duration::from_millis(300),
+            queue_delay: Duration::from_secs(1),
         }
     }
 }

@@ -75,10 +75,11 @@ async fn leak_children_leaves_an_unowned_config_map_behind() {
 
 #[tokio::test]
 async fn watch_from_now_forgets_ready_configurations_across_a_restart() {
-    let mut env = env(Misbehaviour::WatchFromNow).await;
+    let mut options = options(Misbehaviour::WatchFromNow);
+    options.controller.misbehaviour_options.queue_delay = Duration::from_millis(300);
+    let mut env = env_with(options.clone()).await;
     env.ready_machine("before", UUID, &env.backend.image(names::OS_V1))
         .await;
-    let options = options(Misbehaviour::WatchFromNow);
     let old = std::mem::replace(
         &mut env.backend,
         Backend::start(env.client.clone(), options)

@@ -7,7 +7,7 @@ pub mod prepare;
 pub mod probe;
 pub mod reconcile;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -123,8 +123,10 @@ pub struct Context {
     pub downloads: SingleFlight<bytes::Bytes>,
     /// Full artifact reads of the self-probe in flight, shared likewise.
     pub probes: SingleFlight<()>,
-    /// `watch-from-now`: the SBC list's resourceVersion when this controller started.
-    start_version: OnceLock<u64>,
+    /// `watch-from-now`: the uids of the SBCs that existed when this controller started.
+    existing_at_start: OnceLock<HashSet<String>>,
+    /// `watch-from-now`: when this controller first saw each new SBC still waiting in its queue.
+    queued: Mutex<HashMap<String, tokio::time::Instant>>,
 }
 
 impl Context {
@@ -151,29 +153,43 @@ impl Context {
             verified: probe::VerifiedDigests::default(),
             downloads: SingleFlight::default(),
             probes: SingleFlight::default(),
-            start_version: OnceLock::new(),
+            existing_at_start: OnceLock::new(),
+            queued: Mutex::default(),
         }
     }
 
-    /// `watch-from-now`: notes the SBC list's current resourceVersion (integer on the embedded API server;
-    /// the bug being imitated assumes as much).
-    async fn remember_start_version(&self, sbcs: &Api<ServerBootConfiguration>) {
-        match sbcs.list_metadata(&ListParams::default().limit(1)).await {
+    /// `watch-from-now`: notes which SBCs exist when this controller starts (by uid).
+    async fn remember_existing(&self, sbcs: &Api<ServerBootConfiguration>) {
+        match sbcs.list_metadata(&ListParams::default()).await {
             Ok(list) => {
-                let version = list.metadata.resource_version.unwrap_or_default();
-                let _ = self.start_version.set(version.parse().unwrap_or(0));
+                let uids = list.items.into_iter().filter_map(|o| o.metadata.uid);
+                let _ = self.existing_at_start.set(uids.collect());
             }
             Err(error) => tracing::warn!(%error, "watch-from-now: listing failed"),
         }
     }
 
-    /// `watch-from-now`: whether the SBC is unchanged since this controller started.
-    pub fn unchanged_since_start(&self, sbc: &ServerBootConfiguration) -> bool {
-        let version = sbc.metadata.resource_version.as_deref().unwrap_or_default();
-        match (self.start_version.get(), version.parse::<u64>()) {
-            (Some(start), Ok(version)) => version <= *start,
-            _ => false,
+    /// `watch-from-now`: whether the SBC already existed when this controller started.
+    pub fn existed_at_start(&self, sbc: &ServerBootConfiguration) -> bool {
+        let uid = sbc.metadata.uid.as_deref().unwrap_or_default();
+        self.existing_at_start
+            .get()
+            .is_some_and(|uids| uids.contains(uid))
+    }
+
+    /// `watch-from-now`: how much longer a new SBC waits in the in-memory queue (None: its turn has come).
+    pub fn queue_wait(&self, sbc: &ServerBootConfiguration) -> Option<Duration> {
+        let uid = sbc.metadata.uid.clone().unwrap_or_default();
+        let delay = self.options.misbehaviour_options.queue_delay;
+        let now = tokio::time::Instant::now();
+        let mut queued = self.queued.lock().unwrap_or_else(|p| p.into_inner());
+        let since = *queued.entry(uid.clone()).or_insert(now);
+        let waited = now.duration_since(since);
+        if waited >= delay {
+            queued.remove(&uid);
+            return None;
         }
+        Some(delay - waited)
     }
 
     /// Exponential backoff per SBC: 1 s, 2 s, 4 s … up to `max_backoff`.
@@ -264,7 +280,7 @@ pub async fn run(ctx: Arc<Context>) {
     let servers = Api::<Server>::all(client);
     let mode = ctx.options.misbehaviour;
     if mode == Misbehaviour::WatchFromNow {
-        ctx.remember_start_version(&sbcs).await;
+        ctx.remember_existing(&sbcs).await;
     }
     let store_sbcs = sbcs.clone();
     let controller = Controller::new(sbcs, watcher::Config::default());

@@ -66,8 +66,13 @@ pub async fn reconcile(
         Misbehaviour::SingleWorker => {
             tokio::time::sleep(ctx.options.misbehaviour_options.serial_delay).await;
         }
-        Misbehaviour::WatchFromNow if ctx.unchanged_since_start(&sbc) => {
+        Misbehaviour::WatchFromNow if ctx.existed_at_start(&sbc) => {
             return Ok(Action::await_change());
+        }
+        Misbehaviour::WatchFromNow if conditions::state_of(&sbc).is_none() => {
+            if let Some(wait) = ctx.queue_wait(&sbc) {
+                return Ok(Action::requeue(wait));
+            }
         }
         _ => {}
     }
