@@ -141,7 +141,7 @@ pub struct Flags {
     /// Path of the Butane ignition template for discovery.
     #[arg(long, default_value = "/etc/metal-operator/ignition-template.yaml")]
     pub discovery_ignition_path: String,
-    /// Path of a DNS record template applied per BMC (not implemented; accepted for compatibility).
+    /// Path of a Go-template file rendered per BMC into a Kubernetes object (e.g. a DNSRecord).
     #[arg(long, default_value = "")]
     pub dns_record_template_path: String,
     /// Periodic requeue of every Server.
@@ -223,6 +223,8 @@ pub struct Config {
     pub bmc_reset_waiting_interval: Duration,
     pub mac_prefixes_file: Option<PathBuf>,
     pub readiness_gate: ReadinessGate,
+    /// DNS record template text (`--dns-record-template-path`), rendered per BMC.
+    pub dns_record_template: Option<String>,
     /// Bounded backoff for failed reconciles.
     pub error_backoff: Duration,
     pub redfish_request_timeout: Duration,
@@ -255,6 +257,7 @@ impl Default for Config {
             bmc_reset_waiting_interval: Duration::from_secs(120),
             mac_prefixes_file: None,
             readiness_gate: ReadinessGate::Strict,
+            dns_record_template: None,
             error_backoff: Duration::from_secs(5),
             redfish_request_timeout: Duration::from_secs(10),
         }
@@ -262,6 +265,22 @@ impl Default for Config {
 }
 
 impl Flags {
+    /// The DNS record template, as upstream: unreadable or empty is a startup error.
+    fn dns_record_template(&self) -> anyhow::Result<Option<String>> {
+        let path = &self.dns_record_template_path;
+        if path.is_empty() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("reading --dns-record-template-path {path}: {e}"))?;
+        if text.trim().is_empty() {
+            anyhow::bail!("--dns-record-template-path {path} is empty");
+        }
+        crate::dns::validate(&text)
+            .map_err(|e| anyhow::anyhow!("--dns-record-template-path {path}: {e}"))?;
+        Ok(Some(text))
+    }
+
     /// `--event-url`, else built from the `EVENT_ADDRESS` host as upstream; empty when neither is set.
     fn resolved_event_url(&self) -> String {
         if !self.event_url.is_empty() {
@@ -332,6 +351,7 @@ impl Flags {
             mac_prefixes_file: (!self.mac_prefixes_file.is_empty())
                 .then(|| PathBuf::from(&self.mac_prefixes_file)),
             readiness_gate: self.readiness_gate,
+            dns_record_template: self.dns_record_template()?,
             ..Config::default()
         })
     }

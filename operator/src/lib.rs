@@ -8,6 +8,7 @@ pub mod config;
 pub mod context;
 pub mod controllers;
 pub mod discovery;
+pub mod dns;
 pub mod error;
 pub mod gate;
 pub mod keys;

@@ -399,3 +399,49 @@ async fn bmc_events_pushed_to_the_subscribed_destination_become_metrics() {
     assert!(metrics.contains(&expected), "{metrics}");
     h.stop_operator().await;
 }
+
+/// `--dns-record-template-path`: one object per BMC, rendered from the BMC, owned by it. Any kind
+/// works (here a ConfigMap stands in for a DNSRecord).
+#[tokio::test]
+async fn dns_record_template_renders_one_object_per_bmc() {
+    let template = r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ .Name }}-dns
+  namespace: {{ .Namespace }}
+data:
+  ip: "{{ .IP }}"
+  port: "{{ .Protocol.Port }}"
+  manufacturer: "{{ .Manufacturer }}"
+"#;
+    operator::dns::validate(template).unwrap();
+    let mut options = HarnessOptions::new(1);
+    options.probe = false;
+    options.config.dns_record_template = Some(template.into());
+    let mut h = Harness::start(options).await;
+    let bmcs = h.create_bmcs().await;
+    h.start_operator().await;
+    let config_maps =
+        Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(h.client.clone(), NS);
+    let record = h
+        .wait_for(
+            &config_maps,
+            &format!("{}-dns", bmcs[0]),
+            T,
+            "DNS record",
+            |_| true,
+        )
+        .await;
+    let bmc = Api::<metal_api::BMC>::all(h.client.clone())
+        .get(&bmcs[0])
+        .await
+        .unwrap();
+    let status = bmc.status.clone().unwrap();
+    let data = record.data.unwrap();
+    assert_eq!(data.get("ip"), status.ip.as_ref());
+    assert_eq!(data.get("manufacturer"), status.manufacturer.as_ref());
+    let owner = &record.metadata.owner_references.unwrap()[0];
+    assert_eq!(owner.kind, "BMC");
+    assert_eq!(Some(&owner.uid), bmc.metadata.uid.as_ref());
+    h.stop_operator().await;
+}

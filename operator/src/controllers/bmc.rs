@@ -177,6 +177,9 @@ async fn apply(bmc: Arc<BMC>, ctx: &Context) -> Result<Action> {
     }
     ensure_subscriptions(&bmc, ctx, &redfish, &mut status).await;
     write_status(&bmc, ctx, &original, &status).await?;
+    if let Some(template) = &ctx.config.dns_record_template {
+        ensure_dns_record(&bmc, ctx, template, &status).await;
+    }
     discover_servers(&bmc, ctx, &redfish).await?;
     tracing::debug!(bmc = %name, "BMC reconciled");
     Ok(Action::requeue(ctx.config.server_resync_interval))
@@ -371,6 +374,29 @@ async fn ensure_subscriptions(
             Ok(uri) => *link = Some(uri),
             Err(error) => tracing::warn!(bmc = %name, %error, "event subscription failed"),
         }
+    }
+}
+
+/// Applies the BMC's DNS record. A failure is reported (Event) and retried at the next resync, but
+/// does not hold up server discovery (upstream returns before discovering servers).
+async fn ensure_dns_record(bmc: &BMC, ctx: &Context, template: &str, status: &BMCStatus) {
+    let namespace = &ctx.config.manager_namespace;
+    let outcome = match crate::dns::render(template, bmc, status, namespace) {
+        Ok(object) => crate::dns::apply(&ctx.client, &object)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(reason) => Err(reason),
+    };
+    if let Err(reason) = outcome {
+        tracing::warn!(bmc = %name_of(bmc), %reason, "DNS record not applied");
+        ctx.event(
+            bmc.object_ref(&()),
+            true,
+            "DNSRecordFailed",
+            "Reconcile",
+            reason,
+        )
+        .await;
     }
 }
 
