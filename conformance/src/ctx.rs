@@ -8,7 +8,7 @@ use crate::recorder::Recorder;
 use crate::target::Target;
 use anyhow::Context as _;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -94,11 +94,12 @@ impl Ctx {
         let ns = format!("{}-{suffix}", self.ns);
         let obj =
             serde_json::from_value(fixtures::namespace(&ns, &self.target.run_id, self.check))?;
+        // Tracked before the create: a check cancelled mid-request must still clean up what reached the server.
+        self.track(Created::Namespace(ns.clone()));
         Api::<Namespace>::all(self.target.client.clone())
             .create(&PostParams::default(), &obj)
             .await
             .with_context(|| format!("creating namespace {ns}"))?;
-        self.track(Created::Namespace(ns.clone()));
         let recorder = Recorder::start(
             self.target.client.clone(),
             &ns,
@@ -128,11 +129,11 @@ impl Ctx {
         let full = format!("{}-{}", self.ns, name);
         let uuid = uuid::Uuid::new_v4().to_string();
         let value = fixtures::server(&full, &uuid, boot_ref, &self.target.run_id, self.check);
+        self.track(Created::Server(full.clone()));
         self.servers()
             .create(&PostParams::default(), &fixtures::to_dynamic(value)?)
             .await
             .with_context(|| format!("creating Server {full}"))?;
-        self.track(Created::Server(full.clone()));
         Ok(ServerRef { name: full, uuid })
     }
 
@@ -156,11 +157,11 @@ impl Ctx {
     ) -> anyhow::Result<()> {
         let value = fixtures::ignition_secret(name, ignition, &self.target.run_id, self.check);
         let secret: Secret = serde_json::from_value(value)?;
+        self.track(Created::Secret(ns.into(), name.into()));
         self.secrets(ns)
             .create(&PostParams::default(), &secret)
             .await
             .with_context(|| format!("creating Secret {ns}/{name}"))?;
-        self.track(Created::Secret(ns.into(), name.into()));
         Ok(())
     }
 
@@ -172,11 +173,11 @@ impl Ctx {
             &self.target.run_id,
             self.check,
         ))?;
+        self.track(Created::Secret(self.ns.clone(), name.into()));
         self.secrets(&self.ns)
             .create(&PostParams::default(), &secret)
             .await
             .with_context(|| format!("creating Secret {}/{name}", self.ns))?;
-        self.track(Created::Secret(self.ns.clone(), name.into()));
         Ok(())
     }
 
@@ -212,13 +213,13 @@ impl Ctx {
         spec: Value,
     ) -> anyhow::Result<()> {
         let value = fixtures::sbc(name, spec, &self.target.run_id, self.check);
+        self.track(Created::Sbc(ns.into(), name.into()));
         let created = self
             .sbcs(ns)
             .create(&PostParams::default(), &fixtures::to_dynamic(value)?)
             .await
             .with_context(|| format!("creating ServerBootConfiguration {ns}/{name}"))?;
         recorder.note_write(&created);
-        self.track(Created::Sbc(ns.into(), name.into()));
         Ok(())
     }
 
@@ -342,7 +343,42 @@ impl Ctx {
                 Err(e) => problems.push(format!("{c:?}: {e}")),
             }
         }
+        problems.extend(self.sweep_labelled_servers().await);
         self.cancel.cancel();
+        problems
+    }
+
+    /// Servers are cluster-scoped, so the namespace's deletion does not take them: a create that was in flight when
+    /// the check was cancelled can land after the tracked delete. Sweep this check's labelled Servers once more.
+    async fn sweep_labelled_servers(&self) -> Vec<String> {
+        let selector = format!(
+            "{}={},{}={}",
+            fixtures::SUITE_LABEL,
+            self.target.run_id,
+            fixtures::CHECK_LABEL,
+            self.check.replace('.', "-")
+        );
+        let listed = match self
+            .servers()
+            .list_metadata(&ListParams::default().labels(&selector))
+            .await
+        {
+            Ok(list) => list,
+            Err(e) => return vec![format!("listing leftover Servers ({selector}): {e}")],
+        };
+        let mut problems = Vec::new();
+        for server in listed.items {
+            let name = server.metadata.name.unwrap_or_default();
+            match self
+                .servers()
+                .delete(&name, &DeleteParams::background())
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => problems.push(format!("Server {name}: {e}")),
+            }
+        }
         problems
     }
 }
