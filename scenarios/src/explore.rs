@@ -267,9 +267,23 @@ pub fn explore_with(
     };
     let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes(seed));
     let mut runner = TestRunner::new_with_rng(config, rng);
+    let played = std::sync::atomic::AtomicU32::new(0);
     let result = runner.run(&plans(), |plan| {
         let scenario = with_tolerance(&plan);
-        check(&scenario).map_err(TestCaseError::fail)
+        let started = tokio::time::Instant::now();
+        let verdict = check(&scenario);
+        // Progress on stderr: a bounded exploration cut short still tells how far it got.
+        let n = played.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        eprintln!(
+            "run {n}: {} ({} servers, {} steps, {} faults) {} in {:.1}s",
+            scenario.name,
+            plan.bmcs * plan.systems,
+            scenario.workload.steps.len(),
+            scenario.faults.len(),
+            if verdict.is_ok() { "passed" } else { "FAILED" },
+            started.elapsed().as_secs_f64()
+        );
+        verdict.map_err(TestCaseError::fail)
     });
     match result {
         Ok(()) => Ok(()),

@@ -116,6 +116,14 @@ pub fn unmet(w: &World, e: &Expect) -> Vec<String> {
     out
 }
 
+fn no_free_server_fits(w: &World, claim: &crate::evidence::ClaimSnap) -> bool {
+    !w.servers.values().any(|s| {
+        s.state.as_deref() == Some("Available")
+            && s.claim_ref.is_none()
+            && World::claim_fits(claim, s)
+    })
+}
+
 /// Nothing is mid-way: no claim is being deleted, and the end-of-run checks (nothing lost or
 /// orphaned, no claim waiting next to a free fitting Server) would pass now. A run that ends before
 /// this would judge a release or a binding still in flight; one that never gets here is judged at
@@ -126,9 +134,15 @@ pub fn settled(w: &World) -> bool {
         && ClaimsEventuallyBound.finish(w).is_empty()
 }
 
-/// With no end state given, a run is over once every live claim booted and no Server is mid-discovery.
+/// With no end state given, a run is over once every live claim is done — booted, bound with power
+/// off, or unbound with no Server for it (more claims than servers) — and no Server is mid-way.
 pub fn quiescent(w: &World) -> bool {
-    claims_booted(w, &[])
+    let done = |k: &Key| match w.claims.get(k) {
+        Some(c) if c.bound => !c.power_on || claim_booted(w, k),
+        Some(c) => c.server_ref.is_none() && no_free_server_fits(w, c),
+        None => false,
+    };
+    selected(w, &[]).into_iter().all(done)
         && w.servers.len() >= w.intent.servers.len()
         && w.servers.values().all(|s| {
             matches!(
@@ -136,4 +150,63 @@ pub fn quiescent(w: &World) -> bool {
                 Some("Available" | "Reserved" | "Maintenance" | "Error")
             )
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evidence::{HarnessEvent, MachineObs};
+    use crate::invariants::fixtures::{Trace, key};
+
+    /// One Server, bound to `default/a` and booted with its image.
+    fn one_booted_claim() -> Trace {
+        let mut t = Trace::new(100);
+        t.harness(HarnessEvent::FleetDeclared {
+            servers: vec![("s0".into(), "bmc-0".into())],
+        });
+        t.harness(HarnessEvent::ClaimCreated {
+            key: key("default/a"),
+        });
+        t.server_with_sbc("s0", "u0", "default/a");
+        t.machine(
+            "u0",
+            MachineObs::BootSucceeded {
+                image: "img:1".into(),
+                ignition_sha256: None,
+            },
+        );
+        t
+    }
+
+    #[test]
+    fn a_claim_with_no_server_left_does_not_keep_the_run_going() {
+        let mut t = one_booted_claim();
+        assert!(quiescent(t.monitor.world()) && settled(t.monitor.world()));
+        t.harness(HarnessEvent::ClaimCreated {
+            key: key("default/b"),
+        });
+        t.claim("default/b", None, false);
+        assert!(quiescent(t.monitor.world()) && settled(t.monitor.world()));
+    }
+
+    #[test]
+    fn a_claim_next_to_a_free_server_or_a_deleting_claim_is_not_settled() {
+        let mut t = one_booted_claim();
+        t.server("s1", "u1", Some("Available"), None);
+        t.harness(HarnessEvent::ClaimCreated {
+            key: key("default/b"),
+        });
+        t.claim("default/b", None, false);
+        assert!(!quiescent(t.monitor.world()));
+        assert!(!settled(t.monitor.world()));
+        t.harness(HarnessEvent::ClaimDeleted {
+            key: key("default/b"),
+        });
+        let mut deleting = t.monitor.world().claims[&key("default/b")].clone();
+        deleting.deleting = true;
+        t.api(crate::evidence::Snapshot::ServerClaim(deleting.clone()));
+        assert!(!settled(t.monitor.world()), "still being deleted");
+        t.delete(crate::evidence::Snapshot::ServerClaim(deleting));
+        assert!(settled(t.monitor.world()));
+    }
 }
