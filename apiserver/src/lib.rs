@@ -20,6 +20,7 @@ mod protobuf;
 mod registry;
 mod schema_check;
 mod selectors;
+mod shutdown;
 pub mod status;
 mod store;
 mod stored;
@@ -37,7 +38,6 @@ use kube::config::{
     AuthInfo, Cluster, Context, Kubeconfig, NamedAuthInfo, NamedCluster, NamedContext,
 };
 use serde_json::json;
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use admission::{Admission, AdmissionRequest, Operation};
@@ -104,7 +104,6 @@ pub struct Handle {
     state: Arc<State>,
     addr: SocketAddr,
     creds: Option<tls::Credentials>,
-    shutdown: Option<oneshot::Sender<()>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -131,6 +130,7 @@ impl Server {
             clock: opts.clock.clone().unwrap_or_else(clock::tokio_clock),
             admission: Admission::default(),
             bookmark_interval: opts.bookmark_interval,
+            shutdown: shutdown::Shutdown::default(),
         });
         ops::register_stored_crds(&state);
         ensure_namespaces(&state).await?;
@@ -140,24 +140,22 @@ impl Server {
         }
         let listener = tokio::net::TcpListener::bind(opts.bind).await?;
         let addr = listener.local_addr()?;
-        let (tx, rx) = oneshot::channel::<()>();
         let app = http::router(state.clone());
         let creds = if opts.secure || !opts.bind.ip().is_loopback() {
             Some(tls::Credentials::generate(addr, opts.token.clone()).map_err(Error::Config)?)
         } else {
             None
         };
+        let shutdown = state.shutdown.clone();
         tasks.push(match creds.clone() {
             Some(creds) => tokio::spawn(async move {
                 let app = tls::require_token(app, creds.token.clone());
-                if let Err(e) = tls::serve(listener, app, &creds, rx).await {
+                if let Err(e) = tls::serve(listener, app, &creds, &shutdown).await {
                     tracing::error!(error = %e, "apiserver HTTPS server stopped");
                 }
             }),
             None => tokio::spawn(async move {
-                let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                    let _ = rx.await;
-                });
+                let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown.begun());
                 if let Err(e) = serve.await {
                     tracing::error!(error = %e, "apiserver HTTP server stopped");
                 }
@@ -167,7 +165,6 @@ impl Server {
             state,
             addr,
             creds,
-            shutdown: Some(tx),
             tasks,
         })
     }
@@ -355,17 +352,16 @@ impl Handle {
         self.state.store.current_rv()
     }
 
-    /// Stops serving and waits for the server task (open watches are closed).
+    /// Stops serving and waits for the server task: open watches end, kept-alive connections close, and a request
+    /// still arriving on one is refused (429) rather than served by the stopped store.
     pub async fn shutdown(mut self) {
         self.stop().await;
     }
 
     async fn stop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        // Watches would keep graceful shutdown waiting: close them.
-        self.state.faults.drop_watches();
+        // A state, not a notification: watches opened while the server stops end too, and graceful
+        // shutdown is not kept waiting by a watch on a kept-alive connection.
+        self.state.shutdown.begin();
         // The server task (pushed last) may finish gracefully; background controllers are simply stopped.
         if let Some(mut server) = self.tasks.pop()
             && tokio::time::timeout(SHUTDOWN_GRACE, &mut server)

@@ -28,6 +28,8 @@ pub struct State {
     pub faults: Faults,
     pub admission: Admission,
     pub bookmark_interval: Duration,
+    /// Begun when the server stops: open watches end, new requests are refused.
+    pub shutdown: crate::shutdown::Shutdown,
 }
 
 /// Who writes and how.

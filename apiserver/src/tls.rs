@@ -12,11 +12,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
+use crate::shutdown::Shutdown;
 use crate::status::ApiError;
 
 /// The generated certificate and token clients need.
@@ -92,15 +92,16 @@ fn unauthorized() -> Response {
     ApiError::new(401, "Unauthorized", "Unauthorized").into_response()
 }
 
-/// Serves `router` over TLS until `shutdown` fires.
+/// Serves `router` over TLS until shutdown begins; open connections then finish their requests and close.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     creds: &Credentials,
-    shutdown: oneshot::Receiver<()>,
+    shutdown: &Shutdown,
 ) -> Result<(), String> {
     let acceptor = TlsAcceptor::from(Arc::new(creds.server_config()?));
-    let mut shutdown = shutdown;
+    let stopping = shutdown.begun();
+    tokio::pin!(stopping);
     loop {
         let (tcp, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -110,18 +111,25 @@ pub async fn serve(
                     continue;
                 }
             },
-            _ = &mut shutdown => return Ok(()),
+            _ = &mut stopping => return Ok(()),
         };
         let acceptor = acceptor.clone();
         let service = TowerToHyperService::new(router.clone());
+        let conn_stopping = shutdown.begun();
         tokio::spawn(async move {
             // A client that fails the handshake only loses its own connection.
             let Ok(tls) = acceptor.accept(tcp).await else {
                 return;
             };
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection_with_upgrades(TokioIo::new(tls), service)
-                .await;
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+            tokio::pin!(conn);
+            // Connections outlive the accept loop: without this they would keep serving a stopped server.
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = conn_stopping => conn.as_mut().graceful_shutdown(),
+            }
+            let _ = conn.await;
         });
     }
 }

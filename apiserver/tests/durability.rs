@@ -91,6 +91,10 @@ async fn restart_restores_state_and_clients_recover() {
         h.resource_version() >= rv_before,
         "resourceVersion is restored"
     );
+    // One-shot calls use a new client: the old one may still hold a pooled connection the stopped server has
+    // just closed (a plain HTTP keep-alive race that kube's client does not retry). The long-lived controller
+    // and watcher keep the old client: their recovery is what this test is about.
+    let widgets: Api<Widget> = Api::namespaced(h.client(), "default");
     let restored = widgets.get("before").await.unwrap();
     assert_eq!(restored.status.unwrap().state.as_deref(), Some("Ready"));
     let created = widgets
@@ -242,6 +246,8 @@ async fn watch_from_list_rv_works_after_restart() {
     h.shutdown().await;
 
     let h = Server::start(Options { bind: addr, ..opts }).await.unwrap();
+    // A new client for the one-shot calls (see restart_restores_state_and_clients_recover).
+    let cms: Api<ConfigMap> = Api::namespaced(h.client(), "default");
     let list = cms.list(&ListParams::default()).await.unwrap();
     let list_rv = list.metadata.resource_version.unwrap();
     assert_eq!(list_rv, h.resource_version().to_string());
@@ -361,6 +367,8 @@ async fn watch_resumes_across_restarts_from_an_earlier_rv() {
         })
         .await
         .unwrap();
+        // A new client per server (see restart_restores_state_and_clients_recover).
+        let cms: Api<ConfigMap> = Api::namespaced(h.client(), "default");
         let mut events = cms
             .watch(&kube::api::WatchParams::default(), &seen_rv)
             .await
@@ -382,4 +390,47 @@ async fn watch_resumes_across_restarts_from_an_earlier_rv() {
         assert_eq!(got, ["ADDED b", "DELETED a"], "restart {restart}");
         h.shutdown().await;
     }
+}
+
+/// A watch whose request is being served while the server stops (here: held by an injected latency, as a
+/// client's reconnect on a kept-alive connection can be) still ends: it must not stay attached to the stopped
+/// server, or its client never reconnects to the restarted one. Afterwards requests are refused (429 +
+/// `Connection: close`) instead of being served by the stopped store.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_watch_opened_while_the_server_stops_ends() {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    let h = Server::start(Options::default()).await.unwrap();
+    let router = h.router();
+    let latency = Duration::from_secs(2);
+    h.faults().set_latency(latency);
+    let get = |uri: &str| {
+        ::http::Request::get(uri)
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    let watch = tokio::spawn(
+        router
+            .clone()
+            .oneshot(get("/api/v1/namespaces/default/configmaps?watch=true")),
+    );
+    // Paused clock: time only advances once the request task is parked in the latency, so shutdown begins
+    // after the watch request was admitted and before it subscribes.
+    tokio::time::sleep(latency / 2).await;
+    h.shutdown().await;
+    let response = watch.await.unwrap().unwrap();
+    assert_eq!(response.status(), 200, "the admitted watch is answered");
+    tokio::time::timeout(Duration::from_secs(60), response.into_body().collect())
+        .await
+        .expect("a watch opened while the server stops ends")
+        .unwrap();
+
+    let refused = router
+        .oneshot(get("/api/v1/namespaces/default/configmaps"))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 429, "a stopped server serves nothing");
+    assert_eq!(refused.headers()[::http::header::CONNECTION], "close");
+    assert!(refused.headers().contains_key(::http::header::RETRY_AFTER));
 }

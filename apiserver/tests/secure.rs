@@ -65,3 +65,36 @@ async fn tls_and_token_are_required_and_work_with_kube_and_kubectl() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("namespace/default"));
     h.shutdown().await;
 }
+
+/// Stopping a TLS server ends its open watches and its kept-alive connections too: a client holding one is not
+/// served by the stopped server (its writes would be lost to a restarted one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_connections_and_watches_end_when_the_server_stops() {
+    use futures::StreamExt;
+
+    let h = Server::start(Options {
+        secure: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let nss: Api<Namespace> = Api::all(h.client());
+    nss.list(&ListParams::default()).await.unwrap();
+    let mut watch = nss
+        .watch(&kube::api::WatchParams::default(), "0")
+        .await
+        .unwrap()
+        .boxed();
+    tokio::time::timeout(std::time::Duration::from_secs(30), h.shutdown())
+        .await
+        .expect("shutdown is not kept waiting by an open watch");
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Some(Ok(_)) = watch.next().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the open watch ends with its server");
+    assert!(
+        nss.list(&ListParams::default()).await.is_err(),
+        "a kept-alive connection is not served by the stopped server"
+    );
+}

@@ -42,7 +42,37 @@ pub fn router(st: Arc<State>) -> Router {
         .route("/apis/{*rest}", any(dispatch))
         .fallback(|| async { ApiError::path_not_found() })
         .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(
+            st.clone(),
+            refuse_while_stopping,
+        ))
         .with_state(st)
+}
+
+/// Once the server stops, a request that still arrives on a kept-alive connection is not served by the stopped
+/// store (its write would be lost to the restarted server): it is refused as the real apiserver does while
+/// shutting down (429, Retry-After, and the connection closed so the client reconnects).
+async fn refuse_while_stopping(
+    AxState(st): AxState<Arc<State>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if !st.shutdown.is_begun() {
+        return next.run(req).await;
+    }
+    let mut res = ApiError::new(
+        429,
+        "TooManyRequests",
+        "The apiserver is shutting down, please try again later.",
+    )
+    .into_response();
+    let headers = res.headers_mut();
+    headers.insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    headers.insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    res
 }
 
 async fn ok() -> &'static str {

@@ -1,6 +1,7 @@
 //! Watch streams: newline-delimited watch events over a chunked response, from a resourceVersion (410 Gone past
 //! the history window), with selectors, bookmarks, `sendInitialEvents`, `timeoutSeconds` and injected faults.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -154,7 +155,11 @@ pub async fn serve(st: &Arc<State>, t: &Target, p: &Params, as_table: bool) -> A
                 timeout,
                 bookmark_interval: st.bookmark_interval,
             };
-            Pump::new(ctx, sub, st.faults.watch_signals(), st.clock.clone())
+            let ends = Ends {
+                signals: st.faults.watch_signals(),
+                stopping: Box::pin(st.shutdown.begun()),
+            };
+            Pump::new(ctx, sub, ends, st.clock.clone())
         }
     };
     // The response body runs the watch itself (no task or channel in between): an event wakes only the
@@ -196,10 +201,18 @@ struct Pump {
     last: Option<Bytes>,
 }
 
+/// What ends a live watch from outside: injected faults, and the server stopping.
+struct Ends {
+    signals: tokio::sync::watch::Receiver<(u64, WatchSignal)>,
+    /// Created with the watch and resolving even if shutdown began before that, so no watch outlives its server.
+    stopping: Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
 struct Live {
     ctx: StreamCtx,
     events: broadcast::Receiver<Arc<Event>>,
     signals: tokio::sync::watch::Receiver<(u64, WatchSignal)>,
+    stopping: Pin<Box<dyn Future<Output = ()> + Send>>,
     clock: crate::clock::Clock,
     deadline: tokio::time::Instant,
     tick: tokio::time::Interval,
@@ -224,9 +237,14 @@ impl Pump {
     fn new(
         ctx: StreamCtx,
         sub: crate::store::WatchSubscription,
-        mut signals: tokio::sync::watch::Receiver<(u64, WatchSignal)>,
+        ends: Ends,
         clock: crate::clock::Clock,
     ) -> Pump {
+        let Ends {
+            mut signals,
+            stopping,
+        } = ends;
+        // Faults injected before this watch opened were meant for the watches open then.
         signals.mark_unchanged();
         let mut tick = tokio::time::interval(ctx.bookmark_interval.max(Duration::from_millis(10)));
         tick.reset();
@@ -237,6 +255,7 @@ impl Pump {
                 ctx,
                 events: sub.live,
                 signals,
+                stopping,
                 clock,
                 tick,
                 headers: true,
@@ -327,6 +346,7 @@ impl Live {
                     Err(RecvError::Closed) => return Next::End,
                 },
                 _ = tokio::time::sleep_until(self.deadline) => return Next::End,
+                _ = &mut self.stopping => return Next::End,
                 _ = self.tick.tick(), if self.ctx.bookmarks => {
                     return Next::Chunk(self.ctx.filter.bookmark(self.last_rv, false));
                 }
