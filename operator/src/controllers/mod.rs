@@ -11,6 +11,7 @@ pub mod server_boot_configuration;
 pub mod server_claim;
 mod server_ops;
 mod server_power;
+mod server_run;
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;

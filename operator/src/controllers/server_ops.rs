@@ -11,8 +11,8 @@ use metal_api::ServerState;
 use metal_api::constants::Operation;
 
 use super::operation_of;
-use super::server::Run;
 use super::server_power::{Progress, ensure_off};
+use super::server_run::Run;
 use crate::config::ReadinessGate;
 use crate::error::Result;
 use crate::gate::Verdict;
