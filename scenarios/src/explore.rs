@@ -235,6 +235,7 @@ pub fn check(scenario: &Scenario) -> Result<(), String> {
         seed: scenario.effective_seed(None),
         kubeconfig: None,
         progress: false,
+        bmcs_in_process: false,
     };
     let outcome = runtime
         .block_on(run(scenario, options))

@@ -25,6 +25,7 @@ fn play(scenario: &Scenario) -> scenarios::report::Report {
         seed: scenario.effective_seed(None),
         kubeconfig: None,
         progress: false,
+        bmcs_in_process: false,
     };
     runtime
         .block_on(run(scenario, options))

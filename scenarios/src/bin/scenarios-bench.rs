@@ -96,6 +96,8 @@ fn measure(file: &std::path::Path, n: u32) -> anyhow::Result<Figures> {
             seed: 1,
             kubeconfig: None,
             progress: false,
+            // 10,000 loopback listeners plus their connections exceed a 20,000-descriptor limit.
+            bmcs_in_process: true,
         },
     ))?;
     let r = &outcome.report;

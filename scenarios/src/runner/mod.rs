@@ -33,6 +33,10 @@ pub struct RunOptions {
     pub seed: u64,
     pub kubeconfig: Option<PathBuf>,
     pub progress: bool,
+    /// Reach the BMCs through in-process services instead of one loopback listener each (no
+    /// sockets per BMC: fleets past the process's file-descriptor limit); BMC `unreachable`
+    /// faults need the listeners.
+    pub bmcs_in_process: bool,
 }
 
 /// Everything a finished run produced.
@@ -59,6 +63,7 @@ pub fn run_blocking(scenario: Scenario, args: RunArgs) -> u8 {
         seed,
         kubeconfig: args.kubeconfig.clone(),
         progress: !args.quiet,
+        bmcs_in_process: false,
     };
     match runtime.block_on(run(&scenario, options)) {
         Ok(outcome) => {
@@ -94,7 +99,7 @@ pub async fn run(scenario: &Scenario, options: RunOptions) -> anyhow::Result<Out
     let start = Instant::now();
     let (sink, mut rx) = Sink::new(start);
     observe::install_panic_hook(&sink);
-    let stack = Stack::start(scenario, options.seed, options.kubeconfig.as_deref(), &sink).await?;
+    let stack = Stack::start(scenario, &options, &sink).await?;
     let declared: Vec<(String, String)> = scenario
         .fleet
         .resolve()

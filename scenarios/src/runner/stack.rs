@@ -69,6 +69,8 @@ pub struct Stack {
     _scratch: tempfile::TempDir,
     pub operator: Option<operator::OperatorHandle>,
     operator_config: operator::config::Config,
+    /// In-process BMC transports (`bmcs_in_process`); sockets when `None`.
+    bmc_connector: Option<operator::context::BmcConnector>,
     registry_addr: SocketAddr,
     /// Full reference prefix of the embedded OCI registry (`127.0.0.1:PORT`), if sim-boot runs.
     pub registry_host: Option<String>,
@@ -79,10 +81,10 @@ impl Stack {
     /// Starts everything; `kubeconfig` selects a real cluster instead of the embedded server.
     pub async fn start(
         s: &Scenario,
-        seed: u64,
-        kubeconfig: Option<&Path>,
+        run: &super::RunOptions,
         sink: &super::observe::Sink,
     ) -> anyhow::Result<Stack> {
+        let (seed, kubeconfig) = (run.seed, run.kubeconfig.as_deref());
         let (api, config) = start_api(kubeconfig).await?;
         let requests = ApiRequestCounters::default();
         let client = requests.client(&config, Component::Harness)?;
@@ -118,13 +120,16 @@ impl Stack {
         let registry_host = backend
             .as_ref()
             .and_then(|b| b.registry_host().map(str::to_string));
-        let fleet = start_fleet(s, seed, &boot_url).await?;
+        let fleet = start_fleet(s, seed, &boot_url, run.bmcs_in_process).await?;
         let registry_addr = free_port().context("reserving a port for the operator's registry")?;
         let probe_image = match &registry_host {
             Some(host) => format!("{host}/{}", sim_boot::oci::names::PROBE),
             None => String::new(),
         };
         let operator_config = operator_config(s, registry_addr, &probe_image)?;
+        let bmc_connector = run
+            .bmcs_in_process
+            .then(|| in_process_connector(&fleet, &operator_config));
         let mut stack = Stack {
             api,
             client,
@@ -138,6 +143,7 @@ impl Stack {
             _scratch: scratch,
             operator: None,
             operator_config,
+            bmc_connector,
             registry_addr,
             registry_host,
             boot_url,
@@ -158,6 +164,9 @@ impl Stack {
     pub async fn start_operator(&mut self) -> anyhow::Result<()> {
         let mut options = operator::Options::new(self.operator_config.clone());
         options.registry_listen = Some(self.registry_addr);
+        if let Some(connector) = &self.bmc_connector {
+            options.connector = connector.clone();
+        }
         let handle = operator::run(options, self.operator_client.clone())
             .await
             .context("starting the operator")?;
@@ -394,6 +403,7 @@ async fn start_fleet(
     s: &Scenario,
     seed: u64,
     boot_url: &str,
+    in_process: bool,
 ) -> anyhow::Result<sim_bmc::FleetHandle> {
     let mut fleet = sim_bmc::FleetSpec {
         seed: s.fleet.seed.unwrap_or(seed),
@@ -426,11 +436,47 @@ async fn start_fleet(
     });
     let options = sim_bmc::FleetOptions {
         network_boot: Some(Arc::new(netboot)),
+        bind: if in_process {
+            sim_bmc::fleet::BindMode::InProcess
+        } else {
+            sim_bmc::fleet::BindMode::Loopback
+        },
         ..Default::default()
     };
     sim_bmc::Fleet::start(fleet, options)
         .await
         .context("starting the sim-bmc fleet")
+}
+
+/// Redfish transports that hand each request to the BMC's router (`http://NAME.sim.invalid`).
+fn in_process_connector(
+    fleet: &sim_bmc::FleetHandle,
+    config: &operator::config::Config,
+) -> operator::context::BmcConnector {
+    use operator::redfish::service_transport;
+    let transports: std::collections::HashMap<String, operator::redfish::HttpService> = fleet
+        .bmcs()
+        .iter()
+        .filter_map(|b| Some((b.name.clone(), service_transport(fleet.router(&b.name)?))))
+        .collect();
+    let transports = Arc::new(transports);
+    // An endpoint no BMC serves gets a transport that answers 404 to everything.
+    let nowhere = service_transport(axum::Router::new());
+    let options = operator::redfish::ClientOptions {
+        request_timeout: config.redfish_request_timeout,
+        ..Default::default()
+    };
+    operator::context::BmcConnector::with_resolver(
+        Arc::new(move |endpoint: &str| {
+            let host = endpoint.split("://").nth(1).unwrap_or_default();
+            let name = host.split(".sim.invalid").next().unwrap_or_default();
+            transports
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| nowhere.clone())
+        }),
+        options,
+    )
 }
 
 fn vendor(v: spec::Vendor) -> sim_bmc::vendor::Vendor {
