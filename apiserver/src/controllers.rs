@@ -16,6 +16,8 @@ use crate::store::{EventType, ObjKey};
 use crate::stored::Meta;
 
 const SWEEP_DEBOUNCE: Duration = Duration::from_millis(20);
+/// Sweeps triggered by events start at least this many times the previous sweep's duration apart.
+const SWEEP_SPACING: u32 = 4;
 /// A full sweep also runs this often, to catch anything a lagging event subscription missed.
 const RESYNC: Duration = Duration::from_secs(2);
 const POLL: Duration = Duration::from_millis(50);
@@ -89,13 +91,22 @@ async fn remove_finalizer(st: &Arc<State>, key: &ObjKey, finalizer: &str) {
 /// Runs garbage collection and namespace deletion until the store's event stream closes.
 pub async fn run(st: Arc<State>) {
     let mut events = Some(st.store.subscribe());
+    let mut last_sweep = Duration::ZERO;
     loop {
         // Wait for an event that can make work (or the resync period), then let a burst settle.
         let wake = async {
             match events.as_mut() {
                 Some(rx) => loop {
                     match rx.recv().await {
-                        Ok(e) if relevant(e.kind, &e.object.meta) => return true,
+                        Ok(e)
+                            if relevant(
+                                e.kind,
+                                &e.object.meta,
+                                e.prev.as_deref().map(|p| &p.meta),
+                            ) =>
+                        {
+                            return true;
+                        }
                         Ok(_) => continue,
                         Err(RecvError::Lagged(_)) => return true,
                         Err(RecvError::Closed) => return false,
@@ -106,18 +117,31 @@ pub async fn run(st: Arc<State>) {
         };
         match tokio::time::timeout(RESYNC, wake).await {
             Ok(false) => return,
-            Ok(true) => tokio::time::sleep(SWEEP_DEBOUNCE).await,
+            // A sweep reads every owned object, so under a write storm sweeps are spaced by a multiple of the last
+            // sweep's cost: the collector then takes a bounded share of the CPU however large the store grows.
+            Ok(true) => tokio::time::sleep(SWEEP_DEBOUNCE.max(last_sweep * SWEEP_SPACING)).await,
             Err(_) => {}
         }
         if let Some(rx) = events.as_mut() {
             while rx.try_recv().is_ok() {}
         }
+        let started = tokio::time::Instant::now();
         sweep(&st).await;
+        last_sweep = started.elapsed();
     }
 }
 
-fn relevant(kind: EventType, meta: &Meta) -> bool {
-    kind == EventType::Deleted || meta.deleting || !meta.owners.is_empty()
+/// Whether an event can give the collector work: a deletion (dependents may now be orphans), an object being
+/// deleted, or an object whose owners are new or changed (an owner may not exist). Status and spec updates of
+/// owned objects, by far the most frequent writes, change nothing the collector looks at.
+fn relevant(kind: EventType, meta: &Meta, prev: Option<&Meta>) -> bool {
+    match kind {
+        EventType::Deleted => true,
+        EventType::Added => meta.deleting || !meta.owners.is_empty(),
+        EventType::Modified => {
+            meta.deleting || prev.is_none_or(|p| p.owners != meta.owners || p.deleting)
+        }
+    }
 }
 
 async fn sweep(st: &Arc<State>) {
@@ -235,4 +259,46 @@ async fn finish_namespace(st: &Arc<State>, ns: &str) {
         },
     )
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(owners: &[&str], deleting: bool) -> Meta {
+        let refs: Vec<Value> = owners
+            .iter()
+            .map(|uid| json!({"apiVersion": "v1", "kind": "ConfigMap", "name": "o", "uid": uid}))
+            .collect();
+        let mut obj = json!({"metadata": {"name": "x", "uid": "u1", "ownerReferences": refs}});
+        if deleting {
+            obj["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        }
+        Meta::of("/configmaps", &obj)
+    }
+
+    #[test]
+    fn only_events_that_can_orphan_or_finish_a_deletion_wake_the_collector() {
+        let owned = meta(&["a"], false);
+        // Status/spec writes of an owned object: owners unchanged, nothing for the collector.
+        assert!(!relevant(
+            EventType::Modified,
+            &owned,
+            Some(&meta(&["a"], false))
+        ));
+        assert!(relevant(
+            EventType::Modified,
+            &owned,
+            Some(&meta(&["b"], false))
+        ));
+        assert!(relevant(EventType::Modified, &owned, None));
+        assert!(relevant(
+            EventType::Modified,
+            &meta(&[], true),
+            Some(&meta(&[], false))
+        ));
+        assert!(relevant(EventType::Added, &owned, None));
+        assert!(!relevant(EventType::Added, &meta(&[], false), None));
+        assert!(relevant(EventType::Deleted, &meta(&[], false), None));
+    }
 }
