@@ -63,22 +63,7 @@ async fn restart_restores_state_and_clients_recover() {
         Arc::new(()),
     );
     let controller = tokio::spawn(controller.for_each(|_| async {}));
-    let seen = Arc::new(Mutex::new(BTreeSet::new()));
-    let seen2 = seen.clone();
-    let watch = tokio::spawn(
-        kube::runtime::WatchStreamExt::applied_objects(
-            kube::runtime::WatchStreamExt::default_backoff(watcher::watcher(
-                widgets.clone(),
-                watcher::Config::default(),
-            )),
-        )
-        .for_each(move |w| {
-            if let Ok(w) = w {
-                seen2.lock().unwrap().insert(w.name_any());
-            }
-            async {}
-        }),
-    );
+    let (seen, watch) = names_seen_by_a_watcher(widgets.clone());
     eventually(20, "reconciled before restart", || async {
         let w = widgets.get("before").await.ok()?;
         (w.status?.state.as_deref() == Some("Ready")).then_some(())
@@ -115,6 +100,32 @@ async fn restart_restores_state_and_clients_recover() {
     controller.abort();
     watch.abort();
     h.shutdown().await;
+}
+
+/// A kube-runtime watcher (with its default backoff, as controllers use it) recording every name it applies.
+fn names_seen_by_a_watcher<K>(
+    api: Api<K>,
+) -> (Arc<Mutex<BTreeSet<String>>>, tokio::task::JoinHandle<()>)
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
+    let seen = Arc::new(Mutex::new(BTreeSet::new()));
+    let record = seen.clone();
+    let watch = tokio::spawn(
+        kube::runtime::WatchStreamExt::applied_objects(
+            kube::runtime::WatchStreamExt::default_backoff(watcher::watcher(
+                api,
+                watcher::Config::default(),
+            )),
+        )
+        .for_each(move |object| {
+            if let Ok(object) = object {
+                record.lock().unwrap().insert(object.name_any());
+            }
+            async {}
+        }),
+    );
+    (seen, watch)
 }
 
 /// Starts the binary on a random port with a data dir; returns the child and its URL.
@@ -223,22 +234,7 @@ async fn watch_from_list_rv_works_after_restart() {
     }
     // A delete as the last write: the head resourceVersion is then no object's resourceVersion.
     cms.delete("before-2", &Default::default()).await.unwrap();
-    let seen = Arc::new(Mutex::new(BTreeSet::new()));
-    let seen2 = seen.clone();
-    let runtime_watch = tokio::spawn(
-        kube::runtime::WatchStreamExt::applied_objects(
-            kube::runtime::WatchStreamExt::default_backoff(watcher::watcher(
-                cms.clone(),
-                watcher::Config::default(),
-            )),
-        )
-        .for_each(move |c| {
-            if let Ok(c) = c {
-                seen2.lock().unwrap().insert(c.name_any());
-            }
-            async {}
-        }),
-    );
+    let (seen, runtime_watch) = names_seen_by_a_watcher(cms.clone());
     eventually(20, "watcher saw the objects before restart", || async {
         seen.lock().unwrap().contains("before-1").then_some(())
     })

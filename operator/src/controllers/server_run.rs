@@ -97,13 +97,7 @@ impl<'a> Run<'a> {
     pub async fn patch_spec(&mut self, spec: serde_json::Value) -> Result<()> {
         let patch =
             json!({ "metadata": { "resourceVersion": self.resource_version }, "spec": spec });
-        let updated = self
-            .api()
-            .patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
-        self.resource_version = updated.metadata.resource_version.clone();
-        self.server = Arc::new(updated);
-        Ok(())
+        self.merge_patch(patch).await
     }
 
     /// Merge-patches annotations; `None` removes a key.
@@ -118,6 +112,11 @@ impl<'a> Run<'a> {
             })
             .collect();
         let patch = json!({ "metadata": { "resourceVersion": self.resource_version, "annotations": annotations } });
+        self.merge_patch(patch).await
+    }
+
+    /// Applies a merge patch (carrying the resourceVersion it was built from) and keeps the updated Server.
+    async fn merge_patch(&mut self, patch: serde_json::Value) -> Result<()> {
         let updated = self
             .api()
             .patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
