@@ -39,6 +39,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
     let code = match cli.command {
         Command::Run(args) | Command::Replay(args) => cli::run(args),
         Command::Validate { files } => cli::validate(&files),
@@ -47,4 +48,16 @@ fn main() -> ExitCode {
         Command::Invariants => cli::print_invariants(),
     };
     ExitCode::from(code)
+}
+
+/// Component logs go to stderr only when `RUST_LOG` asks for them (e.g. `RUST_LOG=operator=debug`):
+/// by default the live progress display and the report are the output.
+fn init_logging() {
+    let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() else {
+        return;
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

@@ -430,6 +430,9 @@ async fn discovery(run: &mut Run<'_>) -> Result<Action> {
         "probe registered".into(),
     );
     run.set_state(ServerState::Available);
+    // Persist the result before forgetting the registration: a status write lost to a conflict
+    // would otherwise leave the Server in Discovery until the probe registers again.
+    run.flush_status().await?;
     run.ctx
         .registry
         .delete(&uuid)
