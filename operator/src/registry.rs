@@ -111,16 +111,11 @@ async fn bootstate(State(registry): State<Registry>, body: Bytes) -> Response {
     if !payload.booted {
         return StatusCode::OK.into_response();
     }
-    let matching: Vec<_> = registry
-        .servers
-        .state()
-        .into_iter()
-        .filter(|s| {
-            s.spec
-                .system_uuid
-                .eq_ignore_ascii_case(&payload.system_uuid)
-        })
-        .collect();
+    let matching = registry.servers.state_filter(|s| {
+        s.spec
+            .system_uuid
+            .eq_ignore_ascii_case(&payload.system_uuid)
+    });
     let [server] = matching.as_slice() else {
         let message = format!(
             "expected one Server with systemUUID {}, found {}",

@@ -1,7 +1,7 @@
 //! What the boot server serves: one boot record per ServerBootConfiguration (published by the controller)
 //! and a content-addressed store of the artifacts those records point at.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
@@ -80,6 +80,29 @@ impl BootRecord {
 struct Inner {
     records: HashMap<SbcKey, Arc<BootRecord>>,
     artifacts: HashMap<String, Bytes>,
+    /// How many record layers name each digest; an artifact lives exactly while its count is
+    /// positive. Counting keeps publish and remove O(layers) instead of a sweep over all records.
+    references: HashMap<String, usize>,
+}
+
+impl Inner {
+    fn reference(&mut self, record: &BootRecord) {
+        for digest in record.digests() {
+            *self.references.entry(digest.to_string()).or_default() += 1;
+        }
+    }
+
+    fn release(&mut self, record: &BootRecord) {
+        for digest in record.digests() {
+            if let Some(count) = self.references.get_mut(digest) {
+                *count -= 1;
+                if *count == 0 {
+                    self.references.remove(digest);
+                    self.artifacts.remove(digest);
+                }
+            }
+        }
+    }
 }
 
 /// Shared between the controller (writer) and the boot server (reader). Cheap to clone.
@@ -102,40 +125,42 @@ impl BootRecords {
     }
 
     /// Replaces the record of `record.sbc`, storing its blobs, and drops artifacts no record refers to.
-    /// Blobs travel with the record so a concurrent publish cannot prune them in between.
+    /// Blobs travel with the record so a concurrent publish cannot drop them in between.
     pub fn publish(&self, record: BootRecord, blobs: Vec<(String, Bytes)>) {
         let mut inner = self.write();
-        inner.artifacts.extend(blobs);
-        inner.records.insert(record.sbc.clone(), Arc::new(record));
-        Self::prune(&mut inner);
+        let record = Arc::new(record);
+        inner.reference(&record);
+        if let Some(old) = inner.records.insert(record.sbc.clone(), record) {
+            inner.release(&old);
+        }
+        for (digest, bytes) in blobs {
+            if inner.references.contains_key(&digest) {
+                inner.artifacts.entry(digest).or_insert(bytes);
+            }
+        }
     }
 
     /// Removes an SBC's record (the SBC was deleted).
     pub fn remove(&self, sbc: &SbcKey) {
         let mut inner = self.write();
-        if inner.records.remove(sbc).is_some() {
-            Self::prune(&mut inner);
+        if let Some(old) = inner.records.remove(sbc) {
+            inner.release(&old);
         }
-    }
-
-    fn prune(inner: &mut Inner) {
-        let referenced: HashSet<String> = inner
-            .records
-            .values()
-            .flat_map(|r| r.digests().map(str::to_string).collect::<Vec<_>>())
-            .collect();
-        inner
-            .artifacts
-            .retain(|digest, _| referenced.contains(digest));
     }
 
     /// Keeps only the records whose SBC `keep` accepts.
     pub fn retain(&self, keep: impl Fn(&SbcKey) -> bool) {
         let mut inner = self.write();
-        let before = inner.records.len();
-        inner.records.retain(|key, _| keep(key));
-        if inner.records.len() != before {
-            Self::prune(&mut inner);
+        let dropped: Vec<SbcKey> = inner
+            .records
+            .keys()
+            .filter(|key| !keep(key))
+            .cloned()
+            .collect();
+        for key in dropped {
+            if let Some(old) = inner.records.remove(&key) {
+                inner.release(&old);
+            }
         }
     }
 
@@ -162,5 +187,80 @@ impl BootRecords {
         self.inner
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(kind: LayerKind, digest: &str) -> Option<Layer> {
+        Some(Layer {
+            kind,
+            media_type: "application/octet-stream".into(),
+            digest: digest.into(),
+            size: 1,
+        })
+    }
+
+    fn record(name: &str, kernel: &str, initramfs: &str) -> BootRecord {
+        BootRecord {
+            sbc: SbcKey::new("ns", name),
+            uid: format!("uid-{name}"),
+            generation: 1,
+            server: format!("server-{name}"),
+            system_uuid: format!("uuid-{name}"),
+            image: crate::oci::reference::parse("registry.test/os:1").unwrap(),
+            architecture: "amd64".into(),
+            manifest_digest: "sha256:m".into(),
+            kernel: layer(LayerKind::Kernel, kernel),
+            initramfs: layer(LayerKind::Initramfs, initramfs),
+            squashfs: None,
+            uki: None,
+            ignition: None,
+            advertise_missing_ignition: false,
+        }
+    }
+
+    fn blobs(digests: &[&str]) -> Vec<(String, Bytes)> {
+        digests
+            .iter()
+            .map(|d| (d.to_string(), Bytes::from(d.to_string())))
+            .collect()
+    }
+
+    #[test]
+    fn artifacts_live_exactly_while_a_record_names_them() {
+        let records = BootRecords::default();
+        records.publish(record("a", "k1", "i1"), blobs(&["k1", "i1", "stray"]));
+        records.publish(record("b", "k1", "i2"), blobs(&["k1", "i2"]));
+        assert!(records.has_artifact("k1") && records.has_artifact("i1"));
+        assert!(
+            !records.has_artifact("stray"),
+            "a blob no record names is not kept"
+        );
+
+        // Replacing a's record drops what only the old one named, keeps what b still shares.
+        records.publish(record("a", "k2", "i1"), blobs(&["k2", "i1"]));
+        assert!(records.has_artifact("k1"), "b still boots k1");
+        assert!(records.has_artifact("k2") && records.has_artifact("i1"));
+
+        records.remove(&SbcKey::new("ns", "b"));
+        assert!(!records.has_artifact("k1") && !records.has_artifact("i2"));
+        assert!(records.has_artifact("k2"));
+
+        records.retain(|_| false);
+        assert!(records.is_empty());
+        assert_eq!(records.artifact_bytes(), 0);
+    }
+
+    #[test]
+    fn a_record_naming_one_digest_twice_keeps_it_until_removed() {
+        let records = BootRecords::default();
+        records.publish(record("a", "same", "same"), blobs(&["same"]));
+        records.publish(record("a", "same", "other"), blobs(&["other"]));
+        assert!(records.has_artifact("same") && records.has_artifact("other"));
+        records.remove(&SbcKey::new("ns", "a"));
+        assert_eq!(records.artifact_bytes(), 0);
     }
 }

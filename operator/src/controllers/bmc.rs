@@ -38,10 +38,9 @@ pub fn controller(client: kube::Client) -> Controller<BMC> {
             watcher::Config::default(),
             move |secret| {
                 let name = secret.name_any();
-                bmcs.state()
-                    .into_iter()
-                    .filter(|b| b.spec.bmc_secret_ref.name == name)
-                    .map(|b| ObjectRef::from_obj(&*b))
+                bmcs.state_filter(|b| b.spec.bmc_secret_ref.name == name)
+                    .iter()
+                    .map(|b| ObjectRef::from_obj(&**b))
                     .collect::<Vec<_>>()
             },
         )
@@ -51,10 +50,9 @@ pub fn controller(client: kube::Client) -> Controller<BMC> {
             move |endpoint| {
                 let name = endpoint.name_any();
                 by_endpoint
-                    .state()
-                    .into_iter()
-                    .filter(|b| b.spec.endpoint_ref.as_ref().is_some_and(|r| r.name == name))
-                    .map(|b| ObjectRef::from_obj(&*b))
+                    .state_filter(|b| b.spec.endpoint_ref.as_ref().is_some_and(|r| r.name == name))
+                    .iter()
+                    .map(|b| ObjectRef::from_obj(&**b))
                     .collect::<Vec<_>>()
             },
         )

@@ -53,10 +53,9 @@ pub fn controller(client: kube::Client) -> Controller<Server> {
             move |bmc| {
                 let bmc_name = bmc.name_any();
                 bmc_store
-                    .state()
-                    .into_iter()
-                    .filter(|s| s.spec.bmc_ref.as_ref().is_some_and(|r| r.name == bmc_name))
-                    .map(|s| ObjectRef::from_obj(&*s))
+                    .state_filter(|s| s.spec.bmc_ref.as_ref().is_some_and(|r| r.name == bmc_name))
+                    .iter()
+                    .map(|s| ObjectRef::from_obj(&**s))
                     .collect::<Vec<_>>()
             },
         )

@@ -47,38 +47,61 @@ pub fn controller(client: kube::Client) -> Controller<ServerClaim> {
         )
 }
 
-/// Claims bound to (or naming) the Server, and — when it is free — a few waiting claims it could serve.
+/// Claims bound to (or naming) the Server, and — when it is free to take — a few waiting claims it
+/// could serve. Runs for every Server event, so it filters the cache in place (no snapshot copy).
 fn claims_for_server(claims: &Store<ServerClaim>, server: &Server) -> Vec<ObjectRef<ServerClaim>> {
-    let name = name_of(server);
+    let name = server.metadata.name.as_deref().unwrap_or_default();
     let mut out: Vec<_> = claims
-        .state()
-        .into_iter()
-        .filter(|c| {
-            c.spec.server_ref.as_ref().is_some_and(|r| r.name == name)
-                || server.spec.server_claim_ref.as_ref().is_some_and(|r| {
-                    r.name == c.name_any() && Some(&r.namespace) == c.metadata.namespace.as_ref()
-                })
-        })
-        .map(|c| ObjectRef::from_obj(&*c))
+        .state_filter(|c| c.spec.server_ref.as_ref().is_some_and(|r| r.name == name))
+        .iter()
+        .map(|c| ObjectRef::from_obj(&**c))
         .collect();
-    if server.spec.server_claim_ref.is_none() && is_state(server, ServerState::Available) {
+    if let Some(r) = &server.spec.server_claim_ref {
+        let claim = ObjectRef::new(&r.name).within(&r.namespace);
+        if claims.get(&claim).is_some() && !out.contains(&claim) {
+            out.push(claim);
+        }
+    }
+    if server.spec.server_claim_ref.is_none() && is_free(server) {
         let labels = server.labels();
+        let waiting = claims.state_filter(|c| {
+            c.spec.server_ref.is_none()
+                && c.metadata.deletion_timestamp.is_none()
+                && c.spec
+                    .server_selector
+                    .as_ref()
+                    .is_none_or(|s| crate::selector::matches(s, labels))
+        });
+        // Different free Servers wake different waiting claims, so a burst of freed Servers reaches
+        // more than the same first few claims.
+        let offset = if waiting.is_empty() {
+            0
+        } else {
+            let mut hasher = DefaultHasher::new();
+            name.hash(&mut hasher);
+            (hasher.finish() % waiting.len() as u64) as usize
+        };
         out.extend(
-            claims
-                .state()
-                .into_iter()
-                .filter(|c| c.spec.server_ref.is_none())
-                .filter(|c| {
-                    c.spec
-                        .server_selector
-                        .as_ref()
-                        .is_none_or(|s| crate::selector::matches(s, labels))
-                })
-                .take(WAKE_LIMIT)
-                .map(|c| ObjectRef::from_obj(&*c)),
+            waiting
+                .iter()
+                .cycle()
+                .skip(offset)
+                .take(WAKE_LIMIT.min(waiting.len()))
+                .map(|c| ObjectRef::from_obj(&**c)),
         );
     }
     out
+}
+
+/// Whether any claim could take the Server now (claim-specific checks aside): Available, Off,
+/// claimable, not parked, not being deleted.
+fn is_free(server: &Server) -> bool {
+    let status = server.status.as_ref();
+    server.metadata.deletion_timestamp.is_none()
+        && status.and_then(|s| s.state.as_ref()) == Some(&ServerState::Available)
+        && status.and_then(|s| s.power_state.as_ref()) == Some(&ServerPowerState::Off)
+        && !server.spec.unclaimable.unwrap_or(false)
+        && !is_parked(server)
 }
 
 pub async fn run(
@@ -139,12 +162,7 @@ fn is_parked(server: &Server) -> bool {
 
 /// Upstream's binding rules: Available, claimable, powered off, NoBind taints tolerated, free.
 fn eligible(server: &Server, claim: &ServerClaim) -> bool {
-    let status = server.status.clone().unwrap_or_default();
-    server.metadata.deletion_timestamp.is_none()
-        && status.state == Some(ServerState::Available)
-        && !server.spec.unclaimable.unwrap_or(false)
-        && status.power_state == Some(ServerPowerState::Off)
-        && !is_parked(server)
+    is_free(server)
         && metal_api::taints::tolerates_all_nobind(&claim.spec.tolerations, &server.spec.taints)
         && (server.spec.server_claim_ref.is_none() || refers_to(server, claim))
 }
@@ -234,8 +252,6 @@ async fn bound_server(claim: &ServerClaim, ctx: &Context) -> Result<Option<Serve
     let cached = ctx
         .stores
         .servers
-        .state()
-        .into_iter()
         .find(|s| refers_to(s, claim))
         .map(|s| name_of(&*s));
     for name in in_flight.into_iter().chain(cached) {
@@ -252,44 +268,17 @@ async fn bound_server(claim: &ServerClaim, ctx: &Context) -> Result<Option<Serve
 
 /// Picks an eligible Server and takes it with an optimistic-lock patch of `spec.serverClaimRef`.
 async fn bind(claim: &ServerClaim, ctx: &Context) -> Result<Option<Server>> {
-    let candidates: Vec<Arc<Server>> = match &claim.spec.server_ref {
+    let server = match &claim.spec.server_ref {
         Some(server_ref) => ctx
             .stores
             .servers
             .get(&ObjectRef::new(&server_ref.name))
-            .into_iter()
-            .collect(),
-        None => {
-            let mut all: Vec<_> = ctx
-                .stores
-                .servers
-                .state()
-                .into_iter()
-                .filter(|s| {
-                    claim
-                        .spec
-                        .server_selector
-                        .as_ref()
-                        .is_none_or(|sel| crate::selector::matches(sel, s.labels()))
-                })
-                .collect();
-            all.sort_by_key(|s| name_of(&**s));
-            all
-        }
+            .filter(|s| eligible(s, claim)),
+        None => pick_server(&ctx.stores.servers, claim),
     };
-    let eligible: Vec<_> = candidates
-        .into_iter()
-        .filter(|s| eligible(s, claim))
-        .collect();
-    if eligible.is_empty() {
+    let Some(server) = server else {
         return Ok(None);
-    }
-    // Spread concurrent claims over the candidates instead of all racing for the first one.
-    let mut hasher = DefaultHasher::new();
-    claim.metadata.uid.hash(&mut hasher);
-    claim.name_any().hash(&mut hasher);
-    let start = (hasher.finish() % eligible.len() as u64) as usize;
-    let server = &eligible[start];
+    };
     let reference =
         ImmutableObjectReference::new(claim.namespace().unwrap_or_default(), claim.name_any());
     let patch = json!({
@@ -299,7 +288,7 @@ async fn bind(claim: &ServerClaim, ctx: &Context) -> Result<Option<Server>> {
     let api = Api::<Server>::all(ctx.client.clone());
     let bound = api
         .patch(
-            &name_of(&**server),
+            &name_of(&*server),
             &PatchParams::default(),
             &Patch::Merge(&patch),
         )
@@ -307,6 +296,41 @@ async fn bind(claim: &ServerClaim, ctx: &Context) -> Result<Option<Server>> {
     ctx.bindings.record(claim, name_of(&bound));
     tracing::info!(claim = %claim.name_any(), server = %name_of(&bound), "claim bound");
     Ok(Some(bound))
+}
+
+/// The eligible Server a claim takes: the highest rendezvous hash of (claim, server) among the
+/// Servers its selector matches. One pass over the cache with no copies or sort, and concurrent
+/// claims spread over the free Servers instead of all racing for the first one.
+fn pick_server(servers: &Store<Server>, claim: &ServerClaim) -> Option<Arc<Server>> {
+    let claim_key = {
+        let mut hasher = DefaultHasher::new();
+        claim.metadata.uid.hash(&mut hasher);
+        claim.metadata.namespace.hash(&mut hasher);
+        claim.metadata.name.hash(&mut hasher);
+        hasher.finish()
+    };
+    let rank = |server: &Server| {
+        let mut hasher = DefaultHasher::new();
+        claim_key.hash(&mut hasher);
+        server.metadata.name.hash(&mut hasher);
+        hasher.finish()
+    };
+    let mut best: Option<(u64, Arc<Server>)> = None;
+    // `state_filter` holds the store's read lock only for the cheap predicate; ranking runs after.
+    for server in servers.state_filter(|s| {
+        eligible(s, claim)
+            && claim
+                .spec
+                .server_selector
+                .as_ref()
+                .is_none_or(|sel| crate::selector::matches(sel, s.labels()))
+    }) {
+        let r = rank(&server);
+        if best.as_ref().is_none_or(|(b, _)| r > *b) {
+            best = Some((r, server));
+        }
+    }
+    best.map(|(_, server)| server)
 }
 
 /// Creates or updates the claim's SBC: same name and namespace, controller-owned by the claim.

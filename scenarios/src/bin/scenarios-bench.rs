@@ -34,6 +34,9 @@ struct Figures {
     api_requests_per_server: f64,
     /// Operator + backend requests per verb, divided by servers.
     api_verbs_per_server: Vec<(String, f64)>,
+    /// Operator + backend requests per `verb resource`, divided by servers, most first.
+    #[serde(default)]
+    api_resources_per_server: Vec<(String, f64)>,
     api_writes_per_server: f64,
     reconciles_per_server: f64,
     peak_rss_mib: f64,
@@ -121,13 +124,19 @@ fn measure(file: &std::path::Path, n: u32) -> anyhow::Result<Figures> {
         .sum();
     let per = |v: f64| v / f64::from(n.max(1));
     let mut verbs: std::collections::BTreeMap<String, f64> = Default::default();
+    let mut resources: std::collections::BTreeMap<String, f64> = Default::default();
     for c in ["operator", "backend"] {
         if let Some(counts) = r.api_requests.by_component.get(c) {
             for (verb, count) in &counts.by_verb {
                 *verbs.entry(verb.clone()).or_default() += per(*count as f64);
             }
+            for (key, count) in &counts.by_resource {
+                *resources.entry(format!("{c}: {key}")).or_default() += per(*count as f64);
+            }
         }
     }
+    let mut resources: Vec<(String, f64)> = resources.into_iter().collect();
+    resources.sort_by(|a, b| b.1.total_cmp(&a.1));
     Ok(Figures {
         servers: n,
         passed: r.passed,
@@ -136,6 +145,7 @@ fn measure(file: &std::path::Path, n: u32) -> anyhow::Result<Figures> {
         claims_to_all_booted_s: booted_ms as f64 / 1000.0,
         api_requests_per_server: r.api_requests.per_server,
         api_verbs_per_server: verbs.into_iter().collect(),
+        api_resources_per_server: resources,
         api_writes_per_server: per(r.figures.get("apiWrites").copied().unwrap_or(0.0)),
         reconciles_per_server: per(reconciles),
         peak_rss_mib: proc_status_kib("VmHWM:") / 1024.0,
@@ -210,6 +220,19 @@ fn print_table(all: &[Figures]) {
             "\nAPI requests per server by verb, {} servers: {}",
             f.servers,
             verbs.join(", ")
+        );
+    }
+    for f in all {
+        let top: Vec<String> = f
+            .api_resources_per_server
+            .iter()
+            .take(12)
+            .map(|(k, n)| format!("{k} {n:.1}"))
+            .collect();
+        println!(
+            "\nmost API requests per server, {} servers: {}",
+            f.servers,
+            top.join(", ")
         );
     }
     for f in all {

@@ -213,6 +213,16 @@ fn write_api_requests(out: &mut String, r: &ApiRequests) {
     for (component, c) in &r.by_component {
         let verbs: Vec<String> = c.by_verb.iter().map(|(v, n)| format!("{v} {n}")).collect();
         let _ = writeln!(out, "  {component:<9} {:>8}  {}", c.total, verbs.join(", "));
+        let mut top: Vec<(&String, &u64)> = c.by_resource.iter().collect();
+        top.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        if !top.is_empty() {
+            let top: Vec<String> = top
+                .iter()
+                .take(6)
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect();
+            let _ = writeln!(out, "  {:<9} {:>8}  most: {}", "", "", top.join(", "));
+        }
     }
 }
 

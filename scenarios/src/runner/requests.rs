@@ -76,6 +76,31 @@ impl Verb {
     }
 }
 
+/// The resource a path names, with its subresource (`servers`, `servers/status`, `secrets`);
+/// `None` for discovery and other non-resource paths.
+pub fn resource_of(path: &str) -> Option<String> {
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let rest = match segments.as_slice() {
+        ["api", _version, rest @ ..] => rest,
+        ["apis", _group, _version, rest @ ..] => rest,
+        _ => return None,
+    };
+    let rest = match rest {
+        ["namespaces", _ns, inner @ ..]
+            if !inner.is_empty() && inner[0] != "status" && inner[0] != "finalize" =>
+        {
+            inner
+        }
+        ["namespaces", _ns, sub] => return Some(format!("namespaces/{sub}")),
+        other => other,
+    };
+    match rest {
+        [] => None,
+        [resource] | [resource, _] => Some((*resource).to_string()),
+        [resource, _, sub, ..] => Some(format!("{resource}/{sub}")),
+    }
+}
+
 /// `Some(true)` for a resource collection path, `Some(false)` for an object (or its
 /// subresource), `None` for a path that names no resource.
 fn names_collection(path: &str) -> Option<bool> {
@@ -99,15 +124,41 @@ fn names_collection(path: &str) -> Option<bool> {
     }
 }
 
-/// Requests of one component, per verb.
+/// Requests of one component, per verb and per verb and resource.
 #[derive(Default, Debug)]
 pub struct Counter {
     by_verb: [AtomicU64; Verb::ALL.len()],
+    by_resource: std::sync::Mutex<BTreeMap<(Verb, String), u64>>,
 }
 
 impl Counter {
     pub fn count(&self, verb: Verb) {
         self.by_verb[verb as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a request by verb and by the resource its path names.
+    pub fn count_request(&self, method: &http::Method, uri: &http::Uri) {
+        let verb = Verb::of(method, uri);
+        self.count(verb);
+        if let Some(resource) = resource_of(uri.path()) {
+            let mut by_resource = self
+                .by_resource
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            *by_resource.entry((verb, resource)).or_default() += 1;
+        }
+    }
+
+    /// Counts by `verb resource` (`patch servers/status`).
+    pub fn resource_snapshot(&self) -> BTreeMap<String, u64> {
+        let by_resource = self
+            .by_resource
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        by_resource
+            .iter()
+            .map(|((verb, resource), n)| (format!("{} {resource}", verb.as_str()), *n))
+            .collect()
     }
 
     pub fn total(&self) -> u64 {
@@ -172,7 +223,7 @@ impl ApiRequestCounters {
     ) -> anyhow::Result<kube::Client> {
         let counter = self.counter(component).clone();
         let layer = MapRequestLayer::new(move |request: http::Request<kube::client::Body>| {
-            counter.count(Verb::of(request.method(), request.uri()));
+            counter.count_request(request.method(), request.uri());
             request
         });
         let builder = kube::client::ClientBuilder::try_from(config.clone())
@@ -193,6 +244,7 @@ impl ApiRequestCounters {
                     ComponentRequests {
                         total: counter.total(),
                         by_verb: counter.snapshot(),
+                        by_resource: counter.resource_snapshot(),
                     },
                 )
             })
@@ -211,6 +263,9 @@ impl ApiRequestCounters {
 pub struct ComponentRequests {
     pub total: u64,
     pub by_verb: BTreeMap<String, u64>,
+    /// Requests by `verb resource[/subresource]`, e.g. `patch servers/status`.
+    #[serde(default)]
+    pub by_resource: BTreeMap<String, u64>,
 }
 
 /// API requests of a run, as written into report.json.
@@ -259,6 +314,54 @@ mod tests {
         );
         assert_eq!(verb("GET", "/apis"), Verb::Other);
         assert_eq!(verb("GET", "/version"), Verb::Other);
+    }
+
+    #[test]
+    fn resources_name_the_kind_and_subresource() {
+        let servers = "/apis/metal.ironcore.dev/v1alpha1/servers";
+        assert_eq!(resource_of(servers).as_deref(), Some("servers"));
+        assert_eq!(
+            resource_of(&format!("{servers}/s-1")).as_deref(),
+            Some("servers")
+        );
+        assert_eq!(
+            resource_of(&format!("{servers}/s-1/status")).as_deref(),
+            Some("servers/status")
+        );
+        let sbc =
+            "/apis/metal.ironcore.dev/v1alpha1/namespaces/ns/serverbootconfigurations/a/status";
+        assert_eq!(
+            resource_of(sbc).as_deref(),
+            Some("serverbootconfigurations/status")
+        );
+        assert_eq!(
+            resource_of("/api/v1/namespaces/default/secrets").as_deref(),
+            Some("secrets")
+        );
+        assert_eq!(
+            resource_of("/api/v1/namespaces").as_deref(),
+            Some("namespaces")
+        );
+        assert_eq!(
+            resource_of("/api/v1/namespaces/default").as_deref(),
+            Some("namespaces")
+        );
+        assert_eq!(
+            resource_of("/api/v1/namespaces/default/finalize").as_deref(),
+            Some("namespaces/finalize")
+        );
+        assert_eq!(resource_of("/version"), None);
+        let counter = Counter::default();
+        counter.count_request(
+            &http::Method::PATCH,
+            &format!("{servers}/s-1/status").parse().unwrap(),
+        );
+        counter.count_request(
+            &http::Method::PATCH,
+            &format!("{servers}/s-2/status").parse().unwrap(),
+        );
+        assert_eq!(counter.resource_snapshot()["patch servers/status"], 2);
+        assert_eq!(counter.get(Verb::Patch), 2);
     }
 
     #[test]

@@ -329,15 +329,14 @@ fn sbcs_naming_secret(
     move |secret: Secret| {
         let namespace = secret.metadata.namespace.clone();
         let name = secret.metadata.name.clone();
-        sbcs.state()
-            .into_iter()
-            .filter(|sbc| {
-                sbc.metadata.namespace == namespace
-                    && sbc.spec.ignition_secret_ref.as_ref().map(|r| Some(&r.name))
-                        == Some(name.as_ref())
-            })
-            .map(|sbc| ObjectRef::from_obj(&*sbc))
-            .collect()
+        sbcs.state_filter(|sbc| {
+            sbc.metadata.namespace == namespace
+                && sbc.spec.ignition_secret_ref.as_ref().map(|r| Some(&r.name))
+                    == Some(name.as_ref())
+        })
+        .iter()
+        .map(|sbc| ObjectRef::from_obj(&**sbc))
+        .collect()
     }
 }
 
@@ -347,10 +346,9 @@ fn sbcs_naming_server(
 ) -> impl Fn(Server) -> Vec<ObjectRef<ServerBootConfiguration>> + Send + Sync + 'static {
     move |server: Server| {
         let name = server.metadata.name.clone().unwrap_or_default();
-        sbcs.state()
-            .into_iter()
-            .filter(|sbc| sbc.spec.server_ref.name == name)
-            .map(|sbc| ObjectRef::from_obj(&*sbc))
+        sbcs.state_filter(|sbc| sbc.spec.server_ref.name == name)
+            .iter()
+            .map(|sbc| ObjectRef::from_obj(&**sbc))
             .collect()
     }
 }
