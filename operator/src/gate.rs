@@ -4,7 +4,8 @@
 //! `strict` (default) additionally requires that the Ready is for the current spec: no condition
 //! stamped with `observedGeneration` may lag `metadata.generation`
 //! (`ServerBootConfiguration::is_ready_for_current_generation`). A backend that stamps nothing is
-//! judged by `state` alone, as upstream. `Error` is reported with the backend's reason and message.
+//! judged by `state` alone, as upstream. `Error` is reported with the reason and message of the
+//! backend's failed condition (`False` before `Unknown`, see `error_verdict`).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -128,15 +129,40 @@ pub fn evaluate(
 fn error_verdict(
     conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
 ) -> Verdict {
-    // The backend's own explanation: the most recent condition that is not True.
+    // The backend's own explanation. A `False` condition is a definite failure; the `Unknown` ones
+    // next to it usually wait *because of* it (sim-boot writes `ImageResolved=False` together with
+    // `ArtifactsServed=Unknown/WaitingForPrerequisites`, all stamped in the same second), so `False`
+    // outranks `Unknown`. Among equals the most recent transition wins, then the first listed
+    // (backends list their steps in order, so the first failure is the cause).
+    let rank = |status: &str| u8::from(status != "False");
     let failing = conditions
         .iter()
-        .filter(|c| c.status != "True")
-        .max_by_key(|c| c.last_transition_time.0);
+        .enumerate()
+        .filter(|(_, c)| c.status != "True")
+        .min_by_key(|(i, c)| {
+            (
+                rank(&c.status),
+                std::cmp::Reverse(c.last_transition_time.0),
+                *i,
+            )
+        })
+        .map(|(_, c)| c);
     match failing {
-        Some(c) => Verdict::Error {
+        // A condition without a reason cannot lend one to the Server's condition (the API requires it).
+        Some(c) if !c.reason.is_empty() => Verdict::Error {
             reason: c.reason.clone(),
             message: c.message.clone(),
+        },
+        Some(c) => Verdict::Error {
+            reason: reasons::REASON_ERROR.into(),
+            message: if c.message.is_empty() {
+                format!(
+                    "boot configuration is in Error ({} is {})",
+                    c.type_, c.status
+                )
+            } else {
+                c.message.clone()
+            },
         },
         None => Verdict::Error {
             reason: reasons::REASON_ERROR.into(),
@@ -287,5 +313,192 @@ mod tests {
         );
         assert!(!evaluate(Some(&sbc("Error", 1, &[])), ReadinessGate::Upstream, REF).is_ready());
         assert!(!evaluate(Some(&sbc("Booting", 1, &[])), strict, REF).is_ready());
+    }
+
+    /// A condition as sim-boot's `write_status` stamps it: `lastTransitionTime` in whole seconds.
+    fn cond(type_: &str, status: &str, reason: &str, message: &str, second: i64) -> Condition {
+        Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message: message.into(),
+            observed_generation: Some(1),
+            last_transition_time: Time(k8s_openapi::jiff::Timestamp::from_second(second).unwrap()),
+        }
+    }
+
+    fn error_with(conditions: Vec<Condition>) -> Verdict {
+        let mut s = sbc("Error", 1, &[]);
+        s.status.as_mut().unwrap().conditions = conditions;
+        evaluate(Some(&s), ReadinessGate::Strict, REF)
+    }
+
+    fn reason_of(verdict: &Verdict) -> &str {
+        match verdict {
+            Verdict::Error { reason, .. } => reason,
+            other => panic!("not an Error verdict: {other:?}"),
+        }
+    }
+
+    /// sim-boot's image failure (`prepare::image_step` + `reconcile::on_failure`, order as merged):
+    /// `preparing` wrote all four main conditions Unknown at `prepared`; the failure turns ServerResolved
+    /// True and ImageResolved/ImageValidation False at `failed`, the rest stay Unknown (their
+    /// transition time kept) with reason WaitingForPrerequisites.
+    fn sim_boot_image_failure(prepared: i64, failed: i64) -> Vec<Condition> {
+        let missing = "resolving registry.test/os:missing: manifest unknown";
+        let waiting = format!("not served: {missing}; {missing}");
+        vec![
+            cond(
+                "ServerResolved",
+                "True",
+                "ServerFound",
+                "Server s has system UUID 1",
+                failed,
+            ),
+            cond(
+                "ImageResolved",
+                "False",
+                "ImageValidationFailed",
+                missing,
+                failed,
+            ),
+            cond(
+                "ImageValidation",
+                "False",
+                "ValidationFailed",
+                missing,
+                failed,
+            ),
+            cond(
+                "IgnitionReady",
+                "Unknown",
+                "WaitingForPrerequisites",
+                &waiting,
+                prepared,
+            ),
+            cond(
+                "ArtifactsServed",
+                "Unknown",
+                "WaitingForPrerequisites",
+                &waiting,
+                prepared,
+            ),
+        ]
+    }
+
+    #[test]
+    fn error_names_the_failed_condition_not_the_ones_waiting_for_it() {
+        // Same second (the usual case: preparing and failing take milliseconds), and a second apart.
+        for (prepared, failed) in [(100, 100), (100, 101)] {
+            let verdict = error_with(sim_boot_image_failure(prepared, failed));
+            assert_eq!(
+                verdict,
+                Verdict::Error {
+                    reason: "ImageValidationFailed".into(),
+                    message: "resolving registry.test/os:missing: manifest unknown".into(),
+                },
+                "prepared at {prepared}, failed at {failed}"
+            );
+        }
+        // A Ready SBC whose image later vanished (no preparing step): everything transitions at once.
+        let mut conditions = sim_boot_image_failure(200, 200);
+        conditions.rotate_right(2); // A backend that lists its Unknowns first: still the False one.
+        assert_eq!(reason_of(&error_with(conditions)), "ImageValidationFailed");
+    }
+
+    #[test]
+    fn error_reasons_of_every_sim_boot_failure() {
+        let waiting = |type_: &str, second: i64| {
+            cond(
+                type_,
+                "Unknown",
+                "WaitingForPrerequisites",
+                "not served: x",
+                second,
+            )
+        };
+        // `prepare::server_facts`: the Server is gone.
+        let server_gone = vec![
+            cond(
+                "ServerResolved",
+                "False",
+                "ServerNotFound",
+                "Server s not found",
+                10,
+            ),
+            waiting("ImageResolved", 10),
+            waiting("IgnitionReady", 10),
+            waiting("ArtifactsServed", 10),
+        ];
+        assert_eq!(reason_of(&error_with(server_gone)), "ServerNotFound");
+        // `prepare::render_ignition`: the ignition Secret is missing.
+        let no_secret = vec![
+            cond("ServerResolved", "True", "ServerFound", "", 10),
+            cond("ImageResolved", "True", "ImageResolved", "", 10),
+            cond(
+                "IgnitionReady",
+                "False",
+                "IgnitionMissing",
+                "Secret ns/ign not found",
+                10,
+            ),
+            waiting("ArtifactsServed", 10),
+        ];
+        let verdict = error_with(no_secret);
+        assert_eq!(
+            verdict,
+            Verdict::Error {
+                reason: "IgnitionMissing".into(),
+                message: "Secret ns/ign not found".into()
+            }
+        );
+        // `flap`: the Error half of the flip has one False condition among True ones.
+        let flap = vec![
+            cond("ServerResolved", "True", "ServerFound", "", 10),
+            cond("IgnitionReady", "True", "IgnitionRendered", "", 10),
+            cond("ArtifactsServed", "True", "ArtifactsServed", "", 10),
+            cond(
+                "ImageResolved",
+                "False",
+                "ImageValidationFailed",
+                "UKI layer digest not found",
+                11,
+            ),
+        ];
+        assert_eq!(reason_of(&error_with(flap)), "ImageValidationFailed");
+    }
+
+    #[test]
+    fn error_falls_back_when_no_condition_explains_it() {
+        let generic = Verdict::Error {
+            reason: reasons::REASON_ERROR.into(),
+            message: "boot configuration is in Error".into(),
+        };
+        assert_eq!(error_with(vec![]), generic);
+        assert_eq!(
+            error_with(vec![cond("Ready", "True", "Done", "", 1)]),
+            generic
+        );
+        // Only Unknowns: the most recent one is the best explanation there is.
+        let unknowns = vec![
+            cond("A", "Unknown", "Older", "", 1),
+            cond("B", "Unknown", "Newer", "", 2),
+        ];
+        assert_eq!(reason_of(&error_with(unknowns)), "Newer");
+        // Among False conditions, the most recent wins.
+        let falses = vec![
+            cond("A", "False", "Older", "", 1),
+            cond("B", "False", "Newer", "", 2),
+            cond("C", "Unknown", "Newest", "", 3),
+        ];
+        assert_eq!(reason_of(&error_with(falses)), "Newer");
+        // A reason-less condition cannot name the Server's condition; its message still tells why.
+        assert_eq!(
+            error_with(vec![cond("Image", "False", "", "no such tag", 1)]),
+            Verdict::Error {
+                reason: reasons::REASON_ERROR.into(),
+                message: "no such tag".into()
+            }
+        );
     }
 }

@@ -132,6 +132,78 @@ async fn error_sbc_is_surfaced_on_server_and_claim_and_recovery_clears_it() {
     .await;
 }
 
+/// The real reference backend instead of the test playing it: sim-boot fails an image that does not
+/// exist with `ImageResolved=False/ImageValidationFailed` and, in the same write, the steps after it
+/// `Unknown/WaitingForPrerequisites`. The Server, its claim and their Events must name the failure.
+#[tokio::test]
+async fn sim_boot_error_is_named_by_its_failed_condition() {
+    let mut h = Harness::start(HarnessOptions::new(1)).await;
+    let (server, uuid) = h.discovered().await;
+    let before = h.power_on_requests(&uuid).len();
+    let backend = sim_boot::Backend::start(h.client.clone(), sim_boot::BackendOptions::default())
+        .await
+        .expect("sim-boot starts");
+    let image = backend.image("metal-harness/no-such-image:1.0");
+    let claims = Api::<ServerClaim>::namespaced(h.client.clone(), NS);
+    claims
+        .create(
+            &PostParams::default(),
+            &new_claim("c", Some(&server), "On", &image),
+        )
+        .await
+        .unwrap();
+    // What sim-boot wrote: the premise of this test.
+    let sbc = h
+        .wait_for(
+            &h.sbcs(NS),
+            "c",
+            T,
+            "SBC in Error",
+            |s: &ServerBootConfiguration| {
+                s.status
+                    .as_ref()
+                    .and_then(|s| s.state.as_ref())
+                    .is_some_and(|s| s.as_str() == "Error")
+            },
+        )
+        .await;
+    let conditions = &sbc.status.as_ref().unwrap().conditions;
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c.status == "Unknown" && c.reason == "WaitingForPrerequisites"),
+        "sim-boot writes waiting conditions next to the failure: {conditions:?}"
+    );
+    let s = wait_gate_reason(&h, &server, "ImageValidationFailed").await;
+    let c = server_condition(&s, "BootConfigurationReady").unwrap();
+    assert!(
+        c.message.contains("no-such-image"),
+        "backend message carried: {c:?}"
+    );
+    for regarding in [server.as_str(), "c"] {
+        eventually_async(|| async {
+            !h.events_for(regarding, "BootConfigurationError")
+                .await
+                .is_empty()
+        })
+        .await;
+        for event in h.events_for(regarding, "BootConfigurationError").await {
+            let note = event.note.unwrap_or_default();
+            assert!(
+                note.contains("ImageValidationFailed")
+                    && !note.contains("WaitingForPrerequisites:"),
+                "{regarding}: the Event names the failure, not a waiting step: {note}"
+            );
+        }
+    }
+    assert_eq!(
+        h.power_on_requests(&uuid).len(),
+        before,
+        "power-on while Error"
+    );
+    backend.shutdown().await;
+}
+
 async fn stale_generation_scenario(gate: ReadinessGate) -> (Harness, String, String, usize) {
     let mut options = HarnessOptions::new(1);
     options.config = test_config(gate);

@@ -98,3 +98,55 @@ fn validate_exits_2_with_line_and_column() {
         String::from_utf8_lossy(&good.stderr)
     );
 }
+
+#[test]
+fn validate_lists_the_sim_boot_modes_for_an_unknown_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("mode.yaml");
+    std::fs::write(
+        &bad,
+        "name: mode\nfleet:\n  bmcs: 1\nbackend:\n  simBoot:\n    mode: always-ready\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_metal-harness"))
+        .args(["validate"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("mode.yaml:5:"), "{stderr}");
+    assert!(
+        stderr.contains("unknown sim-boot mode \"always-ready\""),
+        "{stderr}"
+    );
+    for mode in sim_boot::Misbehaviour::ALL {
+        assert!(stderr.contains(mode.name()), "{stderr} lacks {mode}");
+    }
+}
+
+#[test]
+fn schema_enumerates_every_sim_boot_mode() {
+    // The simBoot backend's `mode` property, wherever schemars nests it.
+    fn find_mode_enum(v: &serde_json::Value) -> Option<Vec<String>> {
+        match v {
+            serde_json::Value::Object(map) => {
+                if let Some(values) = map
+                    .get("simBoot")
+                    .and_then(|b| b.pointer("/properties/mode/enum"))
+                {
+                    return serde_json::from_value(values.clone()).ok();
+                }
+                map.values().find_map(find_mode_enum)
+            }
+            serde_json::Value::Array(items) => items.iter().find_map(find_mode_enum),
+            _ => None,
+        }
+    }
+    let modes = find_mode_enum(&Scenario::json_schema()).expect("simBoot.mode has an enum");
+    let expected: Vec<String> = std::iter::once(sim_boot::Misbehaviour::None)
+        .chain(sim_boot::Misbehaviour::ALL)
+        .map(|m| m.name().to_string())
+        .collect();
+    assert_eq!(modes, expected);
+}

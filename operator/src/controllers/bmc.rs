@@ -12,13 +12,12 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
 use kube::{Resource as _, ResourceExt as _};
 use metal_api::constants::Operation;
 use metal_api::{BMC, BMCSecret, BMCStatus, Endpoint, Server, ServerSpec};
 use serde_json::json;
 
-use super::{error_policy, instrumented, is_ignored, name_of, operation_of};
+use super::{error_policy, instrumented, is_ignored, name_of, operation_of, watch};
 use crate::conditions::{self, NewCondition};
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -29,13 +28,12 @@ use crate::redfish::{RedfishClient, RedfishError, ResetType, reason};
 pub const CONTROLLER: &str = "bmc";
 
 pub fn controller(client: kube::Client) -> Controller<BMC> {
-    let controller = Controller::new(Api::<BMC>::all(client.clone()), watcher::Config::default());
+    let controller = watch::controller(Api::<BMC>::all(client.clone()));
     let bmcs = controller.store();
     let by_endpoint = bmcs.clone();
     controller
-        .watches(
-            Api::<BMCSecret>::all(client.clone()),
-            watcher::Config::default(),
+        .watches_stream(
+            watch::others(Api::<BMCSecret>::all(client.clone())),
             move |secret| {
                 let name = secret.name_any();
                 bmcs.state_filter(|b| b.spec.bmc_secret_ref.name == name)
@@ -44,9 +42,8 @@ pub fn controller(client: kube::Client) -> Controller<BMC> {
                     .collect::<Vec<_>>()
             },
         )
-        .watches(
-            Api::<Endpoint>::all(client),
-            watcher::Config::default(),
+        .watches_stream(
+            watch::others(Api::<Endpoint>::all(client)),
             move |endpoint| {
                 let name = endpoint.name_any();
                 by_endpoint

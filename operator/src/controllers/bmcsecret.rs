@@ -7,17 +7,16 @@ use std::sync::Arc;
 use futures::StreamExt as _;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
 use metal_api::BMCSecret;
 
-use super::{error_policy, instrumented, name_of};
+use super::{error_policy, instrumented, name_of, watch};
 use crate::context::Context;
 use crate::error::{Error, Result};
 
 pub const CONTROLLER: &str = "bmcsecret";
 
 pub fn controller(client: kube::Client) -> Controller<BMCSecret> {
-    Controller::new(Api::<BMCSecret>::all(client), watcher::Config::default())
+    watch::controller(Api::<BMCSecret>::all(client))
 }
 
 pub async fn run(

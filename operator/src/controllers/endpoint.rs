@@ -10,12 +10,11 @@ use futures::StreamExt as _;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
-use kube::runtime::watcher;
 use metal_api::{BMC, BMCSecret, BMCSecretFields, BMCSpec, ConsoleProtocol, Endpoint, Protocol};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{error_policy, instrumented, is_ignored, name_of};
+use super::{error_policy, instrumented, is_ignored, name_of, watch};
 use crate::context::{Context, endpoint_url};
 use crate::error::{Error, Result};
 use crate::keys;
@@ -97,7 +96,7 @@ impl MacDb {
 }
 
 pub fn controller(client: kube::Client) -> Controller<Endpoint> {
-    Controller::new(Api::<Endpoint>::all(client), watcher::Config::default())
+    watch::controller(Api::<Endpoint>::all(client))
 }
 
 pub async fn run(

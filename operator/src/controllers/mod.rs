@@ -12,6 +12,7 @@ pub mod server_claim;
 mod server_ops;
 mod server_power;
 mod server_run;
+pub mod watch;
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;

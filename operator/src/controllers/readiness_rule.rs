@@ -10,11 +10,10 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use metal_api::{EnforcementMode, Server, ServerReadinessRule, Taint};
 use serde_json::json;
 
-use super::{error_policy, instrumented, is_ignored, name_of};
+use super::{error_policy, instrumented, is_ignored, name_of, watch};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::keys;
@@ -22,23 +21,16 @@ use crate::keys;
 pub const CONTROLLER: &str = "serverreadinessrule";
 
 pub fn controller(client: kube::Client) -> Controller<ServerReadinessRule> {
-    let controller = Controller::new(
-        Api::<ServerReadinessRule>::all(client.clone()),
-        watcher::Config::default(),
-    );
+    let controller = watch::controller(Api::<ServerReadinessRule>::all(client.clone()));
     let rules: Store<ServerReadinessRule> = controller.store();
-    controller.watches(
-        Api::<Server>::all(client),
-        watcher::Config::default(),
-        move |server| {
-            rules
-                .state()
-                .into_iter()
-                .filter(|r| crate::selector::matches(&r.spec.server_selector, server.labels()))
-                .map(|r| ObjectRef::from_obj(&*r))
-                .collect::<Vec<_>>()
-        },
-    )
+    controller.watches_stream(watch::others(Api::<Server>::all(client)), move |server| {
+        rules
+            .state()
+            .into_iter()
+            .filter(|r| crate::selector::matches(&r.spec.server_selector, server.labels()))
+            .map(|r| ObjectRef::from_obj(&*r))
+            .collect::<Vec<_>>()
+    })
 }
 
 pub async fn run(

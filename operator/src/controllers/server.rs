@@ -11,7 +11,6 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
 use metal_api::{
     BMC, BMCState, ObjectReference, Server, ServerBootConfiguration, ServerClaim, ServerState,
 };
@@ -19,7 +18,7 @@ use serde_json::json;
 
 use super::server_power::Progress;
 use super::server_run::Run;
-use super::{error_policy, instrumented, is_ignored, name_of};
+use super::{error_policy, instrumented, is_ignored, name_of, watch};
 use crate::conditions;
 use crate::config::ReadinessGate;
 use crate::context::{BmcAccess, Context};
@@ -32,33 +31,26 @@ pub const CONTROLLER: &str = "server";
 
 /// Builds the Server controller (its store serves the other controllers too).
 pub fn controller(client: kube::Client) -> Controller<Server> {
-    let servers = Api::<Server>::all(client.clone());
-    let controller = Controller::new(servers, watcher::Config::default());
+    let controller = watch::controller(Api::<Server>::all(client.clone()));
     let store = controller.store();
     let bmc_store = store.clone();
     controller
-        .watches(
-            Api::<ServerBootConfiguration>::all(client.clone()),
-            watcher::Config::default(),
+        .watches_stream(
+            watch::others(Api::<ServerBootConfiguration>::all(client.clone())),
             |sbc| Some(ObjectRef::new(&sbc.spec.server_ref.name)),
         )
-        .watches(
-            Api::<ServerClaim>::all(client.clone()),
-            watcher::Config::default(),
+        .watches_stream(
+            watch::others(Api::<ServerClaim>::all(client.clone())),
             |claim| claim.spec.server_ref.map(|r| ObjectRef::new(&r.name)),
         )
-        .watches(
-            Api::<BMC>::all(client),
-            watcher::Config::default(),
-            move |bmc| {
-                let bmc_name = bmc.name_any();
-                bmc_store
-                    .state_filter(|s| s.spec.bmc_ref.as_ref().is_some_and(|r| r.name == bmc_name))
-                    .iter()
-                    .map(|s| ObjectRef::from_obj(&**s))
-                    .collect::<Vec<_>>()
-            },
-        )
+        .watches_stream(watch::others(Api::<BMC>::all(client)), move |bmc| {
+            let bmc_name = bmc.name_any();
+            bmc_store
+                .state_filter(|s| s.spec.bmc_ref.as_ref().is_some_and(|r| r.name == bmc_name))
+                .iter()
+                .map(|s| ObjectRef::from_obj(&**s))
+                .collect::<Vec<_>>()
+        })
 }
 
 /// Runs the controller until shutdown.

@@ -7,21 +7,17 @@ use futures::StreamExt as _;
 use kube::ResourceExt as _;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
 use metal_api::{ServerBootConfiguration, ServerBootConfigurationState};
 use serde_json::json;
 
-use super::{error_policy, instrumented, is_ignored};
+use super::{error_policy, instrumented, is_ignored, watch};
 use crate::context::Context;
 use crate::error::Result;
 
 pub const CONTROLLER: &str = "serverbootconfiguration";
 
 pub fn controller(client: kube::Client) -> Controller<ServerBootConfiguration> {
-    Controller::new(
-        Api::<ServerBootConfiguration>::all(client),
-        watcher::Config::default(),
-    )
+    watch::controller(Api::<ServerBootConfiguration>::all(client))
 }
 
 pub async fn run(

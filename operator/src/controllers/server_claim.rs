@@ -11,7 +11,6 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::{Resource as _, ResourceExt as _};
 use metal_api::{
     ImmutableObjectReference, ObjectReference, Server, ServerBootConfiguration,
@@ -19,7 +18,7 @@ use metal_api::{
 };
 use serde_json::json;
 
-use super::{error_policy, instrumented, is_ignored, name_of};
+use super::{error_policy, instrumented, is_ignored, name_of, watch};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::keys;
@@ -30,21 +29,13 @@ pub const CONTROLLER: &str = "serverclaim";
 const WAKE_LIMIT: usize = 32;
 
 pub fn controller(client: kube::Client) -> Controller<ServerClaim> {
-    let controller = Controller::new(
-        Api::<ServerClaim>::all(client.clone()),
-        watcher::Config::default(),
-    );
+    let controller = watch::controller(Api::<ServerClaim>::all(client.clone()));
     let claims = controller.store();
     controller
-        .owns(
-            Api::<ServerBootConfiguration>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .watches(
-            Api::<Server>::all(client),
-            watcher::Config::default(),
-            move |server| claims_for_server(&claims, &server),
-        )
+        .owns_stream(watch::owned::<ServerBootConfiguration>(client.clone()))
+        .watches_stream(watch::others(Api::<Server>::all(client)), move |server| {
+            claims_for_server(&claims, &server)
+        })
 }
 
 /// Claims bound to (or naming) the Server, and — when it is free to take — a few waiting claims it

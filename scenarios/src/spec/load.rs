@@ -109,16 +109,17 @@ fn check(s: &Scenario) -> Check {
         return fail(Place::Root, "name must not be empty");
     }
     let bmcs = check_fleet(s)?;
-    if let Backend::SimBoot { mode, .. } = &s.backend
-        && !super::SIM_BOOT_MODES.contains(&mode.as_str())
-    {
-        return fail(
-            Place::Backend,
-            format!(
-                "unknown sim-boot mode {mode:?}; known modes: {}",
-                super::SIM_BOOT_MODES.join(", ")
-            ),
-        );
+    if let Backend::SimBoot { mode, .. } = &s.backend {
+        let modes = super::sim_boot_modes();
+        if !modes.contains(&mode.as_str()) {
+            return fail(
+                Place::Backend,
+                format!(
+                    "unknown sim-boot mode {mode:?}; known modes: {}",
+                    modes.join(", ")
+                ),
+            );
+        }
     }
     let claims = check_workload(s, &bmcs)?;
     check_faults(s, &bmcs)?;
@@ -403,5 +404,33 @@ mod tests {
         let text = format!("{MINIMAL}expect:\n  within: soon\n");
         let err = parse("t.yaml", &text).unwrap_err();
         assert_eq!(err.location().map(|l| l.0), Some(5), "{err}");
+    }
+
+    #[test]
+    fn every_sim_boot_mode_is_accepted() {
+        // `none` plus every mode sim-boot knows; listed from sim-boot itself so a new mode is covered.
+        let modes =
+            std::iter::once(sim_boot::Misbehaviour::None).chain(sim_boot::Misbehaviour::ALL);
+        for mode in modes {
+            let text = format!("{MINIMAL}backend:\n  simBoot:\n    mode: {}\n", mode.name());
+            let s = parse("t.yaml", &text).unwrap_or_else(|e| panic!("{}: {e}", mode.name()));
+            let Backend::SimBoot { mode: read, .. } = &s.backend else {
+                panic!("{}: not a simBoot backend", mode.name());
+            };
+            // The runner parses the same string into sim-boot's type.
+            assert_eq!(read.parse::<sim_boot::Misbehaviour>(), Ok(mode));
+        }
+    }
+
+    #[test]
+    fn unknown_sim_boot_mode_lists_the_known_ones() {
+        let text = format!("{MINIMAL}backend:\n  simBoot:\n    mode: always-ready\n");
+        let err = parse("t.yaml", &text).unwrap_err();
+        assert_eq!(err.location().map(|l| l.0), Some(5), "{err}");
+        let message = err.to_string();
+        assert!(message.contains("\"always-ready\""), "{message}");
+        for mode in sim_boot::Misbehaviour::ALL {
+            assert!(message.contains(mode.name()), "{message} lacks {mode}");
+        }
     }
 }

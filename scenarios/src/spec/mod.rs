@@ -12,7 +12,7 @@ mod workload;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use components::{Backend, Operator, ReadinessGate, SIM_BOOT_MODES};
+pub use components::{Backend, Operator, ReadinessGate, sim_boot_modes};
 pub use duration::{Dur, parse as parse_duration};
 pub use expect::Expect;
 pub use faults::{BmcFault, BmcTarget, Fault, FaultStep};
