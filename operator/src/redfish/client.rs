@@ -312,7 +312,7 @@ impl RedfishClient {
         {
             boot["BootSourceOverrideMode"] = json!("UEFI");
         }
-        self.patch_system(system, json!({ "Boot": boot })).await
+        self.patch_boot(system, boot).await
     }
 
     pub async fn set_boot_order(&self, system: &ComputerSystem, order: &[String]) -> Result<()> {
@@ -321,7 +321,29 @@ impl RedfishClient {
             "BootSourceOverrideTarget": "None",
             "BootOrder": order,
         });
-        self.patch_system(system, json!({ "Boot": boot })).await
+        self.patch_boot(system, boot).await
+    }
+
+    /// PATCHes `Boot` on the System; when the System refuses and names a `@Redfish.Settings`
+    /// object (Lenovo SE450, Nokia, Dell iDRAC10 keep Boot read-only there), PATCHes that object
+    /// instead with `If-Match` of its current ETag, as gofish's `SetBoot` does.
+    async fn patch_boot(&self, system: &ComputerSystem, boot: Value) -> Result<()> {
+        let body = json!({ "Boot": boot });
+        let direct = match self.patch_system(system, body.clone()).await {
+            Err(e) if refused(&e) => e,
+            other => return other,
+        };
+        let Some(target) = system.settings_target() else {
+            return Err(direct);
+        };
+        tracing::debug!(system = %system.odata_id, target, error = %direct, "Boot PATCH refused; using the @Redfish.Settings object");
+        let settings: Value = self.get(target).await?;
+        let etag = self.cached_etag(target).or_else(|| {
+            settings["@odata.etag"].as_str().map(str::to_owned)
+        });
+        self.send_json(Method::PATCH, target, body, etag, Idempotency::Idempotent)
+            .await
+            .map(drop)
     }
 
     pub async fn set_indicator_led(&self, system: &ComputerSystem, led: &str) -> Result<()> {
@@ -712,6 +734,15 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     message
+}
+
+/// The BMC answered and said no (a 4xx, or a 5xx other than 503 "busy").
+fn refused(error: &RedfishError) -> bool {
+    match error {
+        RedfishError::Rejected { .. } => true,
+        RedfishError::Server { status, .. } => *status != 503,
+        _ => false,
+    }
 }
 
 fn check_allowed(allowed: Option<&[String]>, reset: ResetType) -> Result<()> {
