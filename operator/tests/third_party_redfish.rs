@@ -815,3 +815,74 @@ async fn dmtf_rackmount1_mockup_discovery_boot_power_and_release() {
     machine.abort();
     eprintln!("DMTF mockup lifecycle took {:?}", started.elapsed());
 }
+
+// ---------------------------------------------------------------------------------------------
+// sushy's payload samples
+
+/// The `sushy` client package ships payload samples of real BMCs (its unit tests' json_samples:
+/// Lenovo, Nokia, Dell and DMTF-mockup shapes). Every sample of a kind the operator reads must
+/// decode into the operator's types, with the fields it acts on.
+#[test]
+fn sushy_payload_samples_decode_into_the_operator_types() {
+    use operator::redfish::types::*;
+    let Some(py) = std::env::var_os("METAL_HARNESS_PYTHON").map(PathBuf::from) else {
+        let _ = venv_script("sushy-emulator");
+        return;
+    };
+    let out = std::process::Command::new(&py)
+        .args([
+            "-c",
+            "import os, sushy; print(os.path.join(os.path.dirname(sushy.__file__), 'tests', 'unit', 'json_samples'))",
+        ])
+        .output()
+        .expect("venv python runs");
+    assert!(out.status.success(), "sushy is in the venv: {out:?}");
+    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let mut decoded = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let Ok(value) = serde_json::from_str::<Value>(&text) else {
+            continue;
+        };
+        let kind = value["@odata.type"].as_str().unwrap_or_default().to_owned();
+        let file = path.file_name().unwrap().to_string_lossy().into_owned();
+        let fail = |e: serde_json::Error| -> ! { panic!("{file} ({kind}): {e}") };
+        let is = |k: &str| kind.starts_with(&format!("#{k}.")) && !kind.contains("Collection");
+        if kind.ends_with("Collection") {
+            let c: Collection = serde_json::from_str(&text).unwrap_or_else(|e| fail(e));
+            let listed = value["Members"].as_array().map_or(0, Vec::len);
+            assert_eq!(c.members.len(), listed, "{file}");
+        } else if is("ComputerSystem") {
+            let s: ComputerSystem = serde_json::from_str(&text).unwrap_or_else(|e| fail(e));
+            if value.get("Actions").is_some() {
+                assert!(s.reset_target().ends_with("ComputerSystem.Reset"), "{file}");
+            }
+        } else if is("Manager") {
+            let m: Manager = serde_json::from_str(&text).unwrap_or_else(|e| fail(e));
+            assert_eq!(m.uuid.as_deref(), value["UUID"].as_str(), "{file}");
+        } else if is("Processor") {
+            serde_json::from_str::<Processor>(&text).unwrap_or_else(|e| fail(e));
+        } else if is("Storage") {
+            serde_json::from_str::<Storage>(&text).unwrap_or_else(|e| fail(e));
+        } else if is("Drive") {
+            serde_json::from_str::<Drive>(&text).unwrap_or_else(|e| fail(e));
+        } else if is("Volume") {
+            serde_json::from_str::<Volume>(&text).unwrap_or_else(|e| fail(e));
+        } else if is("ServiceRoot") {
+            serde_json::from_str::<ServiceRoot>(&text).unwrap_or_else(|e| fail(e));
+        } else if is("EventService") {
+            serde_json::from_str::<EventService>(&text).unwrap_or_else(|e| fail(e));
+        } else if is("EventDestination") {
+            serde_json::from_str::<EventDestination>(&text).unwrap_or_else(|e| fail(e));
+        } else {
+            continue;
+        }
+        decoded += 1;
+    }
+    assert!(decoded >= 40, "only {decoded} samples decoded from {}", dir.display());
+    eprintln!("{decoded} sushy payload samples decode");
+}
