@@ -262,6 +262,8 @@ async fn harness() -> Harness {
     options.config.power_polling_timeout = Duration::from_secs(20);
     // Python services on two shared cores: one slow answer must not look like a dead BMC.
     options.config.redfish_request_timeout = Duration::from_secs(5);
+    // Neither service has an EventService: subscribing is attempted and must not hold anything up.
+    options.config.event_url = "http://127.0.0.1:9".into();
     Harness::start(options).await
 }
 
@@ -713,9 +715,7 @@ async fn dmtf_rackmount1_mockup_discovery_boot_power_and_release() {
             .as_f64()
             .map(|g| format!("{g}Gi"))
     );
-    let processors = mockup
-        .get(&format!("{MOCKUP_SYSTEM}/Processors"))
-        .await;
+    let processors = mockup.get(&format!("{MOCKUP_SYSTEM}/Processors")).await;
     let mut want = Vec::new();
     for member in processors["Members"].as_array().unwrap() {
         let p = mockup.get(member["@odata.id"].as_str().unwrap()).await;
@@ -748,7 +748,8 @@ async fn dmtf_rackmount1_mockup_discovery_boot_power_and_release() {
     }
 
     // The PXE-once override, as the mockup server received it; no reset yet.
-    let pxe = json!({"Boot": {"BootSourceOverrideEnabled": "Once", "BootSourceOverrideTarget": "Pxe"}});
+    let pxe =
+        json!({"Boot": {"BootSourceOverrideEnabled": "Once", "BootSourceOverrideTarget": "Pxe"}});
     let writes = mockup.writes();
     assert_eq!(writes.len(), 1, "{writes:#?}");
     assert!(is_patch(&writes[0], MOCKUP_SYSTEM) && writes[0].body.as_ref() == Some(&pxe));
@@ -883,6 +884,10 @@ fn sushy_payload_samples_decode_into_the_operator_types() {
         }
         decoded += 1;
     }
-    assert!(decoded >= 40, "only {decoded} samples decoded from {}", dir.display());
+    assert!(
+        decoded >= 40,
+        "only {decoded} samples decoded from {}",
+        dir.display()
+    );
     eprintln!("{decoded} sushy payload samples decode");
 }

@@ -338,9 +338,9 @@ impl RedfishClient {
         };
         tracing::debug!(system = %system.odata_id, target, error = %direct, "Boot PATCH refused; using the @Redfish.Settings object");
         let settings: Value = self.get(target).await?;
-        let etag = self.cached_etag(target).or_else(|| {
-            settings["@odata.etag"].as_str().map(str::to_owned)
-        });
+        let etag = self
+            .cached_etag(target)
+            .or_else(|| settings["@odata.etag"].as_str().map(str::to_owned));
         self.send_json(Method::PATCH, target, body, etag, Idempotency::Idempotent)
             .await
             .map(drop)
