@@ -750,9 +750,15 @@ async fn dmtf_rackmount1_mockup_discovery_boot_power_and_release() {
     // The PXE-once override, as the mockup server received it; no reset yet.
     let pxe =
         json!({"Boot": {"BootSourceOverrideEnabled": "Once", "BootSourceOverrideTarget": "Pxe"}});
+    // (A retried Initial may repeat the PATCH: harmless, so repeats are not counted.)
     let writes = mockup.writes();
-    assert_eq!(writes.len(), 1, "{writes:#?}");
-    assert!(is_patch(&writes[0], MOCKUP_SYSTEM) && writes[0].body.as_ref() == Some(&pxe));
+    assert!(
+        !writes.is_empty()
+            && writes
+                .iter()
+                .all(|w| is_patch(w, MOCKUP_SYSTEM) && w.body.as_ref() == Some(&pxe)),
+        "{writes:#?}"
+    );
 
     // SBC Ready: the machine is already On, so no power-on is sent; the probe registers → Available,
     // and the operator powers it off (GracefulShutdown on the wire, Off in the mockup).
@@ -789,7 +795,7 @@ async fn dmtf_rackmount1_mockup_discovery_boot_power_and_release() {
     mockup.wait_power(MOCKUP_SYSTEM, "Off").await;
     h.wait_state(&name, "Available").await;
 
-    let sequence: Vec<(String, Option<String>)> = mockup
+    let mut sequence: Vec<(String, Option<String>)> = mockup
         .writes()
         .iter()
         .map(|r| {
@@ -804,6 +810,7 @@ async fn dmtf_rackmount1_mockup_discovery_boot_power_and_release() {
             (what.to_owned(), reset_type(r).map(str::to_owned))
         })
         .collect();
+    sequence.dedup_by(|a, b| a.0 == "PATCH Boot" && a == b);
     let expected = [
         ("PATCH Boot", None),
         ("Reset", Some("GracefulShutdown")),
