@@ -6,7 +6,8 @@
 //! * DMTF's `public-rackmount1` mockup (trimmed copy in `tests/fixtures/`, see its SOURCE.md) served by
 //!   `sushy-static`: vendor-shaped payloads; every PATCH and POST is answered 204, logged and changes
 //!   nothing. The test plays the machine behind it: when the service's own log shows a reset, the
-//!   resulting `PowerState` is written into the served file.
+//!   resulting `PowerState` is written into the served file. This one comes in through upstream's
+//!   Endpoint path (MAC prefix database → BMCSecret + BMC).
 //!
 //! Every effect of the operator is asserted on the service itself (a GET of its resources or its own
 //! request log), not on the operator's view. The tests need the venv of `.ci/run`
@@ -304,6 +305,43 @@ async fn create_bmc(h: &Harness, name: &str, port: u16, user: &str, password: &s
     };
     Api::<BMC>::all(h.client.clone())
         .create(&PostParams::default(), &BMC::new(name, spec))
+        .await
+        .unwrap();
+}
+
+const ENDPOINT_MAC: &str = "02:00:5e:10:00:01";
+
+/// An Endpoint at `127.0.0.1` whose MAC prefix the operator's database maps to a Redfish BMC on
+/// `port` with our credentials as its defaults (set before the operator starts).
+async fn create_endpoint(h: &mut Harness, name: &str, port: u16) {
+    use operator::controllers::endpoint::{Console, DefaultCredential, MacDb, MacPrefix};
+    h.set_mac_db(MacDb {
+        mac_prefixes: vec![MacPrefix {
+            mac_prefix: "02005e".into(),
+            manufacturer: "Contoso".into(),
+            protocol: "Redfish".into(),
+            protocol_scheme: Some("http".into()),
+            port: i32::from(port),
+            type_: "bmc".into(),
+            default_credentials: vec![DefaultCredential {
+                username: USER.into(),
+                password: PASSWORD.into(),
+            }],
+            console: Some(Console {
+                type_: "SSH".into(),
+                port: 22,
+            }),
+        }],
+    });
+    let endpoint = metal_api::Endpoint::new(
+        name,
+        metal_api::EndpointSpec {
+            mac_address: Some(ENDPOINT_MAC.into()),
+            ip: Some("127.0.0.1".into()),
+        },
+    );
+    Api::<metal_api::Endpoint>::all(h.client.clone())
+        .create(&PostParams::default(), &endpoint)
         .await
         .unwrap();
 }
@@ -688,11 +726,33 @@ async fn dmtf_rackmount1_mockup_discovery_boot_power_and_release() {
     let started = Instant::now();
     let machine = spawn_static_machine(&mockup, files);
     let mut h = harness().await;
-    create_bmc(&h, "dmtf", mockup.port, USER, PASSWORD).await;
+    // Upstream's Endpoint path: a MAC prefix database entry with default credentials turns the
+    // Endpoint into a BMCSecret and a BMC of the same name.
+    create_endpoint(&mut h, "dmtf", mockup.port).await;
     h.start_operator().await;
 
     let bmc = wait_bmc_ready(&h, "dmtf").await;
     assert_bmc_matches_manager(&bmc, &mockup).await;
+    assert_eq!(
+        bmc.spec.endpoint_ref.as_ref().map(|r| r.name.as_str()),
+        Some("dmtf")
+    );
+    assert_eq!(
+        bmc.status.as_ref().and_then(|s| s.mac_address.as_deref()),
+        Some(ENDPOINT_MAC)
+    );
+    // The BMC names the Manager with a graphical console (upstream's DiscoverManager).
+    let manager = mockup.get("/redfish/v1/Managers/BMC").await;
+    assert!(manager["GraphicalConsole"]["MaxConcurrentSessions"].as_i64() > Some(0));
+    assert_eq!(bmc.spec.bmc_uuid.as_deref(), manager["UUID"].as_str());
+    let secret = Api::<BMCSecret>::all(h.client.clone())
+        .get("dmtf")
+        .await
+        .unwrap();
+    assert_eq!(
+        secret.credentials(),
+        Some((USER.to_owned(), PASSWORD.to_owned()))
+    );
     let servers = assert_servers_match_systems(&h, "dmtf", &mockup).await;
     let name = servers[0].metadata.name.clone().unwrap();
     assert_eq!(servers[0].spec.system_uri.as_deref(), Some(MOCKUP_SYSTEM));

@@ -261,6 +261,19 @@ impl RedfishClient {
             .ok_or_else(|| RedfishError::Unsupported(format!("manager with UUID {wanted:?}")))
     }
 
+    /// The Manager serving the host's graphical console, the smallest `@odata.id` when several do,
+    /// or `None` (upstream's `DiscoverManager`, which names the BMC an Endpoint turns into).
+    pub async fn console_manager(&self) -> Result<Option<Manager>> {
+        let mut candidates: Vec<Manager> = self
+            .managers()
+            .await?
+            .into_iter()
+            .filter(Manager::has_graphical_console)
+            .collect();
+        candidates.sort_by(|a, b| a.odata_id.cmp(&b.odata_id));
+        Ok(candidates.into_iter().next())
+    }
+
     /// `ComputerSystem.Reset`, refused locally when the BMC lists allowable values without this one.
     pub async fn reset_system(&self, system: &ComputerSystem, reset: ResetType) -> Result<()> {
         check_allowed(system.allowed_reset_types(), reset)?;

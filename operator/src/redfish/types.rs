@@ -276,10 +276,29 @@ pub struct Manager {
     #[serde(default)]
     pub status: Option<Status>,
     #[serde(default)]
+    pub graphical_console: Option<ConsoleService>,
+    #[serde(default)]
     pub actions: Option<ManagerActions>,
 }
 
+/// A Manager's `GraphicalConsole` (Redfish `GraphicalConnectProtocol` service description).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ConsoleService {
+    #[serde(default)]
+    pub max_concurrent_sessions: Option<i64>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub connect_types_supported: Vec<String>,
+}
+
 impl Manager {
+    /// Whether this Manager serves the host's graphical console (upstream's `DiscoverManager` test).
+    pub fn has_graphical_console(&self) -> bool {
+        self.graphical_console.as_ref().is_some_and(|c| {
+            c.max_concurrent_sessions.unwrap_or(0) != 0 || !c.connect_types_supported.is_empty()
+        })
+    }
+
     pub fn reset_target(&self) -> String {
         self.actions
             .as_ref()
