@@ -256,3 +256,70 @@ async fn boot_override_falls_back_to_the_settings_object() {
         ]
     );
 }
+
+/// `Manager.Reset` as gofish sends it: no `ResetType` when the Manager lists neither allowable
+/// values nor an ActionInfo (HPE iLO takes none); refused locally when no reset action is advertised.
+#[tokio::test]
+async fn manager_reset_follows_what_the_manager_advertises() {
+    use operator::redfish::types::Manager;
+    use std::sync::Mutex;
+    let seen: Arc<Mutex<Vec<(String, bytes::Bytes)>>> = Arc::default();
+    let log = seen.clone();
+    let router = axum::Router::new().fallback(move |uri: http::Uri, body: bytes::Bytes| {
+        log.lock().unwrap().push((uri.path().to_owned(), body));
+        async { http::StatusCode::NO_CONTENT }
+    });
+    let creds = Credentials {
+        username: "u".into(),
+        password: "p".into(),
+    };
+    let redfish = RedfishClient::new(
+        service_transport(router),
+        "http://bmc.test",
+        creds,
+        ClientOptions::default(),
+    )
+    .unwrap();
+    let manager = |actions: serde_json::Value| -> Manager {
+        serde_json::from_value(serde_json::json!({
+            "@odata.id": "/redfish/v1/Managers/1", "Actions": actions
+        }))
+        .unwrap()
+    };
+    let bare = manager(
+        serde_json::json!({"#Manager.Reset": {"target": "/redfish/v1/Managers/1/Actions/Manager.Reset"}}),
+    );
+    redfish
+        .reset_manager(&bare, ResetType::GracefulRestart)
+        .await
+        .unwrap();
+    let listed = manager(serde_json::json!({"#Manager.Reset": {
+        "target": "/redfish/v1/Managers/1/Actions/Manager.Reset",
+        "ResetType@Redfish.AllowableValues": ["GracefulRestart"]
+    }}));
+    redfish
+        .reset_manager(&listed, ResetType::GracefulRestart)
+        .await
+        .unwrap();
+    let none = manager(serde_json::json!({}));
+    let error = redfish
+        .reset_manager(&none, ResetType::GracefulRestart)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, RedfishError::Unsupported(_)), "{error}");
+    let seen = seen.lock().unwrap().clone();
+    let bodies: Vec<serde_json::Value> = seen
+        .iter()
+        .map(|(path, body)| {
+            assert_eq!(path, "/redfish/v1/Managers/1/Actions/Manager.Reset");
+            serde_json::from_slice(body).unwrap()
+        })
+        .collect();
+    assert_eq!(
+        bodies,
+        vec![
+            serde_json::json!({}),
+            serde_json::json!({"ResetType": "GracefulRestart"})
+        ]
+    );
+}

@@ -443,6 +443,19 @@ async fn wait_claim_bound(h: &Harness, claim: &str) {
     .await;
 }
 
+/// Asks for a BMC reset the way users do: the `graceful-restart-bmc` operation annotation.
+async fn request_bmc_reset(h: &Harness, bmc: &str) {
+    let patch = json!({"metadata": {"annotations": {"metal.ironcore.dev/operation": "graceful-restart-bmc"}}});
+    Api::<BMC>::all(h.client.clone())
+        .patch(
+            bmc,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+}
+
 fn is_reset(r: &Logged, system: &str) -> bool {
     r.method == "POST" && r.path == format!("{system}/Actions/ComputerSystem.Reset")
 }
@@ -635,6 +648,46 @@ async fn sushy_emulator_discovery_boot_power_and_release() {
     assert_eq!(resets.len(), 4, "{writes:#?}");
     assert!(resets.iter().all(|r| r.status == 204), "{resets:#?}");
     assert!(!writes.iter().any(|r| is_reset(r, &other_system)));
+
+    // sushy's Manager advertises no Manager.Reset: a requested BMC reset is dropped with a Warning,
+    // nothing is POSTed to a guessed URL, and the BMC stays Ready.
+    request_bmc_reset(&h, "sushy").await;
+    h.wait_for(
+        &Api::<BMC>::all(h.client.clone()),
+        "sushy",
+        T,
+        "operation consumed",
+        |b: &BMC| {
+            !b.metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key("metal.ironcore.dev/operation"))
+        },
+    )
+    .await;
+    h.until("BMCResetUnsupported event", || async {
+        !h.events_for("sushy", "BMCResetUnsupported")
+            .await
+            .is_empty()
+    })
+    .await;
+    assert!(
+        !sushy
+            .writes()
+            .iter()
+            .any(|r| r.path.starts_with("/redfish/v1/Managers")),
+        "{:#?}",
+        sushy.writes()
+    );
+    let bmc = wait_bmc_ready(&h, "sushy").await;
+    assert_eq!(
+        bmc.status
+            .unwrap()
+            .state
+            .map(|s| s.as_str().to_owned())
+            .as_deref(),
+        Some("Enabled")
+    );
     eprintln!("sushy-emulator lifecycle took {:?}", started.elapsed());
 }
 
@@ -880,6 +933,31 @@ async fn dmtf_rackmount1_mockup_discovery_boot_power_and_release() {
     ]
     .map(|(w, r)| (w.to_owned(), r.map(str::to_owned)));
     assert_eq!(sequence, expected);
+
+    // A BMC reset: Manager.Reset GracefulRestart at the Manager's advertised target.
+    request_bmc_reset(&h, "dmtf").await;
+    h.until("Manager.Reset on the wire", || async {
+        mockup.writes().iter().any(|r| {
+            r.method == "POST"
+                && r.path == "/redfish/v1/Managers/BMC/Actions/Manager.Reset"
+                && r.body == Some(json!({"ResetType": "GracefulRestart"}))
+        })
+    })
+    .await;
+    h.wait_for(
+        &Api::<BMC>::all(h.client.clone()),
+        "dmtf",
+        T,
+        "Reset=True",
+        |b: &BMC| {
+            b.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Reset" && c.status == "True")
+            })
+        },
+    )
+    .await;
     machine.abort();
     eprintln!("DMTF mockup lifecycle took {:?}", started.elapsed());
 }

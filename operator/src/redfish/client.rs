@@ -293,9 +293,22 @@ impl RedfishClient {
         .map(drop)
     }
 
+    /// `Manager.Reset`, as gofish sends it: refused locally when the Manager advertises no reset
+    /// action or lists allowable values without this one; without a `ResetType` parameter when it
+    /// lists neither allowable values nor an `@Redfish.ActionInfo` (HPE iLO takes none).
     pub async fn reset_manager(&self, manager: &Manager, reset: ResetType) -> Result<()> {
+        let Some(action) = manager.actions.as_ref().and_then(|a| a.reset.as_ref()) else {
+            return Err(RedfishError::Unsupported(format!(
+                "Manager.Reset (not advertised by {})",
+                manager.odata_id
+            )));
+        };
         check_allowed(manager.allowed_reset_types(), reset)?;
-        let body = json!({ "ResetType": reset.as_str() });
+        let body = if action.allowable_values.is_none() && action.action_info.is_none() {
+            json!({})
+        } else {
+            json!({ "ResetType": reset.as_str() })
+        };
         self.send_json(
             Method::POST,
             &manager.reset_target(),

@@ -77,6 +77,8 @@ pub struct ResetAction {
     pub target: Option<String>,
     #[serde(rename = "ResetType@Redfish.AllowableValues", default)]
     pub allowable_values: Option<Vec<String>>,
+    #[serde(rename = "@Redfish.ActionInfo", default)]
+    pub action_info: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
