@@ -180,3 +180,146 @@ async fn slow_bmc_times_out_and_bad_credentials_are_typed() {
         .unwrap_err();
     assert!(matches!(error, RedfishError::Unsupported(_)), "{error}");
 }
+
+/// A System that keeps `Boot` read-only and takes changes through its `@Redfish.Settings` object,
+/// as sushy's samples show for Lenovo SE450 and Nokia BMCs (Dell iDRAC10 likewise): the boot
+/// override goes to the settings object, with `If-Match` of its current ETag, as gofish does.
+#[tokio::test]
+async fn boot_override_falls_back_to_the_settings_object() {
+    use axum::routing::get;
+    use std::sync::Mutex;
+    type Seen = Arc<Mutex<Vec<(String, Option<String>, serde_json::Value)>>>;
+    let seen: Seen = Arc::default();
+    let record = |seen: Seen, status: http::StatusCode| {
+        move |headers: http::HeaderMap, uri: http::Uri, body: bytes::Bytes| {
+            let if_match = headers
+                .get("if-match")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let body = serde_json::from_slice(&body).unwrap_or_default();
+            seen.lock()
+                .unwrap()
+                .push((uri.path().to_owned(), if_match, body));
+            async move { status }
+        }
+    };
+    let system = serde_json::json!({
+        "@odata.id": "/redfish/v1/Systems/1",
+        "UUID": "4c4c4544-0000-1000-8000-000000000001",
+        "PowerState": "Off",
+        "Boot": { "BootSourceOverrideTarget": "None", "BootSourceOverrideEnabled": "Disabled" },
+        "@Redfish.Settings": {
+            "@odata.type": "#Settings.v1_3_0.Settings",
+            "SupportedApplyTimes": ["OnReset"],
+            "SettingsObject": { "@odata.id": "/redfish/v1/Systems/1/Pending" }
+        }
+    });
+    let router = axum::Router::new()
+        .route(
+            "/redfish/v1/Systems/1",
+            get(move || async move { axum::Json(system) })
+                .patch(record(seen.clone(), http::StatusCode::METHOD_NOT_ALLOWED)),
+        )
+        .route(
+            "/redfish/v1/Systems/1/Pending",
+            get(|| async {
+                (
+                    [("etag", "W/\"42\"")],
+                    axum::Json(serde_json::json!({ "@odata.id": "/redfish/v1/Systems/1/Pending" })),
+                )
+            })
+            .patch(record(seen.clone(), http::StatusCode::NO_CONTENT)),
+        );
+    let creds = Credentials {
+        username: "u".into(),
+        password: "p".into(),
+    };
+    let redfish = RedfishClient::new(
+        service_transport(router),
+        "http://bmc.test",
+        creds,
+        ClientOptions::default(),
+    )
+    .unwrap();
+    let system = redfish.system("/redfish/v1/Systems/1").await.unwrap();
+    redfish.set_pxe_once(&system).await.unwrap();
+    let seen = seen.lock().unwrap().clone();
+    let boot = serde_json::json!({ "Boot": { "BootSourceOverrideEnabled": "Once", "BootSourceOverrideTarget": "Pxe" } });
+    assert_eq!(
+        seen,
+        vec![
+            ("/redfish/v1/Systems/1".to_owned(), None, boot.clone()),
+            (
+                "/redfish/v1/Systems/1/Pending".to_owned(),
+                Some("W/\"42\"".to_owned()),
+                boot
+            ),
+        ]
+    );
+}
+
+/// `Manager.Reset` as gofish sends it: no `ResetType` when the Manager lists neither allowable
+/// values nor an ActionInfo (HPE iLO takes none); refused locally when no reset action is advertised.
+#[tokio::test]
+async fn manager_reset_follows_what_the_manager_advertises() {
+    use operator::redfish::types::Manager;
+    use std::sync::Mutex;
+    let seen: Arc<Mutex<Vec<(String, bytes::Bytes)>>> = Arc::default();
+    let log = seen.clone();
+    let router = axum::Router::new().fallback(move |uri: http::Uri, body: bytes::Bytes| {
+        log.lock().unwrap().push((uri.path().to_owned(), body));
+        async { http::StatusCode::NO_CONTENT }
+    });
+    let creds = Credentials {
+        username: "u".into(),
+        password: "p".into(),
+    };
+    let redfish = RedfishClient::new(
+        service_transport(router),
+        "http://bmc.test",
+        creds,
+        ClientOptions::default(),
+    )
+    .unwrap();
+    let manager = |actions: serde_json::Value| -> Manager {
+        serde_json::from_value(serde_json::json!({
+            "@odata.id": "/redfish/v1/Managers/1", "Actions": actions
+        }))
+        .unwrap()
+    };
+    let bare = manager(
+        serde_json::json!({"#Manager.Reset": {"target": "/redfish/v1/Managers/1/Actions/Manager.Reset"}}),
+    );
+    redfish
+        .reset_manager(&bare, ResetType::GracefulRestart)
+        .await
+        .unwrap();
+    let listed = manager(serde_json::json!({"#Manager.Reset": {
+        "target": "/redfish/v1/Managers/1/Actions/Manager.Reset",
+        "ResetType@Redfish.AllowableValues": ["GracefulRestart"]
+    }}));
+    redfish
+        .reset_manager(&listed, ResetType::GracefulRestart)
+        .await
+        .unwrap();
+    let none = manager(serde_json::json!({}));
+    let error = redfish
+        .reset_manager(&none, ResetType::GracefulRestart)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, RedfishError::Unsupported(_)), "{error}");
+    let seen = seen.lock().unwrap().clone();
+    let bodies: Vec<serde_json::Value> = seen
+        .iter()
+        .map(|(path, body)| {
+            assert_eq!(path, "/redfish/v1/Managers/1/Actions/Manager.Reset");
+            serde_json::from_slice(body).unwrap()
+        })
+        .collect();
+    assert_eq!(
+        bodies,
+        vec![
+            serde_json::json!({}),
+            serde_json::json!({"ResetType": "GracefulRestart"})
+        ]
+    );
+}

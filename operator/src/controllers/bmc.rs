@@ -288,6 +288,25 @@ async fn handle_operation(
                     .await;
                     Ok(Some(Action::requeue(ctx.config.power_polling_interval)))
                 }
+                Err(RedfishError::Unsupported(what)) => {
+                    // Retrying cannot help: drop the request and say why (upstream retries forever).
+                    api.patch(
+                        &name_of(bmc),
+                        &PatchParams::default(),
+                        &Patch::Merge(set_annotation(None)),
+                    )
+                    .await?;
+                    let note = format!("BMC reset not possible: the BMC does not support {what}");
+                    ctx.event(
+                        bmc.object_ref(&()),
+                        true,
+                        "BMCResetUnsupported",
+                        "Reset",
+                        note,
+                    )
+                    .await;
+                    Ok(None)
+                }
                 Err(RedfishError::Server { .. }) => {
                     let next = Some(Operation::ForceSshResetBmc.as_str());
                     api.patch(

@@ -171,7 +171,24 @@ async fn apply(endpoint: Arc<Endpoint>, ctx: &Context) -> Result<Action> {
         .connector
         .client(&endpoint_url(&scheme, &ip, entry.port), credentials)?;
     redfish.connect().await?;
-    let bmc_uuid = redfish.managers().await?.into_iter().find_map(|m| m.uuid);
+    // As upstream: a BMC that already names its Manager keeps it; otherwise the Manager with a
+    // graphical console, and none (the BMC then uses the first Manager) when there is no such
+    // Manager or the Managers cannot be read.
+    let known = Api::<BMC>::all(ctx.client.clone())
+        .get_opt(&name)
+        .await?
+        .and_then(|b| b.spec.bmc_uuid)
+        .filter(|u| !u.is_empty());
+    let bmc_uuid = match known {
+        Some(uuid) => Some(uuid),
+        None => match redfish.console_manager().await {
+            Ok(manager) => manager.and_then(|m| m.uuid),
+            Err(error) => {
+                tracing::debug!(endpoint = %name, %error, "no Manager UUID; the BMC uses the first Manager");
+                None
+            }
+        },
+    };
     ensure_secret(&name, &credential, ctx).await?;
     ensure_bmc(&name, &entry, &scheme, bmc_uuid, ctx).await?;
     Ok(Action::requeue(ctx.config.server_resync_interval))

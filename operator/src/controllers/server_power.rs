@@ -11,7 +11,7 @@ use super::server_run::Run;
 use crate::conditions;
 use crate::error::Result;
 use crate::keys;
-use crate::redfish::ResetType;
+use crate::redfish::{RedfishError, ResetType};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Progress {
@@ -158,8 +158,14 @@ pub(super) async fn apply_indicator_led(run: &mut Run<'_>) -> Result<()> {
 }
 
 /// Copies System, processor and storage inventory into the status (upstream's `updateServerStatus`).
+///
+/// Processors and storage are linked resources that real BMCs do not always serve (sushy-tools'
+/// fake driver answers its own `Storage` link with 500, others 404 or 501). Upstream polls them and
+/// then fails the Initial state, so such a machine is never discovered; here the System itself must
+/// be readable, while a linked collection that fails is left out of the status with a Warning Event
+/// (`InventoryIncomplete`) and discovery goes on. Nothing the operator decides depends on them.
 pub(super) async fn read_inventory(run: &mut Run<'_>) -> Result<()> {
-    let system = &run.system;
+    let system = run.system.clone();
     run.status.manufacturer = system.manufacturer.clone();
     run.status.model = system.model.clone();
     run.status.sku = system.sku.clone();
@@ -170,24 +176,48 @@ pub(super) async fn read_inventory(run: &mut Run<'_>) -> Result<()> {
         .as_ref()
         .and_then(|m| m.total_system_memory_gib)
         .map(|gib| Quantity(format!("{}Gi", gib.round() as i64)));
-    let processors = run.redfish.processors(system).await?;
-    run.status.processors = processors
-        .into_iter()
-        .map(|p| metal_api::Processor {
-            id: p.id.unwrap_or_default(),
-            type_: p.processor_type,
-            architecture: p.processor_architecture,
-            instruction_set: p.instruction_set,
-            manufacturer: p.manufacturer,
-            model: p.model,
-            max_speed_mhz: p.max_speed_mhz.map(|v| v as i32),
-            total_cores: p.total_cores.and_then(|v| i32::try_from(v).ok()),
-            total_threads: p.total_threads.and_then(|v| i32::try_from(v).ok()),
-        })
-        .collect();
-    let storages = run.redfish.storages(system).await?;
-    run.status.storages = storages.into_iter().map(storage).collect();
+    let mut missing = Vec::new();
+    match run.redfish.processors(&system).await {
+        Ok(processors) => {
+            run.status.processors = processors
+                .into_iter()
+                .map(|p| metal_api::Processor {
+                    id: p.id.unwrap_or_default(),
+                    type_: p.processor_type,
+                    architecture: p.processor_architecture,
+                    instruction_set: p.instruction_set,
+                    manufacturer: p.manufacturer,
+                    model: p.model,
+                    max_speed_mhz: p.max_speed_mhz.map(|v| v as i32),
+                    total_cores: p.total_cores.and_then(|v| i32::try_from(v).ok()),
+                    total_threads: p.total_threads.and_then(|v| i32::try_from(v).ok()),
+                })
+                .collect();
+        }
+        Err(error) if resource_unavailable(&error) => missing.push(format!("processors: {error}")),
+        Err(error) => return Err(error.into()),
+    }
+    match run.redfish.storages(&system).await {
+        Ok(storages) => run.status.storages = storages.into_iter().map(storage).collect(),
+        Err(error) if resource_unavailable(&error) => missing.push(format!("storage: {error}")),
+        Err(error) => return Err(error.into()),
+    }
+    if !missing.is_empty() {
+        let note = format!("BMC inventory incomplete; {}", missing.join("; "));
+        tracing::warn!(server = %run.name, %note);
+        run.event(true, "InventoryIncomplete", note).await;
+    }
     Ok(())
+}
+
+/// Whether a failed inventory read is the BMC's answer about that resource (a 4xx, a 5xx other
+/// than 503 "busy", an unreadable body) rather than the BMC being unreachable, busy or refusing us.
+fn resource_unavailable(error: &RedfishError) -> bool {
+    match error {
+        RedfishError::Rejected { .. } | RedfishError::Decode { .. } => true,
+        RedfishError::Server { status, .. } => *status != 503,
+        _ => false,
+    }
 }
 
 fn storage(inventory: crate::redfish::types::StorageInventory) -> metal_api::Storage {

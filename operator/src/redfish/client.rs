@@ -261,6 +261,19 @@ impl RedfishClient {
             .ok_or_else(|| RedfishError::Unsupported(format!("manager with UUID {wanted:?}")))
     }
 
+    /// The Manager serving the host's graphical console, the smallest `@odata.id` when several do,
+    /// or `None` (upstream's `DiscoverManager`, which names the BMC an Endpoint turns into).
+    pub async fn console_manager(&self) -> Result<Option<Manager>> {
+        let mut candidates: Vec<Manager> = self
+            .managers()
+            .await?
+            .into_iter()
+            .filter(Manager::has_graphical_console)
+            .collect();
+        candidates.sort_by(|a, b| a.odata_id.cmp(&b.odata_id));
+        Ok(candidates.into_iter().next())
+    }
+
     /// `ComputerSystem.Reset`, refused locally when the BMC lists allowable values without this one.
     pub async fn reset_system(&self, system: &ComputerSystem, reset: ResetType) -> Result<()> {
         check_allowed(system.allowed_reset_types(), reset)?;
@@ -280,9 +293,22 @@ impl RedfishClient {
         .map(drop)
     }
 
+    /// `Manager.Reset`, as gofish sends it: refused locally when the Manager advertises no reset
+    /// action or lists allowable values without this one; without a `ResetType` parameter when it
+    /// lists neither allowable values nor an `@Redfish.ActionInfo` (HPE iLO takes none).
     pub async fn reset_manager(&self, manager: &Manager, reset: ResetType) -> Result<()> {
+        let Some(action) = manager.actions.as_ref().and_then(|a| a.reset.as_ref()) else {
+            return Err(RedfishError::Unsupported(format!(
+                "Manager.Reset (not advertised by {})",
+                manager.odata_id
+            )));
+        };
         check_allowed(manager.allowed_reset_types(), reset)?;
-        let body = json!({ "ResetType": reset.as_str() });
+        let body = if action.allowable_values.is_none() && action.action_info.is_none() {
+            json!({})
+        } else {
+            json!({ "ResetType": reset.as_str() })
+        };
         self.send_json(
             Method::POST,
             &manager.reset_target(),
@@ -312,7 +338,7 @@ impl RedfishClient {
         {
             boot["BootSourceOverrideMode"] = json!("UEFI");
         }
-        self.patch_system(system, json!({ "Boot": boot })).await
+        self.patch_boot(system, boot).await
     }
 
     pub async fn set_boot_order(&self, system: &ComputerSystem, order: &[String]) -> Result<()> {
@@ -321,7 +347,29 @@ impl RedfishClient {
             "BootSourceOverrideTarget": "None",
             "BootOrder": order,
         });
-        self.patch_system(system, json!({ "Boot": boot })).await
+        self.patch_boot(system, boot).await
+    }
+
+    /// PATCHes `Boot` on the System; when the System refuses and names a `@Redfish.Settings`
+    /// object (Lenovo SE450, Nokia, Dell iDRAC10 keep Boot read-only there), PATCHes that object
+    /// instead with `If-Match` of its current ETag, as gofish's `SetBoot` does.
+    async fn patch_boot(&self, system: &ComputerSystem, boot: Value) -> Result<()> {
+        let body = json!({ "Boot": boot });
+        let direct = match self.patch_system(system, body.clone()).await {
+            Err(e) if refused(&e) => e,
+            other => return other,
+        };
+        let Some(target) = system.settings_target() else {
+            return Err(direct);
+        };
+        tracing::debug!(system = %system.odata_id, target, error = %direct, "Boot PATCH refused; using the @Redfish.Settings object");
+        let settings: Value = self.get(target).await?;
+        let etag = self
+            .cached_etag(target)
+            .or_else(|| settings["@odata.etag"].as_str().map(str::to_owned));
+        self.send_json(Method::PATCH, target, body, etag, Idempotency::Idempotent)
+            .await
+            .map(drop)
     }
 
     pub async fn set_indicator_led(&self, system: &ComputerSystem, led: &str) -> Result<()> {
@@ -712,6 +760,15 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     message
+}
+
+/// The BMC answered and said no (a 4xx, or a 5xx other than 503 "busy").
+fn refused(error: &RedfishError) -> bool {
+    match error {
+        RedfishError::Rejected { .. } => true,
+        RedfishError::Server { status, .. } => *status != 503,
+        _ => false,
+    }
 }
 
 fn check_allowed(allowed: Option<&[String]>, reset: ResetType) -> Result<()> {

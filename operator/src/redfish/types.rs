@@ -1,6 +1,16 @@
 //! The slice of the Redfish schema the operator reads. Unknown fields are ignored.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// A JSON `null` read as the type's default. Redfish services write `null` for empty arrays
+/// (`"BootOrder": null`, `"Drives": null`); gofish reads that as empty, so must we.
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 pub struct ODataId {
@@ -10,7 +20,7 @@ pub struct ODataId {
 
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct Collection {
-    #[serde(rename = "Members", default)]
+    #[serde(rename = "Members", default, deserialize_with = "null_as_default")]
     pub members: Vec<ODataId>,
 }
 
@@ -49,7 +59,7 @@ pub struct Boot {
     pub boot_source_override_target: Option<String>,
     #[serde(default)]
     pub boot_source_override_mode: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub boot_order: Vec<String>,
 }
 
@@ -67,6 +77,8 @@ pub struct ResetAction {
     pub target: Option<String>,
     #[serde(rename = "ResetType@Redfish.AllowableValues", default)]
     pub allowable_values: Option<Vec<String>>,
+    #[serde(rename = "@Redfish.ActionInfo", default)]
+    pub action_info: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -81,6 +93,13 @@ pub struct ManagerActions {
     pub reset: Option<ResetAction>,
 }
 
+/// `@Redfish.Settings`: where a resource that cannot be changed directly takes its pending values.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Settings {
+    #[serde(rename = "SettingsObject", default)]
+    pub settings_object: Option<ODataId>,
+}
+
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ComputerSystem {
@@ -88,6 +107,8 @@ pub struct ComputerSystem {
     pub odata_id: String,
     #[serde(rename = "@odata.etag", default)]
     pub odata_etag: Option<String>,
+    #[serde(rename = "@Redfish.Settings", default)]
+    pub settings: Option<Settings>,
     #[serde(default)]
     pub id: Option<String>,
     #[serde(rename = "UUID", default)]
@@ -145,6 +166,13 @@ impl ComputerSystem {
             .allowable_values
             .as_deref()
     }
+
+    /// The `@Redfish.Settings` object, when the System has one other than itself.
+    pub fn settings_target(&self) -> Option<&str> {
+        let target = self.settings.as_ref()?.settings_object.as_ref()?;
+        (target.odata_id.trim_end_matches('/') != self.odata_id.trim_end_matches('/'))
+            .then_some(target.odata_id.as_str())
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -177,7 +205,7 @@ pub struct Storage {
     pub name: Option<String>,
     #[serde(default)]
     pub status: Option<Status>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub drives: Vec<ODataId>,
     #[serde(default)]
     pub volumes: Option<ODataId>,
@@ -250,10 +278,29 @@ pub struct Manager {
     #[serde(default)]
     pub status: Option<Status>,
     #[serde(default)]
+    pub graphical_console: Option<ConsoleService>,
+    #[serde(default)]
     pub actions: Option<ManagerActions>,
 }
 
+/// A Manager's `GraphicalConsole` (Redfish `GraphicalConnectProtocol` service description).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ConsoleService {
+    #[serde(default)]
+    pub max_concurrent_sessions: Option<i64>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub connect_types_supported: Vec<String>,
+}
+
 impl Manager {
+    /// Whether this Manager serves the host's graphical console (upstream's `DiscoverManager` test).
+    pub fn has_graphical_console(&self) -> bool {
+        self.graphical_console.as_ref().is_some_and(|c| {
+            c.max_concurrent_sessions.unwrap_or(0) != 0 || !c.connect_types_supported.is_empty()
+        })
+    }
+
     pub fn reset_target(&self) -> String {
         self.actions
             .as_ref()
@@ -336,3 +383,37 @@ impl std::fmt::Display for ResetType {
 
 /// Indicator LED values writable via Redfish.
 pub const LED_VALUES: [&str; 3] = ["Lit", "Blinking", "Off"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn null_arrays_read_as_empty() {
+        let system: ComputerSystem = serde_json::from_str(
+            r#"{"@odata.id": "/redfish/v1/Systems/1", "Boot": {"BootOrder": null, "BootSourceOverrideTarget": "Pxe"}, "PowerState": null}"#,
+        )
+        .unwrap();
+        assert!(system.boot.unwrap().boot_order.is_empty());
+        let collection: Collection = serde_json::from_str(r#"{"Members": null}"#).unwrap();
+        assert!(collection.members.is_empty());
+        let storage: Storage = serde_json::from_str(r#"{"Drives": null}"#).unwrap();
+        assert!(storage.drives.is_empty());
+    }
+
+    #[test]
+    fn settings_object_only_when_it_is_another_resource() {
+        let with = |target: &str| -> ComputerSystem {
+            serde_json::from_value(serde_json::json!({
+                "@odata.id": "/redfish/v1/Systems/1",
+                "@Redfish.Settings": { "SettingsObject": { "@odata.id": target } }
+            }))
+            .unwrap()
+        };
+        assert_eq!(
+            with("/redfish/v1/Systems/1/Pending").settings_target(),
+            Some("/redfish/v1/Systems/1/Pending")
+        );
+        assert_eq!(with("/redfish/v1/Systems/1/").settings_target(), None);
+    }
+}

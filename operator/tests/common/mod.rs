@@ -495,6 +495,15 @@ impl Harness {
             .count()
     }
 
+    /// Plays the discovery probe for a machine outside the simulated fleet (a third-party BMC's):
+    /// registers `uuid` with these NICs at the running operator's registry.
+    pub async fn register_probe(&self, uuid: &str, macs: &[&str]) {
+        let operator = self.operator.as_ref().expect("operator running");
+        let registry = service_transport(operator.registry.router());
+        let macs = macs.iter().map(|m| (*m).to_owned()).collect();
+        register(registry, uuid.to_owned(), macs).await;
+    }
+
     pub fn first_system_uuid(&self) -> String {
         self.fleet.bmcs()[0].systems[0].uuid.clone()
     }
