@@ -58,7 +58,9 @@ impl BmcConnector {
 #[derive(Clone)]
 pub struct Stores {
     pub servers: Store<Server>,
+    /// The Server controller's claim watch (see `controllers::server::ServerController`).
     pub claims: Store<ServerClaim>,
+    /// The Server controller's SBC watch: the gate's cached verdict reads it.
     pub boot_configs: Store<ServerBootConfiguration>,
     pub bmcs: Store<BMC>,
     pub bmc_secrets: Store<BMCSecret>,
@@ -80,6 +82,8 @@ pub struct Context {
     pub bindings: crate::controllers::server_claim::BindingsInFlight,
     /// When to look again at Servers whose readiness gate is closed.
     pub gate_backoff: crate::gate::RecheckBackoff,
+    /// The Servers this process last wrote, until the watch cache shows those writes.
+    pub server_writes: crate::own_writes::OwnWrites<Server>,
 }
 
 /// Where and how to reach one BMC.

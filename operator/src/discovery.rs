@@ -92,6 +92,23 @@ pub fn render_ignition(
         .replace("{{.PasswordHash}}", &ssh.password_hash)
 }
 
+/// Digest of the ignition's inputs other than the SSH material (see
+/// [`keys::DISCOVERY_IGNITION_INPUTS_ANNOTATION`]).
+pub fn ignition_inputs_digest(
+    template: &str,
+    probe_image: &str,
+    registry_url: &str,
+    system_uuid: &str,
+) -> String {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    for part in [template, probe_image, registry_url, system_uuid] {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+    hex::encode(&hasher.finalize()[..16])
+}
+
 /// The discovery SBC for a Server (no owner reference, as upstream).
 pub fn boot_configuration(
     server_name: &str,
@@ -125,7 +142,12 @@ pub fn boot_configuration(
 }
 
 /// The ignition Secret `<server>` and the `<server>-ssh` Secret, controller-owned by the SBC.
-pub fn secrets(sbc: &ServerBootConfiguration, ignition: String, ssh: &SshMaterial) -> [Secret; 2] {
+pub fn secrets(
+    sbc: &ServerBootConfiguration,
+    ignition: String,
+    inputs_digest: &str,
+    ssh: &SshMaterial,
+) -> [Secret; 2] {
     let name = sbc.metadata.name.clone().unwrap_or_default();
     let owner = OwnerReference {
         api_version: ServerBootConfiguration::api_version(&()).into_owned(),
@@ -150,14 +172,22 @@ pub fn secrets(sbc: &ServerBootConfiguration, ignition: String, ssh: &SshMateria
         ),
         ..Secret::default()
     };
+    let mut ignition_secret = secret(
+        name.clone(),
+        vec![
+            (keys::IGNITION_KEY, ignition),
+            (keys::IGNITION_FORMAT_KEY, keys::IGNITION_FORMAT_FCOS.into()),
+        ],
+    );
+    ignition_secret.metadata.annotations = Some(
+        [(
+            keys::DISCOVERY_IGNITION_INPUTS_ANNOTATION.to_owned(),
+            inputs_digest.to_owned(),
+        )]
+        .into(),
+    );
     [
-        secret(
-            name.clone(),
-            vec![
-                (keys::IGNITION_KEY, ignition),
-                (keys::IGNITION_FORMAT_KEY, keys::IGNITION_FORMAT_FCOS.into()),
-            ],
-        ),
+        ignition_secret,
         secret(
             format!("{name}-ssh"),
             vec![

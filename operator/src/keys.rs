@@ -2,6 +2,13 @@
 
 pub use metal_api::constants::*;
 
+/// On the discovery ignition Secret: a digest of what its ignition was rendered from besides the
+/// SSH material (template, probe image, registry URL, system UUID). While it matches, a repeated
+/// Initial pass (a retried reconcile) keeps the Secrets instead of minting new keys — new keys would
+/// change the ignition under a Ready SBC and send it back to Pending for re-verification.
+pub const DISCOVERY_IGNITION_INPUTS_ANNOTATION: &str =
+    "metal.ironcore.dev/discovery-ignition-inputs";
+
 /// Extension condition types and reasons written by the strict readiness gate.
 pub mod gate {
     /// Server condition: the readiness gate's verdict on `spec.bootConfigurationRef`.

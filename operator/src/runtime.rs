@@ -83,7 +83,11 @@ impl OperatorHandle {
 
 /// Starts every controller and the registry against `client`.
 pub async fn run(options: Options, client: kube::Client) -> anyhow::Result<OperatorHandle> {
-    let server = controllers::server::controller(client.clone());
+    let controllers::server::ServerController {
+        controller: server,
+        boot_configs,
+        claims,
+    } = controllers::server::controller(client.clone());
     let claim = controllers::server_claim::controller(client.clone());
     let sbc = controllers::server_boot_configuration::controller(client.clone());
     let bmc = controllers::bmc::controller(client.clone());
@@ -92,8 +96,8 @@ pub async fn run(options: Options, client: kube::Client) -> anyhow::Result<Opera
     let rule = controllers::readiness_rule::controller(client.clone());
     let stores = Stores {
         servers: server.store(),
-        claims: claim.store(),
-        boot_configs: sbc.store(),
+        claims,
+        boot_configs,
         bmcs: bmc.store(),
         bmc_secrets: bmc_secret.store(),
         endpoints: endpoint.store(),
@@ -140,6 +144,7 @@ pub async fn run(options: Options, client: kube::Client) -> anyhow::Result<Opera
         mac_db: options.mac_db,
         bindings: Default::default(),
         gate_backoff: Default::default(),
+        server_writes: Default::default(),
     });
     let stop = || shutdown.clone().cancelled_owned();
     tasks.spawn(controllers::server::run(server, ctx.clone(), stop()));

@@ -83,9 +83,27 @@ struct Inner {
     /// How many record layers name each digest; an artifact lives exactly while its count is
     /// positive. Counting keeps publish and remove O(layers) instead of a sweep over all records.
     references: HashMap<String, usize>,
+    /// Records by lower-case system UUID, so a booting machine is found without a scan.
+    by_uuid: HashMap<String, Vec<SbcKey>>,
 }
 
 impl Inner {
+    fn index(&mut self, record: &BootRecord) {
+        let keys = self.by_uuid.entry(record.system_uuid.clone()).or_default();
+        if !keys.contains(&record.sbc) {
+            keys.push(record.sbc.clone());
+        }
+    }
+
+    fn unindex(&mut self, record: &BootRecord) {
+        if let Some(keys) = self.by_uuid.get_mut(&record.system_uuid) {
+            keys.retain(|k| k != &record.sbc);
+            if keys.is_empty() {
+                self.by_uuid.remove(&record.system_uuid);
+            }
+        }
+    }
+
     fn reference(&mut self, record: &BootRecord) {
         for digest in record.digests() {
             *self.references.entry(digest.to_string()).or_default() += 1;
@@ -116,6 +134,18 @@ impl BootRecords {
         self.read().records.get(sbc).cloned()
     }
 
+    /// The records prepared for the machine with this system UUID (any case).
+    pub fn for_uuid(&self, uuid: &str) -> Vec<Arc<BootRecord>> {
+        let inner = self.read();
+        inner
+            .by_uuid
+            .get(&uuid.to_ascii_lowercase())
+            .into_iter()
+            .flatten()
+            .filter_map(|key| inner.records.get(key).cloned())
+            .collect()
+    }
+
     pub fn has_artifact(&self, digest: &str) -> bool {
         self.read().artifacts.contains_key(digest)
     }
@@ -130,9 +160,11 @@ impl BootRecords {
         let mut inner = self.write();
         let record = Arc::new(record);
         inner.reference(&record);
-        if let Some(old) = inner.records.insert(record.sbc.clone(), record) {
+        if let Some(old) = inner.records.insert(record.sbc.clone(), record.clone()) {
             inner.release(&old);
+            inner.unindex(&old);
         }
+        inner.index(&record);
         for (digest, bytes) in blobs {
             if inner.references.contains_key(&digest) {
                 inner.artifacts.entry(digest).or_insert(bytes);
@@ -145,6 +177,7 @@ impl BootRecords {
         let mut inner = self.write();
         if let Some(old) = inner.records.remove(sbc) {
             inner.release(&old);
+            inner.unindex(&old);
         }
     }
 
@@ -160,6 +193,7 @@ impl BootRecords {
         for key in dropped {
             if let Some(old) = inner.records.remove(&key) {
                 inner.release(&old);
+                inner.unindex(&old);
             }
         }
     }
@@ -249,8 +283,16 @@ mod tests {
         assert!(!records.has_artifact("k1") && !records.has_artifact("i2"));
         assert!(records.has_artifact("k2"));
 
+        assert_eq!(
+            records.for_uuid("UUID-A").len(),
+            1,
+            "found by UUID in any case"
+        );
+        assert!(records.for_uuid("uuid-b").is_empty(), "b's record is gone");
+
         records.retain(|_| false);
         assert!(records.is_empty());
+        assert!(records.for_uuid("uuid-a").is_empty());
         assert_eq!(records.artifact_bytes(), 0);
     }
 

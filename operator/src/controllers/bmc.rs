@@ -28,7 +28,9 @@ use crate::redfish::{RedfishClient, RedfishError, ResetType, reason};
 pub const CONTROLLER: &str = "bmc";
 
 pub fn controller(client: kube::Client) -> Controller<BMC> {
-    let controller = watch::controller(Api::<BMC>::all(client.clone()));
+    let controller = watch::controller_on(Api::<BMC>::all(client.clone()), |bmc| {
+        watch::metadata_fingerprint(&bmc.metadata)
+    });
     let bmcs = controller.store();
     let by_endpoint = bmcs.clone();
     controller

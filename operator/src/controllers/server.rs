@@ -10,7 +10,7 @@ use kube::ResourceExt as _;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use metal_api::{
     BMC, BMCState, ObjectReference, Server, ServerBootConfiguration, ServerClaim, ServerState,
 };
@@ -29,28 +29,76 @@ use crate::redfish::RedfishClient;
 
 pub const CONTROLLER: &str = "server";
 
+/// The Server controller and the stores of the SBCs and claims that wake it.
+pub struct ServerController {
+    pub controller: Controller<Server>,
+    /// Fed by the same watch that wakes a Server on an SBC event, so the reconcile it starts sees
+    /// that event (the gate's cached verdict).
+    pub boot_configs: Store<ServerBootConfiguration>,
+    /// Likewise for claim events (a deleted claim releases its Server).
+    pub claims: Store<ServerClaim>,
+}
+
 /// Builds the Server controller (its store serves the other controllers too).
-pub fn controller(client: kube::Client) -> Controller<Server> {
-    let controller = watch::controller(Api::<Server>::all(client.clone()));
+pub fn controller(client: kube::Client) -> ServerController {
+    let controller = watch::controller_on(Api::<Server>::all(client.clone()), |server| {
+        watch::metadata_fingerprint(&server.metadata)
+    });
     let store = controller.store();
-    let bmc_store = store.clone();
-    controller
-        .watches_stream(
-            watch::others(Api::<ServerBootConfiguration>::all(client.clone())),
-            |sbc| Some(ObjectRef::new(&sbc.spec.server_ref.name)),
-        )
-        .watches_stream(
-            watch::others(Api::<ServerClaim>::all(client.clone())),
-            |claim| claim.spec.server_ref.map(|r| ObjectRef::new(&r.name)),
-        )
-        .watches_stream(watch::others(Api::<BMC>::all(client)), move |bmc| {
-            let bmc_name = bmc.name_any();
-            bmc_store
-                .state_filter(|s| s.spec.bmc_ref.as_ref().is_some_and(|r| r.name == bmc_name))
-                .iter()
-                .map(|s| ObjectRef::from_obj(&**s))
-                .collect::<Vec<_>>()
+    let (sbc_events, boot_configs) =
+        watch::others_on_reflected(Api::<ServerBootConfiguration>::all(client.clone()), |sbc| {
+            watch::fingerprint((
+                sbc.metadata.generation,
+                &sbc.spec.server_ref.name,
+                sbc.status
+                    .as_ref()
+                    .and_then(|s| s.state.as_ref())
+                    .map(|s| s.as_str()),
+                sbc.is_ready_for_current_generation(),
+                sbc.metadata.deletion_timestamp.as_ref().map(|t| t.0),
+            ))
+        });
+    let (claim_events, claims) =
+        watch::others_on_reflected(Api::<ServerClaim>::all(client.clone()), |claim| {
+            let meta = &claim.metadata;
+            watch::fingerprint((
+                meta.generation,
+                &meta.finalizers,
+                meta.deletion_timestamp.as_ref().map(|t| t.0),
+            ))
+        });
+    let controller = controller
+        .watches_stream(sbc_events, |sbc| {
+            Some(ObjectRef::new(&sbc.spec.server_ref.name))
         })
+        .watches_stream(claim_events, |claim| {
+            claim.spec.server_ref.map(|r| ObjectRef::new(&r.name))
+        })
+        .watches_stream(
+            watch::others_on(Api::<BMC>::all(client), |bmc| {
+                watch::fingerprint((
+                    bmc.metadata.generation,
+                    bmc.status
+                        .as_ref()
+                        .and_then(|s| s.state.as_ref())
+                        .map(|s| s.as_str()),
+                    bmc.metadata.deletion_timestamp.as_ref().map(|t| t.0),
+                ))
+            }),
+            move |bmc| {
+                let bmc_name = bmc.name_any();
+                store
+                    .state_filter(|s| s.spec.bmc_ref.as_ref().is_some_and(|r| r.name == bmc_name))
+                    .iter()
+                    .map(|s| ObjectRef::from_obj(&**s))
+                    .collect::<Vec<_>>()
+            },
+        );
+    ServerController {
+        controller,
+        boot_configs,
+        claims,
+    }
 }
 
 /// Runs the controller until shutdown.
@@ -73,6 +121,7 @@ pub async fn run(
 }
 
 async fn reconcile(server: Arc<Server>, ctx: Arc<Context>) -> Result<Action> {
+    let server = ctx.server_writes.freshest(server);
     if is_ignored(&*server) {
         return Ok(Action::requeue(ctx.config.server_resync_interval));
     }
@@ -315,24 +364,59 @@ async fn ensure_discovery_boot_configuration(run: &mut Run<'_>) -> Result<()> {
         }
         Some(existing) => existing,
     };
-    let ssh = discovery::SshMaterial::generate();
-    let ignition = discovery::render_ignition(
+    let inputs = discovery::ignition_inputs_digest(
         &ctx.config.discovery_ignition_template,
         &ctx.config.probe_image,
         &ctx.config.registry_url,
         &run.server.spec.system_uuid,
-        &ssh,
     );
     let secrets_api = Api::<Secret>::namespaced(ctx.client.clone(), ns);
-    for secret in discovery::secrets(&sbc, ignition, &ssh) {
-        let name = secret.metadata.name.clone().unwrap_or_default();
-        match secrets_api.get_opt(&name).await? {
-            None => drop(secrets_api.create(&PostParams::default(), &secret).await?),
-            Some(_) => {
-                let patch = json!({ "metadata": { "ownerReferences": secret.metadata.owner_references }, "data": secret.data });
+    let ssh_name = format!("{}-ssh", run.name);
+    let ignition_secret = secrets_api.get_opt(&run.name).await?;
+    let ssh_secret = secrets_api.get_opt(&ssh_name).await?;
+    let owned = |secret: &Secret| {
+        secret
+            .owner_references()
+            .iter()
+            .any(|o| Some(&o.uid) == sbc.metadata.uid.as_ref())
+    };
+    let current = match (&ignition_secret, &ssh_secret) {
+        (Some(ignition), Some(ssh)) => {
+            owned(ignition)
+                && owned(ssh)
+                && ignition
+                    .annotations()
+                    .get(keys::DISCOVERY_IGNITION_INPUTS_ANNOTATION)
+                    == Some(&inputs)
+        }
+        _ => false,
+    };
+    if !current {
+        let ssh = discovery::SshMaterial::generate();
+        let ignition = discovery::render_ignition(
+            &ctx.config.discovery_ignition_template,
+            &ctx.config.probe_image,
+            &ctx.config.registry_url,
+            &run.server.spec.system_uuid,
+            &ssh,
+        );
+        for secret in discovery::secrets(&sbc, ignition, &inputs, &ssh) {
+            let name = secret.metadata.name.clone().unwrap_or_default();
+            let exists = if name == ssh_name {
+                ssh_secret.is_some()
+            } else {
+                ignition_secret.is_some()
+            };
+            if exists {
+                let patch = json!({ "metadata": {
+                    "ownerReferences": secret.metadata.owner_references,
+                    "annotations": secret.metadata.annotations,
+                }, "data": secret.data });
                 secrets_api
                     .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await?;
+            } else {
+                secrets_api.create(&PostParams::default(), &secret).await?;
             }
         }
     }
@@ -477,11 +561,18 @@ async fn reserved(run: &mut Run<'_>) -> Result<Action> {
         run.set_state(ServerState::Available);
         return Ok(Action::requeue(Duration::ZERO));
     };
-    let claims = Api::<ServerClaim>::namespaced(run.ctx.client.clone(), &claim_ref.namespace);
-    let claim = claims
-        .get_opt(&claim_ref.name)
-        .await?
-        .filter(|c| c.metadata.deletion_timestamp.is_none());
+    // The cache is enough when it has the claim: a deletion it does not show yet arrives as an
+    // event that wakes this Server, and `spec.serverRef`, once set, never changes. A claim missing
+    // from the cache may just be newer than it, so only a fresh read may say it is gone.
+    let key = ObjectRef::new(&claim_ref.name).within(&claim_ref.namespace);
+    let claim = match run.ctx.stores.claims.get(&key) {
+        Some(claim) => Some(claim),
+        None => Api::<ServerClaim>::namespaced(run.ctx.client.clone(), &claim_ref.namespace)
+            .get_opt(&claim_ref.name)
+            .await?
+            .map(Arc::new),
+    };
+    let claim = claim.filter(|c| c.metadata.deletion_timestamp.is_none());
     let Some(claim) = claim else {
         return release(run).await;
     };
@@ -561,6 +652,7 @@ async fn released(run: &mut Run<'_>) -> Result<Action> {
 /// Server deletion: delete its boot configuration and forget its registry entry, as upstream.
 async fn cleanup(server: Arc<Server>, ctx: &Context) -> Result<Action> {
     ctx.gate_backoff.reset(&name_of(&*server));
+    ctx.server_writes.forget(&server);
     if let Some(reference) = &server.spec.boot_configuration_ref {
         let api =
             Api::<ServerBootConfiguration>::namespaced(ctx.client.clone(), &reference.namespace);

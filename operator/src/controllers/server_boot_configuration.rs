@@ -17,7 +17,17 @@ use crate::error::Result;
 pub const CONTROLLER: &str = "serverbootconfiguration";
 
 pub fn controller(client: kube::Client) -> Controller<ServerBootConfiguration> {
-    watch::controller(Api::<ServerBootConfiguration>::all(client))
+    // Only an SBC without a state needs this controller (it writes Pending); the backend's status
+    // writes after that wake nobody here.
+    watch::controller_on(Api::<ServerBootConfiguration>::all(client), |sbc| {
+        watch::fingerprint((
+            watch::metadata_fingerprint(&sbc.metadata),
+            sbc.status
+                .as_ref()
+                .and_then(|s| s.state.as_ref())
+                .is_some_and(|s| !s.as_str().is_empty()),
+        ))
+    })
 }
 
 pub async fn run(

@@ -29,13 +29,27 @@ pub const CONTROLLER: &str = "serverclaim";
 const WAKE_LIMIT: usize = 32;
 
 pub fn controller(client: kube::Client) -> Controller<ServerClaim> {
-    let controller = watch::controller(Api::<ServerClaim>::all(client.clone()));
+    let controller = watch::controller_on(Api::<ServerClaim>::all(client.clone()), |claim| {
+        watch::metadata_fingerprint(&claim.metadata)
+    });
     let claims = controller.store();
     controller
         .owns_stream(watch::owned::<ServerBootConfiguration>(client.clone()))
-        .watches_stream(watch::others(Api::<Server>::all(client)), move |server| {
-            claims_for_server(&claims, &server)
-        })
+        .watches_stream(
+            watch::others_on(Api::<Server>::all(client), |server| {
+                let status = server.status.as_ref();
+                watch::fingerprint((
+                    server.metadata.generation,
+                    &server.metadata.annotations,
+                    status.and_then(|s| s.state.as_ref()).map(|s| s.as_str()),
+                    status
+                        .and_then(|s| s.power_state.as_ref())
+                        .map(|s| s.as_str()),
+                    server.metadata.deletion_timestamp.as_ref().map(|t| t.0),
+                ))
+            }),
+            move |server| claims_for_server(&claims, &server),
+        )
 }
 
 /// Claims bound to (or naming) the Server, and — when it is free to take — a few waiting claims it

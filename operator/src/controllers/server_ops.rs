@@ -169,7 +169,7 @@ async fn reset(run: &mut Run<'_>, operation: &Operation, value: &str) -> Result<
 /// Discovery/Reserved (where booting without one would boot the wrong thing).
 async fn reset_verdict(run: &mut Run<'_>) -> Result<Verdict> {
     if run.server.spec.boot_configuration_ref.is_some() {
-        return run.boot_readiness().await;
+        return run.boot_readiness_fresh().await;
     }
     match run.state() {
         ServerState::Discovery | ServerState::Reserved => Ok(Verdict::NotReferenced),

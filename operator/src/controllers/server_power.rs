@@ -62,7 +62,7 @@ pub(super) async fn ensure_on(run: &mut Run<'_>, pxe_once: bool) -> Result<Progr
         "power-on requested".into(),
     );
     run.flush_status().await?;
-    if !run.boot_readiness().await?.is_ready() {
+    if !run.boot_readiness_fresh().await?.is_ready() {
         conditions::remove(&mut run.status.conditions, POWERING_ON);
         run.ctx
             .metrics

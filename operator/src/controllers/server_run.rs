@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource as _, ResourceExt as _};
 use metal_api::{Server, ServerBootConfiguration, ServerClaim, ServerState, ServerStatus};
 use serde_json::json;
@@ -84,11 +85,17 @@ impl<'a> Run<'a> {
             "metadata": { "resourceVersion": self.resource_version },
             "status": self.status,
         });
+        tracing::trace!(server = %self.name, status = %patch["status"], "writing status");
         let updated = self
             .api()
             .patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
             .await?;
-        self.resource_version = updated.metadata.resource_version;
+        let updated = Arc::new(updated);
+        self.ctx
+            .server_writes
+            .record(self.resource_version.as_deref(), updated.clone());
+        self.resource_version = updated.metadata.resource_version.clone();
+        self.server = updated;
         self.original_status = self.status.clone();
         Ok(())
     }
@@ -117,12 +124,16 @@ impl<'a> Run<'a> {
 
     /// Applies a merge patch (carrying the resourceVersion it was built from) and keeps the updated Server.
     async fn merge_patch(&mut self, patch: serde_json::Value) -> Result<()> {
-        let updated = self
-            .api()
-            .patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
+        let updated = Arc::new(
+            self.api()
+                .patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?,
+        );
+        self.ctx
+            .server_writes
+            .record(self.resource_version.as_deref(), updated.clone());
         self.resource_version = updated.metadata.resource_version.clone();
-        self.server = Arc::new(updated);
+        self.server = updated;
         Ok(())
     }
 
@@ -152,9 +163,29 @@ impl<'a> Run<'a> {
             == Some(keys::ANNOTATION_TRUE)
     }
 
-    /// The readiness gate for the Server's current boot configuration. In strict mode the verdict is
-    /// also recorded as a condition, and errors raise Events on the Server and its claim.
+    /// The readiness gate for the Server's current boot configuration, as the watch cache shows it:
+    /// what a reconcile decides on. A cache that lags can only hold the gate closed a moment longer
+    /// (the SBC's next event wakes the Server); nothing is sent to a BMC on this verdict alone —
+    /// [`Self::boot_readiness_fresh`] confirms it right before. In strict mode the verdict is also
+    /// recorded as a condition, and errors raise Events on the Server and its claim.
     pub async fn boot_readiness(&mut self) -> Result<Verdict> {
+        let mode = self.ctx.config.readiness_gate;
+        let Some(reference) = self.server.spec.boot_configuration_ref.clone() else {
+            return Ok(self.record_verdict(Verdict::NotReferenced, mode).await);
+        };
+        let key = ObjectRef::new(&reference.name).within(&reference.namespace);
+        let sbc = self.ctx.stores.boot_configs.get(&key);
+        let verdict = gate::evaluate(
+            sbc.as_deref(),
+            mode,
+            (&reference.namespace, &reference.name),
+        );
+        Ok(self.record_verdict(verdict, mode).await)
+    }
+
+    /// The readiness gate on a fresh read of the SBC (never the cache): taken immediately before a
+    /// power-on or boot-type reset is sent.
+    pub async fn boot_readiness_fresh(&mut self) -> Result<Verdict> {
         let mode = self.ctx.config.readiness_gate;
         let Some(reference) = self.server.spec.boot_configuration_ref.clone() else {
             return Ok(self.record_verdict(Verdict::NotReferenced, mode).await);

@@ -8,11 +8,18 @@
 //! and each further expiry waits longer. Here every watch backs off on its own ([`WatchBackoff`]),
 //! reset by any successful list or event, and its errors are logged and end there, so the
 //! controller's shared backoff never sleeps and the other watches keep delivering.
+//!
+//! Each watch can also carry a [`Fingerprint`]: the part of an object its controller reacts to.
+//! An event that leaves the fingerprint unchanged (a controller's own status write, say) wakes
+//! nobody, which at thousands of Servers is most events; deletions always pass.
 
+use std::collections::{HashMap, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt as _, future};
 use kube::api::Api;
+use kube::api::ObjectMeta;
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector;
 use kube::runtime::utils::Backoff;
@@ -89,6 +96,84 @@ fn kind_of<K: Resource<DynamicType = ()>>() -> String {
     K::kind(&()).into_owned()
 }
 
+/// The part of an object a controller or trigger reacts to, hashed with [`fingerprint`].
+pub type Fingerprint<K> = fn(&K) -> u64;
+
+/// Hashes `parts` (a tuple of what a [`Fingerprint`] looks at).
+pub fn fingerprint(parts: impl Hash) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    parts.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// What every object's own controller reacts to besides its spec: `metadata.generation`, labels,
+/// annotations (operations, parking), finalizers and deletion. Status is the controller's own output.
+pub fn metadata_fingerprint(meta: &ObjectMeta) -> u64 {
+    fingerprint((
+        meta.generation,
+        &meta.labels,
+        &meta.annotations,
+        &meta.finalizers,
+        meta.deletion_timestamp.as_ref().map(|t| t.0),
+    ))
+}
+
+/// Drops the events that leave an object's fingerprint as it was. Keys are uids, so a recreated
+/// object is new; a relist (`Init` … `InitDone`) forgets objects that are gone.
+fn relevant<K, S>(
+    events: S,
+    fingerprint: Fingerprint<K>,
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>>
+where
+    K: Resource,
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+{
+    let key = |obj: &K| {
+        let meta = obj.meta();
+        meta.uid.clone().unwrap_or_else(|| {
+            format!(
+                "{}/{}",
+                meta.namespace.as_deref().unwrap_or_default(),
+                meta.name.as_deref().unwrap_or_default()
+            )
+        })
+    };
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    let mut relisted: Option<HashSet<String>> = None;
+    events.filter(move |event| {
+        let pass = match event {
+            Ok(watcher::Event::Init) => {
+                relisted = Some(HashSet::new());
+                true
+            }
+            Ok(watcher::Event::InitApply(obj)) => {
+                let k = key(obj);
+                if let Some(relisted) = relisted.as_mut() {
+                    relisted.insert(k.clone());
+                }
+                let print = fingerprint(obj);
+                seen.insert(k, print) != Some(print)
+            }
+            Ok(watcher::Event::Apply(obj)) => {
+                let print = fingerprint(obj);
+                seen.insert(key(obj), print) != Some(print)
+            }
+            Ok(watcher::Event::InitDone) => {
+                if let Some(relisted) = relisted.take() {
+                    seen.retain(|k, _| relisted.contains(k));
+                }
+                true
+            }
+            Ok(watcher::Event::Delete(obj)) => {
+                seen.remove(&key(obj));
+                true
+            }
+            Err(_) => true,
+        };
+        future::ready(pass)
+    })
+}
+
 /// A controller for every `K` in `api`, its store (`Controller::store`) fed by that same watch.
 pub fn controller<K>(api: Api<K>) -> Controller<K>
 where
@@ -109,6 +194,24 @@ where
     Controller::for_stream(objects, reader).trigger_backoff(WatchBackoff::default())
 }
 
+/// Like [`controller`], but reconciling only on events that change `on`'s fingerprint. The store
+/// still sees every event; requeues and the other triggers are unaffected.
+pub fn controller_on<K>(api: Api<K>, on: Fingerprint<K>) -> Controller<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let events = guarded(kind_of::<K>(), watcher(api, watcher::Config::default())).reflect(writer);
+    let objects = relevant(events, on).applied_objects();
+    Controller::for_stream(objects, reader).trigger_backoff(WatchBackoff::default())
+}
+
 /// Objects of `api` as triggers for [`Controller::watches_stream`] (all applied and deleted objects,
 /// as `Controller::watches` gives).
 pub fn others<O>(api: Api<O>) -> impl Stream<Item = Result<O, watcher::Error>> + Send + 'static
@@ -118,8 +221,44 @@ where
     guarded(kind_of::<O>(), watcher(api, watcher::Config::default())).touched_objects()
 }
 
+/// Like [`others`], but only the events that change `on`'s fingerprint (and every deletion).
+pub fn others_on<O>(
+    api: Api<O>,
+    on: Fingerprint<O>,
+) -> impl Stream<Item = Result<O, watcher::Error>> + Send + 'static
+where
+    O: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let events = guarded(kind_of::<O>(), watcher(api, watcher::Config::default()));
+    relevant(events, on).touched_objects()
+}
+
+/// Like [`others_on`], plus a store fed by the same watch. A reconcile that such a trigger wakes
+/// and that reads the trigger's object from this store sees that event or a newer one; a store
+/// of another watch of the same kind may not have it yet (a missed wake-up).
+pub fn others_on_reflected<O>(
+    api: Api<O>,
+    on: Fingerprint<O>,
+) -> (
+    impl Stream<Item = Result<O, watcher::Error>> + Send + 'static,
+    reflector::Store<O>,
+)
+where
+    O: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let events = guarded(kind_of::<O>(), watcher(api, watcher::Config::default())).reflect(writer);
+    (relevant(events, on).touched_objects(), reader)
+}
+
 /// Metadata of every `C` as owner triggers for [`Controller::owns_stream`] (as `Controller::owns`
-/// gives: a metadata-only watch).
+/// gives: a metadata-only watch), for events that change its generation, finalizers or deletion.
 pub fn owned<C>(
     client: kube::Client,
 ) -> impl Stream<Item = Result<PartialObjectMeta<C>, watcher::Error>> + Send + 'static
@@ -127,7 +266,21 @@ where
     C: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
     let api = Api::<PartialObjectMeta<C>>::all(client);
-    guarded(kind_of::<C>(), watcher(api, watcher::Config::default())).touched_objects()
+    let events = guarded(kind_of::<C>(), watcher(api, watcher::Config::default()));
+    relevant(events, |child: &PartialObjectMeta<C>| {
+        let meta = &child.metadata;
+        fingerprint((
+            meta.generation,
+            meta.owner_references
+                .iter()
+                .flatten()
+                .map(|o| o.uid.as_str())
+                .collect::<Vec<_>>(),
+            &meta.finalizers,
+            meta.deletion_timestamp.as_ref().map(|t| t.0),
+        ))
+    })
+    .touched_objects()
 }
 
 #[cfg(test)]

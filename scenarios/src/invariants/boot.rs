@@ -10,9 +10,14 @@ use crate::model::World;
 /// A booted OS names its image as the kernel header does (`repository:tag`), so a full reference
 /// also matches when it ends with `/<booted>`.
 pub fn same_image(reference: &str, booted: &str) -> bool {
-    let norm = |s: &str| s.trim().trim_start_matches("docker.io/").to_string();
+    fn norm(s: &str) -> &str {
+        s.trim().trim_start_matches("docker.io/")
+    }
     let (reference, booted) = (norm(reference), norm(booted));
-    reference == booted || reference.ends_with(&format!("/{booted}"))
+    reference == booted
+        || reference
+            .strip_suffix(booted)
+            .is_some_and(|prefix| prefix.ends_with('/'))
 }
 
 #[derive(Clone, Debug)]

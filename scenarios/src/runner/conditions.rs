@@ -13,6 +13,31 @@ use crate::spec::Expect;
 
 const POLL: Duration = Duration::from_millis(50);
 
+/// How often a check over the whole world may run: every `base`, or less often when one check
+/// costs more than a twentieth of that, so the runner's own share of the CPU stays bounded however
+/// large the fleet (a check is O(servers + claims)).
+pub struct Pace {
+    base: Duration,
+}
+
+impl Pace {
+    /// At most a twentieth of the time goes to checks.
+    const SHARE: u32 = 20;
+
+    pub fn new(base: Duration) -> Self {
+        Pace { base }
+    }
+
+    pub fn start(&self) -> Instant {
+        Instant::now()
+    }
+
+    /// The pause before the next check, given when this one started.
+    pub fn pause_after(&self, started: Instant) -> Duration {
+        self.base.max(started.elapsed() * Self::SHARE)
+    }
+}
+
 /// Polls `pred` on the world until it holds or `deadline` passes.
 pub async fn wait(
     monitor: &Arc<Mutex<Monitor>>,
@@ -20,14 +45,16 @@ pub async fn wait(
     what: &str,
     pred: impl Fn(&World) -> bool,
 ) -> anyhow::Result<()> {
+    let pace = Pace::new(POLL);
     loop {
+        let started = pace.start();
         if pred(lock(monitor).world()) {
             return Ok(());
         }
         if Instant::now() >= deadline {
             bail!("timed out waiting for {what}");
         }
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(pace.pause_after(started)).await;
     }
 }
 

@@ -250,10 +250,13 @@ async fn wait_for_end(
                 || (conditions::quiescent(m.world()) && conditions::settled(m.world()))
         }
     };
+    let pace = conditions::Pace::new(Duration::from_millis(50));
     loop {
+        let checked = pace.start();
         if done(&conditions::lock(monitor)) {
             return Ok(());
         }
+        let pause = pace.pause_after(checked);
         if Instant::now() >= deadline {
             let unmet = conditions::unmet(conditions::lock(monitor).world(), e);
             // Unsettled at the deadline is judged by the end-of-run invariants.
@@ -267,17 +270,21 @@ async fn wait_for_end(
                 ))
             };
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(pause).await;
     }
 }
 
 /// Re-judges open suspicions as time passes and refreshes the progress display.
 async fn ticker(monitor: &Arc<Mutex<Monitor>>, progress: &progress::Progress, sink: &Sink) {
+    let pace = conditions::Pace::new(TICK);
+    let mut pause = TICK;
     loop {
-        tokio::time::sleep(TICK).await;
+        tokio::time::sleep(pause).await;
+        let started = pace.start();
         let found = conditions::lock(monitor).tick(sink.now_ms());
         progress.violations(&found);
         progress.update(&conditions::lock(monitor));
+        pause = pace.pause_after(started);
     }
 }
 

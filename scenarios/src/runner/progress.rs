@@ -32,6 +32,9 @@ impl Progress {
     }
 
     pub fn update(&self, m: &Monitor) {
+        if self.bar.is_hidden() {
+            return;
+        }
         let w = m.world();
         let mut states: BTreeMap<&str, usize> = BTreeMap::new();
         for s in w.servers.values() {

@@ -93,9 +93,18 @@ impl BootServer {
 
     /// The record for the SBC that the Server with `uuid` currently references, or why there is none.
     pub fn lookup(&self, uuid: &str) -> Result<Arc<BootRecord>, String> {
+        // The Servers named by records prepared for this UUID are found without a scan; only a
+        // machine no record knows needs one (for an exact answer).
         let server = self
-            .servers
+            .records
+            .for_uuid(uuid)
+            .iter()
+            .filter_map(|record| self.servers.get(&ObjectRef::new(&record.server)))
             .find(|s| s.spec.system_uuid.eq_ignore_ascii_case(uuid))
+            .or_else(|| {
+                self.servers
+                    .find(|s| s.spec.system_uuid.eq_ignore_ascii_case(uuid))
+            })
             .ok_or_else(|| format!("no Server has system UUID {uuid}"))?;
         let name = server.metadata.name.clone().unwrap_or_default();
         let reference = server
