@@ -62,10 +62,13 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
+/// `unchanged`: `new` equals the stored value, so a rule that does not read `oldSelf` is ratcheted
+/// whatever it yields and is not evaluated at all (most writes change only a small part of an object).
 fn run_rules(
     schema: &Value,
     new: &Value,
     old: Option<&Value>,
+    unchanged: bool,
     path: &str,
     causes: &mut Vec<Cause>,
 ) {
@@ -79,6 +82,9 @@ fn run_rules(
         let Some(rule) = r.get("rule").and_then(Value::as_str) else {
             continue;
         };
+        if unchanged && !rule.contains("oldSelf") {
+            continue;
+        }
         let field = match r.get("fieldPath").and_then(Value::as_str) {
             Some(fp) => format!("{path}{fp}"),
             None => path.to_string(),
@@ -170,7 +176,21 @@ pub fn evaluate(
     path: &mut String,
     causes: &mut Vec<Cause>,
 ) {
-    run_rules(schema, new, old, path, causes);
+    evaluate_tree(schema, new, old, false, path, causes);
+}
+
+/// `known_unchanged`: an ancestor equals its stored value, so this value does too (compared once
+/// per changed level, not again at every depth).
+fn evaluate_tree(
+    schema: &Value,
+    new: &Value,
+    old: Option<&Value>,
+    known_unchanged: bool,
+    path: &mut String,
+    causes: &mut Vec<Cause>,
+) {
+    let unchanged = known_unchanged || old == Some(new);
+    run_rules(schema, new, old, unchanged, path, causes);
     match new {
         Value::Object(map) => {
             let props = schema.get("properties").and_then(Value::as_object);
@@ -182,7 +202,7 @@ pub fn evaluate(
                 if let Some(s) = props.and_then(|p| p.get(k)).or(addl) {
                     let len = path.len();
                     push_key(path, k);
-                    evaluate(s, v, old.and_then(|o| o.get(k)), path, causes);
+                    evaluate_tree(s, v, old.and_then(|o| o.get(k)), unchanged, path, causes);
                     path.truncate(len);
                 }
             }
@@ -210,7 +230,8 @@ pub fn evaluate(
                 };
                 let len = path.len();
                 let _ = write!(path, "[{i}]");
-                evaluate(item_schema, item, old_item, path, causes);
+                // Items of an atomic list have no old counterpart, so nothing is ratcheted there.
+                evaluate_tree(item_schema, item, old_item, unchanged && is_map, path, causes);
                 path.truncate(len);
             }
         }

@@ -50,7 +50,8 @@ impl ApiServer {
 pub struct Embedded {
     handle: Option<apiserver::Handle>,
     addr: SocketAddr,
-    data_dir: tempfile::TempDir,
+    /// Where the data lives when the scenario restarts the API server.
+    data_dir: Option<tempfile::TempDir>,
 }
 
 pub struct Stack {
@@ -87,7 +88,13 @@ impl Stack {
         sink: &super::observe::Sink,
     ) -> anyhow::Result<Stack> {
         let (seed, kubeconfig) = (run.seed, run.kubeconfig.as_deref());
-        let (api, config) = start_api(kubeconfig).await?;
+        // Only a scenario that restarts the API server needs its data on disk; otherwise every
+        // write would wait for an fsync nobody reads back.
+        let durable = s
+            .faults
+            .iter()
+            .any(|f| matches!(f.fault, spec::Fault::ApiServerRestart));
+        let (api, config) = start_api(kubeconfig, durable).await?;
         let requests = ApiRequestCounters::default();
         let client = requests.client(&config, Component::Harness)?;
         let operator_client = requests.client(&config, Component::Operator)?;
@@ -210,6 +217,9 @@ impl Stack {
         if let Some(h) = handle.take() {
             h.shutdown().await;
         }
+        let Some(data_dir) = data_dir else {
+            bail!("the API server was started without a data dir, so a restart would lose everything");
+        };
         let options = apiserver::Options {
             bind: *addr,
             data_dir: Some(data_dir.path().to_path_buf()),
@@ -321,7 +331,10 @@ impl Stack {
 }
 
 /// The API server and the client configuration every component's client is built from.
-async fn start_api(kubeconfig: Option<&Path>) -> anyhow::Result<(ApiServer, kube::Config)> {
+async fn start_api(
+    kubeconfig: Option<&Path>,
+    durable: bool,
+) -> anyhow::Result<(ApiServer, kube::Config)> {
     if let Some(path) = kubeconfig {
         let kc = kube::config::Kubeconfig::read_from(path)
             .with_context(|| format!("reading {}", path.display()))?;
@@ -336,9 +349,13 @@ async fn start_api(kubeconfig: Option<&Path>) -> anyhow::Result<(ApiServer, kube
             .to_string();
         return Ok((ApiServer::External(url), config));
     }
-    let data_dir = tempfile::tempdir().context("creating the API server's data dir")?;
+    let data_dir = if durable {
+        Some(tempfile::tempdir().context("creating the API server's data dir")?)
+    } else {
+        None
+    };
     let options = apiserver::Options {
-        data_dir: Some(data_dir.path().to_path_buf()),
+        data_dir: data_dir.as_ref().map(|d| d.path().to_path_buf()),
         ..apiserver::Options::default()
     };
     let handle = apiserver::Server::start(options)
