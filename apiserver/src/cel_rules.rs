@@ -231,7 +231,14 @@ fn evaluate_tree(
                 let len = path.len();
                 let _ = write!(path, "[{i}]");
                 // Items of an atomic list have no old counterpart, so nothing is ratcheted there.
-                evaluate_tree(item_schema, item, old_item, unchanged && is_map, path, causes);
+                evaluate_tree(
+                    item_schema,
+                    item,
+                    old_item,
+                    unchanged && is_map,
+                    path,
+                    causes,
+                );
                 path.truncate(len);
             }
         }

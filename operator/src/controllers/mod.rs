@@ -27,6 +27,10 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 
 /// Runs one reconcile with metrics, panic isolation and the malformed-object policy.
+///
+/// The reconcile runs as a task of its own: kube-runtime polls all of a controller's reconciles
+/// inside the controller's one task, which would hold each controller to one core however many
+/// reconciles are in flight. Dropping the returned future (shutdown) aborts the task.
 pub(crate) async fn instrumented<K, F, Fut>(
     controller: &'static str,
     obj: Arc<K>,
@@ -36,14 +40,16 @@ pub(crate) async fn instrumented<K, F, Fut>(
 where
     K: Resource<DynamicType = ()>,
     F: FnOnce(Arc<K>, Arc<Context>) -> Fut,
-    Fut: Future<Output = Result<Action>>,
+    Fut: Future<Output = Result<Action>> + Send + 'static,
 {
     let timer = ctx.metrics.reconcile_started(controller);
     let regarding = obj.object_ref(&());
-    let outcome = AssertUnwindSafe(f(obj, ctx.clone()))
-        .catch_unwind()
-        .await
-        .unwrap_or_else(|panic| {
+    let task = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
+        AssertUnwindSafe(f(obj, ctx.clone())).catch_unwind(),
+    ));
+    let outcome = match task.await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(panic)) => {
             let message = panic
                 .downcast_ref::<String>()
                 .cloned()
@@ -51,7 +57,9 @@ where
                 .unwrap_or_else(|| "unknown panic".into());
             tracing::error!(controller, %message, "reconcile panicked");
             Err(Error::Panic(message))
-        });
+        }
+        Err(join) => Err(Error::Panic(format!("reconcile task ended: {join}"))),
+    };
     drop(timer);
     match &outcome {
         Ok(_) => ctx.metrics.reconcile_finished(controller, "success", None),

@@ -69,31 +69,40 @@ fn claims_for_server(claims: &Store<ServerClaim>, server: &Server) -> Vec<Object
     }
     if server.spec.server_claim_ref.is_none() && is_free(server) {
         let labels = server.labels();
-        let waiting = claims.state_filter(|c| {
+        // Different free Servers wake different waiting claims (each skips a share of the first
+        // ones it meets), so a burst of freed Servers reaches more than the same first few claims.
+        // Counting inside the filter keeps this one pass over the cache that copies only what it wakes.
+        let skip = {
+            let mut hasher = DefaultHasher::new();
+            name.hash(&mut hasher);
+            (hasher.finish() % (4 * WAKE_LIMIT as u64)) as usize
+        };
+        let fits = |c: &ServerClaim| {
             c.spec.server_ref.is_none()
                 && c.metadata.deletion_timestamp.is_none()
                 && c.spec
                     .server_selector
                     .as_ref()
                     .is_none_or(|s| crate::selector::matches(s, labels))
-        });
-        // Different free Servers wake different waiting claims, so a burst of freed Servers reaches
-        // more than the same first few claims.
-        let offset = if waiting.is_empty() {
-            0
-        } else {
-            let mut hasher = DefaultHasher::new();
-            name.hash(&mut hasher);
-            (hasher.finish() % waiting.len() as u64) as usize
         };
-        out.extend(
-            waiting
-                .iter()
-                .cycle()
-                .skip(offset)
-                .take(WAKE_LIMIT.min(waiting.len()))
-                .map(|c| ObjectRef::from_obj(&**c)),
-        );
+        let window = |skip: usize| {
+            let seen = std::cell::Cell::new(0usize);
+            let woken = claims.state_filter(|c| {
+                if !fits(c) {
+                    return false;
+                }
+                let n = seen.get();
+                seen.set(n + 1);
+                n >= skip && n < skip + WAKE_LIMIT
+            });
+            (woken, seen.get())
+        };
+        let (mut waiting, count) = window(skip);
+        if waiting.is_empty() && count > 0 {
+            // Fewer waiting claims than the share skipped: wake the first ones.
+            waiting = window(0).0;
+        }
+        out.extend(waiting.iter().map(|c| ObjectRef::from_obj(&**c)));
     }
     out
 }

@@ -218,7 +218,9 @@ impl Stack {
             h.shutdown().await;
         }
         let Some(data_dir) = data_dir else {
-            bail!("the API server was started without a data dir, so a restart would lose everything");
+            bail!(
+                "the API server was started without a data dir, so a restart would lose everything"
+            );
         };
         let options = apiserver::Options {
             bind: *addr,
