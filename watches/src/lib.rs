@@ -223,8 +223,33 @@ where
         + Sync
         + 'static,
 {
+    controller_on_observed(api, on, |_| {})
+}
+
+/// Like [`controller_on`], and `observe` sees every event of the watch right after the store has it:
+/// to keep an index of the store (which triggers of other kinds map through) without a scan.
+pub fn controller_on_observed<K>(
+    api: Api<K>,
+    on: Fingerprint<K>,
+    mut observe: impl FnMut(&watcher::Event<K>) + Send + 'static,
+) -> Controller<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
     let (reader, writer) = reflector::store();
-    let events = guarded(kind_of::<K>(), watcher(api, watcher::Config::default())).reflect(writer);
+    let events = guarded(kind_of::<K>(), watcher(api, watcher::Config::default()))
+        .reflect(writer)
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                observe(event);
+            }
+        });
     let objects = relevant(events, on).applied_objects();
     Controller::for_stream(objects, reader).trigger_backoff(WatchBackoff::default())
 }
