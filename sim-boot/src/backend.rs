@@ -13,6 +13,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use metal_api::{Server, ServerBootConfiguration};
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -143,12 +144,15 @@ impl Backend {
             .public_url
             .clone()
             .unwrap_or(format!("http://{}", listener.local_addr()?));
-        let (servers, server_task) = reflect(Api::<Server>::all(client.clone()), cancel.clone());
+        let (servers, server_task) =
+            reflect(Api::<Server>::all(client.clone()), None, cancel.clone());
         let sbc_api = match &options.controller.namespace {
             Some(ns) => Api::namespaced(client.clone(), ns),
             None => Api::all(client.clone()),
         };
-        let (sbcs, sbc_task) = reflect::<ServerBootConfiguration>(sbc_api, cancel.clone());
+        let gone = Arc::new(Notify::new());
+        let (sbcs, sbc_task) =
+            reflect::<ServerBootConfiguration>(sbc_api, Some(gone.clone()), cancel.clone());
         tasks.extend([server_task, sbc_task]);
         let records = BootRecords::default();
         let server = BootServer::new(records.clone(), servers, sbcs.clone(), &url);
@@ -156,6 +160,7 @@ impl Backend {
         tasks.push(tokio::spawn(collect_garbage(
             records.clone(),
             sbcs,
+            gone,
             cancel.clone(),
         )));
         let resolver: Arc<dyn ImageResolver> = match &resolver {
@@ -237,30 +242,49 @@ fn serve(listener: TcpListener, router: axum::Router, cancel: CancellationToken)
     })
 }
 
-fn reflect<K>(api: Api<K>, cancel: CancellationToken) -> (Store<K>, JoinHandle<()>)
+/// A cache of `api` for serving, its watch behind its own fast backoff (the self-probe reads through
+/// it, so a cache left behind after a watch expiry delays Ready). `gone` is told when objects may have
+/// vanished: a deletion, or a relist (which drops what was deleted meanwhile without an event).
+fn reflect<K>(
+    api: Api<K>,
+    gone: Option<Arc<Notify>>,
+    cancel: CancellationToken,
+) -> (Store<K>, JoinHandle<()>)
 where
-    K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
 {
     let (store, writer) = reflector::store();
-    let stream = reflector::reflector(
-        writer,
-        watcher(api, watcher::Config::default()).default_backoff(),
-    )
-    .applied_objects();
+    let stream = watches::events(api).reflect(writer);
     let task = tokio::spawn(async move {
+        let events = stream.for_each(|event| {
+            if let (Some(gone), Ok(watcher::Event::Delete(_) | watcher::Event::InitDone)) =
+                (&gone, &event)
+            {
+                gone.notify_one();
+            }
+            async {}
+        });
         tokio::select! {
-            _ = stream.for_each(|_| async {}) => {}
+            _ = events => {}
             _ = cancel.cancelled() => {}
         }
     });
     (store, task)
 }
 
-/// Drops records of deleted SBCs (serving already refuses them; this frees the memory).
+/// Drops records of deleted SBCs (serving already refuses them; this frees the memory): after SBCs may
+/// have vanished, at most every 5 s, and every minute anyway (a reconcile still running when its SBC
+/// was deleted can publish after the sweep).
 async fn collect_garbage(
     records: BootRecords,
     sbcs: Store<ServerBootConfiguration>,
+    gone: Arc<Notify>,
     cancel: CancellationToken,
 ) {
     if sbcs.wait_until_ready().await.is_err() {
@@ -268,7 +292,8 @@ async fn collect_garbage(
     }
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = gone.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
             _ = cancel.cancelled() => return,
         }
         let live: std::collections::HashSet<SbcKey> = sbcs
@@ -282,6 +307,10 @@ async fn collect_garbage(
             })
             .collect();
         records.retain(|key| live.contains(key));
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = cancel.cancelled() => return,
+        }
     }
 }
 

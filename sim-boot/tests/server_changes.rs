@@ -1,5 +1,6 @@
 //! A Ready SBC reacts only to the Server fields sim-boot renders from: the operator rewrites a Server's
-//! status, labels and annotations all the time, and none of that may touch the SBC's status.
+//! status, labels and annotations all the time, and none of that may touch the SBC's status (nor, at
+//! fleet scale, wake a reconcile at all).
 
 mod common;
 
@@ -71,6 +72,21 @@ async fn wait_reconciled_since(env: &Env, before: u64) {
     }
 }
 
+/// Rewrites the Server's system UUID in `uuid`'s case: a field sim-boot reads, so it looks again, but one
+/// that leaves what it serves as it was (machines are matched case-insensitively), so it writes nothing.
+/// Returns once a reconcile since has finished; the Server's earlier writes passed the same watch first.
+async fn look_again(env: &Env, name: &str, uuid: &str) {
+    let servers: Api<Server> = Api::all(env.client.clone());
+    let before = env.backend.reconciles().started();
+    let patch = json!({"spec": {"systemUUID": uuid}});
+    let (params, merge) = (PatchParams::default(), Patch::Merge(&patch));
+    until_ok("rewrite the UUID's case", || {
+        servers.patch(name, &params, &merge)
+    })
+    .await;
+    wait_reconciled_since(env, before).await;
+}
+
 /// The kinds of Server writes metal-operator makes while a machine is reserved or boots.
 fn unrelated_changes(round: usize) -> Vec<(bool, serde_json::Value)> {
     let even = round.is_multiple_of(2);
@@ -98,9 +114,10 @@ async fn ready_survives_unrelated_server_writes_and_follows_used_fields() {
     env.ready_machine("steady", UUID, &env.backend.image(names::OS_V1))
         .await;
     let servers: Api<Server> = Api::all(env.client.clone());
+    look_again(&env, "steady", &UUID.to_ascii_lowercase()).await;
+    let before = env.backend.reconciles().started();
     for round in 0..4 {
         for (status, patch) in unrelated_changes(round) {
-            let before = env.backend.reconciles().started();
             let params = PatchParams::default();
             if status {
                 servers
@@ -113,9 +130,15 @@ async fn ready_survives_unrelated_server_writes_and_follows_used_fields() {
                     .await
                     .expect("Server metadata patched");
             }
-            wait_reconciled_since(&env, before).await;
         }
     }
+    look_again(&env, "steady", UUID).await;
+    // Eight writes, one reconcile for the UUID's case (and at most one more the Ready write woke late).
+    let woken = env.backend.reconciles().started() - before;
+    assert!(
+        woken <= 2,
+        "the operator's Server writes woke {woken} reconciles"
+    );
     // A field sim-boot renders from: the machine's identity moves, so the SBC re-verifies and is served
     // under the new UUID only.
     let patch = json!({"spec": {"systemUUID": NEW_UUID}});
@@ -196,7 +219,6 @@ async fn ready_survives_failing_api_reads() {
     // Every other API request fails with 500 while the operator keeps touching the Server.
     env.api.faults().set_error_rate(0.5, 500);
     for round in 0..6 {
-        let before = env.backend.reconciles().started();
         let patch =
             json!({"metadata": {"labels": {"metal.ironcore.dev/round": round.to_string()}}});
         let (params, merge) = (PatchParams::default(), Patch::Merge(&patch));
@@ -204,7 +226,14 @@ async fn ready_survives_failing_api_reads() {
             servers.patch("steady", &params, &merge)
         })
         .await;
-        wait_reconciled_since(&env, before).await;
+        // A change sim-boot must look at, made while half its requests would fail: it reads its
+        // caches, finds nothing it serves changed, and neither writes nor stops serving.
+        let uuid = if round % 2 == 0 {
+            UUID.to_ascii_lowercase()
+        } else {
+            UUID.to_string()
+        };
+        look_again(&env, "steady", &uuid).await;
     }
     env.api.faults().clear();
     // Nothing else writes the SBC: an unchanged resourceVersion means no status write at all.

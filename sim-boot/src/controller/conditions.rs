@@ -1,6 +1,8 @@
 //! The conditions sim-boot owns on a ServerBootConfiguration, the state derived from them, and the one
 //! function that writes SBC status (merge patch on the status subresource, guarded by resourceVersion).
 
+use std::sync::Arc;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
@@ -131,6 +133,16 @@ pub enum Written {
     Superseded,
 }
 
+/// What a status write did, and the object as it now knows it.
+#[derive(Debug)]
+pub struct Outcome {
+    pub written: Written,
+    /// The object after the write (or as read when nothing was written); `None` once it is gone.
+    pub latest: Option<Arc<ServerBootConfiguration>>,
+    /// The resourceVersion the write was guarded by (only when it wrote).
+    pub from: Option<String>,
+}
+
 /// Writes `state` and the owned `conditions` for `generation`, keeping every condition sim-boot does not own.
 /// Re-reads, merges, and patches with the read resourceVersion, retrying on conflict; refuses to write once
 /// the object's generation is no longer `generation`, so no status is ever stamped for a stale spec.
@@ -142,14 +154,38 @@ pub async fn write_status(
     conditions: &[Cond],
     clock: &dyn Clock,
 ) -> Result<Written, kube::Error> {
+    let outcome = write_status_on(api, name, None, generation, state, conditions, clock).await?;
+    Ok(outcome.written)
+}
+
+/// [`write_status`] starting from `known`, the object as the caller last read or wrote it, instead of a
+/// fresh read. The patch is guarded by `known`'s resourceVersion, so it lands only on exactly the version
+/// that was checked (generation, deletion, conditions to keep); a conflict means the object moved on, and
+/// the write re-reads it and starts over. `Unchanged` against a `known` that is behind another writer
+/// skips a write: that writer's status change wakes the SBC again (the controller's fingerprint covers
+/// the state and the conditions' generation) and the next reconcile starts from it.
+pub async fn write_status_on(
+    api: &Api<ServerBootConfiguration>,
+    name: &str,
+    known: Option<Arc<ServerBootConfiguration>>,
+    generation: i64,
+    state: ServerBootConfigurationState,
+    conditions: &[Cond],
+    clock: &dyn Clock,
+) -> Result<Outcome, kube::Error> {
+    let mut known = known;
     for _attempt in 0..8 {
-        let Some(current) = api.get_opt(name).await? else {
-            return Ok(Written::Superseded);
+        let current = match known.take() {
+            Some(current) => current,
+            None => match api.get_opt(name).await? {
+                Some(current) => Arc::new(current),
+                None => return Ok(outcome(Written::Superseded, None, None)),
+            },
         };
         if current.metadata.generation.unwrap_or(0) != generation
             || current.metadata.deletion_timestamp.is_some()
         {
-            return Ok(Written::Superseded);
+            return Ok(outcome(Written::Superseded, Some(current), None));
         }
         let existing = current
             .status
@@ -158,19 +194,22 @@ pub async fn write_status(
             .unwrap_or_default();
         let merged = merge(&existing, conditions, generation, clock);
         if state_of(&current).as_ref() == Some(&state) && same_conditions(&existing, &merged) {
-            return Ok(Written::Unchanged);
+            return Ok(outcome(Written::Unchanged, Some(current), None));
         }
+        let from = current.metadata.resource_version.clone();
         let patch = json!({
-            "metadata": {"resourceVersion": current.metadata.resource_version},
+            "metadata": {"resourceVersion": from},
             "status": {"state": state.as_str(), "conditions": merged},
         });
         match api
             .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
         {
-            Ok(_) => return Ok(Written::Yes),
+            Ok(updated) => return Ok(outcome(Written::Yes, Some(Arc::new(updated)), from)),
             Err(kube::Error::Api(e)) if e.code == 409 => continue,
-            Err(kube::Error::Api(e)) if e.code == 404 => return Ok(Written::Superseded),
+            Err(kube::Error::Api(e)) if e.code == 404 => {
+                return Ok(outcome(Written::Superseded, None, None));
+            }
             Err(e) => return Err(e),
         }
     }
@@ -179,6 +218,18 @@ pub async fn write_status(
             .with_code(409)
             .boxed(),
     ))
+}
+
+fn outcome(
+    written: Written,
+    latest: Option<Arc<ServerBootConfiguration>>,
+    from: Option<String>,
+) -> Outcome {
+    Outcome {
+        written,
+        latest,
+        from,
+    }
 }
 
 fn merge(

@@ -1,11 +1,16 @@
 //! The ServerBootConfiguration controller: watches SBCs in all namespaces plus the Secrets and Servers they
 //! reference, and is the single writer of SBC status (never spec or metadata).
+//!
+//! Each watch wakes an SBC only for what its reconcile reads (a fingerprint per watch; the operator's
+//! dozen status writes per Server wake nothing), backs off on its own, and the Server and Secret watches
+//! feed the caches the woken reconcile reads its inputs from (see `prepare`).
 
 pub mod conditions;
 mod fragile_watch;
 pub mod prepare;
 pub mod probe;
 pub mod reconcile;
+mod referrers;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,12 +20,12 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::ListParams;
-use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::controller::{self, Action};
+use kube::runtime::reflector::Store;
 use kube::{Api, Client};
 use metal_api::{Server, ServerBootConfiguration, ServerBootConfigurationState};
 use tokio_util::task::AbortOnDropHandle;
+use watches::OwnWrites;
 
 use crate::clock::Clock;
 use crate::misbehaviour::{Misbehaviour, MisbehaviourOptions};
@@ -30,6 +35,7 @@ use crate::single_flight::SingleFlight;
 use conditions::{Cond, Written, reasons, types, write_status};
 use http_client::HttpClient;
 pub use prepare::BootModes;
+use referrers::Referrers;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -127,6 +133,26 @@ pub struct Context {
     existing_at_start: OnceLock<HashSet<String>>,
     /// `watch-from-now`: when this controller first saw each new SBC still waiting in its queue.
     queued: Mutex<HashMap<String, tokio::time::Instant>>,
+    /// SBC status written by this controller, until its watch shows it.
+    pub(crate) sbc_writes: OwnWrites<ServerBootConfiguration>,
+}
+
+/// The caches of the watches that wake an SBC on Server and Secret changes. A reconcile so woken reads
+/// the changed object from them and sees that event or a newer one (a cache of another watch may not
+/// have it yet).
+#[derive(Clone)]
+pub struct Inputs {
+    pub servers: Store<Server>,
+    pub secrets: Store<Secret>,
+}
+
+impl Inputs {
+    /// Until both caches hold their first list, a cache miss says nothing.
+    async fn ready(&self) {
+        // Err only once the writer is gone, i.e. the controller is stopping.
+        let _ = self.servers.wait_until_ready().await;
+        let _ = self.secrets.wait_until_ready().await;
+    }
 }
 
 impl Context {
@@ -155,6 +181,7 @@ impl Context {
             probes: SingleFlight::default(),
             existing_at_start: OnceLock::new(),
             queued: Mutex::default(),
+            sbc_writes: OwnWrites::default(),
         }
     }
 
@@ -283,12 +310,22 @@ pub async fn run(ctx: Arc<Context>) {
         ctx.remember_existing(&sbcs).await;
     }
     let store_sbcs = sbcs.clone();
-    let controller = Controller::new(sbcs, watcher::Config::default());
-    let store = controller.store();
-    let (by_secret, by_server) = (sbcs_naming_secret(store.clone()), sbcs_naming_server(store));
+    let referrers = Referrers::default();
+    let index = referrers.clone();
+    let controller =
+        watches::controller_on_observed(sbcs, sbc_fingerprint, move |event| index.observe(event));
+    let (secret_events, secrets) = watches::others_on_reflected(secrets, secret_fingerprint);
+    let (server_events, servers) = watches::others_on_reflected(servers, server_fingerprint);
+    let inputs = Inputs { servers, secrets };
+    let by_secret = referrers.clone();
     let mut controller = controller
-        .watches(secrets, watcher::Config::default(), by_secret)
-        .watches(servers, watcher::Config::default(), by_server);
+        .watches_stream(secret_events, move |secret: Secret| {
+            let namespace = secret.metadata.namespace.unwrap_or_default();
+            by_secret.naming_secret(&namespace, &secret.metadata.name.unwrap_or_default())
+        })
+        .watches_stream(server_events, move |server: Server| {
+            referrers.naming_server(&server.metadata.name.unwrap_or_default())
+        });
     // Dropping the guard aborts the fragile watch when the controller stops or is aborted.
     let mut _fragile_watch_guard = None;
     if mode == Misbehaviour::WatchGivesUp {
@@ -308,12 +345,16 @@ pub async fn run(ctx: Arc<Context>) {
     controller
         .with_config(config)
         .run(
-            |sbc, ctx: Arc<Context>| async move {
-                let counts = ctx.reconciles.clone();
-                counts.start();
-                let outcome = reconcile::reconcile(sbc, ctx).await;
-                counts.finish();
-                outcome
+            move |sbc, ctx: Arc<Context>| {
+                let inputs = inputs.clone();
+                async move {
+                    inputs.ready().await;
+                    let counts = ctx.reconciles.clone();
+                    counts.start();
+                    let outcome = reconcile::reconcile(sbc, ctx, &inputs).await;
+                    counts.finish();
+                    outcome
+                }
             },
             error_policy,
             ctx.clone(),
@@ -322,33 +363,44 @@ pub async fn run(ctx: Arc<Context>) {
         .await;
 }
 
-/// The SBCs that reference a Secret (same namespace, `spec.ignitionSecretRef.name`).
-fn sbcs_naming_secret(
-    sbcs: Store<ServerBootConfiguration>,
-) -> impl Fn(Secret) -> Vec<ObjectRef<ServerBootConfiguration>> + Send + Sync + 'static {
-    move |secret: Secret| {
-        let namespace = secret.metadata.namespace.clone();
-        let name = secret.metadata.name.clone();
-        sbcs.state_filter(|sbc| {
-            sbc.metadata.namespace == namespace
-                && sbc.spec.ignition_secret_ref.as_ref().map(|r| Some(&r.name))
-                    == Some(name.as_ref())
-        })
-        .iter()
-        .map(|sbc| ObjectRef::from_obj(&**sbc))
-        .collect()
-    }
+/// What a reconcile reads of the SBC itself: its generation (the spec), deletion, and the state and
+/// generation its status reports. Status is in because a reconcile decides on it ("no state yet: Pending
+/// first", "Ready for this generation: nothing to do"), so a status written by anyone else must be looked
+/// at; this controller's own writes then wake it once more, which costs no API request (`OwnWrites`).
+fn sbc_fingerprint(sbc: &ServerBootConfiguration) -> u64 {
+    watches::fingerprint((
+        sbc.metadata.generation,
+        sbc.metadata.deletion_timestamp.as_ref().map(|t| t.0),
+        sbc.status
+            .as_ref()
+            .and_then(|s| s.state.as_ref())
+            .map(|s| s.as_str()),
+        conditions::observed_generation(sbc),
+    ))
 }
 
-/// The SBCs whose `spec.serverRef` names a Server.
-fn sbcs_naming_server(
-    sbcs: Store<ServerBootConfiguration>,
-) -> impl Fn(Server) -> Vec<ObjectRef<ServerBootConfiguration>> + Send + Sync + 'static {
-    move |server: Server| {
-        let name = server.metadata.name.clone().unwrap_or_default();
-        sbcs.state_filter(|sbc| sbc.spec.server_ref.name == name)
-            .iter()
-            .map(|sbc| ObjectRef::from_obj(&**sbc))
-            .collect()
-    }
+/// Exactly what `prepare` reads of an ignition Secret: the `ignition` and `format` keys.
+fn secret_fingerprint(secret: &Secret) -> u64 {
+    let data = secret.data.as_ref();
+    let value = |key: &str| data.and_then(|d| d.get(key)).map(|v| v.0.as_slice());
+    watches::fingerprint((
+        value(crate::ignition::IGNITION_KEY),
+        value(crate::ignition::FORMAT_KEY),
+        secret.metadata.deletion_timestamp.as_ref().map(|t| t.0),
+    ))
+}
+
+/// Exactly what `prepare` reads of a Server: its system UUID, the architecture of its processors, the
+/// configuration it references, and whether it is being deleted (existence: deletions always wake).
+fn server_fingerprint(server: &Server) -> u64 {
+    watches::fingerprint((
+        &server.spec.system_uuid,
+        prepare::architecture_of(server),
+        server
+            .spec
+            .boot_configuration_ref
+            .as_ref()
+            .map(|r| (&r.namespace, &r.name)),
+        server.metadata.deletion_timestamp.as_ref().map(|t| t.0),
+    ))
 }

@@ -4,10 +4,11 @@
 use bytes::Bytes;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
+use kube::runtime::reflector::ObjectRef;
 use metal_api::{Server, ServerBootConfiguration};
 
-use super::Context;
 use super::conditions::{Cond, reasons, types};
+use super::{Context, Inputs};
 use crate::ignition;
 use crate::misbehaviour::Misbehaviour;
 use crate::oci::reference::{self, ImageRef};
@@ -72,12 +73,17 @@ struct ServerFacts {
     references_sbc: bool,
 }
 
-pub async fn prepare(sbc: &ServerBootConfiguration, ctx: &Context) -> Result<Prepared, Failure> {
+/// Prepares `sbc` from `inputs`, the caches of the watches that wake it on Server and Secret changes.
+pub async fn prepare(
+    sbc: &ServerBootConfiguration,
+    ctx: &Context,
+    inputs: &Inputs,
+) -> Result<Prepared, Failure> {
     let key = SbcKey::new(
         sbc.metadata.namespace.clone().unwrap_or_default(),
         sbc.metadata.name.clone().unwrap_or_default(),
     );
-    let server = server_facts(sbc, &key, ctx).await?;
+    let server = server_facts(sbc, &key, ctx, inputs).await?;
     let server_ok = Cond::truth(
         types::SERVER_RESOLVED,
         reasons::SERVER_FOUND,
@@ -93,10 +99,11 @@ pub async fn prepare(sbc: &ServerBootConfiguration, ctx: &Context) -> Result<Pre
             return Err(Failure::new(conds));
         }
     };
-    let (ignition, ignition_cond, advertise_missing) = match ignition_step(sbc, &key, ctx).await {
-        Ok(step) => step,
-        Err(cond) => return Err(Failure::new(vec![server_ok, image_cond, cond])),
-    };
+    let (ignition, ignition_cond, advertise_missing) =
+        match ignition_step(sbc, &key, ctx, inputs).await {
+            Ok(step) => step,
+            Err(cond) => return Err(Failure::new(vec![server_ok, image_cond, cond])),
+        };
     let layer = |kind| resolved.as_ref().and_then(|r| r.layer(kind).cloned());
     let record = BootRecord {
         sbc: key,
@@ -173,8 +180,9 @@ async fn ignition_step(
     sbc: &ServerBootConfiguration,
     key: &SbcKey,
     ctx: &Context,
+    inputs: &Inputs,
 ) -> Result<(Option<Bytes>, Cond, bool), Cond> {
-    match render_ignition(sbc, key, ctx).await {
+    match render_ignition(sbc, key, ctx, inputs).await {
         Ok((data, cond)) => Ok((data, cond, false)),
         Err(cond)
             if ctx.options.misbehaviour == Misbehaviour::ReadyOnMissingSecret
@@ -194,12 +202,22 @@ async fn ignition_step(
     }
 }
 
+/// The Server's facts from the cache of the watch that wakes this SBC on Server changes: a change the
+/// cache does not show yet is still on its way and wakes the SBC again. Only a verdict against the SBC
+/// (no such Server, no UUID) takes a fresh read first, since the cache may just be behind (a Server
+/// created right before its SBC): Error is never reported from a cache.
 async fn server_facts(
     sbc: &ServerBootConfiguration,
     key: &SbcKey,
     ctx: &Context,
+    inputs: &Inputs,
 ) -> Result<ServerFacts, Failure> {
     let name = &sbc.spec.server_ref.name;
+    if let Some(server) = inputs.servers.get(&ObjectRef::new(name))
+        && let Ok(facts) = facts_of(&server, key, ctx)
+    {
+        return Ok(facts);
+    }
     let api: Api<Server> = Api::all(ctx.client.clone());
     let server = match api.get_opt(name).await {
         Ok(Some(server)) => server,
@@ -228,6 +246,12 @@ async fn server_facts(
             )]));
         }
     };
+    facts_of(&server, key, ctx)
+}
+
+/// What serving takes from `server` (exactly what the controller's Server fingerprint covers).
+fn facts_of(server: &Server, key: &SbcKey, ctx: &Context) -> Result<ServerFacts, Failure> {
+    let name = server.metadata.name.as_deref().unwrap_or_default();
     if server.spec.system_uuid.trim().is_empty() {
         return Err(Failure::new(vec![Cond::falsity(
             types::SERVER_RESOLVED,
@@ -244,13 +268,13 @@ async fn server_facts(
         .is_some_and(|r| r.namespace == key.namespace && r.name == key.name);
     Ok(ServerFacts {
         uuid: server.spec.system_uuid.clone(),
-        architecture: architecture_of(&server).unwrap_or_else(|| ctx.options.architecture.clone()),
+        architecture: architecture_of(server).unwrap_or_else(|| ctx.options.architecture.clone()),
         references_sbc,
     })
 }
 
 /// The Server's CPU architecture from its Redfish processor inventory, in OCI terms.
-fn architecture_of(server: &Server) -> Option<String> {
+pub(crate) fn architecture_of(server: &Server) -> Option<String> {
     let cpu = server.status.as_ref()?.processors.first()?;
     let hint = cpu
         .instruction_set
@@ -359,10 +383,13 @@ fn describe(resolved: &ResolvedImage) -> String {
     )
 }
 
+/// Renders the ignition Secret from the cache of the watch that wakes this SBC on Secret changes; as for
+/// the Server, a missing Secret or a Secret that does not render is confirmed by a fresh read first.
 async fn render_ignition(
     sbc: &ServerBootConfiguration,
     key: &SbcKey,
     ctx: &Context,
+    inputs: &Inputs,
 ) -> Result<(Option<Bytes>, Cond), Cond> {
     let Some(secret_ref) = &sbc.spec.ignition_secret_ref else {
         return Ok((
@@ -374,18 +401,27 @@ async fn render_ignition(
             ),
         ));
     };
-    let missing =
-        |message: String| Cond::falsity(types::IGNITION_READY, reasons::IGNITION_MISSING, message);
+    let cached = ObjectRef::new(&secret_ref.name).within(&key.namespace);
+    if let Some(secret) = inputs.secrets.get(&cached) {
+        let rendered = ignition_of(&secret, &secret_ref.name, key, ctx);
+        if rendered.is_ok() {
+            return rendered;
+        }
+    }
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &key.namespace);
     let secret = match api.get_opt(&secret_ref.name).await {
         Ok(Some(secret)) => secret,
         Ok(None) => {
-            return Err(missing(format!(
-                "Secret {}/{} (spec.ignitionSecretRef) does not exist; create it with key `{}`",
-                key.namespace,
-                secret_ref.name,
-                ignition::IGNITION_KEY
-            )));
+            return Err(Cond::falsity(
+                types::IGNITION_READY,
+                reasons::IGNITION_MISSING,
+                format!(
+                    "Secret {}/{} (spec.ignitionSecretRef) does not exist; create it with key `{}`",
+                    key.namespace,
+                    secret_ref.name,
+                    ignition::IGNITION_KEY
+                ),
+            ));
         }
         Err(e) => {
             return Err(Cond::unknown(
@@ -395,12 +431,25 @@ async fn render_ignition(
             ));
         }
     };
-    let data = secret.data.unwrap_or_default();
+    ignition_of(&secret, &secret_ref.name, key, ctx)
+}
+
+/// The ignition a Secret renders to (exactly what the controller's Secret fingerprint covers).
+fn ignition_of(
+    secret: &Secret,
+    name: &str,
+    key: &SbcKey,
+    ctx: &Context,
+) -> Result<(Option<Bytes>, Cond), Cond> {
+    let missing =
+        |message: String| Cond::falsity(types::IGNITION_READY, reasons::IGNITION_MISSING, message);
+    let empty = Default::default();
+    let data = secret.data.as_ref().unwrap_or(&empty);
     let Some(raw) = data.get(ignition::IGNITION_KEY) else {
         return Err(missing(format!(
             "Secret {}/{} has no key `{}`; add the ignition config under it",
             key.namespace,
-            secret_ref.name,
+            name,
             ignition::IGNITION_KEY
         )));
     };
@@ -421,7 +470,7 @@ async fn render_ignition(
             let message = format!(
                 "Secret {}/{} rendered to {} bytes ({})",
                 key.namespace,
-                secret_ref.name,
+                name,
                 rendered.len(),
                 ignition::hash(&rendered)
             );
@@ -433,7 +482,7 @@ async fn render_ignition(
         Err(e) => Err(Cond::falsity(
             types::IGNITION_READY,
             reasons::IGNITION_INVALID,
-            format!("Secret {}/{}: {e}", key.namespace, secret_ref.name),
+            format!("Secret {}/{}: {e}", key.namespace, name),
         )),
     }
 }

@@ -1,7 +1,7 @@
 //! The reconcile loop for one ServerBootConfiguration: Pending first on anything new, then prepare,
 //! publish, self-probe, and only then Ready. Misbehaviour modes hook in at the points where the real bugs sit.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -11,10 +11,10 @@ use kube::runtime::controller::Action;
 use metal_api::{ServerBootConfiguration, ServerBootConfigurationState as State};
 use serde_json::json;
 
-use super::conditions::{self, Cond, Written, reasons, types, write_status};
+use super::conditions::{self, Cond, Written, reasons, types, write_status_on};
 use super::prepare::{Failure, Prepared, prepare};
 use super::probe::{Prober, self_probe};
-use super::{Context, Error};
+use super::{Context, Error, Inputs};
 use crate::misbehaviour::Misbehaviour;
 use crate::records::{BootRecord, SbcKey};
 
@@ -26,6 +26,9 @@ struct Target<'a> {
     key: SbcKey,
     generation: i64,
     ctx: &'a Context,
+    /// The SBC as this reconcile last read or wrote it: each status write starts from it (guarded by
+    /// its resourceVersion) instead of reading it again.
+    current: Mutex<Option<Arc<ServerBootConfiguration>>>,
 }
 
 impl Target<'_> {
@@ -36,23 +39,44 @@ impl Target<'_> {
             }
             state => state,
         };
-        let written = write_status(
+        let known = self.lock().clone();
+        let state_name = state.as_str().to_owned();
+        let outcome = write_status_on(
             &self.api,
             &self.key.name,
+            known,
             self.generation,
             state,
             conditions,
             self.ctx.clock.as_ref(),
         )
         .await?;
-        Ok(written)
+        if outcome.written == Written::Yes
+            && let Some(written) = &outcome.latest
+        {
+            // The next reconcile may start before the watch shows this write; it starts from it.
+            self.ctx
+                .sbc_writes
+                .record(outcome.from.as_deref(), written.clone());
+        }
+        tracing::debug!(sbc = %self.key, state = %state_name, written = ?outcome.written, "status");
+        *self.lock() = outcome.latest;
+        Ok(outcome.written)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Arc<ServerBootConfiguration>>> {
+        self.current.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
 pub async fn reconcile(
     sbc: Arc<ServerBootConfiguration>,
     ctx: Arc<Context>,
+    inputs: &Inputs,
 ) -> Result<Action, Error> {
+    // The cached SBC may not show this controller's last write yet; deciding on it (say, "no state
+    // yet: write Pending") would undo that write.
+    let sbc = ctx.sbc_writes.freshest(sbc);
     let mode = ctx.options.misbehaviour;
     let key = SbcKey::new(
         sbc.metadata.namespace.clone().unwrap_or_default(),
@@ -78,6 +102,7 @@ pub async fn reconcile(
     }
     if sbc.metadata.deletion_timestamp.is_some() {
         ctx.records.remove(&key);
+        ctx.sbc_writes.forget(&sbc);
         return Ok(Action::await_change());
     }
     let target = Target {
@@ -85,6 +110,7 @@ pub async fn reconcile(
         key,
         generation: sbc.metadata.generation.unwrap_or(0),
         ctx: &ctx,
+        current: Mutex::new(Some(sbc.clone())),
     };
     let uid = sbc.metadata.uid.clone().unwrap_or_default();
     if ctx.records.get(&target.key).is_some_and(|r| r.uid != uid) {
@@ -112,7 +138,7 @@ pub async fn reconcile(
             return Ok(Action::await_change());
         }
     }
-    match prepare(&sbc, &ctx).await {
+    match prepare(&sbc, &ctx, inputs).await {
         Ok(prepared) => on_prepared(&target, state, fresh, prepared).await,
         Err(failure) => {
             let ready_now = fresh && state == Some(State::Ready);
