@@ -83,7 +83,7 @@ pub struct Context {
     /// When to look again at Servers whose readiness gate is closed.
     pub gate_backoff: crate::gate::RecheckBackoff,
     /// The Servers this process last wrote, until the watch cache shows those writes.
-    pub server_writes: crate::own_writes::OwnWrites<Server>,
+    pub server_writes: watches::OwnWrites<Server>,
 }
 
 /// Where and how to reach one BMC.

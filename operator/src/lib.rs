@@ -14,7 +14,6 @@ pub mod gate;
 pub mod keys;
 pub mod leader;
 pub mod metrics;
-pub mod own_writes;
 pub mod probes;
 pub mod redfish;
 pub mod registry;

@@ -14,6 +14,10 @@
 //! Each watch can also carry a [`Fingerprint`]: the part of an object its controller reacts to. An event
 //! that leaves the fingerprint unchanged (a controller's own status write, say) wakes nobody, which at
 //! thousands of objects is most events; deletions always pass.
+//!
+//! Every watch runs on a task of its own ([`detached`]): kube-runtime polls all of a controller's
+//! watch streams from the controller's one task, so reading and decoding thousands of watch events
+//! (and feeding the stores) would otherwise share one core with the controller's scheduling.
 
 mod own_writes;
 
@@ -100,6 +104,40 @@ where
 
 fn kind_of<K: Resource<DynamicType = ()>>() -> String {
     K::kind(&()).into_owned()
+}
+
+/// How many items a [`detached`] watch may read ahead of its consumer: enough to keep decoding
+/// while the controller is busy, small enough that a stalled consumer holds back the watch.
+const DETACHED_BUFFER: usize = 256;
+
+/// `stream` polled on a task of its own from the first poll on, its items handed over in order
+/// through a bounded channel. The task ends with `stream` or as soon as the consumer is dropped.
+/// Whatever `stream` does per item (decoding, a reflector's store, a fingerprint filter) happens
+/// on that task, before the consumer sees the item.
+pub fn detached<T, S>(stream: S) -> impl Stream<Item = T> + Send + 'static
+where
+    T: Send + 'static,
+    S: Stream<Item = T> + Send + 'static,
+{
+    let start = async move {
+        let (tx, rx) = tokio::sync::mpsc::channel(DETACHED_BUFFER);
+        tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            loop {
+                let item = tokio::select! {
+                    biased;
+                    _ = tx.closed() => break,
+                    item = stream.next() => item,
+                };
+                let Some(item) = item else { break };
+                if tx.send(item).await.is_err() {
+                    break;
+                }
+            }
+        });
+        tokio_stream::wrappers::ReceiverStream::new(rx)
+    };
+    futures::stream::once(start).flatten()
 }
 
 /// The part of an object a controller or trigger reacts to, hashed with [`fingerprint`].
@@ -203,9 +241,11 @@ where
         + 'static,
 {
     let (reader, writer) = reflector::store();
-    let objects = guarded(kind_of::<K>(), watcher(api, watcher::Config::default()))
-        .reflect(writer)
-        .applied_objects();
+    let objects = detached(
+        guarded(kind_of::<K>(), watcher(api, watcher::Config::default()))
+            .reflect(writer)
+            .applied_objects(),
+    );
     // Errors never reach the controller's merged stream; its backoff is set anyway so that no path
     // falls back to the 30 s default.
     Controller::for_stream(objects, reader).trigger_backoff(WatchBackoff::default())
@@ -250,7 +290,7 @@ where
                 observe(event);
             }
         });
-    let objects = relevant(events, on).applied_objects();
+    let objects = detached(relevant(events, on).applied_objects());
     Controller::for_stream(objects, reader).trigger_backoff(WatchBackoff::default())
 }
 
@@ -260,7 +300,7 @@ pub fn others<O>(api: Api<O>) -> impl Stream<Item = Result<O, watcher::Error>> +
 where
     O: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
-    guarded(kind_of::<O>(), watcher(api, watcher::Config::default())).touched_objects()
+    detached(guarded(kind_of::<O>(), watcher(api, watcher::Config::default())).touched_objects())
 }
 
 /// Like [`others`], but only the events that change `on`'s fingerprint (and every deletion).
@@ -272,7 +312,7 @@ where
     O: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
     let events = guarded(kind_of::<O>(), watcher(api, watcher::Config::default()));
-    relevant(events, on).touched_objects()
+    detached(relevant(events, on).touched_objects())
 }
 
 /// Like [`others_on`], plus a store fed by the same watch. A reconcile that such a trigger wakes
@@ -296,7 +336,7 @@ where
 {
     let (reader, writer) = reflector::store();
     let events = guarded(kind_of::<O>(), watcher(api, watcher::Config::default())).reflect(writer);
-    (relevant(events, on).touched_objects(), reader)
+    (detached(relevant(events, on).touched_objects()), reader)
 }
 
 /// Metadata of every `C` as owner triggers for [`Controller::owns_stream`] (as `Controller::owns`
@@ -309,7 +349,7 @@ where
 {
     let api = Api::<PartialObjectMeta<C>>::all(client);
     let events = guarded(kind_of::<C>(), watcher(api, watcher::Config::default()));
-    relevant(events, |child: &PartialObjectMeta<C>| {
+    let children = relevant(events, |child: &PartialObjectMeta<C>| {
         let meta = &child.metadata;
         fingerprint((
             meta.generation,
@@ -321,8 +361,8 @@ where
             &meta.finalizers,
             meta.deletion_timestamp.as_ref().map(|t| t.0),
         ))
-    })
-    .touched_objects()
+    });
+    detached(children.touched_objects())
 }
 
 #[cfg(test)]
@@ -385,6 +425,26 @@ mod tests {
             Apply(map("a", "1", "x")),
         ]);
         assert_eq!(got, ["a=1", "b=1", "b=2", "c=1", "a=1"]);
+    }
+
+    #[tokio::test]
+    async fn a_detached_stream_keeps_order_and_stops_when_dropped() {
+        let got: Vec<u32> = detached(futures::stream::iter(0..1000)).collect().await;
+        assert_eq!(got, (0..1000).collect::<Vec<_>>());
+
+        // An endless stream whose producer notices it is no longer polled once the consumer goes.
+        let (alive_tx, mut alive_rx) = tokio::sync::mpsc::channel::<()>(1);
+        let endless = futures::stream::repeat_with(move || alive_tx.clone());
+        let mut stream = Box::pin(detached(endless));
+        assert!(stream.next().await.is_some());
+        drop(stream);
+        // Every clone of the sender lives in the producer task or its buffer; once the task ends
+        // and the buffer is dropped, the channel closes. A deadline keeps a failure from hanging.
+        let closed = tokio::time::timeout(Duration::from_secs(10), alive_rx.recv()).await;
+        assert!(
+            matches!(closed, Ok(None)),
+            "the producer task outlived its consumer"
+        );
     }
 
     #[test]
