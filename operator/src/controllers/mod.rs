@@ -4,6 +4,7 @@
 pub mod bmc;
 mod bmc_reset;
 pub mod bmcsecret;
+mod claim_index;
 pub mod endpoint;
 pub mod readiness_rule;
 pub mod server;

@@ -18,6 +18,7 @@ use metal_api::{
 };
 use serde_json::json;
 
+use super::claim_index::ClaimIndex;
 use super::{error_policy, instrumented, is_ignored, name_of, watch};
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -28,10 +29,18 @@ pub const CONTROLLER: &str = "serverclaim";
 /// How many waiting claims a newly free Server wakes up (the rest resync).
 const WAKE_LIMIT: usize = 32;
 
+/// How many waiting claims a Server event looks at to find those it wakes: the bound that keeps
+/// a claim trigger cheap when many claims select other Servers.
+const WAKE_INSPECT: usize = 1024;
+
 pub fn controller(client: kube::Client) -> Controller<ServerClaim> {
-    let controller = watch::controller_on(Api::<ServerClaim>::all(client.clone()), |claim| {
-        watch::metadata_fingerprint(&claim.metadata)
-    });
+    let index = ClaimIndex::default();
+    let observer = index.clone();
+    let controller = watch::controller_on_observed(
+        Api::<ServerClaim>::all(client.clone()),
+        |claim| watch::metadata_fingerprint(&claim.metadata),
+        move |event| observer.observe(event),
+    );
     let claims = controller.store();
     controller
         .owns_stream(watch::owned::<ServerBootConfiguration>(client.clone()))
@@ -48,19 +57,19 @@ pub fn controller(client: kube::Client) -> Controller<ServerClaim> {
                     server.metadata.deletion_timestamp.as_ref().map(|t| t.0),
                 ))
             }),
-            move |server| claims_for_server(&claims, &server),
+            move |server| claims_for_server(&index, &claims, &server),
         )
 }
 
 /// Claims bound to (or naming) the Server, and — when it is free to take — a few waiting claims it
-/// could serve. Runs for every Server event, so it filters the cache in place (no snapshot copy).
-fn claims_for_server(claims: &Store<ServerClaim>, server: &Server) -> Vec<ObjectRef<ServerClaim>> {
+/// could serve. Runs for every relevant Server event, so it reads the index, never scans the cache.
+fn claims_for_server(
+    index: &ClaimIndex,
+    claims: &Store<ServerClaim>,
+    server: &Server,
+) -> Vec<ObjectRef<ServerClaim>> {
     let name = server.metadata.name.as_deref().unwrap_or_default();
-    let mut out: Vec<_> = claims
-        .state_filter(|c| c.spec.server_ref.as_ref().is_some_and(|r| r.name == name))
-        .iter()
-        .map(|c| ObjectRef::from_obj(&**c))
-        .collect();
+    let mut out = index.naming_server(name);
     if let Some(r) = &server.spec.server_claim_ref {
         let claim = ObjectRef::new(&r.name).within(&r.namespace);
         if claims.get(&claim).is_some() && !out.contains(&claim) {
@@ -68,41 +77,7 @@ fn claims_for_server(claims: &Store<ServerClaim>, server: &Server) -> Vec<Object
         }
     }
     if server.spec.server_claim_ref.is_none() && is_free(server) {
-        let labels = server.labels();
-        // Different free Servers wake different waiting claims (each skips a share of the first
-        // ones it meets), so a burst of freed Servers reaches more than the same first few claims.
-        // Counting inside the filter keeps this one pass over the cache that copies only what it wakes.
-        let skip = {
-            let mut hasher = DefaultHasher::new();
-            name.hash(&mut hasher);
-            (hasher.finish() % (4 * WAKE_LIMIT as u64)) as usize
-        };
-        let fits = |c: &ServerClaim| {
-            c.spec.server_ref.is_none()
-                && c.metadata.deletion_timestamp.is_none()
-                && c.spec
-                    .server_selector
-                    .as_ref()
-                    .is_none_or(|s| crate::selector::matches(s, labels))
-        };
-        let window = |skip: usize| {
-            let seen = std::cell::Cell::new(0usize);
-            let woken = claims.state_filter(|c| {
-                if !fits(c) {
-                    return false;
-                }
-                let n = seen.get();
-                seen.set(n + 1);
-                n >= skip && n < skip + WAKE_LIMIT
-            });
-            (woken, seen.get())
-        };
-        let (mut waiting, count) = window(skip);
-        if waiting.is_empty() && count > 0 {
-            // Fewer waiting claims than the share skipped: wake the first ones.
-            waiting = window(0).0;
-        }
-        out.extend(waiting.iter().map(|c| ObjectRef::from_obj(&**c)));
+        out.extend(index.waiting_for(name, server.labels(), WAKE_LIMIT, WAKE_INSPECT));
     }
     out
 }
@@ -213,7 +188,7 @@ async fn apply(claim: Arc<ServerClaim>, ctx: &Context) -> Result<Action> {
             ctx.client.clone(),
             &claim.namespace().unwrap_or_default(),
         );
-        let patch = json!({ "spec": { "serverRef": { "name": name_of(&server) } } });
+        let patch = json!({ "spec": { "serverRef": { "name": name_of(&*server) } } });
         api.patch(
             &claim.name_any(),
             &PatchParams::default(),
@@ -231,7 +206,7 @@ async fn apply(claim: Arc<ServerClaim>, ctx: &Context) -> Result<Action> {
         let patch = json!({ "spec": { "bootConfigurationRef": sbc_ref } });
         Api::<Server>::all(ctx.client.clone())
             .patch(
-                &name_of(&server),
+                &name_of(&*server),
                 &PatchParams::default(),
                 &Patch::Merge(&patch),
             )
@@ -252,14 +227,28 @@ async fn fresh_claim(claim: &ServerClaim, ctx: &Context) -> Result<Option<Server
         .filter(|fresh| fresh.metadata.uid == claim.metadata.uid))
 }
 
-/// The Server already bound to this claim (freshly read), if any.
-async fn bound_server(claim: &ServerClaim, ctx: &Context) -> Result<Option<Server>> {
+/// The Server already bound to this claim, if any. A cached Server that refers to the claim and is
+/// Reserved is taken as it is: only this controller sets the reference, and every write made from
+/// it is a merge patch without preconditions. Anything else is read fresh, since the cache (another
+/// watch than the one that woke this reconcile) may not have our binding or the reservation yet,
+/// and acting on it would wait a resync for the next wake-up.
+async fn bound_server(claim: &ServerClaim, ctx: &Context) -> Result<Option<Arc<Server>>> {
     let servers = Api::<Server>::all(ctx.client.clone());
     if let Some(server_ref) = &claim.spec.server_ref {
+        if let Some(cached) = ctx
+            .stores
+            .servers
+            .get(&ObjectRef::new(&server_ref.name))
+            .map(|s| ctx.server_writes.freshest(s))
+            .filter(|s| refers_to(s, claim) && is_state(s, ServerState::Reserved))
+        {
+            return Ok(Some(cached));
+        }
         return Ok(servers
             .get_opt(&server_ref.name)
             .await?
-            .filter(|s| refers_to(s, claim)));
+            .filter(|s| refers_to(s, claim))
+            .map(Arc::new));
     }
     // A Server taken by an earlier reconcile whose claim patch failed: the cache may not show it yet.
     let in_flight = ctx.bindings.get(claim);
@@ -274,14 +263,14 @@ async fn bound_server(claim: &ServerClaim, ctx: &Context) -> Result<Option<Serve
             .await?
             .filter(|s| refers_to(s, claim))
         {
-            return Ok(Some(server));
+            return Ok(Some(Arc::new(server)));
         }
     }
     Ok(None)
 }
 
 /// Picks an eligible Server and takes it with an optimistic-lock patch of `spec.serverClaimRef`.
-async fn bind(claim: &ServerClaim, ctx: &Context) -> Result<Option<Server>> {
+async fn bind(claim: &ServerClaim, ctx: &Context) -> Result<Option<Arc<Server>>> {
     let server = match &claim.spec.server_ref {
         Some(server_ref) => ctx
             .stores
@@ -309,7 +298,7 @@ async fn bind(claim: &ServerClaim, ctx: &Context) -> Result<Option<Server>> {
         .await?;
     ctx.bindings.record(claim, name_of(&bound));
     tracing::info!(claim = %claim.name_any(), server = %name_of(&bound), "claim bound");
-    Ok(Some(bound))
+    Ok(Some(Arc::new(bound)))
 }
 
 /// The eligible Server a claim takes: the highest rendezvous hash of (claim, server) among the
@@ -329,22 +318,29 @@ fn pick_server(servers: &Store<Server>, claim: &ServerClaim) -> Option<Arc<Serve
         server.metadata.name.hash(&mut hasher);
         hasher.finish()
     };
-    let mut best: Option<(u64, Arc<Server>)> = None;
-    // `state_filter` holds the store's read lock only for the cheap predicate; ranking runs after.
-    for server in servers.state_filter(|s| {
-        eligible(s, claim)
+    // The ranking runs inside the store's read lock and keeps only the best name: no copy of
+    // the eligible Servers (all of them, early on) per claim.
+    let best: std::cell::RefCell<Option<(u64, String)>> = Default::default();
+    let _always_empty = servers.state_filter(|s| {
+        let fits = eligible(s, claim)
             && claim
                 .spec
                 .server_selector
                 .as_ref()
-                .is_none_or(|sel| crate::selector::matches(sel, s.labels()))
-    }) {
-        let r = rank(&server);
-        if best.as_ref().is_none_or(|(b, _)| r > *b) {
-            best = Some((r, server));
+                .is_none_or(|sel| crate::selector::matches(sel, s.labels()));
+        if fits {
+            let r = rank(s);
+            let mut best = best.borrow_mut();
+            if best.as_ref().is_none_or(|(b, _)| r > *b) {
+                *best = Some((r, name_of(s)));
+            }
         }
-    }
-    best.map(|(_, server)| server)
+        false
+    });
+    let (_, name) = best.into_inner()?;
+    servers
+        .get(&ObjectRef::new(&name))
+        .filter(|s| eligible(s, claim))
 }
 
 /// Creates or updates the claim's SBC: same name and namespace, controller-owned by the claim.
