@@ -239,7 +239,10 @@ mod tests {
             .collect();
         assert!(woken.iter().all(|w| w.len() == 4));
         let all: BTreeSet<_> = woken.iter().flatten().collect();
-        assert!(all.len() > 4, "every Server woke the same claims: {woken:?}");
+        assert!(
+            all.len() > 4,
+            "every Server woke the same claims: {woken:?}"
+        );
     }
 
     #[test]
@@ -249,7 +252,11 @@ mod tests {
             let c = claim(&format!("c-{i}"), None, Some(("rack", "1")));
             index.observe(&watcher::Event::Apply(c));
         }
-        index.observe(&watcher::Event::Apply(claim("picky", None, Some(("rack", "7")))));
+        index.observe(&watcher::Event::Apply(claim(
+            "picky",
+            None,
+            Some(("rack", "7")),
+        )));
         let rack_7 = [("rack".to_string(), "7".to_string())].into();
         // Round the whole ring, the one fitting claim is found; looking at one claim, at most one
         // can be woken, and almost always it does not fit.
@@ -258,8 +265,15 @@ mod tests {
             ["picky".to_string()].into()
         );
         let glimpses = (0..64)
-            .filter(|s| !index.waiting_for(&format!("s-{s}"), &rack_7, 4, 1).is_empty())
+            .filter(|s| {
+                !index
+                    .waiting_for(&format!("s-{s}"), &rack_7, 4, 1)
+                    .is_empty()
+            })
             .count();
-        assert!(glimpses < 8, "{glimpses} of 64 one-claim looks found the one claim in 1,001");
+        assert!(
+            glimpses < 8,
+            "{glimpses} of 64 one-claim looks found the one claim in 1,001"
+        );
     }
 }
