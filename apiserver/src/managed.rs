@@ -115,11 +115,14 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, schema: Option<&Value
         .iter_mut()
         .find(|e| e.same_owner(w.manager, "Update", w.subresource))
     {
-        Some(e) => {
+        // As kube-apiserver: a write that changes no field leaves the writer's entry (and its time)
+        // as it was, so the object stays byte-identical and a no-op keeps its resourceVersion.
+        Some(e) if !changed.is_empty() => {
             moved |= e.fields.union(&changed);
             e.time = w.time.to_string();
             e.api_version = w.api_version.to_string();
         }
+        Some(_) => {}
         None if !changed.is_empty() => {
             moved = true;
             entries.push(Entry {
@@ -367,6 +370,10 @@ mod tests {
             (entries[0].time.as_str(), &entries[0].fields),
             ("t2", &read_entries(&obj)[0].fields)
         );
+        // The same manager writes the same values a second later: nothing changes, not its time.
+        let mut again = next.clone();
+        record_update(Some(&next), &mut again, None, &at("t2b", "one"));
+        assert_eq!(again, next, "a no-op write restamped managedFields");
         // Another manager changes x and adds y: x moves to it, y is its own.
         let mut third = next.clone();
         third["data"] = json!({"x": "3", "y": "4"});
