@@ -310,6 +310,52 @@ async fn etags_guard_patches() {
     assert_eq!(r.status, StatusCode::PRECONDITION_FAILED);
 }
 
+/// Concurrent writers carrying the same ETag: exactly one wins, the others get 412 (the DMTF protocol
+/// validator's SEC_ACCOUNTS_SUPPORT_ETAGS check found two winners when the check and the write could interleave).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_patches_with_one_etag_have_one_winner() {
+    let f = fleet(FLEET, opts()).await;
+    let reset =
+        r#"{"Boot":{"BootSourceOverrideTarget":"None","BootSourceOverrideEnabled":"Disabled"}}"#;
+    for round in 0..10 {
+        // Every writer changes the resource from this state, so the first write moves the ETag.
+        let c = Client::new(&f, "dell");
+        let r = c.send(Method::PATCH, DELL_SYS, Some(reset), &[]).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);
+        let etag = c.get(DELL_SYS).await.header("etag").unwrap();
+        let writers: Vec<_> = ["Pxe", "Hdd", "Cd", "BiosSetup", "Pxe", "Hdd"]
+            .into_iter()
+            .map(|target| {
+                let client = Client::new(&f, "dell");
+                let etag = etag.clone();
+                tokio::spawn(async move {
+                    let patch = format!(
+                        r#"{{"Boot":{{"BootSourceOverrideTarget":"{target}","BootSourceOverrideEnabled":"Once"}}}}"#
+                    );
+                    client
+                        .send(Method::PATCH, DELL_SYS, Some(&patch), &[("If-Match", &etag)])
+                        .await
+                        .status
+                })
+            })
+            .collect();
+        let mut statuses = Vec::new();
+        for writer in writers {
+            statuses.push(writer.await.unwrap());
+        }
+        let won = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+        let lost = statuses
+            .iter()
+            .filter(|s| **s == StatusCode::PRECONDITION_FAILED)
+            .count();
+        assert_eq!(
+            (won, lost),
+            (1, statuses.len() - 1),
+            "round {round}: {statuses:?}"
+        );
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn vendor_flavours_differ_like_real_bmcs() {
     let f = fleet(FLEET, opts()).await;

@@ -93,6 +93,9 @@ pub struct Bmc {
     /// Bumped when manager state (firmware versions) changes.
     pub manager_version: AtomicU64,
     etag_salt: AtomicU64,
+    /// Held from an `If-Match` check through the write it guards, so that of concurrent writers
+    /// carrying the same ETag only the first succeeds (the others see the new ETag: 412).
+    pub conditional_writes: Mutex<()>,
 }
 
 impl Bmc {
@@ -129,6 +132,7 @@ impl Bmc {
             https_only: AtomicBool::new(false),
             manager_version: AtomicU64::new(0),
             etag_salt: AtomicU64::new(0),
+            conditional_writes: Mutex::new(()),
         });
         for system in &bmc.systems {
             let weak = Arc::downgrade(&bmc);
@@ -185,6 +189,13 @@ impl Bmc {
         for s in self.sessions.list() {
             self.sessions.delete(&s.id);
         }
+    }
+
+    /// Serialises this BMC's writes (see `conditional_writes`). A poisoned lock guards no data: keep going.
+    pub fn lock_writes(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.conditional_writes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A fresh salt per call when ETag churn is injected, zero otherwise.

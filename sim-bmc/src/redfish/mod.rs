@@ -312,6 +312,8 @@ async fn dispatch(ctx: Ctx<'_>, route: &Route, method: &Method) -> Resp {
             get(&ctx, route, head)
         }
         Method::PATCH => {
+            // The check and the write are one step (no await in between), serialised per BMC.
+            let _write = ctx.bmc.lock_writes();
             if let Some(resp) = check_if_match(&ctx, route) {
                 return resp;
             }
@@ -321,13 +323,18 @@ async fn dispatch(ctx: Ctx<'_>, route: &Route, method: &Method) -> Resp {
                 _ => accounts::patch(&ctx, route),
             }
         }
-        Method::POST => match route {
-            R::SystemReset(i) => system::reset(&ctx, *i),
-            R::ManagerReset => manager::reset(&ctx),
-            R::Sessions | R::Accounts => accounts::post(&ctx, route),
-            _ => services::post(&ctx, route),
-        },
+        Method::POST => {
+            // Actions change what ETags are computed from too (a reset changes PowerState).
+            let _write = ctx.bmc.lock_writes();
+            match route {
+                R::SystemReset(i) => system::reset(&ctx, *i),
+                R::ManagerReset => manager::reset(&ctx),
+                R::Sessions | R::Accounts => accounts::post(&ctx, route),
+                _ => services::post(&ctx, route),
+            }
+        }
         Method::DELETE => {
+            let _write = ctx.bmc.lock_writes();
             if let Some(resp) = check_if_match(&ctx, route) {
                 return resp;
             }
