@@ -19,8 +19,10 @@
 //! watch streams from the controller's one task, so reading and decoding thousands of watch events
 //! (and feeding the stores) would otherwise share one core with the controller's scheduling.
 
+mod index;
 mod own_writes;
 
+pub use index::{Following, WatchIndex};
 pub use own_writes::OwnWrites;
 
 use std::collections::{HashMap, HashSet};
@@ -102,8 +104,21 @@ where
         })
 }
 
-fn kind_of<K: Resource<DynamicType = ()>>() -> String {
-    K::kind(&()).into_owned()
+/// What every watched kind here is: a static resource kube can list and watch, shared across tasks.
+pub trait Watched:
+    Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static
+{
+}
+
+impl<K> Watched for K where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static
+{
 }
 
 /// How many items a [`detached`] watch may read ahead of its consumer: enough to keep decoding
@@ -224,28 +239,21 @@ pub fn events<K>(
     api: Api<K>,
 ) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K: Watched,
 {
-    guarded(kind_of::<K>(), watcher(api, watcher::Config::default()))
+    guarded(
+        K::kind(&()).into_owned(),
+        watcher(api, watcher::Config::default()),
+    )
 }
 
 /// A controller for every `K` in `api`, its store (`Controller::store`) fed by that same watch.
 pub fn controller<K>(api: Api<K>) -> Controller<K>
 where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Watched,
 {
     let (reader, writer) = reflector::store();
-    let objects = detached(
-        guarded(kind_of::<K>(), watcher(api, watcher::Config::default()))
-            .reflect(writer)
-            .applied_objects(),
-    );
+    let objects = detached(events(api).reflect(writer).applied_objects());
     // Errors never reach the controller's merged stream; its backoff is set anyway so that no path
     // falls back to the 30 s default.
     Controller::for_stream(objects, reader).trigger_backoff(WatchBackoff::default())
@@ -255,13 +263,7 @@ where
 /// still sees every event; requeues and the other triggers are unaffected.
 pub fn controller_on<K>(api: Api<K>, on: Fingerprint<K>) -> Controller<K>
 where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Watched,
 {
     controller_on_observed(api, on, |_| {})
 }
@@ -274,22 +276,14 @@ pub fn controller_on_observed<K>(
     mut observe: impl FnMut(&watcher::Event<K>) + Send + 'static,
 ) -> Controller<K>
 where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Watched,
 {
     let (reader, writer) = reflector::store();
-    let events = guarded(kind_of::<K>(), watcher(api, watcher::Config::default()))
-        .reflect(writer)
-        .inspect(move |event| {
-            if let Ok(event) = event {
-                observe(event);
-            }
-        });
+    let events = events(api).reflect(writer).inspect(move |event| {
+        if let Ok(event) = event {
+            observe(event);
+        }
+    });
     let objects = detached(relevant(events, on).applied_objects());
     Controller::for_stream(objects, reader).trigger_backoff(WatchBackoff::default())
 }
@@ -298,9 +292,9 @@ where
 /// as `Controller::watches` gives).
 pub fn others<O>(api: Api<O>) -> impl Stream<Item = Result<O, watcher::Error>> + Send + 'static
 where
-    O: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+    O: Watched,
 {
-    detached(guarded(kind_of::<O>(), watcher(api, watcher::Config::default())).touched_objects())
+    detached(events(api).touched_objects())
 }
 
 /// Like [`others`], but only the events that change `on`'s fingerprint (and every deletion).
@@ -309,9 +303,9 @@ pub fn others_on<O>(
     on: Fingerprint<O>,
 ) -> impl Stream<Item = Result<O, watcher::Error>> + Send + 'static
 where
-    O: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+    O: Watched,
 {
-    let events = guarded(kind_of::<O>(), watcher(api, watcher::Config::default()));
+    let events = events(api);
     detached(relevant(events, on).touched_objects())
 }
 
@@ -326,16 +320,10 @@ pub fn others_on_reflected<O>(
     reflector::Store<O>,
 )
 where
-    O: Resource<DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    O: Watched,
 {
     let (reader, writer) = reflector::store();
-    let events = guarded(kind_of::<O>(), watcher(api, watcher::Config::default())).reflect(writer);
+    let events = events(api).reflect(writer);
     (detached(relevant(events, on).touched_objects()), reader)
 }
 
@@ -345,10 +333,10 @@ pub fn owned<C>(
     client: kube::Client,
 ) -> impl Stream<Item = Result<PartialObjectMeta<C>, watcher::Error>> + Send + 'static
 where
-    C: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+    C: Watched,
 {
     let api = Api::<PartialObjectMeta<C>>::all(client);
-    let events = guarded(kind_of::<C>(), watcher(api, watcher::Config::default()));
+    let events = events(api);
     let children = relevant(events, |child: &PartialObjectMeta<C>| {
         let meta = &child.metadata;
         fingerprint((

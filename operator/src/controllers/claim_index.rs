@@ -4,7 +4,7 @@
 //! round of Server changes at 10,000 servers), all on the controller's one task.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -13,6 +13,7 @@ use kube::ResourceExt as _;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use metal_api::ServerClaim;
+use watches::{Following, WatchIndex};
 
 /// Namespace and name.
 type ClaimKey = (String, String);
@@ -22,7 +23,7 @@ type RingPosition = (u64, ClaimKey);
 
 /// Claims indexed by the Server they name and by whether they wait for one. Cheap to clone (shared).
 #[derive(Clone, Default)]
-pub struct ClaimIndex(Arc<Mutex<Inner>>);
+pub struct ClaimIndex(Arc<Mutex<Following<Inner, ServerClaim>>>);
 
 #[derive(Default)]
 struct Inner {
@@ -33,8 +34,6 @@ struct Inner {
     /// Claims without `spec.serverRef` and not being deleted, each with its selector, ordered by a
     /// hash of their key so that Servers starting at different points wake different claims.
     waiting: BTreeMap<RingPosition, Option<LabelSelector>>,
-    /// Keys seen since a relist began (`Init`), to drop the claims that are gone at `InitDone`.
-    relisted: Option<HashSet<ClaimKey>>,
 }
 
 struct Indexed {
@@ -56,7 +55,17 @@ fn claim_ref((namespace, name): &ClaimKey) -> ObjectRef<ServerClaim> {
     ObjectRef::new(name).within(namespace)
 }
 
-impl Inner {
+impl WatchIndex<ServerClaim> for Inner {
+    type Key = ClaimKey;
+
+    fn key_of(claim: &ServerClaim) -> ClaimKey {
+        key_of(claim)
+    }
+
+    fn keys(&self) -> Vec<ClaimKey> {
+        self.claims.keys().cloned().collect()
+    }
+
     fn set(&mut self, claim: &ServerClaim) {
         let key = key_of(claim);
         self.remove(&key);
@@ -98,36 +107,13 @@ impl Inner {
 impl ClaimIndex {
     /// Follows one event of the claim watch (call it after the claim store has the event).
     pub fn observe(&self, event: &watcher::Event<ServerClaim>) {
-        let mut inner = self.lock();
-        match event {
-            watcher::Event::Init => inner.relisted = Some(HashSet::new()),
-            watcher::Event::InitApply(claim) => {
-                if let Some(relisted) = inner.relisted.as_mut() {
-                    relisted.insert(key_of(claim));
-                }
-                inner.set(claim);
-            }
-            watcher::Event::Apply(claim) => inner.set(claim),
-            watcher::Event::Delete(claim) => inner.remove(&key_of(claim)),
-            watcher::Event::InitDone => {
-                if let Some(relisted) = inner.relisted.take() {
-                    let gone: Vec<ClaimKey> = inner
-                        .claims
-                        .keys()
-                        .filter(|k| !relisted.contains(*k))
-                        .cloned()
-                        .collect();
-                    for key in gone {
-                        inner.remove(&key);
-                    }
-                }
-            }
-        }
+        self.lock().observe(event);
     }
 
     /// The claims whose `spec.serverRef` names `server`.
     pub fn naming_server(&self, server: &str) -> Vec<ObjectRef<ServerClaim>> {
         self.lock()
+            .index()
             .by_server
             .get(server)
             .map(|keys| keys.iter().map(claim_ref).collect())
@@ -144,7 +130,8 @@ impl ClaimIndex {
         limit: usize,
         inspect: usize,
     ) -> Vec<ObjectRef<ServerClaim>> {
-        let inner = self.lock();
+        let following = self.lock();
+        let inner = following.index();
         let start: RingPosition = (hash_of(server), (String::new(), String::new()));
         inner
             .waiting
@@ -161,7 +148,7 @@ impl ClaimIndex {
             .collect()
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+    fn lock(&self) -> MutexGuard<'_, Following<Inner, ServerClaim>> {
         // Every update leaves the maps consistent before it can panic: keep using them.
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }

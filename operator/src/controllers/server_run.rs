@@ -169,33 +169,37 @@ impl<'a> Run<'a> {
     /// [`Self::boot_readiness_fresh`] confirms it right before. In strict mode the verdict is also
     /// recorded as a condition, and errors raise Events on the Server and its claim.
     pub async fn boot_readiness(&mut self) -> Result<Verdict> {
-        let mode = self.ctx.config.readiness_gate;
-        let Some(reference) = self.server.spec.boot_configuration_ref.clone() else {
-            return Ok(self.record_verdict(Verdict::NotReferenced, mode).await);
-        };
-        let key = ObjectRef::new(&reference.name).within(&reference.namespace);
-        let sbc = self.ctx.stores.boot_configs.get(&key);
-        let verdict = gate::evaluate(
-            sbc.as_deref(),
-            mode,
-            (&reference.namespace, &reference.name),
-        );
-        Ok(self.record_verdict(verdict, mode).await)
+        self.gate(false).await
     }
 
     /// The readiness gate on a fresh read of the SBC (never the cache): taken immediately before a
     /// power-on or boot-type reset is sent.
     pub async fn boot_readiness_fresh(&mut self) -> Result<Verdict> {
+        self.gate(true).await
+    }
+
+    async fn gate(&mut self, fresh: bool) -> Result<Verdict> {
         let mode = self.ctx.config.readiness_gate;
         let Some(reference) = self.server.spec.boot_configuration_ref.clone() else {
             return Ok(self.record_verdict(Verdict::NotReferenced, mode).await);
         };
-        let api = Api::<ServerBootConfiguration>::namespaced(
-            self.ctx.client.clone(),
-            &reference.namespace,
+        let sbc = if fresh {
+            Api::<ServerBootConfiguration>::namespaced(
+                self.ctx.client.clone(),
+                &reference.namespace,
+            )
+            .get_opt(&reference.name)
+            .await?
+            .map(Arc::new)
+        } else {
+            let key = ObjectRef::new(&reference.name).within(&reference.namespace);
+            self.ctx.stores.boot_configs.get(&key)
+        };
+        let verdict = gate::evaluate(
+            sbc.as_deref(),
+            mode,
+            (&reference.namespace, &reference.name),
         );
-        let sbc = api.get_opt(&reference.name).await?;
-        let verdict = gate::evaluate(sbc.as_ref(), mode, (&reference.namespace, &reference.name));
         Ok(self.record_verdict(verdict, mode).await)
     }
 

@@ -95,7 +95,7 @@ pub struct Bmc {
     etag_salt: AtomicU64,
     /// Held from an `If-Match` check through the write it guards, so that of concurrent writers
     /// carrying the same ETag only the first succeeds (the others see the new ETag: 412).
-    pub conditional_writes: Mutex<()>,
+    conditional_writes: Mutex<()>,
 }
 
 impl Bmc {

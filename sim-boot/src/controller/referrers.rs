@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use metal_api::ServerBootConfiguration;
+use watches::{Following, WatchIndex};
 
 use crate::records::SbcKey;
 
@@ -23,15 +24,13 @@ struct Inner {
     names: HashMap<SbcKey, Names>,
     by_server: HashMap<String, HashSet<SbcKey>>,
     by_secret: HashMap<(String, String), HashSet<SbcKey>>,
-    /// During a relist: the SBCs listed so far (the others are gone once it completes).
-    relisted: Option<HashSet<SbcKey>>,
 }
 
 /// The index; clones share it. It holds what the SBC store held when it saw the same event, so
 /// mapping through it is mapping through the store.
 #[derive(Clone, Default)]
 pub struct Referrers {
-    inner: Arc<Mutex<Inner>>,
+    inner: Arc<Mutex<Following<Inner, ServerBootConfiguration>>>,
 }
 
 fn key_of(sbc: &ServerBootConfiguration) -> SbcKey {
@@ -45,7 +44,17 @@ fn sbc_ref(key: &SbcKey) -> ObjectRef<ServerBootConfiguration> {
     ObjectRef::new(&key.name).within(&key.namespace)
 }
 
-impl Inner {
+impl WatchIndex<ServerBootConfiguration> for Inner {
+    type Key = SbcKey;
+
+    fn key_of(sbc: &ServerBootConfiguration) -> SbcKey {
+        key_of(sbc)
+    }
+
+    fn keys(&self) -> Vec<SbcKey> {
+        self.names.keys().cloned().collect()
+    }
+
     fn set(&mut self, sbc: &ServerBootConfiguration) {
         let key = key_of(sbc);
         let names = Names {
@@ -97,37 +106,14 @@ impl Inner {
 impl Referrers {
     /// Follows one event of the SBC watch.
     pub fn observe(&self, event: &watcher::Event<ServerBootConfiguration>) {
-        let mut inner = self.lock();
-        match event {
-            watcher::Event::Init => inner.relisted = Some(HashSet::new()),
-            watcher::Event::InitApply(sbc) => {
-                if let Some(relisted) = inner.relisted.as_mut() {
-                    relisted.insert(key_of(sbc));
-                }
-                inner.set(sbc);
-            }
-            watcher::Event::Apply(sbc) => inner.set(sbc),
-            watcher::Event::Delete(sbc) => inner.remove(&key_of(sbc)),
-            watcher::Event::InitDone => {
-                if let Some(relisted) = inner.relisted.take() {
-                    let gone: Vec<SbcKey> = inner
-                        .names
-                        .keys()
-                        .filter(|k| !relisted.contains(*k))
-                        .cloned()
-                        .collect();
-                    for key in gone {
-                        inner.remove(&key);
-                    }
-                }
-            }
-        }
+        self.lock().observe(event);
     }
 
     /// The SBCs whose `spec.serverRef` names `server`.
     pub fn naming_server(&self, server: &str) -> Vec<ObjectRef<ServerBootConfiguration>> {
-        let inner = self.lock();
-        inner
+        let following = self.lock();
+        following
+            .index()
             .by_server
             .get(server)
             .map(|keys| keys.iter().map(sbc_ref).collect())
@@ -140,15 +126,16 @@ impl Referrers {
         namespace: &str,
         secret: &str,
     ) -> Vec<ObjectRef<ServerBootConfiguration>> {
-        let inner = self.lock();
-        inner
+        let following = self.lock();
+        following
+            .index()
             .by_secret
             .get(&(namespace.to_owned(), secret.to_owned()))
             .map(|keys| keys.iter().map(sbc_ref).collect())
             .unwrap_or_default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+    fn lock(&self) -> MutexGuard<'_, Following<Inner, ServerBootConfiguration>> {
         // Each update leaves the maps consistent; a poisoned lock is still usable.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
