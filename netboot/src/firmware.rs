@@ -6,13 +6,15 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use sim_bmc::boot::{BootOutcome, BootTarget, NetworkBoot, NetworkBootRequest};
+use sim_bmc::boot::{
+    ArtifactKind, BootArtifact, BootOutcome, BootTarget, NetworkBoot, NetworkBootRequest,
+};
 
 use crate::facts::{DerivedFacts, MachineFacts};
 use crate::ipxe::{self, Builtins, Fetcher};
 use crate::os::{self, Kernel};
 use crate::probe::ProbeOptions;
-use crate::verify::{self, check_artifact, check_download};
+use crate::verify::{self, ArtifactHeader, Role, check_artifact, check_download};
 use http_client::HttpClient;
 
 /// Configuration of the simulated firmware and OS.
@@ -120,17 +122,21 @@ impl Netboot {
         let selection = ipxe::run(url, &text, &builtins, &downloader)
             .await
             .map_err(|e| format!("iPXE: {e}"))?;
-        let header = check_artifact(
-            "kernel",
-            &selection.kernel.url,
-            &selection.kernel.bytes,
-            "SIMKERNEL",
-            &req.architecture,
-        )?;
-        if selection.initrds.is_empty() {
+        let booted = &selection.kernel;
+        // `chain` runs any executable: a UKI (EFI application) or a kernel; `kernel` loads a kernel.
+        let (what, role, kind) = match (selection.chained, verify::header(&booted.bytes)) {
+            (false, _) => ("kernel", Role::Kernel, ArtifactKind::Kernel),
+            (true, Some(h)) if h.magic == Role::Kernel.magic() => {
+                ("kernel", Role::Kernel, ArtifactKind::Kernel)
+            }
+            (true, _) => ("UKI", Role::Uki, ArtifactKind::Uki),
+        };
+        let header = check_artifact(what, &booted.url, &booted.bytes, role, &req.architecture)?;
+        let mut artifacts = vec![artifact(&booted.url, &booted.bytes, kind)];
+        if role == Role::Kernel && selection.initrds.is_empty() {
             return Err(format!(
                 "iPXE: kernel {} booted without an initrd: kernel panic, no root filesystem",
-                selection.kernel.url
+                booted.url
             ));
         }
         for initrd in &selection.initrds {
@@ -138,14 +144,20 @@ impl Netboot {
                 "initrd",
                 &initrd.url,
                 &initrd.bytes,
-                "SIMINITRD",
+                Role::Initrd,
                 &req.architecture,
             )?;
+            artifacts.push(artifact(&initrd.url, &initrd.bytes, ArtifactKind::Initrd));
+        }
+        let mut args = booted.args.clone();
+        if role == Role::Uki && args.is_empty() {
+            args = uki_cmdline(&booted.url, &booted.bytes, header.as_ref(), req);
         }
         let kernel = Kernel {
-            image: header.image,
-            digest: verify::sha256(&selection.kernel.bytes),
-            args: selection.kernel.args.clone(),
+            image: header.map(|h| h.image).unwrap_or_default(),
+            digest: verify::sha256(&booted.bytes),
+            args,
+            artifacts,
         };
         os::start(&self.options, req, kernel).await
     }
@@ -177,21 +189,52 @@ impl Netboot {
             }
             Err(_) => (url.to_string(), first),
         };
-        let header = check_artifact("UKI", &uki_url, &uki, "SIMUKI", &req.architecture)?;
-        let origin = url::Url::parse(&uki_url)
-            .map(|u| u.origin().ascii_serialization())
-            .unwrap_or_default();
-        let cmdline = header.cmdline.clone().unwrap_or_default();
-        let args = ipxe::expand(&cmdline, |name| match name {
-            "uuid" => Some(req.system_uuid.clone()),
-            "boot-server" => Some(origin.clone()),
-            _ => None,
-        });
+        let header = check_artifact("UKI", &uki_url, &uki, Role::Uki, &req.architecture)?;
         let kernel = Kernel {
-            image: header.image,
+            args: uki_cmdline(&uki_url, &uki, header.as_ref(), req),
+            image: header.map(|h| h.image).unwrap_or_default(),
             digest: verify::sha256(&uki),
-            args: args.split_whitespace().map(str::to_string).collect(),
+            artifacts: vec![artifact(&uki_url, &uki, ArtifactKind::Uki)],
         };
         os::start(&self.options, req, kernel).await
     }
+}
+
+/// The record of one verified download.
+pub(crate) fn artifact(url: &str, bytes: &[u8], kind: ArtifactKind) -> BootArtifact {
+    BootArtifact {
+        url: url.to_string(),
+        kind,
+        sha256: verify::sha256(bytes),
+        size: bytes.len() as u64,
+    }
+}
+
+/// A UKI's kernel command line: the generated header's `cmdline=`, or a real UKI's `.cmdline` section, with
+/// `${uuid}` and `${boot-server}` (the UKI's origin) filled in.
+fn uki_cmdline(
+    url: &str,
+    bytes: &[u8],
+    header: Option<&ArtifactHeader>,
+    req: &NetworkBootRequest,
+) -> Vec<String> {
+    let cmdline = match header {
+        Some(h) => h.cmdline.clone().unwrap_or_default(),
+        None => verify::pe_section(bytes, ".cmdline")
+            .map(|s| {
+                String::from_utf8_lossy(s)
+                    .trim_end_matches('\0')
+                    .to_string()
+            })
+            .unwrap_or_default(),
+    };
+    let origin = url::Url::parse(url)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default();
+    let args = ipxe::expand(&cmdline, |name| match name {
+        "uuid" => Some(req.system_uuid.clone()),
+        "boot-server" => Some(origin.clone()),
+        _ => None,
+    });
+    args.split_whitespace().map(str::to_string).collect()
 }

@@ -1,27 +1,49 @@
 //! The booted OS: Ignition fetches its config from `ignition.config.url` on the kernel command line (a
 //! failure stops the boot, as on a real machine), then the agents the config starts run in the background.
 
-use sim_bmc::boot::{BootedOs, NetworkBootRequest};
+use sim_bmc::boot::{ArtifactKind, BootArtifact, BootedOs, NetworkBootRequest};
 
-use crate::firmware::NetbootOptions;
+use crate::firmware::{NetbootOptions, artifact};
 use crate::probe;
-use crate::verify::{check_download, sha256};
+use crate::verify::{Role, check_artifact, check_download, sha256};
 
 /// What the firmware handed over.
 pub struct Kernel {
-    /// `repository:tag` from the kernel (or UKI) header.
+    /// `repository:tag` from the kernel (or UKI) header; empty for a real kernel, which has none.
     pub image: String,
     /// `sha256:` of the kernel (or UKI) bytes.
     pub digest: String,
     pub args: Vec<String>,
+    /// What the firmware downloaded (kernel, initrds or UKI).
+    pub artifacts: Vec<BootArtifact>,
 }
 
 /// Runs Ignition and starts the OS's agents.
 pub async fn start(
     options: &NetbootOptions,
     req: &NetworkBootRequest,
-    kernel: Kernel,
+    mut kernel: Kernel,
 ) -> Result<BootedOs, String> {
+    // A GardenLinux live initramfs fetches its root filesystem from `gl.url=` before anything else runs.
+    if let Some(url) = kernel.args.iter().find_map(|a| a.strip_prefix("gl.url=")) {
+        let response = options
+            .http
+            .get(url)
+            .await
+            .map_err(|e| format!("live boot: fetching the root filesystem failed: {e}"))?;
+        let bytes = check_download(url, &response).map_err(|e| format!("live boot: {e}"))?;
+        check_artifact(
+            "root filesystem",
+            url,
+            &bytes,
+            Role::Squashfs,
+            &req.architecture,
+        )
+        .map_err(|e| format!("live boot: {e}"))?;
+        kernel
+            .artifacts
+            .push(artifact(url, &bytes, ArtifactKind::Squashfs));
+    }
     let ignition_url = kernel
         .args
         .iter()
@@ -45,11 +67,13 @@ pub async fn start(
             )
         }
     };
+    // A real image names nothing, so only an unrestricted probe list lets it run the probe.
     let runs_probe = options.probe_images.is_empty()
-        || options
-            .probe_images
-            .iter()
-            .any(|p| kernel.image.ends_with(p.as_str()) || p.ends_with(kernel.image.as_str()));
+        || (!kernel.image.is_empty()
+            && options
+                .probe_images
+                .iter()
+                .any(|p| kernel.image.ends_with(p.as_str()) || p.ends_with(kernel.image.as_str())));
     let os_task = match ignition
         .as_ref()
         .and_then(probe::probe_command)
@@ -71,6 +95,7 @@ pub async fn start(
         image: kernel.image,
         image_digest: Some(kernel.digest),
         ignition_sha256,
+        artifacts: kernel.artifacts,
         os_task,
     })
 }

@@ -31,12 +31,50 @@ pub enum BootOutcome {
     Failed { reason: String },
 }
 
+/// What a downloaded boot artifact was used as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArtifactKind {
+    Kernel,
+    Initrd,
+    /// A root filesystem the booted initramfs fetched (GardenLinux `gl.url=`).
+    Squashfs,
+    Uki,
+    Other,
+}
+
+impl ArtifactKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ArtifactKind::Kernel => "kernel",
+            ArtifactKind::Initrd => "initrd",
+            ArtifactKind::Squashfs => "squashfs",
+            ArtifactKind::Uki => "uki",
+            ArtifactKind::Other => "other",
+        }
+    }
+}
+
+/// One artifact the machine downloaded while booting, as verified by its firmware or OS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootArtifact {
+    pub url: String,
+    pub kind: ArtifactKind,
+    /// `sha256:<hex>` of the bytes received.
+    pub sha256: String,
+    pub size: u64,
+}
+
 /// An operating system that came up from the network.
 #[derive(Debug)]
 pub struct BootedOs {
+    /// `repository:tag` the boot artifacts name in their header (generated images); empty for real images,
+    /// whose identity is their digests (see `artifacts`).
     pub image: String,
     pub image_digest: Option<String>,
     pub ignition_sha256: Option<String>,
+    /// Every boot artifact downloaded, in order.
+    pub artifacts: Vec<BootArtifact>,
     /// The agent the OS runs (e.g. a discovery probe); aborted on power-off or reset.
     pub os_task: Option<tokio::task::JoinHandle<()>>,
 }

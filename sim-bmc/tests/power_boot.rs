@@ -39,6 +39,7 @@ impl NetworkBoot for RecordingBoot {
                 image: "ghcr.io/example/os:1.0".into(),
                 image_digest: Some("sha256:abc".into()),
                 ignition_sha256: None,
+                artifacts: vec![],
                 os_task: None,
             })
         }

@@ -84,6 +84,7 @@ impl NetworkBoot for ProbeOs {
                 image: "probe".into(),
                 image_digest: None,
                 ignition_sha256: None,
+                artifacts: vec![],
                 os_task,
             })
         })

@@ -102,6 +102,7 @@ impl NetworkBoot for ProbeBoot {
                 image: "probe".into(),
                 image_digest: None,
                 ignition_sha256: None,
+                artifacts: vec![],
                 os_task: task,
             })
         })
