@@ -1,7 +1,8 @@
-//! Generated boot images: deterministic blobs, OCI image manifests and image indexes.
+//! Boot images: OCI image manifests and indexes over generated, deterministic blobs, or over given blobs
+//! (images built from real files, see [`Catalog::add_image_from_blobs`]).
 //!
-//! Content is derived from a seed, so two registries built with the same seed serve byte-identical images
-//! (and digests), which keeps tests deterministic. The broken images exist for the negative cases.
+//! Generated content is derived from a seed, so two registries built with the same seed serve byte-identical
+//! images (and digests), which keeps tests deterministic. The broken images exist for the negative cases.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -186,8 +187,53 @@ impl Catalog {
         let manifests: Vec<_> = spec
             .platforms
             .iter()
-            .map(|p| self.add_platform_manifest(spec, p))
+            .map(|p| {
+                let layers = p
+                    .layers
+                    .iter()
+                    .map(|&kind| {
+                        let blob = self.generate_blob(spec, &p.architecture, kind);
+                        (kind, blob, !p.missing_blobs.contains(&kind))
+                    })
+                    .collect();
+                self.add_platform_manifest(&p.architecture, p.style, layers)
+            })
             .collect();
+        self.tag(spec, manifests)
+    }
+
+    /// Stores an image whose layers are the given blobs (say a real kernel and an initramfs built from real
+    /// files) rather than generated ones: the blobs go in as they are, with no header, under `spec.tag`.
+    /// `spec.platforms` gives each platform's architecture and media style; `blobs[i]` are platform `i`'s
+    /// layers. Returns the digest the tag points at.
+    pub fn add_image_from_blobs(
+        &mut self,
+        spec: &ImageSpec,
+        blobs: Vec<Vec<(LayerKind, Bytes)>>,
+    ) -> Result<String, String> {
+        if blobs.len() != spec.platforms.len() {
+            return Err(format!(
+                "{}:{}: {} platforms but blobs for {}",
+                spec.repository,
+                spec.tag,
+                spec.platforms.len(),
+                blobs.len()
+            ));
+        }
+        let manifests = spec
+            .platforms
+            .iter()
+            .zip(blobs)
+            .map(|(p, layers)| {
+                let layers = layers.into_iter().map(|(k, b)| (k, b, true)).collect();
+                self.add_platform_manifest(&p.architecture, p.style, layers)
+            })
+            .collect();
+        Ok(self.tag(spec, manifests))
+    }
+
+    /// Points `spec`'s tag at its index (or its only manifest when it has none).
+    fn tag(&mut self, spec: &ImageSpec, manifests: Vec<(String, StoredManifest)>) -> String {
         let top = if spec.index {
             self.add_index(spec, &manifests)
         } else {
@@ -203,14 +249,16 @@ impl Catalog {
         top
     }
 
+    /// Stores a platform manifest over `layers` (kind, blob, whether the registry holds the blob).
     fn add_platform_manifest(
         &mut self,
-        image: &ImageSpec,
-        platform: &PlatformSpec,
+        architecture: &str,
+        style: MediaStyle,
+        layers: Vec<(LayerKind, Bytes, bool)>,
     ) -> (String, StoredManifest) {
         let config = Bytes::from(
             serde_json::to_vec(&json!({
-                "architecture": platform.architecture,
+                "architecture": architecture,
                 "os": "linux",
                 "rootfs": {"type": "layers", "diff_ids": []},
             }))
@@ -218,16 +266,15 @@ impl Catalog {
         );
         let config_digest = sha256_digest(&config);
         self.blobs.insert(config_digest.clone(), config.clone());
-        let mut layers = Vec::new();
-        for &kind in &platform.layers {
-            let blob = self.generate_blob(image, &platform.architecture, kind);
+        let mut entries = Vec::new();
+        for (kind, blob, stored) in layers {
             let digest = sha256_digest(&blob);
-            layers.push(json!({
-                "mediaType": media::for_layer(kind, platform.style),
+            entries.push(json!({
+                "mediaType": media::for_layer(kind, style),
                 "digest": digest,
                 "size": blob.len(),
             }));
-            if !platform.missing_blobs.contains(&kind) {
+            if stored {
                 self.blobs.insert(digest, blob);
             }
         }
@@ -235,10 +282,10 @@ impl Catalog {
             "schemaVersion": 2,
             "mediaType": media::OCI_MANIFEST,
             "config": {"mediaType": media::OCI_CONFIG, "digest": config_digest, "size": config.len()},
-            "layers": layers,
+            "layers": entries,
         });
         let stored = self.store_manifest(media::OCI_MANIFEST, &manifest);
-        (platform.architecture.clone(), stored)
+        (architecture.to_string(), stored)
     }
 
     fn add_index(&mut self, image: &ImageSpec, manifests: &[(String, StoredManifest)]) -> String {
@@ -457,6 +504,56 @@ mod tests {
         assert!(cat.manifest(repo, &digest).is_some());
         let (other, _) = split(names::PROBE);
         assert!(cat.manifest(other, &digest).is_none());
+    }
+
+    #[test]
+    fn images_from_given_blobs_store_the_blobs_unchanged() {
+        let mut cat = Catalog::standard(1, BlobSizes::default());
+        let spec = ImageSpec {
+            repository: "real/os".into(),
+            tag: "1.0".into(),
+            platforms: vec![PlatformSpec::with_layers("amd64", &[])],
+            index: true,
+            legacy_annotations: false,
+        };
+        let kernel = Bytes::from_static(b"MZ real kernel");
+        let initrd = Bytes::from_static(b"070701 real initramfs");
+        let blobs = vec![vec![
+            (LayerKind::Kernel, kernel.clone()),
+            (LayerKind::Initramfs, initrd.clone()),
+        ]];
+        let top = cat.add_image_from_blobs(&spec, blobs).unwrap();
+        let index: serde_json::Value =
+            serde_json::from_slice(&cat.manifest("real/os", "1.0").unwrap().bytes).unwrap();
+        assert_eq!(cat.manifest("real/os", "1.0").unwrap().digest, top);
+        assert_eq!(index["manifests"][0]["platform"]["architecture"], "amd64");
+        let amd64 = index["manifests"][0]["digest"].as_str().unwrap();
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&cat.manifest("real/os", amd64).unwrap().bytes).unwrap();
+        let layers: Vec<_> = manifest["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                (
+                    l["mediaType"].as_str().unwrap().to_string(),
+                    l["digest"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            layers,
+            vec![
+                (media::KERNEL.to_string(), sha256_digest(&kernel)),
+                (media::INITRAMFS.to_string(), sha256_digest(&initrd)),
+            ]
+        );
+        assert_eq!(cat.blob("real/os", &sha256_digest(&kernel)), Some(&kernel));
+        assert!(
+            cat.add_image_from_blobs(&spec, vec![])
+                .unwrap_err()
+                .contains("1 platforms but blobs for 0")
+        );
     }
 
     #[test]
