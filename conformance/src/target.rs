@@ -41,20 +41,35 @@ pub trait ApiControl: Send + Sync {
     fn restart(&self) -> Option<BoxFuture<'_, anyhow::Result<()>>>;
 }
 
+pub use sim_bmc::boot::{ArtifactKind, BootArtifact};
+
 /// What a simulated machine got when it network-booted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum BootResult {
     Booted {
-        /// The image the machine booted, as the boot chain named it.
-        image: String,
+        /// The image the boot chain named (the header of generated artifacts); None for real images, whose
+        /// identity is their artifacts' digests.
+        image: Option<String>,
         /// The digest the machine verified its image by, when the boot chain carried one.
         image_digest: Option<String>,
         /// SHA-256 (hex) of the ignition the machine fetched.
         ignition_sha256: Option<String>,
+        /// Every boot artifact the machine downloaded (kernel, initrds, squashfs, UKI), with its digest.
+        artifacts: Vec<BootArtifact>,
     },
     Failed {
         reason: String,
     },
+}
+
+/// A boot layer of an image, as its registry lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExpectedLayer {
+    pub media_type: String,
+    /// What a machine uses the layer as.
+    pub kind: ArtifactKind,
+    pub digest: String,
+    pub size: u64,
 }
 
 /// What a correct boot of an image looks like, as resolved from its registry.
@@ -64,8 +79,27 @@ pub struct ExpectedImage {
     pub name: String,
     /// The tag, if the reference had one.
     pub tag: Option<String>,
-    /// Digests a booted machine may report for this image (manifest, platform manifest, kernel layer).
+    /// The machines' architecture the layers are for.
+    pub architecture: String,
+    /// Manifest digests a machine may report: the reference's, and the architecture's platform manifests.
     pub digests: Vec<String>,
+    /// The boot layers (every media type boot-operator knows) of the architecture's manifests.
+    pub layers: Vec<ExpectedLayer>,
+}
+
+impl ExpectedImage {
+    /// The layer with this digest.
+    pub fn layer(&self, digest: &str) -> Option<&ExpectedLayer> {
+        self.layers.iter().find(|l| l.digest == digest)
+    }
+
+    /// `name[:tag]`.
+    pub fn reference(&self) -> String {
+        match &self.tag {
+            Some(tag) => format!("{}:{tag}", self.name),
+            None => self.name.clone(),
+        }
+    }
 }
 
 /// Boots a simulated machine with the given SMBIOS UUID from the boot network.

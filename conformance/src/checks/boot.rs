@@ -6,7 +6,7 @@ use crate::ctx::{Ctx, ServerRef};
 use crate::fixtures::{butane_config, ignition_config, sbc_spec};
 use crate::history::{EventKind, History};
 use crate::outcome::Outcomes;
-use crate::target::{BootResult, ExpectedImage, MachineBoot};
+use crate::target::{ArtifactKind, BootArtifact, BootResult, ExpectedImage, MachineBoot};
 use futures::future::BoxFuture;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -48,19 +48,14 @@ impl Expect {
                 image,
                 image_digest,
                 ignition_sha256,
+                artifacts,
             } => {
-                let name_ok = image_matches(image, &self.image);
-                let digest_ok = image_digest
-                    .as_ref()
-                    .is_none_or(|d| self.image.digests.contains(d));
-                let image_problem = (!name_ok || !digest_ok).then(|| {
-                    format!(
-                        "booted image {image} (digest {image_digest:?}), expected {}{} with one of {:?}",
-                        self.image.name,
-                        self.image.tag.as_deref().map(|t| format!(":{t}")).unwrap_or_default(),
-                        self.image.digests
-                    )
-                });
+                let image_problem = image_problems(
+                    &self.image,
+                    image.as_deref(),
+                    image_digest.as_deref(),
+                    artifacts,
+                );
                 let ignition_problem = (ignition_sha256.as_deref() != Some(&self.ignition_sha256))
                     .then(|| {
                         format!(
@@ -72,6 +67,75 @@ impl Expect {
             }
         }
     }
+}
+
+/// What is wrong with a boot of `expected`: the image its artifacts name (generated images only), and every
+/// downloaded artifact whose digest is not the image's layer of that kind for the machine's architecture.
+fn image_problems(
+    expected: &ExpectedImage,
+    image: Option<&str>,
+    image_digest: Option<&str>,
+    artifacts: &[BootArtifact],
+) -> Option<String> {
+    let mut problems = Vec::new();
+    if let Some(image) = image.filter(|i| !image_matches(i, expected)) {
+        problems.push(format!(
+            "booted image {image}, expected {}",
+            expected.reference()
+        ));
+    }
+    if let Some(digest) = image_digest
+        && !expected.digests.iter().any(|d| d == digest)
+        && expected.layer(digest).is_none()
+    {
+        problems.push(format!(
+            "the machine verified its image by {digest}, which is none of {}'s",
+            expected.reference()
+        ));
+    }
+    if artifacts.is_empty() {
+        problems.push("the machine reported no downloaded boot artifacts".into());
+    }
+    for artifact in artifacts {
+        let kind = artifact.kind.as_str();
+        match expected.layer(&artifact.sha256) {
+            None => problems.push(format!(
+                "{kind} {} ({}, {} bytes) is no layer of {} for {}",
+                artifact.url,
+                artifact.sha256,
+                artifact.size,
+                expected.reference(),
+                expected.architecture
+            )),
+            Some(layer) if layer.kind != artifact.kind && artifact.kind != ArtifactKind::Other => {
+                problems.push(format!(
+                    "{kind} {} ({}) is the image's {} layer ({})",
+                    artifact.url,
+                    artifact.sha256,
+                    layer.kind.as_str(),
+                    layer.media_type
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    (!problems.is_empty()).then(|| {
+        let layers: Vec<String> = expected
+            .layers
+            .iter()
+            .map(|l| format!("{} {}", l.kind.as_str(), l.digest))
+            .collect();
+        format!(
+            "{} (the image's {} boot layers: {})",
+            problems.join("; "),
+            expected.architecture,
+            if layers.is_empty() {
+                "none".to_string()
+            } else {
+                layers.join(", ")
+            }
+        )
+    })
 }
 
 /// Whether the image a machine reports is `expected`: same repository (with or without the registry host, as
@@ -455,14 +519,119 @@ pub fn unknown_and_deleted(ctx: &Ctx) -> BoxFuture<'_, anyhow::Result<Outcomes>>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::target::ExpectedLayer;
+
+    const D: [&str; 4] = ["sha256:a1", "sha256:b2", "sha256:c3", "sha256:d4"];
+
+    fn expected() -> ExpectedImage {
+        let layer = |kind, media_type: &str, digest: &str| ExpectedLayer {
+            media_type: media_type.into(),
+            kind,
+            digest: digest.into(),
+            size: 10,
+        };
+        ExpectedImage {
+            name: "127.0.0.1:5000/ironcore/os".into(),
+            tag: Some("1.0".into()),
+            architecture: "amd64".into(),
+            digests: vec!["sha256:index".into(), "sha256:amd64".into()],
+            layers: vec![
+                layer(
+                    ArtifactKind::Kernel,
+                    "application/vnd.ironcore.image.kernel",
+                    D[0],
+                ),
+                layer(
+                    ArtifactKind::Initrd,
+                    "application/io.gardenlinux.initrd",
+                    D[1],
+                ),
+                layer(
+                    ArtifactKind::Squashfs,
+                    "application/vnd.ironcore.image.squashfs",
+                    D[2],
+                ),
+            ],
+        }
+    }
+
+    fn artifact(kind: ArtifactKind, digest: &str) -> BootArtifact {
+        BootArtifact {
+            url: format!("http://boot/image?layerDigest={digest}"),
+            kind,
+            sha256: digest.into(),
+            size: 10,
+        }
+    }
+
+    fn booted(image: Option<&str>, artifacts: Vec<BootArtifact>) -> BootResult {
+        BootResult::Booted {
+            image: image.map(str::to_string),
+            image_digest: artifacts.first().map(|a| a.sha256.clone()),
+            ignition_sha256: Some("ign".into()),
+            artifacts,
+        }
+    }
+
+    #[test]
+    fn every_artifact_is_compared_with_the_layer_of_its_kind() {
+        let expect = Expect {
+            image: expected(),
+            ignition_sha256: "ign".into(),
+        };
+        let all = vec![
+            artifact(ArtifactKind::Kernel, D[0]),
+            artifact(ArtifactKind::Initrd, D[1]),
+            artifact(ArtifactKind::Squashfs, D[2]),
+        ];
+        // A real image names nothing: its digests are its identity.
+        assert_eq!(expect.compare(&booted(None, all.clone())), (None, None));
+        assert_eq!(
+            expect.compare(&booted(Some("ironcore/os:1.0"), all.clone())),
+            (None, None)
+        );
+        let (problem, _) = expect.compare(&booted(Some("ironcore/os:2.0"), all.clone()));
+        assert!(
+            problem
+                .unwrap()
+                .contains("booted image ironcore/os:2.0, expected 127.0.0.1:5000/ironcore/os:1.0")
+        );
+        // The kernel matches but the initrd is another image's: the initrd is named.
+        let mut wrong_initrd = all.clone();
+        wrong_initrd[1] = artifact(ArtifactKind::Initrd, D[3]);
+        let problem = expect.compare(&booted(None, wrong_initrd)).0.unwrap();
+        assert!(
+            problem.starts_with("initrd http://boot/image?layerDigest=sha256:d4 (sha256:d4, 10 bytes) is no layer of 127.0.0.1:5000/ironcore/os:1.0 for amd64"),
+            "{problem}"
+        );
+        assert!(
+            problem.contains("kernel sha256:a1, initrd sha256:b2, squashfs sha256:c3"),
+            "{problem}"
+        );
+        // Right bytes in the wrong role.
+        let swapped = vec![
+            artifact(ArtifactKind::Kernel, D[1]),
+            artifact(ArtifactKind::Initrd, D[0]),
+        ];
+        let problem = expect.compare(&booted(None, swapped)).0.unwrap();
+        assert!(problem.contains("kernel http://boot/image?layerDigest=sha256:b2 (sha256:b2) is the image's initrd layer (application/io.gardenlinux.initrd)"), "{problem}");
+        assert!(
+            expect
+                .compare(&booted(None, vec![]))
+                .0
+                .unwrap()
+                .contains("no downloaded boot artifacts")
+        );
+        let (image, ignition) = expect.compare(&BootResult::Failed {
+            reason: "404".into(),
+        });
+        assert_eq!(image.as_deref(), Some("boot failed: 404"));
+        assert_eq!(ignition.as_deref(), Some("boot failed: 404"));
+    }
 
     #[test]
     fn image_names_match_by_repository_and_tag() {
-        let e = ExpectedImage {
-            name: "127.0.0.1:5000/ironcore/os".into(),
-            tag: Some("1.0".into()),
-            digests: vec![],
-        };
+        let e = expected();
         assert!(image_matches("127.0.0.1:5000/ironcore/os:1.0", &e));
         assert!(image_matches("ironcore/os:1.0", &e));
         assert!(!image_matches("ironcore/os:2.0", &e));
