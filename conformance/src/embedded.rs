@@ -154,12 +154,23 @@ pub struct BuiltinRegistries {
 }
 
 impl BuiltinRegistries {
+    /// sim-boot's standard images, as the built-in registries serve them by default.
+    pub fn standard_catalog() -> sim_boot::oci::catalog::Catalog {
+        sim_boot::oci::catalog::Catalog::standard(
+            REGISTRY_SEED,
+            sim_boot::oci::catalog::BlobSizes::default(),
+        )
+    }
+
     pub async fn start() -> anyhow::Result<BuiltinRegistries> {
-        let registry =
-            sim_boot::oci::registry::Registry::new(sim_boot::oci::catalog::Catalog::standard(
-                REGISTRY_SEED,
-                sim_boot::oci::catalog::BlobSizes::default(),
-            ));
+        Self::start_with(Self::standard_catalog()).await
+    }
+
+    /// Both registries serving `catalog` (e.g. the standard one plus images built from real files).
+    pub async fn start_with(
+        catalog: sim_boot::oci::catalog::Catalog,
+    ) -> anyhow::Result<BuiltinRegistries> {
+        let registry = sim_boot::oci::registry::Registry::new(catalog);
         let mut tasks = Vec::new();
         let mut addrs = Vec::new();
         for _ in 0..2 {
@@ -209,11 +220,18 @@ pub struct EmbeddedEnv {
 
 impl EmbeddedEnv {
     pub async fn start() -> anyhow::Result<EmbeddedEnv> {
+        Self::start_with(BuiltinRegistries::standard_catalog()).await
+    }
+
+    /// The environment with built-in registries serving `catalog`.
+    pub async fn start_with(
+        catalog: sim_boot::oci::catalog::Catalog,
+    ) -> anyhow::Result<EmbeddedEnv> {
         let dir = tempfile::tempdir()?;
         let api = EmbeddedApi::start(&dir.path().join("apiserver")).await?;
         let kubeconfig = dir.path().join("kubeconfig");
         api.write_kubeconfig(&kubeconfig).await?;
-        let registries = BuiltinRegistries::start().await?;
+        let registries = BuiltinRegistries::start_with(catalog).await?;
         Ok(EmbeddedEnv {
             api,
             registries,
