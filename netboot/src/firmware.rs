@@ -4,14 +4,13 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use futures::future::BoxFuture;
 use sim_bmc::boot::{
     ArtifactKind, BootArtifact, BootOutcome, BootTarget, NetworkBoot, NetworkBootRequest,
 };
 
 use crate::facts::{DerivedFacts, MachineFacts};
-use crate::ipxe::{self, Builtins, Fetcher};
+use crate::ipxe::{self, Builtins, Download, Fetcher};
 use crate::os::{self, Kernel};
 use crate::probe::ProbeOptions;
 use crate::verify::{self, ArtifactHeader, Role, check_artifact, check_download};
@@ -84,7 +83,7 @@ struct Downloader<'a> {
 }
 
 impl Fetcher for Downloader<'_> {
-    fn fetch<'b>(&'b self, url: &'b str) -> BoxFuture<'b, Result<Bytes, String>> {
+    fn fetch<'b>(&'b self, url: &'b str) -> BoxFuture<'b, Result<Download, String>> {
         Box::pin(async move {
             let response = self.http.get(url).await?;
             check_download(url, &response)
@@ -118,7 +117,7 @@ impl Netboot {
             buildarch: ipxe_arch(&req.architecture),
             platform: "efi".into(),
         };
-        let text = String::from_utf8_lossy(&script);
+        let text = String::from_utf8_lossy(&script.bytes);
         let selection = ipxe::run(url, &text, &builtins, &downloader)
             .await
             .map_err(|e| format!("iPXE: {e}"))?;
@@ -132,7 +131,12 @@ impl Netboot {
             (true, _) => ("UKI", Role::Uki, ArtifactKind::Uki),
         };
         let header = check_artifact(what, &booted.url, &booted.bytes, role, &req.architecture)?;
-        let mut artifacts = vec![artifact(&booted.url, &booted.bytes, kind)];
+        let mut artifacts = vec![artifact(
+            &booted.url,
+            &booted.sha256,
+            booted.bytes.len(),
+            kind,
+        )];
         if role == Role::Kernel && selection.initrds.is_empty() {
             return Err(format!(
                 "iPXE: kernel {} booted without an initrd: kernel panic, no root filesystem",
@@ -147,7 +151,12 @@ impl Netboot {
                 Role::Initrd,
                 &req.architecture,
             )?;
-            artifacts.push(artifact(&initrd.url, &initrd.bytes, ArtifactKind::Initrd));
+            artifacts.push(artifact(
+                &initrd.url,
+                &initrd.sha256,
+                initrd.bytes.len(),
+                ArtifactKind::Initrd,
+            ));
         }
         let mut args = booted.args.clone();
         if role == Role::Uki && args.is_empty() {
@@ -155,7 +164,7 @@ impl Netboot {
         }
         let kernel = Kernel {
             image: header.map(|h| h.image).unwrap_or_default(),
-            digest: verify::sha256(&booted.bytes),
+            digest: booted.sha256.clone(),
             args,
             artifacts,
         };
@@ -175,7 +184,7 @@ impl Netboot {
             .await
             .map_err(|e| format!("HTTP boot: {e}"))?;
         // A boot-operator `/httpboot` answer names the UKI; anything else is the UKI itself.
-        let (uki_url, uki) = match serde_json::from_slice::<serde_json::Value>(&first) {
+        let (uki_url, uki) = match serde_json::from_slice::<serde_json::Value>(&first.bytes) {
             Ok(answer) => {
                 let uki_url = answer["UKIURL"]
                     .as_str()
@@ -189,24 +198,29 @@ impl Netboot {
             }
             Err(_) => (url.to_string(), first),
         };
-        let header = check_artifact("UKI", &uki_url, &uki, Role::Uki, &req.architecture)?;
+        let header = check_artifact("UKI", &uki_url, &uki.bytes, Role::Uki, &req.architecture)?;
         let kernel = Kernel {
-            args: uki_cmdline(&uki_url, &uki, header.as_ref(), req),
+            args: uki_cmdline(&uki_url, &uki.bytes, header.as_ref(), req),
             image: header.map(|h| h.image).unwrap_or_default(),
-            digest: verify::sha256(&uki),
-            artifacts: vec![artifact(&uki_url, &uki, ArtifactKind::Uki)],
+            digest: uki.sha256.clone(),
+            artifacts: vec![artifact(
+                &uki_url,
+                &uki.sha256,
+                uki.bytes.len(),
+                ArtifactKind::Uki,
+            )],
         };
         os::start(&self.options, req, kernel).await
     }
 }
 
 /// The record of one verified download.
-pub(crate) fn artifact(url: &str, bytes: &[u8], kind: ArtifactKind) -> BootArtifact {
+pub(crate) fn artifact(url: &str, sha256: &str, size: usize, kind: ArtifactKind) -> BootArtifact {
     BootArtifact {
         url: url.to_string(),
         kind,
-        sha256: verify::sha256(bytes),
-        size: bytes.len() as u64,
+        sha256: sha256.to_string(),
+        size: size as u64,
     }
 }
 

@@ -5,7 +5,7 @@ use sim_bmc::boot::{ArtifactKind, BootArtifact, BootedOs, NetworkBootRequest};
 
 use crate::firmware::{NetbootOptions, artifact};
 use crate::probe;
-use crate::verify::{Role, check_artifact, check_download, sha256};
+use crate::verify::{Role, check_artifact, check_download};
 
 /// What the firmware handed over.
 pub struct Kernel {
@@ -31,18 +31,19 @@ pub async fn start(
             .get(url)
             .await
             .map_err(|e| format!("live boot: fetching the root filesystem failed: {e}"))?;
-        let bytes = check_download(url, &response).map_err(|e| format!("live boot: {e}"))?;
+        let root = check_download(url, &response).map_err(|e| format!("live boot: {e}"))?;
         check_artifact(
             "root filesystem",
             url,
-            &bytes,
+            &root.bytes,
             Role::Squashfs,
             &req.architecture,
         )
         .map_err(|e| format!("live boot: {e}"))?;
+        let size = root.bytes.len();
         kernel
             .artifacts
-            .push(artifact(url, &bytes, ArtifactKind::Squashfs));
+            .push(artifact(url, &root.sha256, size, ArtifactKind::Squashfs));
     }
     let ignition_url = kernel
         .args
@@ -57,10 +58,10 @@ pub async fn start(
                 .get(url)
                 .await
                 .map_err(|e| format!("Ignition: fetching config failed: {e}"))?;
-            let bytes = check_download(url, &response).map_err(|e| format!("Ignition: {e}"))?;
-            let config = parse_ignition(&bytes)
+            let download = check_download(url, &response).map_err(|e| format!("Ignition: {e}"))?;
+            let config = parse_ignition(&download.bytes)
                 .map_err(|e| format!("Ignition: config from {url} is invalid: {e}"))?;
-            let digest = sha256(&bytes);
+            let digest = download.sha256;
             (
                 Some(config),
                 Some(digest.trim_start_matches("sha256:").to_string()),

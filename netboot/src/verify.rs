@@ -2,10 +2,10 @@
 //! server names, and that the artifact can serve its role on this machine: the header (kind and
 //! architecture) of generated artifacts, the file format (and PE machine type) of real ones.
 
-use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use url::Url;
 
+use crate::ipxe::Download;
 use http_client::Fetched;
 
 /// `sha256:<hex>` of `bytes`.
@@ -25,7 +25,7 @@ pub fn pinned_digest(url: &str) -> Option<String> {
 }
 
 /// Status, length and digest checks of one download.
-pub fn check_download(url: &str, response: &Fetched) -> Result<Bytes, String> {
+pub fn check_download(url: &str, response: &Fetched) -> Result<Download, String> {
     if !response.status.is_success() {
         let body = String::from_utf8_lossy(&response.body[..response.body.len().min(200)])
             .trim()
@@ -61,7 +61,10 @@ pub fn check_download(url: &str, response: &Fetched) -> Result<Bytes, String> {
             "GET {url}: digest mismatch: Docker-Content-Digest says {announced}, the content is {actual}"
         ));
     }
-    Ok(response.body.clone())
+    Ok(Download {
+        bytes: response.body.clone(),
+        sha256: actual,
+    })
 }
 
 /// The header line of a generated artifact: `<MAGIC> v1 arch=<arch> image=<ref> [cmdline=…]`.

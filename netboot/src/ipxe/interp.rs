@@ -18,7 +18,22 @@ pub const MAX_CHAINS: usize = 8;
 
 /// Downloads a URL for the interpreter (the firmware adds its own checks).
 pub trait Fetcher: Send + Sync {
-    fn fetch<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<Bytes, String>>;
+    fn fetch<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<Download, String>>;
+}
+
+/// A fetched body and its digest (hashed once: real kernels are tens of MiB).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Download {
+    pub bytes: Bytes,
+    /// `sha256:<hex>` of `bytes`.
+    pub sha256: String,
+}
+
+impl Download {
+    pub fn new(bytes: Bytes) -> Self {
+        let sha256 = crate::verify::sha256(&bytes);
+        Download { bytes, sha256 }
+    }
 }
 
 /// Settings iPXE provides before any script runs.
@@ -49,6 +64,8 @@ pub struct Image {
     pub name: String,
     pub url: String,
     pub bytes: Bytes,
+    /// `sha256:<hex>` of `bytes`.
+    pub sha256: String,
     pub args: Vec<String>,
 }
 
@@ -402,7 +419,7 @@ impl Machine<'_> {
             .find(|i| i.name == name)
     }
 
-    async fn fetch(&self, base: &Url, target: &str) -> Result<(Url, Bytes), Stop> {
+    async fn fetch(&self, base: &Url, target: &str) -> Result<(Url, Download), Stop> {
         let url = base
             .join(target)
             .map_err(|e| Stop::Failed(format!("{target:?} is not a URL: {e}")))?;
@@ -419,7 +436,7 @@ impl Machine<'_> {
         let (target, image_args) = rest
             .split_first()
             .ok_or_else(|| usage(command, "[--name <name>] <uri|image> [<arguments>...]"))?;
-        let (url, bytes) = self.fetch(base, target).await?;
+        let (url, download) = self.fetch(base, target).await?;
         let default_name = url
             .path_segments()
             .and_then(|mut s| s.next_back().map(str::to_string))
@@ -427,7 +444,8 @@ impl Machine<'_> {
         let image = Image {
             name: options.name.unwrap_or(default_name),
             url: url.to_string(),
-            bytes,
+            bytes: download.bytes,
+            sha256: download.sha256,
             args: image_args.to_vec(),
         };
         if matches!(command, "kernel" | "imgselect") {
@@ -447,13 +465,14 @@ impl Machine<'_> {
                 "[--replace] [--autofree] <uri|image> [<arguments>...]",
             )
         })?;
-        let (url, bytes) = self.fetch(base, target).await?;
+        let (url, Download { bytes, sha256 }) = self.fetch(base, target).await?;
         if !(bytes.starts_with(b"#!ipxe") || bytes.starts_with(b"#!gpxe")) {
             // Anything else is an executable image: select it and boot it.
             self.kernel = Some(Image {
                 name: options.name.unwrap_or_else(|| "chained".into()),
                 url: url.to_string(),
                 bytes,
+                sha256,
                 args: image_args.to_vec(),
             });
             self.chained = true;

@@ -3,5 +3,5 @@
 pub mod interp;
 pub mod parse;
 
-pub use interp::{BootSelection, Builtins, Fetcher, Image, run};
+pub use interp::{BootSelection, Builtins, Download, Fetcher, Image, run};
 pub use parse::{ParseError, Script, expand, parse};

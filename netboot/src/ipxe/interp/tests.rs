@@ -27,12 +27,13 @@ impl Files {
 }
 
 impl Fetcher for Files {
-    fn fetch<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<Bytes, String>> {
+    fn fetch<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<Download, String>> {
         self.fetched.lock().unwrap().push(url.to_string());
         let result = self
             .files
             .get(url)
             .cloned()
+            .map(Download::new)
             .ok_or_else(|| format!("GET {url}: 404 Not Found"));
         Box::pin(async move { result })
     }
