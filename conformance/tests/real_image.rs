@@ -53,9 +53,9 @@ fn real_files() -> Result<(PathBuf, PathBuf), String> {
 /// A newc initramfs: `/init` (a busybox shell script that mounts the API filesystems and prints the
 /// release), `/bin/busybox`, `/etc/os-release` carrying `version`, and `/dev/console`.
 fn initramfs(busybox: &[u8], version: &str) -> std::io::Result<Vec<u8>> {
-    let init = format!(
+    let init = String::from(
         "#!/bin/busybox sh\n/bin/busybox --install -s /bin\nmount -t proc proc /proc\nmount -t sysfs sysfs /sys\n\
-         mount -t devtmpfs devtmpfs /dev\ncat /etc/os-release\nexec sh\n"
+         mount -t devtmpfs devtmpfs /dev\ncat /etc/os-release\nexec sh\n",
     );
     let release = format!("NAME=\"metal-harness real image\"\nVERSION_ID={version}\n");
     let mut out = Vec::new();
