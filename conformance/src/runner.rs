@@ -94,9 +94,6 @@ pub struct BackendStop {
 
 /// How often the watchdog looks at the backend.
 const WATCHDOG_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
-/// The least time a backend gets to write its first SBC status before the run calls it not running; the
-/// published time-to-Ready maximum, so any conforming backend has written a status by then.
-const FIRST_STATUS_FLOOR: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl RunResult {
     pub fn rule(&self, id: &str) -> Option<&RuleResult> {
@@ -187,13 +184,13 @@ async fn run_check(
     record
 }
 
-/// Watches the backend while the checks run: an exited process, or no SBC status written within
-/// [`FIRST_STATUS_FLOOR`] (or the time-to-Ready, if longer) of the suite's first SBC, stops the run.
+/// Watches the backend while the checks run: an exited process, or no SBC status written within the
+/// `first-status` timeout of the suite's first SBC, stops the run.
 async fn watchdog(
     target: Arc<Target>,
     done: tokio_util::sync::CancellationToken,
 ) -> Option<BackendStop> {
-    let first_status_deadline = target.timeouts.time_to_ready.max(FIRST_STATUS_FLOOR);
+    let first_status_deadline = target.timeouts.first_status;
     let mut tick = tokio::time::interval(WATCHDOG_INTERVAL);
     let tail = |target: &Target| {
         target
