@@ -173,8 +173,12 @@ impl BackendControl for PxeOnlySimBoot {
         None
     }
 
-    fn unexpected_exits(&self) -> Vec<String> {
-        Vec::new()
+    fn unexpected_exits(&self) -> BoxFuture<'_, anyhow::Result<Vec<String>>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    fn observes_process(&self) -> bool {
+        false
     }
 }
 
