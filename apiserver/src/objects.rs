@@ -48,7 +48,7 @@ pub fn name_causes(info: &ResourceInfo, name: &str) -> Vec<Cause> {
     )]
 }
 
-fn label_value_ok(v: &str) -> bool {
+pub fn label_value_ok(v: &str) -> bool {
     v.len() <= 63
         && v.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
@@ -56,7 +56,7 @@ fn label_value_ok(v: &str) -> bool {
         && v.chars().last().is_none_or(|c| c.is_ascii_alphanumeric())
 }
 
-fn label_key_ok(k: &str) -> bool {
+pub fn label_key_ok(k: &str) -> bool {
     let (prefix, name) = k
         .rsplit_once('/')
         .map(|(p, n)| (Some(p), n))
