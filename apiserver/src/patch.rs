@@ -187,6 +187,14 @@ pub fn applied_config(
     let meta = obj
         .entry("metadata")
         .or_insert_with(|| Value::Object(Map::new()));
+    if meta.is_null() {
+        *meta = Value::Object(Map::new());
+    }
+    if !meta.is_object() {
+        return Err(ApiError::bad_request(format!(
+            "the apply configuration's metadata must be an object, got {meta}"
+        )));
+    }
     match meta.get("name").and_then(Value::as_str) {
         Some(n) if n != name => {
             return Err(ApiError::bad_request(format!(

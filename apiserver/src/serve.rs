@@ -21,6 +21,15 @@ use crate::shutdown::Shutdown;
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub SocketAddr);
 
+/// The HTTP version of a connection, when TLS's ALPN already decided it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    /// Sniffed from the first bytes (plain connections, whose first byte is awaited with the header timeout).
+    Sniff,
+    Http1,
+    Http2,
+}
+
 /// Serves one accepted connection until it ends or the server stops.
 pub async fn connection<IO>(
     io: IO,
@@ -28,6 +37,7 @@ pub async fn connection<IO>(
     router: Router,
     header_timeout: Duration,
     shutdown: &Shutdown,
+    proto: Proto,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -49,6 +59,12 @@ pub async fn connection<IO>(
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(MAX_HEADER_BYTES as u32);
+    // hyper-util's version sniffing waits for bytes without a timeout; where ALPN decided, skip it.
+    let builder = match proto {
+        Proto::Sniff => builder,
+        Proto::Http1 => builder.http1_only(),
+        Proto::Http2 => builder.http2_only(),
+    };
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
     let stopping = shutdown.begun();
@@ -90,7 +106,14 @@ pub async fn plain(
         let router = router.clone();
         let shutdown = shutdown.clone();
         conns.spawn(async move {
-            connection(tcp, peer, router, header_timeout, &shutdown).await;
+            // A client that connects and sends nothing is cut off after the header timeout; hyper's own timer
+            // only starts once the version has been sniffed from the first bytes.
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(header_timeout, tcp.peek(&mut first)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
+            connection(tcp, peer, router, header_timeout, &shutdown, Proto::Sniff).await;
         });
     }
     drop(listener);

@@ -121,7 +121,11 @@ pub async fn serve(
             else {
                 return;
             };
-            crate::serve::connection(tls, peer, router, header_timeout, &shutdown).await;
+            let proto = match tls.get_ref().1.alpn_protocol() {
+                Some(b"h2") => crate::serve::Proto::Http2,
+                _ => crate::serve::Proto::Http1,
+            };
+            crate::serve::connection(tls, peer, router, header_timeout, &shutdown, proto).await;
         });
     }
 }

@@ -175,12 +175,17 @@ impl Params {
         }
         if let Some(m) = rv_match.filter(|m| !m.is_empty()) {
             let rv = p.resource_version.as_deref().unwrap_or("");
-            if p.watch {
-                causes.push(Cause::new(
-                    "FieldValueForbidden",
-                    "resourceVersionMatch",
-                    "Forbidden: resourceVersionMatch is forbidden for watch",
-                ));
+            if p.watch && p.send_initial_events {
+                // A streaming list: only NotOlderThan (validateWatchOptions).
+                if m != "NotOlderThan" {
+                    causes.push(Cause::new(
+                        "FieldValueNotSupported",
+                        "resourceVersionMatch",
+                        format!("Unsupported value: \"{m}\": supported values: \"NotOlderThan\""),
+                    ));
+                }
+            } else if p.watch {
+                causes.push(Cause::new("FieldValueForbidden", "resourceVersionMatch", "Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"));
             } else if rv.is_empty() {
                 causes.push(Cause::new("FieldValueForbidden", "resourceVersionMatch", "Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided"));
             } else if m == "Exact" && rv == "0" {
