@@ -169,7 +169,7 @@ fn base64_len(field: &str, key: &str, s: &str) -> ApiResult<usize> {
             "{field}[{key:?}]: illegal base64 data ({e}); values of {field} must be base64"
         ))
     };
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return Err(decode_error(format!(
             "{field}[{key:?}]: illegal base64 data (length {} is not a multiple of 4); values of {field} must be base64",
             bytes.len()

@@ -84,11 +84,14 @@ const TOKENS: &[&str] = &[
     "~0",
 ];
 
+/// A request built from an input: method, URI, content type, body.
+type Built = (Method, String, &'static str, Vec<u8>);
+
 /// One fuzz target: how an input becomes a request.
 struct Target {
     name: &'static str,
     /// Builds (method, uri, content type, body) from an input.
-    request: fn(&[u8]) -> (Method, String, &'static str, Vec<u8>),
+    request: fn(&[u8]) -> Built,
 }
 
 const CMS: &str = "/api/v1/namespaces/default/configmaps";
@@ -102,7 +105,7 @@ fn split(input: &[u8]) -> (u8, &[u8]) {
     }
 }
 
-fn patch_request(input: &[u8]) -> (Method, String, &'static str, Vec<u8>) {
+fn patch_request(input: &[u8]) -> Built {
     let (sel, body) = split(input);
     let (ct, uri) = match sel % 8 {
         0 => ("application/json-patch+json", format!("{CMS}/seed")),
@@ -132,7 +135,7 @@ fn patch_request(input: &[u8]) -> (Method, String, &'static str, Vec<u8>) {
     (Method::PATCH, uri, ct, body.to_vec())
 }
 
-fn validate_request(input: &[u8]) -> (Method, String, &'static str, Vec<u8>) {
+fn validate_request(input: &[u8]) -> Built {
     let (sel, body) = split(input);
     let uri = match sel % 8 {
         0 => CMS.to_string(),
@@ -152,7 +155,7 @@ fn validate_request(input: &[u8]) -> (Method, String, &'static str, Vec<u8>) {
     (Method::POST, uri, ct, body.to_vec())
 }
 
-fn selectors_request(input: &[u8]) -> (Method, String, &'static str, Vec<u8>) {
+fn selectors_request(input: &[u8]) -> Built {
     let (sel, body) = split(input);
     let text = String::from_utf8_lossy(body);
     let q: String = url_escape(&text);
@@ -165,7 +168,7 @@ fn selectors_request(input: &[u8]) -> (Method, String, &'static str, Vec<u8>) {
     (Method::GET, uri, "application/json", vec![])
 }
 
-fn query_request(input: &[u8]) -> (Method, String, &'static str, Vec<u8>) {
+fn query_request(input: &[u8]) -> Built {
     let (sel, body) = split(input);
     let text = String::from_utf8_lossy(body);
     // The query is sent as given (only what would break the URI is escaped): `&` and `=` stay meaningful.
