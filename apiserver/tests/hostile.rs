@@ -504,3 +504,40 @@ async fn watches_per_client_are_bounded_and_freed() {
     .await;
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_resource_without_kind_is_refused_as_the_unstructured_decoder_does() {
+    let h = start_with_widgets().await;
+    let http = Http::new(&h.url());
+    let widgets = "/apis/test.metal.dev/v1/namespaces/default/widgets";
+    let got = http
+        .call(
+            Method::POST,
+            widgets,
+            JSON,
+            br#"{"apiVersion":"test.metal.dev/v1","metadata":{"name":"nokind"},"spec":{"size":1}}"#
+                .to_vec(),
+        )
+        .await;
+    let mut c = Checks::default();
+    c.expect(&got, 400, "BadRequest", "custom resource without kind");
+    assert!(c.failed.is_empty(), "{:?}", c.failed);
+    assert!(
+        got.1["message"]
+            .as_str()
+            .unwrap()
+            .contains("Object 'Kind' is missing")
+    );
+    // A built-in kind takes the endpoint's kind, as kube-apiserver's typed decoder does.
+    let got = http
+        .call(
+            Method::POST,
+            CMS,
+            JSON,
+            br#"{"metadata":{"name":"nokind"}}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(got.0, 201, "{}", got.1);
+    assert_eq!(got.1["kind"], "ConfigMap");
+    h.shutdown().await;
+}
