@@ -23,6 +23,10 @@ pub const MAX_DEPTH: usize = 100;
 pub const MAX_FIELD_MANAGER_LEN: usize = 128;
 /// Go's `http.Server.ReadHeaderTimeout` as kube-apiserver sets it (32 s, secure_serving.go).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(32);
+/// kube-apiserver's `IdleTimeout` (90 s, matching http.DefaultTransport's keep-alive): a kept-alive connection may
+/// wait this long for its next request. hyper has one timer for an idle connection and a request head, so a head
+/// after the first byte is bounded by the longer of this and the header timeout.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Request head size: kube-apiserver's `MaxHeaderBytes` is 1 MiB; hyper's buffer bound plays that role (431).
 pub const MAX_HEADER_BYTES: usize = 1024 * 1024;
 /// Concurrent watches one client (peer address and User-Agent) may hold; more are refused 429 TooManyRequests

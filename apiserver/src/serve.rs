@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
-use crate::limits::MAX_HEADER_BYTES;
+use crate::limits::{IDLE_TIMEOUT, MAX_HEADER_BYTES};
 use crate::shutdown::Shutdown;
 
 /// The remote address of a request's connection (absent for in-process requests through `Handle::router`).
@@ -50,9 +50,10 @@ pub async fn connection<IO>(
     builder
         .http1()
         .timer(TokioTimer::new())
-        // A client that opens a connection and sends nothing (or a head byte by byte) is cut off, as Go's
-        // ReadHeaderTimeout does for kube-apiserver.
-        .header_read_timeout(header_timeout)
+        // A head sent byte by byte, or a kept-alive connection left idle, is cut off (kube-apiserver: Go's
+        // ReadHeaderTimeout and IdleTimeout); hyper's one timer covers both, so it gets the longer of the two and
+        // the first byte of a connection is awaited with the header timeout itself (below).
+        .header_read_timeout(header_timeout.max(IDLE_TIMEOUT))
         .max_buf_size(MAX_HEADER_BYTES + 64 * 1024)
         .max_headers(1000);
     builder
