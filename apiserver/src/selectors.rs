@@ -50,12 +50,17 @@ enum Requirement {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LabelSelector(Vec<Requirement>);
 
-/// Splits on commas that are not inside parentheses.
+/// Splits on commas that are not inside parentheses nor escaped (`\,` in a field selector value).
 fn split_top_level(s: &str) -> Vec<&str> {
     let mut parts = Vec::new();
     let (mut depth, mut start) = (0i32, 0);
+    let mut escaped = false;
     for (i, c) in s.char_indices() {
+        if std::mem::take(&mut escaped) {
+            continue;
+        }
         match c {
+            '\\' => escaped = true,
             '(' => depth += 1,
             ')' => depth -= 1,
             ',' if depth == 0 => {
@@ -303,5 +308,19 @@ mod tests {
                 .unwrap();
         assert!(reason.matches("ns", "e", &event));
         assert_eq!(FieldSelector::parse("spec.x=1", &[]).unwrap_err().code, 400);
+        assert!(matches(r"metadata.name!=a\,b"));
+        let escaped = Meta::default();
+        assert!(
+            FieldSelector::parse(r"metadata.name=a\,b\=c", &[])
+                .unwrap()
+                .matches("ns", "a,b=c", &escaped)
+        );
+        for bad in ["metadata.name=a=b", r"metadata.name=a\x"] {
+            assert_eq!(
+                FieldSelector::parse(bad, &[]).unwrap_err().code,
+                400,
+                "{bad}"
+            );
+        }
     }
 }
