@@ -3,6 +3,7 @@
 //! so the operator, backends and conformance suite run unchanged here and on a real cluster.
 
 pub mod admission;
+mod builtin_validation;
 mod cel_rules;
 pub mod clock;
 mod controllers;
@@ -11,6 +12,7 @@ pub mod faults;
 mod fieldset;
 mod http;
 mod jsonpath;
+pub mod limits;
 mod managed;
 mod objects;
 mod ops;
@@ -20,6 +22,7 @@ mod protobuf;
 mod registry;
 mod schema_check;
 mod selectors;
+mod serve;
 mod shutdown;
 pub mod status;
 mod store;
@@ -68,6 +71,10 @@ pub struct Options {
     pub secure: bool,
     /// The bearer token for secure serving (random when None).
     pub token: Option<String>,
+    /// How long a client may take to send a request head before its connection is closed.
+    pub header_read_timeout: Duration,
+    /// Concurrent watches one client (peer address and User-Agent) may hold; more get 429.
+    pub max_watches_per_client: usize,
 }
 
 impl Default for Options {
@@ -81,6 +88,8 @@ impl Default for Options {
             clock: None,
             secure: false,
             token: None,
+            header_read_timeout: limits::HEADER_READ_TIMEOUT,
+            max_watches_per_client: limits::MAX_WATCHES_PER_CLIENT,
         }
     }
 }
@@ -98,6 +107,19 @@ pub enum Error {
 }
 
 pub struct Server;
+
+/// Repairs a damaged data log in `dir` on a person's request: keeps every intact record (checksum-verified, in
+/// resourceVersion order), drops the damaged ones, keeps the damaged file next to it, and says what it did.
+pub fn repair_data_log(dir: &Path) -> Result<String, Error> {
+    let r = persist::repair(dir)?;
+    Ok(format!(
+        "kept {} intact records, dropped {} damaged ones (at byte offsets {:?}); the damaged log is kept as {}",
+        r.kept,
+        r.dropped.len(),
+        r.dropped,
+        r.backup.display()
+    ))
+}
 
 /// A running server.
 pub struct Handle {
@@ -131,6 +153,7 @@ impl Server {
             admission: Admission::default(),
             bookmark_interval: opts.bookmark_interval,
             shutdown: shutdown::Shutdown::default(),
+            watches: http::WatchSlots::new(opts.max_watches_per_client),
         });
         ops::register_stored_crds(&state);
         ensure_namespaces(&state).await?;
@@ -150,16 +173,18 @@ impl Server {
         tasks.push(match creds.clone() {
             Some(creds) => tokio::spawn(async move {
                 let app = tls::require_token(app, creds.token.clone());
-                if let Err(e) = tls::serve(listener, app, &creds, &shutdown).await {
+                if let Err(e) =
+                    tls::serve(listener, app, &creds, &shutdown, opts.header_read_timeout).await
+                {
                     tracing::error!(error = %e, "apiserver HTTPS server stopped");
                 }
             }),
-            None => tokio::spawn(async move {
-                let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown.begun());
-                if let Err(e) = serve.await {
-                    tracing::error!(error = %e, "apiserver HTTP server stopped");
-                }
-            }),
+            None => tokio::spawn(serve::plain(
+                listener,
+                app,
+                opts.header_read_timeout,
+                shutdown,
+            )),
         });
         Ok(Handle {
             state,

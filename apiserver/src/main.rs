@@ -29,6 +29,10 @@ struct Args {
     /// Bearer token for secure serving (random if not given; written into the kubeconfig).
     #[arg(long, env = "APISERVER_TOKEN")]
     token: Option<String>,
+    /// Repair the data log in --data-dir (keep its intact records, drop damaged ones, back up the damaged file)
+    /// and exit. A server never does this on its own: it refuses to start on a damaged log.
+    #[arg(long, requires = "data_dir")]
+    repair_data_log: bool,
     /// Watch history length (events); older resourceVersions get 410 Gone.
     #[arg(long, default_value_t = 10_000)]
     watch_history: usize,
@@ -40,6 +44,19 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .init();
     let args = Args::parse();
+    if args.repair_data_log {
+        let dir = args.data_dir.as_deref().expect("clap requires --data-dir");
+        match apiserver::repair_data_log(dir) {
+            Ok(report) => {
+                println!("repaired {}: {report}", dir.display());
+                return Ok(());
+            }
+            Err(e) => {
+                eprintln!("could not repair {}: {e}", dir.display());
+                std::process::exit(1);
+            }
+        }
+    }
     let opts = apiserver::Options {
         bind: SocketAddr::new(args.bind_address, args.port),
         data_dir: args.data_dir,

@@ -48,7 +48,7 @@ pub fn name_causes(info: &ResourceInfo, name: &str) -> Vec<Cause> {
     )]
 }
 
-fn label_value_ok(v: &str) -> bool {
+pub fn label_value_ok(v: &str) -> bool {
     v.len() <= 63
         && v.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
@@ -56,7 +56,7 @@ fn label_value_ok(v: &str) -> bool {
         && v.chars().last().is_none_or(|c| c.is_ascii_alphanumeric())
 }
 
-fn label_key_ok(k: &str) -> bool {
+pub fn label_key_ok(k: &str) -> bool {
     let (prefix, name) = k
         .rsplit_once('/')
         .map(|(p, n)| (Some(p), n))
@@ -201,6 +201,15 @@ pub fn check_type(info: &ResourceInfo, version: &str, obj: &mut Value) -> ApiRes
         }
     }
     match obj.get("kind").and_then(Value::as_str) {
+        // Custom resources go through the unstructured decoder, which ignores the endpoint's kind and refuses an
+        // object without one (runtime.NewMissingKindErr); built-in kinds take the endpoint's kind as a default.
+        None | Some("") if info.custom => {
+            let text = serde_json::to_string(obj).unwrap_or_default();
+            let shown: String = text.chars().take(256).collect();
+            return Err(ApiError::bad_request(format!(
+                "Object 'Kind' is missing in '{shown}'"
+            )));
+        }
         None | Some("") => obj["kind"] = json!(info.kind),
         Some(k) if k == info.kind => {}
         Some(k) => {

@@ -18,7 +18,7 @@ use crate::registry::{Registry, ResourceInfo};
 use crate::status::{ApiError, ApiResult};
 use crate::store::{CommitError, Committed, ObjKey, Precondition, Store, Write};
 use crate::stored::{Prepared, StoredObject};
-use crate::{crd, validation};
+use crate::{crd, limits, validation};
 
 /// Shared server state.
 pub struct State {
@@ -30,6 +30,8 @@ pub struct State {
     pub bookmark_interval: Duration,
     /// Begun when the server stops: open watches end, new requests are refused.
     pub shutdown: crate::shutdown::Shutdown,
+    /// Open watches per client, bounded.
+    pub watches: crate::http::WatchSlots,
 }
 
 /// Who writes and how.
@@ -247,16 +249,15 @@ pub async fn create(
         record_update(None, &mut obj, schema_of(info, &ctx.version), &w);
     }
     if ctx.dry_run {
+        limits::check_stored(&obj, limits::json_len(&obj))?;
         return Ok(Arc::new(StoredObject::detached(&info.key, &obj)));
     }
     let key = State::key(info, namespace, &name);
+    let prepared = Prepared::new(&info.key, &obj);
+    limits::check_stored(&obj, prepared.stored_len())?;
     let committed = st
         .store
-        .commit(
-            &key,
-            Precondition::Absent,
-            Write::Put(Prepared::new(&info.key, &obj)),
-        )
+        .commit(&key, Precondition::Absent, Write::Put(prepared))
         .map_err(|e| map_commit_error(info, &name, e))?;
     finish(st, info, committed, false).await
 }
@@ -311,6 +312,7 @@ pub async fn update(
             record_update(Some(&current), &mut new, schema_of(info, &ctx.version), &w);
         }
         if ctx.dry_run {
+            limits::check_stored(&new, limits::json_len(&new))?;
             return Ok(Arc::new(StoredObject::detached(&info.key, &new)));
         }
         let removed = objects::ready_to_remove(info, &new);
@@ -318,6 +320,7 @@ pub async fn update(
             Write::Delete
         } else {
             let prepared = Prepared::new(&info.key, &new);
+            limits::check_stored(&new, prepared.stored_len())?;
             // A no-op write (same bytes as stored) changes nothing, not even the resourceVersion.
             if prepared.serialises(&stored) {
                 return Ok(stored);

@@ -3,17 +3,51 @@
 
 use serde_json::{Map, Value};
 
+use crate::limits::{MAX_JSON_PATCH_COPY_BYTES, MAX_JSON_PATCH_OPS, json_len};
 use crate::objects::Sub;
 use crate::registry::ResourceInfo;
 use crate::status::{ApiError, ApiResult};
+
+/// Refuses a JSON patch with more operations than kube-apiserver accepts (413, as its patch handler answers).
+pub fn check_json_patch_ops(ops: &json_patch::Patch) -> ApiResult<()> {
+    if ops.len() > MAX_JSON_PATCH_OPS {
+        return Err(ApiError::new(
+            413,
+            "RequestEntityTooLarge",
+            format!(
+                "Request entity too large: The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPS}, got {}",
+                ops.len()
+            ),
+        ));
+    }
+    Ok(())
+}
 
 pub fn json_patch(
     _info: &ResourceInfo,
     current: &Value,
     ops: &json_patch::Patch,
 ) -> ApiResult<Value> {
+    check_json_patch_ops(ops)?;
     let mut doc = current.clone();
+    // `copy` is the one operation that grows a document beyond the patch's own bytes (a few dozen doublings reach
+    // gigabytes), so what copies add is counted as evanphx/json-patch's AccumulatedCopySizeLimit does.
+    let mut copied = 0usize;
     for op in ops.iter() {
+        if let json_patch::PatchOperation::Copy(c) = op
+            && let Some(from) = doc.pointer(c.from.as_str())
+        {
+            copied += json_len(from);
+            if copied > MAX_JSON_PATCH_COPY_BYTES {
+                return Err(ApiError::new(
+                    422,
+                    "Invalid",
+                    format!(
+                        "Unable to complete the copy, the accumulated size increase of copy is {copied}, exceeding the limit {MAX_JSON_PATCH_COPY_BYTES}"
+                    ),
+                ));
+            }
+        }
         // Like the Go implementation upstream uses, `test` for null succeeds on a missing path: kube-runtime's
         // finalizer helper sends exactly that before adding the first finalizer.
         if let json_patch::PatchOperation::Test(t) = op
@@ -153,6 +187,14 @@ pub fn applied_config(
     let meta = obj
         .entry("metadata")
         .or_insert_with(|| Value::Object(Map::new()));
+    if meta.is_null() {
+        *meta = Value::Object(Map::new());
+    }
+    if !meta.is_object() {
+        return Err(ApiError::bad_request(format!(
+            "the apply configuration's metadata must be an object, got {meta}"
+        )));
+    }
     match meta.get("name").and_then(Value::as_str) {
         Some(n) if n != name => {
             return Err(ApiError::bad_request(format!(

@@ -50,12 +50,17 @@ enum Requirement {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LabelSelector(Vec<Requirement>);
 
-/// Splits on commas that are not inside parentheses.
+/// Splits on commas that are not inside parentheses nor escaped (`\,` in a field selector value).
 fn split_top_level(s: &str) -> Vec<&str> {
     let mut parts = Vec::new();
     let (mut depth, mut start) = (0i32, 0);
+    let mut escaped = false;
     for (i, c) in s.char_indices() {
+        if std::mem::take(&mut escaped) {
+            continue;
+        }
         match c {
+            '\\' => escaped = true,
             '(' => depth += 1,
             ')' => depth -= 1,
             ',' if depth == 0 => {
@@ -83,58 +88,62 @@ fn parse_set(key: &str, rest: &str, raw: &str) -> Result<(String, Vec<String>), 
                 "unable to parse requirement: {raw}: expected (values)"
             ))
         })?;
-    let values = inner
-        .split(',')
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-        .collect();
+    let values: Vec<String> = inner.split(',').map(|v| v.trim().to_string()).collect();
+    // apimachinery's labels parser: "for 'in', 'notin' operators, values set can't be empty".
+    if values.iter().all(String::is_empty) {
+        return Err(ApiError::bad_request(format!(
+            "unable to parse requirement: {raw}: for 'in', 'notin' operators, values set can't be empty"
+        )));
+    }
     Ok((key.trim().to_string(), values))
 }
 
-fn valid_key(key: &str) -> bool {
-    !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+/// A label selector's key must be a qualified name and its values label values, as apimachinery's
+/// `labels.NewRequirement` checks (an invalid one is a 400, never a selector that silently matches nothing).
+fn check_requirement(raw: &str, key: &str, values: &[String]) -> Result<(), ApiError> {
+    if !crate::objects::label_key_ok(key) {
+        return Err(ApiError::bad_request(format!(
+            "unable to parse requirement: key: Invalid value: {key:?}: name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (in {raw:?})"
+        )));
+    }
+    for v in values {
+        if !crate::objects::label_value_ok(v) {
+            return Err(ApiError::bad_request(format!(
+                "unable to parse requirement: values[0][{key}]: Invalid value: {v:?}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
+            )));
+        }
+    }
+    Ok(())
 }
 
 impl LabelSelector {
     pub fn parse(s: &str) -> Result<Self, ApiError> {
         let mut reqs = Vec::new();
         for raw in split_top_level(s) {
-            let bad = || {
-                ApiError::bad_request(format!(
-                    "unable to parse requirement: invalid label selector: {raw:?}"
-                ))
-            };
-            let req = if let Some(key) = raw.strip_prefix('!') {
-                Requirement::NotExists(key.trim().to_string())
+            let single = |k: &str, v: &str| (k.trim().to_string(), vec![v.trim().to_string()]);
+            let (req, key, values) = if let Some(key) = raw.strip_prefix('!') {
+                let k = key.trim().to_string();
+                (Requirement::NotExists(k.clone()), k, vec![])
             } else if let Some((k, v)) = raw.split_once("!=") {
-                Requirement::NotEq(k.trim().into(), v.trim().into())
+                let (k, vs) = single(k, v);
+                (Requirement::NotEq(k.clone(), vs[0].clone()), k, vs)
             } else if let Some((k, v)) = raw.split_once("==") {
-                Requirement::Eq(k.trim().into(), v.trim().into())
+                let (k, vs) = single(k, v);
+                (Requirement::Eq(k.clone(), vs[0].clone()), k, vs)
             } else if let Some((k, v)) = raw.split_once('=') {
-                Requirement::Eq(k.trim().into(), v.trim().into())
+                let (k, vs) = single(k, v);
+                (Requirement::Eq(k.clone(), vs[0].clone()), k, vs)
             } else if let Some((k, rest)) = raw.split_once(" notin ") {
                 let (k, vals) = parse_set(k, rest, raw)?;
-                Requirement::NotIn(k, vals)
+                (Requirement::NotIn(k.clone(), vals.clone()), k, vals)
             } else if let Some((k, rest)) = raw.split_once(" in ") {
                 let (k, vals) = parse_set(k, rest, raw)?;
-                Requirement::In(k, vals)
+                (Requirement::In(k.clone(), vals.clone()), k, vals)
             } else {
-                Requirement::Exists(raw.trim().to_string())
+                let k = raw.trim().to_string();
+                (Requirement::Exists(k.clone()), k, vec![])
             };
-            let key = match &req {
-                Requirement::Eq(k, _)
-                | Requirement::NotEq(k, _)
-                | Requirement::In(k, _)
-                | Requirement::NotIn(k, _)
-                | Requirement::Exists(k)
-                | Requirement::NotExists(k) => k,
-            };
-            if !valid_key(key) {
-                return Err(bad());
-            }
+            check_requirement(raw, &key, &values)?;
             reqs.push(req);
         }
         Ok(LabelSelector(reqs))
@@ -182,7 +191,7 @@ impl FieldSelector {
                     "field label not supported: {field}"
                 )));
             }
-            reqs.push((field.to_string(), eq, value.trim().to_string()));
+            reqs.push((field.to_string(), eq, unescape_field_value(value.trim())?));
         }
         Ok(FieldSelector(reqs))
     }
@@ -198,6 +207,32 @@ impl FieldSelector {
             (have == want) == *eq
         })
     }
+}
+
+/// A field selector value as apimachinery's `fields.UnescapeValue` reads it: `\\`, `\,` and `\=` are escapes,
+/// any other escape and an unescaped `,` or `=` are errors (400).
+fn unescape_field_value(v: &str) -> Result<String, ApiError> {
+    let mut out = String::with_capacity(v.len());
+    let mut chars = v.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(e @ ('\\' | ',' | '=')) => out.push(e),
+                _ => {
+                    return Err(ApiError::bad_request(format!(
+                        "invalid field selector: invalid escape sequence in {v:?}"
+                    )));
+                }
+            },
+            ',' | '=' => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid field selector: unescaped {c:?} in {v:?}"
+                )));
+            }
+            c => out.push(c),
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -242,7 +277,18 @@ mod tests {
                 "{s} should not match"
             );
         }
-        assert!(LabelSelector::parse("a b c=d").is_err());
+        for bad in [
+            "a b c=d",
+            "app=we b",
+            "app=a=b",
+            "a/b/c",
+            "app in ()",
+            "app in (x",
+            "-app",
+            "app=web)",
+        ] {
+            assert!(LabelSelector::parse(bad).is_err(), "{bad} must be refused");
+        }
     }
 
     #[test]
@@ -262,5 +308,19 @@ mod tests {
                 .unwrap();
         assert!(reason.matches("ns", "e", &event));
         assert_eq!(FieldSelector::parse("spec.x=1", &[]).unwrap_err().code, 400);
+        assert!(matches(r"metadata.name!=a\,b"));
+        let escaped = Meta::default();
+        assert!(
+            FieldSelector::parse(r"metadata.name=a\,b\=c", &[])
+                .unwrap()
+                .matches("ns", "a,b=c", &escaped)
+        );
+        for bad in ["metadata.name=a=b", r"metadata.name=a\x"] {
+            assert_eq!(
+                FieldSelector::parse(bad, &[]).unwrap_err().code,
+                400,
+                "{bad}"
+            );
+        }
     }
 }

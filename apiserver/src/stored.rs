@@ -216,6 +216,11 @@ impl Prepared {
         }
     }
 
+    /// The stored JSON's size (the resourceVersion stamped at commit adds a few bytes).
+    pub fn stored_len(&self) -> usize {
+        self.tail.len() + 32
+    }
+
     /// Whether this is exactly `stored` (apart from the resourceVersion): the write would change nothing.
     pub fn serialises(&self, stored: &StoredObject) -> bool {
         stored.tail != 0

@@ -8,9 +8,6 @@ use axum::Router;
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
@@ -98,38 +95,37 @@ pub async fn serve(
     router: Router,
     creds: &Credentials,
     shutdown: &Shutdown,
+    header_timeout: std::time::Duration,
 ) -> Result<(), String> {
     let acceptor = TlsAcceptor::from(Arc::new(creds.server_config()?));
     let stopping = shutdown.begun();
     tokio::pin!(stopping);
     loop {
-        let (tcp, _) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
                 }
             },
             _ = &mut stopping => return Ok(()),
         };
         let acceptor = acceptor.clone();
-        let service = TowerToHyperService::new(router.clone());
-        let conn_stopping = shutdown.begun();
+        let router = router.clone();
+        let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            // A client that fails the handshake only loses its own connection.
-            let Ok(tls) = acceptor.accept(tcp).await else {
+            // The handshake is bounded like a request head; a client that fails it only loses its own connection.
+            let Ok(Ok(tls)) = tokio::time::timeout(header_timeout, acceptor.accept(tcp)).await
+            else {
                 return;
             };
-            let builder = auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
-            tokio::pin!(conn);
-            // Connections outlive the accept loop: without this they would keep serving a stopped server.
-            tokio::select! {
-                _ = conn.as_mut() => return,
-                _ = conn_stopping => conn.as_mut().graceful_shutdown(),
-            }
-            let _ = conn.await;
+            let proto = match tls.get_ref().1.alpn_protocol() {
+                Some(b"h2") => crate::serve::Proto::Http2,
+                _ => crate::serve::Proto::Http1,
+            };
+            crate::serve::connection(tls, peer, router, header_timeout, &shutdown, proto).await;
         });
     }
 }

@@ -21,6 +21,9 @@ pub fn validate(
     new: &mut Value,
     strict: bool,
 ) -> ApiResult<()> {
+    if !info.custom {
+        crate::builtin_validation::validate(info, old, new)?;
+    }
     let Some(schema) = info
         .schema(version)
         .or_else(|| info.schema(&info.versions[0]))

@@ -21,11 +21,10 @@ use serde_json::Value;
 
 use crate::ops::State;
 use crate::registry::ResourceInfo;
-use crate::status::{ApiError, ApiResult};
+use crate::status::{ApiError, ApiResult, Cause};
 use crate::stored::StoredObject;
 
-/// Request bodies are limited like etcd's request size.
-pub const BODY_LIMIT: usize = 3 * 1024 * 1024;
+use crate::limits::MAX_BODY_BYTES as BODY_LIMIT;
 
 pub fn router(st: Arc<State>) -> Router {
     Router::new()
@@ -99,14 +98,18 @@ pub struct Params {
 }
 
 impl Params {
-    fn parse(uri: &Uri) -> ApiResult<Params> {
+    /// Parses the query as kube-apiserver converts it into its options types: malformed numbers are 400
+    /// BadRequest, values outside an enumeration are 422 Invalid against the verb's options kind (CreateOptions,
+    /// DeleteOptions, ListOptions, ... in meta.k8s.io), as apimachinery's `Validate*Options` answer.
+    fn parse(uri: &Uri, method: &Method) -> ApiResult<Params> {
         let pairs: Query<Vec<(String, String)>> = Query::try_from_uri(uri)
             .map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))?;
         let mut p = Params::default();
-        let flag = |v: &str| v == "true" || v == "1";
+        let mut causes = Vec::new();
+        let mut rv_match = None;
         for (k, v) in pairs.0 {
             match k.as_str() {
-                "watch" => p.watch = flag(&v),
+                "watch" => p.watch = query_bool(&v),
                 "labelSelector" => p.label_selector = v,
                 "fieldSelector" => p.field_selector = v,
                 "limit" => {
@@ -116,24 +119,119 @@ impl Params {
                     p.limit = (n > 0).then_some(n as usize);
                 }
                 "continue" if !v.is_empty() => p.continue_token = Some(v),
-                "resourceVersion" => p.resource_version = Some(v),
-                "allowWatchBookmarks" => p.allow_bookmarks = flag(&v),
-                "sendInitialEvents" => p.send_initial_events = flag(&v),
+                "resourceVersion" => {
+                    if !v.is_empty() && v.parse::<u64>().is_err() {
+                        return Err(ApiError::bad_request(format!(
+                            "resourceVersion: Invalid value: \"{v}\": must be a decimal resourceVersion"
+                        )));
+                    }
+                    p.resource_version = Some(v)
+                }
+                "resourceVersionMatch" => rv_match = Some(v),
+                "allowWatchBookmarks" => p.allow_bookmarks = query_bool(&v),
+                "sendInitialEvents" => p.send_initial_events = query_bool(&v),
                 "timeoutSeconds" => {
                     p.timeout_seconds = Some(v.parse().map_err(|_| {
                         ApiError::bad_request(format!("invalid timeoutSeconds: {v}"))
                     })?)
                 }
-                "fieldManager" => p.field_manager = Some(v),
-                "force" => p.force = flag(&v),
-                "dryRun" => p.dry_run = v == "All",
-                "fieldValidation" => p.field_validation = Some(v),
-                "propagationPolicy" => p.propagation_policy = Some(v),
+                "gracePeriodSeconds" => {
+                    v.parse::<i64>().map_err(|_| {
+                        ApiError::bad_request(format!("invalid gracePeriodSeconds: {v}"))
+                    })?;
+                }
+                "fieldManager" => {
+                    causes.extend(crate::limits::field_manager_causes(&v));
+                    p.field_manager = Some(v)
+                }
+                "force" => p.force = query_bool(&v),
+                "dryRun" => {
+                    if v == "All" {
+                        p.dry_run = true;
+                    } else {
+                        causes.push(Cause::new(
+                            "FieldValueNotSupported",
+                            "dryRun",
+                            format!("Unsupported value: \"{v}\": supported values: \"All\""),
+                        ));
+                    }
+                }
+                "fieldValidation" => {
+                    if !["", "Ignore", "Warn", "Strict"].contains(&v.as_str()) {
+                        causes.push(Cause::new(
+                            "FieldValueNotSupported",
+                            "fieldValidation",
+                            format!("Unsupported value: \"{v}\": supported values: \"Ignore\", \"Strict\", \"Warn\""),
+                        ));
+                    }
+                    p.field_validation = Some(v)
+                }
+                "propagationPolicy" => {
+                    causes.extend(propagation_causes(&v));
+                    p.propagation_policy = Some(v)
+                }
                 _ => {}
             }
         }
+        if let Some(m) = rv_match.filter(|m| !m.is_empty()) {
+            let rv = p.resource_version.as_deref().unwrap_or("");
+            if p.watch && p.send_initial_events {
+                // A streaming list: only NotOlderThan (validateWatchOptions).
+                if m != "NotOlderThan" {
+                    causes.push(Cause::new(
+                        "FieldValueNotSupported",
+                        "resourceVersionMatch",
+                        format!("Unsupported value: \"{m}\": supported values: \"NotOlderThan\""),
+                    ));
+                }
+            } else if p.watch {
+                causes.push(Cause::new("FieldValueForbidden", "resourceVersionMatch", "Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"));
+            } else if rv.is_empty() {
+                causes.push(Cause::new("FieldValueForbidden", "resourceVersionMatch", "Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided"));
+            } else if m == "Exact" && rv == "0" {
+                causes.push(Cause::new("FieldValueForbidden", "resourceVersionMatch", "Forbidden: resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\""));
+            } else if m != "Exact" && m != "NotOlderThan" {
+                causes.push(Cause::new(
+                    "FieldValueNotSupported",
+                    "resourceVersionMatch",
+                    format!(
+                        "Unsupported value: \"{m}\": supported values: \"Exact\", \"NotOlderThan\""
+                    ),
+                ));
+            }
+        }
+        if !causes.is_empty() {
+            let kind = match *method {
+                Method::POST => "CreateOptions",
+                Method::PUT => "UpdateOptions",
+                Method::PATCH => "PatchOptions",
+                Method::DELETE => "DeleteOptions",
+                _ => "ListOptions",
+            };
+            return Err(ApiError::invalid("meta.k8s.io", kind, "", causes));
+        }
         Ok(p)
     }
+}
+
+/// A boolean query parameter as apimachinery converts it (`Convert_Slice_string_To_bool`): only "false" (any
+/// case) and "0" are false; every other value, the empty one included, is true.
+fn query_bool(v: &str) -> bool {
+    !(v == "0" || v.eq_ignore_ascii_case("false"))
+}
+
+/// DeleteOptions.propagationPolicy's values (apimachinery's ValidateDeleteOptions).
+pub fn propagation_causes(v: &str) -> Vec<Cause> {
+    if ["Orphan", "Background", "Foreground"].contains(&v) {
+        return vec![];
+    }
+    vec![Cause::new(
+        "FieldValueNotSupported",
+        "propagationPolicy",
+        format!(
+            "Unsupported value: \"{v}\": supported values: \"Background\", \"Foreground\", \"Orphan\""
+        ),
+    )]
 }
 
 /// A request for one resource (collection, object, or subresource).
@@ -213,14 +311,76 @@ fn parse_route(st: &State, path: &str) -> ApiResult<Route> {
     Ok(Route::Resource(t))
 }
 
+/// Open watches per client (peer IP and User-Agent), bounded so that no client can hold the server's memory and
+/// tasks with watches: one over the bound is refused 429 TooManyRequests with Retry-After, as kube-apiserver's
+/// inflight limits answer. A slot is freed when its watch ends (client gone, timeout, server stopping).
+pub struct WatchSlots {
+    max: usize,
+    open: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// One open watch's slot.
+pub struct WatchSlot {
+    slots: Arc<State>,
+    client: String,
+}
+
+impl WatchSlots {
+    pub fn new(max: usize) -> Self {
+        WatchSlots {
+            max,
+            open: Default::default(),
+        }
+    }
+
+    fn take(st: &Arc<State>, client: String) -> ApiResult<WatchSlot> {
+        let mut open = st.watches.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(client.clone()).or_insert(0);
+        if *n >= st.watches.max {
+            return Err(ApiError::new(
+                429,
+                "TooManyRequests",
+                format!(
+                    "Too many requests: this client already has {} open watches (the limit per client is {})",
+                    *n, st.watches.max
+                ),
+            ));
+        }
+        *n += 1;
+        Ok(WatchSlot {
+            slots: st.clone(),
+            client,
+        })
+    }
+}
+
+impl Drop for WatchSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .slots
+            .watches
+            .open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.client);
+            }
+        }
+    }
+}
+
 async fn dispatch(
     AxState(st): AxState<Arc<State>>,
+    peer: Option<axum::Extension<crate::serve::Peer>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match dispatch_inner(&st, method, &uri, &headers, body).await {
+    let peer = peer.map(|axum::Extension(p)| p.0.ip().to_string());
+    match dispatch_inner(&st, method, &uri, &headers, body, peer).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
@@ -232,6 +392,7 @@ async fn dispatch_inner(
     uri: &Uri,
     headers: &HeaderMap,
     body: Body,
+    peer: Option<String>,
 ) -> ApiResult<Response> {
     let route = parse_route(st, uri.path())?;
     let t = match route {
@@ -248,7 +409,7 @@ async fn dispatch_inner(
     if let Some(e) = st.faults.injected_error() {
         return Err(e);
     }
-    let p = Params::parse(uri)?;
+    let p = Params::parse(uri, &method)?;
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -263,7 +424,11 @@ async fn dispatch_inner(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
     match (&method, &t.name) {
-        (&Method::GET, None) if p.watch => watch::serve(st, &t, &p, table).await,
+        (&Method::GET, None) if p.watch => {
+            let client = format!("{} {user_agent}", peer.as_deref().unwrap_or("in-process"));
+            let slot = WatchSlots::take(st, client)?;
+            watch::serve(st, &t, &p, table, slot).await
+        }
         (&Method::GET, None) => read::list(st, &t, &p, table),
         (&Method::GET, Some(name)) => read::get(st, &t, name, table),
         (&Method::POST, None) => {

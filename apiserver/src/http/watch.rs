@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use futures::StreamExt;
 use http::{StatusCode, header};
 use serde_json::json;
 use tokio::sync::broadcast;
@@ -113,7 +114,13 @@ fn expired(message: String) -> Bytes {
     encode_event("ERROR", &ApiError::gone(message).to_status())
 }
 
-pub async fn serve(st: &Arc<State>, t: &Target, p: &Params, as_table: bool) -> ApiResult<Response> {
+pub async fn serve(
+    st: &Arc<State>,
+    t: &Target,
+    p: &Params,
+    as_table: bool,
+    slot: super::WatchSlot,
+) -> ApiResult<Response> {
     let filter = Filter {
         info: t.info.clone(),
         version: t.version.clone(),
@@ -164,7 +171,13 @@ pub async fn serve(st: &Arc<State>, t: &Target, p: &Params, as_table: bool) -> A
     };
     // The response body runs the watch itself (no task or channel in between): an event wakes only the
     // connection that writes it, and a client that goes away drops its watch.
-    let body = Body::from_stream(futures::stream::unfold(stream, Pump::next_chunk));
+    // The slot lives as long as the stream: a watch that ends, in any way, frees it.
+    let body = Body::from_stream(futures::stream::unfold(stream, Pump::next_chunk).map(
+        move |chunk| {
+            let _held = &slot;
+            chunk
+        },
+    ));
     let ct = if as_table {
         "application/json;as=Table;v=v1;g=meta.k8s.io"
     } else {

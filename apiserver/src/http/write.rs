@@ -15,7 +15,7 @@ use crate::objects::Sub;
 use crate::ops::{self, DeleteOpts, Record, State, WriteCtx};
 use crate::patch;
 use crate::selectors::{FieldSelector, LabelSelector};
-use crate::status::{ApiError, ApiResult};
+use crate::status::{ApiError, ApiResult, Cause};
 
 fn ctx(t: &Target, p: &Params, user_agent: &str) -> WriteCtx {
     // Like the real server, the default manager is the user agent's program name.
@@ -24,7 +24,12 @@ fn ctx(t: &Target, p: &Params, user_agent: &str) -> WriteCtx {
         if prog.is_empty() {
             "unknown".into()
         } else {
-            prog.to_string()
+            // kube-apiserver cuts a user-agent-derived manager to the field manager limit.
+            let mut end = prog.len().min(crate::limits::MAX_FIELD_MANAGER_LEN);
+            while !prog.is_char_boundary(end) {
+                end -= 1;
+            }
+            prog[..end].to_string()
         }
     });
     let sub = match t.sub.as_deref() {
@@ -129,6 +134,7 @@ pub async fn patch(
         "application/json-patch+json" => {
             let ops_: json_patch::Patch =
                 serde_json::from_slice(body).map_err(|e| bad_patch(e.to_string()))?;
+            patch::check_json_patch_ops(&ops_)?;
             ops::update(
                 st,
                 info,
@@ -265,13 +271,63 @@ fn delete_opts(p: &Params, body: &Bytes) -> ApiResult<DeleteOpts> {
     if !body.iter().all(u8::is_ascii_whitespace) {
         let v: Value = serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?;
-        if let Some(pp) = v.get("propagationPolicy").and_then(Value::as_str) {
-            if !["Background", "Foreground", "Orphan"].contains(&pp) {
+        let mut causes = Vec::new();
+        match v.get("propagationPolicy") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(pp)) => {
+                causes.extend(super::propagation_causes(pp));
+                opts.propagation = Some(pp.to_string());
+            }
+            Some(other) => {
                 return Err(ApiError::bad_request(format!(
-                    "propagationPolicy: Unsupported value: \"{pp}\""
+                    "invalid DeleteOptions: propagationPolicy must be a string, got {other}"
                 )));
             }
-            opts.propagation = Some(pp.to_string());
+        }
+        match v.get("gracePeriodSeconds") {
+            None | Some(Value::Null) => {}
+            Some(g) if g.is_i64() => {}
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid DeleteOptions: gracePeriodSeconds must be an integer, got {other}"
+                )));
+            }
+        }
+        match v.get("dryRun") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(a)) => {
+                for x in a {
+                    if x == "All" {
+                        opts.dry_run = true;
+                    } else {
+                        causes.push(Cause::new(
+                            "FieldValueNotSupported",
+                            "dryRun",
+                            format!("Unsupported value: {x}: supported values: \"All\""),
+                        ));
+                    }
+                }
+            }
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid DeleteOptions: dryRun must be a list of strings, got {other}"
+                )));
+            }
+        }
+        if v.get("orphanDependents").is_some_and(|o| !o.is_null()) && opts.propagation.is_some() {
+            causes.push(Cause::new(
+                "FieldValueInvalid",
+                "propagationPolicy",
+                "Invalid value: orphanDependents and deletionPropagation cannot be both set",
+            ));
+        }
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(
+                "meta.k8s.io",
+                "DeleteOptions",
+                "",
+                causes,
+            ));
         }
         if v.get("orphanDependents") == Some(&json!(true)) {
             opts.propagation = Some("Orphan".into());
@@ -284,12 +340,6 @@ fn delete_opts(p: &Params, body: &Bytes) -> ApiResult<DeleteOpts> {
             .pointer("/preconditions/resourceVersion")
             .and_then(Value::as_str)
             .map(String::from);
-        if v.get("dryRun")
-            .and_then(Value::as_array)
-            .is_some_and(|a| a.iter().any(|x| x == "All"))
-        {
-            opts.dry_run = true;
-        }
     }
     Ok(opts)
 }
