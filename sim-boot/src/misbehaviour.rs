@@ -221,10 +221,13 @@ impl Default for MisbehaviourOptions {
     fn default() -> Self {
         Self {
             slow_delay: Duration::from_secs(5),
-            lie_window: Duration::from_secs(3),
+            // Long enough that a loaded machine's first boot after Ready still falls inside the lie.
+            lie_window: Duration::from_secs(5),
             flap_interval: Duration::from_millis(300),
             serial_delay: Duration::from_millis(300),
-            queue_delay: Duration::from_secs(1),
+            // Longer than creating a few SBCs and restarting the backend takes on a loaded machine, so the
+            // queue is still holding them when it is lost.
+            queue_delay: Duration::from_secs(3),
         }
     }
 }

@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
+use kube::api::ListParams;
 use kube::runtime::reflector::ObjectRef;
 use metal_api::{Server, ServerBootConfiguration};
 
@@ -419,11 +420,11 @@ async fn render_ignition(
     let secret = match api.get_opt(&secret_ref.name).await {
         Ok(Some(secret)) => secret,
         Ok(None) if ctx.options.misbehaviour == Misbehaviour::SecretFromAnyNamespace => {
-            // The imitated bug: a cache keyed by name alone answers with another namespace's Secret.
-            let named = |s: &Secret| s.metadata.name.as_deref() == Some(secret_ref.name.as_str());
-            match inputs.secrets.find(named) {
-                Some(elsewhere) => (*elsewhere).clone(),
-                None => return Err(secret_missing(key, &secret_ref.name)),
+            // The imitated bug: a lookup keyed by name alone answers with another namespace's Secret.
+            let named = ListParams::default().fields(&format!("metadata.name={}", secret_ref.name));
+            match Api::<Secret>::all(ctx.client.clone()).list(&named).await {
+                Ok(list) if !list.items.is_empty() => list.items[0].clone(),
+                _ => return Err(secret_missing(key, &secret_ref.name)),
             }
         }
         Ok(None) => return Err(secret_missing(key, &secret_ref.name)),
