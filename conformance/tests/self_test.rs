@@ -401,20 +401,13 @@ const UPSTREAM_FAILS: [&str; 5] = [
     "SBC-SRV-002",
 ];
 
-/// `upstream-like` (boot-operator main) over every profile, as a process: certifies baseline (exit 0), not
-/// extended. The timeouts are the self-test's, within the published bounds, so the run still certifies.
+/// `upstream-like` (boot-operator main) over every profile, as a process, with the published timeouts:
+/// certifies baseline (exit 0), not extended. (With the self-test's 10 s time-to-Ready, the restarted backend
+/// missed SBC-RES-001/002 in 4 of 10 runs on a loaded machine.)
 fn upstream_certifies_baseline() -> Outcome {
     let start = Instant::now();
     let mode = Misbehaviour::UpstreamLike;
-    let t = timeouts(mode);
-    let secs = |d: Duration| d.as_secs().to_string();
-    let timeout_args = [
-        format!("time-to-ready={}", secs(t.time_to_ready)),
-        format!("error-deadline={}", secs(t.error_deadline)),
-        format!("deletion={}", secs(t.deletion)),
-        format!("scale-ready={}", secs(t.scale_ready)),
-    ];
-    let mut args = vec![
+    let args = [
         "--profile",
         "core,boot,resilience,scale",
         "--level",
@@ -422,9 +415,6 @@ fn upstream_certifies_baseline() -> Outcome {
         "--scale",
         "20",
     ];
-    for a in &timeout_args {
-        args.extend(["--timeout", a]);
-    }
     let (code, report, stdout) = certify_process(mode, &args);
     let (failed, reasons) = failed_in(&report);
     let met = met_in(&report);

@@ -324,6 +324,31 @@ mod tests {
     }
 
     #[test]
+    fn misbehaving_stores_keep_deleted_records_and_see_names_across_namespaces() {
+        let honest = BootRecords::default();
+        honest.publish(record("a", "k", "i"), blobs(&["k", "i"]));
+        honest.retain(|_| false);
+        assert!(
+            honest.is_empty(),
+            "an honest store drops deleted SBCs' records"
+        );
+        let keeper = BootRecords::for_mode(Misbehaviour::ServeDeleted);
+        keeper.publish(record("a", "k", "i"), blobs(&["k", "i"]));
+        keeper.retain(|_| false);
+        assert_eq!(keeper.len(), 1, "serve-deleted keeps every record");
+        assert!(keeper.has_artifact("k"));
+
+        let records = BootRecords::default();
+        records.publish(record("a", "k", "i"), blobs(&[]));
+        assert_eq!(records.name_taken_by(&SbcKey::new("ns", "a")), None);
+        assert_eq!(
+            records.name_taken_by(&SbcKey::new("other", "a")),
+            Some(SbcKey::new("ns", "a"))
+        );
+        assert_eq!(records.name_taken_by(&SbcKey::new("other", "b")), None);
+    }
+
+    #[test]
     fn a_record_naming_one_digest_twice_keeps_it_until_removed() {
         let records = BootRecords::default();
         records.publish(record("a", "same", "same"), blobs(&["same"]));

@@ -16,6 +16,7 @@ pub(super) async fn reconcile(
     inputs: &Inputs,
 ) -> Result<Action, Error> {
     let ctx = target.ctx;
+    tracing::debug!(sbc = %target.key, "upstream-like: preparing");
     let failure = match prepare(sbc, ctx, inputs).await {
         Ok(prepared) => {
             // The child is applied and served at once (the boot server never checks its state), then its
@@ -28,6 +29,7 @@ pub(super) async fn reconcile(
         }
         Err(failure) => failure,
     };
+    tracing::debug!(sbc = %target.key, ?failure, "upstream-like: preparation failed");
     let failed = |type_: &str| {
         failure
             .conditions
