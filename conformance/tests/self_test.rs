@@ -323,7 +323,10 @@ fn problem(case: &Case, outcome: &Outcome) -> Option<String> {
 
 /// `certify --embedded --backend-cmd` with the reference backend in `mode` as a child process: the path external
 /// backends take, where a process exit is seen (SBC-RES-005). Returns the exit code and report.json.
-fn certify_process(mode: Misbehaviour, args: &[&str]) -> (Option<i32>, serde_json::Value, String) {
+fn certify_process(
+    mode: Misbehaviour,
+    args: &[&str],
+) -> (Option<i32>, serde_json::Value, String, tempfile::TempDir) {
     let exe = env!("CARGO_BIN_EXE_conformance");
     let dir = tempfile::tempdir().expect("tempdir");
     let backend = format!(
@@ -341,7 +344,7 @@ fn certify_process(mode: Misbehaviour, args: &[&str]) -> (Option<i32>, serde_jso
     let report = std::fs::read_to_string(dir.path().join("report.json"))
         .unwrap_or_else(|e| panic!("{mode}: no report.json ({e}); stdout: {stdout}"));
     let report = serde_json::from_str(&report).expect("report.json parses");
-    (out.status.code(), report, stdout)
+    (out.status.code(), report, stdout, dir)
 }
 
 /// The failed rules of a report.json, with their reasons.
@@ -374,7 +377,7 @@ fn met_in(report: &serde_json::Value) -> Option<ConformanceLevel> {
 fn crash_through_the_process_exit() -> Outcome {
     let start = Instant::now();
     let mode = Misbehaviour::CrashOnReconcile;
-    let (code, report, stdout) = certify_process(
+    let (code, report, stdout, _dir) = certify_process(
         mode,
         &["--profile", "core,resilience", "--level", "baseline"],
     );
@@ -415,14 +418,17 @@ fn upstream_certifies_baseline() -> Outcome {
         "--scale",
         "20",
     ];
-    let (code, report, stdout) = certify_process(mode, &args);
+    let (code, report, stdout, dir) = certify_process(mode, &args);
     let (failed, reasons) = failed_in(&report);
     let met = met_in(&report);
-    assert_eq!(
-        code,
-        Some(0),
-        "{mode} must certify baseline; met {met:?}; {reasons:#?}\n{stdout}"
-    );
+    if code != Some(0) {
+        // Kept for the backend's log (backend.log), which says what the backend did and when.
+        let kept = dir.keep();
+        panic!(
+            "{mode} must certify baseline; exit {code:?}, met {met:?}; reports kept in {}; {reasons:#?}\n{stdout}",
+            kept.display()
+        );
+    }
     Outcome {
         failed,
         reasons,
