@@ -453,7 +453,7 @@ fn only() -> Option<Vec<String>> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_misbehaviour_mode_fails_its_rules_and_every_rule_is_tripped() {
+async fn conformance_every_misbehaviour_mode_fails_its_rules_and_every_rule_is_tripped() {
     let start = Instant::now();
     let only = only();
     let wanted = |mode: Misbehaviour| {
