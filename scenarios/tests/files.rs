@@ -144,7 +144,8 @@ fn schema_enumerates_every_sim_boot_mode() {
         }
     }
     let modes = find_mode_enum(&Scenario::json_schema()).expect("simBoot.mode has an enum");
-    let expected: Vec<String> = std::iter::once(sim_boot::Misbehaviour::None)
+    let expected: Vec<String> = sim_boot::Misbehaviour::BEHAVIOURS
+        .into_iter()
         .chain(sim_boot::Misbehaviour::ALL)
         .map(|m| m.name().to_string())
         .collect();

@@ -154,7 +154,7 @@ impl Backend {
         let (sbcs, sbc_task) =
             reflect::<ServerBootConfiguration>(sbc_api, Some(gone.clone()), cancel.clone());
         tasks.extend([server_task, sbc_task]);
-        let records = BootRecords::default();
+        let records = BootRecords::for_mode(options.controller.misbehaviour);
         let server = BootServer::new(records.clone(), servers, sbcs.clone(), &url);
         tasks.push(serve(listener, server.router(), cancel.clone()));
         tasks.push(tokio::spawn(collect_garbage(

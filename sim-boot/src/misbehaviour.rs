@@ -1,5 +1,6 @@
 //! Deliberate bugs, off by default. Each imitates a failure seen (or inferred from the code) in
 //! boot-operator, so the conformance suite can prove it catches it. Exactly one mode is active at a time.
+//! `upstream-like` is no bug: it behaves like boot-operator main, the baseline the contract is measured by.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -72,10 +73,55 @@ pub enum Misbehaviour {
     /// registry round trip without a cache). Imitates controller-runtime's default
     /// `MaxConcurrentReconciles: 1`, which boot-operator keeps: one SBC is fast, a rack of them queues.
     SingleWorker,
+    /// When the ignition Secret is missing in the SBC's namespace, takes a same-named Secret from any other
+    /// namespace. Imitates a lookup through a cluster-wide informer cache indexed by `metadata.name` alone
+    /// (the namespace dropped from the key): another tenant's credentials boot this server.
+    SecretFromAnyNamespace,
+    /// Keeps boot records in one namespace-blind table keyed by the SBC's name, refusing a second SBC of the
+    /// same name ("already exists") with Error. Imitates child objects (IPXEBootConfig) created in the
+    /// operator's own namespace under the SBC's name: same-named claims in two tenants collide.
+    RecordsByName,
+    /// Serves a machine the newest record prepared for its system UUID and reports every SBC naming the
+    /// Server Ready, ignoring `Server.spec.bootConfigurationRef`. Imitates boot-operator before #312, where
+    /// a leftover SBC (an old claim, discovery) won the machine's boot record.
+    ServeNewest,
+    /// Keeps serving a deleted SBC's record (deletion neither removes it nor does serving check the SBC
+    /// still exists). Imitates boot-operator's no-op ("TODO") delete handlers with a record cache that is
+    /// never invalidated: a released server keeps booting its previous tenant's image and ignition.
+    ServeDeleted,
+    /// A Ready SBC whose spec changes to an image that cannot be served keeps `Ready` and the old record: the
+    /// failure never reaches the status. Imitates boot-operator since #352, where a missing kernel makes the
+    /// child apply fail without setting Error, and the previously Ready child keeps serving.
+    KeepReadyOnBadUpdate,
+    /// Adds a finalizer on the first reconcile that its delete handler never removes. Imitates the kubebuilder
+    /// finalizer scaffold wired to boot-operator's no-op `delete()`: deleting an SBC hangs forever.
+    FinalizerNeverRemoved,
+    /// Treats `Error` as final: an SBC in Error is skipped at the top of every reconcile, so neither a fixed
+    /// Secret, a created Server nor a corrected image brings it back. Imitates the common
+    /// `if status.State == Error { return nil }` guard (and boot-operator's HTTP child controller, which
+    /// returns without requeueing after an error).
+    ErrorIsTerminal,
+    /// Refuses SBCs without `ignitionSecretRef` with Error. Imitates backends from before boot-operator #104,
+    /// whose ignition handler dereferenced the reference unconditionally.
+    IgnitionRequired,
+    /// Not a bug: boot-operator main's documented behaviour (`/work/shared/notes/boot-operator-behaviour.md`).
+    /// Writes only `Ready` or `Error`, never `Pending`; keeps `Ready` across a spec change (publishing the new
+    /// record at once); writes no condition while Ready (so none carries `observedGeneration`); an image
+    /// failure is Error with `ImageValidation`/`ValidationFailed`, a missing Secret is Error without a
+    /// condition, and a missing Server is retried with backoff leaving the status untouched. Passes the
+    /// baseline level and fails SBC-GEN-002 and SBC-GEN-003 (and SBC-BOOT-003: no Ready is attributable to
+    /// the new generation); not in [`Misbehaviour::ALL`].
+    UpstreamLike,
 }
 
 impl Misbehaviour {
-    pub const ALL: [Misbehaviour; 17] = [
+    /// Modes that are not bugs: `none` and `upstream-like`. Every mode a name parses to is here or in [`ALL`].
+    ///
+    /// [`ALL`]: Misbehaviour::ALL
+    pub const BEHAVIOURS: [Misbehaviour; 2] = [Misbehaviour::None, Misbehaviour::UpstreamLike];
+
+    /// Every bug: each must fail the conformance suite (`conformance/tests/self_test.rs`).
+    pub const ALL: [Misbehaviour; 25] = [
         Misbehaviour::ReadyBeforeServing,
         Misbehaviour::NeverReady,
         Misbehaviour::StaleReadyOnUpdate,
@@ -93,6 +139,14 @@ impl Misbehaviour {
         Misbehaviour::WatchFromNow,
         Misbehaviour::WatchGivesUp,
         Misbehaviour::SingleWorker,
+        Misbehaviour::SecretFromAnyNamespace,
+        Misbehaviour::RecordsByName,
+        Misbehaviour::ServeNewest,
+        Misbehaviour::ServeDeleted,
+        Misbehaviour::KeepReadyOnBadUpdate,
+        Misbehaviour::FinalizerNeverRemoved,
+        Misbehaviour::ErrorIsTerminal,
+        Misbehaviour::IgnitionRequired,
     ];
 
     pub fn name(self) -> &'static str {
@@ -115,6 +169,15 @@ impl Misbehaviour {
             Misbehaviour::WatchFromNow => "watch-from-now",
             Misbehaviour::WatchGivesUp => "watch-gives-up",
             Misbehaviour::SingleWorker => "single-worker",
+            Misbehaviour::SecretFromAnyNamespace => "secret-from-any-namespace",
+            Misbehaviour::RecordsByName => "records-by-name",
+            Misbehaviour::ServeNewest => "serve-newest",
+            Misbehaviour::ServeDeleted => "serve-deleted",
+            Misbehaviour::KeepReadyOnBadUpdate => "keep-ready-on-bad-update",
+            Misbehaviour::FinalizerNeverRemoved => "finalizer-never-removed",
+            Misbehaviour::ErrorIsTerminal => "error-is-terminal",
+            Misbehaviour::IgnitionRequired => "ignition-required",
+            Misbehaviour::UpstreamLike => "upstream-like",
         }
     }
 }
@@ -123,19 +186,13 @@ impl FromStr for Misbehaviour {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s == "none" {
-            return Ok(Misbehaviour::None);
-        }
-        Misbehaviour::ALL
+        let mut known = Misbehaviour::BEHAVIOURS
             .into_iter()
-            .find(|m| m.name() == s)
-            .ok_or_else(|| {
-                let known: Vec<_> = Misbehaviour::ALL.iter().map(|m| m.name()).collect();
-                format!(
-                    "unknown misbehaviour {s:?}; known: none, {}",
-                    known.join(", ")
-                )
-            })
+            .chain(Misbehaviour::ALL);
+        known.clone().find(|m| m.name() == s).ok_or_else(|| {
+            let names: Vec<_> = known.by_ref().map(|m| m.name()).collect();
+            format!("unknown misbehaviour {s:?}; known: {}", names.join(", "))
+        })
     }
 }
 
@@ -164,10 +221,13 @@ impl Default for MisbehaviourOptions {
     fn default() -> Self {
         Self {
             slow_delay: Duration::from_secs(5),
-            lie_window: Duration::from_secs(3),
+            // Long enough that a loaded machine's first boot after Ready still falls inside the lie.
+            lie_window: Duration::from_secs(5),
             flap_interval: Duration::from_millis(300),
             serial_delay: Duration::from_millis(300),
-            queue_delay: Duration::from_secs(1),
+            // Longer than creating a few SBCs and restarting the backend takes on a loaded machine, so the
+            // queue is still holding them when it is lost.
+            queue_delay: Duration::from_secs(3),
         }
     }
 }
@@ -178,14 +238,18 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for mode in Misbehaviour::ALL {
+        for mode in Misbehaviour::BEHAVIOURS
+            .into_iter()
+            .chain(Misbehaviour::ALL)
+        {
             assert_eq!(mode.name().parse::<Misbehaviour>(), Ok(mode));
         }
+        assert!(!Misbehaviour::ALL.contains(&Misbehaviour::UpstreamLike));
         assert!(
             "ready-always"
                 .parse::<Misbehaviour>()
                 .unwrap_err()
-                .contains("known: none, ready-before-serving")
+                .contains("known: none, upstream-like, ready-before-serving")
         );
     }
 }

@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 
+use crate::misbehaviour::Misbehaviour;
 use crate::oci::reference::ImageRef;
 use crate::oci::{Layer, LayerKind};
 
@@ -127,9 +128,32 @@ impl Inner {
 #[derive(Clone, Default)]
 pub struct BootRecords {
     inner: Arc<RwLock<Inner>>,
+    /// The serving misbehaviours (`serve-newest`, `serve-deleted`) live where records are kept and looked up.
+    misbehaviour: Misbehaviour,
 }
 
 impl BootRecords {
+    /// An empty store for a backend in `misbehaviour`.
+    pub fn for_mode(misbehaviour: Misbehaviour) -> Self {
+        Self {
+            misbehaviour,
+            ..Self::default()
+        }
+    }
+
+    pub fn misbehaviour(&self) -> Misbehaviour {
+        self.misbehaviour
+    }
+
+    /// `records-by-name`: the record in another namespace holding `sbc`'s name, if any.
+    pub fn name_taken_by(&self, sbc: &SbcKey) -> Option<SbcKey> {
+        self.read()
+            .records
+            .keys()
+            .find(|k| k.name == sbc.name && k.namespace != sbc.namespace)
+            .cloned()
+    }
+
     pub fn get(&self, sbc: &SbcKey) -> Option<Arc<BootRecord>> {
         self.read().records.get(sbc).cloned()
     }
@@ -181,8 +205,11 @@ impl BootRecords {
         }
     }
 
-    /// Keeps only the records whose SBC `keep` accepts.
+    /// Keeps only the records whose SBC `keep` accepts (`serve-deleted` keeps every record).
     pub fn retain(&self, keep: impl Fn(&SbcKey) -> bool) {
+        if self.misbehaviour == Misbehaviour::ServeDeleted {
+            return;
+        }
         let mut inner = self.write();
         let dropped: Vec<SbcKey> = inner
             .records
@@ -294,6 +321,31 @@ mod tests {
         assert!(records.is_empty());
         assert!(records.for_uuid("uuid-a").is_empty());
         assert_eq!(records.artifact_bytes(), 0);
+    }
+
+    #[test]
+    fn misbehaving_stores_keep_deleted_records_and_see_names_across_namespaces() {
+        let honest = BootRecords::default();
+        honest.publish(record("a", "k", "i"), blobs(&["k", "i"]));
+        honest.retain(|_| false);
+        assert!(
+            honest.is_empty(),
+            "an honest store drops deleted SBCs' records"
+        );
+        let keeper = BootRecords::for_mode(Misbehaviour::ServeDeleted);
+        keeper.publish(record("a", "k", "i"), blobs(&["k", "i"]));
+        keeper.retain(|_| false);
+        assert_eq!(keeper.len(), 1, "serve-deleted keeps every record");
+        assert!(keeper.has_artifact("k"));
+
+        let records = BootRecords::default();
+        records.publish(record("a", "k", "i"), blobs(&[]));
+        assert_eq!(records.name_taken_by(&SbcKey::new("ns", "a")), None);
+        assert_eq!(
+            records.name_taken_by(&SbcKey::new("other", "a")),
+            Some(SbcKey::new("ns", "a"))
+        );
+        assert_eq!(records.name_taken_by(&SbcKey::new("other", "b")), None);
     }
 
     #[test]

@@ -62,11 +62,13 @@ impl Backend {
     }
 }
 
-/// The sim-boot misbehaviour modes a scenario may name: `none` and every mode sim-boot itself knows
-/// (`Misbehaviour::ALL`), so a mode added there is usable here without a second list to keep in step.
+/// The sim-boot modes a scenario may name: every mode sim-boot itself knows (`none`, `upstream-like` and
+/// `Misbehaviour::ALL`), so a mode added there is usable here without a second list to keep in step.
 pub fn sim_boot_modes() -> Vec<&'static str> {
-    std::iter::once(sim_boot::Misbehaviour::None.name())
-        .chain(sim_boot::Misbehaviour::ALL.iter().map(|m| m.name()))
+    sim_boot::Misbehaviour::BEHAVIOURS
+        .iter()
+        .chain(sim_boot::Misbehaviour::ALL.iter())
+        .map(|m| m.name())
         .collect()
 }
 

@@ -409,8 +409,9 @@ mod tests {
     #[test]
     fn every_sim_boot_mode_is_accepted() {
         // `none` plus every mode sim-boot knows; listed from sim-boot itself so a new mode is covered.
-        let modes =
-            std::iter::once(sim_boot::Misbehaviour::None).chain(sim_boot::Misbehaviour::ALL);
+        let modes = sim_boot::Misbehaviour::BEHAVIOURS
+            .into_iter()
+            .chain(sim_boot::Misbehaviour::ALL);
         for mode in modes {
             let text = format!("{MINIMAL}backend:\n  simBoot:\n    mode: {}\n", mode.name());
             let s = parse("t.yaml", &text).unwrap_or_else(|e| panic!("{}: {e}", mode.name()));

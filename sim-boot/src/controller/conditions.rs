@@ -46,6 +46,8 @@ pub mod reasons {
     pub const ARTIFACTS_SERVED: &str = "ArtifactsServed";
     pub const NOT_REFERENCED: &str = "NotReferencedByServer";
     pub const SELF_PROBE_FAILED: &str = "SelfProbeFailed";
+    /// `records-by-name` only: another namespace's SBC of the same name holds the record.
+    pub const RECORD_EXISTS: &str = "BootRecordExists";
     pub const WAITING: &str = "WaitingForPrerequisites";
 }
 

@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
+use kube::api::ListParams;
 use kube::runtime::reflector::ObjectRef;
 use metal_api::{Server, ServerBootConfiguration};
 
@@ -392,6 +393,13 @@ async fn render_ignition(
     inputs: &Inputs,
 ) -> Result<(Option<Bytes>, Cond), Cond> {
     let Some(secret_ref) = &sbc.spec.ignition_secret_ref else {
+        if ctx.options.misbehaviour == Misbehaviour::IgnitionRequired {
+            return Err(Cond::falsity(
+                types::IGNITION_READY,
+                reasons::IGNITION_MISSING,
+                "spec.ignitionSecretRef is required by this backend",
+            ));
+        }
         return Ok((
             None,
             Cond::truth(
@@ -411,18 +419,15 @@ async fn render_ignition(
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &key.namespace);
     let secret = match api.get_opt(&secret_ref.name).await {
         Ok(Some(secret)) => secret,
-        Ok(None) => {
-            return Err(Cond::falsity(
-                types::IGNITION_READY,
-                reasons::IGNITION_MISSING,
-                format!(
-                    "Secret {}/{} (spec.ignitionSecretRef) does not exist; create it with key `{}`",
-                    key.namespace,
-                    secret_ref.name,
-                    ignition::IGNITION_KEY
-                ),
-            ));
+        Ok(None) if ctx.options.misbehaviour == Misbehaviour::SecretFromAnyNamespace => {
+            // The imitated bug: a lookup keyed by name alone answers with another namespace's Secret.
+            let named = ListParams::default().fields(&format!("metadata.name={}", secret_ref.name));
+            match Api::<Secret>::all(ctx.client.clone()).list(&named).await {
+                Ok(list) if !list.items.is_empty() => list.items[0].clone(),
+                _ => return Err(secret_missing(key, &secret_ref.name)),
+            }
         }
+        Ok(None) => return Err(secret_missing(key, &secret_ref.name)),
         Err(e) => {
             return Err(Cond::unknown(
                 types::IGNITION_READY,
@@ -432,6 +437,18 @@ async fn render_ignition(
         }
     };
     ignition_of(&secret, &secret_ref.name, key, ctx)
+}
+
+fn secret_missing(key: &SbcKey, name: &str) -> Cond {
+    Cond::falsity(
+        types::IGNITION_READY,
+        reasons::IGNITION_MISSING,
+        format!(
+            "Secret {}/{name} (spec.ignitionSecretRef) does not exist; create it with key `{}`",
+            key.namespace,
+            ignition::IGNITION_KEY
+        ),
+    )
 }
 
 /// The ignition a Secret renders to (exactly what the controller's Secret fingerprint covers).

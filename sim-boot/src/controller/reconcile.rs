@@ -19,20 +19,23 @@ use crate::misbehaviour::Misbehaviour;
 use crate::records::{BootRecord, SbcKey};
 
 /// How often a Ready SBC is re-examined (tags can move, registries can lose blobs).
-const RESYNC: Duration = Duration::from_secs(300);
+pub(super) const RESYNC: Duration = Duration::from_secs(300);
 
-struct Target<'a> {
+/// The finalizer `finalizer-never-removed` adds.
+pub const FINALIZER: &str = "sim-boot.ironcore.dev/cleanup";
+
+pub(super) struct Target<'a> {
     api: Api<ServerBootConfiguration>,
-    key: SbcKey,
+    pub(super) key: SbcKey,
     generation: i64,
-    ctx: &'a Context,
+    pub(super) ctx: &'a Context,
     /// The SBC as this reconcile last read or wrote it: each status write starts from it (guarded by
     /// its resourceVersion) instead of reading it again.
     current: Mutex<Option<Arc<ServerBootConfiguration>>>,
 }
 
 impl Target<'_> {
-    async fn write(&self, state: State, conditions: &[Cond]) -> Result<Written, Error> {
+    pub(super) async fn write(&self, state: State, conditions: &[Cond]) -> Result<Written, Error> {
         let state = match state {
             State::Pending if self.ctx.options.misbehaviour == Misbehaviour::InventedState => {
                 State::Other("Preparing".into())
@@ -101,8 +104,17 @@ pub async fn reconcile(
         _ => {}
     }
     if sbc.metadata.deletion_timestamp.is_some() {
-        ctx.records.remove(&key);
+        if mode != Misbehaviour::ServeDeleted {
+            ctx.records.remove(&key);
+        }
         ctx.sbc_writes.forget(&sbc);
+        return Ok(Action::await_change());
+    }
+    let sbc = match mode {
+        Misbehaviour::FinalizerNeverRemoved => add_finalizer(&ctx, &key, sbc).await?,
+        _ => sbc,
+    };
+    if mode == Misbehaviour::ErrorIsTerminal && conditions::state_of(&sbc) == Some(State::Error) {
         return Ok(Action::await_change());
     }
     let target = Target {
@@ -116,8 +128,26 @@ pub async fn reconcile(
     if ctx.records.get(&target.key).is_some_and(|r| r.uid != uid) {
         ctx.records.remove(&target.key);
     }
+    if mode == Misbehaviour::UpstreamLike {
+        return super::upstream::reconcile(&target, &sbc, inputs).await;
+    }
     let state = conditions::state_of(&sbc);
     let fresh = conditions::observed_generation(&sbc) == Some(target.generation);
+    // `keep-ready-on-bad-update` looks at a Ready SBC's new spec before leaving Ready, and does not leave
+    // it when the new image fails: the failure never reaches the status.
+    let mut early = None;
+    if mode == Misbehaviour::KeepReadyOnBadUpdate && state == Some(State::Ready) && !fresh {
+        let prepared = prepare(&sbc, &ctx, inputs).await;
+        if let Err(failure) = &prepared
+            && failure
+                .conditions
+                .iter()
+                .any(|c| c.type_ == types::IMAGE_RESOLVED && c.status == "False")
+        {
+            return Ok(Action::requeue(ctx.backoff(&target.key)));
+        }
+        early = Some(prepared);
+    }
     if state.is_none() || (!fresh && state != Some(State::Pending)) {
         let why = if state.is_none() {
             "new ServerBootConfiguration"
@@ -138,7 +168,11 @@ pub async fn reconcile(
             return Ok(Action::await_change());
         }
     }
-    match prepare(&sbc, &ctx, inputs).await {
+    let prepared = match early {
+        Some(prepared) => prepared,
+        None => prepare(&sbc, &ctx, inputs).await,
+    };
+    match prepared {
         Ok(prepared) => on_prepared(&target, state, fresh, prepared).await,
         Err(failure) => {
             let ready_now = fresh && state == Some(State::Ready);
@@ -224,7 +258,21 @@ async fn on_prepared(
     let ctx = target.ctx;
     let mode = ctx.options.misbehaviour;
     let mut conditions = prepared.conditions;
-    if !prepared.server_references_sbc {
+    if mode == Misbehaviour::RecordsByName
+        && let Some(holder) = ctx.records.name_taken_by(&target.key)
+    {
+        conditions.push(Cond::falsity(
+            types::ARTIFACTS_SERVED,
+            reasons::RECORD_EXISTS,
+            format!(
+                "boot record {} already exists (for {holder})",
+                target.key.name
+            ),
+        ));
+        target.write(State::Error, &conditions).await?;
+        return Ok(Action::requeue(ctx.backoff(&target.key)));
+    }
+    if !prepared.server_references_sbc && mode != Misbehaviour::ServeNewest {
         // Publishing early lets the reference take effect at once; `ready-before-serving` publishes late.
         if mode != Misbehaviour::ReadyBeforeServing {
             ctx.records.publish(prepared.record, prepared.blobs);
@@ -362,6 +410,28 @@ async fn ready_before_serving(
         records.publish(record, blobs);
     });
     Ok(Action::requeue(RESYNC))
+}
+
+/// `finalizer-never-removed`: adds the finalizer (once); returns the SBC as written.
+async fn add_finalizer(
+    ctx: &Context,
+    key: &SbcKey,
+    sbc: Arc<ServerBootConfiguration>,
+) -> Result<Arc<ServerBootConfiguration>, Error> {
+    let mut finalizers = sbc.metadata.finalizers.clone().unwrap_or_default();
+    if finalizers.iter().any(|f| f == FINALIZER) {
+        return Ok(sbc);
+    }
+    finalizers.push(FINALIZER.into());
+    let patch = json!({"metadata": {
+        "resourceVersion": sbc.metadata.resource_version,
+        "finalizers": finalizers,
+    }});
+    let api: Api<ServerBootConfiguration> = Api::namespaced(ctx.client.clone(), &key.namespace);
+    let written = api
+        .patch(&key.name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(Arc::new(written))
 }
 
 /// `leak-children`: the boot record as a ConfigMap in the SBC's namespace, with no ownerReference.

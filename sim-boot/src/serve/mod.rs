@@ -18,6 +18,7 @@ use serde_json::json;
 
 use crate::bytes_response;
 use crate::ignition;
+use crate::misbehaviour::Misbehaviour;
 use crate::records::{BootRecord, BootRecords, SbcKey};
 
 /// Request counters, for tests and the benchmark.
@@ -93,6 +94,14 @@ impl BootServer {
 
     /// The record for the SBC that the Server with `uuid` currently references, or why there is none.
     pub fn lookup(&self, uuid: &str) -> Result<Arc<BootRecord>, String> {
+        if self.records.misbehaviour() == Misbehaviour::ServeNewest {
+            // The record published last for this machine wins, whichever SBC the Server references.
+            return self
+                .records
+                .for_uuid(uuid)
+                .pop()
+                .ok_or_else(|| format!("no record for system UUID {uuid}"));
+        }
         // The Servers named by records prepared for this UUID are found without a scan; only a
         // machine no record knows needs one (for an exact answer).
         let server = self
@@ -121,7 +130,10 @@ impl BootServer {
         let live = self
             .sbcs
             .get(&ObjectRef::new(&key.name).within(&key.namespace));
-        if live.is_none_or(|sbc| sbc.metadata.uid.as_deref() != Some(record.uid.as_str())) {
+        let keeps_deleted = self.records.misbehaviour() == Misbehaviour::ServeDeleted;
+        if !keeps_deleted
+            && live.is_none_or(|sbc| sbc.metadata.uid.as_deref() != Some(record.uid.as_str()))
+        {
             return Err(format!("ServerBootConfiguration {key} no longer exists"));
         }
         if !record.system_uuid.eq_ignore_ascii_case(uuid) {
