@@ -233,6 +233,48 @@ where
     })
 }
 
+/// Holds back the objects of a relist (`Init` … `InitApply` … `InitDone`) until its `InitDone` has
+/// passed, then hands them on as `Apply`. Place it after the reflector that feeds the store a trigger is
+/// read from: a reflector's store swaps in a relist only at `InitDone`, and kube-runtime skips a reconcile
+/// whose object is not in the store (`ObjectNotFound`). An object created while a watch was down (410
+/// Gone, a dropped connection, an API server restart) is only in the relist, so triggered at its
+/// `InitApply` it would be looked up before the swap, skipped, and never reconciled until it next changes.
+/// Holds at most one relist's passing objects.
+fn triggers_after_relist<K, S>(
+    events: S,
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>>
+where
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+{
+    let mut relist: Option<Vec<K>> = None;
+    events.flat_map(move |event| {
+        let out: Vec<Result<watcher::Event<K>, watcher::Error>> = match event {
+            Ok(watcher::Event::Init) => {
+                relist = Some(Vec::new());
+                vec![Ok(watcher::Event::Init)]
+            }
+            Ok(watcher::Event::InitApply(obj)) => match relist.as_mut() {
+                Some(held) => {
+                    held.push(obj);
+                    Vec::new()
+                }
+                None => vec![Ok(watcher::Event::InitApply(obj))],
+            },
+            Ok(watcher::Event::InitDone) => std::iter::once(Ok(watcher::Event::InitDone))
+                .chain(
+                    relist
+                        .take()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|obj| Ok(watcher::Event::Apply(obj))),
+                )
+                .collect(),
+            other => vec![other],
+        };
+        futures::stream::iter(out)
+    })
+}
+
 /// Every event of a watch over `api` (relists included), behind its own [`WatchBackoff`], errors
 /// logged and not passed on: for a reflector that is not a controller's trigger.
 pub fn events<K>(
@@ -253,7 +295,7 @@ where
     K: Watched,
 {
     let (reader, writer) = reflector::store();
-    let objects = detached(events(api).reflect(writer).applied_objects());
+    let objects = detached(triggers_after_relist(events(api).reflect(writer)).applied_objects());
     // Errors never reach the controller's merged stream; its backoff is set anyway so that no path
     // falls back to the 30 s default.
     Controller::for_stream(objects, reader).trigger_backoff(WatchBackoff::default())
@@ -284,7 +326,7 @@ where
             observe(event);
         }
     });
-    let objects = detached(relevant(events, on).applied_objects());
+    let objects = detached(triggers_after_relist(relevant(events, on)).applied_objects());
     Controller::for_stream(objects, reader).trigger_backoff(WatchBackoff::default())
 }
 
@@ -324,7 +366,10 @@ where
 {
     let (reader, writer) = reflector::store();
     let events = events(api).reflect(writer);
-    (detached(relevant(events, on).touched_objects()), reader)
+    (
+        detached(triggers_after_relist(relevant(events, on)).touched_objects()),
+        reader,
+    )
 }
 
 /// Metadata of every `C` as owner triggers for [`Controller::owns_stream`] (as `Controller::owns`
@@ -413,6 +458,50 @@ mod tests {
             Apply(map("a", "1", "x")),
         ]);
         assert_eq!(got, ["a=1", "b=1", "b=2", "c=1", "a=1"]);
+    }
+
+    #[test]
+    fn a_relist_triggers_its_objects_only_after_the_store_has_them() {
+        use watcher::Event::{Apply, Init, InitApply, InitDone};
+        let (reader, writer) = reflector::store::<ConfigMap>();
+        let events = futures::stream::iter(
+            vec![
+                Init,
+                InitApply(map("a", "1", "x")),
+                InitDone,
+                Apply(map("b", "1", "x")),
+                // A relist after a watch gap: `c` was created meanwhile and exists only in the relist.
+                Init,
+                InitApply(map("a", "1", "x")),
+                InitApply(map("c", "1", "x")),
+                InitDone,
+            ]
+            .into_iter()
+            .map(Ok),
+        );
+        let triggers = triggers_after_relist(events.reflect(writer)).applied_objects();
+        // What a reconcile woken by each trigger finds in the store at that moment.
+        let found: Vec<(String, bool)> = futures::executor::block_on(
+            triggers
+                .map(|obj| {
+                    let obj = obj.expect("no errors");
+                    let name = obj.metadata.name.clone().unwrap();
+                    let in_store = reader
+                        .get(&kube::runtime::reflector::ObjectRef::from_obj(&obj))
+                        .is_some();
+                    (name, in_store)
+                })
+                .collect::<Vec<_>>(),
+        );
+        assert_eq!(
+            found,
+            [
+                ("m-a".to_string(), true),
+                ("m-b".to_string(), true),
+                ("m-a".to_string(), true),
+                ("m-c".to_string(), true),
+            ]
+        );
     }
 
     #[tokio::test]
