@@ -3,6 +3,7 @@
 //! compares the API calls each component makes with the Role/ClusterRole it is granted.
 
 pub mod manifests;
+pub mod pods;
 pub mod rbac;
 pub mod recorder;
 pub mod tools;
