@@ -65,7 +65,9 @@ impl PodPlan {
             } else if e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name" {
                 env.push((key, name.to_string()));
             } else {
-                return Err(format!("{kind} {name}: env {key} has a source a container cannot have"));
+                return Err(format!(
+                    "{kind} {name}: env {key} has a source a container cannot have"
+                ));
             }
         }
         let security = |field: &str| {
@@ -76,7 +78,10 @@ impl PodPlan {
                 v.clone()
             }
         };
-        let user = match (security("runAsUser").as_i64(), security("runAsGroup").as_i64()) {
+        let user = match (
+            security("runAsUser").as_i64(),
+            security("runAsGroup").as_i64(),
+        ) {
             (Some(u), Some(g)) => Some(format!("{u}:{g}")),
             (Some(u), None) => Some(u.to_string()),
             _ => None,
@@ -87,7 +92,12 @@ impl PodPlan {
             .as_array()
             .into_iter()
             .flatten()
-            .filter_map(|p| Some((p["name"].as_str()?.to_string(), p["containerPort"].as_u64()? as u16)))
+            .filter_map(|p| {
+                Some((
+                    p["name"].as_str()?.to_string(),
+                    p["containerPort"].as_u64()? as u16,
+                ))
+            })
             .collect();
         let (scratch_dirs, files) = mounts(m, spec, c, &namespace)?;
         let mut probes = Vec::new();
@@ -96,8 +106,12 @@ impl PodPlan {
             if get.is_null() {
                 continue;
             }
-            let port = port_number(&get["port"], &ports)
-                .ok_or_else(|| format!("{name}: {kind} port {} is not a container port", get["port"]))?;
+            let port = port_number(&get["port"], &ports).ok_or_else(|| {
+                format!(
+                    "{name}: {kind} port {} is not a container port",
+                    get["port"]
+                )
+            })?;
             probes.push(HttpProbe {
                 kind: kind.into(),
                 path: get["path"].as_str().unwrap_or("/").to_string(),
@@ -118,9 +132,16 @@ impl PodPlan {
             }
             // Docker has no port translation: a Service port must be the container port it targets.
             for p in s["spec"]["ports"].as_array().into_iter().flatten() {
-                let target = if p["targetPort"].is_null() { &p["port"] } else { &p["targetPort"] };
+                let target = if p["targetPort"].is_null() {
+                    &p["port"]
+                } else {
+                    &p["targetPort"]
+                };
                 let container_port = port_number(target, &ports).ok_or_else(|| {
-                    format!("Service {}: targetPort {target} is no port of {name}", name_of(s))
+                    format!(
+                        "Service {}: targetPort {target} is no port of {name}",
+                        name_of(s)
+                    )
                 })?;
                 if p["port"].as_u64() != Some(u64::from(container_port)) {
                     return Err(format!(
@@ -184,7 +205,10 @@ fn mounts(m: &Manifests, spec: &Value, c: &Value, namespace: &str) -> Result<Mou
     let mut scratch = Vec::new();
     let mut files = Vec::new();
     for mount in c["volumeMounts"].as_array().into_iter().flatten() {
-        let path = mount["mountPath"].as_str().unwrap_or_default().trim_end_matches('/');
+        let path = mount["mountPath"]
+            .as_str()
+            .unwrap_or_default()
+            .trim_end_matches('/');
         let vol_name = mount["name"].as_str().unwrap_or_default();
         let volume = spec["volumes"]
             .as_array()
@@ -198,12 +222,19 @@ fn mounts(m: &Manifests, spec: &Value, c: &Value, namespace: &str) -> Result<Mou
             let map = m
                 .of_kind("ConfigMap")
                 .find(|o| name_of(o) == cm && namespace_of(o).unwrap_or("default") == namespace)
-                .ok_or_else(|| format!("ConfigMap {namespace}/{cm} is mounted but not in the manifests"))?;
+                .ok_or_else(|| {
+                    format!("ConfigMap {namespace}/{cm} is mounted but not in the manifests")
+                })?;
             let data = map["data"].as_object().cloned().unwrap_or_default();
             let items: Vec<(String, String)> = match volume["configMap"]["items"].as_array() {
                 Some(items) => items
                     .iter()
-                    .map(|i| (i["key"].as_str().unwrap_or_default().into(), i["path"].as_str().unwrap_or_default().into()))
+                    .map(|i| {
+                        (
+                            i["key"].as_str().unwrap_or_default().into(),
+                            i["path"].as_str().unwrap_or_default().into(),
+                        )
+                    })
                     .collect(),
                 None => data.keys().map(|k| (k.clone(), k.clone())).collect(),
             };
@@ -215,7 +246,9 @@ fn mounts(m: &Manifests, spec: &Value, c: &Value, namespace: &str) -> Result<Mou
                 files.push((format!("{path}/{rel}"), content.to_string()));
             }
         } else {
-            return Err(format!("volume {vol_name}: only emptyDir and configMap volumes can run in a container here"));
+            return Err(format!(
+                "volume {vol_name}: only emptyDir and configMap volumes can run in a container here"
+            ));
         }
     }
     Ok((scratch, files))
@@ -300,7 +333,10 @@ spec:
 
     #[test]
     fn a_service_port_that_differs_from_its_target_is_refused() {
-        let yaml = YAML.replace("ports: [{port: 8080, targetPort: http}]", "ports: [{port: 80, targetPort: http}]");
+        let yaml = YAML.replace(
+            "ports: [{port: 8080, targetPort: http}]",
+            "ports: [{port: 80, targetPort: http}]",
+        );
         let m = Manifests::parse(&yaml).unwrap();
         let e = PodPlan::from_manifests(&m, "Deployment", "web").unwrap_err();
         assert!(e.contains("port 80 forwards to 8080"), "{e}");

@@ -18,7 +18,8 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use metal_api::{BMC, Server, ServerClaim};
 use serde_json::{Value, json};
 
-const OS_IMAGE: &str = "sim-boot-registry.metal-harness-system.svc.cluster.local:5000/ironcore/os:1.0";
+const OS_IMAGE: &str =
+    "sim-boot-registry.metal-harness-system.svc.cluster.local:5000/ironcore/os:1.0";
 
 fn kind_overlay() -> Manifests {
     common::build("overlays/kind")
@@ -94,8 +95,13 @@ async fn quickstart_across_containers() {
             o["spec"]["access"]["ip"] = json!(sim_bmc.ip.to_string());
         }
     }
-    let fleet = Manifests::parse(&objects.iter().map(|o| format!("---\n{o}\n")).collect::<String>())
-        .expect("fleet objects");
+    let fleet = Manifests::parse(
+        &objects
+            .iter()
+            .map(|o| format!("---\n{o}\n"))
+            .collect::<String>(),
+    )
+    .expect("fleet objects");
     let fleet_file = run.file(&fleet.to_yaml());
     api.kubectl(&["apply", "--server-side", "-f", fleet_file.to_str().unwrap()]);
 
@@ -105,25 +111,36 @@ async fn quickstart_across_containers() {
     let enabled = eventually("BMC sim-bmc-0 Enabled", Duration::from_secs(60), || async {
         let b = bmcs.get("sim-bmc-0").await.map_err(|e| e.to_string())?;
         let state = serde_json::to_value(&b.status).unwrap_or_default()["state"].clone();
-        if state == "Enabled" { Ok(()) } else { Err(format!("state {state}")) }
+        if state == "Enabled" {
+            Ok(())
+        } else {
+            Err(format!("state {state}"))
+        }
     })
     .await;
     if let Err(e) = enabled {
         panic!("{e}\n{}", logs().await);
     }
-    let discovered = eventually("both servers Available (discovered)", Duration::from_secs(180), || async {
-        let list = servers.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
-        let states: Vec<Value> = list
-            .items
-            .iter()
-            .map(|s| serde_json::to_value(&s.status).unwrap_or_default()["state"].clone())
-            .collect();
-        if states.len() == 2 && states.iter().all(|s| s == "Available") {
-            Ok(list.items)
-        } else {
-            Err(format!("{states:?}"))
-        }
-    })
+    let discovered = eventually(
+        "both servers Available (discovered)",
+        Duration::from_secs(180),
+        || async {
+            let list = servers
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            let states: Vec<Value> = list
+                .items
+                .iter()
+                .map(|s| serde_json::to_value(&s.status).unwrap_or_default()["state"].clone())
+                .collect();
+            if states.len() == 2 && states.iter().all(|s| s == "Available") {
+                Ok(list.items)
+            } else {
+                Err(format!("{states:?}"))
+            }
+        },
+    )
     .await;
     let discovered = match discovered {
         Ok(d) => d,
@@ -147,7 +164,10 @@ async fn quickstart_across_containers() {
         ),
         ..Default::default()
     };
-    secrets.create(&PostParams::default(), &secret).await.expect("ignition secret");
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("ignition secret");
     let claims = Api::<ServerClaim>::namespaced(client.clone(), "default");
     let claim: ServerClaim = serde_json::from_value(json!({
         "apiVersion": metal_api::API_VERSION, "kind": "ServerClaim",
@@ -155,22 +175,38 @@ async fn quickstart_across_containers() {
         "spec": {"power": "On", "image": OS_IMAGE, "ignitionSecretRef": {"name": "web-ignition"}},
     }))
     .unwrap();
-    claims.create(&PostParams::default(), &claim).await.expect("claim");
+    claims
+        .create(&PostParams::default(), &claim)
+        .await
+        .expect("claim");
     let control = sim_bmc.url("control").await;
     let http = http_client::HttpClient::hyper().with_timeout(Duration::from_secs(5));
-    let booted = eventually("the claim's server boots ironcore/os:1.0", Duration::from_secs(120), || async {
-        let c = claims.get("web").await.map_err(|e| e.to_string())?;
-        let server = c.spec.server_ref.as_ref().ok_or("not bound".to_string())?.name.clone();
-        let s = servers.get(&server).await.map_err(|e| e.to_string())?;
-        let uuid = s.spec.system_uuid.clone();
-        let machine = machine(&http, &control, &uuid).await?;
-        let os = machine["runningOs"]["image"].as_str().unwrap_or_default().to_string();
-        if machine["powerState"] == "On" && os.ends_with("ironcore/os:1.0") {
-            Ok((server, uuid))
-        } else {
-            Err(format!("machine {machine}"))
-        }
-    })
+    let booted = eventually(
+        "the claim's server boots ironcore/os:1.0",
+        Duration::from_secs(120),
+        || async {
+            let c = claims.get("web").await.map_err(|e| e.to_string())?;
+            let server = c
+                .spec
+                .server_ref
+                .as_ref()
+                .ok_or("not bound".to_string())?
+                .name
+                .clone();
+            let s = servers.get(&server).await.map_err(|e| e.to_string())?;
+            let uuid = s.spec.system_uuid.clone();
+            let machine = machine(&http, &control, &uuid).await?;
+            let os = machine["runningOs"]["image"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if machine["powerState"] == "On" && os.ends_with("ironcore/os:1.0") {
+                Ok((server, uuid))
+            } else {
+                Err(format!("machine {machine}"))
+            }
+        },
+    )
     .await;
     let (server, uuid) = match booted {
         Ok(b) => b,
@@ -183,20 +219,30 @@ async fn quickstart_across_containers() {
         .await
         .expect("operator metrics");
     let text = String::from_utf8_lossy(&metrics.body);
-    assert!(metrics.status.is_success() && text.contains("reconcile"), "{text}");
+    assert!(
+        metrics.status.is_success() && text.contains("reconcile"),
+        "{text}"
+    );
 
     // The release powers the server off and returns it to Available.
-    claims.delete("web", &DeleteParams::default()).await.expect("delete claim");
-    let released = eventually("the released server Available and off", Duration::from_secs(120), || async {
-        let s = servers.get(&server).await.map_err(|e| e.to_string())?;
-        let state = serde_json::to_value(&s.status).unwrap_or_default()["state"].clone();
-        let m = machine(&http, &control, &uuid).await?;
-        if state == "Available" && m["powerState"] == "Off" {
-            Ok(())
-        } else {
-            Err(format!("server {state}, machine {}", m["powerState"]))
-        }
-    })
+    claims
+        .delete("web", &DeleteParams::default())
+        .await
+        .expect("delete claim");
+    let released = eventually(
+        "the released server Available and off",
+        Duration::from_secs(120),
+        || async {
+            let s = servers.get(&server).await.map_err(|e| e.to_string())?;
+            let state = serde_json::to_value(&s.status).unwrap_or_default()["state"].clone();
+            let m = machine(&http, &control, &uuid).await?;
+            if state == "Available" && m["powerState"] == "Off" {
+                Ok(())
+            } else {
+                Err(format!("server {state}, machine {}", m["powerState"]))
+            }
+        },
+    )
     .await;
     if let Err(e) = released {
         panic!("{e}\n{}", logs().await);
@@ -212,11 +258,35 @@ async fn conformance_image_certifies_the_sim_boot_container() {
     let Some(run) = docker::prepare("conformance") else {
         return;
     };
+    let (code, logs) = certify(&run, &[]).await;
+    assert_eq!(code, Some(0), "conformance against sim-boot\n{logs}");
+    run.assert_clean();
+}
+
+/// The same run against a sim-boot container that reports Ready before it serves anything is not
+/// conformant: the container path can fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_image_rejects_a_lying_sim_boot_container() {
+    let Some(run) = docker::prepare("conformance-lying") else {
+        return;
+    };
+    let (code, logs) = certify(&run, &["--misbehave=ready-before-serving"]).await;
+    assert!(
+        matches!(code, Some(c) if c != 0),
+        "a backend that is Ready before serving passed: exit {code:?}\n{logs}"
+    );
+    run.assert_clean();
+}
+
+/// sim-boot (with `extra_args`) and the conformance Job's container; the suite's exit code and output.
+async fn certify(run: &docker::Run, extra_args: &[&str]) -> (Option<i64>, String) {
     let overlay = kind_overlay();
-    let api = docker::start_apiserver(&run, &overlay).await;
-    let sim_boot = run
-        .start(&plan(&overlay, "Deployment", "sim-boot"), &api.extra())
-        .await;
+    let api = docker::start_apiserver(run, &overlay).await;
+    let mut backend = plan(&overlay, "Deployment", "sim-boot");
+    backend
+        .args
+        .extend(extra_args.iter().map(|a| a.to_string()));
+    let sim_boot = run.start(&backend, &api.extra()).await;
     sim_boot.wait_probes(Duration::from_secs(60)).await;
     let job = common::build("conformance/job");
     let both = Manifests::parse(&format!("{}{}", overlay.to_yaml(), job.to_yaml())).unwrap();
@@ -237,18 +307,11 @@ async fn conformance_image_certifies_the_sim_boot_container() {
     let conformance = run.start(&suite, &extra).await;
     let code = conformance.container.exit_code().await.expect("exit code");
     println!(
-        "conformance (core,boot) against the sim-boot container: exit {code:?} in {:.1}s",
+        "conformance (core,boot) against the sim-boot container {extra_args:?}: exit {code:?} in {:.1}s",
         started.elapsed().as_secs_f64()
     );
-    if code != Some(0) {
-        panic!(
-            "conformance exited {code:?}\n{}\n{}",
-            conformance.logs().await,
-            sim_boot.logs().await
-        );
-    }
-    drop((conformance, sim_boot, api));
-    run.assert_clean();
+    let logs = format!("{}\n{}", conformance.logs().await, sim_boot.logs().await);
+    (code, logs)
 }
 
 /// Where Docker can pull from a registry (a laptop): a real Kubernetes API server (k3s, via
@@ -271,7 +334,11 @@ async fn k3s_runs_the_overlay_and_the_conformance_job() {
 }
 
 /// One machine from the sim-bmc control API (`GET /machines`).
-async fn machine(http: &http_client::HttpClient, control: &str, uuid: &str) -> Result<Value, String> {
+async fn machine(
+    http: &http_client::HttpClient,
+    control: &str,
+    uuid: &str,
+) -> Result<Value, String> {
     let r = http.get(&format!("{control}/machines")).await?;
     let list: Value = serde_json::from_slice(&r.body).map_err(|e| e.to_string())?;
     list.as_array()
@@ -303,7 +370,11 @@ mod k3s {
         let mut refs = Vec::new();
         for image in IMAGES.iter().filter(|i| **i != "apiserver") {
             let dev = format!("metal-harness/{image}:dev");
-            run_tool("docker", &["tag", &format!("metal-harness/{image}:{TAG}"), &dev]).unwrap();
+            run_tool(
+                "docker",
+                &["tag", &format!("metal-harness/{image}:{TAG}"), &dev],
+            )
+            .unwrap();
             refs.push(dev);
         }
         let tar = images.join("metal-harness.tar");
@@ -325,8 +396,11 @@ mod k3s {
             ])
             .with_label("metal-harness.test-run", run.id.clone())
             .with_mount(
-                Mount::bind_mount(images.display().to_string(), "/var/lib/rancher/k3s/agent/images")
-                    .with_access_mode(AccessMode::ReadOnly),
+                Mount::bind_mount(
+                    images.display().to_string(),
+                    "/var/lib/rancher/k3s/agent/images",
+                )
+                .with_access_mode(AccessMode::ReadOnly),
             )
             .with_startup_timeout(Duration::from_secs(300))
             .start()
@@ -334,7 +408,10 @@ mod k3s {
             .expect("k3s");
         let port = k3s.get_host_port_ipv4(KUBE_SECURE_PORT).await.unwrap();
         let kubeconfig = std::fs::read_to_string(conf.join("k3s.yaml")).expect("k3s.yaml");
-        let kubeconfig = kubeconfig.replace("https://127.0.0.1:6443", &format!("https://127.0.0.1:{port}"));
+        let kubeconfig = kubeconfig.replace(
+            "https://127.0.0.1:6443",
+            &format!("https://127.0.0.1:{port}"),
+        );
         let path = dir.path().join("kubeconfig");
         std::fs::write(&path, kubeconfig).unwrap();
         let root = repo_root();
@@ -344,19 +421,47 @@ mod k3s {
             run_tool("kubectl", &all).unwrap_or_else(|e| panic!("kubectl {args:?}: {e}"))
         };
         let at = |rel: &str| root.join(rel).display().to_string();
-        kubectl(&["apply", "--server-side", "-f", &at("deploy/tests/fixtures/servicemonitor-crd.yaml")]);
+        kubectl(&[
+            "apply",
+            "--server-side",
+            "-f",
+            &at("deploy/tests/fixtures/servicemonitor-crd.yaml"),
+        ]);
         kubectl(&["apply", "--server-side", "-k", &at("config")]);
-        kubectl(&["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"]);
+        kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd",
+            "--all",
+        ]);
         kubectl(&["apply", "--server-side", "-k", &at("config/overlays/kind")]);
         for (ns, deployment) in [
             ("metal-operator-system", "metal-operator"),
             ("metal-harness-system", "sim-boot"),
             ("metal-harness-system", "sim-bmc"),
         ] {
-            kubectl(&["-n", ns, "rollout", "status", &format!("deployment/{deployment}"), "--timeout=110s"]);
+            kubectl(&[
+                "-n",
+                ns,
+                "rollout",
+                "status",
+                &format!("deployment/{deployment}"),
+                "--timeout=110s",
+            ]);
         }
-        kubectl(&["apply", "--server-side", "-k", &at("config/overlays/kind/fleet")]);
-        kubectl(&["wait", "--for=jsonpath={.status.state}=Enabled", "bmc/sim-bmc-0", "--timeout=120s"]);
+        kubectl(&[
+            "apply",
+            "--server-side",
+            "-k",
+            &at("config/overlays/kind/fleet"),
+        ]);
+        kubectl(&[
+            "wait",
+            "--for=jsonpath={.status.state}=Enabled",
+            "bmc/sim-bmc-0",
+            "--timeout=120s",
+        ]);
         kubectl(&["apply", "-k", &at("config/conformance/job")]);
         kubectl(&[
             "-n",

@@ -19,7 +19,13 @@ pub const TAG: &str = "ctest";
 /// `require` turns every skip into a failure (CI sets it once dockerd runs and the base image is made).
 pub const REQUIRE_ENV: &str = "METAL_HARNESS_CONTAINER_TESTS";
 /// The images the tests run.
-pub const IMAGES: &[&str] = &["apiserver", "metal-operator", "sim-boot", "sim-bmc", "conformance"];
+pub const IMAGES: &[&str] = &[
+    "apiserver",
+    "metal-operator",
+    "sim-boot",
+    "sim-bmc",
+    "conformance",
+];
 /// Where the apiserver container is found from other containers (an /etc/hosts entry).
 pub const API_HOST: &str = "kubernetes.default.svc";
 pub const API_PORT: u16 = 6443;
@@ -99,8 +105,13 @@ fn build_images() -> Result<(), String> {
             Ok(())
         }
         // 2: a missing tool, binary or daemon (the script names it).
-        Some(2) => Err(format!("hack/container-images.sh cannot build the images: {stderr}")),
-        _ => panic!("hack/container-images.sh failed ({}):\n{stderr}", out.status),
+        Some(2) => Err(format!(
+            "hack/container-images.sh cannot build the images: {stderr}"
+        )),
+        _ => panic!(
+            "hack/container-images.sh failed ({}):\n{stderr}",
+            out.status
+        ),
     }
 }
 
@@ -144,7 +155,11 @@ impl Started {
         );
         let tail: Vec<&str> = text.lines().rev().take(40).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
-        format!("--- {} (last lines)\n{}", self.plan.workload, tail.join("\n"))
+        format!(
+            "--- {} (last lines)\n{}",
+            self.plan.workload,
+            tail.join("\n")
+        )
     }
 
     /// Every HTTP probe of the manifest answers 200 (polled until `timeout`), as the kubelet would see it.
@@ -307,7 +322,13 @@ impl Run {
         );
         let networks = run_tool(
             "docker",
-            &["network", "ls", "-q", "--filter", &format!("name=^{}$", self.network)],
+            &[
+                "network",
+                "ls",
+                "-q",
+                "--filter",
+                &format!("name=^{}$", self.network),
+            ],
         )
         .expect("docker network ls");
         assert!(
@@ -391,7 +412,10 @@ pub async fn start_apiserver(run: &Run, namespaces: &deploy::manifests::Manifest
     let deadline = Instant::now() + Duration::from_secs(30);
     while let Err(e) = client.apiserver_version().await {
         if Instant::now() > deadline {
-            panic!("the apiserver container does not answer: {e}\n{}", started.logs().await);
+            panic!(
+                "the apiserver container does not answer: {e}\n{}",
+                started.logs().await
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -402,7 +426,13 @@ pub async fn start_apiserver(run: &Run, namespaces: &deploy::manifests::Manifest
     };
     let crds = repo_root().join("config");
     kubectl(&["apply", "--server-side", "-k", crds.to_str().unwrap()]);
-    kubectl(&["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"]);
+    kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd",
+        "--all",
+    ]);
     let ns = namespaces.filtered(|o| deploy::manifests::kind_of(o) == "Namespace");
     let ns_file = run.file(&ns.to_yaml());
     kubectl(&["apply", "--server-side", "-f", ns_file.to_str().unwrap()]);
