@@ -33,6 +33,8 @@ pub struct PodPlan {
     pub probes: Vec<HttpProbe>,
     /// `NAME.NAMESPACE.svc.cluster.local` of every Service selecting the pod.
     pub service_names: Vec<String>,
+    /// How long the kubelet waits after SIGTERM before it kills the container (Kubernetes' default 30 s).
+    pub termination_grace_seconds: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -167,6 +169,7 @@ impl PodPlan {
             ports,
             probes,
             service_names,
+            termination_grace_seconds: spec["terminationGracePeriodSeconds"].as_u64().unwrap_or(30),
         })
     }
 }

@@ -247,6 +247,26 @@ async fn quickstart_across_containers() {
     if let Err(e) = released {
         panic!("{e}\n{}", logs().await);
     }
+
+    // SIGTERM, as the kubelet and `docker stop` send it to PID 1: each component exits by itself, except
+    // sim-boot, which stops on SIGINT only (config/sim-boot/deployment.yaml keeps its grace period short).
+    for c in all {
+        let (code, took) = c.stop_like_kubelet().await;
+        println!(
+            "{} on SIGTERM: exit {code:?} after {:.1}s",
+            c.plan.workload,
+            took.as_secs_f64()
+        );
+        if c.plan.workload != "sim-boot" {
+            assert_eq!(
+                code,
+                Some(0),
+                "{} did not exit on SIGTERM\n{}",
+                c.plan.workload,
+                c.logs().await
+            );
+        }
+    }
     drop((sim_bmc, operator, sim_boot, api));
     run.assert_clean();
 }

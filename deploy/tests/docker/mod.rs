@@ -191,6 +191,19 @@ impl Started {
         }
     }
 
+    /// Stops the container as the kubelet would (SIGTERM, SIGKILL after the manifest's grace period) and
+    /// returns the exit code and how long it took: 137 means SIGTERM was not acted on in time.
+    pub async fn stop_like_kubelet(&self) -> (Option<i64>, Duration) {
+        let started = Instant::now();
+        let grace = i32::try_from(self.plan.termination_grace_seconds).unwrap_or(30);
+        self.container
+            .stop_with_timeout(Some(grace))
+            .await
+            .unwrap_or_else(|e| panic!("stopping {}: {e}", self.plan.workload));
+        let code = self.container.exit_code().await.expect("exit code");
+        (code, started.elapsed())
+    }
+
     /// The process runs as the manifest's user (docker top reads the host's process table).
     pub fn assert_user(&self, uid: u32) {
         let top = run_tool(
@@ -402,6 +415,7 @@ pub async fn start_apiserver(run: &Run, namespaces: &deploy::manifests::Manifest
         ports: [("https".to_string(), API_PORT)].into(),
         probes: vec![],
         service_names: vec![],
+        termination_grace_seconds: 30,
     };
     let started = run.start(&plan, &Extra::default()).await;
     let host_port = started.host_port(API_PORT).await;
