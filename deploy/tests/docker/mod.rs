@@ -395,7 +395,7 @@ pub async fn client(kubeconfig_yaml: &str) -> kube::Client {
 /// and the manifests' Namespaces installed with kubectl from the host. Returns it, the host kubeconfig
 /// path and the kubeconfig the other containers use.
 pub async fn start_apiserver(run: &Run, namespaces: &deploy::manifests::Manifests) -> ApiServer {
-    let token = format!("t-{}", run.id.len() * 7919 + std::process::id() as usize);
+    let token = format!("token-{}", run.id);
     let plan = PodPlan {
         workload: "apiserver".into(),
         namespace: "default".into(),
