@@ -409,18 +409,28 @@ fn every_image_has_a_dockerfile_target() {
             .strip_prefix("metal-harness/")
             .and_then(|i| i.split(':').next())
             .unwrap_or_else(|| panic!("{image}"));
+        let stage: Vec<&str> = dockerfile
+            .split("\nFROM ")
+            .find(|s| s.starts_with(&format!("runtime AS {name}\n")))
+            .unwrap_or_else(|| panic!("no Dockerfile target {name}"))
+            .lines()
+            .collect();
+        // The binary may be named differently from the image (sim-bmc ships sim-bmc-netboot).
+        let binary = stage
+            .iter()
+            .find_map(|l| l.strip_prefix("ENTRYPOINT [\"/usr/local/bin/"))
+            .and_then(|l| l.strip_suffix("\"]"))
+            .unwrap_or_else(|| panic!("{name}: no ENTRYPOINT [\"/usr/local/bin/...\"]"));
         assert!(
-            dockerfile.contains(&format!("FROM runtime AS {name}\n")),
-            "no Dockerfile target {name}"
+            stage.contains(
+                &format!("COPY --from=builder /out/{binary} /usr/local/bin/{binary}").as_str()
+            ),
+            "{name}: the stage does not copy {binary} from the builder"
         );
         assert!(
-            dockerfile.contains(&format!("--bin {name} "))
-                || dockerfile.contains(&format!("--bin {name}\n")),
-            "the builder does not build {name}"
-        );
-        assert!(
-            dockerfile.contains(&format!("ENTRYPOINT [\"/usr/local/bin/{name}\"]")),
-            "{name} entrypoint"
+            dockerfile.contains(&format!("--bin {binary} "))
+                || dockerfile.contains(&format!("--bin {binary}\n")),
+            "the builder does not build {binary}"
         );
     }
     let users: Vec<&str> = dockerfile
@@ -433,13 +443,32 @@ fn every_image_has_a_dockerfile_target() {
         "the runtime runs as the distroless nonroot user only"
     );
     assert!(
-        dockerfile.contains("FROM gcr.io/distroless/"),
-        "distroless runtime"
+        dockerfile.contains("\nARG BASE_IMAGE=gcr.io/distroless/")
+            && dockerfile.contains("\nFROM ${BASE_IMAGE} AS runtime\n"),
+        "distroless runtime unless hack/container-images.sh passes its local base"
     );
     assert!(
         dockerfile.contains("cargo chef cook"),
         "dependencies are cached in their own layer"
     );
+}
+
+/// hack/kind-up.sh loads the images with tag `dev` and nothing is pulled: every image the kind overlay and
+/// the conformance Job (run on the same cluster) use must carry that tag.
+#[test]
+fn kind_workloads_use_the_images_kind_up_loads() {
+    for rel in ["overlays/kind", "conformance/job"] {
+        for w in workloads(&build(rel)) {
+            for c in containers(w) {
+                let image = c["image"].as_str().unwrap_or_default();
+                assert!(
+                    image.starts_with("metal-harness/") && image.ends_with(":dev"),
+                    "config/{rel}: {} uses {image}, but hack/kind-up.sh loads metal-harness/*:dev",
+                    name_of(w)
+                );
+            }
+        }
+    }
 }
 
 /// Every workload runs as a ServiceAccount of the overlay; one without RBAC does not mount a token,

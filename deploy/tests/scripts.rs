@@ -7,7 +7,12 @@ use std::process::Command;
 
 use deploy::tools::{container_engine_missing, installed, repo_root, run_tool};
 
-const SCRIPTS: &[&str] = &["hack/lib.sh", "hack/kind-up.sh", "hack/kind-conformance.sh"];
+const SCRIPTS: &[&str] = &[
+    "hack/lib.sh",
+    "hack/kind-up.sh",
+    "hack/kind-conformance.sh",
+    "hack/container-images.sh",
+];
 
 #[test]
 fn scripts_are_shellcheck_clean() {
@@ -105,9 +110,39 @@ fn which(tool: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// Without docker, hack/container-images.sh stops before doing anything and names it.
+#[test]
+fn container_images_names_a_missing_docker() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = path_without_container_tools(dir.path());
+    let out = Command::new(path.join("bash"))
+        .arg(repo_root().join("hack/container-images.sh"))
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("missing tool: docker"), "{stderr}");
+    let bad = Command::new("bash")
+        .arg(repo_root().join("hack/container-images.sh"))
+        .args(["--images", "sim-bmc,frobnicator"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("unknown image 'frobnicator'"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}
+
 #[test]
 fn unknown_arguments_are_refused_and_help_is_printed() {
-    for script in ["hack/kind-up.sh", "hack/kind-conformance.sh"] {
+    for script in [
+        "hack/kind-up.sh",
+        "hack/kind-conformance.sh",
+        "hack/container-images.sh",
+    ] {
         let help = Command::new("bash")
             .arg(repo_root().join(script))
             .arg("--help")

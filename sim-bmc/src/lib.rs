@@ -7,6 +7,7 @@
 
 pub mod bmc;
 pub mod boot;
+pub mod cli;
 pub mod clock;
 pub mod control;
 pub mod error;
