@@ -20,19 +20,47 @@ const KERNEL_MEDIA_TYPES: [&str; 2] = [
 ];
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How the oracle reaches registries: scheme and client (e.g. one trusting a per-run CA).
+#[derive(Clone)]
+pub struct RegistryAccess {
+    pub scheme: String,
+    pub client: HttpClient,
+}
+
+impl Default for RegistryAccess {
+    /// Plain HTTP over sockets.
+    fn default() -> Self {
+        RegistryAccess {
+            scheme: "http".into(),
+            client: HttpClient::hyper(),
+        }
+    }
+}
+
 /// A machine that boots through `boot` with its boot URL rendered from `template` (`{uuid}` substituted).
 pub struct NetBoot {
     boot: Arc<dyn NetworkBoot>,
     template: String,
-    registry: HttpClient,
+    registry: RegistryAccess,
 }
 
 impl NetBoot {
     pub fn new(boot: Arc<dyn NetworkBoot>, template: &str) -> Self {
+        Self::with_registry(boot, template, RegistryAccess::default())
+    }
+
+    pub fn with_registry(
+        boot: Arc<dyn NetworkBoot>,
+        template: &str,
+        registry: RegistryAccess,
+    ) -> Self {
         NetBoot {
             boot,
             template: template.into(),
-            registry: HttpClient::hyper().with_timeout(HTTP_TIMEOUT),
+            registry: RegistryAccess {
+                client: registry.client.with_timeout(HTTP_TIMEOUT),
+                ..registry
+            },
         }
     }
 }
@@ -42,13 +70,23 @@ pub fn network_boot(
     template: &str,
     _registry: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<Arc<dyn MachineBoot>> {
+    network_boot_with(template, RegistryAccess::default())
+}
+
+/// [`network_boot`] reading images from registries through `registry`.
+pub fn network_boot_with(
+    template: &str,
+    registry: RegistryAccess,
+) -> anyhow::Result<Arc<dyn MachineBoot>> {
     anyhow::ensure!(
         template.contains("{uuid}"),
         "the boot URL template {template:?} has no {{uuid}} placeholder"
     );
     let firmware: Arc<dyn NetworkBoot> =
         Arc::new(netboot::Netboot::new(netboot::NetbootOptions::default()));
-    Ok(Arc::new(NetBoot::new(firmware, template)))
+    Ok(Arc::new(NetBoot::with_registry(
+        firmware, template, registry,
+    )))
 }
 
 /// `registry/repository`, tag, digest of an OCI reference (the registry may carry a port).
@@ -75,12 +113,14 @@ impl NetBoot {
         repository: &str,
         reference: &str,
     ) -> anyhow::Result<(String, Value)> {
-        let url = format!("http://{registry}/v2/{repository}/manifests/{reference}");
+        let scheme = &self.registry.scheme;
+        let url = format!("{scheme}://{registry}/v2/{repository}/manifests/{reference}");
         let request = http::Request::get(&url)
             .header(http::header::ACCEPT, MANIFEST_ACCEPT)
             .body(Default::default())?;
         let fetched = self
             .registry
+            .client
             .send(request)
             .await
             .map_err(|e| anyhow::anyhow!("GET {url}: {e}"))?;

@@ -10,7 +10,7 @@ fn certify(
 ) -> (i32, serde_json::Value, String) {
     let exe = env!("CARGO_BIN_EXE_conformance");
     let backend = format!(
-        "{exe} reference-backend --listen {{boot_addr}} --registry {{registry}} --insecure-registries {{disallowed_registry}} --misbehave {mode}"
+        "{exe} reference-backend --listen {{boot_addr}} --registry {{registry}} --misbehave {mode}"
     );
     let mut cmd = Command::new(exe);
     cmd.args([
