@@ -120,6 +120,7 @@ class Registry:
         except (KeyError, ValueError, requests.RequestException) as e:
             raise BackendError("RegistryUnauthorized", f"token request to {params.get('realm')}: {e}") from e
         self.tokens[host, repo] = body.get("token") or body.get("access_token")
+        log.info("bearer token for %s/%s from %s", host, repo, params["realm"])
         return True
 
     def manifest(self, host, repo, reference):
