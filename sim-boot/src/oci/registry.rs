@@ -60,7 +60,7 @@ impl Registry {
     /// `Some(401 response)` when auth is on and the request's token does not grant `access`.
     fn unauthorized(&self, headers: &HeaderMap, uri: &Uri, access: &Access) -> Option<Response> {
         let auth = self.auth.as_ref()?;
-        auth.check(headers, uri, access).err()
+        auth.denial(headers, uri, access)
     }
 }
 

@@ -79,8 +79,8 @@ impl TokenAuth {
         })
     }
 
-    /// Ok when the request's bearer token grants `access`; else the 401 a registry answers.
-    pub fn check(&self, headers: &HeaderMap, uri: &Uri, access: &Access) -> Result<(), Response> {
+    /// None when the request's bearer token grants `access`; else the 401 a registry answers.
+    pub fn denial(&self, headers: &HeaderMap, uri: &Uri, access: &Access) -> Option<Response> {
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -94,10 +94,7 @@ impl TokenAuth {
             (Some(repositories), Access::Pull(name)) => repositories.contains(name),
             (None, _) => false,
         };
-        if allowed {
-            return Ok(());
-        }
-        Err(self.challenge(headers, uri, access, presented.is_some()))
+        (!allowed).then(|| self.challenge(headers, uri, access, presented.is_some()))
     }
 
     fn challenge(
@@ -240,13 +237,13 @@ mod tests {
         );
         let pull = |name: &str| Access::Pull(name.into());
         assert!(
-            auth.check(&bearer(&token), &uri, &pull("ironcore/os"))
-                .is_ok()
+            auth.denial(&bearer(&token), &uri, &pull("ironcore/os"))
+                .is_none()
         );
-        assert!(auth.check(&bearer(&token), &uri, &Access::Base).is_ok());
+        assert!(auth.denial(&bearer(&token), &uri, &Access::Base).is_none());
         let denied = auth
-            .check(&bearer(&token), &uri, &pull("ironcore/probe-os"))
-            .unwrap_err();
+            .denial(&bearer(&token), &uri, &pull("ironcore/probe-os"))
+            .unwrap();
         let challenge = denied.headers()[header::WWW_AUTHENTICATE].to_str().unwrap();
         assert_eq!(
             challenge,
@@ -258,10 +255,10 @@ mod tests {
             &TokenAuth::new("https"),
             "scope=repository:ironcore/os:pull",
         );
-        assert!(auth.check(&bearer(&other), &uri, &Access::Base).is_err());
+        assert!(auth.denial(&bearer(&other), &uri, &Access::Base).is_some());
         let (payload, signature) = token.split_once('.').unwrap();
         let forged = format!("{payload}x.{signature}");
-        assert!(auth.check(&bearer(&forged), &uri, &Access::Base).is_err());
+        assert!(auth.denial(&bearer(&forged), &uri, &Access::Base).is_some());
     }
 
     #[test]
@@ -270,8 +267,8 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(header::HOST, "localhost:1".parse().unwrap());
         let response = auth
-            .check(&headers, &"/v2/".parse().unwrap(), &Access::Base)
-            .unwrap_err();
+            .denial(&headers, &"/v2/".parse().unwrap(), &Access::Base)
+            .unwrap();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(
             response.headers()[header::WWW_AUTHENTICATE],

@@ -155,3 +155,39 @@ async fn serve_connection(stream: TcpStream, router: Router, tls: Option<TlsAcce
         .serve_connection(TokioIo::new(tls_stream), service)
         .await;
 }
+
+#[cfg(test)]
+mod tests {
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use std::sync::Arc;
+
+    #[test]
+    fn the_leaf_verifies_for_loopback_names_only_against_its_own_ca() {
+        let ca = super::RegistryCa::generate().unwrap();
+        let leaf = CertificateDer::from_pem_slice(ca.leaf_pem().as_bytes()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = |root: CertificateDer<'static>| {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(root).unwrap();
+            rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider.clone(),
+            )
+            .build()
+            .unwrap()
+        };
+        let trusting = verifier(ca.ca_der());
+        let verify = |v: &dyn ServerCertVerifier, name: &str| {
+            let name = ServerName::try_from(name.to_string()).unwrap();
+            v.verify_server_cert(&leaf, &[], &name, &[], UnixTime::now())
+        };
+        for name in super::LOOPBACK_NAMES {
+            assert!(verify(trusting.as_ref(), name).is_ok(), "{name}");
+        }
+        assert!(verify(trusting.as_ref(), "registry.example.com").is_err());
+        let other_run = super::RegistryCa::generate().unwrap();
+        assert!(verify(verifier(other_run.ca_der()).as_ref(), "127.0.0.1").is_err());
+    }
+}
