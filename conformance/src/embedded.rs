@@ -499,3 +499,69 @@ pub async fn certify_embedded(
     env.api.shutdown().await;
     result
 }
+
+#[cfg(test)]
+mod registry_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn https_registries_hand_the_backend_their_ca_and_placeholders() {
+        let env = EmbeddedEnv::start_with(RegistryOptions {
+            scheme: RegistryScheme::Https,
+            auth: RegistryAuthMode::None,
+        })
+        .await
+        .unwrap();
+        let pem = env.registries.ca_pem().unwrap();
+        let files = env.ca_files.clone().unwrap();
+        assert_eq!(std::fs::read_to_string(&files.ca).unwrap(), pem);
+        let bundle = std::fs::read_to_string(&files.bundle).unwrap();
+        assert!(bundle.ends_with(pem));
+        if let Ok(system) = std::fs::read_to_string(SYSTEM_CA_BUNDLE) {
+            // SSL_CERT_FILE replaces the system store for OpenSSL and Go: the bundle must keep it.
+            assert!(bundle.starts_with(system.trim_end()));
+        }
+        let vars: std::collections::BTreeMap<_, _> = files.env().into_iter().collect();
+        for name in ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"] {
+            assert_eq!(vars[name], files.bundle.display().to_string(), "{name}");
+        }
+        assert_eq!(vars["NODE_EXTRA_CA_CERTS"], files.ca.display().to_string());
+
+        let boot: SocketAddr = "127.0.0.1:8082".parse().unwrap();
+        let filled = fill_placeholders(
+            "b --registry {registry} --scheme {registry_scheme} --ca {ca_file} --listen {boot_addr}",
+            &env,
+            boot,
+        );
+        assert_eq!(
+            filled,
+            format!(
+                "b --registry {} --scheme https --ca {} --listen 127.0.0.1:8082",
+                env.registries.allowed,
+                files.ca.display()
+            )
+        );
+        let client = env.registries.http_client().unwrap();
+        for addr in [env.registries.allowed, env.registries.disallowed] {
+            let base = client.get(&format!("https://{addr}/v2/")).await.unwrap();
+            assert_eq!(base.status, 200, "{addr}");
+        }
+        env.api.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn plain_http_registries_have_no_ca() {
+        let registries = BuiltinRegistries::start().await.unwrap();
+        assert_eq!(registries.scheme(), "http");
+        assert!(registries.ca_pem().is_none());
+        let dir = tempfile::tempdir().unwrap();
+        assert!(registries.write_ca_files(dir.path()).unwrap().is_none());
+        let base = registries
+            .http_client()
+            .unwrap()
+            .get(&format!("http://{}/v2/", registries.allowed))
+            .await
+            .unwrap();
+        assert_eq!(base.status, 200);
+    }
+}

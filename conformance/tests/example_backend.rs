@@ -126,3 +126,27 @@ fn python_backend_certifies_core_and_boot_over_https() {
         "the backend answered the registry's token challenge\n{text}"
     );
 }
+
+#[test]
+fn ca_file_over_plain_http_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_conformance"))
+        .args([
+            "certify",
+            "--embedded",
+            "--quiet",
+            "--registry-scheme",
+            "http",
+        ])
+        .args(["--backend-cmd", "sleep 30 --ca {ca_file}"])
+        .arg("--report-dir")
+        .arg(dir.path())
+        .output()
+        .expect("run conformance");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("{ca_file}") && stderr.contains("--registry-scheme http"),
+        "{stderr}"
+    );
+}
