@@ -5,17 +5,19 @@ use crate::cli::{CertifyArgs, reproduce_command};
 use crate::progress::Display;
 use crate::report::{Implementation, Report};
 use crate::runner::{RunResult, run};
-use crate::supervisor::RestartCommand;
+use crate::supervisor::ClusterBackend;
 use crate::target::{ImageSet, Target};
 use anyhow::Context as _;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
-/// Exit codes: 0 every requested MUST rule passed; 1 a MUST rule did not pass; 2 the suite could not run.
+/// Exit codes: 0 the requested level was met; 1 it was not; 2 the suite could not run (usage, harness);
+/// 3 the backend under test was not running (it exited, or never wrote any SBC status), so nothing was certified.
 pub const EXIT_CONFORMANT: i32 = 0;
 pub const EXIT_NOT_CONFORMANT: i32 = 1;
 pub const EXIT_USAGE_OR_HARNESS: i32 = 2;
+pub const EXIT_BACKEND_NOT_RUNNING: i32 = 3;
 
 pub async fn client_from_kubeconfig(path: &std::path::Path) -> anyhow::Result<kube::Client> {
     let kubeconfig = Kubeconfig::read_from(path)
@@ -46,6 +48,21 @@ pub fn images_from_args(
     })
 }
 
+/// The backend under test could not be brought up (it exited before it listened): nothing was certified.
+#[derive(Debug)]
+pub struct BackendNotRunning {
+    pub reason: String,
+    pub log_tail: Vec<String>,
+}
+
+impl std::fmt::Display for BackendNotRunning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl std::error::Error for BackendNotRunning {}
+
 /// Runs the suite on an assembled target and writes every report. Returns the report and the run.
 pub async fn run_and_report(
     target: Arc<Target>,
@@ -68,7 +85,13 @@ pub async fn run_and_report(
         name: args.implementation.clone(),
         version: args.implementation_version.clone(),
     };
-    let report = Report::new(&result, implementation, command, &target.timeouts);
+    let report = Report::new(
+        &result,
+        implementation,
+        command,
+        &target.timeouts,
+        args.level,
+    );
     report
         .write(&args.report_dir)
         .with_context(|| format!("writing reports to {}", args.report_dir.display()))?;
@@ -85,8 +108,17 @@ pub async fn kubeconfig_target(
         .as_ref()
         .context("--kubeconfig is required without --embedded")?;
     let client = client_from_kubeconfig(path).await?;
-    let backend = args.backend_restart_cmd.clone().map(|command| {
-        Arc::new(RestartCommand { command }) as Arc<dyn crate::target::BackendControl>
+    let pods = match (&args.backend_namespace, &args.backend_pod_selector) {
+        (Some(namespace), Some(selector)) => {
+            Some(crate::pods::PodObserver::start(client.clone(), namespace, selector).await?)
+        }
+        _ => None,
+    };
+    let backend = (args.backend_restart_cmd.is_some() || pods.is_some()).then(|| {
+        Arc::new(ClusterBackend {
+            restart_command: args.backend_restart_cmd.clone(),
+            pods,
+        }) as Arc<dyn crate::target::BackendControl>
     });
     let boot = match &args.boot_url_template {
         Some(template) => Some(crate::boot_net::network_boot(template, None)?),
@@ -103,6 +135,7 @@ pub async fn kubeconfig_target(
         run_id: uuid::Uuid::new_v4().to_string(),
         epoch: tokio::time::Instant::now(),
         cancel,
+        activity: Default::default(),
     })
 }
 
@@ -129,15 +162,34 @@ pub async fn certify(args: &CertifyArgs, argv: Vec<String>) -> i32 {
         Ok((report, result)) => {
             println!("{}", report.to_markdown());
             println!("Reports written to {}", args.report_dir.display());
-            if result.must_rules_pass() {
+            if let Some(stop) = &result.backend_stopped {
+                eprintln!(
+                    "error: {} (exit code {EXIT_BACKEND_NOT_RUNNING}; see {})",
+                    stop.reason,
+                    args.report_dir.join("backend.log").display()
+                );
+                EXIT_BACKEND_NOT_RUNNING
+            } else if report.certification.conformant {
                 EXIT_CONFORMANT
             } else {
                 EXIT_NOT_CONFORMANT
             }
         }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            EXIT_USAGE_OR_HARNESS
-        }
+        Err(e) => match e.downcast_ref::<BackendNotRunning>() {
+            Some(not_running) => {
+                eprintln!("BACKEND NOT RUNNING: {}", not_running.reason);
+                if !not_running.log_tail.is_empty() {
+                    eprintln!("last lines of backend.log:");
+                    for line in &not_running.log_tail {
+                        eprintln!("  {line}");
+                    }
+                }
+                EXIT_BACKEND_NOT_RUNNING
+            }
+            None => {
+                eprintln!("error: {e:#}");
+                EXIT_USAGE_OR_HARNESS
+            }
+        },
     }
 }

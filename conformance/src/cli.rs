@@ -1,6 +1,7 @@
 //! The `conformance` command line: `certify` against a kubeconfig or an embedded API server with a backend command,
 //! plus `contract` (prints CONTRACT.md) and `rules` (one line per rule).
 
+use crate::level::ConformanceLevel;
 use crate::rules::{Profile, RULES};
 use crate::runner::{DEFAULT_CONCURRENCY, Selection};
 use crate::timeouts::Timeouts;
@@ -79,6 +80,13 @@ pub struct CertifyArgs {
     /// Kubeconfig mode: a command that restarts the backend (enables `resilience.backend-restart`).
     #[arg(long, conflicts_with = "embedded")]
     pub backend_restart_cmd: Option<String>,
+    /// Kubeconfig mode: the namespace the backend's pods run in (with `--backend-pod-selector`). The suite then
+    /// observes their container restarts and terminations (SBC-RES-005); without it that rule is Skip.
+    #[arg(long, conflicts_with = "embedded", requires = "backend_pod_selector")]
+    pub backend_namespace: Option<String>,
+    /// Kubeconfig mode: a label selector for the backend's pods, e.g. `app.kubernetes.io/name=boot-operator`.
+    #[arg(long, conflicts_with = "embedded", requires = "backend_namespace")]
+    pub backend_pod_selector: Option<String>,
 
     /// Name of the implementation under test, for the report.
     #[arg(long, default_value = "unnamed-backend")]
@@ -90,6 +98,10 @@ pub struct CertifyArgs {
     /// Profiles to run (comma-separated): core, boot, resilience, scale.
     #[arg(long, value_delimiter = ',', default_value = "core", value_parser = parse_profile)]
     pub profile: Vec<Profile>,
+    /// The conformance level to certify: `baseline` (every requested baseline MUST rule passes) or `extended`
+    /// (baseline plus every requested extension MUST rule). The exit code is 0 exactly when it is met.
+    #[arg(long, default_value = "baseline", value_parser = parse_level)]
+    pub level: ConformanceLevel,
     /// Only these rules (repeatable, e.g. `--rule SBC-IGN-001`); default: every rule of the profiles.
     #[arg(long = "rule", value_parser = parse_rule)]
     pub rules: Vec<String>,
@@ -138,6 +150,11 @@ pub struct CertifyArgs {
 fn parse_profile(s: &str) -> Result<Profile, String> {
     Profile::parse(s)
         .ok_or_else(|| format!("unknown profile {s:?}; known: core, boot, resilience, scale"))
+}
+
+fn parse_level(s: &str) -> Result<ConformanceLevel, String> {
+    ConformanceLevel::parse(s)
+        .ok_or_else(|| format!("unknown level {s:?}; known: baseline, extended"))
 }
 
 fn parse_rule(s: &str) -> Result<String, String> {

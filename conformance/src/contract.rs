@@ -19,8 +19,8 @@ This file is generated from `conformance/src/rules.rs` and `conformance/src/chec
 const READING: &str = "\
 ## How to read the rules
 
-- **Level** — RFC 2119. A backend *conforms* to a profile when every MUST rule of the profile passes; SHOULD and
-  MAY results are reported but do not decide the exit code.
+- **Level** — RFC 2119. MUST rules decide conformance; SHOULD and MAY results are reported (and shown in the
+  report and JUnit) but never decide the exit code.
 - **Tier** — *baseline* rules state what upstream (metal-operator and boot-operator) already relies on. *Extension*
   rules are stricter than upstream states today (generation-aware readiness, no flapping, artifacts really
   servable); they have their own IDs and are reported separately, so a backend can be baseline-conformant and show
@@ -34,7 +34,22 @@ const READING: &str = "\
 - **Verdicts** — *pass*; *fail* (the backend broke the rule); *error* (the harness or environment broke: API
   errors, cleanup problems — never counted as the backend's failure); *skip* (profile or rule not requested, or a
   capability not declared, e.g. no disallowed-registry image given). Every verdict carries a reason.
-- **Exit code** — `conformance certify` exits 0 only when every requested MUST rule passed.
+- **Conformance levels** — a run certifies a level for every requested profile:
+  - `baseline`: every requested baseline MUST rule passes. This is what upstream boot-operator can meet today.
+  - `extended`: baseline, plus every requested extension MUST rule passes.
+
+  `conformance certify --level baseline|extended` (default `baseline`) says which level to certify. A rule that
+  was skipped (say, no disallowed-registry image was given) or errored is not a pass: the level it belongs to is
+  not met, and the report says which rules stand in the way. The headline reads like a certificate, one line per
+  profile, with the extension score always shown: `core: baseline CONFORMANT · extension 1/3`.
+- **Exit code** — 0 exactly when the requested level is met for every requested profile; 1 when it is not; 2 when
+  the suite could not run (bad arguments, harness or environment errors); 3 when the backend under test was not
+  running (its process exited, or it never wrote any SBC status): nothing is certified then.
+- **Evidence** — no rule passes on what the run did not observe. A rule the environment cannot exercise is
+  *skip* with what was missing (e.g. SBC-RES-002's boot after a restart needs the `boot` profile); a rule whose
+  evidence could not be gathered is *error*. \"Never Ready\" rules are credited only while the backend is alive
+  and has shown it reconciles (it wrote some SBC status in the run); history rules need at least one recorded
+  history.
 - **Oracles** — every check records the *whole* status history of every SBC through a watch opened before the SBC
   exists, so a Ready that lasts one status write is seen. \"Never Ready\" means no Ready in any recorded event.
 ";

@@ -38,6 +38,9 @@ pub struct Ctx {
     pub cancel: CancellationToken,
     created: Mutex<Vec<Created>>,
     extra_recorders: Mutex<Vec<Recorder>>,
+    /// When each SBC's create request was issued (run time), by `namespace/name`: "never Ready" windows start
+    /// there, so a Ready written while the create was still in flight is not missed.
+    create_issued: Mutex<std::collections::BTreeMap<String, Duration>>,
 }
 
 impl Ctx {
@@ -56,11 +59,18 @@ impl Ctx {
             .with_context(|| format!("creating namespace {ns}"))?;
         let cancel = target.cancel.child_token();
         let ctx = Ctx {
-            recorder: Recorder::start(target.client.clone(), &ns, target.epoch, cancel.clone())
-                .await
-                .with_context(|| format!("watching ServerBootConfigurations in {ns}"))?,
+            recorder: Recorder::start(
+                target.client.clone(),
+                &ns,
+                target.epoch,
+                target.activity.clone(),
+                cancel.clone(),
+            )
+            .await
+            .with_context(|| format!("watching ServerBootConfigurations in {ns}"))?,
             created: Mutex::new(vec![Created::Namespace(ns.clone())]),
             extra_recorders: Mutex::new(Vec::new()),
+            create_issued: Mutex::new(Default::default()),
             target,
             check,
             ns,
@@ -104,6 +114,7 @@ impl Ctx {
             self.target.client.clone(),
             &ns,
             self.target.epoch,
+            self.target.activity.clone(),
             self.cancel.clone(),
         )
         .await?;
@@ -214,6 +225,12 @@ impl Ctx {
     ) -> anyhow::Result<()> {
         let value = fixtures::sbc(name, spec, &self.target.run_id, self.check);
         self.track(Created::Sbc(ns.into(), name.into()));
+        let issued = self.now();
+        self.create_issued
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(format!("{ns}/{name}"), issued);
+        self.target.activity.sbc_created(issued);
         let created = self
             .sbcs(ns)
             .create(&PostParams::default(), &fixtures::to_dynamic(value)?)
@@ -248,6 +265,15 @@ impl Ctx {
             .with_context(|| format!("patching {name}: {what}"))?;
         self.recorder.note_write(&updated);
         Ok(updated.metadata.generation.unwrap_or_default())
+    }
+
+    /// When the create of SBC `name` (in the check's namespace) was issued.
+    pub fn create_issued_at(&self, name: &str) -> Option<Duration> {
+        self.create_issued
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&format!("{}/{name}", self.ns))
+            .copied()
     }
 
     pub async fn get_sbc(&self, name: &str) -> anyhow::Result<Option<DynamicObject>> {

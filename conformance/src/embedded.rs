@@ -379,6 +379,7 @@ impl EmbeddedEnv {
             run_id: uuid::Uuid::new_v4().to_string(),
             epoch: tokio::time::Instant::now(),
             cancel,
+            activity: Default::default(),
         })
     }
 }
@@ -406,13 +407,20 @@ async fn wait_for_backend(addr: SocketAddr, backend: &ChildBackend) -> anyhow::R
         if tokio::net::TcpStream::connect(addr).await.is_ok() {
             return Ok(());
         }
-        if let Some(exit) = backend.unexpected_exits().first() {
-            anyhow::bail!("the backend {exit} before it listened on {addr} (see backend.log)");
+        if let Some(exit) = backend.exits().first() {
+            return Err(crate::certify::BackendNotRunning {
+                reason: format!("the backend {exit} before it listened on {addr}"),
+                log_tail: backend.tail(20),
+            }
+            .into());
         }
-        anyhow::ensure!(
-            tokio::time::Instant::now() < until,
-            "the backend did not listen on {addr} within {BACKEND_STARTUP:?}"
-        );
+        if tokio::time::Instant::now() >= until {
+            return Err(crate::certify::BackendNotRunning {
+                reason: format!("the backend did not listen on {addr} within {BACKEND_STARTUP:?}"),
+                log_tail: backend.tail(20),
+            }
+            .into());
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

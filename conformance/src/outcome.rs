@@ -30,6 +30,10 @@ pub struct RuleOutcome {
     pub rule: String,
     pub verdict: Verdict,
     pub reason: String,
+    /// A "never Ready" pass: it stands only if the backend showed in this run that it reconciles (it wrote
+    /// some SBC status) and stayed up; otherwise the runner turns it into an Error.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub needs_reconciling_backend: bool,
 }
 
 /// What a check found, rule by rule, plus figures it measured.
@@ -46,6 +50,19 @@ impl Outcomes {
             rule: rule.into(),
             verdict,
             reason: reason.into(),
+            needs_reconciling_backend: false,
+        });
+        self
+    }
+
+    /// A "never Ready" observation held: Pass, credited only if the backend is shown to reconcile (see
+    /// [`RuleOutcome::needs_reconciling_backend`]). An idle or dead backend is never Ready either.
+    pub fn pass_never_ready(&mut self, rule: &str, reason: impl Into<String>) -> &mut Self {
+        self.outcomes.push(RuleOutcome {
+            rule: rule.into(),
+            verdict: Verdict::Pass,
+            reason: reason.into(),
+            needs_reconciling_backend: true,
         });
         self
     }
@@ -104,6 +121,7 @@ mod tests {
             rule: "X".into(),
             verdict: v,
             reason: String::new(),
+            needs_reconciling_backend: false,
         }
     }
 

@@ -21,6 +21,8 @@ pub struct Recorder {
 
 struct Inner {
     epoch: Instant,
+    /// The run's record of the backend's signs of life: any SBC status seen is one.
+    activity: Arc<crate::target::Activity>,
     histories: Mutex<BTreeMap<String, History>>,
     namespace: String,
     /// Bumped on every recorded event; waiters re-evaluate on change.
@@ -33,12 +35,14 @@ impl Recorder {
         client: kube::Client,
         namespace: &str,
         epoch: Instant,
+        activity: Arc<crate::target::Activity>,
         cancel: CancellationToken,
     ) -> kube::Result<Recorder> {
         let api: Api<DynamicObject> = Api::namespaced_with(client, namespace, &sbc_resource());
         let recorder = Recorder {
             inner: Arc::new(Inner {
                 epoch,
+                activity,
                 histories: Mutex::new(BTreeMap::new()),
                 namespace: namespace.into(),
                 version: watch::channel(0).0,
@@ -137,6 +141,9 @@ impl Recorder {
 
     fn observe(&self, kind: EventKind, obj: &DynamicObject, at: Duration, from_list: bool) {
         let observation = observation(kind, obj, at);
+        if observation.state.is_some() || !observation.conditions.is_empty() {
+            self.inner.activity.status_written(at);
+        }
         let name = obj.metadata.name.clone().unwrap_or_default();
         self.with_history(&name, |h| {
             // A re-list repeats objects we already saw; keep only real changes.

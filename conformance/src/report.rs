@@ -1,5 +1,6 @@
 //! The conformance report: report.yaml / report.json (one schema), JUnit XML for CI, and the Markdown summary.
 
+use crate::level::{ConformanceLevel, LevelResult};
 use crate::outcome::Verdict;
 use crate::rules::{CONTRACT_VERSION, Level, Profile, Tier};
 use crate::runner::{CheckRecord, RuleResult, RunResult};
@@ -25,11 +26,11 @@ pub struct Implementation {
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Result {
-    /// Every requested rule passed.
+    /// The requested level was met and every requested rule passed.
     Success,
-    /// No MUST failed, but a SHOULD/MAY failed or a rule was skipped or errored.
+    /// The requested level was met, but a SHOULD/MAY or a rule outside the level did not pass.
     Partial,
-    /// A requested MUST rule did not pass.
+    /// The requested level was not met.
     Failure,
 }
 
@@ -53,8 +54,23 @@ pub struct TierResult {
 pub struct ProfileResult {
     pub profile: Profile,
     pub requested: bool,
+    /// The conformance level this profile met, its blockers and its extension score.
+    pub level: LevelResult,
+    /// The certificate line, e.g. `core: baseline CONFORMANT · extension 1/3`.
+    pub headline: String,
     pub baseline: TierResult,
     pub extension: TierResult,
+}
+
+/// What the run certifies: the requested level, the level met over every requested profile, and the verdict.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Certification {
+    pub requested_level: ConformanceLevel,
+    /// The highest level every requested profile met (None: not even baseline).
+    pub met_level: Option<ConformanceLevel>,
+    /// The requested level was met: the exit code is 0 exactly then.
+    pub conformant: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -68,7 +84,11 @@ pub struct Report {
     pub implementation: Implementation,
     /// The exact command line that reproduces this run.
     pub command: String,
+    pub certification: Certification,
     pub result: Result,
+    /// Set when the backend was not running (it exited, or never wrote a status): the run stopped early.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend_stopped: Option<crate::runner::BackendStop>,
     /// False when a timeout was outside its published limit or the run was interrupted.
     pub certifying: bool,
     pub certifying_notes: Vec<String>,
@@ -124,6 +144,7 @@ impl Report {
         implementation: Implementation,
         command: String,
         timeouts: &Timeouts,
+        requested_level: ConformanceLevel,
     ) -> Report {
         let requested: Vec<&RuleResult> = run.rules.iter().filter(|r| r.requested).collect();
         let profiles = Profile::ALL
@@ -136,14 +157,28 @@ impl Report {
                         .filter(|r| r.profile == p && r.tier == tier)
                         .collect()
                 };
+                let level = LevelResult::of(requested.iter().copied().filter(|r| r.profile == p));
                 ProfileResult {
                     profile: p,
                     requested: requested.iter().any(|r| r.profile == p),
+                    headline: level.headline(p, requested_level),
+                    level,
                     baseline: tier_result(&of(Tier::Baseline)),
                     extension: tier_result(&of(Tier::Extension)),
                 }
             })
             .collect();
+        let overall = LevelResult::of(requested.iter().copied());
+        let conformant = overall.meets(requested_level)
+            && !requested.is_empty()
+            && run.backend_stopped.is_none();
+        let result = if !conformant {
+            Result::Failure
+        } else if requested.iter().all(|r| r.verdict == Verdict::Pass) {
+            Result::Success
+        } else {
+            Result::Partial
+        };
         let mut by_name: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         for (name, v) in run.checks.iter().flat_map(|c| c.latencies.iter()) {
             by_name.entry(name.clone()).or_default().push(*v);
@@ -153,6 +188,9 @@ impl Report {
             .filter_map(|(k, v)| percentiles(&v).map(|p| (k, p)))
             .collect();
         let mut notes = timeouts.violations();
+        if let Some(stop) = &run.backend_stopped {
+            notes.push(format!("the run stopped early: {}", stop.reason));
+        }
         if run.interrupted {
             notes.push("the run was interrupted".into());
         }
@@ -164,7 +202,13 @@ impl Report {
             date: wall_clock_now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             implementation,
             command,
-            result: tier_result(&requested).result,
+            certification: Certification {
+                requested_level,
+                met_level: overall.met,
+                conformant,
+            },
+            result,
+            backend_stopped: run.backend_stopped.clone(),
             certifying: notes.is_empty(),
             certifying_notes: notes,
             duration_seconds: run.seconds,
@@ -190,6 +234,19 @@ impl Report {
         let mut report = JReport::new(format!("sbc-conformance-{}", self.contract_version));
         for p in Profile::ALL {
             let mut suite = TestSuite::new(p.as_str());
+            if let Some(profile) = self.profiles.iter().find(|r| r.profile == p) {
+                let met = profile.level.met.map(|l| l.as_str()).unwrap_or("none");
+                suite.add_property((
+                    "conformance.level.requested",
+                    self.certification.requested_level.as_str(),
+                ));
+                suite.add_property(("conformance.level.met", met));
+                suite.add_property((
+                    "conformance.extension.score",
+                    profile.level.extension_score.to_string().as_str(),
+                ));
+                suite.add_property(("conformance.headline", profile.headline.as_str()));
+            }
             for r in self.rules.iter().filter(|r| r.profile == p && r.requested) {
                 let reason = r.reasons.join("\n");
                 let status = match r.verdict {
@@ -222,18 +279,50 @@ impl Report {
         Ok(report.to_string()?)
     }
 
+    /// The certificate line of the whole run, e.g. `CERTIFIED: baseline (requested baseline)`.
+    pub fn verdict_line(&self) -> String {
+        let c = &self.certification;
+        if self.backend_stopped.is_some() {
+            return format!(
+                "NOT CERTIFIED at {}: the backend was not running",
+                c.requested_level
+            );
+        }
+        match (c.conformant, c.met_level) {
+            (true, Some(met)) => format!("CERTIFIED: {met} (requested {})", c.requested_level),
+            (false, Some(met)) => format!("NOT CERTIFIED at {} (met: {met})", c.requested_level),
+            (_, None) => format!("NOT CERTIFIED at {} (met: none)", c.requested_level),
+        }
+    }
+
     /// The Markdown summary printed at the end of a run.
     pub fn to_markdown(&self) -> String {
         let mut md = String::new();
-        let verdict = match self.result {
-            Result::Success => "SUCCESS",
-            Result::Partial => "PARTIAL",
-            Result::Failure => "FAILURE",
-        };
         md.push_str(&format!(
-            "# SBC conformance {}: {} {} — {verdict}\n\n",
-            self.contract_version, self.implementation.name, self.implementation.version
+            "# SBC conformance {}: {} {} — {}\n\n",
+            self.contract_version,
+            self.implementation.name,
+            self.implementation.version,
+            self.verdict_line()
         ));
+        if let Some(stop) = &self.backend_stopped {
+            md.push_str(&format!(
+                "**BACKEND NOT RUNNING** at {:.1}s: {}\n\n",
+                stop.at_seconds, stop.reason
+            ));
+            if !stop.log_tail.is_empty() {
+                md.push_str("Last lines of backend.log:\n\n```\n");
+                for line in &stop.log_tail {
+                    md.push_str(line);
+                    md.push('\n');
+                }
+                md.push_str("```\n\n");
+            }
+        }
+        for p in self.profiles.iter().filter(|p| p.requested) {
+            md.push_str(&format!("- **{}**\n", p.headline));
+        }
+        md.push('\n');
         md.push_str(&format!(
             "Suite {} · {} · {:.1}s · certifying: {}\n\n",
             self.suite_version, self.date, self.duration_seconds, self.certifying
@@ -315,6 +404,7 @@ mod tests {
             rule: rule.into(),
             verdict,
             reason: reason.into(),
+            needs_reconciling_backend: false,
         }
     }
 
@@ -363,6 +453,7 @@ mod tests {
             checks,
             seconds: 7.25,
             interrupted: false,
+            backend_stopped: None,
         };
         let implementation = Implementation {
             name: "example-backend".into(),
@@ -373,6 +464,7 @@ mod tests {
             implementation,
             "conformance certify --kubeconfig k".into(),
             &Timeouts::default(),
+            ConformanceLevel::Baseline,
         );
         report.date = "2026-01-01T00:00:00Z".into();
         report

@@ -75,17 +75,27 @@ pub struct RunResult {
     pub rules: Vec<RuleResult>,
     pub seconds: f64,
     pub interrupted: bool,
+    /// Set when the run stopped early because the backend was not running: nothing is certified then.
+    pub backend_stopped: Option<BackendStop>,
 }
 
-impl RunResult {
-    /// Every requested MUST rule passed: the run's exit code is 0 exactly then.
-    pub fn must_rules_pass(&self) -> bool {
-        self.rules
-            .iter()
-            .filter(|r| r.requested && r.level == Level::Must)
-            .all(|r| r.verdict == Verdict::Pass)
-    }
+/// Why the run stopped early: the backend's process exited, or it never showed any sign of reconciling.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendStop {
+    /// Run time at which the suite noticed.
+    pub at_seconds: f64,
+    pub reason: String,
+    /// The process exited (as opposed to never reconciling).
+    pub exited: bool,
+    /// The last lines of the backend's log, when the suite has it.
+    pub log_tail: Vec<String>,
+}
 
+/// How often the watchdog looks at the backend.
+const WATCHDOG_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
+impl RunResult {
     pub fn rule(&self, id: &str) -> Option<&RuleResult> {
         self.rules.iter().find(|r| r.id == id)
     }
@@ -125,6 +135,7 @@ async fn run_check(
                 rule: (*r).into(),
                 verdict: Verdict::Error,
                 reason: reason.clone(),
+                needs_reconciling_backend: false,
             });
         }
     };
@@ -173,6 +184,56 @@ async fn run_check(
     record
 }
 
+/// Watches the backend while the checks run: an exited process, or no SBC status written within the
+/// `first-status` timeout of the suite's first SBC, stops the run.
+async fn watchdog(
+    target: Arc<Target>,
+    done: tokio_util::sync::CancellationToken,
+) -> Option<BackendStop> {
+    let first_status_deadline = target.timeouts.first_status;
+    let mut tick = tokio::time::interval(WATCHDOG_INTERVAL);
+    let tail = |target: &Target| {
+        target
+            .backend
+            .as_ref()
+            .map(|b| b.log_tail(20))
+            .unwrap_or_default()
+    };
+    loop {
+        tokio::select! {
+            _ = done.cancelled() => return None,
+            _ = tick.tick() => {}
+        }
+        let now = target.epoch.elapsed();
+        if let Some(backend) = target.backend.as_ref().filter(|b| b.observes_process())
+            && let Ok(exits) = backend.unexpected_exits().await
+            && !exits.is_empty()
+        {
+            return Some(BackendStop {
+                at_seconds: now.as_secs_f64(),
+                reason: format!("the backend is not running: it {}", exits.join("; ")),
+                exited: true,
+                log_tail: tail(&target),
+            });
+        }
+        let activity = &target.activity;
+        if let Some(created) = activity.first_sbc_created()
+            && activity.first_status_write().is_none()
+            && now.saturating_sub(created) > first_status_deadline
+        {
+            return Some(BackendStop {
+                at_seconds: now.as_secs_f64(),
+                reason: format!(
+                    "the backend wrote no ServerBootConfiguration status within {first_status_deadline:?} of the \
+                     suite's first SBC: is it running, connected to this API server, and watching SBCs in every namespace?"
+                ),
+                exited: false,
+                log_tail: tail(&target),
+            });
+        }
+    }
+}
+
 /// Runs every selected check. `concurrency` bounds the core/boot phase.
 pub async fn run(
     target: Arc<Target>,
@@ -181,6 +242,24 @@ pub async fn run(
     concurrency: usize,
 ) -> RunResult {
     let start = tokio::time::Instant::now();
+    let done = tokio_util::sync::CancellationToken::new();
+    let watchdog = tokio::spawn(watchdog(target.clone(), done.clone()));
+    let stop_on_backend = {
+        let target = target.clone();
+        let watchdog_done = done.clone();
+        async move {
+            // The watchdog ends only when it saw the backend stop, or when the checks are over.
+            let stop = tokio::select! {
+                stop = watchdog => stop.ok().flatten(),
+                _ = watchdog_done.cancelled() => None,
+            };
+            if stop.is_some() {
+                target.cancel.cancel();
+            }
+            stop
+        }
+    };
+    let stopper = tokio::spawn(stop_on_backend);
     let selected: Vec<&'static Check> = CHECKS.iter().filter(|c| selection.runs(c)).collect();
     let (parallel, serial): (Vec<_>, Vec<_>) = selected
         .into_iter()
@@ -200,13 +279,62 @@ pub async fn run(
         }
         checks.push(run_check(target.clone(), c, display.clone(), selection.clone()).await);
     }
+    done.cancel();
+    let backend_stopped = stopper.await.ok().flatten();
     checks.sort_by_key(|c| CHECKS.iter().position(|k| k.id == c.id));
-    let rules = fold_rules(&checks, selection);
+    credit_never_ready(&mut checks, &target, backend_stopped.as_ref());
+    let mut rules = fold_rules(&checks, selection);
+    if let Some(stop) = &backend_stopped {
+        judge_stopped_run(&mut rules, stop);
+    }
     RunResult {
         checks,
         rules,
         seconds: start.elapsed().as_secs_f64(),
-        interrupted: target.cancel.is_cancelled(),
+        interrupted: target.cancel.is_cancelled() && backend_stopped.is_none(),
+        backend_stopped,
+    }
+}
+
+/// "Never Ready" passes stand only for a backend that showed it reconciles (wrote an SBC status in this run)
+/// and did not stop: an idle or dead backend is never Ready either, and earns nothing for it.
+fn credit_never_ready(checks: &mut [CheckRecord], target: &Target, stop: Option<&BackendStop>) {
+    let why_not = match (stop, target.activity.first_status_write()) {
+        (Some(stop), _) => Some(format!(
+            "not credited: {} (a 'never Ready' observation says nothing about a backend that is not running)",
+            stop.reason
+        )),
+        (None, None) => Some(
+            "not credited: the backend wrote no SBC status in this run, so 'never Ready' says nothing about it"
+                .to_string(),
+        ),
+        (None, Some(_)) => None,
+    };
+    let Some(why_not) = why_not else { return };
+    for o in checks
+        .iter_mut()
+        .flat_map(|c| c.outcomes.iter_mut())
+        .filter(|o| o.needs_reconciling_backend && o.verdict == Verdict::Pass)
+    {
+        o.verdict = Verdict::Error;
+        o.reason = format!("{why_not}; observed: {}", o.reason);
+    }
+}
+
+/// After an early stop: rules the checks could not finish are errors naming the stop, and a process exit is
+/// SBC-RES-005's evidence whichever check was running.
+fn judge_stopped_run(rules: &mut [RuleResult], stop: &BackendStop) {
+    for r in rules.iter_mut().filter(|r| r.requested) {
+        if stop.exited && r.id == "SBC-RES-005" {
+            r.verdict = Verdict::Fail;
+            r.reasons = vec![stop.reason.clone()];
+        } else if r.verdict == Verdict::Error && r.reasons.iter().any(|x| x.contains("interrupted"))
+        {
+            r.reasons = vec![format!(
+                "not judged: the run stopped early because {}",
+                stop.reason
+            )];
+        }
     }
 }
 
@@ -232,6 +360,14 @@ pub fn fold_rules(checks: &[CheckRecord], selection: &Selection) -> Vec<RuleResu
                     "profile not requested"
                 };
                 (Verdict::Skip, vec![why.to_string()])
+            } else if outcomes.is_empty() && HISTORY_RULES.contains(&rule.id) {
+                (
+                    Verdict::Error,
+                    vec![
+                        "no SBC status history was recorded by any check: nothing to judge"
+                            .to_string(),
+                    ],
+                )
             } else if outcomes.is_empty() {
                 (
                     Verdict::Error,

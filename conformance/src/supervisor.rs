@@ -119,6 +119,37 @@ impl ChildBackend {
     }
 }
 
+impl ChildBackend {
+    /// Crashes seen so far (exits the suite did not cause).
+    pub fn exits(&self) -> Vec<String> {
+        self.lock().exits.clone()
+    }
+
+    /// The last `lines` lines of the backend's log (bounded read of the file's tail).
+    pub fn tail(&self, lines: usize) -> Vec<String> {
+        log_tail(&self.log, lines)
+    }
+}
+
+/// The last `lines` lines of a log file, reading at most its last 64 KiB.
+pub fn log_tail(path: &std::path::Path, lines: usize) -> Vec<String> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    const MAX_TAIL: u64 = 64 << 10;
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = file.seek(SeekFrom::Start(len.saturating_sub(MAX_TAIL)));
+    let mut bytes = Vec::new();
+    let _ = file.take(MAX_TAIL).read_to_end(&mut bytes);
+    let text = String::from_utf8_lossy(&bytes);
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..]
+        .iter()
+        .map(|l| l.to_string())
+        .collect()
+}
+
 impl BackendControl for ChildBackend {
     fn restart(&self) -> Option<BoxFuture<'_, anyhow::Result<()>>> {
         Some(Box::pin(async move {
@@ -127,35 +158,51 @@ impl BackendControl for ChildBackend {
         }))
     }
 
-    fn unexpected_exits(&self) -> Vec<String> {
-        self.lock().exits.clone()
+    fn unexpected_exits(&self) -> BoxFuture<'_, anyhow::Result<Vec<String>>> {
+        Box::pin(async move { Ok(self.exits()) })
+    }
+
+    fn observes_process(&self) -> bool {
+        true
+    }
+
+    fn log_tail(&self, lines: usize) -> Vec<String> {
+        self.tail(lines)
     }
 }
 
-/// Kubeconfig mode: the user supplies a command that restarts their backend (e.g. `kubectl rollout restart …`).
-pub struct RestartCommand {
-    pub command: String,
+/// Kubeconfig mode: the backend runs in the cluster. The user may supply a command that restarts it (e.g.
+/// `kubectl rollout restart …`) and where its pods run, so that crashes are observed through the API.
+pub struct ClusterBackend {
+    pub restart_command: Option<String>,
+    pub pods: Option<crate::pods::PodObserver>,
 }
 
-impl BackendControl for RestartCommand {
+impl BackendControl for ClusterBackend {
     fn restart(&self) -> Option<BoxFuture<'_, anyhow::Result<()>>> {
+        let command = self.restart_command.clone()?;
         Some(Box::pin(async move {
-            let status = Command::new("sh")
-                .arg("-c")
-                .arg(&self.command)
-                .status()
-                .await?;
+            let status = Command::new("sh").arg("-c").arg(&command).status().await?;
             anyhow::ensure!(
                 status.success(),
-                "backend restart command {:?} failed: {status}",
-                self.command
+                "backend restart command {command:?} failed: {status}"
             );
+            // The new pods a restart brings count restarts from zero (see PodObserver).
             Ok(())
         }))
     }
 
-    fn unexpected_exits(&self) -> Vec<String> {
-        Vec::new()
+    fn unexpected_exits(&self) -> BoxFuture<'_, anyhow::Result<Vec<String>>> {
+        Box::pin(async move {
+            match &self.pods {
+                Some(pods) => pods.crashes().await,
+                None => Ok(Vec::new()),
+            }
+        })
+    }
+
+    fn observes_process(&self) -> bool {
+        self.pods.is_some()
     }
 }
 
@@ -170,21 +217,21 @@ mod tests {
             .await
             .unwrap();
         b.restart().unwrap().await.unwrap();
-        assert!(b.unexpected_exits().is_empty());
+        assert!(b.exits().is_empty());
         b.stop().await;
-        assert!(b.unexpected_exits().is_empty());
+        assert!(b.exits().is_empty());
 
         let crash = ChildBackend::start("exit 3", vec![], dir.path().join("log2"))
             .await
             .unwrap();
         let until = tokio::time::Instant::now() + Duration::from_secs(10);
-        while crash.unexpected_exits().is_empty() && tokio::time::Instant::now() < until {
+        while crash.exits().is_empty() && tokio::time::Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert!(
-            crash.unexpected_exits()[0].contains("exit status: 3"),
+            crash.exits()[0].contains("exit status: 3"),
             "{:?}",
-            crash.unexpected_exits()
+            crash.exits()
         );
     }
 }

@@ -4,7 +4,8 @@
 use crate::timeouts::Timeouts;
 use futures::future::BoxFuture;
 use serde::Serialize;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -28,7 +29,42 @@ pub trait BackendControl: Send + Sync {
     /// Restarts the backend and returns once the new instance has been started.
     fn restart(&self) -> Option<BoxFuture<'_, anyhow::Result<()>>>;
     /// Unexpected exits (crashes) seen since the run started, with exit status.
-    fn unexpected_exits(&self) -> Vec<String>;
+    fn unexpected_exits(&self) -> BoxFuture<'_, anyhow::Result<Vec<String>>>;
+    /// Whether [`Self::unexpected_exits`] observes the backend's process at all; when false, rules about the
+    /// process staying up are Skip rather than a Pass on no evidence.
+    fn observes_process(&self) -> bool;
+    /// The last lines of the backend's log, when the suite has it.
+    fn log_tail(&self, _lines: usize) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Signs of life of the backend seen by the run: a "never Ready" verdict is credited only after the backend has
+/// shown it reconciles, and a backend that never does stops the run.
+#[derive(Debug, Default)]
+pub struct Activity {
+    first_sbc_created: OnceLock<Duration>,
+    first_status_write: OnceLock<Duration>,
+}
+
+impl Activity {
+    /// The suite created an SBC at `at` (run time).
+    pub fn sbc_created(&self, at: Duration) {
+        let _ = self.first_sbc_created.set(at);
+    }
+
+    /// An SBC with a non-empty status was observed at `at`: only the backend writes status.
+    pub fn status_written(&self, at: Duration) {
+        let _ = self.first_status_write.set(at);
+    }
+
+    pub fn first_sbc_created(&self) -> Option<Duration> {
+        self.first_sbc_created.get().copied()
+    }
+
+    pub fn first_status_write(&self) -> Option<Duration> {
+        self.first_status_write.get().copied()
+    }
 }
 
 /// Disturbs the API server the backend talks to (embedded mode only).
@@ -91,4 +127,6 @@ pub struct Target {
     pub epoch: Instant,
     /// Cancelled on Ctrl-C: checks stop and clean up.
     pub cancel: CancellationToken,
+    /// What the run saw of the backend's work.
+    pub activity: Arc<Activity>,
 }

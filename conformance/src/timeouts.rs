@@ -62,13 +62,21 @@ pub const SCALE_READY: Limit = Limit {
     meaning: "from creating the N scale SBCs until all of them are Ready",
 };
 
-pub const ALL_LIMITS: [Limit; 6] = [
+pub const FIRST_STATUS: Limit = Limit {
+    name: "first-status",
+    default: s(30),
+    bound: Bound::AtLeast(s(30)),
+    meaning: "from the suite's first SBC until the backend writes any SBC status; a backend silent for longer is reported as not running and the run stops",
+};
+
+pub const ALL_LIMITS: [Limit; 7] = [
     TIME_TO_READY,
     ERROR_DEADLINE,
     NEVER_READY_WINDOW,
     STABILITY_WINDOW,
     DELETION,
     SCALE_READY,
+    FIRST_STATUS,
 ];
 
 /// The values in force for one run (reported in seconds).
@@ -87,6 +95,8 @@ pub struct Timeouts {
     pub deletion: Duration,
     #[serde(serialize_with = "seconds")]
     pub scale_ready: Duration,
+    #[serde(serialize_with = "seconds")]
+    pub first_status: Duration,
 }
 
 fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -102,12 +112,13 @@ impl Default for Timeouts {
             stability_window: STABILITY_WINDOW.default,
             deletion: DELETION.default,
             scale_ready: SCALE_READY.default,
+            first_status: FIRST_STATUS.default,
         }
     }
 }
 
 impl Timeouts {
-    fn pairs(&self) -> [(Limit, Duration); 6] {
+    fn pairs(&self) -> [(Limit, Duration); 7] {
         [
             (TIME_TO_READY, self.time_to_ready),
             (ERROR_DEADLINE, self.error_deadline),
@@ -115,6 +126,7 @@ impl Timeouts {
             (STABILITY_WINDOW, self.stability_window),
             (DELETION, self.deletion),
             (SCALE_READY, self.scale_ready),
+            (FIRST_STATUS, self.first_status),
         ]
     }
 
@@ -145,6 +157,7 @@ impl Timeouts {
             "stability-window" => &mut self.stability_window,
             "deletion" => &mut self.deletion,
             "scale-ready" => &mut self.scale_ready,
+            "first-status" => &mut self.first_status,
             _ => {
                 let names: Vec<&str> = ALL_LIMITS.iter().map(|l| l.name).collect();
                 return Err(format!(

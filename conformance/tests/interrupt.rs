@@ -8,7 +8,7 @@ use sim_boot::Misbehaviour;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ctrl_c_cleans_up_everything_the_suite_created() {
+async fn conformance_ctrl_c_cleans_up_everything_the_suite_created() {
     let env = EmbeddedEnv::start().await.expect("environment");
     // A backend that never becomes Ready keeps every check busy until its deadline: the interrupt lands mid-run.
     let backend = InProcessSimBoot::start(&env, Misbehaviour::NeverReady, Duration::ZERO)

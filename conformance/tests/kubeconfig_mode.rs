@@ -7,7 +7,7 @@ use sim_boot::Misbehaviour;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn certify_against_a_kubeconfig_with_declared_images() {
+async fn conformance_kubeconfig_mode_certifies_with_declared_images() {
     let env = EmbeddedEnv::start().await.expect("environment");
     let backend = InProcessSimBoot::start(&env, Misbehaviour::None, Duration::ZERO)
         .await

@@ -155,6 +155,14 @@ impl Grants {
     pub fn unused(&self, used: &BTreeSet<ApiRequest>) -> Vec<String> {
         let mut out = BTreeSet::new();
         for g in &self.grants {
+            // A wildcard grant is a deliberate "whatever exists" (e.g. listing every kind for leftovers): no
+            // run can use all of it, so only explicit grants are held to being used.
+            let wildcard = [&g.rule.api_groups, &g.rule.resources, &g.rule.verbs]
+                .iter()
+                .any(|list| list.iter().any(|x| x == "*"));
+            if wildcard {
+                continue;
+            }
             for group in &g.rule.api_groups {
                 for resource in &g.rule.resources {
                     for verb in &g.rule.verbs {

@@ -27,7 +27,8 @@ where
 {
     let t = &ctx.target.timeouts;
     let mut out = Outcomes::default();
-    let t0 = ctx.now();
+    // The window starts when the create was issued: a Ready written while it was in flight counts.
+    let t0 = ctx.create_issued_at(sbc).unwrap_or_default();
     // Wait for the SHOULD-level Error (or a Ready, which ends the question), then fill the never-Ready window.
     let (_, got_error) = ctx
         .wait_for(
@@ -49,7 +50,7 @@ where
     let t_fix = ctx.now();
     let ready = h.ready_between(t0, t_fix);
     match ready.first() {
-        None => out.pass(
+        None => out.pass_never_ready(
             rules.never_ready,
             format!("no Ready in {:.1}s", (t_fix - t0).as_secs_f64()),
         ),

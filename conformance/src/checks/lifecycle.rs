@@ -77,7 +77,7 @@ pub fn spec_change_to_invalid(ctx: &Ctx) -> BoxFuture<'_, anyhow::Result<Outcome
             .map(|o| o.at);
         let back = left_at.and_then(|at| h.first_ready_since(at));
         match back {
-            None => out.pass(
+            None => out.pass_never_ready(
                 "SBC-GEN-001",
                 "left Ready for the invalid image and stayed out",
             ),
@@ -167,12 +167,24 @@ pub fn spec_change(ctx: &Ctx) -> BoxFuture<'_, anyhow::Result<Outcomes>> {
 
 /// Objects in the namespace the backend made for the SBC: anything not labelled by the suite (minus the
 /// namespace's automatic contents) or owned by the SBC.
-async fn backend_objects(
-    ctx: &Ctx,
-    uid: &str,
-) -> anyhow::Result<Vec<(Api<DynamicObject>, DynamicObject)>> {
+/// What the suite found of the backend's objects in the check's namespace before the delete.
+struct BackendObjects {
+    objects: Vec<(Api<DynamicObject>, DynamicObject)>,
+    /// Listable namespaced kinds the suite could not list (e.g. RBAC): their objects are unknown.
+    unlisted: Vec<String>,
+    /// Kinds listed.
+    listed: usize,
+}
+
+/// Every object in the check's namespace that the backend made: found through API discovery over every
+/// listable namespaced kind (the suite's own objects carry its label; Events are the API server's record).
+async fn backend_objects(ctx: &Ctx, uid: &str) -> anyhow::Result<BackendObjects> {
     let discovery = Discovery::new(ctx.target.client.clone()).run().await?;
-    let mut found = Vec::new();
+    let mut found = BackendObjects {
+        objects: Vec::new(),
+        unlisted: Vec::new(),
+        listed: 0,
+    };
     for group in discovery.groups() {
         for (ar, caps) in group.recommended_resources() {
             if caps.scope != Scope::Namespaced
@@ -183,9 +195,19 @@ async fn backend_objects(
             }
             let api: Api<DynamicObject> =
                 Api::namespaced_with(ctx.target.client.clone(), &ctx.ns, &ar);
-            let Ok(list) = api.list(&ListParams::default()).await else {
-                continue;
+            let list = match api.list(&ListParams::default()).await {
+                Ok(list) => list,
+                Err(e) => {
+                    let group = if ar.group.is_empty() {
+                        "core"
+                    } else {
+                        &ar.group
+                    };
+                    found.unlisted.push(format!("{}.{group} ({e})", ar.plural));
+                    continue;
+                }
             };
+            found.listed += 1;
             for obj in list.items {
                 let ours = obj
                     .metadata
@@ -198,7 +220,7 @@ async fn backend_objects(
                 );
                 let owned = owned_by(&obj, uid);
                 if owned || (!ours && !automatic) {
-                    found.push((api.clone(), obj));
+                    found.objects.push((api.clone(), obj));
                 }
             }
         }
@@ -290,11 +312,21 @@ pub fn deletion(ctx: &Ctx) -> BoxFuture<'_, anyhow::Result<Outcomes>> {
                 Verdict::Error,
                 format!("API discovery failed: {e:#}"),
             ),
-            Ok(children) => {
-                let orphans = orphans(&children, &uid).await?;
+            Ok(found) if !found.unlisted.is_empty() => out.record(
+                "SBC-DEL-002",
+                Verdict::Error,
+                format!(
+                    "could not list {} kind(s), so the backend's objects there are unknown (grant the suite list on them): {}",
+                    found.unlisted.len(),
+                    found.unlisted.join("; ")
+                ),
+            ),
+            Ok(found) => {
+                let orphans = orphans(&found.objects, &uid).await?;
                 let ok = format!(
-                    "{} backend object(s) owned by the SBC or removed",
-                    children.len()
+                    "{} backend object(s) owned by the SBC or removed, over all {} listable namespaced kinds",
+                    found.objects.len(),
+                    found.listed
                 );
                 let problem = (!orphans.is_empty()).then(|| {
                     format!(
@@ -342,7 +374,7 @@ pub fn isolation_secret(ctx: &Ctx) -> BoxFuture<'_, anyhow::Result<Outcomes>> {
         }
         let h = ctx.recorder.history("sbc");
         match h.first_ready_since(t0) {
-            None => out.pass(
+            None => out.pass_never_ready(
                 "SBC-ISO-001",
                 format!("not Ready with the Secret only in {other}"),
             ),

@@ -63,6 +63,7 @@ pub async fn certify(
         implementation,
         format!("cargo test -p conformance ({mode})"),
         &timeouts,
+        conformance::level::ConformanceLevel::Extended,
     );
     Run {
         result,
