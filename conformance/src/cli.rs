@@ -39,10 +39,11 @@ pub struct ReferenceBackendArgs {
     /// Boot server listen address.
     #[arg(long)]
     pub listen: std::net::SocketAddr,
-    /// The registry images may come from (host:port, plain HTTP).
+    /// The registry images may come from (host:port; HTTPS, trusting SSL_CERT_FILE, unless also listed in
+    /// --insecure-registries).
     #[arg(long)]
     pub registry: String,
-    /// Further registries reached over plain HTTP but not allowed (host:port, comma-separated).
+    /// Registries reached over plain HTTP (host:port, comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub insecure_registries: Vec<String>,
     /// A sim-boot misbehaviour mode (`none` for the honest backend).
@@ -62,11 +63,20 @@ pub struct CertifyArgs {
     /// Start the embedded API server with the metal CRDs and run `--backend-cmd` against it.
     #[arg(long, requires = "backend_cmd")]
     pub embedded: bool,
-    /// The backend under test, run through `sh -c` with KUBECONFIG set. Substituted: `{kubeconfig}`, `{registry}`
-    /// (host:port of the built-in OCI registry the backend must allow), `{disallowed_registry}` (same images, a host
-    /// it must refuse) and `{boot_addr}` (where its boot server must listen).
+    /// The backend under test, run through `sh -c` with KUBECONFIG set (and, over HTTPS, SSL_CERT_FILE,
+    /// REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE and NODE_EXTRA_CA_CERTS trusting the registries' CA). Substituted:
+    /// `{kubeconfig}`, `{registry}` (host:port of the built-in OCI registry the backend must allow, no scheme),
+    /// `{disallowed_registry}` (same images, a host it must refuse), `{registry_scheme}` (https or http),
+    /// `{ca_file}` (PEM of the registries' per-run CA) and `{boot_addr}` (where its boot server must listen).
     #[arg(long)]
     pub backend_cmd: Option<String>,
+    /// Embedded mode: how the built-in registries serve: https (a CA generated per run) or plain http.
+    #[arg(long, value_enum, default_value = "https")]
+    pub registry_scheme: crate::embedded::RegistryScheme,
+    /// Embedded mode: `token` makes the built-in registries demand the bearer-token flow of public registries
+    /// (anonymous pull tokens from their own /token endpoint).
+    #[arg(long, value_enum, default_value = "none")]
+    pub registry_auth: crate::embedded::RegistryAuthMode,
     /// Kubeconfig mode: a command that restarts the backend (enables `resilience.backend-restart`).
     #[arg(long, conflicts_with = "embedded")]
     pub backend_restart_cmd: Option<String>,

@@ -17,13 +17,11 @@ pub async fn run_reference_backend(args: &crate::cli::ReferenceBackendArgs) -> a
         .parse()
         .map_err(|e: String| anyhow::anyhow!(e))?;
     let client = kube::Client::try_default().await?;
-    let mut insecure = vec![args.registry.clone()];
-    insecure.extend(args.insecure_registries.iter().cloned());
     let options = BackendOptions {
         listen: args.listen,
         public_url: None,
         registry: None,
-        insecure_registries: insecure,
+        insecure_registries: args.insecure_registries.clone(),
         controller: ControllerOptions {
             allowed_registries: vec![args.registry.clone()],
             misbehaviour: mode,

@@ -39,7 +39,7 @@ impl Outcome {
 
 fn reference_backend(mode: &str) -> String {
     format!(
-        "{} reference-backend --listen {{boot_addr}} --registry {{registry}} --insecure-registries {{disallowed_registry}} --misbehave {mode}",
+        "{} reference-backend --listen {{boot_addr}} --registry {{registry}} --misbehave {mode}",
         env!("CARGO_BIN_EXE_conformance")
     )
 }

@@ -7,9 +7,7 @@ use std::process::Command;
 fn conformance_reference_backend_certifies_extended_on_every_profile() {
     let exe = env!("CARGO_BIN_EXE_conformance");
     let dir = tempfile::tempdir().unwrap();
-    let backend = format!(
-        "{exe} reference-backend --listen {{boot_addr}} --registry {{registry}} --insecure-registries {{disallowed_registry}}"
-    );
+    let backend = format!("{exe} reference-backend --listen {{boot_addr}} --registry {{registry}}");
     let out = Command::new(exe)
         .args(["certify", "--embedded", "--backend-cmd", &backend])
         .args(["--profile", "core,boot,resilience,scale", "--scale", "20"])

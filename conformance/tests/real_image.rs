@@ -221,7 +221,7 @@ async fn boot_profile_passes_with_a_real_kernel_and_initramfs() {
         kernel.len()
     );
 
-    let env = EmbeddedEnv::start_with(catalog)
+    let env = EmbeddedEnv::start_with(conformance::embedded::RegistryOptions::default(), catalog)
         .await
         .expect("embedded environment");
     let backend = Arc::new(PxeOnlySimBoot::start(&env).await.expect("sim-boot"));

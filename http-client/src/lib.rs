@@ -56,6 +56,55 @@ impl HttpClient {
         Self::from_transport(BoxCloneSyncService::new(service))
     }
 
+    /// HTTP and HTTPS over real sockets. HTTPS trusts the system roots (`SSL_CERT_FILE`/`SSL_CERT_DIR` are
+    /// honoured) plus every certificate in `extra_ca_pem`, e.g. the per-run CA of a test registry. A bundle
+    /// that holds no certificate is an error, so a wrong file is noticed at start rather than at first use.
+    pub fn hyper_tls(extra_ca_pem: Option<&str>) -> Result<Self, String> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        // Unreadable system certificates are skipped: the extra CA alone may be all a caller needs.
+        let native = rustls_native_certs::load_native_certs();
+        roots.add_parsable_certificates(native.certs);
+        if let Some(pem) = extra_ca_pem {
+            let extra: Vec<CertificateDer<'static>> =
+                CertificateDer::pem_slice_iter(pem.as_bytes())
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("extra CA bundle: {e}"))?;
+            if extra.is_empty() {
+                return Err("extra CA bundle holds no PEM certificate".into());
+            }
+            for certificate in extra {
+                roots
+                    .add(certificate)
+                    .map_err(|e| format!("extra CA bundle: {e}"))?;
+            }
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS client config: {e}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let client = Client::builder(TokioExecutor::new()).build::<_, Body>(connector);
+        let service = tower::service_fn(move |request: Request<Body>| {
+            let client = client.clone();
+            async move {
+                let response = client
+                    .request(request)
+                    .await
+                    .map_err(|e| Box::new(e) as BoxError)?;
+                Ok::<_, BoxError>(response.map(Body::new))
+            }
+        });
+        Ok(Self::from_transport(BoxCloneSyncService::new(service)))
+    }
+
     /// Any service, e.g. an axum `Router`, answering in-process.
     pub fn from_service<S>(service: S) -> Self
     where

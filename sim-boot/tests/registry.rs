@@ -169,6 +169,17 @@ async fn negative_cases(host: &str, resolver: &dyn ImageResolver) {
     );
 }
 
+/// A manifest GET accepting what oci-client accepts (the registry negotiates on `Accept`, as distribution does).
+fn manifest_request(url: &str) -> http::Request<axum::body::Body> {
+    http::Request::get(url)
+        .header(
+            "accept",
+            "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json",
+        )
+        .body(axum::body::Body::empty())
+        .unwrap()
+}
+
 #[tokio::test]
 async fn distribution_api_headers_ranges_and_errors() {
     let (host, _, registry) = start().await;
@@ -185,7 +196,9 @@ async fn distribution_api_headers_ranges_and_errors() {
         .unwrap()
         .clone();
     let got = http
-        .get(&format!("http://{host}/v2/ironcore/os/manifests/1.0"))
+        .send(manifest_request(&format!(
+            "http://{host}/v2/ironcore/os/manifests/1.0"
+        )))
         .await
         .unwrap();
     assert_eq!(
@@ -201,9 +214,9 @@ async fn distribution_api_headers_ranges_and_errors() {
     let platform = index["manifests"][0]["digest"].as_str().unwrap();
     let platform: serde_json::Value = serde_json::from_slice(
         &http
-            .get(&format!(
+            .send(manifest_request(&format!(
                 "http://{host}/v2/ironcore/os/manifests/{platform}"
-            ))
+            )))
             .await
             .unwrap()
             .body,

@@ -1,5 +1,8 @@
 //! A read-only OCI distribution (API v2) registry over a [`Catalog`]: `/v2/`, manifests by tag or digest,
-//! blobs (with Range), tag lists, GET and HEAD; OCI error JSON for everything else.
+//! blobs (with Range), tag lists, GET and HEAD; OCI error JSON for everything else. Answers as
+//! distribution/distribution does where clients depend on it: `Accept` negotiation of manifests, digest and
+//! length headers on HEAD, and optionally the anonymous bearer-token flow of public registries
+//! ([`super::registry_auth`]).
 
 use std::sync::Arc;
 
@@ -8,23 +11,35 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use http::{HeaderMap, Method, StatusCode, header};
+use http::{HeaderMap, Method, StatusCode, Uri, header};
 use serde_json::json;
 
 use super::catalog::Catalog;
+use super::media;
+use super::registry_auth::{Access, TokenAuth};
 use crate::bytes_response;
 
 /// The registry's HTTP surface. Cheap to clone.
 #[derive(Clone)]
 pub struct Registry {
     catalog: Arc<Catalog>,
+    auth: Option<Arc<TokenAuth>>,
 }
 
 impl Registry {
     pub fn new(catalog: Catalog) -> Self {
         Self {
             catalog: Arc::new(catalog),
+            auth: None,
         }
+    }
+
+    /// Requires a bearer token from the registry's own `/token` endpoint on every `/v2/` request, as Docker
+    /// Hub and ghcr.io do for public images: anonymous clients get a pull token for the scope they ask for.
+    /// `scheme` (`https` or `http`) goes into the challenge's realm URL.
+    pub fn with_token_auth(mut self, scheme: &str) -> Self {
+        self.auth = Some(Arc::new(TokenAuth::new(scheme)));
+        self
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -32,11 +47,30 @@ impl Registry {
     }
 
     pub fn router(&self) -> Router {
-        Router::new()
+        let mut router = Router::new()
             .route("/v2/", any(base))
             .route("/v2", any(base))
-            .route("/v2/{*path}", any(dispatch))
-            .with_state(self.clone())
+            .route("/v2/{*path}", any(dispatch));
+        if self.auth.is_some() {
+            router = router.route(super::registry_auth::TOKEN_PATH, any(token));
+        }
+        router.with_state(self.clone())
+    }
+
+    /// `Some(401 response)` when auth is on and the request's token does not grant `access`.
+    fn unauthorized(&self, headers: &HeaderMap, uri: &Uri, access: &Access) -> Option<Response> {
+        let auth = self.auth.as_ref()?;
+        auth.denial(headers, uri, access)
+    }
+}
+
+async fn token(State(registry): State<Registry>, method: Method, uri: Uri) -> Response {
+    if method != Method::GET {
+        return unsupported(&method);
+    }
+    match &registry.auth {
+        Some(auth) => auth.issue(uri.query().unwrap_or_default()),
+        None => StatusCode::NOT_FOUND.into_response(),
     }
 }
 
@@ -59,9 +93,17 @@ fn api_version_header(mut response: Response) -> Response {
     response
 }
 
-async fn base(method: Method) -> Response {
+async fn base(
+    State(registry): State<Registry>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     if method != Method::GET && method != Method::HEAD {
         return api_version_header(unsupported(&method));
+    }
+    if let Some(denied) = registry.unauthorized(&headers, &uri, &Access::Base) {
+        return api_version_header(denied);
     }
     api_version_header(
         (
@@ -85,11 +127,18 @@ fn unsupported(method: &Method) -> Response {
 async fn dispatch(
     State(registry): State<Registry>,
     method: Method,
+    uri: Uri,
     headers: HeaderMap,
     Path(path): Path<String>,
 ) -> Response {
     if method != Method::GET && method != Method::HEAD {
         return api_version_header(unsupported(&method));
+    }
+    if let Some((name, _)) = split_path(&path) {
+        let access = Access::Pull(name.to_string());
+        if let Some(denied) = registry.unauthorized(&headers, &uri, &access) {
+            return api_version_header(denied);
+        }
     }
     let response = match split_path(&path) {
         Some((name, Endpoint::Manifest(reference))) => {
@@ -125,6 +174,30 @@ fn split_path(path: &str) -> Option<(&str, Endpoint<'_>)> {
     Some((name, Endpoint::Blob(digest)))
 }
 
+/// Whether the request's `Accept` lists `media_type`. As in distribution, OCI manifests and indexes are served
+/// only to clients that name their type (a missing `Accept` accepts neither); Docker schema 2 types, which
+/// predate negotiation, are served to any client. Values may be comma-joined or repeated; parameters are ignored.
+fn accepts(headers: &HeaderMap, media_type: &str) -> bool {
+    if media_type != media::OCI_MANIFEST && media_type != media::OCI_INDEX {
+        return true;
+    }
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|v| v.split(';').next().unwrap_or_default().trim() == media_type)
+}
+
+/// distribution's wording, which clients and people search for.
+fn not_acceptable_message(media_type: &str) -> &'static str {
+    if media_type == media::OCI_INDEX {
+        "OCI index found, but accept header does not support OCI indexes"
+    } else {
+        "OCI manifest found, but accept header does not support OCI manifests"
+    }
+}
+
 fn valid_digest(digest: &str) -> bool {
     digest
         .strip_prefix("sha256:")
@@ -156,6 +229,12 @@ impl Registry {
             );
         }
         match self.catalog.manifest(name, reference) {
+            Some(m) if !accepts(headers, &m.media_type) => oci_error(
+                StatusCode::NOT_FOUND,
+                "MANIFEST_UNKNOWN",
+                not_acceptable_message(&m.media_type),
+                json!({"name": name, "reference": reference, "mediaType": m.media_type}),
+            ),
             Some(m) => bytes_response::serve(method, headers, &m.bytes, &m.media_type, &m.digest),
             None => oci_error(
                 StatusCode::NOT_FOUND,

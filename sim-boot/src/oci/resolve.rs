@@ -129,12 +129,26 @@ pub(super) const ACCEPTED: [&str; 4] = [
 ];
 
 impl OciClientResolver {
-    /// `insecure_registries` are `host:port` values reached over plain HTTP; all others use HTTPS.
+    /// `insecure_registries` are `host:port` values reached over plain HTTP; all others use HTTPS, verified
+    /// against the system roots (`SSL_CERT_FILE` is honoured).
     pub fn new(insecure_registries: Vec<String>) -> Self {
+        Self::with_extra_roots(insecure_registries, Vec::new())
+    }
+
+    /// [`OciClientResolver::new`] that also trusts these PEM certificates (e.g. a test registry's CA).
+    pub fn with_extra_roots(insecure_registries: Vec<String>, ca_pems: Vec<String>) -> Self {
         // reqwest is built without a bundled provider; ring is the workspace's choice.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let extra_root_certificates = ca_pems
+            .into_iter()
+            .map(|pem| oci_client::client::Certificate {
+                encoding: oci_client::client::CertificateEncoding::Pem,
+                data: pem.into_bytes(),
+            })
+            .collect();
         let config = ClientConfig {
             protocol: ClientProtocol::HttpsExcept(insecure_registries),
+            extra_root_certificates,
             connect_timeout: Some(std::time::Duration::from_secs(5)),
             read_timeout: Some(std::time::Duration::from_secs(30)),
             ..Default::default()
