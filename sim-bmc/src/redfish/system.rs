@@ -414,13 +414,16 @@ pub fn reset(ctx: &Ctx<'_>, index: usize) -> Resp {
     let Some(value) = body.get("ResetType") else {
         return bad_request(vec![Message::action_parameter_missing(ACTION, "ResetType")]);
     };
-    let reset_type = value.as_str().unwrap_or_default();
+    let Some(reset_type) = value.as_str() else {
+        return bad_request(vec![Message::action_parameter_value_type_error(
+            &value.to_string(),
+            "ResetType",
+            ACTION,
+        )]);
+    };
     if !bmc.vendor().system_reset_types().contains(&reset_type) {
-        let shown = value
-            .as_str()
-            .map_or_else(|| value.to_string(), str::to_string);
         return bad_request(vec![Message::action_parameter_value_not_in_list(
-            &shown,
+            reset_type,
             "ResetType",
             ACTION,
         )]);
