@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 
 use super::Ctx;
 use super::collection::{collection, link, status_ok, timestamp, types};
-use super::response::{Message, Resp, empty, error, json as json_resp};
+use super::response::{MAX_MESSAGES, Message, Resp, empty, error, json as json_resp};
 use super::routes::Route;
 use crate::bmc::accounts::{DEFAULT_MAX_SESSIONS, Session};
 use crate::bmc::{Bmc, Privilege, Role};
@@ -345,6 +345,7 @@ fn reject_others(
     for key in body
         .keys()
         .filter(|k| !writable.contains(&k.as_str()) && !k.starts_with('@'))
+        .take(MAX_MESSAGES)
     {
         if current.and_then(|c| c.get(key)).is_some() {
             errors.push(Message::property_not_writable(key));

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::Ctx;
 use super::collection::{collection, link, status_ok, timestamp, types};
-use super::response::{Message, Resp, empty, error};
+use super::response::{MAX_MESSAGES, Message, Resp, empty, error};
 use super::routes::Route;
 use crate::bmc::Bmc;
 
@@ -138,6 +138,7 @@ pub fn reset(ctx: &Ctx<'_>) -> Resp {
         .into_iter()
         .flat_map(|body| body.keys())
         .filter(|k| *k != "ResetType")
+        .take(MAX_MESSAGES)
         .map(|k| Message::action_parameter_unknown(ACTION, k))
         .collect();
     if !unknown.is_empty() {

@@ -22,6 +22,10 @@ pub struct Message {
     pub related: Vec<String>,
 }
 
+/// Most messages one error answer carries: a body with 100,000 unknown properties gets the first
+/// 32, not 100,000 (each message is ~500 bytes, so that answer would cost hundreds of MiB).
+pub const MAX_MESSAGES: usize = 32;
+
 /// Longest piece of request text echoed in a message: a hostile body cannot multiply into the answer.
 const ECHO_LIMIT: usize = 256;
 
@@ -379,7 +383,8 @@ pub fn empty(status: StatusCode) -> Resp {
 }
 
 /// A Redfish error response; the first message becomes `error.code`.
-pub fn error(status: StatusCode, messages: Vec<Message>) -> Resp {
+pub fn error(status: StatusCode, mut messages: Vec<Message>) -> Resp {
+    messages.truncate(MAX_MESSAGES);
     let first = messages.first().map(|m| (m.id, m.message.clone()));
     let (code, message) = match first {
         Some((id, _)) if messages.len() == 1 => (format!("{BASE_REGISTRY}.{id}"), messages[0].message.clone()),

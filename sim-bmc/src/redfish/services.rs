@@ -6,7 +6,7 @@ use http::{HeaderValue, StatusCode, header};
 use serde_json::{Map, Value, json};
 
 use super::collection::{collection, link, status_ok, timestamp, types};
-use super::response::{Message, Resp, empty, error, json as json_resp};
+use super::response::{MAX_MESSAGES, Message, Resp, empty, error, json as json_resp};
 use super::routes::{FIRMWARE_ITEMS, Route};
 use super::{Ctx, UPDATE_DURATION};
 use crate::bmc::Bmc;
@@ -366,6 +366,7 @@ pub fn patch(ctx: &Ctx<'_>, route: &Route) -> Resp {
     for key in body
         .keys()
         .filter(|k| !writable.contains(&k.as_str()) && !k.starts_with('@'))
+        .take(MAX_MESSAGES)
     {
         if current.as_ref().and_then(|c| c.get(key)).is_some() {
             errors.push(Message::property_not_writable(key));
