@@ -155,16 +155,16 @@ mod tests {
 
     #[test]
     fn huge_durations_are_errors_not_panics() {
+        let long = format!("{}s", "9".repeat(400));
         for text in [
             "25h",
             "1441m",
             "99999999999999999999999999h",
             "18446744073709551615s18446744073709551615s",
-            "1.7976931348623157e308s",
-            &"9".repeat(400),
+            "23h59m60s1ms",
+            long.as_str(),
         ] {
-            let err = parse(&format!("{text}s")).or_else(|_| parse(text));
-            assert!(err.is_err(), "{text} parsed");
+            assert!(parse(text).is_err(), "{text} parsed");
         }
         assert!(
             parse("25h")
