@@ -90,18 +90,21 @@ fn mutate(rng: &mut ChaCha8Rng, input: &[u8], other: &[u8]) -> Vec<u8> {
 #[test]
 fn seeded_mutations_hold_every_property() {
     // A fixed count keeps the run deterministic and a few seconds long; FUZZ_SEED reproduces one.
+    // FUZZ_SECONDS=N instead runs until N seconds have passed (the long run when cargo-fuzz is not
+    // at hand) and reports executions and peak RSS.
     const CASES: usize = 400;
-    let seed = std::env::var("FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5eed_b3c);
+    let env = |name: &str| std::env::var(name).ok().and_then(|s| s.parse::<u64>().ok());
+    let seed = env("FUZZ_SEED").unwrap_or(0x05ee_db3c);
+    let budget = env("FUZZ_SECONDS").map(std::time::Duration::from_secs);
+    let started = std::time::Instant::now();
     eprintln!("seeded_mutations_hold_every_property: FUZZ_SEED={seed}");
     let corpus: Vec<Vec<u8>> = inputs(&fuzz_dir().join("corpus/redfish_request"))
         .into_iter()
         .map(|(_, d)| d)
         .collect();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    for case in 0..CASES {
+    let mut case = 0;
+    while budget.map_or(case < CASES, |b| started.elapsed() < b) {
         let base = &corpus[rng.random_range(0..corpus.len())];
         let other = &corpus[rng.random_range(0..corpus.len())];
         let input = mutate(&mut rng, base, other);
@@ -114,5 +117,24 @@ fn seeded_mutations_hold_every_property() {
                 path.display()
             );
         }
+        case += 1;
     }
+    eprintln!(
+        "{case} executions in {:.0?}, peak RSS {} MiB",
+        started.elapsed(),
+        peak_rss_mib()
+    );
+}
+
+/// Peak resident memory of this process (VmHWM), in MiB.
+fn peak_rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb / 1024)
 }

@@ -32,7 +32,7 @@ async fn one_hostile_request_stays_under_the_ceiling() {
         let n = (limit - open.len() - close.len()) / unit.len();
         let mut s = String::with_capacity(limit);
         s.push_str(open);
-        s.push_str(&unit.repeat(n).trim_end_matches(',').to_string());
+        s.push_str(unit.repeat(n).trim_end_matches(','));
         s.push_str(close);
         s
     };

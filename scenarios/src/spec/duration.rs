@@ -83,7 +83,7 @@ pub fn parse(input: &str) -> Result<Duration, String> {
             .ok_or_else(too_long)?;
     }
     // Whole milliseconds: what the runner and the printed form (`Display`) count in.
-    if total.subsec_nanos() % 1_000_000 != 0 {
+    if !total.subsec_nanos().is_multiple_of(1_000_000) {
         return Err(format!(
             "invalid duration {input:?}: finer than a millisecond"
         ));

@@ -90,7 +90,7 @@ impl Message {
         Self::new(
             "ResourceNotFound",
             format!("The requested resource of type {kind} named '{id}' was not found."),
-            vec![kind.into(), id.into()],
+            vec![kind.into(), id],
             "Provide a valid resource identifier and resubmit the request.",
         )
     }
@@ -99,7 +99,7 @@ impl Message {
         Self::new(
             "ResourceMissingAtURI",
             format!("The resource at the URI '{uri}' was not found."),
-            vec![uri.into()],
+            vec![uri],
             "Place a valid resource at the URI or correct the URI and resubmit the request.",
         )
     }
@@ -160,7 +160,7 @@ impl Message {
         Self::new(
             "PropertyValueNotInList",
             format!("The value '{value}' for the property {name} is not in the list of acceptable values."),
-            vec![value.into(), name.clone()],
+            vec![value, name.clone()],
             "Choose a value from the enumeration list that the implementation can support and resubmit the request if the operation failed.",
         )
         .related_to(format!("#/{name}"))
@@ -170,7 +170,7 @@ impl Message {
         Self::new(
             "PropertyValueTypeError",
             format!("The value '{value}' for the property {name} is not a type that the property can accept."),
-            vec![value.into(), name.clone()],
+            vec![value, name.clone()],
             "Correct the value for the property in the request body and resubmit the request if the operation failed.",
         )
         .related_to(format!("#/{name}"))
@@ -202,7 +202,7 @@ impl Message {
             format!(
                 "The value '{value}' for the parameter {param} in the action {action} is not in the list of acceptable values."
             ),
-            vec![value.into(), param.into(), action.into()],
+            vec![value, param, action.into()],
             "Choose a value from the enumeration list that the implementation can support and resubmit the request if the operation failed.",
         )
     }
@@ -211,7 +211,7 @@ impl Message {
         Self::new(
             "ActionParameterUnknown",
             format!("The action {action} was submitted with the invalid parameter {param}."),
-            vec![action.into(), param.into()],
+            vec![action.into(), param],
             "Correct the invalid parameter and resubmit the request if the operation failed.",
         )
     }
@@ -274,7 +274,7 @@ impl Message {
             format!(
                 "The value '{value}' for the parameter {param} in the action {action} is of a different type than the parameter can accept."
             ),
-            vec![value.into(), param.into(), action.into()],
+            vec![value, param, action.into()],
             "Correct the value for the parameter in the request body and resubmit the request if the operation failed.",
         )
     }
@@ -312,7 +312,7 @@ impl Message {
             format!(
                 "The requested resource of type {kind} with the property {property} with the value '{value}' already exists."
             ),
-            vec![kind.into(), property.into(), value.into()],
+            vec![kind.into(), property.into(), value],
             "Do not repeat the create operation as the resource has already been created.",
         )
     }
@@ -329,7 +329,7 @@ impl Message {
         Self::new(
             "HeaderInvalid",
             format!("The header '{header}' is invalid."),
-            vec![header.into()],
+            vec![header],
             "Resubmit the request using a valid header.",
         )
     }
