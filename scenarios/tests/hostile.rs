@@ -46,6 +46,11 @@ fn a_billion_bmcs_is_refused_with_the_bound() {
         "name: big\nfleet:\n  bmcs: 1000000000\n",
         &[(3, "one process holds at most 20000")],
     );
+    // Found by the fuzz harness: zero systems made four billion BMCs zero servers.
+    rejected(
+        "name: zero\nfleet:\n  bmcs: 4000000000\n  systemsPerBmc: 0\n",
+        &[(3, "4000000000 BMCs; one process holds at most 20000")],
+    );
     rejected(
         "name: big\nfleet:\n  bmcs: 2\n  systemsPerBmc: 4000000000\n",
         &[(4, "exceed the limit of 64")],

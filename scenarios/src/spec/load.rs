@@ -224,7 +224,18 @@ fn check_fleet(s: &Scenario, errors: &mut Errors) -> Option<BTreeSet<String>> {
                 .sum()
         }
     };
-    if total > MAX_SERVERS {
+    let bmc_count = match &f.bmcs {
+        BmcSet::Count(n) => u64::from(*n),
+        BmcSet::List(list) => list.len() as u64,
+    };
+    // Counted apart from servers: with `systemsPerBmc: 0` a billion BMCs are zero servers.
+    if bmc_count > MAX_SERVERS {
+        errors.push((
+            Place::FleetBmcs,
+            format!("the fleet has {bmc_count} BMCs; one process holds at most {MAX_SERVERS}"),
+        ));
+        sizes_ok = false;
+    } else if total > MAX_SERVERS {
         errors.push((
             Place::FleetBmcs,
             format!(
