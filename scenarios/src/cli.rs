@@ -50,10 +50,12 @@ pub struct ExploreArgs {
     pub seed: Option<u64>,
 }
 
-/// Loads a file, printing a located error.
+/// Loads a file, printing each located error on its own line.
 fn load(path: &Path) -> Result<Scenario, u8> {
     spec::load_file(path).map_err(|e| {
-        eprintln!("error: {e}");
+        for line in e.to_string().lines() {
+            eprintln!("error: {line}");
+        }
         exit::INVALID
     })
 }

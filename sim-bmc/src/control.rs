@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -109,31 +110,49 @@ async fn get_faults(State(s): State<ControlState>, Path(name): Path<String>) -> 
     }
 }
 
+/// A 400 with the reason, as every control API error reads: `{"error": "..."}`.
+fn bad_request(message: String) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response()
+}
+
+/// Parses a JSON body; serde's message names the field and position of what is wrong.
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+    serde_json::from_slice(body).map_err(|e| bad_request(format!("invalid fault: {e}")))
+}
+
 async fn put_faults(
     State(s): State<ControlState>,
     Path(name): Path<String>,
-    Json(faults): Json<Vec<FaultSpec>>,
+    body: Bytes,
 ) -> Response {
-    match s.bmc(&name) {
-        Some(b) => {
-            b.faults.set(faults);
-            Json(b.faults.list()).into_response()
-        }
-        None => not_found("bmc"),
+    let Some(b) = s.bmc(&name) else {
+        return not_found("bmc");
+    };
+    let faults: Vec<FaultSpec> = match parse_body(&body) {
+        Ok(f) => f,
+        Err(resp) => return resp,
+    };
+    match b.faults.try_set(faults) {
+        Ok(()) => Json(b.faults.list()).into_response(),
+        Err(e) => bad_request(e.to_string()),
     }
 }
 
 async fn add_fault(
     State(s): State<ControlState>,
     Path(name): Path<String>,
-    Json(fault): Json<FaultSpec>,
+    body: Bytes,
 ) -> Response {
-    match s.bmc(&name) {
-        Some(b) => {
-            b.faults.add(fault);
-            (StatusCode::CREATED, Json(b.faults.list())).into_response()
-        }
-        None => not_found("bmc"),
+    let Some(b) = s.bmc(&name) else {
+        return not_found("bmc");
+    };
+    let fault: FaultSpec = match parse_body(&body) {
+        Ok(f) => f,
+        Err(resp) => return resp,
+    };
+    match b.faults.try_add(fault) {
+        Ok(()) => (StatusCode::CREATED, Json(b.faults.list())).into_response(),
+        Err(e) => bad_request(e.to_string()),
     }
 }
 

@@ -68,6 +68,20 @@ pub struct FaultSpec {
     pub endpoint: Option<String>,
 }
 
+/// Longest injected latency: beyond ten minutes every client has timed out, which is `blackHole`.
+pub const MAX_LATENCY_MS: u64 = 600_000;
+/// Most faults one BMC holds at once (each request walks the list).
+pub const MAX_FAULTS: usize = 64;
+/// Longest `endpoint` prefix (a Redfish path).
+pub const MAX_ENDPOINT_LEN: usize = 1024;
+/// Most sessions a `sessionLimit` may allow (the default limit is 64).
+pub const MAX_SESSION_LIMIT: usize = 10_000;
+
+/// Why a fault cannot be injected.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidFault(pub String);
+
 impl FaultSpec {
     pub fn new(kind: FaultKind) -> Self {
         Self {
@@ -76,11 +90,63 @@ impl FaultSpec {
         }
     }
 
+    /// Checks the values a fault carries: HTTP error statuses 400–599, rates within 0–1, latencies
+    /// up to `MAX_LATENCY_MS`, endpoints that are paths.
+    pub fn validate(&self) -> Result<(), InvalidFault> {
+        let bad = |m: String| Err(InvalidFault(m));
+        match &self.kind {
+            FaultKind::ServerErrors { rate, status } => {
+                if !(0.0..=1.0).contains(rate) {
+                    return bad(format!("serverErrors: rate {rate} is not within 0..=1"));
+                }
+                if !(400..=599).contains(status) {
+                    return bad(format!(
+                        "serverErrors: status {status} is not an HTTP error status (400-599)"
+                    ));
+                }
+            }
+            FaultKind::Latency { ms } if *ms > MAX_LATENCY_MS => {
+                return bad(format!(
+                    "latency: {ms} ms exceeds {MAX_LATENCY_MS} ms (use unreachable with mode blackHole for a BMC that never answers)"
+                ));
+            }
+            FaultKind::SessionLimit { max } if *max > MAX_SESSION_LIMIT => {
+                return bad(format!(
+                    "sessionLimit: max {max} exceeds {MAX_SESSION_LIMIT}"
+                ));
+            }
+            _ => {}
+        }
+        if let Some(endpoint) = &self.endpoint
+            && (!endpoint.starts_with('/') || endpoint.len() > MAX_ENDPOINT_LEN)
+        {
+            return bad(format!(
+                "endpoint must be a path starting with / of at most {MAX_ENDPOINT_LEN} bytes"
+            ));
+        }
+        Ok(())
+    }
+
     fn applies_to(&self, path: &str) -> bool {
         self.endpoint
             .as_deref()
             .is_none_or(|prefix| path.starts_with(prefix))
     }
+}
+
+/// Checks a whole fault list: each fault, and at most `MAX_FAULTS` of them.
+pub fn validate_all(faults: &[FaultSpec]) -> Result<(), InvalidFault> {
+    if faults.len() > MAX_FAULTS {
+        return Err(InvalidFault(format!(
+            "{} faults exceed the limit of {MAX_FAULTS} per BMC",
+            faults.len()
+        )));
+    }
+    for (i, f) in faults.iter().enumerate() {
+        f.validate()
+            .map_err(|e| InvalidFault(format!("fault {i}: {e}")))?;
+    }
+    Ok(())
 }
 
 /// What the HTTP layer must do to one request.
@@ -143,19 +209,43 @@ impl FaultHandle {
             .unwrap_or_default()
     }
 
-    /// Replaces all faults.
-    pub fn set(&self, faults: Vec<FaultSpec>) {
+    /// Replaces all faults, after checking each (`FaultSpec::validate`) and their number (`MAX_FAULTS`).
+    pub fn try_set(&self, faults: Vec<FaultSpec>) -> Result<(), InvalidFault> {
+        validate_all(&faults)?;
         if let Ok(mut guard) = self.inner.faults.write() {
             self.inner.any.store(!faults.is_empty(), Ordering::Release);
             *guard = faults;
         }
         self.notify();
+        Ok(())
     }
 
-    pub fn add(&self, fault: FaultSpec) {
+    /// Adds one fault, checked as by `try_set`.
+    pub fn try_add(&self, fault: FaultSpec) -> Result<(), InvalidFault> {
         let mut all = self.list();
         all.push(fault);
-        self.set(all);
+        self.try_set(all)
+    }
+
+    /// Replaces all faults. For code that builds its faults itself; untrusted input goes through
+    /// `try_set`.
+    ///
+    /// # Panics
+    /// On a fault `try_set` rejects: that is a bug in the calling code.
+    pub fn set(&self, faults: Vec<FaultSpec>) {
+        if let Err(e) = self.try_set(faults) {
+            panic!("invalid fault: {e}");
+        }
+    }
+
+    /// Adds one fault (see `set`).
+    ///
+    /// # Panics
+    /// On a fault `try_add` rejects.
+    pub fn add(&self, fault: FaultSpec) {
+        if let Err(e) = self.try_add(fault) {
+            panic!("invalid fault: {e}");
+        }
     }
 
     pub fn clear(&self) {
@@ -235,7 +325,9 @@ impl FaultHandle {
         };
         for spec in guard.iter().filter(|s| s.applies_to(path)) {
             match &spec.kind {
-                FaultKind::Latency { ms } => out.latency += Duration::from_millis(*ms),
+                FaultKind::Latency { ms } => {
+                    out.latency = out.latency.saturating_add(Duration::from_millis(*ms))
+                }
                 FaultKind::ServerErrors { rate, status } => {
                     let draw: f64 = self.inner.rng.lock().map(|mut r| r.random()).unwrap_or(1.0);
                     if draw < *rate {

@@ -33,7 +33,11 @@ impl From<Dur> for Duration {
     }
 }
 
-/// Parses `1h2m3s`, `1.5s`, `250ms`, `0`.
+/// Longest duration a scenario may write: no run on one machine lasts a day (the 10,000-server
+/// benchmark takes ten minutes), and anything longer only overflows the clocks it is added to.
+pub const MAX: Duration = Duration::from_secs(24 * 3600);
+
+/// Parses `1h2m3s`, `1.5s`, `250ms`, `0`, up to `MAX`.
 pub fn parse(input: &str) -> Result<Duration, String> {
     let s = input.trim();
     if s == "0" {
@@ -71,7 +75,18 @@ pub fn parse(input: &str) -> Result<Duration, String> {
             unit => return Err(format!("invalid duration {input:?}: unknown unit {unit:?}")),
         };
         rest = &rest[unit_len..];
-        total += Duration::from_secs_f64(value * seconds);
+        let too_long = || format!("duration {input:?} exceeds the limit of 24h");
+        let part = Duration::try_from_secs_f64(value * seconds).map_err(|_| too_long())?;
+        total = total
+            .checked_add(part)
+            .filter(|t| *t <= MAX)
+            .ok_or_else(too_long)?;
+    }
+    // Whole milliseconds: what the runner and the printed form (`Display`) count in.
+    if !total.subsec_nanos().is_multiple_of(1_000_000) {
+        return Err(format!(
+            "invalid duration {input:?}: finer than a millisecond"
+        ));
     }
     Ok(total)
 }
@@ -130,6 +145,32 @@ mod tests {
         assert_eq!(parse("0").unwrap(), Duration::ZERO);
         assert!(parse("5").unwrap_err().contains("missing unit"));
         assert!(parse("5d").unwrap_err().contains("unknown unit"));
+        assert_eq!(parse("24h").unwrap(), MAX);
+        assert!(
+            parse("1.5ms")
+                .unwrap_err()
+                .contains("finer than a millisecond")
+        );
+    }
+
+    #[test]
+    fn huge_durations_are_errors_not_panics() {
+        let long = format!("{}s", "9".repeat(400));
+        for text in [
+            "25h",
+            "1441m",
+            "99999999999999999999999999h",
+            "18446744073709551615s18446744073709551615s",
+            "23h59m60s1ms",
+            long.as_str(),
+        ] {
+            assert!(parse(text).is_err(), "{text} parsed");
+        }
+        assert!(
+            parse("25h")
+                .unwrap_err()
+                .contains("exceeds the limit of 24h")
+        );
         assert_eq!(Dur::from_millis(90_000).to_string(), "90s");
         assert_eq!(Dur::from_millis(120_000).to_string(), "2m");
         assert_eq!(Dur::from_millis(250).to_string(), "250ms");

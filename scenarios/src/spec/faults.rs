@@ -127,6 +127,30 @@ impl Fault {
 }
 
 impl BmcFault {
+    /// The sim-bmc fault this injects.
+    pub fn sim_bmc_kind(&self) -> sim_bmc::fault::FaultKind {
+        use sim_bmc::fault::{FaultKind as K, UnreachableMode};
+        match self {
+            BmcFault::Unreachable { black_hole } => K::Unreachable {
+                mode: if *black_hole {
+                    UnreachableMode::BlackHole
+                } else {
+                    UnreachableMode::Refuse
+                },
+            },
+            BmcFault::Slow { latency } => K::Latency {
+                ms: latency.as_millis(),
+            },
+            BmcFault::ServerErrors { rate, status } => K::ServerErrors {
+                rate: *rate,
+                status: *status,
+            },
+            BmcFault::AuthFailure => K::AuthFailure,
+            BmcFault::ResetIgnored => K::ResetIgnored,
+            BmcFault::StuckPoweringOn => K::StuckPoweringOn,
+        }
+    }
+
     pub fn label(&self) -> String {
         match self {
             BmcFault::Unreachable { black_hole: false } => "unreachable".into(),

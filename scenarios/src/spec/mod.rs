@@ -20,7 +20,7 @@ pub use fleet::{
     Architecture, BmcEntry, BmcSet, Fleet, Latencies, ResolvedBmc, ServerLabels, Vendor,
     server_name,
 };
-pub use load::{LoadError, load_file, parse};
+pub use load::{LoadError, limits, load_file, parse};
 pub use workload::{
     Action, ClaimPower, DEFAULT_IMAGE, ObjectKind, StartAfter, Step, WaitFor, Workload,
     default_namespace, expand,

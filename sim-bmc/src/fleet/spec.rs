@@ -251,6 +251,8 @@ impl FleetSpec {
         }
         let mut faults = d.faults.clone().unwrap_or_default();
         faults.extend(spec.faults.unwrap_or_default());
+        crate::fault::validate_all(&faults)
+            .map_err(|e| Error::InvalidFleet(format!("{name}: {e}")))?;
         Ok(ResolvedBmc {
             index,
             vendor: spec.vendor.or(d.vendor).unwrap_or_default(),

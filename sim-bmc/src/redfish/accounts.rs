@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 
 use super::Ctx;
 use super::collection::{collection, link, status_ok, timestamp, types};
-use super::response::{Message, Resp, empty, error, json as json_resp};
+use super::response::{MAX_MESSAGES, Message, Resp, empty, error, json as json_resp};
 use super::routes::Route;
 use crate::bmc::accounts::{DEFAULT_MAX_SESSIONS, Session};
 use crate::bmc::{Bmc, Privilege, Role};
@@ -129,6 +129,12 @@ fn str_field<'a>(
     }
 }
 
+/// Accounts a BMC holds at most (real BMCs have 16 or so slots); bounds memory under a hostile client.
+const MAX_ACCOUNTS: usize = 64;
+/// Longest user name and password accepted (bytes), well above what vendors allow.
+const MAX_USERNAME: usize = 256;
+const MAX_PASSWORD: usize = 256;
+
 /// Login (POST Sessions) and account creation (POST Accounts).
 pub fn post(ctx: &Ctx<'_>, route: &Route) -> Resp {
     let Value::Object(body) = &ctx.body else {
@@ -155,10 +161,32 @@ pub fn post(ctx: &Ctx<'_>, route: &Route) -> Resp {
                 }
                 parsed
             });
-            let enabled = body.get("Enabled").and_then(Value::as_bool).unwrap_or(true);
-            let (Some(user), Some(pass), Some(role)) = (user, pass, role) else {
+            let enabled = match body.get("Enabled") {
+                None => true,
+                Some(Value::Bool(b)) => *b,
+                Some(other) => {
+                    errors.push(Message::property_value_type_error(
+                        &other.to_string(),
+                        "Enabled",
+                    ));
+                    true
+                }
+            };
+            for (value, limit) in [(user, MAX_USERNAME), (pass, MAX_PASSWORD)] {
+                if let Some(v) = value.filter(|v| v.len() > limit) {
+                    errors.push(Message::string_value_too_long(v, limit));
+                }
+            }
+            let (Some(user), Some(pass), Some(role), true) = (user, pass, role, errors.is_empty())
+            else {
                 return error(StatusCode::BAD_REQUEST, errors);
             };
+            if ctx.bmc.accounts.list().len() >= MAX_ACCOUNTS {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    vec![Message::create_limit_reached("ManagerAccount")],
+                );
+            }
             if ctx.bmc.accounts.by_name(user).is_some() {
                 return error(
                     StatusCode::CONFLICT,
@@ -317,6 +345,7 @@ fn reject_others(
     for key in body
         .keys()
         .filter(|k| !writable.contains(&k.as_str()) && !k.starts_with('@'))
+        .take(MAX_MESSAGES)
     {
         if current.and_then(|c| c.get(key)).is_some() {
             errors.push(Message::property_not_writable(key));

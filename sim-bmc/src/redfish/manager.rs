@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::Ctx;
 use super::collection::{collection, link, status_ok, timestamp, types};
-use super::response::{Message, Resp, empty, error};
+use super::response::{MAX_MESSAGES, Message, Resp, empty, error};
 use super::routes::Route;
 use crate::bmc::Bmc;
 
@@ -132,20 +132,41 @@ fn chassis(bmc: &Arc<Bmc>, i: usize) -> Value {
 pub fn reset(ctx: &Ctx<'_>) -> Resp {
     const ACTION: &str = "Manager.Reset";
     let bmc = ctx.bmc;
-    let reset_type = ctx.body.get("ResetType").and_then(Value::as_str);
-    match reset_type {
+    let unknown: Vec<Message> = ctx
+        .body
+        .as_object()
+        .into_iter()
+        .flat_map(|body| body.keys())
+        .filter(|k| *k != "ResetType")
+        .take(MAX_MESSAGES)
+        .map(|k| Message::action_parameter_unknown(ACTION, k))
+        .collect();
+    if !unknown.is_empty() {
+        return error(StatusCode::BAD_REQUEST, unknown);
+    }
+    match ctx.body.get("ResetType") {
         None => error(
             StatusCode::BAD_REQUEST,
             vec![Message::action_parameter_missing(ACTION, "ResetType")],
         ),
-        Some(t) if !bmc.vendor().manager_reset_types().contains(&t) => error(
+        Some(v) if !v.is_string() => error(
             StatusCode::BAD_REQUEST,
-            vec![Message::action_parameter_value_not_in_list(
-                t,
+            vec![Message::action_parameter_value_type_error(
+                &v.to_string(),
                 "ResetType",
                 ACTION,
             )],
         ),
+        Some(Value::String(t)) if !bmc.vendor().manager_reset_types().contains(&t.as_str()) => {
+            error(
+                StatusCode::BAD_REQUEST,
+                vec![Message::action_parameter_value_not_in_list(
+                    t,
+                    "ResetType",
+                    ACTION,
+                )],
+            )
+        }
         Some(_) => {
             bmc.reboot_manager();
             empty(StatusCode::NO_CONTENT)

@@ -25,8 +25,14 @@ use crate::bmc::{Bmc, CachedPayload, Principal, Privilege};
 use response::{Message, Resp, empty, error, etag_of};
 use routes::Route;
 
-/// Request bodies above this are refused (BMCs have small buffers too).
-const MAX_BODY: usize = 1 << 20;
+/// Request bodies above this are refused with 413 (BMCs have small buffers too; no Redfish request
+/// this service accepts comes near it).
+pub const MAX_BODY: usize = 1 << 20;
+/// Header sections larger than this (names + values) are refused with 431; hyper's own limit on the
+/// wire (about 400 KiB, 100 headers) is above it, so a Redfish client sees our message, not hyper's.
+pub const MAX_HEADER_BYTES: usize = 16 << 10;
+/// More headers than this are refused with 431 too.
+pub const MAX_HEADERS: usize = 64;
 
 /// How a request arrived (set by the listener; absent in-process, which counts as secure).
 #[derive(Debug, Clone, Copy)]
@@ -63,15 +69,13 @@ pub fn router(bmc: Arc<Bmc>) -> axum::Router {
 async fn serve(bmc: &Arc<Bmc>, req: http::Request<Body>) -> Resp {
     let (parts, body) = req.into_parts();
     // Read the body before any early answer: an unread body makes the connection close under the client.
-    let body = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(_) => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                vec![Message::malformed_json()],
-            );
-        }
+    let body = match read_body(body).await {
+        Ok(bytes) => bytes,
+        Err(resp) => return resp,
     };
+    if let Some(resp) = check_header_size(&parts.headers) {
+        return resp;
+    }
     let path = parts.uri.path();
     let faults = bmc.faults.for_request(path);
     if let Some(resp) = apply_faults(bmc, &faults).await {
@@ -133,6 +137,37 @@ async fn serve(bmc: &Arc<Bmc>, req: http::Request<Body>) -> Resp {
     resp
 }
 
+/// The whole body, at most `MAX_BODY`: a larger one is 413, one that cannot be read to its end
+/// (truncated, bad chunking, a reset connection) is 400 MalformedJSON, as it cannot be parsed.
+async fn read_body(body: Body) -> Result<Bytes, Resp> {
+    match http_body_util::Limited::new(body, MAX_BODY).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            vec![Message::body_too_large(MAX_BODY)],
+        )),
+        Err(_) => Err(error(
+            StatusCode::BAD_REQUEST,
+            vec![Message::malformed_json()],
+        )),
+    }
+}
+
+/// 431 with a Redfish message for header sections beyond `MAX_HEADER_BYTES` or `MAX_HEADERS`.
+fn check_header_size(headers: &HeaderMap) -> Option<Resp> {
+    let bytes: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    if bytes <= MAX_HEADER_BYTES && headers.len() <= MAX_HEADERS {
+        return None;
+    }
+    Some(error(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        vec![Message::headers_too_large(MAX_HEADER_BYTES, MAX_HEADERS)],
+    ))
+}
+
 /// Credentials (Basic, token, or a login) over plain HTTP are sent to HTTPS when the fleet says so.
 fn redirect_to_https(bmc: &Bmc, parts: &http::request::Parts, route: &Route) -> Option<Resp> {
     let secure = parts.extensions.get::<Transport>().is_none_or(|t| t.secure);
@@ -166,7 +201,11 @@ async fn apply_faults(bmc: &Bmc, faults: &crate::fault::RequestFaults) -> Option
         tokio::time::sleep(faults.latency).await;
     }
     if let Some(status) = faults.error_status {
-        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        // Faults are validated on the way in (400–599); anything else is still never sent.
+        let status = StatusCode::from_u16(status)
+            .ok()
+            .filter(|s| s.is_client_error() || s.is_server_error())
+            .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         return Some(error(
             status,
             vec![Message::service_temporarily_unavailable(5)],

@@ -17,7 +17,28 @@ pub struct Message {
     pub args: Vec<String>,
     pub severity: &'static str,
     pub resolution: &'static str,
+    /// A service-defined resolution (GeneralError), replacing `resolution`.
+    pub dynamic_resolution: Option<String>,
     pub related: Vec<String>,
+}
+
+/// Most messages one error answer carries: a body with 100,000 unknown properties gets the first
+/// 32, not 100,000 (each message is ~500 bytes, so that answer would cost hundreds of MiB).
+pub const MAX_MESSAGES: usize = 32;
+
+/// Longest piece of request text echoed in a message: a hostile body cannot multiply into the answer.
+const ECHO_LIMIT: usize = 256;
+
+/// `s` cut to `ECHO_LIMIT` bytes (at a character boundary) with an ellipsis.
+fn clip(s: &str) -> String {
+    if s.len() <= ECHO_LIMIT {
+        return s.to_string();
+    }
+    let mut end = ECHO_LIMIT;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
 }
 
 impl Message {
@@ -28,6 +49,7 @@ impl Message {
             args,
             severity: "Critical",
             resolution,
+            dynamic_resolution: None,
             related: Vec::new(),
         }
     }
@@ -44,7 +66,7 @@ impl Message {
             "Message": self.message,
             "MessageArgs": self.args,
             "MessageSeverity": self.severity,
-            "Resolution": self.resolution,
+            "Resolution": self.dynamic_resolution.as_deref().unwrap_or(self.resolution),
         });
         if !self.related.is_empty() {
             v["RelatedProperties"] = json!(self.related);
@@ -59,22 +81,25 @@ impl Message {
             args: vec![],
             severity: "OK",
             resolution: "None.",
+            dynamic_resolution: None,
             related: vec![],
         }
     }
     pub fn resource_not_found(kind: &str, id: &str) -> Self {
+        let id = clip(id);
         Self::new(
             "ResourceNotFound",
             format!("The requested resource of type {kind} named '{id}' was not found."),
-            vec![kind.into(), id.into()],
+            vec![kind.into(), id],
             "Provide a valid resource identifier and resubmit the request.",
         )
     }
     pub fn resource_missing_at_uri(uri: &str) -> Self {
+        let uri = clip(uri);
         Self::new(
             "ResourceMissingAtURI",
             format!("The resource at the URI '{uri}' was not found."),
-            vec![uri.into()],
+            vec![uri],
             "Place a valid resource at the URI or correct the URI and resubmit the request.",
         )
     }
@@ -111,46 +136,51 @@ impl Message {
         )
     }
     pub fn property_unknown(name: &str) -> Self {
+        let name = clip(name);
         Self::new(
             "PropertyUnknown",
             format!("The property {name} is not in the list of valid properties for the resource."),
-            vec![name.into()],
+            vec![name.clone()],
             "Remove the unknown property from the request body and resubmit the request if the operation failed.",
         )
         .related_to(format!("#/{name}"))
     }
     pub fn property_not_writable(name: &str) -> Self {
+        let name = clip(name);
         Self::new(
             "PropertyNotWritable",
             format!("The property {name} is a read only property and cannot be assigned a value."),
-            vec![name.into()],
+            vec![name.clone()],
             "Remove the property from the request body and resubmit the request if the operation failed.",
         )
         .related_to(format!("#/{name}"))
     }
     pub fn property_value_not_in_list(value: &str, name: &str) -> Self {
+        let (value, name) = (clip(value), clip(name));
         Self::new(
             "PropertyValueNotInList",
             format!("The value '{value}' for the property {name} is not in the list of acceptable values."),
-            vec![value.into(), name.into()],
+            vec![value, name.clone()],
             "Choose a value from the enumeration list that the implementation can support and resubmit the request if the operation failed.",
         )
         .related_to(format!("#/{name}"))
     }
     pub fn property_value_type_error(value: &str, name: &str) -> Self {
+        let (value, name) = (clip(value), clip(name));
         Self::new(
             "PropertyValueTypeError",
             format!("The value '{value}' for the property {name} is not a type that the property can accept."),
-            vec![value.into(), name.into()],
+            vec![value, name.clone()],
             "Correct the value for the property in the request body and resubmit the request if the operation failed.",
         )
         .related_to(format!("#/{name}"))
     }
     pub fn property_missing(name: &str) -> Self {
+        let name = clip(name);
         Self::new(
             "PropertyMissing",
             format!("The property {name} is a required property and must be included in the request."),
-            vec![name.into()],
+            vec![name.clone()],
             "Ensure that the property is in the request body and has a valid value and resubmit the request if the operation failed.",
         )
         .related_to(format!("#/{name}"))
@@ -166,20 +196,22 @@ impl Message {
         )
     }
     pub fn action_parameter_value_not_in_list(value: &str, param: &str, action: &str) -> Self {
+        let (value, param) = (clip(value), clip(param));
         Self::new(
             "ActionParameterValueNotInList",
             format!(
                 "The value '{value}' for the parameter {param} in the action {action} is not in the list of acceptable values."
             ),
-            vec![value.into(), param.into(), action.into()],
+            vec![value, param, action.into()],
             "Choose a value from the enumeration list that the implementation can support and resubmit the request if the operation failed.",
         )
     }
     pub fn action_parameter_unknown(action: &str, param: &str) -> Self {
+        let param = clip(param);
         Self::new(
             "ActionParameterUnknown",
             format!("The action {action} was submitted with the invalid parameter {param}."),
-            vec![action.into(), param.into()],
+            vec![action.into(), param],
             "Correct the invalid parameter and resubmit the request if the operation failed.",
         )
     }
@@ -215,6 +247,56 @@ impl Message {
             "Resubmit the request. If the problem persists, consider resetting the service.",
         )
     }
+    /// Base has no size message: GeneralError is the one meant to carry a service-defined Resolution.
+    pub fn body_too_large(limit: usize) -> Self {
+        let mut m = Self::new(
+            "GeneralError",
+            "A general error has occurred. See Resolution for information on how to resolve the error, or @Message.ExtendedInfo if Resolution is not provided.".into(),
+            vec![],
+            "",
+        );
+        m.dynamic_resolution = Some(format!(
+            "The request body exceeds the limit of {limit} bytes; reduce it and resubmit the request."
+        ));
+        m
+    }
+    pub fn headers_too_large(bytes: usize, count: usize) -> Self {
+        let mut m = Self::body_too_large(0);
+        m.dynamic_resolution = Some(format!(
+            "The request headers exceed the limit of {bytes} bytes or {count} fields; reduce them and resubmit the request."
+        ));
+        m
+    }
+    pub fn action_parameter_value_type_error(value: &str, param: &str, action: &str) -> Self {
+        let (value, param) = (clip(value), clip(param));
+        Self::new(
+            "ActionParameterValueTypeError",
+            format!(
+                "The value '{value}' for the parameter {param} in the action {action} is of a different type than the parameter can accept."
+            ),
+            vec![value, param, action.into()],
+            "Correct the value for the parameter in the request body and resubmit the request if the operation failed.",
+        )
+    }
+    pub fn create_limit_reached(kind: &str) -> Self {
+        Self::new(
+            "CreateLimitReachedForResource",
+            format!(
+                "The create operation failed because the {kind} collection has reached the limit of possible resources."
+            ),
+            vec![],
+            "Either delete resources and resubmit the request if the operation failed or do not resubmit the request.",
+        )
+    }
+    pub fn string_value_too_long(value: &str, limit: usize) -> Self {
+        let value = clip(value);
+        Self::new(
+            "StringValueTooLong",
+            format!("The string '{value}' exceeds the length limit {limit}."),
+            vec![value.clone(), limit.to_string()],
+            "Resubmit the request with an appropriate string length.",
+        )
+    }
     pub fn session_limit_exceeded() -> Self {
         Self::new(
             "SessionLimitExceeded",
@@ -224,12 +306,13 @@ impl Message {
         )
     }
     pub fn resource_already_exists(kind: &str, property: &str, value: &str) -> Self {
+        let value = clip(value);
         Self::new(
             "ResourceAlreadyExists",
             format!(
                 "The requested resource of type {kind} with the property {property} with the value '{value}' already exists."
             ),
-            vec![kind.into(), property.into(), value.into()],
+            vec![kind.into(), property.into(), value],
             "Do not repeat the create operation as the resource has already been created.",
         )
     }
@@ -242,10 +325,11 @@ impl Message {
         )
     }
     pub fn header_invalid(header: &str) -> Self {
+        let header = clip(header);
         Self::new(
             "HeaderInvalid",
             format!("The header '{header}' is invalid."),
-            vec![header.into()],
+            vec![header],
             "Resubmit the request using a valid header.",
         )
     }
@@ -299,7 +383,8 @@ pub fn empty(status: StatusCode) -> Resp {
 }
 
 /// A Redfish error response; the first message becomes `error.code`.
-pub fn error(status: StatusCode, messages: Vec<Message>) -> Resp {
+pub fn error(status: StatusCode, mut messages: Vec<Message>) -> Resp {
+    messages.truncate(MAX_MESSAGES);
     let first = messages.first().map(|m| (m.id, m.message.clone()));
     let (code, message) = match first {
         Some((id, _)) if messages.len() == 1 => (format!("{BASE_REGISTRY}.{id}"), messages[0].message.clone()),

@@ -6,7 +6,7 @@ use http::{HeaderValue, StatusCode, header};
 use serde_json::{Map, Value, json};
 
 use super::collection::{collection, link, status_ok, timestamp, types};
-use super::response::{Message, Resp, empty, error, json as json_resp};
+use super::response::{MAX_MESSAGES, Message, Resp, empty, error, json as json_resp};
 use super::routes::{FIRMWARE_ITEMS, Route};
 use super::{Ctx, UPDATE_DURATION};
 use crate::bmc::Bmc;
@@ -208,10 +208,27 @@ pub fn post(ctx: &Ctx<'_>, route: &Route) -> Resp {
     }
 }
 
+/// Subscriptions a BMC keeps at most, and the longest Destination or Context: bounds memory under a
+/// hostile client (vendors allow a handful of subscriptions).
+const MAX_SUBSCRIPTIONS: usize = 32;
+const MAX_SUBSCRIPTION_TEXT: usize = 2048;
+
 fn create_subscription(bmc: &Arc<Bmc>, body: &Map<String, Value>) -> Resp {
     let mut errors = Vec::new();
-    let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
+    // A property of the wrong type is an error, never silently replaced by its default.
+    let mut text = |k: &str| match body.get(k) {
+        None => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => {
+            errors.push(Message::property_value_type_error(&other.to_string(), k));
+            None
+        }
+    };
     let destination = text("Destination");
+    let protocol = text("Protocol").unwrap_or_else(|| "Redfish".into());
+    let format = text("EventFormatType").unwrap_or_else(|| "Event".into());
+    let policy = text("DeliveryRetryPolicy").unwrap_or_else(|| "RetryForever".into());
+    let context = text("Context").unwrap_or_default();
     match &destination {
         None => errors.push(Message::create_failed_missing_req_properties("Destination")),
         Some(d) if !(d.starts_with("http://") || d.starts_with("https://")) => {
@@ -219,18 +236,15 @@ fn create_subscription(bmc: &Arc<Bmc>, body: &Map<String, Value>) -> Resp {
         }
         _ => {}
     }
-    let protocol = text("Protocol").unwrap_or_else(|| "Redfish".into());
     if protocol != "Redfish" {
         errors.push(Message::property_value_not_in_list(&protocol, "Protocol"));
     }
-    let format = text("EventFormatType").unwrap_or_else(|| "Event".into());
     if !["Event", "MetricReport"].contains(&format.as_str()) {
         errors.push(Message::property_value_not_in_list(
             &format,
             "EventFormatType",
         ));
     }
-    let policy = text("DeliveryRetryPolicy").unwrap_or_else(|| "RetryForever".into());
     if ![
         "TerminateAfterRetries",
         "SuspendRetries",
@@ -244,13 +258,24 @@ fn create_subscription(bmc: &Arc<Bmc>, body: &Map<String, Value>) -> Resp {
             "DeliveryRetryPolicy",
         ));
     }
+    for value in [&destination, &Some(context.clone())].into_iter().flatten() {
+        if value.len() > MAX_SUBSCRIPTION_TEXT {
+            errors.push(Message::string_value_too_long(value, MAX_SUBSCRIPTION_TEXT));
+        }
+    }
     let (Some(destination), true) = (destination, errors.is_empty()) else {
         return error(StatusCode::BAD_REQUEST, errors);
     };
+    if bmc.subscriptions.list().len() >= MAX_SUBSCRIPTIONS {
+        return error(
+            StatusCode::BAD_REQUEST,
+            vec![Message::create_limit_reached("EventDestination")],
+        );
+    }
     let sub = Subscription {
         id: String::new(),
         destination,
-        context: text("Context").unwrap_or_default(),
+        context,
         protocol,
         event_format_type: format,
         event_types: Vec::new(),
@@ -279,11 +304,30 @@ fn create_subscription(bmc: &Arc<Bmc>, body: &Map<String, Value>) -> Resp {
 
 fn simple_update(bmc: &Arc<Bmc>, body: &Map<String, Value>) -> Resp {
     const ACTION: &str = "UpdateService.SimpleUpdate";
-    let Some(uri) = body.get("ImageURI").and_then(Value::as_str) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            vec![Message::action_parameter_missing(ACTION, "ImageURI")],
-        );
+    let uri = match body.get("ImageURI") {
+        None => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                vec![Message::action_parameter_missing(ACTION, "ImageURI")],
+            );
+        }
+        Some(Value::String(uri)) if uri.len() <= MAX_SUBSCRIPTION_TEXT => uri,
+        Some(Value::String(uri)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                vec![Message::string_value_too_long(uri, MAX_SUBSCRIPTION_TEXT)],
+            );
+        }
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                vec![Message::action_parameter_value_type_error(
+                    &other.to_string(),
+                    "ImageURI",
+                    ACTION,
+                )],
+            );
+        }
     };
     let file = uri.rsplit('/').next().unwrap_or(uri);
     let version = file
@@ -322,12 +366,25 @@ pub fn patch(ctx: &Ctx<'_>, route: &Route) -> Resp {
     for key in body
         .keys()
         .filter(|k| !writable.contains(&k.as_str()) && !k.starts_with('@'))
+        .take(MAX_MESSAGES)
     {
         if current.as_ref().and_then(|c| c.get(key)).is_some() {
             errors.push(Message::property_not_writable(key));
         } else {
             errors.push(Message::property_unknown(key));
         }
+    }
+    match body.get("Context") {
+        Some(Value::String(c)) if c.len() > MAX_SUBSCRIPTION_TEXT => {
+            errors.push(Message::string_value_too_long(c, MAX_SUBSCRIPTION_TEXT));
+        }
+        Some(v) if !v.is_string() => {
+            errors.push(Message::property_value_type_error(
+                &v.to_string(),
+                "Context",
+            ));
+        }
+        _ => {}
     }
     if !errors.is_empty() {
         return error(StatusCode::BAD_REQUEST, errors);

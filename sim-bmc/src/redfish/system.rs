@@ -7,7 +7,7 @@ use http::StatusCode;
 use serde_json::{Map, Value, json};
 
 use super::collection::{collection, link, status_ok, types};
-use super::response::{Message, Resp, error, json as json_resp, success_message};
+use super::response::{MAX_MESSAGES, Message, Resp, error, json as json_resp, success_message};
 use super::routes::Route;
 use super::{Ctx, inventory};
 use crate::bmc::{Bmc, SystemEntry};
@@ -234,6 +234,7 @@ fn reject_other_keys(
     for key in body
         .keys()
         .filter(|k| !writable.contains(&k.as_str()) && !k.starts_with('@'))
+        .take(MAX_MESSAGES)
     {
         if current.and_then(|c| c.get(key)).is_some() {
             errors.push(Message::property_not_writable(key));
@@ -295,6 +296,7 @@ fn boot_patch(
     let nested: Vec<String> = boot
         .keys()
         .filter(|k| !writable.contains(&k.as_str()))
+        .take(MAX_MESSAGES)
         .cloned()
         .collect();
     for key in nested.iter().filter(|k| !k.starts_with('@')) {
@@ -363,6 +365,7 @@ fn patch_bios(s: &SystemEntry, body: &Map<String, Value>) -> Result<(), Vec<Mess
     for key in body
         .keys()
         .filter(|k| *k != "Attributes" && !k.starts_with('@'))
+        .take(MAX_MESSAGES)
     {
         errors.push(Message::property_unknown(key));
     }
@@ -371,6 +374,9 @@ fn patch_bios(s: &SystemEntry, body: &Map<String, Value>) -> Result<(), Vec<Mess
     match body.get("Attributes").map(|a| a.as_object()) {
         Some(Some(attrs)) => {
             for (name, value) in attrs {
+                if errors.len() >= MAX_MESSAGES {
+                    break;
+                }
                 match current.get(name) {
                     None => errors.push(Message::property_unknown(&format!("Attributes/{name}"))),
                     Some(old) if std::mem::discriminant(old) != std::mem::discriminant(value) => {
@@ -406,6 +412,7 @@ pub fn reset(ctx: &Ctx<'_>, index: usize) -> Resp {
     let unknown: Vec<Message> = body
         .keys()
         .filter(|k| *k != "ResetType")
+        .take(MAX_MESSAGES)
         .map(|k| Message::action_parameter_unknown(ACTION, k))
         .collect();
     if !unknown.is_empty() {
@@ -414,13 +421,16 @@ pub fn reset(ctx: &Ctx<'_>, index: usize) -> Resp {
     let Some(value) = body.get("ResetType") else {
         return bad_request(vec![Message::action_parameter_missing(ACTION, "ResetType")]);
     };
-    let reset_type = value.as_str().unwrap_or_default();
+    let Some(reset_type) = value.as_str() else {
+        return bad_request(vec![Message::action_parameter_value_type_error(
+            &value.to_string(),
+            "ResetType",
+            ACTION,
+        )]);
+    };
     if !bmc.vendor().system_reset_types().contains(&reset_type) {
-        let shown = value
-            .as_str()
-            .map_or_else(|| value.to_string(), str::to_string);
         return bad_request(vec![Message::action_parameter_value_not_in_list(
-            &shown,
+            reset_type,
             "ResetType",
             ACTION,
         )]);
