@@ -352,7 +352,11 @@ pub struct EmbeddedEnv {
 impl EmbeddedEnv {
     /// With plain-HTTP registries (the in-process tests).
     pub async fn start() -> anyhow::Result<EmbeddedEnv> {
-        Self::start_with(RegistryOptions::default(), BuiltinRegistries::standard_catalog()).await
+        Self::start_with(
+            RegistryOptions::default(),
+            BuiltinRegistries::standard_catalog(),
+        )
+        .await
     }
 
     /// The environment with built-in registries reached as `registry` says, serving `catalog`.
