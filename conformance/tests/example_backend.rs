@@ -86,7 +86,7 @@ fn assert_all_pass(report: &serde_json::Value, profiles: &[&str], text: &str) {
 }
 
 #[test]
-fn python_backend_certifies_core_and_boot_over_https() {
+fn conformance_python_backend_certifies_core_and_boot_over_https() {
     let Some(py) = python() else { return };
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python-backend/backend.py");
     let dir = tempfile::tempdir().unwrap();
@@ -128,7 +128,7 @@ fn python_backend_certifies_core_and_boot_over_https() {
 }
 
 #[test]
-fn ca_file_over_plain_http_is_a_usage_error() {
+fn conformance_ca_file_over_plain_http_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_conformance"))
         .args([

@@ -183,7 +183,7 @@ impl BackendControl for PxeOnlySimBoot {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn boot_profile_passes_with_a_real_kernel_and_initramfs() {
+async fn conformance_boot_profile_passes_with_a_real_kernel_and_initramfs() {
     let (kernel_path, busybox_path) = match real_files() {
         Ok(files) => files,
         Err(why) => {
