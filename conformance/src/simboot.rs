@@ -64,8 +64,13 @@ impl InProcessSimBoot {
         mode: Misbehaviour,
         slow_delay: Duration,
     ) -> anyhow::Result<InProcessSimBoot> {
+        Self::start_with(env, Self::options(env, mode, slow_delay)).await
+    }
+
+    /// The options [`Self::start`] uses, for a caller that changes some (say, the boot modes) first.
+    pub fn options(env: &EmbeddedEnv, mode: Misbehaviour, slow_delay: Duration) -> BackendOptions {
         let registries = &env.registries;
-        let options = BackendOptions {
+        BackendOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             public_url: None,
             registry: None,
@@ -83,7 +88,14 @@ impl InProcessSimBoot {
                 max_backoff: Duration::from_secs(2),
                 ..Default::default()
             },
-        };
+        }
+    }
+
+    /// Starts sim-boot against `env` with `options`.
+    pub async fn start_with(
+        env: &EmbeddedEnv,
+        options: BackendOptions,
+    ) -> anyhow::Result<InProcessSimBoot> {
         let client = env.api.client().await?;
         let handle = Backend::start(client.clone(), options.clone()).await?;
         let addr: SocketAddr = handle.url().trim_start_matches("http://").parse()?;

@@ -9,14 +9,13 @@ use conformance::outcome::Verdict;
 use conformance::progress::Display;
 use conformance::rules::Profile;
 use conformance::runner::{Selection, run};
+use conformance::simboot::InProcessSimBoot;
 use conformance::target::{BackendControl, MachineBoot};
 use conformance::timeouts::Timeouts;
 use cpio::newc::{Builder, ModeFileType};
-use futures::future::BoxFuture;
 use sim_boot::oci::catalog::{ImageSpec, LayerKind, PlatformSpec};
-use sim_boot::{Backend, BackendHandle, BackendOptions, BootModes, ControllerOptions};
+use sim_boot::{BootModes, Misbehaviour};
 use std::io::Write as _;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -125,63 +124,6 @@ fn split(reference: &str) -> (&str, &str) {
     reference.rsplit_once(':').expect("a tag")
 }
 
-/// sim-boot in-process in PXE-only mode (the image has no UKI, so HTTP boot cannot be offered; boot-operator
-/// with only its iPXE controllers behaves the same).
-struct PxeOnlySimBoot {
-    handle: tokio::sync::Mutex<Option<BackendHandle>>,
-    addr: SocketAddr,
-}
-
-impl PxeOnlySimBoot {
-    async fn start(env: &EmbeddedEnv) -> anyhow::Result<PxeOnlySimBoot> {
-        let registries = &env.registries;
-        let options = BackendOptions {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            public_url: None,
-            registry: None,
-            insecure_registries: vec![
-                registries.allowed.to_string(),
-                registries.disallowed.to_string(),
-            ],
-            controller: ControllerOptions {
-                allowed_registries: vec![registries.allowed.to_string()],
-                boot_modes: BootModes {
-                    ipxe: true,
-                    http: false,
-                },
-                max_backoff: Duration::from_secs(2),
-                ..Default::default()
-            },
-        };
-        let handle = Backend::start(env.api.client().await?, options).await?;
-        let addr = handle.url().trim_start_matches("http://").parse()?;
-        Ok(PxeOnlySimBoot {
-            handle: tokio::sync::Mutex::new(Some(handle)),
-            addr,
-        })
-    }
-
-    async fn shutdown(&self) {
-        if let Some(h) = self.handle.lock().await.take() {
-            h.shutdown().await;
-        }
-    }
-}
-
-impl BackendControl for PxeOnlySimBoot {
-    fn restart(&self) -> Option<BoxFuture<'_, anyhow::Result<()>>> {
-        None
-    }
-
-    fn unexpected_exits(&self) -> BoxFuture<'_, anyhow::Result<Vec<String>>> {
-        Box::pin(async { Ok(Vec::new()) })
-    }
-
-    fn observes_process(&self) -> bool {
-        false
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_boot_profile_passes_with_a_real_kernel_and_initramfs() {
     let (kernel_path, busybox_path) = match real_files() {
@@ -224,10 +166,20 @@ async fn conformance_boot_profile_passes_with_a_real_kernel_and_initramfs() {
     let env = EmbeddedEnv::start_with(conformance::embedded::RegistryOptions::default(), catalog)
         .await
         .expect("embedded environment");
-    let backend = Arc::new(PxeOnlySimBoot::start(&env).await.expect("sim-boot"));
+    // PXE only: the image has no UKI, so HTTP boot cannot be offered (boot-operator with only its iPXE
+    // controllers behaves the same).
+    let mut options = InProcessSimBoot::options(&env, Misbehaviour::None, Duration::ZERO);
+    options.controller.boot_modes = BootModes {
+        ipxe: true,
+        http: false,
+    };
+    let backend = Arc::new(
+        InProcessSimBoot::start_with(&env, options)
+            .await
+            .expect("sim-boot"),
+    );
     let machine: Arc<dyn MachineBoot> =
-        network_boot(&format!("http://{}/ipxe/{{uuid}}", backend.addr), None)
-            .expect("boot network");
+        network_boot(&backend.boot_url_template(), None).expect("boot network");
     let mut target = env
         .target(
             Some(backend.clone() as Arc<dyn BackendControl>),

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use super::observe::Sink;
 use super::stack::Stack;
 use crate::evidence::{ComponentEvent, Event, HarnessEvent};
-use crate::spec::{BmcFault, Fault, FaultStep};
+use crate::spec::{Fault, FaultStep};
 
 /// One fault applied, for the report.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -82,7 +82,7 @@ async fn apply(
         Fault::Bmc { bmcs, kind } => {
             let s = stack.lock().await;
             let all: Vec<String> = s.fleet.bmcs().into_iter().map(|b| b.name).collect();
-            let spec = sim_bmc::fault::FaultSpec::new(bmc_fault(kind));
+            let spec = sim_bmc::fault::FaultSpec::new(kind.sim_bmc_kind());
             let mut handles = Vec::new();
             for name in bmcs.select(&all, seed) {
                 let handle = s
@@ -148,27 +148,4 @@ async fn api_faults(stack: &Arc<Mutex<Stack>>) -> anyhow::Result<apiserver::Faul
         .await
         .api_faults()
         .context("API faults need the embedded API server (not --kubeconfig)")
-}
-
-fn bmc_fault(kind: &BmcFault) -> sim_bmc::fault::FaultKind {
-    use sim_bmc::fault::{FaultKind as K, UnreachableMode};
-    match kind {
-        BmcFault::Unreachable { black_hole } => K::Unreachable {
-            mode: if *black_hole {
-                UnreachableMode::BlackHole
-            } else {
-                UnreachableMode::Refuse
-            },
-        },
-        BmcFault::Slow { latency } => K::Latency {
-            ms: latency.as_millis(),
-        },
-        BmcFault::ServerErrors { rate, status } => K::ServerErrors {
-            rate: *rate,
-            status: *status,
-        },
-        BmcFault::AuthFailure => K::AuthFailure,
-        BmcFault::ResetIgnored => K::ResetIgnored,
-        BmcFault::StuckPoweringOn => K::StuckPoweringOn,
-    }
 }
