@@ -145,14 +145,32 @@ pub struct Context {
 pub struct Inputs {
     pub servers: Store<Server>,
     pub secrets: Store<Secret>,
+    /// Set once both caches hold their first list. Reconciles wait here, not on the stores: kube-runtime's
+    /// `Store::wait_until_ready` keeps one waker (a oneshot receiver behind a mutex), so of several reconciles
+    /// waiting at once only the last to poll was woken and the others waited forever — after a restart the
+    /// SBCs that existed before it were never reconciled. One initializer waits on the stores; a tokio
+    /// `OnceCell` wakes every waiter.
+    ready: Arc<tokio::sync::OnceCell<()>>,
 }
 
 impl Inputs {
+    pub fn new(servers: Store<Server>, secrets: Store<Secret>) -> Self {
+        Self {
+            servers,
+            secrets,
+            ready: Arc::default(),
+        }
+    }
+
     /// Until both caches hold their first list, a cache miss says nothing.
     async fn ready(&self) {
-        // Err only once the writer is gone, i.e. the controller is stopping.
-        let _ = self.servers.wait_until_ready().await;
-        let _ = self.secrets.wait_until_ready().await;
+        self.ready
+            .get_or_init(|| async {
+                // Err only once the writer is gone, i.e. the controller is stopping.
+                let _ = self.servers.wait_until_ready().await;
+                let _ = self.secrets.wait_until_ready().await;
+            })
+            .await;
     }
 }
 
@@ -317,7 +335,7 @@ pub async fn run(ctx: Arc<Context>) {
         watches::controller_on_observed(sbcs, sbc_fingerprint, move |event| index.observe(event));
     let (secret_events, secrets) = watches::others_on_reflected(secrets, secret_fingerprint);
     let (server_events, servers) = watches::others_on_reflected(servers, server_fingerprint);
-    let inputs = Inputs { servers, secrets };
+    let inputs = Inputs::new(servers, secrets);
     let by_secret = referrers.clone();
     let mut controller = controller
         .watches_stream(secret_events, move |secret: Secret| {
@@ -349,7 +367,9 @@ pub async fn run(ctx: Arc<Context>) {
             move |sbc, ctx: Arc<Context>| {
                 let inputs = inputs.clone();
                 async move {
+                    tracing::trace!(sbc = ?sbc.metadata.name, "reconcile: waiting for input caches");
                     inputs.ready().await;
+                    tracing::trace!(sbc = ?sbc.metadata.name, "reconcile: start");
                     let counts = ctx.reconciles.clone();
                     counts.start();
                     let outcome = reconcile::reconcile(sbc, ctx, &inputs).await;
@@ -404,4 +424,39 @@ fn server_fingerprint(server: &Server) -> u64 {
             .map(|r| (&r.namespace, &r.name)),
         server.metadata.deletion_timestamp.as_ref().map(|t| t.0),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::{reflector, watcher};
+
+    /// Several reconciles waiting for the input caches at once are all released when the caches fill
+    /// (kube-runtime's `wait_until_ready` alone wakes only the last waiter).
+    #[tokio::test]
+    async fn every_reconcile_waiting_for_the_caches_is_released() {
+        let (servers, mut server_writer) = reflector::store::<Server>();
+        let (secrets, mut secret_writer) = reflector::store::<Secret>();
+        let inputs = Inputs::new(servers, secrets);
+        let waiters: Vec<_> = (0..4)
+            .map(|_| {
+                let inputs = inputs.clone();
+                tokio::spawn(async move { inputs.ready().await })
+            })
+            .collect();
+        // Let every waiter register before the caches fill.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        server_writer.apply_watcher_event(&watcher::Event::Init);
+        server_writer.apply_watcher_event(&watcher::Event::InitDone);
+        secret_writer.apply_watcher_event(&watcher::Event::Init);
+        secret_writer.apply_watcher_event(&watcher::Event::InitDone);
+        for waiter in waiters {
+            tokio::time::timeout(Duration::from_secs(10), waiter)
+                .await
+                .expect("a waiting reconcile was never released")
+                .expect("waiter task");
+        }
+    }
 }

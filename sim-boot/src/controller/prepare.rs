@@ -84,7 +84,9 @@ pub async fn prepare(
         sbc.metadata.namespace.clone().unwrap_or_default(),
         sbc.metadata.name.clone().unwrap_or_default(),
     );
+    tracing::trace!(sbc = %key, "prepare: server");
     let server = server_facts(sbc, &key, ctx, inputs).await?;
+    tracing::trace!(sbc = %key, "prepare: image");
     let server_ok = Cond::truth(
         types::SERVER_RESOLVED,
         reasons::SERVER_FOUND,
@@ -100,6 +102,7 @@ pub async fn prepare(
             return Err(Failure::new(conds));
         }
     };
+    tracing::trace!(sbc = %key, "prepare: ignition");
     let (ignition, ignition_cond, advertise_missing) =
         match ignition_step(sbc, &key, ctx, inputs).await {
             Ok(step) => step,
