@@ -404,18 +404,12 @@ const UPSTREAM_FAILS: [&str; 5] = [
     "SBC-SRV-002",
 ];
 
-/// The backend-restart check's rules, left out of `upstream-like`'s run for now: a restarted sim-boot process
-/// sometimes never reconciles some of the SBCs that existed before the restart (its log shows no reconcile of
-/// them for 30 s; only SBCs woken by a Server or Secret event are), so they fail in about one run in three,
-/// whatever the deadline and the load. A sim-boot defect the suite rightly catches; back in once it is fixed.
-const RESTART_RULES: [&str; 2] = ["SBC-RES-001", "SBC-RES-002"];
-
 /// `upstream-like` (boot-operator main) over every profile, as a process, with the published timeouts:
 /// certifies baseline (exit 0), not extended.
 fn upstream_certifies_baseline() -> Outcome {
     let start = Instant::now();
     let mode = Misbehaviour::UpstreamLike;
-    let mut args = vec![
+    let args = vec![
         "--profile",
         "core,boot,resilience,scale",
         "--level",
@@ -423,9 +417,6 @@ fn upstream_certifies_baseline() -> Outcome {
         "--scale",
         "20",
     ];
-    for rule in RULES.iter().filter(|r| !RESTART_RULES.contains(&r.id)) {
-        args.extend(["--rule", rule.id]);
-    }
     let (code, report, stdout, dir) = certify_process(mode, &args);
     let (failed, reasons) = failed_in(&report);
     let met = met_in(&report);
