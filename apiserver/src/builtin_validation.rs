@@ -31,6 +31,7 @@ pub fn validate(info: &ResourceInfo, old: Option<&Value>, obj: &Value) -> ApiRes
         ("", "Event") => typed::<api::core::v1::Event>(obj)?,
         ("events.k8s.io", "Event") => typed::<api::events::v1::Event>(obj)?,
         ("coordination.k8s.io", "Lease") => lease(obj, &mut causes)?,
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => crd_update(old, obj, &mut causes),
         ("", "ServiceAccount") => typed::<api::core::v1::ServiceAccount>(obj)?,
         ("", "Service") => typed::<api::core::v1::Service>(obj)?,
         ("", "Pod") => typed::<api::core::v1::Pod>(obj)?,
@@ -318,10 +319,51 @@ fn lease(obj: &Value, causes: &mut Vec<Cause>) -> ApiResult<()> {
     Ok(())
 }
 
+/// What a CustomResourceDefinition may not change once created (apiextensions' validation:
+/// `ValidateImmutableField` on `spec.group`, `spec.scope`, `spec.names.plural` and `spec.names.kind`).
+fn crd_update(old: Option<&Value>, obj: &Value, causes: &mut Vec<Cause>) {
+    let Some(old) = old else { return };
+    for (pointer, field) in [
+        ("/spec/group", "spec.group"),
+        ("/spec/scope", "spec.scope"),
+        ("/spec/names/plural", "spec.names.plural"),
+        ("/spec/names/kind", "spec.names.kind"),
+    ] {
+        let (before, after) = (old.pointer(pointer), obj.pointer(pointer));
+        if before != after {
+            let shown = after.map(Value::to_string).unwrap_or_else(|| "null".into());
+            causes.push(Cause::new(
+                "FieldValueInvalid",
+                field,
+                format!("Invalid value: {shown}: field is immutable"),
+            ));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_crd_keeps_its_group_scope_and_names() {
+        let crd = info("apiextensions.k8s.io", "CustomResourceDefinition");
+        let v1 = json!({"spec": {"group": "a.io", "scope": "Namespaced",
+            "names": {"plural": "xs", "kind": "X"}, "versions": []}});
+        let mut more_versions = v1.clone();
+        more_versions["spec"]["versions"] = json!([{"name": "v2"}]);
+        assert!(validate(&crd, Some(&v1), &more_versions).is_ok());
+        let mut cluster = v1.clone();
+        cluster["spec"]["scope"] = json!("Cluster");
+        let err = validate(&crd, Some(&v1), &cluster).unwrap_err();
+        assert_eq!(err.code, 422);
+        let mut renamed = v1.clone();
+        renamed["spec"]["group"] = json!("b.io");
+        renamed["spec"]["names"]["kind"] = json!("Y");
+        assert_eq!(validate(&crd, Some(&v1), &renamed).unwrap_err().code, 422);
+        assert!(validate(&crd, None, &cluster).is_ok());
+    }
 
     fn info(group: &str, kind: &str) -> ResourceInfo {
         crate::registry::builtins()
