@@ -17,7 +17,6 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::{Controller, watcher};
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 fn cm(name: &str) -> ConfigMap {
     serde_json::from_value(json!({"metadata": {"name": name}, "data": {"k": name}})).unwrap()
@@ -130,21 +129,9 @@ where
 
 /// Starts the binary on a random port with a data dir; returns the child and its URL.
 async fn spawn_binary(dir: &std::path::Path) -> (tokio::process::Child, String) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_apiserver"))
-        .args(["--port", "0", "--data-dir"])
-        .arg(dir)
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let url = line.rsplit(' ').next().unwrap().to_string();
-    (child, url)
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_apiserver"));
+    command.args(["--port", "0", "--data-dir"]).arg(dir);
+    common::spawn_announcing(command).await
 }
 
 fn client_for(url: &str) -> kube::Client {

@@ -16,7 +16,7 @@ use hyper_util::rt::TokioExecutor;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The peak RSS the server may reach under the whole hostile batch (README, "Limits").
 const RSS_CEILING_MIB: u64 = 256;
@@ -350,21 +350,12 @@ async fn hostile_batch_gets_kube_answers_under_the_rss_ceiling() {
     // APISERVER_BIN runs the batch against another build (e.g. main's) and lists every check it fails.
     let bin =
         std::env::var("APISERVER_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_apiserver").into());
-    let mut child = tokio::process::Command::new("prlimit")
+    let mut command = tokio::process::Command::new("prlimit");
+    command
         .args([ADDRESS_SPACE_LIMIT, "--"])
         .arg(&bin)
-        .args(["--port", "0"])
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let url = line.rsplit(' ').next().unwrap().to_string();
+        .args(["--port", "0"]);
+    let (child, url) = common::spawn_announcing(command).await;
     let pid = child.id().unwrap();
     let h = Http::new(&url);
     let before = peak_rss_mib(pid);

@@ -243,23 +243,17 @@ pub async fn run(
 ) -> RunResult {
     let start = tokio::time::Instant::now();
     let done = tokio_util::sync::CancellationToken::new();
-    let watchdog = tokio::spawn(watchdog(target.clone(), done.clone()));
-    let stop_on_backend = {
-        let target = target.clone();
-        let watchdog_done = done.clone();
+    let watchdog = tokio::spawn({
+        let (target, done) = (target.clone(), done.clone());
         async move {
-            // The watchdog ends only when it saw the backend stop, or when the checks are over.
-            let stop = tokio::select! {
-                stop = watchdog => stop.ok().flatten(),
-                _ = watchdog_done.cancelled() => None,
-            };
+            let stop = watchdog(target.clone(), done).await;
             if stop.is_some() {
+                // The checks stop and clean up as on Ctrl-C; the stop says why.
                 target.cancel.cancel();
             }
             stop
         }
-    };
-    let stopper = tokio::spawn(stop_on_backend);
+    });
     let selected: Vec<&'static Check> = CHECKS.iter().filter(|c| selection.runs(c)).collect();
     let (parallel, serial): (Vec<_>, Vec<_>) = selected
         .into_iter()
@@ -280,7 +274,7 @@ pub async fn run(
         checks.push(run_check(target.clone(), c, display.clone(), selection.clone()).await);
     }
     done.cancel();
-    let backend_stopped = stopper.await.ok().flatten();
+    let backend_stopped = watchdog.await.ok().flatten();
     checks.sort_by_key(|c| CHECKS.iter().position(|k| k.id == c.id));
     credit_never_ready(&mut checks, &target, backend_stopped.as_ref());
     let mut rules = fold_rules(&checks, selection);

@@ -42,7 +42,14 @@ impl HttpClient {
 
     /// Plain HTTP over real sockets.
     pub fn hyper() -> Self {
-        let client = Client::builder(TokioExecutor::new()).build_http::<Body>();
+        Self::over(Client::builder(TokioExecutor::new()).build_http::<Body>())
+    }
+
+    /// A hyper client (any connector) as the transport.
+    fn over<C>(client: Client<C, Body>) -> Self
+    where
+        C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+    {
         let service = tower::service_fn(move |request: Request<Body>| {
             let client = client.clone();
             async move {
@@ -91,18 +98,9 @@ impl HttpClient {
             .https_or_http()
             .enable_http1()
             .build();
-        let client = Client::builder(TokioExecutor::new()).build::<_, Body>(connector);
-        let service = tower::service_fn(move |request: Request<Body>| {
-            let client = client.clone();
-            async move {
-                let response = client
-                    .request(request)
-                    .await
-                    .map_err(|e| Box::new(e) as BoxError)?;
-                Ok::<_, BoxError>(response.map(Body::new))
-            }
-        });
-        Ok(Self::from_transport(BoxCloneSyncService::new(service)))
+        Ok(Self::over(
+            Client::builder(TokioExecutor::new()).build::<_, Body>(connector),
+        ))
     }
 
     /// Any service, e.g. an axum `Router`, answering in-process.
