@@ -77,6 +77,21 @@ pub async fn connection<IO>(
     let _ = conn.await;
 }
 
+/// The next connection; after an accept error (out of file descriptors and the like) None, once a short pause
+/// has passed, so that the caller's loop backs off instead of spinning.
+pub(crate) async fn accept(
+    listener: &TcpListener,
+) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    match listener.accept().await {
+        Ok(accepted) => Some(accepted),
+        Err(e) => {
+            tracing::warn!(error = %e, "accept failed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            None
+        }
+    }
+}
+
 /// Plain HTTP: accepts until the server stops, then waits for its connections to finish (graceful shutdown; the
 /// caller bounds the wait and aborting this task drops every connection).
 pub async fn plain(
@@ -90,14 +105,9 @@ pub async fn plain(
     let mut conns = tokio::task::JoinSet::new();
     loop {
         let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
+            accepted = accept(&listener) => match accepted {
+                Some(a) => a,
+                None => continue,
             },
             // Reaps finished connections so the set holds only live ones.
             Some(_) = conns.join_next(), if !conns.is_empty() => continue,

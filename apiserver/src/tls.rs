@@ -102,13 +102,9 @@ pub async fn serve(
     tokio::pin!(stopping);
     loop {
         let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
+            accepted = crate::serve::accept(&listener) => match accepted {
+                Some(a) => a,
+                None => continue,
             },
             _ = &mut stopping => return Ok(()),
         };
