@@ -381,16 +381,10 @@ pub fn referenced_only(ctx: &Ctx) -> BoxFuture<'_, anyhow::Result<Outcomes>> {
         );
         ctx.secret("chosen-ignition", Some(&chosen)).await?;
         ctx.secret("other-ignition", Some(&other)).await?;
+        // The referenced SBC first, Ready, and only then another naming the same Server: a backend that serves
+        // whichever record it prepared last is caught by the first boots whatever its reconcile order (the
+        // reverse order left the verdict to which of two concurrent reconciles finished last).
         let t0 = ctx.now();
-        ctx.sbc(
-            "other",
-            sbc_spec(
-                &server.name,
-                &ctx.target.images.valid,
-                Some("other-ignition"),
-            ),
-        )
-        .await?;
         ctx.sbc(
             "chosen",
             sbc_spec(
@@ -411,6 +405,15 @@ pub fn referenced_only(ctx: &Ctx) -> BoxFuture<'_, anyhow::Result<Outcomes>> {
             );
             return Ok(out);
         }
+        ctx.sbc(
+            "other",
+            sbc_spec(
+                &server.name,
+                &ctx.target.images.valid,
+                Some("other-ignition"),
+            ),
+        )
+        .await?;
         // Give the unreferenced one time to settle, so a backend that serves the newest record is caught.
         ctx.wait_for("other", "settling", t.error_deadline, |h| {
             h.last().is_some_and(|o| o.state.is_some())
