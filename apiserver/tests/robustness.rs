@@ -35,88 +35,43 @@ async fn call(
     )
 }
 
-fn assert_status(got: &(StatusCode, Value), code: u16, reason: &str) {
-    assert_eq!(got.0.as_u16(), code, "{}", got.1);
-    assert_eq!(got.1["kind"], "Status", "{}", got.1);
-    assert_eq!(got.1["code"], code);
-    assert_eq!(got.1["reason"], reason, "{}", got.1);
+const CMS: &str = "/api/v1/namespaces/default/configmaps";
+
+/// One refused request: what is sent and the Status kube-apiserver answers it with.
+struct Refused {
+    why: &'static str,
+    method: Method,
+    uri: String,
+    content_type: &'static str,
+    body: Vec<u8>,
+    code: u16,
+    reason: &'static str,
 }
 
-const CMS: &str = "/api/v1/namespaces/default/configmaps";
+fn refused(
+    why: &'static str,
+    method: Method,
+    uri: impl Into<String>,
+    content_type: &'static str,
+    body: impl Into<Vec<u8>>,
+    (code, reason): (u16, &'static str),
+) -> Refused {
+    Refused {
+        why,
+        method,
+        uri: uri.into(),
+        content_type,
+        body: body.into(),
+        code,
+        reason,
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_real_status_codes_and_server_keeps_serving() {
     let h = start().await;
     let r = h.router();
     let json_ct = "application/json";
-    assert_status(
-        &call(&r, Method::POST, CMS, json_ct, b"{not json".to_vec()).await,
-        400,
-        "BadRequest",
-    );
-    assert_status(
-        &call(
-            &r,
-            Method::POST,
-            CMS,
-            "application/yaml",
-            b"a: [unclosed".to_vec(),
-        )
-        .await,
-        400,
-        "BadRequest",
-    );
-    let wrong_version = json!({"apiVersion": "v2", "kind": "ConfigMap", "metadata": {"name": "a"}});
-    assert_status(
-        &call(
-            &r,
-            Method::POST,
-            CMS,
-            json_ct,
-            wrong_version.to_string().into_bytes(),
-        )
-        .await,
-        400,
-        "BadRequest",
-    );
-    let wrong_kind = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "a"}});
-    assert_status(
-        &call(
-            &r,
-            Method::POST,
-            CMS,
-            json_ct,
-            wrong_kind.to_string().into_bytes(),
-        )
-        .await,
-        400,
-        "BadRequest",
-    );
-    let bad_name =
-        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "Not_DNS"}});
-    let got = call(
-        &r,
-        Method::POST,
-        CMS,
-        json_ct,
-        bad_name.to_string().into_bytes(),
-    )
-    .await;
-    assert_status(&got, 422, "Invalid");
-    assert_eq!(got.1["details"]["causes"][0]["field"], "metadata.name");
-    let huge = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"}, "data": {"x": "y".repeat(3 * 1024 * 1024 + 1)}});
-    assert_status(
-        &call(
-            &r,
-            Method::POST,
-            CMS,
-            json_ct,
-            huge.to_string().into_bytes(),
-        )
-        .await,
-        413,
-        "RequestEntityTooLarge",
-    );
     let ok = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ok"}});
     assert_eq!(
         call(&r, Method::POST, CMS, json_ct, ok.to_string().into_bytes())
@@ -125,90 +80,135 @@ async fn bad_input_gets_real_status_codes_and_server_keeps_serving() {
         StatusCode::CREATED
     );
     let obj = format!("{CMS}/ok");
-    assert_status(
-        &call(&r, Method::PATCH, &obj, "application/foo", b"{}".to_vec()).await,
-        415,
-        "UnsupportedMediaType",
-    );
-    assert_status(
-        &call(
-            &r,
+    let cm = |name: &str| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}}).to_string()
+    };
+    let bad_request = (400, "BadRequest");
+    let huge = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"}, "data": {"x": "y".repeat(3 * 1024 * 1024 + 1)}});
+    let cases = [
+        refused(
+            "not JSON",
+            Method::POST,
+            CMS,
+            json_ct,
+            "{not json",
+            bad_request,
+        ),
+        refused(
+            "broken YAML",
+            Method::POST,
+            CMS,
+            "application/yaml",
+            "a: [unclosed",
+            bad_request,
+        ),
+        refused(
+            "wrong apiVersion",
+            Method::POST,
+            CMS,
+            json_ct,
+            json!({"apiVersion": "v2", "kind": "ConfigMap", "metadata": {"name": "a"}}).to_string(),
+            bad_request,
+        ),
+        refused(
+            "wrong kind",
+            Method::POST,
+            CMS,
+            json_ct,
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "a"}}).to_string(),
+            bad_request,
+        ),
+        refused(
+            "name not DNS",
+            Method::POST,
+            CMS,
+            json_ct,
+            cm("Not_DNS"),
+            (422, "Invalid"),
+        ),
+        refused(
+            "over 3 MiB",
+            Method::POST,
+            CMS,
+            json_ct,
+            huge.to_string(),
+            (413, "RequestEntityTooLarge"),
+        ),
+        refused(
+            "unknown patch type",
+            Method::PATCH,
+            &obj,
+            "application/foo",
+            "{}",
+            (415, "UnsupportedMediaType"),
+        ),
+        refused(
+            "JSON patch not a list",
             Method::PATCH,
             &obj,
             "application/json-patch+json",
-            b"{\"op\":1}".to_vec(),
-        )
-        .await,
-        400,
-        "BadRequest",
-    );
-    assert_status(
-        &call(&r, Method::POST, &obj, json_ct, b"{}".to_vec()).await,
-        405,
-        "MethodNotAllowed",
-    );
-    assert_status(
-        &call(
-            &r,
+            "{\"op\":1}",
+            bad_request,
+        ),
+        refused(
+            "POST to an item",
+            Method::POST,
+            &obj,
+            json_ct,
+            "{}",
+            (405, "MethodNotAllowed"),
+        ),
+        refused(
+            "unknown resource",
             Method::GET,
             "/api/v1/namespaces/default/nonsense",
             json_ct,
-            vec![],
-        )
-        .await,
-        404,
-        "NotFound",
-    );
-    assert_status(
-        &call(
-            &r,
+            "",
+            (404, "NotFound"),
+        ),
+        refused(
+            "limit not a number",
             Method::GET,
-            &format!("{CMS}?limit=abc"),
+            format!("{CMS}?limit=abc"),
             json_ct,
-            vec![],
-        )
-        .await,
-        400,
-        "BadRequest",
-    );
-    assert_status(
-        &call(
-            &r,
+            "",
+            bad_request,
+        ),
+        refused(
+            "bad label selector",
             Method::GET,
-            &format!("{CMS}?labelSelector=a%20b%20c"),
+            format!("{CMS}?labelSelector=a%20b%20c"),
             json_ct,
-            vec![],
-        )
-        .await,
-        400,
-        "BadRequest",
-    );
-    assert_status(
-        &call(
-            &r,
+            "",
+            bad_request,
+        ),
+        refused(
+            "resourceVersion not a number",
             Method::GET,
-            &format!("{CMS}?watch=true&resourceVersion=xyz"),
+            format!("{CMS}?watch=true&resourceVersion=xyz"),
             json_ct,
-            vec![],
-        )
-        .await,
-        400,
-        "BadRequest",
-    );
-    assert_status(
-        &call(
-            &r,
+            "",
+            bad_request,
+        ),
+        refused(
+            "PUT under another name",
             Method::PUT,
             &obj,
             json_ct,
-            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "other"}})
-                .to_string()
-                .into_bytes(),
-        )
-        .await,
-        400,
-        "BadRequest",
-    );
+            cm("other"),
+            bad_request,
+        ),
+    ];
+    for case in cases {
+        let got = call(&r, case.method, &case.uri, case.content_type, case.body).await;
+        assert_eq!(got.0.as_u16(), case.code, "{}: {}", case.why, got.1);
+        assert_eq!(got.1["kind"], "Status", "{}: {}", case.why, got.1);
+        assert_eq!(got.1["code"], case.code, "{}: {}", case.why, got.1);
+        assert_eq!(got.1["reason"], case.reason, "{}: {}", case.why, got.1);
+        if case.reason == "Invalid" {
+            assert_eq!(got.1["details"]["causes"][0]["field"], "metadata.name");
+        }
+    }
     // Still serving, nothing lost.
     let (code, got) = call(&r, Method::GET, &obj, json_ct, vec![]).await;
     assert_eq!(
