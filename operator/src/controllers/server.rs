@@ -4,12 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt as _;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 use metal_api::{
     BMC, BMCState, ObjectReference, Server, ServerBootConfiguration, ServerClaim, ServerState,
@@ -18,7 +16,7 @@ use serde_json::json;
 
 use super::server_power::Progress;
 use super::server_run::Run;
-use super::{error_policy, instrumented, is_ignored, name_of, watch};
+use super::{finalized, is_ignored, name_of};
 use crate::conditions;
 use crate::config::ReadinessGate;
 use crate::context::{BmcAccess, Context};
@@ -41,13 +39,13 @@ pub struct ServerController {
 
 /// Builds the Server controller (its store serves the other controllers too).
 pub fn controller(client: kube::Client) -> ServerController {
-    let controller = watch::controller_on(Api::<Server>::all(client.clone()), |server| {
-        watch::metadata_fingerprint(&server.metadata)
+    let controller = watches::controller_on(Api::<Server>::all(client.clone()), |server| {
+        watches::metadata_fingerprint(&server.metadata)
     });
     let store = controller.store();
     let (sbc_events, boot_configs) =
-        watch::others_on_reflected(Api::<ServerBootConfiguration>::all(client.clone()), |sbc| {
-            watch::fingerprint((
+        watches::others_on_reflected(Api::<ServerBootConfiguration>::all(client.clone()), |sbc| {
+            watches::fingerprint((
                 sbc.metadata.generation,
                 &sbc.spec.server_ref.name,
                 sbc.status
@@ -59,9 +57,9 @@ pub fn controller(client: kube::Client) -> ServerController {
             ))
         });
     let (claim_events, claims) =
-        watch::others_on_reflected(Api::<ServerClaim>::all(client.clone()), |claim| {
+        watches::others_on_reflected(Api::<ServerClaim>::all(client.clone()), |claim| {
             let meta = &claim.metadata;
-            watch::fingerprint((
+            watches::fingerprint((
                 meta.generation,
                 &meta.finalizers,
                 meta.deletion_timestamp.as_ref().map(|t| t.0),
@@ -75,8 +73,8 @@ pub fn controller(client: kube::Client) -> ServerController {
             claim.spec.server_ref.map(|r| ObjectRef::new(&r.name))
         })
         .watches_stream(
-            watch::others_on(Api::<BMC>::all(client), |bmc| {
-                watch::fingerprint((
+            watches::others_on(Api::<BMC>::all(client), |bmc| {
+                watches::fingerprint((
                     bmc.metadata.generation,
                     bmc.status
                         .as_ref()
@@ -101,43 +99,20 @@ pub fn controller(client: kube::Client) -> ServerController {
     }
 }
 
-/// Runs the controller until shutdown.
-pub async fn run(
-    controller: Controller<Server>,
-    ctx: Arc<Context>,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-) {
-    let concurrency = ctx.config.server_max_concurrent_reconciles;
-    controller
-        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
-        .graceful_shutdown_on(shutdown)
-        .run(
-            |obj, ctx| instrumented(CONTROLLER, obj, ctx, reconcile),
-            error_policy,
-            ctx,
-        )
-        .for_each(super::log_outcome)
-        .await;
-}
-
-async fn reconcile(server: Arc<Server>, ctx: Arc<Context>) -> Result<Action> {
+pub(crate) async fn reconcile(server: Arc<Server>, ctx: Arc<Context>) -> Result<Action> {
     let server = ctx.server_writes.freshest(server);
     if is_ignored(&*server) {
         return Ok(Action::requeue(ctx.config.server_resync_interval));
     }
     let api = Api::<Server>::all(ctx.client.clone());
-    finalizer(&api, keys::SERVER_FINALIZER, server, |event| async {
-        match event {
-            FinalizerEvent::Apply(server) => apply(server, &ctx).await,
-            FinalizerEvent::Cleanup(server) => cleanup(server, &ctx).await,
-        }
-    })
+    finalized(
+        &api,
+        keys::SERVER_FINALIZER,
+        server,
+        |server| apply(server, &ctx),
+        |server| cleanup(server, &ctx),
+    )
     .await
-    .map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e)
-        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        other => Error::Finalizer(other.to_string()),
-    })
 }
 
 async fn apply(server: Arc<Server>, ctx: &Context) -> Result<Action> {
