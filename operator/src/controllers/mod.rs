@@ -11,9 +11,6 @@ pub mod readiness_rule;
 pub mod server;
 pub mod server_boot_configuration;
 pub mod server_claim;
-mod server_ops;
-mod server_power;
-mod server_run;
 
 use std::fmt::Debug;
 use std::future::Future;
