@@ -1,6 +1,6 @@
 //! A small Redfish client: only the calls upstream metal-operator makes, over an [`HttpService`].
+//! Authentication is in `session.rs`, retries in `retry.rs`, the ETag cache in `etag.rs`.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -8,28 +8,20 @@ use base64::Engine as _;
 use bytes::Bytes;
 use http::{Method, StatusCode, header};
 use http_body_util::Full;
-use rand::Rng as _;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
 use super::error::{RedfishError, message_from_body};
+use super::etag::Etags;
+use super::retry::{Idempotency, transport_error};
+use super::session::{AuthMode, Session};
 use super::transport::HttpService;
 use super::types::*;
 
 pub type Result<T, E = RedfishError> = std::result::Result<T, E>;
 
 const SERVICE_ROOT: &str = "/redfish/v1/";
-const SESSIONS: &str = "/redfish/v1/SessionService/Sessions";
-
-/// How the client authenticates. Upstream uses Basic on every request.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum AuthMode {
-    #[default]
-    Basic,
-    /// Redfish `SessionService`: one `X-Auth-Token` per client, re-created once on 401.
-    Session,
-}
 
 #[derive(Clone, Debug)]
 pub struct Credentials {
@@ -63,30 +55,16 @@ impl Default for ClientOptions {
 /// A connection to one BMC. Cheap to clone; clones share the session and the ETag cache.
 #[derive(Clone)]
 pub struct RedfishClient {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(super) struct Inner {
     http: HttpService,
     base: String,
-    credentials: Credentials,
-    options: ClientOptions,
-    session: Mutex<Option<Session>>,
-    etags: Mutex<HashMap<String, String>>,
-}
-
-#[derive(Clone)]
-struct Session {
-    token: String,
-    location: Option<String>,
-}
-
-/// Whether a request may be repeated after a failure that might have reached the BMC.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Idempotency {
-    Idempotent,
-    /// Actions (POST): only retried when the BMC certainly did not act (503, connect failure).
-    Action,
+    pub(super) credentials: Credentials,
+    pub(super) options: ClientOptions,
+    pub(super) session: Mutex<Option<Session>>,
+    etags: Etags,
 }
 
 impl RedfishClient {
@@ -112,7 +90,7 @@ impl RedfishClient {
                 credentials,
                 options,
                 session: Mutex::new(None),
-                etags: Mutex::new(HashMap::new()),
+                etags: Etags::default(),
             }),
         })
     }
@@ -130,6 +108,7 @@ impl RedfishClient {
                 SERVICE_ROOT,
                 None,
                 false,
+                None,
                 Idempotency::Idempotent,
             )
             .await?;
@@ -146,27 +125,11 @@ impl RedfishClient {
         Ok(root)
     }
 
-    /// Ends the session, if any. Basic auth has nothing to end.
-    pub async fn logout(&self) -> Result<()> {
-        let session = self.inner.session.lock().expect("session lock").take();
-        if let Some(Session {
-            location: Some(location),
-            token,
-        }) = session
-        {
-            let mut req = self.build(Method::DELETE, &location, None, false)?;
-            req.headers_mut()
-                .insert("X-Auth-Token", header_value(&token)?);
-            let _ = self.send_once(req).await;
-        }
-        Ok(())
-    }
-
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         let response = self
             .request(Method::GET, path, None, Idempotency::Idempotent)
             .await?;
-        self.remember_etag(path, &response);
+        self.inner.etags.remember(path, &response);
         decode(path, response.body())
     }
 
@@ -281,7 +244,7 @@ impl RedfishClient {
         let etag = system
             .odata_etag
             .clone()
-            .or_else(|| self.cached_etag(&system.odata_id));
+            .or_else(|| self.inner.etags.get(&system.odata_id));
         self.send_json(
             Method::POST,
             &target,
@@ -365,7 +328,9 @@ impl RedfishClient {
         tracing::debug!(system = %system.odata_id, target, error = %direct, "Boot PATCH refused; using the @Redfish.Settings object");
         let settings: Value = self.get(target).await?;
         let etag = self
-            .cached_etag(target)
+            .inner
+            .etags
+            .get(target)
             .or_else(|| settings["@odata.etag"].as_str().map(str::to_owned));
         self.send_json(Method::PATCH, target, body, etag, Idempotency::Idempotent)
             .await
@@ -386,7 +351,7 @@ impl RedfishClient {
         let etag = system
             .odata_etag
             .clone()
-            .or_else(|| self.cached_etag(&path));
+            .or_else(|| self.inner.etags.get(&path));
         match self
             .send_json(
                 Method::PATCH,
@@ -399,7 +364,7 @@ impl RedfishClient {
         {
             Err(RedfishError::Rejected { status: 412, .. }) => {
                 let fresh: ComputerSystem = self.get(&path).await?;
-                let etag = fresh.odata_etag.or_else(|| self.cached_etag(&path));
+                let etag = fresh.odata_etag.or_else(|| self.inner.etags.get(&path));
                 let retry = self
                     .send_json(
                         Method::PATCH,
@@ -482,36 +447,14 @@ impl RedfishClient {
         }
     }
 
-    fn relative(&self, location: &str) -> String {
+    pub(super) fn relative(&self, location: &str) -> String {
         location
             .strip_prefix(&self.inner.base)
             .unwrap_or(location)
             .to_owned()
     }
 
-    fn cached_etag(&self, path: &str) -> Option<String> {
-        self.inner
-            .etags
-            .lock()
-            .expect("etag lock")
-            .get(path)
-            .cloned()
-    }
-
-    fn remember_etag(&self, path: &str, response: &http::Response<Bytes>) {
-        if let Some(etag) = response
-            .headers()
-            .get(header::ETAG)
-            .and_then(|v| v.to_str().ok())
-        {
-            self.inner
-                .etags
-                .lock()
-                .expect("etag lock")
-                .insert(path.to_owned(), etag.to_owned());
-        }
-    }
-
+    /// A JSON body, with `If-Match` when an ETag is given.
     async fn send_json(
         &self,
         method: Method,
@@ -521,23 +464,8 @@ impl RedfishClient {
         idempotency: Idempotency,
     ) -> Result<http::Response<Bytes>> {
         let bytes = Bytes::from(serde_json::to_vec(&body).expect("JSON values serialize"));
-        let mut last = None;
-        for attempt in 0..self.inner.options.max_attempts.max(1) {
-            if attempt > 0 {
-                tokio::time::sleep(self.backoff(attempt)).await;
-            }
-            let mut req = self.build(method.clone(), path, Some(bytes.clone()), true)?;
-            if let Some(etag) = &if_match {
-                req.headers_mut()
-                    .insert(header::IF_MATCH, header_value(etag)?);
-            }
-            match self.send_authenticated(req, path).await {
-                Ok(r) => return Ok(r),
-                Err(e) if retryable(&e, idempotency) => last = Some(e),
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last.expect("at least one attempt"))
+        self.send_with_retries(method, path, Some(bytes), true, if_match, idempotency)
+            .await
     }
 
     async fn request(
@@ -547,124 +475,11 @@ impl RedfishClient {
         body: Option<Bytes>,
         idempotency: Idempotency,
     ) -> Result<http::Response<Bytes>> {
-        self.send_with_retries(method, path, body, true, idempotency)
+        self.send_with_retries(method, path, body, true, None, idempotency)
             .await
     }
 
-    async fn send_with_retries(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Bytes>,
-        authenticated: bool,
-        idempotency: Idempotency,
-    ) -> Result<http::Response<Bytes>> {
-        let mut last = None;
-        for attempt in 0..self.inner.options.max_attempts.max(1) {
-            if attempt > 0 {
-                tokio::time::sleep(self.backoff(attempt)).await;
-            }
-            let req = self.build(method.clone(), path, body.clone(), authenticated)?;
-            let result = if authenticated {
-                self.send_authenticated(req, path).await
-            } else {
-                self.send_once(req).await
-            };
-            match result {
-                Ok(r) => return Ok(r),
-                Err(e) if retryable(&e, idempotency) => last = Some(e),
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last.expect("at least one attempt"))
-    }
-
-    /// Full-jitter exponential backoff: uniform in [d/2, d], d = min(base·2^(n-1), max).
-    fn backoff(&self, attempt: u32) -> Duration {
-        let opts = &self.inner.options;
-        let exp = opts
-            .backoff_base
-            .saturating_mul(1u32 << (attempt - 1).min(16));
-        let cap = exp.min(opts.backoff_max);
-        let half = cap / 2;
-        half + cap
-            .saturating_sub(half)
-            .mul_f64(rand::rng().random_range(0.0..=1.0))
-    }
-
-    /// Sends with credentials; in session mode a 401 re-opens the session once.
-    async fn send_authenticated(
-        &self,
-        req: http::Request<Full<Bytes>>,
-        path: &str,
-    ) -> Result<http::Response<Bytes>> {
-        if self.inner.options.auth == AuthMode::Basic {
-            return self.send_once(req).await;
-        }
-        let (parts, body) = req.into_parts();
-        let token = match self.session_token() {
-            Some(t) => t,
-            None => self.open_session().await?,
-        };
-        let mut first = http::Request::from_parts(parts.clone(), body.clone());
-        first
-            .headers_mut()
-            .insert("X-Auth-Token", header_value(&token)?);
-        match self.send_once(first).await {
-            Err(RedfishError::Unauthorized { .. }) => {
-                tracing::debug!(path, "Redfish session expired, opening a new one");
-                let token = self.open_session().await?;
-                let mut retry = http::Request::from_parts(parts, body);
-                retry
-                    .headers_mut()
-                    .insert("X-Auth-Token", header_value(&token)?);
-                self.send_once(retry).await
-            }
-            other => other,
-        }
-    }
-
-    fn session_token(&self) -> Option<String> {
-        self.inner
-            .session
-            .lock()
-            .expect("session lock")
-            .as_ref()
-            .map(|s| s.token.clone())
-    }
-
-    async fn open_session(&self) -> Result<String> {
-        let creds = &self.inner.credentials;
-        let body = json!({ "UserName": creds.username, "Password": creds.password });
-        let req = self.build(
-            Method::POST,
-            SESSIONS,
-            Some(Bytes::from(body.to_string())),
-            false,
-        )?;
-        let response = self.send_once(req).await?;
-        let token = response
-            .headers()
-            .get("X-Auth-Token")
-            .and_then(|t| t.to_str().ok())
-            .ok_or_else(|| RedfishError::Decode {
-                path: SESSIONS.into(),
-                message: "no X-Auth-Token".into(),
-            })?
-            .to_owned();
-        let location = response
-            .headers()
-            .get(header::LOCATION)
-            .and_then(|l| l.to_str().ok())
-            .map(|l| self.relative(l));
-        *self.inner.session.lock().expect("session lock") = Some(Session {
-            token: token.clone(),
-            location,
-        });
-        Ok(token)
-    }
-
-    fn build(
+    pub(super) fn build(
         &self,
         method: Method,
         path: &str,
@@ -692,7 +507,10 @@ impl RedfishClient {
     }
 
     /// One attempt with the per-request timeout; maps the status to a typed error.
-    async fn send_once(&self, req: http::Request<Full<Bytes>>) -> Result<http::Response<Bytes>> {
+    pub(super) async fn send_once(
+        &self,
+        req: http::Request<Full<Bytes>>,
+    ) -> Result<http::Response<Bytes>> {
         let method = req.method().to_string();
         let path = req.uri().path().to_owned();
         let timeout = self.inner.options.request_timeout;
@@ -726,42 +544,6 @@ impl RedfishClient {
     }
 }
 
-fn retryable(error: &RedfishError, idempotency: Idempotency) -> bool {
-    match idempotency {
-        Idempotency::Idempotent => error.is_transient(),
-        Idempotency::Action => match error {
-            RedfishError::Server { status: 503, .. } => true,
-            RedfishError::Connection(message) => message.starts_with(CONNECT_PREFIX),
-            _ => false,
-        },
-    }
-}
-
-const CONNECT_PREFIX: &str = "connect: ";
-
-fn transport_error(error: tower::BoxError) -> RedfishError {
-    let connect = error
-        .downcast_ref::<hyper_util::client::legacy::Error>()
-        .is_some_and(hyper_util::client::legacy::Error::is_connect);
-    let message = error_chain(&*error);
-    if connect {
-        RedfishError::Connection(format!("{CONNECT_PREFIX}{message}"))
-    } else {
-        RedfishError::Connection(message)
-    }
-}
-
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    message
-}
-
 /// The BMC answered and said no (a 4xx, or a 5xx other than 503 "busy").
 fn refused(error: &RedfishError) -> bool {
     match error {
@@ -783,7 +565,7 @@ fn check_allowed(allowed: Option<&[String]>, reset: ResetType) -> Result<()> {
     }
 }
 
-fn header_value(value: &str) -> Result<http::HeaderValue> {
+pub(super) fn header_value(value: &str) -> Result<http::HeaderValue> {
     http::HeaderValue::from_str(value)
         .map_err(|e| RedfishError::InvalidEndpoint(format!("header value: {e}")))
 }

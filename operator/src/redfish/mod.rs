@@ -2,11 +2,15 @@
 
 mod client;
 mod error;
+mod etag;
+mod retry;
+mod session;
 mod transport;
 pub mod types;
 
-pub use client::{AuthMode, ClientOptions, Credentials, RedfishClient};
+pub use client::{ClientOptions, Credentials, RedfishClient};
 pub use error::{RedfishError, reason};
+pub use session::AuthMode;
 pub use transport::{
     HttpService, RequestBody, TlsVerification, hyper_transport, service_transport,
 };
