@@ -323,6 +323,12 @@ impl Flags {
                 self.discovery_ignition_path
             ),
         };
+        crate::template::validate(&template, "the discovery ignition template").map_err(|e| {
+            anyhow::anyhow!(
+                "--discovery-ignition-path {}: {e}",
+                self.discovery_ignition_path
+            )
+        })?;
         Ok(Config {
             manager_namespace: self.manager_namespace.clone(),
             probe_image: self.probe_image.clone(),

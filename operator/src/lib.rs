@@ -22,5 +22,6 @@ pub mod registry;
 mod runtime;
 pub mod selector;
 pub mod serverevents;
+pub mod template;
 
 pub use runtime::{OperatorHandle, Options, run};

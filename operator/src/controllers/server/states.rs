@@ -115,7 +115,12 @@ async fn ensure_discovery_boot_configuration(run: &mut Run<'_>) -> Result<()> {
             &ctx.config.registry_url,
             &run.server.spec.system_uuid,
             &ssh,
-        );
+        )
+        .map_err(|reason| Error::Invalid {
+            kind: "Server",
+            name: run.name.clone(),
+            reason,
+        })?;
         for secret in discovery::secrets(&sbc, ignition, &inputs, &ssh) {
             let name = secret.metadata.name.clone().unwrap_or_default();
             let exists = if name == ssh_name {
