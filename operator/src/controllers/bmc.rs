@@ -70,7 +70,7 @@ pub(crate) async fn reconcile(bmc: Arc<BMC>, ctx: Arc<Context>) -> Result<Action
     .await
 }
 
-pub(super) fn set(
+fn set(
     status: &mut BMCStatus,
     ctx: &Context,
     type_: &str,

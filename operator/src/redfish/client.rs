@@ -1,33 +1,24 @@
 //! A small Redfish client: only the calls upstream metal-operator makes, over an [`HttpService`].
-//! Authentication is in `session.rs`, retries in `retry.rs`, the ETag cache in `etag.rs`.
+//! The request on the wire is `wire.rs`, authentication `session.rs`, retries `retry.rs`, the ETag
+//! cache `etag.rs`; each of them is below this file and none imports it.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
 use bytes::Bytes;
-use http::{Method, StatusCode, header};
-use http_body_util::Full;
+use http::{Method, header};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use tower::ServiceExt as _;
 
-use super::error::{RedfishError, message_from_body};
+use super::error::{RedfishError, Result};
 use super::etag::Etags;
-use super::retry::{Idempotency, transport_error};
-use super::session::{AuthMode, Session};
+use super::retry::{self, Idempotency};
+use super::session::{Auth, AuthMode, Credentials};
 use super::transport::HttpService;
 use super::types::*;
-
-pub type Result<T, E = RedfishError> = std::result::Result<T, E>;
+use super::wire::{Wire, header_value};
 
 const SERVICE_ROOT: &str = "/redfish/v1/";
-
-#[derive(Clone, Debug)]
-pub struct Credentials {
-    pub username: String,
-    pub password: String,
-}
 
 /// Timeouts and retry bounds. Retries apply to 5xx and transport failures only.
 #[derive(Clone, Debug)]
@@ -55,15 +46,13 @@ impl Default for ClientOptions {
 /// A connection to one BMC. Cheap to clone; clones share the session and the ETag cache.
 #[derive(Clone)]
 pub struct RedfishClient {
-    pub(super) inner: Arc<Inner>,
+    inner: Arc<Inner>,
 }
 
-pub(super) struct Inner {
-    http: HttpService,
-    base: String,
-    pub(super) credentials: Credentials,
-    pub(super) options: ClientOptions,
-    pub(super) session: Mutex<Option<Session>>,
+struct Inner {
+    wire: Wire,
+    auth: Auth,
+    retries: retry::Policy,
     etags: Etags,
 }
 
@@ -75,28 +64,22 @@ impl RedfishClient {
         credentials: Credentials,
         options: ClientOptions,
     ) -> Result<Self> {
-        let uri: http::Uri = endpoint
-            .parse()
-            .map_err(|e| RedfishError::InvalidEndpoint(format!("{endpoint}: {e}")))?;
-        let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
-            return Err(RedfishError::InvalidEndpoint(format!(
-                "{endpoint}: needs scheme and host"
-            )));
-        };
         Ok(Self {
             inner: Arc::new(Inner {
-                http,
-                base: format!("{scheme}://{authority}"),
-                credentials,
-                options,
-                session: Mutex::new(None),
+                wire: Wire::new(http, endpoint, options.request_timeout)?,
+                auth: Auth::new(options.auth, credentials),
+                retries: retry::Policy {
+                    attempts: options.max_attempts,
+                    backoff_base: options.backoff_base,
+                    backoff_max: options.backoff_max,
+                },
                 etags: Etags::default(),
             }),
         })
     }
 
     pub fn endpoint(&self) -> &str {
-        &self.inner.base
+        self.inner.wire.base()
     }
 
     /// Connectivity check as upstream: the service root without credentials, then an
@@ -113,8 +96,8 @@ impl RedfishClient {
             )
             .await?;
         let root: ServiceRoot = decode(SERVICE_ROOT, response.body())?;
-        if self.inner.options.auth == AuthMode::Session {
-            self.open_session().await?;
+        if self.inner.auth.mode() == AuthMode::Session {
+            self.inner.auth.open_session(&self.inner.wire).await?;
         }
         let systems = root
             .systems
@@ -123,6 +106,11 @@ impl RedfishClient {
             .unwrap_or_else(|| "/redfish/v1/Systems".into());
         self.get::<Collection>(&systems).await?;
         Ok(root)
+    }
+
+    /// Ends the session, if any. Basic auth has nothing to end.
+    pub async fn logout(&self) -> Result<()> {
+        self.inner.auth.logout(&self.inner.wire).await
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
@@ -430,7 +418,7 @@ impl RedfishClient {
             .headers()
             .get(header::LOCATION)
             .and_then(|l| l.to_str().ok())
-            .map(|l| self.relative(l))
+            .map(|l| self.inner.wire.relative(l))
             .ok_or_else(|| RedfishError::Decode {
                 path: collection,
                 message: "subscription without Location".into(),
@@ -445,13 +433,6 @@ impl RedfishClient {
             Err(RedfishError::Rejected { status: 404, .. }) => Ok(()),
             other => other.map(drop),
         }
-    }
-
-    pub(super) fn relative(&self, location: &str) -> String {
-        location
-            .strip_prefix(&self.inner.base)
-            .unwrap_or(location)
-            .to_owned()
     }
 
     /// A JSON body, with `If-Match` when an ETag is given.
@@ -479,68 +460,34 @@ impl RedfishClient {
             .await
     }
 
-    pub(super) fn build(
+    /// Tries the request as the retry policy allows; `authenticated` adds the credentials.
+    async fn send_with_retries(
         &self,
         method: Method,
         path: &str,
         body: Option<Bytes>,
         authenticated: bool,
-    ) -> Result<http::Request<Full<Bytes>>> {
-        let url = format!("{}{}", self.inner.base, path);
-        let mut builder = http::Request::builder()
-            .method(method)
-            .uri(&url)
-            .header(header::ACCEPT, "application/json")
-            .header("OData-Version", "4.0");
-        if body.is_some() {
-            builder = builder.header(header::CONTENT_TYPE, "application/json");
-        }
-        if authenticated && self.inner.options.auth == AuthMode::Basic {
-            let creds = &self.inner.credentials;
-            let token = base64::engine::general_purpose::STANDARD
-                .encode(format!("{}:{}", creds.username, creds.password));
-            builder = builder.header(header::AUTHORIZATION, format!("Basic {token}"));
-        }
-        builder
-            .body(Full::new(body.unwrap_or_default()))
-            .map_err(|e| RedfishError::InvalidEndpoint(format!("{url}: {e}")))
-    }
-
-    /// One attempt with the per-request timeout; maps the status to a typed error.
-    pub(super) async fn send_once(
-        &self,
-        req: http::Request<Full<Bytes>>,
+        if_match: Option<String>,
+        idempotency: Idempotency,
     ) -> Result<http::Response<Bytes>> {
-        let method = req.method().to_string();
-        let path = req.uri().path().to_owned();
-        let timeout = self.inner.options.request_timeout;
-        let call = self.inner.http.clone().oneshot(req);
-        let response = match tokio::time::timeout(timeout, call).await {
-            Err(_) => return Err(RedfishError::Timeout(timeout)),
-            Ok(Err(e)) => return Err(transport_error(e)),
-            Ok(Ok(r)) => r,
+        let Inner { wire, auth, .. } = &*self.inner;
+        let (body, if_match) = (&body, if_match.as_deref());
+        let attempt = || {
+            let method = method.clone();
+            async move {
+                let mut req = wire.request(method, path, body.clone())?;
+                if let Some(etag) = if_match {
+                    req.headers_mut()
+                        .insert(header::IF_MATCH, header_value(etag)?);
+                }
+                if authenticated {
+                    auth.send(wire, req, path).await
+                } else {
+                    wire.send(req).await
+                }
+            }
         };
-        let status = response.status();
-        if status.is_success() {
-            return Ok(response);
-        }
-        let message = message_from_body(response.body());
-        Err(match status {
-            StatusCode::UNAUTHORIZED => RedfishError::Unauthorized {
-                status: status.as_u16(),
-                message,
-            },
-            s if s.is_server_error() => RedfishError::Server {
-                status: s.as_u16(),
-                message,
-            },
-            s => RedfishError::Rejected {
-                method,
-                path,
-                status: s.as_u16(),
-                message,
-            },
-        })
+        self.inner.retries.run(idempotency, attempt).await
     }
 }
 
@@ -563,11 +510,6 @@ fn check_allowed(allowed: Option<&[String]>, reset: ResetType) -> Result<()> {
         }
         _ => Ok(()),
     }
-}
-
-pub(super) fn header_value(value: &str) -> Result<http::HeaderValue> {
-    http::HeaderValue::from_str(value)
-        .map_err(|e| RedfishError::InvalidEndpoint(format!("header value: {e}")))
 }
 
 fn decode<T: DeserializeOwned>(path: &str, body: &[u8]) -> Result<T> {

@@ -7,10 +7,11 @@ mod retry;
 mod session;
 mod transport;
 pub mod types;
+mod wire;
 
-pub use client::{ClientOptions, Credentials, RedfishClient};
+pub use client::{ClientOptions, RedfishClient};
 pub use error::{RedfishError, reason};
-pub use session::AuthMode;
+pub use session::{AuthMode, Credentials};
 pub use transport::{
     HttpService, RequestBody, TlsVerification, hyper_transport, service_transport,
 };

@@ -3,12 +3,10 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Method, header};
 use rand::Rng as _;
 
-use super::client::{RedfishClient, Result, header_value};
-use super::error::RedfishError;
+use super::error::{RedfishError, Result};
+use super::wire::CONNECT_PREFIX;
 
 /// Whether a request may be repeated after a failure that might have reached the BMC.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -18,32 +16,28 @@ pub(super) enum Idempotency {
     Action,
 }
 
-impl RedfishClient {
-    pub(super) async fn send_with_retries(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Bytes>,
-        authenticated: bool,
-        if_match: Option<String>,
-        idempotency: Idempotency,
-    ) -> Result<http::Response<Bytes>> {
+/// How often and how far apart a request is tried.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Policy {
+    /// Total attempts, including the first (at least one is made).
+    pub attempts: u32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Policy {
+    /// Runs `attempt` until it succeeds, fails for good, or the attempts are used up.
+    pub(super) async fn run<T, F, Fut>(&self, idempotency: Idempotency, mut attempt: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
         let mut last = None;
-        for attempt in 0..self.inner.options.max_attempts.max(1) {
-            if attempt > 0 {
-                tokio::time::sleep(self.backoff(attempt)).await;
+        for n in 0..self.attempts.max(1) {
+            if n > 0 {
+                tokio::time::sleep(self.backoff(n)).await;
             }
-            let mut req = self.build(method.clone(), path, body.clone(), authenticated)?;
-            if let Some(etag) = &if_match {
-                req.headers_mut()
-                    .insert(header::IF_MATCH, header_value(etag)?);
-            }
-            let result = if authenticated {
-                self.send_authenticated(req, path).await
-            } else {
-                self.send_once(req).await
-            };
-            match result {
+            match attempt().await {
                 Ok(r) => return Ok(r),
                 Err(e) if retryable(&e, idempotency) => last = Some(e),
                 Err(e) => return Err(e),
@@ -54,11 +48,10 @@ impl RedfishClient {
 
     /// Full-jitter exponential backoff: uniform in [d/2, d], d = min(base·2^(n-1), max).
     fn backoff(&self, attempt: u32) -> Duration {
-        let opts = &self.inner.options;
-        let exp = opts
+        let exp = self
             .backoff_base
             .saturating_mul(1u32 << (attempt - 1).min(16));
-        let cap = exp.min(opts.backoff_max);
+        let cap = exp.min(self.backoff_max);
         let half = cap / 2;
         half + cap
             .saturating_sub(half)
@@ -75,29 +68,4 @@ fn retryable(error: &RedfishError, idempotency: Idempotency) -> bool {
             _ => false,
         },
     }
-}
-
-const CONNECT_PREFIX: &str = "connect: ";
-
-pub(super) fn transport_error(error: tower::BoxError) -> RedfishError {
-    let connect = error
-        .downcast_ref::<hyper_util::client::legacy::Error>()
-        .is_some_and(hyper_util::client::legacy::Error::is_connect);
-    let message = error_chain(&*error);
-    if connect {
-        RedfishError::Connection(format!("{CONNECT_PREFIX}{message}"))
-    } else {
-        RedfishError::Connection(message)
-    }
-}
-
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    message
 }

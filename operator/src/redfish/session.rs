@@ -1,13 +1,16 @@
 //! Authentication: Basic on every request (as upstream) or a Redfish `SessionService` session
 //! whose `X-Auth-Token` is re-created once on 401.
 
+use std::sync::Mutex;
+
+use base64::Engine as _;
 use bytes::Bytes;
 use http::{Method, header};
 use http_body_util::Full;
 use serde_json::json;
 
-use super::client::{RedfishClient, Result, header_value};
-use super::error::RedfishError;
+use super::error::{RedfishError, Result};
+use super::wire::{Wire, header_value};
 
 const SESSIONS: &str = "/redfish/v1/SessionService/Sessions";
 
@@ -20,80 +23,91 @@ pub enum AuthMode {
     Session,
 }
 
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
 #[derive(Clone)]
-pub(super) struct Session {
+struct Session {
     token: String,
     location: Option<String>,
 }
 
-impl RedfishClient {
-    /// Ends the session, if any. Basic auth has nothing to end.
-    pub async fn logout(&self) -> Result<()> {
-        let session = self.inner.session.lock().expect("session lock").take();
-        if let Some(Session {
-            location: Some(location),
-            token,
-        }) = session
-        {
-            let mut req = self.build(Method::DELETE, &location, None, false)?;
-            req.headers_mut()
-                .insert("X-Auth-Token", header_value(&token)?);
-            let _ = self.send_once(req).await;
+/// The credentials of one client and, in session mode, its current session.
+pub(super) struct Auth {
+    mode: AuthMode,
+    credentials: Credentials,
+    session: Mutex<Option<Session>>,
+}
+
+impl Auth {
+    pub(super) fn new(mode: AuthMode, credentials: Credentials) -> Self {
+        Self {
+            mode,
+            credentials,
+            session: Mutex::new(None),
         }
-        Ok(())
+    }
+
+    pub(super) fn mode(&self) -> AuthMode {
+        self.mode
     }
 
     /// Sends with credentials; in session mode a 401 re-opens the session once.
-    pub(super) async fn send_authenticated(
+    pub(super) async fn send(
         &self,
-        req: http::Request<Full<Bytes>>,
+        wire: &Wire,
+        mut req: http::Request<Full<Bytes>>,
         path: &str,
     ) -> Result<http::Response<Bytes>> {
-        if self.inner.options.auth == AuthMode::Basic {
-            return self.send_once(req).await;
+        if self.mode == AuthMode::Basic {
+            let creds = &self.credentials;
+            let token = base64::engine::general_purpose::STANDARD
+                .encode(format!("{}:{}", creds.username, creds.password));
+            req.headers_mut().insert(
+                header::AUTHORIZATION,
+                header_value(&format!("Basic {token}"))?,
+            );
+            return wire.send(req).await;
         }
         let (parts, body) = req.into_parts();
-        let token = match self.session_token() {
+        let token = match self.token() {
             Some(t) => t,
-            None => self.open_session().await?,
+            None => self.open_session(wire).await?,
         };
         let mut first = http::Request::from_parts(parts.clone(), body.clone());
         first
             .headers_mut()
             .insert("X-Auth-Token", header_value(&token)?);
-        match self.send_once(first).await {
+        match wire.send(first).await {
             Err(RedfishError::Unauthorized { .. }) => {
                 tracing::debug!(path, "Redfish session expired, opening a new one");
-                let token = self.open_session().await?;
+                let token = self.open_session(wire).await?;
                 let mut retry = http::Request::from_parts(parts, body);
                 retry
                     .headers_mut()
                     .insert("X-Auth-Token", header_value(&token)?);
-                self.send_once(retry).await
+                wire.send(retry).await
             }
             other => other,
         }
     }
 
-    fn session_token(&self) -> Option<String> {
-        self.inner
-            .session
+    fn token(&self) -> Option<String> {
+        self.session
             .lock()
             .expect("session lock")
             .as_ref()
             .map(|s| s.token.clone())
     }
 
-    pub(super) async fn open_session(&self) -> Result<String> {
-        let creds = &self.inner.credentials;
+    pub(super) async fn open_session(&self, wire: &Wire) -> Result<String> {
+        let creds = &self.credentials;
         let body = json!({ "UserName": creds.username, "Password": creds.password });
-        let req = self.build(
-            Method::POST,
-            SESSIONS,
-            Some(Bytes::from(body.to_string())),
-            false,
-        )?;
-        let response = self.send_once(req).await?;
+        let req = wire.request(Method::POST, SESSIONS, Some(Bytes::from(body.to_string())))?;
+        let response = wire.send(req).await?;
         let token = response
             .headers()
             .get("X-Auth-Token")
@@ -107,11 +121,27 @@ impl RedfishClient {
             .headers()
             .get(header::LOCATION)
             .and_then(|l| l.to_str().ok())
-            .map(|l| self.relative(l));
-        *self.inner.session.lock().expect("session lock") = Some(Session {
+            .map(|l| wire.relative(l));
+        *self.session.lock().expect("session lock") = Some(Session {
             token: token.clone(),
             location,
         });
         Ok(token)
+    }
+
+    /// Ends the session, if any. Basic auth has nothing to end.
+    pub(super) async fn logout(&self, wire: &Wire) -> Result<()> {
+        let session = self.session.lock().expect("session lock").take();
+        if let Some(Session {
+            location: Some(location),
+            token,
+        }) = session
+        {
+            let mut req = wire.request(Method::DELETE, &location, None)?;
+            req.headers_mut()
+                .insert("X-Auth-Token", header_value(&token)?);
+            let _ = wire.send(req).await;
+        }
+        Ok(())
     }
 }
