@@ -14,6 +14,7 @@ pub mod common;
 pub mod conditions;
 pub mod constants;
 pub mod crds;
+pub mod duration;
 pub mod endpoint;
 pub mod registry;
 mod schema;

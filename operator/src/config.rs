@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use metal_api::duration::parse as parse_duration;
 
 /// How strictly power-on waits for the ServerBootConfiguration.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -21,46 +22,6 @@ pub enum LogFormat {
     #[default]
     Text,
     Json,
-}
-
-/// Parses Go-style durations as upstream flags use them (`2m`, `30s`, `1h30m`, `500ms`, `0`).
-pub fn parse_go_duration(input: &str) -> Result<Duration, String> {
-    let s = input.trim();
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if s.is_empty() {
-        return Err("empty duration".into());
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(format!("invalid duration {input:?}: expected a number"));
-        }
-        let value: f64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("invalid duration {input:?}"))?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let seconds = match &rest[..unit_len] {
-            "h" => 3600.0,
-            "m" => 60.0,
-            "s" => 1.0,
-            "ms" => 1e-3,
-            "us" | "µs" => 1e-6,
-            "ns" => 1e-9,
-            unit => return Err(format!("invalid duration {input:?}: unknown unit {unit:?}")),
-        };
-        rest = &rest[unit_len..];
-        total += Duration::from_secs_f64(value * seconds);
-    }
-    Ok(total)
 }
 
 /// Flags of the `metal-operator` binary. Names and defaults follow upstream's `cmd/main.go`.
@@ -108,13 +69,13 @@ pub struct Flags {
     #[arg(long, default_value = "")]
     pub registry_url: String,
     /// Per-request timeout of the registry client.
-    #[arg(long, default_value = "5s", value_parser = parse_go_duration)]
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub registry_client_timeout: Duration,
     /// Declared upstream, unused there too.
-    #[arg(long, default_value = "10s", value_parser = parse_go_duration)]
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub registry_resync_interval: Duration,
     /// Maximum age of registry data accepted to finish discovery.
-    #[arg(long, default_value = "2m", value_parser = parse_go_duration)]
+    #[arg(long, default_value = "2m", value_parser = parse_duration)]
     pub registry_data_max_age: Duration,
     /// Port of the Redfish event receiver.
     #[arg(long, default_value_t = 10001)]
@@ -145,18 +106,18 @@ pub struct Flags {
     #[arg(long, default_value = "")]
     pub dns_record_template_path: String,
     /// Periodic requeue of every Server.
-    #[arg(long, default_value = "2m", value_parser = parse_go_duration)]
+    #[arg(long, default_value = "2m", value_parser = parse_duration)]
     pub server_resync_interval: Duration,
     /// Time in Discovery without progress before the Server returns to Initial.
-    #[arg(long, default_value = "30m", value_parser = parse_go_duration)]
+    #[arg(long, default_value = "30m", value_parser = parse_duration)]
     pub discovery_timeout: Duration,
-    #[arg(long, default_value = "5s", value_parser = parse_go_duration)]
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub power_polling_interval: Duration,
-    #[arg(long, default_value = "2m", value_parser = parse_go_duration)]
+    #[arg(long, default_value = "2m", value_parser = parse_duration)]
     pub power_polling_timeout: Duration,
-    #[arg(long, default_value = "5s", value_parser = parse_go_duration)]
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub resource_polling_interval: Duration,
-    #[arg(long, default_value = "2m", value_parser = parse_go_duration)]
+    #[arg(long, default_value = "2m", value_parser = parse_duration)]
     pub resource_polling_timeout: Duration,
     /// Power a server off before its first discovery boot.
     #[arg(long, default_value_t = false)]
@@ -169,16 +130,16 @@ pub struct Flags {
     #[arg(long, default_value_t = 5)]
     pub server_claim_max_concurrent_reconciles: u16,
     /// Auto-reset a BMC after this long unreachable (0 = off).
-    #[arg(long, default_value = "0", value_parser = parse_go_duration)]
+    #[arg(long, default_value = "0", value_parser = parse_duration)]
     pub bmc_failure_reset_delay: Duration,
-    #[arg(long, default_value = "2m", value_parser = parse_go_duration)]
+    #[arg(long, default_value = "2m", value_parser = parse_duration)]
     pub bmc_reset_resync_interval: Duration,
-    #[arg(long, default_value = "2m", value_parser = parse_go_duration)]
+    #[arg(long, default_value = "2m", value_parser = parse_duration)]
     pub bmc_reset_waiting_interval: Duration,
-    #[arg(long, default_value = "2m", value_parser = parse_go_duration)]
+    #[arg(long, default_value = "2m", value_parser = parse_duration)]
     pub ssh_reset_timeout: Duration,
     /// Vestigial upstream (maintenance was removed); accepted for compatibility.
-    #[arg(long, default_value = "2m", value_parser = parse_go_duration)]
+    #[arg(long, default_value = "2m", value_parser = parse_duration)]
     pub maintenance_resync_interval: Duration,
     /// Vestigial upstream; accepted for compatibility.
     #[arg(long, default_value_t = 3)]
@@ -323,6 +284,12 @@ impl Flags {
                 self.discovery_ignition_path
             ),
         };
+        crate::template::validate(&template, "the discovery ignition template").map_err(|e| {
+            anyhow::anyhow!(
+                "--discovery-ignition-path {}: {e}",
+                self.discovery_ignition_path
+            )
+        })?;
         Ok(Config {
             manager_namespace: self.manager_namespace.clone(),
             probe_image: self.probe_image.clone(),
@@ -363,18 +330,12 @@ mod tests {
 
     #[test]
     fn go_durations_parse() {
-        assert_eq!(parse_go_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(
-            parse_go_duration("1h30m").unwrap(),
-            Duration::from_secs(5400)
-        );
-        assert_eq!(
-            parse_go_duration("500ms").unwrap(),
-            Duration::from_millis(500)
-        );
-        assert_eq!(parse_go_duration("0").unwrap(), Duration::ZERO);
-        assert!(parse_go_duration("5 minutes").is_err());
-        assert!(parse_go_duration("m").is_err());
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert!(parse_duration("5 minutes").is_err());
+        assert!(parse_duration("m").is_err());
     }
 
     #[test]

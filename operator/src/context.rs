@@ -77,9 +77,9 @@ pub struct Context {
     pub recorder: Recorder,
     pub clock: Arc<dyn Clock>,
     pub stores: Stores,
-    pub mac_db: crate::controllers::endpoint::MacDb,
+    pub mac_db: crate::macdb::MacDb,
     /// Claim bindings whose second half (the claim's `spec.serverRef`) is not written yet.
-    pub bindings: crate::controllers::server_claim::BindingsInFlight,
+    pub bindings: crate::bindings::BindingsInFlight,
     /// When to look again at Servers whose readiness gate is closed.
     pub gate_backoff: crate::gate::RecheckBackoff,
     /// The Servers this process last wrote, until the watch cache shows those writes.

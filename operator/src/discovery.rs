@@ -2,16 +2,14 @@
 //! built as upstream does (SBC named after the Server in the manager namespace, annotated
 //! `metal.ironcore.dev/type: Internal`; Secrets owned by the SBC).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use base64::Engine as _;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{LocalObjectReference, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource as _;
 use metal_api::{ServerBootConfiguration, ServerBootConfigurationSpec};
 use rand::Rng as _;
-use sha2::{Digest, Sha512};
 
 use crate::keys;
 
@@ -28,45 +26,29 @@ pub struct SshMaterial {
 
 impl SshMaterial {
     /// A fresh Ed25519 key and a 20-character password, as upstream regenerates on every Initial.
-    /// (Upstream uses RSA-2048 and bcrypt; Ed25519 and SHA-512-crypt need no extra crates and are
-    /// accepted by Butane/OpenSSH alike.)
+    /// (Upstream uses RSA-2048 and bcrypt; Ed25519 and SHA-512-crypt are accepted by
+    /// Butane/OpenSSH alike and cost less.)
     pub fn generate() -> Self {
         let rng = ring::rand::SystemRandom::new();
         let pkcs8 =
             ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).expect("system RNG available");
         let pair = ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
             .expect("freshly generated key parses");
-        let public = ring::signature::KeyPair::public_key(&pair)
+        let public: [u8; 32] = ring::signature::KeyPair::public_key(&pair)
             .as_ref()
-            .to_vec();
-        let mut blob = Vec::new();
-        for part in [b"ssh-ed25519".as_slice(), public.as_slice()] {
-            blob.extend_from_slice(&u32::try_from(part.len()).expect("short").to_be_bytes());
-            blob.extend_from_slice(part);
-        }
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let public_line = format!("ssh-ed25519 {} metal@metal-operator", b64.encode(blob));
-        let body = b64.encode(pkcs8.as_ref());
-        let lines: Vec<&str> = body
-            .as_bytes()
-            .chunks(64)
-            .map(|c| std::str::from_utf8(c).expect("base64 is ASCII"))
-            .collect();
-        let private_pem = format!(
-            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-            lines.join("\n")
-        );
-        let password: String = rand::rng()
-            .sample_iter(rand::distr::Alphanumeric)
-            .take(20)
-            .map(char::from)
-            .collect();
-        let salt: String = rand::rng()
-            .sample_iter(rand::distr::Alphanumeric)
-            .take(16)
-            .map(char::from)
-            .collect();
-        let password_hash = sha512_crypt(password.as_bytes(), &salt);
+            .try_into()
+            .expect("an Ed25519 public key has 32 bytes");
+        let public_line = ssh_key::PublicKey::new(
+            ssh_key::public::KeyData::Ed25519(ssh_key::public::Ed25519PublicKey(public)),
+            "metal@metal-operator",
+        )
+        .to_openssh()
+        .expect("an Ed25519 key encodes");
+        let private_pem =
+            pem_rfc7468::encode_string("PRIVATE KEY", pem_rfc7468::LineEnding::LF, pkcs8.as_ref())
+                .expect("a PKCS#8 document encodes");
+        let password = alphanumeric(20);
+        let password_hash = sha512_crypt(password.as_bytes(), &alphanumeric(16));
         Self {
             private_pem,
             public_line,
@@ -76,20 +58,41 @@ impl SshMaterial {
     }
 }
 
-/// Renders upstream's Go-template ignition (`{{.Image}}`, `{{.Flags}}`, `{{.SSHPublicKey}}`, `{{.PasswordHash}}`).
+fn alphanumeric(len: usize) -> String {
+    rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}
+
+/// Renders upstream's Go-template ignition (`{{.Image}}`, `{{.Flags}}`, `{{.SSHPublicKey}}`,
+/// `{{.PasswordHash}}`); the template passed [`crate::template::validate`] at startup.
 pub fn render_ignition(
     template: &str,
     probe_image: &str,
     registry_url: &str,
     system_uuid: &str,
     ssh: &SshMaterial,
-) -> String {
+) -> Result<String, String> {
     let flags = format!("--registry-url={registry_url} --server-uuid={system_uuid}");
-    template
-        .replace("{{.Image}}", probe_image)
-        .replace("{{.Flags}}", &flags)
-        .replace("{{.SSHPublicKey}}", &ssh.public_line)
-        .replace("{{.PasswordHash}}", &ssh.password_hash)
+    let data = HashMap::from([
+        ("Image".to_owned(), gtmpl::Value::from(probe_image)),
+        ("Flags".to_owned(), gtmpl::Value::from(flags)),
+        (
+            "SSHPublicKey".to_owned(),
+            gtmpl::Value::from(ssh.public_line.as_str()),
+        ),
+        (
+            "PasswordHash".to_owned(),
+            gtmpl::Value::from(ssh.password_hash.as_str()),
+        ),
+    ]);
+    crate::template::render(
+        template,
+        gtmpl::Value::from(data),
+        "the discovery ignition template",
+    )
 }
 
 /// Digest of the ignition's inputs other than the SSH material (see
@@ -199,102 +202,14 @@ pub fn secrets(
     ]
 }
 
-/// SHA-512-crypt (`$6$`, 5000 rounds) as specified by Drepper's "Unix crypt using SHA-256 and SHA-512".
+/// SHA-512-crypt (`$6$<salt>$<hash>`, the default 5000 rounds, so no `rounds=` field), as
+/// `openssl passwd -6` writes it. sha-crypt 0.5: 0.6 always writes `rounds=` and a base64 salt.
 pub fn sha512_crypt(password: &[u8], salt: &str) -> String {
     let salt = &salt.as_bytes()[..salt.len().min(16)];
-    let p = password;
-    let b = Sha512::new()
-        .chain_update(p)
-        .chain_update(salt)
-        .chain_update(p)
-        .finalize();
-    let mut a = Sha512::new().chain_update(p).chain_update(salt);
-    let mut remaining = p.len();
-    while remaining > 64 {
-        a.update(b);
-        remaining -= 64;
-    }
-    a.update(&b[..remaining]);
-    let mut bits = p.len();
-    while bits > 0 {
-        if bits & 1 == 1 {
-            a.update(b);
-        } else {
-            a.update(p);
-        }
-        bits >>= 1;
-    }
-    let a = a.finalize();
-    let mut dp = Sha512::new();
-    for _ in 0..p.len() {
-        dp.update(p);
-    }
-    let dp = dp.finalize();
-    let p_seq: Vec<u8> = dp.iter().cycle().take(p.len()).copied().collect();
-    let mut ds = Sha512::new();
-    for _ in 0..(16 + usize::from(a[0])) {
-        ds.update(salt);
-    }
-    let ds = ds.finalize();
-    let s_seq = &ds[..salt.len()];
-    let mut c = a.to_vec();
-    for round in 0..5000 {
-        let mut ctx = Sha512::new();
-        if round % 2 == 1 {
-            ctx.update(&p_seq);
-        } else {
-            ctx.update(&c);
-        }
-        if round % 3 != 0 {
-            ctx.update(s_seq);
-        }
-        if round % 7 != 0 {
-            ctx.update(&p_seq);
-        }
-        if round % 2 == 1 {
-            ctx.update(&c);
-        } else {
-            ctx.update(&p_seq);
-        }
-        c = ctx.finalize().to_vec();
-    }
-    const ORDER: [(usize, usize, usize); 21] = [
-        (0, 21, 42),
-        (22, 43, 1),
-        (44, 2, 23),
-        (3, 24, 45),
-        (25, 46, 4),
-        (47, 5, 26),
-        (6, 27, 48),
-        (28, 49, 7),
-        (50, 8, 29),
-        (9, 30, 51),
-        (31, 52, 10),
-        (53, 11, 32),
-        (12, 33, 54),
-        (34, 55, 13),
-        (56, 14, 35),
-        (15, 36, 57),
-        (37, 58, 16),
-        (59, 17, 38),
-        (18, 39, 60),
-        (40, 61, 19),
-        (62, 20, 41),
-    ];
-    const ITOA64: &[u8] = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let mut out = format!("$6${}$", String::from_utf8_lossy(salt));
-    let mut emit = |b2: u8, b1: u8, b0: u8, n: usize| {
-        let mut w = (u32::from(b2) << 16) | (u32::from(b1) << 8) | u32::from(b0);
-        for _ in 0..n {
-            out.push(char::from(ITOA64[(w & 0x3f) as usize]));
-            w >>= 6;
-        }
-    };
-    for (x, y, z) in ORDER {
-        emit(c[x], c[y], c[z], 4);
-    }
-    emit(0, 0, c[63], 2);
-    out
+    let params = sha_crypt::Sha512Params::new(5_000).expect("5000 rounds are in range");
+    let hash = sha_crypt::sha512_crypt_b64(password, salt, &params)
+        .expect("SHA-512-crypt of bytes cannot fail");
+    format!("$6${}${hash}", String::from_utf8_lossy(salt))
 }
 
 #[cfg(test)]
@@ -319,11 +234,51 @@ mod tests {
             "http://reg:10000",
             "uuid-1",
             &ssh,
-        );
+        )
+        .unwrap();
         assert!(!text.contains("{{"), "unrendered placeholder in {text}");
         assert!(text.contains("--registry-url=http://reg:10000 --server-uuid=uuid-1"));
         assert!(text.contains(&ssh.password_hash));
         assert_eq!(ssh.password.len(), 20);
         assert!(ssh.public_line.starts_with("ssh-ed25519 "));
+    }
+
+    #[test]
+    fn the_default_ignition_is_the_template_with_its_four_fields_filled_in() {
+        let ssh = SshMaterial::generate();
+        let text = render_ignition(
+            DEFAULT_IGNITION_TEMPLATE,
+            "probe:1",
+            "http://reg",
+            "u",
+            &ssh,
+        )
+        .unwrap();
+        let substituted = DEFAULT_IGNITION_TEMPLATE
+            .replace("{{.Image}}", "probe:1")
+            .replace("{{.Flags}}", "--registry-url=http://reg --server-uuid=u")
+            .replace("{{.SSHPublicKey}}", &ssh.public_line)
+            .replace("{{.PasswordHash}}", &ssh.password_hash);
+        assert_eq!(text, substituted);
+        let error = render_ignition("{{.Nope}}", "i", "r", "u", &ssh).unwrap_err();
+        assert!(error.contains("does not have"), "{error}");
+    }
+
+    #[test]
+    fn the_private_key_is_pkcs8_pem_and_the_public_key_an_openssh_line() {
+        let ssh = SshMaterial::generate();
+        let (label, der) = pem_rfc7468::decode_vec(ssh.private_pem.as_bytes()).unwrap();
+        assert_eq!(label, "PRIVATE KEY");
+        let pair = ring::signature::Ed25519KeyPair::from_pkcs8(&der).unwrap();
+        assert!(ssh.private_pem.starts_with("-----BEGIN PRIVATE KEY-----\n"));
+        assert!(ssh.private_pem.ends_with("\n-----END PRIVATE KEY-----\n"));
+        assert!(ssh.private_pem.lines().all(|l| l.len() <= 64));
+        let public = ssh_key::PublicKey::from_openssh(&ssh.public_line).unwrap();
+        assert_eq!(public.comment(), "metal@metal-operator");
+        let key = public.key_data().ed25519().unwrap();
+        assert_eq!(
+            key.0.as_slice(),
+            ring::signature::KeyPair::public_key(&pair).as_ref()
+        );
     }
 }

@@ -22,8 +22,6 @@ use crate::error::{Error, Result};
 
 /// Field manager of the server-side apply.
 const FIELD_MANAGER: &str = "metal-operator";
-/// What Go templates print for a missing map key; here it is an error instead.
-const NO_VALUE: &str = "<no value>";
 
 fn text(value: Option<&str>) -> Value {
     Value::from(value.unwrap_or_default())
@@ -92,23 +90,9 @@ fn data(bmc: &BMC, status: &BMCStatus, namespace: &str) -> Value {
     Value::from(fields)
 }
 
-/// How long parsing a template may take at startup before it is declared broken.
-const PARSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Checks that the template parses, once, at startup. The Go-template parser (gtmpl) loops forever
-/// on some unterminated actions (`{{ .Name ` at the end of the text), so the parse runs on its own
-/// thread with a deadline; a template that passes here parses the same way at every render.
+/// Checks that the template parses, once, at startup (see [`crate::template::validate`]).
 pub fn validate(template: &str) -> Result<(), String> {
-    let text = template.to_owned();
-    let (done, outcome) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut parsed = gtmpl::Template::default();
-        let _ = done.send(parsed.parse(&text).map_err(|e| e.to_string()));
-    });
-    match outcome.recv_timeout(PARSE_TIMEOUT) {
-        Ok(result) => result.map_err(|e| format!("the DNS record template does not parse: {e}")),
-        Err(_) => Err("the DNS record template does not parse (unterminated action?)".into()),
-    }
+    crate::template::validate(template, "the DNS record template")
 }
 
 /// Renders the template for one BMC into the object to apply (namespace defaulted, owner set).
@@ -119,11 +103,11 @@ pub fn render(
     status: &BMCStatus,
     namespace: &str,
 ) -> Result<DynamicObject, String> {
-    let rendered = gtmpl::template(template, data(bmc, status, namespace))
-        .map_err(|e| format!("rendering the DNS record template: {e}"))?;
-    if rendered.contains(NO_VALUE) {
-        return Err("the DNS record template uses a field this BMC does not have".into());
-    }
+    let rendered = crate::template::render(
+        template,
+        data(bmc, status, namespace),
+        "the DNS record template",
+    )?;
     let mut object: DynamicObject = serde_saphyr::from_str(&rendered)
         .map_err(|e| format!("the rendered DNS record is not a Kubernetes object: {e}"))?;
     let types = object

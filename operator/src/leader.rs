@@ -1,6 +1,8 @@
 //! Leader election with a `coordination.k8s.io/v1` Lease, as controller-runtime does it: acquire when
 //! the Lease is free or expired, renew every `retry` period, step down when renewal fails for longer
 //! than the lease duration.
+//! Hand-written: kube-leader-election 0.44 and kubert 0.25's lease are built on kube 4 and kube 1.1,
+//! whose `Client` is not this workspace's kube 5 client.
 
 use std::time::Duration;
 

@@ -2,6 +2,7 @@
 //! It consumes ServerBootConfigurations and never powers a server on before its SBC is Ready
 //! for the current generation (the strict readiness gate). Start it in-process with [`run`].
 
+pub mod bindings;
 pub mod clock;
 pub mod conditions;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod error;
 pub mod gate;
 pub mod keys;
 pub mod leader;
+pub mod macdb;
 pub mod metrics;
 pub mod probes;
 pub mod redfish;
@@ -20,5 +22,6 @@ pub mod registry;
 mod runtime;
 pub mod selector;
 pub mod serverevents;
+pub mod template;
 
 pub use runtime::{OperatorHandle, Options, run};

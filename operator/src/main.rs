@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use clap::Parser as _;
 use operator::config::{Flags, LogFormat};
-use operator::controllers::endpoint::MacDb;
 use operator::leader::{LeaderElector, LeaseConfig};
+use operator::macdb::MacDb;
 use operator::probes::{Probes, router};
 
 fn init_tracing(format: LogFormat) {

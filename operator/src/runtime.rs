@@ -9,7 +9,8 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::{Clock, TokioClock};
 use crate::config::Config;
 use crate::context::{BmcConnector, Context, Stores};
-use crate::controllers::{self, endpoint::MacDb};
+use crate::controllers;
+use crate::macdb::MacDb;
 use crate::metrics::Metrics;
 use crate::redfish::{ClientOptions, HttpService, TlsVerification, service_transport};
 use crate::registry::{Registry, RegistryClient};
@@ -147,17 +148,68 @@ pub async fn run(options: Options, client: kube::Client) -> anyhow::Result<Opera
         server_writes: Default::default(),
     });
     let stop = || shutdown.clone().cancelled_owned();
-    tasks.spawn(controllers::server::run(server, ctx.clone(), stop()));
-    tasks.spawn(controllers::server_claim::run(claim, ctx.clone(), stop()));
-    tasks.spawn(controllers::server_boot_configuration::run(
-        sbc,
+    let server_concurrency = ctx.config.server_max_concurrent_reconciles;
+    let claim_concurrency = ctx.config.server_claim_max_concurrent_reconciles;
+    use controllers::{
+        bmc, bmcsecret, endpoint, readiness_rule, server, server_boot_configuration as sbcs,
+        server_claim,
+    };
+    tasks.spawn(controllers::run(
+        server::CONTROLLER,
+        server,
+        server_concurrency,
         ctx.clone(),
         stop(),
+        server::reconcile,
     ));
-    tasks.spawn(controllers::bmc::run(bmc, ctx.clone(), stop()));
-    tasks.spawn(controllers::bmcsecret::run(bmc_secret, ctx.clone(), stop()));
-    tasks.spawn(controllers::endpoint::run(endpoint, ctx.clone(), stop()));
-    tasks.spawn(controllers::readiness_rule::run(rule, ctx, stop()));
+    tasks.spawn(controllers::run(
+        server_claim::CONTROLLER,
+        claim,
+        claim_concurrency,
+        ctx.clone(),
+        stop(),
+        server_claim::reconcile,
+    ));
+    tasks.spawn(controllers::run(
+        sbcs::CONTROLLER,
+        sbc,
+        0,
+        ctx.clone(),
+        stop(),
+        sbcs::reconcile,
+    ));
+    tasks.spawn(controllers::run(
+        bmc::CONTROLLER,
+        bmc,
+        server_concurrency,
+        ctx.clone(),
+        stop(),
+        bmc::reconcile,
+    ));
+    tasks.spawn(controllers::run(
+        bmcsecret::CONTROLLER,
+        bmc_secret,
+        0,
+        ctx.clone(),
+        stop(),
+        bmcsecret::reconcile,
+    ));
+    tasks.spawn(controllers::run(
+        endpoint::CONTROLLER,
+        endpoint,
+        0,
+        ctx.clone(),
+        stop(),
+        endpoint::reconcile,
+    ));
+    tasks.spawn(controllers::run(
+        readiness_rule::CONTROLLER,
+        rule,
+        0,
+        ctx,
+        stop(),
+        readiness_rule::reconcile,
+    ));
     Ok(OperatorHandle {
         metrics: options.metrics,
         registry,

@@ -1,30 +1,14 @@
-//! Label selector matching (matchLabels + matchExpressions), as apimachinery defines it.
+//! Label selector matching (matchLabels + matchExpressions) by kube's `Selector`, failing closed.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::core::{Selector, SelectorExt as _};
 
-/// Whether `labels` satisfy `selector`. An empty selector matches everything; an unknown
-/// operator matches nothing (fail closed).
+/// Whether `labels` satisfy `selector`. An empty selector matches everything; one kube cannot read
+/// (an unknown operator, `In`/`NotIn` without values) matches nothing.
 pub fn matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    let labels_ok = selector
-        .match_labels
-        .as_ref()
-        .is_none_or(|wanted| wanted.iter().all(|(k, v)| labels.get(k) == Some(v)));
-    let expressions_ok = selector.match_expressions.as_ref().is_none_or(|exprs| {
-        exprs.iter().all(|e| {
-            let values = e.values.as_deref().unwrap_or_default();
-            let value = labels.get(&e.key);
-            match e.operator.as_str() {
-                "In" => value.is_some_and(|v| values.contains(v)),
-                "NotIn" => value.is_none_or(|v| !values.contains(v)),
-                "Exists" => value.is_some(),
-                "DoesNotExist" => value.is_none(),
-                _ => false,
-            }
-        })
-    });
-    labels_ok && expressions_ok
+    Selector::try_from(selector.clone()).is_ok_and(|s| s.matches(labels))
 }
 
 #[cfg(test)]
@@ -45,5 +29,14 @@ mod tests {
             values: None,
         }]);
         assert!(!matches(&selector, &labels));
+        selector.match_expressions = Some(vec![LabelSelectorRequirement {
+            key: "rack".into(),
+            operator: "Near".into(),
+            values: None,
+        }]);
+        assert!(
+            !matches(&selector, &labels),
+            "an unknown operator matches nothing"
+        );
     }
 }

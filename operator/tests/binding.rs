@@ -12,7 +12,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use metal_api::{
     BMC, BMCSecret, Endpoint, EndpointSpec, Server, ServerClaim, ServerReadinessRule, Toleration,
 };
-use operator::controllers::endpoint::{DefaultCredential, MacDb, MacPrefix};
+use operator::macdb::{DefaultCredential, MacDb, MacPrefix};
 use serde_json::json;
 
 const T: Duration = Duration::from_secs(30);

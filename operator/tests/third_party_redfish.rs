@@ -314,7 +314,7 @@ const ENDPOINT_MAC: &str = "02:00:5e:10:00:01";
 /// An Endpoint at `127.0.0.1` whose MAC prefix the operator's database maps to a Redfish BMC on
 /// `port` with our credentials as its defaults (set before the operator starts).
 async fn create_endpoint(h: &mut Harness, name: &str, port: u16) {
-    use operator::controllers::endpoint::{Console, DefaultCredential, MacDb, MacPrefix};
+    use operator::macdb::{Console, DefaultCredential, MacDb, MacPrefix};
     h.set_mac_db(MacDb {
         mac_prefixes: vec![MacPrefix {
             mac_prefix: "02005e".into(),

@@ -5,22 +5,20 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::LocalObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource as _, ResourceExt as _};
 use metal_api::constants::Operation;
 use metal_api::{BMC, BMCSecret, BMCStatus, Endpoint, Server, ServerSpec};
 use serde_json::json;
 
-use super::{error_policy, instrumented, is_ignored, name_of, operation_of, watch};
+use super::{finalized, is_ignored, name_of, operation_of};
 use crate::conditions::{self, NewCondition};
 use crate::context::Context;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::keys;
 use crate::redfish::types::ComputerSystem;
 use crate::redfish::{RedfishClient, RedfishError, ResetType, reason};
@@ -28,14 +26,14 @@ use crate::redfish::{RedfishClient, RedfishError, ResetType, reason};
 pub const CONTROLLER: &str = "bmc";
 
 pub fn controller(client: kube::Client) -> Controller<BMC> {
-    let controller = watch::controller_on(Api::<BMC>::all(client.clone()), |bmc| {
-        watch::metadata_fingerprint(&bmc.metadata)
+    let controller = watches::controller_on(Api::<BMC>::all(client.clone()), |bmc| {
+        watches::metadata_fingerprint(&bmc.metadata)
     });
     let bmcs = controller.store();
     let by_endpoint = bmcs.clone();
     controller
         .watches_stream(
-            watch::others(Api::<BMCSecret>::all(client.clone())),
+            watches::others(Api::<BMCSecret>::all(client.clone())),
             move |secret| {
                 let name = secret.name_any();
                 bmcs.state_filter(|b| b.spec.bmc_secret_ref.name == name)
@@ -45,7 +43,7 @@ pub fn controller(client: kube::Client) -> Controller<BMC> {
             },
         )
         .watches_stream(
-            watch::others(Api::<Endpoint>::all(client)),
+            watches::others(Api::<Endpoint>::all(client)),
             move |endpoint| {
                 let name = endpoint.name_any();
                 by_endpoint
@@ -57,46 +55,22 @@ pub fn controller(client: kube::Client) -> Controller<BMC> {
         )
 }
 
-pub async fn run(
-    controller: Controller<BMC>,
-    ctx: Arc<Context>,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-) {
-    controller
-        .with_config(
-            kube::runtime::controller::Config::default()
-                .concurrency(ctx.config.server_max_concurrent_reconciles),
-        )
-        .graceful_shutdown_on(shutdown)
-        .run(
-            |obj, ctx| instrumented(CONTROLLER, obj, ctx, reconcile),
-            error_policy,
-            ctx,
-        )
-        .for_each(super::log_outcome)
-        .await;
-}
-
-async fn reconcile(bmc: Arc<BMC>, ctx: Arc<Context>) -> Result<Action> {
+pub(crate) async fn reconcile(bmc: Arc<BMC>, ctx: Arc<Context>) -> Result<Action> {
     if is_ignored(&*bmc) {
         return Ok(Action::requeue(ctx.config.server_resync_interval));
     }
     let api = Api::<BMC>::all(ctx.client.clone());
-    finalizer(&api, keys::BMC_FINALIZER, bmc, |event| async {
-        match event {
-            FinalizerEvent::Apply(bmc) => apply(bmc, &ctx).await,
-            FinalizerEvent::Cleanup(bmc) => cleanup(bmc, &ctx).await,
-        }
-    })
+    finalized(
+        &api,
+        keys::BMC_FINALIZER,
+        bmc,
+        |bmc| apply(bmc, &ctx),
+        |bmc| cleanup(bmc, &ctx),
+    )
     .await
-    .map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e)
-        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        other => Error::Finalizer(other.to_string()),
-    })
 }
 
-pub(super) fn set(
+fn set(
     status: &mut BMCStatus,
     ctx: &Context,
     type_: &str,

@@ -9,9 +9,8 @@ use kube::Resource as _;
 use kube::runtime::controller::Action;
 use metal_api::{BMC, BMCState, BMCStatus};
 
-use super::bmc::set;
 use super::name_of;
-use crate::conditions;
+use crate::conditions::{self, NewCondition};
 use crate::context::Context;
 use crate::keys;
 use crate::redfish::{RedfishClient, ResetType, reason};
@@ -44,13 +43,16 @@ pub(super) async fn auto_reset(
     if !due(status, ctx) {
         return None;
     }
-    set(
-        status,
-        ctx,
-        keys::conditions::RESET,
-        true,
-        keys::conditions::REASON_AUTO_RESETTING,
-        AUTO_RESET_MESSAGE.into(),
+    conditions::set(
+        &mut status.conditions,
+        NewCondition {
+            type_: keys::conditions::RESET,
+            status: true,
+            reason: keys::conditions::REASON_AUTO_RESETTING,
+            message: AUTO_RESET_MESSAGE.into(),
+            observed_generation: None,
+        },
+        ctx.clock.now(),
     );
     status.state = Some(BMCState::Pending);
     let sent = async {

@@ -4,38 +4,21 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt as _;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use metal_api::BMCSecret;
 
-use super::{error_policy, instrumented, name_of, watch};
+use super::name_of;
 use crate::context::Context;
 use crate::error::{Error, Result};
 
 pub const CONTROLLER: &str = "bmcsecret";
 
 pub fn controller(client: kube::Client) -> Controller<BMCSecret> {
-    watch::controller(Api::<BMCSecret>::all(client))
+    watches::controller(Api::<BMCSecret>::all(client))
 }
 
-pub async fn run(
-    controller: Controller<BMCSecret>,
-    ctx: Arc<Context>,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-) {
-    controller
-        .graceful_shutdown_on(shutdown)
-        .run(
-            |obj, ctx| instrumented(CONTROLLER, obj, ctx, reconcile),
-            error_policy,
-            ctx,
-        )
-        .for_each(super::log_outcome)
-        .await;
-}
-
-async fn reconcile(secret: Arc<BMCSecret>, _ctx: Arc<Context>) -> Result<Action> {
+pub(crate) async fn reconcile(secret: Arc<BMCSecret>, _ctx: Arc<Context>) -> Result<Action> {
     if secret.credentials().is_none() {
         return Err(Error::Invalid {
             kind: "BMCSecret",

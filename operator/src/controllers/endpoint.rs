@@ -3,135 +3,39 @@
 //! Endpoint (no owner references, as upstream since #1107).
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 
-use futures::StreamExt as _;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use metal_api::{BMC, BMCSecret, BMCSecretFields, BMCSpec, ConsoleProtocol, Endpoint, Protocol};
-use serde::Deserialize;
 use serde_json::json;
 
-use super::{error_policy, instrumented, is_ignored, name_of, watch};
+use super::{finalized, is_ignored, name_of};
 use crate::context::{Context, endpoint_url};
 use crate::error::{Error, Result};
 use crate::keys;
+use crate::macdb::{DefaultCredential, MacPrefix};
 use crate::redfish::Credentials;
 
 pub const CONTROLLER: &str = "endpoint";
 
-/// The MAC prefix database (`--mac-prefixes-file`), upstream's `macdb.yaml` shape.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MacDb {
-    #[serde(default)]
-    pub mac_prefixes: Vec<MacPrefix>,
-}
-
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MacPrefix {
-    /// A string prefix of the colon-less MAC (YAML may give it as a number, e.g. `23`).
-    #[serde(deserialize_with = "string_or_number")]
-    pub mac_prefix: String,
-    #[serde(default)]
-    pub manufacturer: String,
-    #[serde(default)]
-    pub protocol: String,
-    #[serde(default)]
-    pub protocol_scheme: Option<String>,
-    #[serde(default)]
-    pub port: i32,
-    #[serde(rename = "type", default)]
-    pub type_: String,
-    #[serde(default)]
-    pub default_credentials: Vec<DefaultCredential>,
-    #[serde(default)]
-    pub console: Option<Console>,
-}
-
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct DefaultCredential {
-    pub username: String,
-    pub password: String,
-}
-
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct Console {
-    #[serde(rename = "type")]
-    pub type_: String,
-    pub port: i32,
-}
-
-fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        S(String),
-        N(u64),
-    }
-    Ok(match Raw::deserialize(d)? {
-        Raw::S(s) => s,
-        Raw::N(n) => n.to_string(),
-    })
-}
-
-impl MacDb {
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
-        serde_saphyr::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("parsing {}: {e}", path.display()))
-    }
-
-    /// The first `type: bmc` entry whose prefix starts the colon-less MAC (case-insensitive).
-    pub fn lookup(&self, mac: &str) -> Option<&MacPrefix> {
-        let mac = mac.replace([':', '-'], "").to_lowercase();
-        self.mac_prefixes
-            .iter()
-            .find(|p| p.type_ == "bmc" && mac.starts_with(&p.mac_prefix.to_lowercase()))
-    }
-}
-
 pub fn controller(client: kube::Client) -> Controller<Endpoint> {
-    watch::controller(Api::<Endpoint>::all(client))
+    watches::controller(Api::<Endpoint>::all(client))
 }
 
-pub async fn run(
-    controller: Controller<Endpoint>,
-    ctx: Arc<Context>,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-) {
-    controller
-        .graceful_shutdown_on(shutdown)
-        .run(
-            |obj, ctx| instrumented(CONTROLLER, obj, ctx, reconcile),
-            error_policy,
-            ctx,
-        )
-        .for_each(super::log_outcome)
-        .await;
-}
-
-async fn reconcile(endpoint: Arc<Endpoint>, ctx: Arc<Context>) -> Result<Action> {
+pub(crate) async fn reconcile(endpoint: Arc<Endpoint>, ctx: Arc<Context>) -> Result<Action> {
     if is_ignored(&*endpoint) {
         return Ok(Action::await_change());
     }
     let api = Api::<Endpoint>::all(ctx.client.clone());
-    finalizer(&api, keys::ENDPOINT_FINALIZER, endpoint, |event| async {
-        match event {
-            FinalizerEvent::Apply(endpoint) => apply(endpoint, &ctx).await,
-            FinalizerEvent::Cleanup(_) => Ok(Action::await_change()),
-        }
-    })
+    finalized(
+        &api,
+        keys::ENDPOINT_FINALIZER,
+        endpoint,
+        |endpoint| apply(endpoint, &ctx),
+        |_| async { Ok(Action::await_change()) },
+    )
     .await
-    .map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e)
-        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        other => Error::Finalizer(other.to_string()),
-    })
 }
 
 async fn apply(endpoint: Arc<Endpoint>, ctx: &Context) -> Result<Action> {
@@ -274,19 +178,4 @@ async fn ensure_bmc(
         Some(_) => {}
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn upstream_macdb_parses_and_matches() {
-        let db: MacDb = serde_saphyr::from_str(include_str!("../../config/macdb.yaml")).unwrap();
-        let entry = db.lookup("23:11:8a:33:cf:ea").expect("prefix 23 matches");
-        assert_eq!(entry.protocol, "RedfishWithRegistryPatch");
-        assert_eq!(entry.port, 8000);
-        assert_eq!(entry.default_credentials[0].username, "foo");
-        assert!(db.lookup("aa:bb:cc:dd:ee:ff").is_none());
-    }
 }

@@ -1,5 +1,6 @@
 //! One reconciler per kind, all sharing [`Context`]; plus the plumbing every reconcile goes through
-//! (metrics, panic isolation, malformed-object events, bounded error backoff).
+//! (metrics, panic isolation, malformed-object events, bounded error backoff), run by [`run`], and
+//! kube-runtime's finalizer helper with this crate's error ([`finalized`]).
 
 pub mod bmc;
 mod bmc_reset;
@@ -10,29 +11,85 @@ pub mod readiness_rule;
 pub mod server;
 pub mod server_boot_configuration;
 pub mod server_claim;
-mod server_ops;
-mod server_power;
-mod server_run;
-pub mod watch;
 
+use std::fmt::Debug;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt as _;
+use futures::{FutureExt as _, StreamExt as _};
 use kube::Resource;
-use kube::runtime::controller::Action;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::finalizer::{self, Event as FinalizerEvent};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
+
+/// Runs a controller until `shutdown`: every reconcile goes through [`instrumented`], failures
+/// through [`error_policy`]. `concurrency` bounds reconciles in flight (0: unbounded, kube's default).
+pub(crate) async fn run<K, F, Fut>(
+    name: &'static str,
+    controller: Controller<K>,
+    concurrency: u16,
+    ctx: Arc<Context>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    reconcile: F,
+) where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    F: FnOnce(Arc<K>, Arc<Context>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Action>> + Send + 'static,
+{
+    controller
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+        .graceful_shutdown_on(shutdown)
+        .run(
+            move |obj, ctx| instrumented(name, obj, ctx, reconcile.clone()),
+            error_policy,
+            ctx,
+        )
+        .for_each(log_outcome)
+        .await;
+}
+
+/// kube-runtime's finalizer bookkeeping around `apply` and `cleanup`, whose errors come back as
+/// they were (only the finalizer's own patch failures become [`Error::Finalizer`]).
+pub(crate) async fn finalized<K, A, AFut, C, CFut>(
+    api: &Api<K>,
+    finalizer_name: &str,
+    obj: Arc<K>,
+    apply: A,
+    cleanup: C,
+) -> Result<Action>
+where
+    K: Resource + Clone + DeserializeOwned + Serialize + Debug,
+    A: FnOnce(Arc<K>) -> AFut,
+    AFut: Future<Output = Result<Action>>,
+    C: FnOnce(Arc<K>) -> CFut,
+    CFut: Future<Output = Result<Action>>,
+{
+    finalizer::finalizer(api, finalizer_name, obj, |event| async move {
+        match event {
+            FinalizerEvent::Apply(obj) => apply(obj).await,
+            FinalizerEvent::Cleanup(obj) => cleanup(obj).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(other.to_string()),
+    })
+}
 
 /// Runs one reconcile with metrics, panic isolation and the malformed-object policy.
 ///
 /// The reconcile runs as a task of its own: kube-runtime polls all of a controller's reconciles
 /// inside the controller's one task, which would hold each controller to one core however many
 /// reconciles are in flight. Dropping the returned future (shutdown) aborts the task.
-pub(crate) async fn instrumented<K, F, Fut>(
+async fn instrumented<K, F, Fut>(
     controller: &'static str,
     obj: Arc<K>,
     ctx: Arc<Context>,
@@ -85,7 +142,7 @@ where
 }
 
 /// Requeue policy after a failed reconcile: short on write conflicts, bounded backoff otherwise.
-pub(crate) fn error_policy<K>(_obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
+fn error_policy<K>(_obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
     if error.is_conflict() {
         return Action::requeue(Duration::from_millis(50));
     }
@@ -112,7 +169,7 @@ pub(crate) fn operation_of<K: Resource>(obj: &K) -> Option<String> {
 }
 
 /// Logs controller-level failures (watch errors, missing objects); reconcile errors are counted in metrics.
-pub(crate) fn log_outcome<K, E1, E2>(
+fn log_outcome<K, E1, E2>(
     outcome: Result<
         (kube::runtime::reflector::ObjectRef<K>, Action),
         kube::runtime::controller::Error<E1, E2>,

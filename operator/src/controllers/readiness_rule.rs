@@ -4,26 +4,24 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt as _;
 use kube::ResourceExt as _;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 use metal_api::{EnforcementMode, Server, ServerReadinessRule, Taint};
 use serde_json::json;
 
-use super::{error_policy, instrumented, is_ignored, name_of, watch};
+use super::{finalized, is_ignored, name_of};
 use crate::context::Context;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::keys;
 
 pub const CONTROLLER: &str = "serverreadinessrule";
 
 pub fn controller(client: kube::Client) -> Controller<ServerReadinessRule> {
-    let controller = watch::controller(Api::<ServerReadinessRule>::all(client.clone()));
+    let controller = watches::controller(Api::<ServerReadinessRule>::all(client.clone()));
     let rules: Store<ServerReadinessRule> = controller.store();
-    controller.watches_stream(watch::others(Api::<Server>::all(client)), move |server| {
+    controller.watches_stream(watches::others(Api::<Server>::all(client)), move |server| {
         rules
             .state()
             .into_iter()
@@ -33,44 +31,19 @@ pub fn controller(client: kube::Client) -> Controller<ServerReadinessRule> {
     })
 }
 
-pub async fn run(
-    controller: Controller<ServerReadinessRule>,
-    ctx: Arc<Context>,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-) {
-    controller
-        .graceful_shutdown_on(shutdown)
-        .run(
-            |obj, ctx| instrumented(CONTROLLER, obj, ctx, reconcile),
-            error_policy,
-            ctx,
-        )
-        .for_each(super::log_outcome)
-        .await;
-}
-
-async fn reconcile(rule: Arc<ServerReadinessRule>, ctx: Arc<Context>) -> Result<Action> {
+pub(crate) async fn reconcile(rule: Arc<ServerReadinessRule>, ctx: Arc<Context>) -> Result<Action> {
     if is_ignored(&*rule) {
         return Ok(Action::await_change());
     }
     let api = Api::<ServerReadinessRule>::all(ctx.client.clone());
-    finalizer(
+    finalized(
         &api,
         keys::SERVER_READINESS_RULE_FINALIZER,
         rule,
-        |event| async {
-            match event {
-                FinalizerEvent::Apply(rule) => enforce(&rule, &ctx, false).await,
-                FinalizerEvent::Cleanup(rule) => enforce(&rule, &ctx, true).await,
-            }
-        },
+        |rule| enforce(rule, &ctx, false),
+        |rule| enforce(rule, &ctx, true),
     )
     .await
-    .map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e)
-        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        other => Error::Finalizer(other.to_string()),
-    })
 }
 
 fn satisfied(rule: &ServerReadinessRule, server: &Server) -> bool {
@@ -93,7 +66,7 @@ fn same_taint(a: &Taint, b: &Taint) -> bool {
 }
 
 /// Adds or removes the rule's taint on every matching Server; `removing` strips it everywhere.
-async fn enforce(rule: &ServerReadinessRule, ctx: &Context, removing: bool) -> Result<Action> {
+async fn enforce(rule: Arc<ServerReadinessRule>, ctx: &Context, removing: bool) -> Result<Action> {
     let api = Api::<Server>::all(ctx.client.clone());
     let bootstrap_key = keys::bootstrap_completed_annotation(&rule.name_any());
     let bootstrap_only = rule.spec.enforcement_mode == EnforcementMode::BootstrapOnly;
@@ -106,7 +79,7 @@ async fn enforce(rule: &ServerReadinessRule, ctx: &Context, removing: bool) -> R
         if bootstrap_only && done && !removing {
             continue;
         }
-        let ok = removing || satisfied(rule, &server);
+        let ok = removing || satisfied(&rule, &server);
         let has = server
             .spec
             .taints

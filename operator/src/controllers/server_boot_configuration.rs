@@ -3,14 +3,13 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt as _;
 use kube::ResourceExt as _;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use metal_api::{ServerBootConfiguration, ServerBootConfigurationState};
 use serde_json::json;
 
-use super::{error_policy, instrumented, is_ignored, watch};
+use super::is_ignored;
 use crate::context::Context;
 use crate::error::Result;
 
@@ -19,9 +18,9 @@ pub const CONTROLLER: &str = "serverbootconfiguration";
 pub fn controller(client: kube::Client) -> Controller<ServerBootConfiguration> {
     // Only an SBC without a state needs this controller (it writes Pending); the backend's status
     // writes after that wake nobody here.
-    watch::controller_on(Api::<ServerBootConfiguration>::all(client), |sbc| {
-        watch::fingerprint((
-            watch::metadata_fingerprint(&sbc.metadata),
+    watches::controller_on(Api::<ServerBootConfiguration>::all(client), |sbc| {
+        watches::fingerprint((
+            watches::metadata_fingerprint(&sbc.metadata),
             sbc.status
                 .as_ref()
                 .and_then(|s| s.state.as_ref())
@@ -30,23 +29,10 @@ pub fn controller(client: kube::Client) -> Controller<ServerBootConfiguration> {
     })
 }
 
-pub async fn run(
-    controller: Controller<ServerBootConfiguration>,
+pub(crate) async fn reconcile(
+    sbc: Arc<ServerBootConfiguration>,
     ctx: Arc<Context>,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-) {
-    controller
-        .graceful_shutdown_on(shutdown)
-        .run(
-            |obj, ctx| instrumented(CONTROLLER, obj, ctx, reconcile),
-            error_policy,
-            ctx,
-        )
-        .for_each(super::log_outcome)
-        .await;
-}
-
-async fn reconcile(sbc: Arc<ServerBootConfiguration>, ctx: Arc<Context>) -> Result<Action> {
+) -> Result<Action> {
     let has_state = sbc
         .status
         .as_ref()

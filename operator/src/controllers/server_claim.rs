@@ -5,11 +5,9 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::LocalObjectReference;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource as _, ResourceExt as _};
 use metal_api::{
@@ -19,9 +17,9 @@ use metal_api::{
 use serde_json::json;
 
 use super::claim_index::ClaimIndex;
-use super::{error_policy, instrumented, is_ignored, name_of, watch};
+use super::{finalized, is_ignored, name_of};
 use crate::context::Context;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::keys;
 
 pub const CONTROLLER: &str = "serverclaim";
@@ -36,18 +34,18 @@ const WAKE_INSPECT: usize = 1024;
 pub fn controller(client: kube::Client) -> Controller<ServerClaim> {
     let index = ClaimIndex::default();
     let observer = index.clone();
-    let controller = watch::controller_on_observed(
+    let controller = watches::controller_on_observed(
         Api::<ServerClaim>::all(client.clone()),
-        |claim| watch::metadata_fingerprint(&claim.metadata),
+        |claim| watches::metadata_fingerprint(&claim.metadata),
         move |event| observer.observe(event),
     );
     let claims = controller.store();
     controller
-        .owns_stream(watch::owned::<ServerBootConfiguration>(client.clone()))
+        .owns_stream(watches::owned::<ServerBootConfiguration>(client.clone()))
         .watches_stream(
-            watch::others_on(Api::<Server>::all(client), |server| {
+            watches::others_on(Api::<Server>::all(client), |server| {
                 let status = server.status.as_ref();
-                watch::fingerprint((
+                watches::fingerprint((
                     server.metadata.generation,
                     &server.metadata.annotations,
                     status.and_then(|s| s.state.as_ref()).map(|s| s.as_str()),
@@ -93,42 +91,20 @@ fn is_free(server: &Server) -> bool {
         && !is_parked(server)
 }
 
-pub async fn run(
-    controller: Controller<ServerClaim>,
-    ctx: Arc<Context>,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-) {
-    let concurrency = ctx.config.server_claim_max_concurrent_reconciles;
-    controller
-        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
-        .graceful_shutdown_on(shutdown)
-        .run(
-            |obj, ctx| instrumented(CONTROLLER, obj, ctx, reconcile),
-            error_policy,
-            ctx,
-        )
-        .for_each(super::log_outcome)
-        .await;
-}
-
-async fn reconcile(claim: Arc<ServerClaim>, ctx: Arc<Context>) -> Result<Action> {
+pub(crate) async fn reconcile(claim: Arc<ServerClaim>, ctx: Arc<Context>) -> Result<Action> {
     if is_ignored(&*claim) {
         return Ok(Action::requeue(ctx.config.server_resync_interval));
     }
     let namespace = claim.namespace().unwrap_or_default();
     let api = Api::<ServerClaim>::namespaced(ctx.client.clone(), &namespace);
-    finalizer(&api, keys::SERVER_CLAIM_FINALIZER, claim, |event| async {
-        match event {
-            FinalizerEvent::Apply(claim) => apply(claim, &ctx).await,
-            FinalizerEvent::Cleanup(claim) => cleanup(claim, &ctx).await,
-        }
-    })
+    finalized(
+        &api,
+        keys::SERVER_CLAIM_FINALIZER,
+        claim,
+        |claim| apply(claim, &ctx),
+        |claim| cleanup(claim, &ctx),
+    )
     .await
-    .map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e)
-        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        other => Error::Finalizer(other.to_string()),
-    })
 }
 
 fn is_state(server: &Server, state: ServerState) -> bool {
@@ -379,42 +355,6 @@ async fn ensure_boot_configuration(
         Some(_) => {}
     }
     Ok(ObjectReference::new(namespace, name))
-}
-
-/// Servers this process has taken for a claim whose own `spec.serverRef` patch is not written
-/// yet (keyed by claim UID). Closes the window between the two patches of a binding.
-#[derive(Default)]
-pub struct BindingsInFlight(std::sync::Mutex<std::collections::HashMap<String, String>>);
-
-impl BindingsInFlight {
-    fn key(claim: &ServerClaim) -> String {
-        claim.metadata.uid.clone().unwrap_or_else(|| {
-            format!(
-                "{}/{}",
-                claim.namespace().unwrap_or_default(),
-                claim.name_any()
-            )
-        })
-    }
-
-    fn record(&self, claim: &ServerClaim, server: String) {
-        self.lock().insert(Self::key(claim), server);
-    }
-
-    fn get(&self, claim: &ServerClaim) -> Option<String> {
-        self.lock().get(&Self::key(claim)).cloned()
-    }
-
-    fn settled(&self, claim: &ServerClaim) {
-        self.lock().remove(&Self::key(claim));
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, String>> {
-        // A poisoned map only ever holds complete entries: keep using it.
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
 }
 
 async fn set_phase(claim: &ServerClaim, ctx: &Context, phase: ServerClaimPhase) -> Result<()> {

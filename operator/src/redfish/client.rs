@@ -1,41 +1,24 @@
 //! A small Redfish client: only the calls upstream metal-operator makes, over an [`HttpService`].
+//! The request on the wire is `wire.rs`, authentication `session.rs`, retries `retry.rs`, the ETag
+//! cache `etag.rs`; each of them is below this file and none imports it.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
 use bytes::Bytes;
-use http::{Method, StatusCode, header};
-use http_body_util::Full;
-use rand::Rng as _;
+use http::{Method, header};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use tower::ServiceExt as _;
 
-use super::error::{RedfishError, message_from_body};
+use super::error::{RedfishError, Result};
+use super::etag::Etags;
+use super::retry::{self, Idempotency};
+use super::session::{Auth, AuthMode, Credentials};
 use super::transport::HttpService;
 use super::types::*;
-
-pub type Result<T, E = RedfishError> = std::result::Result<T, E>;
+use super::wire::{Wire, header_value};
 
 const SERVICE_ROOT: &str = "/redfish/v1/";
-const SESSIONS: &str = "/redfish/v1/SessionService/Sessions";
-
-/// How the client authenticates. Upstream uses Basic on every request.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum AuthMode {
-    #[default]
-    Basic,
-    /// Redfish `SessionService`: one `X-Auth-Token` per client, re-created once on 401.
-    Session,
-}
-
-#[derive(Clone, Debug)]
-pub struct Credentials {
-    pub username: String,
-    pub password: String,
-}
 
 /// Timeouts and retry bounds. Retries apply to 5xx and transport failures only.
 #[derive(Clone, Debug)]
@@ -67,26 +50,10 @@ pub struct RedfishClient {
 }
 
 struct Inner {
-    http: HttpService,
-    base: String,
-    credentials: Credentials,
-    options: ClientOptions,
-    session: Mutex<Option<Session>>,
-    etags: Mutex<HashMap<String, String>>,
-}
-
-#[derive(Clone)]
-struct Session {
-    token: String,
-    location: Option<String>,
-}
-
-/// Whether a request may be repeated after a failure that might have reached the BMC.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Idempotency {
-    Idempotent,
-    /// Actions (POST): only retried when the BMC certainly did not act (503, connect failure).
-    Action,
+    wire: Wire,
+    auth: Auth,
+    retries: retry::Policy,
+    etags: Etags,
 }
 
 impl RedfishClient {
@@ -97,28 +64,22 @@ impl RedfishClient {
         credentials: Credentials,
         options: ClientOptions,
     ) -> Result<Self> {
-        let uri: http::Uri = endpoint
-            .parse()
-            .map_err(|e| RedfishError::InvalidEndpoint(format!("{endpoint}: {e}")))?;
-        let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
-            return Err(RedfishError::InvalidEndpoint(format!(
-                "{endpoint}: needs scheme and host"
-            )));
-        };
         Ok(Self {
             inner: Arc::new(Inner {
-                http,
-                base: format!("{scheme}://{authority}"),
-                credentials,
-                options,
-                session: Mutex::new(None),
-                etags: Mutex::new(HashMap::new()),
+                wire: Wire::new(http, endpoint, options.request_timeout)?,
+                auth: Auth::new(options.auth, credentials),
+                retries: retry::Policy {
+                    attempts: options.max_attempts,
+                    backoff_base: options.backoff_base,
+                    backoff_max: options.backoff_max,
+                },
+                etags: Etags::default(),
             }),
         })
     }
 
     pub fn endpoint(&self) -> &str {
-        &self.inner.base
+        self.inner.wire.base()
     }
 
     /// Connectivity check as upstream: the service root without credentials, then an
@@ -130,12 +91,13 @@ impl RedfishClient {
                 SERVICE_ROOT,
                 None,
                 false,
+                None,
                 Idempotency::Idempotent,
             )
             .await?;
         let root: ServiceRoot = decode(SERVICE_ROOT, response.body())?;
-        if self.inner.options.auth == AuthMode::Session {
-            self.open_session().await?;
+        if self.inner.auth.mode() == AuthMode::Session {
+            self.inner.auth.open_session(&self.inner.wire).await?;
         }
         let systems = root
             .systems
@@ -148,25 +110,14 @@ impl RedfishClient {
 
     /// Ends the session, if any. Basic auth has nothing to end.
     pub async fn logout(&self) -> Result<()> {
-        let session = self.inner.session.lock().expect("session lock").take();
-        if let Some(Session {
-            location: Some(location),
-            token,
-        }) = session
-        {
-            let mut req = self.build(Method::DELETE, &location, None, false)?;
-            req.headers_mut()
-                .insert("X-Auth-Token", header_value(&token)?);
-            let _ = self.send_once(req).await;
-        }
-        Ok(())
+        self.inner.auth.logout(&self.inner.wire).await
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         let response = self
             .request(Method::GET, path, None, Idempotency::Idempotent)
             .await?;
-        self.remember_etag(path, &response);
+        self.inner.etags.remember(path, &response);
         decode(path, response.body())
     }
 
@@ -281,7 +232,7 @@ impl RedfishClient {
         let etag = system
             .odata_etag
             .clone()
-            .or_else(|| self.cached_etag(&system.odata_id));
+            .or_else(|| self.inner.etags.get(&system.odata_id));
         self.send_json(
             Method::POST,
             &target,
@@ -365,7 +316,9 @@ impl RedfishClient {
         tracing::debug!(system = %system.odata_id, target, error = %direct, "Boot PATCH refused; using the @Redfish.Settings object");
         let settings: Value = self.get(target).await?;
         let etag = self
-            .cached_etag(target)
+            .inner
+            .etags
+            .get(target)
             .or_else(|| settings["@odata.etag"].as_str().map(str::to_owned));
         self.send_json(Method::PATCH, target, body, etag, Idempotency::Idempotent)
             .await
@@ -386,7 +339,7 @@ impl RedfishClient {
         let etag = system
             .odata_etag
             .clone()
-            .or_else(|| self.cached_etag(&path));
+            .or_else(|| self.inner.etags.get(&path));
         match self
             .send_json(
                 Method::PATCH,
@@ -399,7 +352,7 @@ impl RedfishClient {
         {
             Err(RedfishError::Rejected { status: 412, .. }) => {
                 let fresh: ComputerSystem = self.get(&path).await?;
-                let etag = fresh.odata_etag.or_else(|| self.cached_etag(&path));
+                let etag = fresh.odata_etag.or_else(|| self.inner.etags.get(&path));
                 let retry = self
                     .send_json(
                         Method::PATCH,
@@ -465,7 +418,7 @@ impl RedfishClient {
             .headers()
             .get(header::LOCATION)
             .and_then(|l| l.to_str().ok())
-            .map(|l| self.relative(l))
+            .map(|l| self.inner.wire.relative(l))
             .ok_or_else(|| RedfishError::Decode {
                 path: collection,
                 message: "subscription without Location".into(),
@@ -482,36 +435,7 @@ impl RedfishClient {
         }
     }
 
-    fn relative(&self, location: &str) -> String {
-        location
-            .strip_prefix(&self.inner.base)
-            .unwrap_or(location)
-            .to_owned()
-    }
-
-    fn cached_etag(&self, path: &str) -> Option<String> {
-        self.inner
-            .etags
-            .lock()
-            .expect("etag lock")
-            .get(path)
-            .cloned()
-    }
-
-    fn remember_etag(&self, path: &str, response: &http::Response<Bytes>) {
-        if let Some(etag) = response
-            .headers()
-            .get(header::ETAG)
-            .and_then(|v| v.to_str().ok())
-        {
-            self.inner
-                .etags
-                .lock()
-                .expect("etag lock")
-                .insert(path.to_owned(), etag.to_owned());
-        }
-    }
-
+    /// A JSON body, with `If-Match` when an ETag is given.
     async fn send_json(
         &self,
         method: Method,
@@ -521,23 +445,8 @@ impl RedfishClient {
         idempotency: Idempotency,
     ) -> Result<http::Response<Bytes>> {
         let bytes = Bytes::from(serde_json::to_vec(&body).expect("JSON values serialize"));
-        let mut last = None;
-        for attempt in 0..self.inner.options.max_attempts.max(1) {
-            if attempt > 0 {
-                tokio::time::sleep(self.backoff(attempt)).await;
-            }
-            let mut req = self.build(method.clone(), path, Some(bytes.clone()), true)?;
-            if let Some(etag) = &if_match {
-                req.headers_mut()
-                    .insert(header::IF_MATCH, header_value(etag)?);
-            }
-            match self.send_authenticated(req, path).await {
-                Ok(r) => return Ok(r),
-                Err(e) if retryable(&e, idempotency) => last = Some(e),
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last.expect("at least one attempt"))
+        self.send_with_retries(method, path, Some(bytes), true, if_match, idempotency)
+            .await
     }
 
     async fn request(
@@ -547,219 +456,39 @@ impl RedfishClient {
         body: Option<Bytes>,
         idempotency: Idempotency,
     ) -> Result<http::Response<Bytes>> {
-        self.send_with_retries(method, path, body, true, idempotency)
+        self.send_with_retries(method, path, body, true, None, idempotency)
             .await
     }
 
+    /// Tries the request as the retry policy allows; `authenticated` adds the credentials.
     async fn send_with_retries(
         &self,
         method: Method,
         path: &str,
         body: Option<Bytes>,
         authenticated: bool,
+        if_match: Option<String>,
         idempotency: Idempotency,
     ) -> Result<http::Response<Bytes>> {
-        let mut last = None;
-        for attempt in 0..self.inner.options.max_attempts.max(1) {
-            if attempt > 0 {
-                tokio::time::sleep(self.backoff(attempt)).await;
+        let Inner { wire, auth, .. } = &*self.inner;
+        let (body, if_match) = (&body, if_match.as_deref());
+        let attempt = || {
+            let method = method.clone();
+            async move {
+                let mut req = wire.request(method, path, body.clone())?;
+                if let Some(etag) = if_match {
+                    req.headers_mut()
+                        .insert(header::IF_MATCH, header_value(etag)?);
+                }
+                if authenticated {
+                    auth.send(wire, req, path).await
+                } else {
+                    wire.send(req).await
+                }
             }
-            let req = self.build(method.clone(), path, body.clone(), authenticated)?;
-            let result = if authenticated {
-                self.send_authenticated(req, path).await
-            } else {
-                self.send_once(req).await
-            };
-            match result {
-                Ok(r) => return Ok(r),
-                Err(e) if retryable(&e, idempotency) => last = Some(e),
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last.expect("at least one attempt"))
-    }
-
-    /// Full-jitter exponential backoff: uniform in [d/2, d], d = min(base·2^(n-1), max).
-    fn backoff(&self, attempt: u32) -> Duration {
-        let opts = &self.inner.options;
-        let exp = opts
-            .backoff_base
-            .saturating_mul(1u32 << (attempt - 1).min(16));
-        let cap = exp.min(opts.backoff_max);
-        let half = cap / 2;
-        half + cap
-            .saturating_sub(half)
-            .mul_f64(rand::rng().random_range(0.0..=1.0))
-    }
-
-    /// Sends with credentials; in session mode a 401 re-opens the session once.
-    async fn send_authenticated(
-        &self,
-        req: http::Request<Full<Bytes>>,
-        path: &str,
-    ) -> Result<http::Response<Bytes>> {
-        if self.inner.options.auth == AuthMode::Basic {
-            return self.send_once(req).await;
-        }
-        let (parts, body) = req.into_parts();
-        let token = match self.session_token() {
-            Some(t) => t,
-            None => self.open_session().await?,
         };
-        let mut first = http::Request::from_parts(parts.clone(), body.clone());
-        first
-            .headers_mut()
-            .insert("X-Auth-Token", header_value(&token)?);
-        match self.send_once(first).await {
-            Err(RedfishError::Unauthorized { .. }) => {
-                tracing::debug!(path, "Redfish session expired, opening a new one");
-                let token = self.open_session().await?;
-                let mut retry = http::Request::from_parts(parts, body);
-                retry
-                    .headers_mut()
-                    .insert("X-Auth-Token", header_value(&token)?);
-                self.send_once(retry).await
-            }
-            other => other,
-        }
+        self.inner.retries.run(idempotency, attempt).await
     }
-
-    fn session_token(&self) -> Option<String> {
-        self.inner
-            .session
-            .lock()
-            .expect("session lock")
-            .as_ref()
-            .map(|s| s.token.clone())
-    }
-
-    async fn open_session(&self) -> Result<String> {
-        let creds = &self.inner.credentials;
-        let body = json!({ "UserName": creds.username, "Password": creds.password });
-        let req = self.build(
-            Method::POST,
-            SESSIONS,
-            Some(Bytes::from(body.to_string())),
-            false,
-        )?;
-        let response = self.send_once(req).await?;
-        let token = response
-            .headers()
-            .get("X-Auth-Token")
-            .and_then(|t| t.to_str().ok())
-            .ok_or_else(|| RedfishError::Decode {
-                path: SESSIONS.into(),
-                message: "no X-Auth-Token".into(),
-            })?
-            .to_owned();
-        let location = response
-            .headers()
-            .get(header::LOCATION)
-            .and_then(|l| l.to_str().ok())
-            .map(|l| self.relative(l));
-        *self.inner.session.lock().expect("session lock") = Some(Session {
-            token: token.clone(),
-            location,
-        });
-        Ok(token)
-    }
-
-    fn build(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Bytes>,
-        authenticated: bool,
-    ) -> Result<http::Request<Full<Bytes>>> {
-        let url = format!("{}{}", self.inner.base, path);
-        let mut builder = http::Request::builder()
-            .method(method)
-            .uri(&url)
-            .header(header::ACCEPT, "application/json")
-            .header("OData-Version", "4.0");
-        if body.is_some() {
-            builder = builder.header(header::CONTENT_TYPE, "application/json");
-        }
-        if authenticated && self.inner.options.auth == AuthMode::Basic {
-            let creds = &self.inner.credentials;
-            let token = base64::engine::general_purpose::STANDARD
-                .encode(format!("{}:{}", creds.username, creds.password));
-            builder = builder.header(header::AUTHORIZATION, format!("Basic {token}"));
-        }
-        builder
-            .body(Full::new(body.unwrap_or_default()))
-            .map_err(|e| RedfishError::InvalidEndpoint(format!("{url}: {e}")))
-    }
-
-    /// One attempt with the per-request timeout; maps the status to a typed error.
-    async fn send_once(&self, req: http::Request<Full<Bytes>>) -> Result<http::Response<Bytes>> {
-        let method = req.method().to_string();
-        let path = req.uri().path().to_owned();
-        let timeout = self.inner.options.request_timeout;
-        let call = self.inner.http.clone().oneshot(req);
-        let response = match tokio::time::timeout(timeout, call).await {
-            Err(_) => return Err(RedfishError::Timeout(timeout)),
-            Ok(Err(e)) => return Err(transport_error(e)),
-            Ok(Ok(r)) => r,
-        };
-        let status = response.status();
-        if status.is_success() {
-            return Ok(response);
-        }
-        let message = message_from_body(response.body());
-        Err(match status {
-            StatusCode::UNAUTHORIZED => RedfishError::Unauthorized {
-                status: status.as_u16(),
-                message,
-            },
-            s if s.is_server_error() => RedfishError::Server {
-                status: s.as_u16(),
-                message,
-            },
-            s => RedfishError::Rejected {
-                method,
-                path,
-                status: s.as_u16(),
-                message,
-            },
-        })
-    }
-}
-
-fn retryable(error: &RedfishError, idempotency: Idempotency) -> bool {
-    match idempotency {
-        Idempotency::Idempotent => error.is_transient(),
-        Idempotency::Action => match error {
-            RedfishError::Server { status: 503, .. } => true,
-            RedfishError::Connection(message) => message.starts_with(CONNECT_PREFIX),
-            _ => false,
-        },
-    }
-}
-
-const CONNECT_PREFIX: &str = "connect: ";
-
-fn transport_error(error: tower::BoxError) -> RedfishError {
-    let connect = error
-        .downcast_ref::<hyper_util::client::legacy::Error>()
-        .is_some_and(hyper_util::client::legacy::Error::is_connect);
-    let message = error_chain(&*error);
-    if connect {
-        RedfishError::Connection(format!("{CONNECT_PREFIX}{message}"))
-    } else {
-        RedfishError::Connection(message)
-    }
-}
-
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    message
 }
 
 /// The BMC answered and said no (a 4xx, or a 5xx other than 503 "busy").
@@ -781,11 +510,6 @@ fn check_allowed(allowed: Option<&[String]>, reset: ResetType) -> Result<()> {
         }
         _ => Ok(()),
     }
-}
-
-fn header_value(value: &str) -> Result<http::HeaderValue> {
-    http::HeaderValue::from_str(value)
-        .map_err(|e| RedfishError::InvalidEndpoint(format!("header value: {e}")))
 }
 
 fn decode<T: DeserializeOwned>(path: &str, body: &[u8]) -> Result<T> {

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+pub type Result<T, E = RedfishError> = std::result::Result<T, E>;
+
 /// Why a Redfish call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RedfishError {

@@ -2,11 +2,16 @@
 
 mod client;
 mod error;
+mod etag;
+mod retry;
+mod session;
 mod transport;
 pub mod types;
+mod wire;
 
-pub use client::{AuthMode, ClientOptions, Credentials, RedfishClient};
+pub use client::{ClientOptions, RedfishClient};
 pub use error::{RedfishError, reason};
+pub use session::{AuthMode, Credentials};
 pub use transport::{
     HttpService, RequestBody, TlsVerification, hyper_transport, service_transport,
 };

@@ -49,7 +49,7 @@ pub fn test_config(gate: ReadinessGate) -> Config {
 }
 
 pub struct HarnessOptions {
-    pub mac_db: operator::controllers::endpoint::MacDb,
+    pub mac_db: operator::macdb::MacDb,
     pub bmcs: usize,
     pub bind: BindMode,
     pub config: Config,
@@ -223,7 +223,7 @@ pub struct Harness {
     routers: HashMap<String, axum::Router>,
     probe_registry: Arc<Mutex<Option<HttpService>>>,
     probe: bool,
-    mac_db: operator::controllers::endpoint::MacDb,
+    mac_db: operator::macdb::MacDb,
 }
 
 impl Harness {
@@ -328,7 +328,7 @@ impl Harness {
         self.operator = Some(handle);
     }
 
-    pub fn set_mac_db(&mut self, mac_db: operator::controllers::endpoint::MacDb) {
+    pub fn set_mac_db(&mut self, mac_db: operator::macdb::MacDb) {
         self.mac_db = mac_db;
     }
 

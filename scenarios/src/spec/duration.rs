@@ -4,6 +4,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 
+use metal_api::duration::Unit;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -37,51 +38,12 @@ impl From<Dur> for Duration {
 /// benchmark takes ten minutes), and anything longer only overflows the clocks it is added to.
 pub const MAX: Duration = Duration::from_secs(24 * 3600);
 
+/// The units a scenario may write (Go's down to milliseconds, what the runner counts in).
+const UNITS: &[Unit] = metal_api::duration::GO_UNITS.split_at(4).0; // h, m, s, ms
+
 /// Parses `1h2m3s`, `1.5s`, `250ms`, `0`, up to `MAX`.
 pub fn parse(input: &str) -> Result<Duration, String> {
-    let s = input.trim();
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if s.is_empty() {
-        return Err("empty duration (write e.g. 500ms, 5s, 1m30s)".into());
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(format!("invalid duration {input:?}: expected a number"));
-        }
-        let value: f64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("invalid duration {input:?}"))?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let seconds = match &rest[..unit_len] {
-            "h" => 3600.0,
-            "m" => 60.0,
-            "s" => 1.0,
-            "ms" => 1e-3,
-            "" => {
-                return Err(format!(
-                    "invalid duration {input:?}: missing unit (h, m, s, ms)"
-                ));
-            }
-            unit => return Err(format!("invalid duration {input:?}: unknown unit {unit:?}")),
-        };
-        rest = &rest[unit_len..];
-        let too_long = || format!("duration {input:?} exceeds the limit of 24h");
-        let part = Duration::try_from_secs_f64(value * seconds).map_err(|_| too_long())?;
-        total = total
-            .checked_add(part)
-            .filter(|t| *t <= MAX)
-            .ok_or_else(too_long)?;
-    }
+    let total = metal_api::duration::parse_with(input, UNITS, MAX)?;
     // Whole milliseconds: what the runner and the printed form (`Display`) count in.
     if !total.subsec_nanos().is_multiple_of(1_000_000) {
         return Err(format!(

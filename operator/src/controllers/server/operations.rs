@@ -10,10 +10,10 @@ use kube::runtime::controller::Action;
 use metal_api::ServerState;
 use metal_api::constants::Operation;
 
-use super::operation_of;
-use super::server_power::{Progress, ensure_off};
-use super::server_run::Run;
+use super::power::{Progress, ensure_off};
+use super::run::Run;
 use crate::config::ReadinessGate;
+use crate::controllers::operation_of;
 use crate::error::Result;
 use crate::gate::Verdict;
 use crate::keys;

@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use metal_api::registry::ServerData;
 use metal_api::{LLDPNeighbor, NetworkInterface, ServerPowerState};
 
-use super::server_run::Run;
+use super::run::Run;
 use crate::conditions;
 use crate::error::Result;
 use crate::keys;
