@@ -16,7 +16,7 @@ use metal_api::{
     ObjectReference, Server, ServerBootConfiguration, ServerBootConfigurationSpec, ServerSpec,
 };
 use serde_json::json;
-use sim_boot::{Backend, BackendHandle, BackendOptions, Misbehaviour, MisbehaviourOptions};
+use sim_boot::{BackendHandle, BackendOptions, Misbehaviour, MisbehaviourOptions};
 
 pub const NS: &str = "default";
 
@@ -48,21 +48,18 @@ pub async fn env_with(options: BackendOptions) -> Env {
 }
 
 pub async fn env_with_resolver(options: BackendOptions, resolver: sim_boot::ResolverKind) -> Env {
-    let api = apiserver::Server::start(apiserver::Options::default())
+    let mut bed = testbed::Testbed::builder()
+        .backend(testbed::Backend::InProcess(testbed::SimBoot {
+            options,
+            resolver,
+        }))
+        .start()
         .await
-        .expect("API server starts");
-    api.install_crds(&metal_api::crds::all())
-        .await
-        .expect("CRDs install");
-    let client = api.client();
-    let clock = std::sync::Arc::new(sim_boot::clock::SystemClock);
-    let backend = Backend::start_with(client.clone(), options, resolver, clock)
-        .await
-        .expect("backend starts");
+        .expect("API server and backend start");
     Env {
-        api,
-        client,
-        backend,
+        api: bed.api.take_handle().expect("embedded API server"),
+        client: bed.client.clone(),
+        backend: bed.take_sim_boot().expect("in-process sim-boot"),
     }
 }
 
