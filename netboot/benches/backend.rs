@@ -15,7 +15,7 @@ use metal_api::{
 use netboot::{Netboot, NetbootOptions};
 use sim_bmc::boot::{BootOutcome, BootTarget, NetworkBoot, NetworkBootRequest};
 use sim_boot::oci::{BlobSizes, names};
-use sim_boot::{Backend, BackendHandle, BackendOptions, EmbeddedRegistry};
+use sim_boot::{BackendHandle, BackendOptions, EmbeddedRegistry};
 use tokio::time::Instant;
 
 const NS: &str = "default";
@@ -79,14 +79,7 @@ async fn count_ready(client: &Client) -> usize {
         .count()
 }
 
-async fn readiness(n: usize) -> BackendHandle {
-    let api = apiserver::Server::start(apiserver::Options::default())
-        .await
-        .expect("API server");
-    api.install_crds(&metal_api::crds::all())
-        .await
-        .expect("CRDs");
-    let client = api.client();
+async fn readiness(n: usize) -> testbed::Testbed {
     let sizes = BlobSizes {
         kernel: 1 << 20,
         initramfs: 4 << 20,
@@ -100,12 +93,16 @@ async fn readiness(n: usize) -> BackendHandle {
         }),
         ..Default::default()
     };
-    let backend = Backend::start(client.clone(), options)
+    let bed = testbed::Testbed::builder()
+        .backend(testbed::Backend::InProcess(options.into()))
+        .start()
         .await
-        .expect("backend");
+        .expect("API server and backend");
+    let client = bed.client.clone();
+    let backend = sim_boot(&bed);
     let rss_before = rss_kib();
     let started = Instant::now();
-    create(&client, &backend, n).await;
+    create(&client, backend, n).await;
     let created = started.elapsed();
     let deadline = Instant::now() + Duration::from_secs(600);
     while count_ready(&client).await < n {
@@ -136,8 +133,13 @@ async fn readiness(n: usize) -> BackendHandle {
         rss_after / 1024,
         (rss_after.saturating_sub(rss_before)) as f64 / n as f64
     );
-    std::mem::forget(api);
-    backend
+    bed
+}
+
+fn sim_boot(bed: &testbed::Testbed) -> &BackendHandle {
+    bed.sim_boot()
+        .and_then(|b| b.handle())
+        .expect("in-process sim-boot")
 }
 
 async fn boot_throughput(backend: &BackendHandle, machines: usize) {
@@ -226,7 +228,8 @@ fn main() {
     runtime.block_on(async {
         let sbcs = env("BENCH_SBCS", 1000);
         let machines = env("BENCH_MACHINES", 100).min(sbcs);
-        let backend = readiness(sbcs).await;
-        boot_throughput(&backend, machines).await;
+        let bed = readiness(sbcs).await;
+        boot_throughput(sim_boot(&bed), machines).await;
+        bed.shutdown().await;
     });
 }

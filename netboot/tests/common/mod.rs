@@ -14,7 +14,7 @@ use metal_api::{
 use netboot::{Netboot, NetbootOptions};
 use serde_json::json;
 use sim_bmc::boot::{BootOutcome, BootTarget, BootedOs, NetworkBoot, NetworkBootRequest};
-use sim_boot::{Backend, BackendHandle, BackendOptions, Misbehaviour, MisbehaviourOptions};
+use sim_boot::{BackendHandle, BackendOptions, Misbehaviour, MisbehaviourOptions};
 
 pub const NS: &str = "default";
 
@@ -43,20 +43,15 @@ pub async fn stack(mode: Misbehaviour) -> Stack {
 }
 
 pub async fn stack_with(options: BackendOptions) -> Stack {
-    let api = apiserver::Server::start(apiserver::Options::default())
+    let mut bed = testbed::Testbed::builder()
+        .backend(testbed::Backend::InProcess(options.into()))
+        .start()
         .await
-        .expect("API server starts");
-    api.install_crds(&metal_api::crds::all())
-        .await
-        .expect("CRDs install");
-    let client = api.client();
-    let backend = Backend::start(client.clone(), options)
-        .await
-        .expect("backend starts");
+        .expect("API server and backend start");
     Stack {
-        api,
-        client,
-        backend,
+        api: bed.api.take_handle().expect("embedded API server"),
+        client: bed.client.clone(),
+        backend: bed.take_sim_boot().expect("in-process sim-boot"),
         netboot: Netboot::new(NetbootOptions::default()),
     }
 }
