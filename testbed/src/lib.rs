@@ -6,6 +6,7 @@ pub mod api;
 pub mod backend;
 pub mod fleet;
 pub mod metal_operator;
+pub mod objects;
 pub mod registries;
 pub mod supervisor;
 
