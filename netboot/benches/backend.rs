@@ -6,12 +6,9 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use http_client::HttpClient;
-use k8s_openapi::api::core::v1::LocalObjectReference;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::ListParams;
 use kube::{Api, Client};
-use metal_api::{
-    ObjectReference, Server, ServerBootConfiguration, ServerBootConfigurationSpec, ServerSpec,
-};
+use metal_api::ServerBootConfiguration;
 use netboot::{Netboot, NetbootOptions};
 use sim_bmc::boot::{BootOutcome, BootTarget, NetworkBoot, NetworkBootRequest};
 use sim_boot::oci::{BlobSizes, names};
@@ -41,24 +38,22 @@ fn uuid(i: usize) -> String {
 }
 
 async fn create(client: &Client, backend: &BackendHandle, n: usize) {
-    let servers = Api::<Server>::all(client.clone());
-    let sbcs = Api::<ServerBootConfiguration>::namespaced(client.clone(), NS);
+    use testbed::objects;
     let image = backend.image(names::OS_V1);
     for chunk in (0..n).collect::<Vec<_>>().chunks(50) {
         join_all(chunk.iter().map(|&i| {
-            let (servers, sbcs, image) = (servers.clone(), sbcs.clone(), image.clone());
+            let image = image.clone();
             async move {
                 let name = format!("m{i}");
-                let server = Server::new(&name, ServerSpec { system_uuid: uuid(i), ..Default::default() });
-                servers.create(&PostParams::default(), &server).await.expect("Server");
-                let spec = ServerBootConfigurationSpec {
-                    server_ref: LocalObjectReference { name: name.clone() },
-                    image: Some(image),
-                    ignition_secret_ref: None,
-                };
-                sbcs.create(&PostParams::default(), &ServerBootConfiguration::new(&name, spec)).await.expect("SBC");
-                let patch = serde_json::json!({"spec": {"bootConfigurationRef": ObjectReference::new(NS, &name)}});
-                servers.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("ref");
+                objects::create_server(client, &name, &uuid(i))
+                    .await
+                    .expect("Server");
+                objects::create_sbc(client, NS, &name, &name, &image, None)
+                    .await
+                    .expect("SBC");
+                objects::reference_sbc(client, &name, NS, &name)
+                    .await
+                    .expect("ref");
             }
         }))
         .await;
