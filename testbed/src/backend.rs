@@ -25,10 +25,12 @@ pub enum Backend {
 }
 
 /// How to start the in-process sim-boot.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SimBoot {
     pub options: BackendOptions,
     pub resolver: ResolverKind,
+    /// Stamps condition times (the wall clock by default; a simulated run passes its own).
+    pub clock: Arc<dyn sim_boot::clock::Clock>,
 }
 
 impl From<BackendOptions> for SimBoot {
@@ -36,6 +38,7 @@ impl From<BackendOptions> for SimBoot {
         SimBoot {
             options,
             resolver: ResolverKind::default(),
+            clock: Arc::new(sim_boot::clock::SystemClock),
         }
     }
 }
@@ -120,12 +123,11 @@ impl InProcessBackend {
 }
 
 async fn launch(client: &kube::Client, setup: &SimBoot) -> anyhow::Result<BackendHandle> {
-    let clock = Arc::new(sim_boot::clock::SystemClock);
     sim_boot::Backend::start_with(
         client.clone(),
         setup.options.clone(),
         setup.resolver.clone(),
-        clock,
+        setup.clock.clone(),
     )
     .await
 }

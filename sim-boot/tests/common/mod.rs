@@ -35,8 +35,8 @@ pub async fn env_with(options: BackendOptions) -> Env {
 pub async fn env_with_resolver(options: BackendOptions, resolver: sim_boot::ResolverKind) -> Env {
     let mut bed = testbed::Testbed::builder()
         .backend(testbed::Backend::InProcess(testbed::SimBoot {
-            options,
             resolver,
+            ..options.into()
         }))
         .start()
         .await
