@@ -6,8 +6,7 @@ use crate::cli::CertifyArgs;
 use crate::proxy::ApiProxy;
 use crate::report::Report;
 use crate::runner::RunResult;
-use crate::supervisor::ChildBackend;
-use crate::target::{ApiControl, BackendControl, ImageSet, MachineBoot, Target};
+use crate::target::{ApiControl, BackendControl, MachineBoot, Target};
 use crate::timeouts::Timeouts;
 use anyhow::Context as _;
 use futures::future::BoxFuture;
@@ -15,11 +14,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// Seed of the built-in registry's generated images (any fixed value: digests are stable across runs).
-const REGISTRY_SEED: u64 = 7;
 /// How long `certify --embedded` waits for the backend's boot server to accept connections.
 const BACKEND_STARTUP: Duration = Duration::from_secs(300);
 
@@ -145,199 +141,9 @@ impl ApiControl for EmbeddedApi {
     }
 }
 
-/// How the built-in registries are reached.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum RegistryScheme {
-    /// TLS with a certificate from a CA generated per run (what real registries and boot-operator expect).
-    #[default]
-    Https,
-    /// Plain HTTP (a backend must then treat the registries as insecure).
-    Http,
-}
-
-impl RegistryScheme {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RegistryScheme::Https => "https",
-            RegistryScheme::Http => "http",
-        }
-    }
-}
-
-/// Whether the built-in registries demand the bearer-token flow of public registries.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum RegistryAuthMode {
-    /// Anonymous access without tokens.
-    #[default]
-    None,
-    /// `401` + `WWW-Authenticate: Bearer realm=…/token,service=…,scope=…`; anonymous pull tokens from `/token`.
-    Token,
-}
-
-/// How to start the built-in registries. The default (plain HTTP, no auth) is what the in-process tests use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RegistryOptions {
-    pub scheme: RegistryScheme,
-    pub auth: RegistryAuthMode,
-}
-
-impl Default for RegistryOptions {
-    fn default() -> Self {
-        Self {
-            scheme: RegistryScheme::Http,
-            auth: RegistryAuthMode::None,
-        }
-    }
-}
-
-/// Two read-only OCI registries with sim-boot's standard images: `allowed` (the backend's allowlist) and
-/// `disallowed` (same content, a host the backend must refuse). Over HTTPS both present a certificate for
-/// 127.0.0.1/localhost signed by one CA generated for this run ([`BuiltinRegistries::ca_pem`]).
-pub struct BuiltinRegistries {
-    pub allowed: SocketAddr,
-    pub disallowed: SocketAddr,
-    pub options: RegistryOptions,
-    ca_pem: Option<String>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl BuiltinRegistries {
-    /// sim-boot's standard images, as the built-in registries serve them by default.
-    pub fn standard_catalog() -> sim_boot::oci::catalog::Catalog {
-        sim_boot::oci::catalog::Catalog::standard(
-            REGISTRY_SEED,
-            sim_boot::oci::catalog::BlobSizes::default(),
-        )
-    }
-
-    /// The standard images over plain HTTP without auth.
-    pub async fn start() -> anyhow::Result<BuiltinRegistries> {
-        Self::start_with(RegistryOptions::default(), Self::standard_catalog()).await
-    }
-
-    /// Both registries serving `catalog` (e.g. the standard one plus images built from real files).
-    pub async fn start_with(
-        options: RegistryOptions,
-        catalog: sim_boot::oci::catalog::Catalog,
-    ) -> anyhow::Result<BuiltinRegistries> {
-        use sim_boot::oci::{Registry, RegistryCa, registry_tls};
-        let mut registry = Registry::new(catalog);
-        if options.auth == RegistryAuthMode::Token {
-            registry = registry.with_token_auth(options.scheme.as_str());
-        }
-        let ca = match options.scheme {
-            RegistryScheme::Https => Some(RegistryCa::generate().map_err(anyhow::Error::msg)?),
-            RegistryScheme::Http => None,
-        };
-        let mut tasks = Vec::new();
-        let mut addrs = Vec::new();
-        for _ in 0..2 {
-            let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
-            addrs.push(listener.local_addr()?);
-            let tls = ca.as_ref().map(RegistryCa::acceptor);
-            tasks.push(tokio::spawn(registry_tls::serve(
-                listener,
-                registry.router(),
-                tls,
-            )));
-        }
-        Ok(BuiltinRegistries {
-            allowed: addrs[0],
-            disallowed: addrs[1],
-            options,
-            ca_pem: ca.map(|c| c.ca_pem().to_string()),
-            tasks,
-        })
-    }
-
-    /// `https` or `http`.
-    pub fn scheme(&self) -> &'static str {
-        self.options.scheme.as_str()
-    }
-
-    /// The run's CA certificate (PEM) when the registries serve HTTPS.
-    pub fn ca_pem(&self) -> Option<&str> {
-        self.ca_pem.as_deref()
-    }
-
-    /// A client over real sockets that reaches these registries (trusting the run's CA when there is one).
-    pub fn http_client(&self) -> anyhow::Result<http_client::HttpClient> {
-        match self.ca_pem() {
-            Some(pem) => http_client::HttpClient::hyper_tls(Some(pem)).map_err(anyhow::Error::msg),
-            None => Ok(http_client::HttpClient::hyper()),
-        }
-    }
-
-    /// The image set the checks use by default.
-    pub fn images(&self) -> ImageSet {
-        use sim_boot::oci::catalog::names;
-        let at = |addr: SocketAddr, name: &str| format!("{addr}/{name}");
-        ImageSet {
-            valid: at(self.allowed, names::OS_V1),
-            valid_alt: Some(at(self.allowed, names::OS_V2)),
-            unresolvable: Some(at(self.allowed, "ironcore/os:0.0-does-not-exist")),
-            missing_layer: Some(at(self.allowed, names::NO_KERNEL)),
-            disallowed_registry: Some(at(self.disallowed, names::OS_V1)),
-        }
-    }
-
-    /// Writes `ca.crt` (the run's CA) and `ca-bundle.crt` (the system roots, when present, then the run's CA)
-    /// into `dir`; None over plain HTTP. The bundle is what `SSL_CERT_FILE` gets: OpenSSL and Go read that
-    /// variable *instead of* the system store, so the CA alone would cut the backend off from every other
-    /// TLS server (say, a real registry it also uses).
-    pub fn write_ca_files(&self, dir: &Path) -> anyhow::Result<Option<CaFiles>> {
-        let Some(pem) = self.ca_pem() else {
-            return Ok(None);
-        };
-        let ca = dir.join("ca.crt");
-        std::fs::write(&ca, pem).with_context(|| format!("writing {}", ca.display()))?;
-        let mut bundle_text = String::new();
-        if let Ok(system) = std::fs::read_to_string(SYSTEM_CA_BUNDLE) {
-            bundle_text.push_str(system.trim_end());
-            bundle_text.push('\n');
-        }
-        bundle_text.push_str(pem);
-        let bundle = dir.join("ca-bundle.crt");
-        std::fs::write(&bundle, bundle_text)
-            .with_context(|| format!("writing {}", bundle.display()))?;
-        Ok(Some(CaFiles { ca, bundle }))
-    }
-}
-
-/// Debian's (and most distributions') system bundle.
-const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
-
-/// Where the run's CA was written.
-#[derive(Clone, Debug)]
-pub struct CaFiles {
-    /// The run's CA alone (`{ca_file}`).
-    pub ca: PathBuf,
-    /// System roots plus the run's CA.
-    pub bundle: PathBuf,
-}
-
-impl CaFiles {
-    /// The variables TLS stacks read their trust from: OpenSSL and Go (`SSL_CERT_FILE`, which
-    /// rustls-native-certs honours too), Python requests, curl, and Node (which adds to its roots, so it gets
-    /// the CA alone).
-    pub fn env(&self) -> Vec<(String, String)> {
-        let bundle = self.bundle.display().to_string();
-        vec![
-            ("SSL_CERT_FILE".into(), bundle.clone()),
-            ("REQUESTS_CA_BUNDLE".into(), bundle.clone()),
-            ("CURL_CA_BUNDLE".into(), bundle),
-            ("NODE_EXTRA_CA_CERTS".into(), self.ca.display().to_string()),
-        ]
-    }
-}
-
-impl Drop for BuiltinRegistries {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
-}
+pub use testbed::registries::{
+    BuiltinRegistries, CaFiles, RegistryAuthMode, RegistryOptions, RegistryScheme,
+};
 
 /// Everything a backend needs around it when there is no cluster.
 pub struct EmbeddedEnv {
@@ -421,23 +227,23 @@ async fn pick_boot_addr(requested: &str) -> anyhow::Result<SocketAddr> {
 }
 
 /// Waits until the backend accepts connections on `addr`, failing early if it exits.
-async fn wait_for_backend(addr: SocketAddr, backend: &ChildBackend) -> anyhow::Result<()> {
+async fn wait_for_backend(addr: SocketAddr, backend: &testbed::Supervisor) -> anyhow::Result<()> {
     let until = tokio::time::Instant::now() + BACKEND_STARTUP;
     loop {
         if tokio::net::TcpStream::connect(addr).await.is_ok() {
             return Ok(());
         }
-        if let Some(exit) = backend.exits().first() {
+        if let Some(exit) = backend.crashes().first() {
             return Err(crate::certify::BackendNotRunning {
                 reason: format!("the backend {exit} before it listened on {addr}"),
-                log_tail: backend.tail(20),
+                log_tail: backend.log_tail(20),
             }
             .into());
         }
         if tokio::time::Instant::now() >= until {
             return Err(crate::certify::BackendNotRunning {
                 reason: format!("the backend did not listen on {addr} within {BACKEND_STARTUP:?}"),
-                log_tail: backend.tail(20),
+                log_tail: backend.log_tail(20),
             }
             .into());
         }
@@ -495,8 +301,12 @@ pub async fn certify_embedded(
         env.kubeconfig.display().to_string(),
     )];
     env_vars.extend(env.ca_files.iter().flat_map(CaFiles::env));
-    let backend =
-        ChildBackend::start(&backend_cmd, env_vars, args.report_dir.join("backend.log")).await?;
+    let spec = testbed::ChildSpec {
+        program: testbed::Program::Shell(backend_cmd),
+        env: env_vars,
+        log: Some(args.report_dir.join("backend.log")),
+    };
+    let backend = testbed::Supervisor::start(spec, None)?;
     if template.contains("{boot_addr}") {
         wait_for_backend(boot_addr, &backend).await?;
     }
@@ -535,6 +345,7 @@ pub async fn certify_embedded(
 #[cfg(test)]
 mod registry_tests {
     use super::*;
+    use testbed::registries::SYSTEM_CA_BUNDLE;
 
     #[tokio::test]
     async fn https_registries_hand_the_backend_their_ca_and_placeholders() {
@@ -582,21 +393,5 @@ mod registry_tests {
             assert_eq!(base.status, 200, "{addr}");
         }
         env.api.shutdown().await;
-    }
-
-    #[tokio::test]
-    async fn plain_http_registries_have_no_ca() {
-        let registries = BuiltinRegistries::start().await.unwrap();
-        assert_eq!(registries.scheme(), "http");
-        assert!(registries.ca_pem().is_none());
-        let dir = tempfile::tempdir().unwrap();
-        assert!(registries.write_ca_files(dir.path()).unwrap().is_none());
-        let base = registries
-            .http_client()
-            .unwrap()
-            .get(&format!("http://{}/v2/", registries.allowed))
-            .await
-            .unwrap();
-        assert_eq!(base.status, 200);
     }
 }

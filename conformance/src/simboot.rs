@@ -4,11 +4,10 @@
 use crate::embedded::EmbeddedEnv;
 use crate::target::BackendControl;
 use futures::future::BoxFuture;
-use sim_boot::{
-    Backend, BackendHandle, BackendOptions, ControllerOptions, Misbehaviour, MisbehaviourOptions,
-};
+use sim_boot::{Backend, BackendOptions, ControllerOptions, Misbehaviour, MisbehaviourOptions};
 use std::net::SocketAddr;
 use std::time::Duration;
+use testbed::InProcessBackend;
 
 /// `conformance reference-backend`: sim-boot as a process, until killed.
 pub async fn run_reference_backend(args: &crate::cli::ReferenceBackendArgs) -> anyhow::Result<()> {
@@ -48,12 +47,11 @@ pub async fn run_reference_backend(args: &crate::cli::ReferenceBackendArgs) -> a
     Ok(())
 }
 
-/// A restartable in-process sim-boot; restarts keep the boot server's address. It has no process for the suite
-/// to observe, so SBC-RES-005 is Skip with it: crashes are judged through a child process (`reference-backend`).
+/// A restartable in-process sim-boot (testbed's); restarts keep the boot server's address. It has no process for
+/// the suite to observe, so SBC-RES-005 is Skip with it: crashes are judged through a child process
+/// (`reference-backend`).
 pub struct InProcessSimBoot {
-    client: kube::Client,
-    options: BackendOptions,
-    handle: tokio::sync::Mutex<Option<BackendHandle>>,
+    backend: tokio::sync::Mutex<InProcessBackend>,
     addr: SocketAddr,
 }
 
@@ -97,17 +95,10 @@ impl InProcessSimBoot {
         options: BackendOptions,
     ) -> anyhow::Result<InProcessSimBoot> {
         let client = env.api.client().await?;
-        let handle = Backend::start(client.clone(), options.clone()).await?;
-        let addr: SocketAddr = handle.url().trim_start_matches("http://").parse()?;
-        let options = BackendOptions {
-            listen: addr,
-            ..options
-        };
+        let backend = InProcessBackend::start(client, options.into()).await?;
         Ok(InProcessSimBoot {
-            client,
-            options,
-            handle: tokio::sync::Mutex::new(Some(handle)),
-            addr,
+            addr: backend.addr(),
+            backend: tokio::sync::Mutex::new(backend),
         })
     }
 
@@ -117,19 +108,14 @@ impl InProcessSimBoot {
     }
 
     pub async fn shutdown(&self) {
-        if let Some(h) = self.handle.lock().await.take() {
-            h.shutdown().await;
-        }
+        self.backend.lock().await.shutdown().await;
     }
 }
 
 impl BackendControl for InProcessSimBoot {
     fn restart(&self) -> Option<BoxFuture<'_, anyhow::Result<()>>> {
         Some(Box::pin(async move {
-            self.shutdown().await;
-            let handle = Backend::start(self.client.clone(), self.options.clone()).await?;
-            *self.handle.lock().await = Some(handle);
-            Ok(())
+            self.backend.lock().await.restart().await
         }))
     }
 

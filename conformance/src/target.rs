@@ -9,20 +9,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// Image references the checks use. Missing optional entries turn the checks that need them into Skips.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct ImageSet {
-    /// A bootable image the backend resolves and serves.
-    pub valid: String,
-    /// A second bootable image with different artifacts (spec-change checks).
-    pub valid_alt: Option<String>,
-    /// A reference that does not resolve (unknown tag or repository in an allowed registry).
-    pub unresolvable: Option<String>,
-    /// An image that lacks a required boot layer (e.g. no kernel).
-    pub missing_layer: Option<String>,
-    /// An image in a registry outside the backend's allowlist.
-    pub disallowed_registry: Option<String>,
-}
+/// Image references the checks use (the built-in registries' set lives with them in `testbed`).
+pub use testbed::registries::ImageSet;
 
 /// Restarts and watches the backend under test.
 pub trait BackendControl: Send + Sync {

@@ -6,16 +6,13 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use http_client::HttpClient;
-use k8s_openapi::api::core::v1::LocalObjectReference;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::ListParams;
 use kube::{Api, Client};
-use metal_api::{
-    ObjectReference, Server, ServerBootConfiguration, ServerBootConfigurationSpec, ServerSpec,
-};
+use metal_api::ServerBootConfiguration;
 use netboot::{Netboot, NetbootOptions};
 use sim_bmc::boot::{BootOutcome, BootTarget, NetworkBoot, NetworkBootRequest};
 use sim_boot::oci::{BlobSizes, names};
-use sim_boot::{Backend, BackendHandle, BackendOptions, EmbeddedRegistry};
+use sim_boot::{BackendHandle, BackendOptions, EmbeddedRegistry};
 use tokio::time::Instant;
 
 const NS: &str = "default";
@@ -41,24 +38,22 @@ fn uuid(i: usize) -> String {
 }
 
 async fn create(client: &Client, backend: &BackendHandle, n: usize) {
-    let servers = Api::<Server>::all(client.clone());
-    let sbcs = Api::<ServerBootConfiguration>::namespaced(client.clone(), NS);
+    use testbed::objects;
     let image = backend.image(names::OS_V1);
     for chunk in (0..n).collect::<Vec<_>>().chunks(50) {
         join_all(chunk.iter().map(|&i| {
-            let (servers, sbcs, image) = (servers.clone(), sbcs.clone(), image.clone());
+            let image = image.clone();
             async move {
                 let name = format!("m{i}");
-                let server = Server::new(&name, ServerSpec { system_uuid: uuid(i), ..Default::default() });
-                servers.create(&PostParams::default(), &server).await.expect("Server");
-                let spec = ServerBootConfigurationSpec {
-                    server_ref: LocalObjectReference { name: name.clone() },
-                    image: Some(image),
-                    ignition_secret_ref: None,
-                };
-                sbcs.create(&PostParams::default(), &ServerBootConfiguration::new(&name, spec)).await.expect("SBC");
-                let patch = serde_json::json!({"spec": {"bootConfigurationRef": ObjectReference::new(NS, &name)}});
-                servers.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("ref");
+                objects::create_server(client, &name, &uuid(i))
+                    .await
+                    .expect("Server");
+                objects::create_sbc(client, NS, &name, &name, &image, None)
+                    .await
+                    .expect("SBC");
+                objects::reference_sbc(client, &name, NS, &name)
+                    .await
+                    .expect("ref");
             }
         }))
         .await;
@@ -79,14 +74,7 @@ async fn count_ready(client: &Client) -> usize {
         .count()
 }
 
-async fn readiness(n: usize) -> BackendHandle {
-    let api = apiserver::Server::start(apiserver::Options::default())
-        .await
-        .expect("API server");
-    api.install_crds(&metal_api::crds::all())
-        .await
-        .expect("CRDs");
-    let client = api.client();
+async fn readiness(n: usize) -> testbed::Testbed {
     let sizes = BlobSizes {
         kernel: 1 << 20,
         initramfs: 4 << 20,
@@ -100,12 +88,16 @@ async fn readiness(n: usize) -> BackendHandle {
         }),
         ..Default::default()
     };
-    let backend = Backend::start(client.clone(), options)
+    let bed = testbed::Testbed::builder()
+        .backend(testbed::Backend::InProcess(options.into()))
+        .start()
         .await
-        .expect("backend");
+        .expect("API server and backend");
+    let client = bed.client.clone();
+    let backend = sim_boot(&bed);
     let rss_before = rss_kib();
     let started = Instant::now();
-    create(&client, &backend, n).await;
+    create(&client, backend, n).await;
     let created = started.elapsed();
     let deadline = Instant::now() + Duration::from_secs(600);
     while count_ready(&client).await < n {
@@ -136,8 +128,13 @@ async fn readiness(n: usize) -> BackendHandle {
         rss_after / 1024,
         (rss_after.saturating_sub(rss_before)) as f64 / n as f64
     );
-    std::mem::forget(api);
-    backend
+    bed
+}
+
+fn sim_boot(bed: &testbed::Testbed) -> &BackendHandle {
+    bed.sim_boot()
+        .and_then(|b| b.handle())
+        .expect("in-process sim-boot")
 }
 
 async fn boot_throughput(backend: &BackendHandle, machines: usize) {
@@ -226,7 +223,8 @@ fn main() {
     runtime.block_on(async {
         let sbcs = env("BENCH_SBCS", 1000);
         let machines = env("BENCH_MACHINES", 100).min(sbcs);
-        let backend = readiness(sbcs).await;
-        boot_throughput(&backend, machines).await;
+        let bed = readiness(sbcs).await;
+        boot_throughput(sim_boot(&bed), machines).await;
+        bed.shutdown().await;
     });
 }

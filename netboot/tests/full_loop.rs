@@ -13,10 +13,7 @@ use http_client::HttpClient;
 use k8s_openapi::api::core::v1::LocalObjectReference;
 use kube::Api;
 use kube::api::PostParams;
-use metal_api::{
-    BMC, BMCSecret, BMCSecretFields, BMCSpec, InlineEndpoint, Protocol, Server, ServerClaim,
-    ServerClaimSpec,
-};
+use metal_api::{Server, ServerClaim, ServerClaimSpec};
 use netboot::{Netboot, NetbootOptions, ProbeOptions};
 use operator::config::{Config, ReadinessGate};
 use operator::context::BmcConnector;
@@ -106,53 +103,13 @@ async fn start_with(mode: Misbehaviour, probe_os_image: &str) -> Loop {
     let fleet = Fleet::start(spec, fleet_options)
         .await
         .expect("fleet starts");
-    create_bmcs(&stack.client, &fleet).await;
+    testbed::fleet::create_bmc_objects(&stack.client, &fleet)
+        .await
+        .expect("BMC objects created");
     Loop {
         stack,
         fleet,
         operator,
-    }
-}
-
-async fn create_bmcs(client: &kube::Client, fleet: &FleetHandle) {
-    for info in fleet.bmcs() {
-        let fields = BMCSecretFields {
-            string_data: Some(
-                [
-                    ("username".to_owned(), info.username.clone()),
-                    ("password".to_owned(), info.password.clone()),
-                ]
-                .into(),
-            ),
-            ..BMCSecretFields::default()
-        };
-        Api::<BMCSecret>::all(client.clone())
-            .create(&PostParams::default(), &BMCSecret::new(&info.name, fields))
-            .await
-            .unwrap();
-        let url: http::Uri = info.url.parse().unwrap();
-        let spec = BMCSpec {
-            bmc_uuid: None,
-            endpoint_ref: None,
-            access: Some(InlineEndpoint {
-                mac_address: Some(info.mac.clone()),
-                ip: Some(url.host().unwrap().to_owned()),
-            }),
-            bmc_secret_ref: LocalObjectReference {
-                name: info.name.clone(),
-            },
-            protocol: Protocol {
-                name: "Redfish".into(),
-                port: i32::from(url.port_u16().unwrap_or(80)),
-                scheme: Some("http".into()),
-            },
-            console_protocol: None,
-            hostname: None,
-        };
-        Api::<BMC>::all(client.clone())
-            .create(&PostParams::default(), &BMC::new(&info.name, spec))
-            .await
-            .unwrap();
     }
 }
 

@@ -76,7 +76,56 @@ pub fn run(args: RunArgs) -> u8 {
         Ok(s) => s,
         Err(c) => return c,
     };
-    crate::runner::run_blocking(scenario, args)
+    run_blocking(scenario, args)
+}
+
+/// Runs a scenario on a fresh tokio runtime, prints the summary and returns the exit code.
+fn run_blocking(scenario: Scenario, args: RunArgs) -> u8 {
+    let seed = scenario.effective_seed(args.seed);
+    println!("scenario {} · seed {seed}", scenario.name);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return exit::HARNESS;
+        }
+    };
+    let options = crate::runner::RunOptions {
+        seed,
+        kubeconfig: args.kubeconfig.clone(),
+        progress: !args.quiet,
+        bmcs_in_process: false,
+    };
+    match runtime.block_on(crate::runner::run(&scenario, options)) {
+        Ok(outcome) => {
+            print!("{}", outcome.report.summary());
+            if let Some(dir) = &args.out {
+                match outcome.report.write(dir, &outcome.evidence) {
+                    Ok(()) => println!(
+                        "report: {0}/report.json, {0}/timeline.html, {0}/evidence.jsonl",
+                        dir.display()
+                    ),
+                    Err(e) => eprintln!("error: writing the report to {}: {e}", dir.display()),
+                }
+            }
+            println!(
+                "seed {seed} (rerun: metal-harness run {} --seed {seed})",
+                args.file.display()
+            );
+            if outcome.report.passed {
+                exit::OK
+            } else {
+                exit::VIOLATION
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit::HARNESS
+        }
+    }
 }
 
 pub fn explore(args: ExploreArgs) -> u8 {

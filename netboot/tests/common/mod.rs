@@ -1,20 +1,14 @@
 //! A boot backend (sim-boot) on an embedded API server, and machines booting from it through [`Netboot`].
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{LocalObjectReference, Secret};
-use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
-use metal_api::{
-    ObjectReference, Server, ServerBootConfiguration, ServerBootConfigurationSpec, ServerSpec,
-};
+use metal_api::ServerBootConfiguration;
 use netboot::{Netboot, NetbootOptions};
-use serde_json::json;
 use sim_bmc::boot::{BootOutcome, BootTarget, BootedOs, NetworkBoot, NetworkBootRequest};
-use sim_boot::{Backend, BackendHandle, BackendOptions, Misbehaviour, MisbehaviourOptions};
+use sim_boot::{BackendHandle, BackendOptions, Misbehaviour};
+use testbed::objects;
 
 pub const NS: &str = "default";
 
@@ -26,16 +20,7 @@ pub struct Stack {
 }
 
 pub fn backend_options(mode: Misbehaviour) -> BackendOptions {
-    let mut options = BackendOptions::default();
-    options.controller.misbehaviour = mode;
-    options.controller.misbehaviour_options = MisbehaviourOptions {
-        slow_delay: Duration::from_secs(2),
-        lie_window: Duration::from_secs(60),
-        flap_interval: Duration::from_millis(200),
-        ..Default::default()
-    };
-    options.controller.max_backoff = Duration::from_secs(2);
-    options
+    testbed::objects::quick_sim_boot(mode, Duration::from_secs(60))
 }
 
 pub async fn stack(mode: Misbehaviour) -> Stack {
@@ -43,20 +28,15 @@ pub async fn stack(mode: Misbehaviour) -> Stack {
 }
 
 pub async fn stack_with(options: BackendOptions) -> Stack {
-    let api = apiserver::Server::start(apiserver::Options::default())
+    let mut bed = testbed::Testbed::builder()
+        .backend(testbed::Backend::InProcess(options.into()))
+        .start()
         .await
-        .expect("API server starts");
-    api.install_crds(&metal_api::crds::all())
-        .await
-        .expect("CRDs install");
-    let client = api.client();
-    let backend = Backend::start(client.clone(), options)
-        .await
-        .expect("backend starts");
+        .expect("API server and backend start");
     Stack {
-        api,
-        client,
-        backend,
+        api: bed.api.take_handle().expect("embedded API server"),
+        client: bed.client.clone(),
+        backend: bed.take_sim_boot().expect("in-process sim-boot"),
         netboot: Netboot::new(NetbootOptions::default()),
     }
 }
@@ -79,68 +59,33 @@ impl Stack {
     }
 
     pub async fn secret(&self, name: &str, user: &str) {
-        let butane =
-            format!("variant: fcos\nversion: 1.3.0\npasswd:\n  users:\n    - name: {user}\n");
-        let data: BTreeMap<String, ByteString> =
-            [("ignition", butane.as_str()), ("format", "fcos")]
-                .iter()
-                .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
-                .collect();
-        let secret = Secret {
-            metadata: kube::api::ObjectMeta {
-                name: Some(name.into()),
-                ..Default::default()
-            },
-            data: Some(data),
-            ..Default::default()
-        };
-        Api::<Secret>::namespaced(self.client.clone(), NS)
-            .patch(
-                name,
-                &PatchParams::apply("test").force(),
-                &Patch::Apply(&secret),
-            )
-            .await
-            .expect("Secret applied");
+        let butane = objects::butane_with_user(user);
+        objects::apply_secret(
+            &self.client,
+            NS,
+            name,
+            &[("ignition", &butane), ("format", "fcos")],
+        )
+        .await
+        .expect("Secret applied");
     }
 
     /// Creates the Server, SBC (and optionally its Secret), then references the SBC from the Server — the
     /// order metal-operator uses.
     pub async fn configure(&self, name: &str, uuid: &str, image: &str, secret: Option<&str>) {
-        let server = Server::new(
-            name,
-            ServerSpec {
-                system_uuid: uuid.into(),
-                ..Default::default()
-            },
-        );
-        Api::<Server>::all(self.client.clone())
-            .create(&PostParams::default(), &server)
+        objects::create_server(&self.client, name, uuid)
             .await
             .expect("Server created");
-        let spec = ServerBootConfigurationSpec {
-            server_ref: LocalObjectReference { name: name.into() },
-            image: Some(image.into()),
-            ignition_secret_ref: secret.map(|s| LocalObjectReference { name: s.into() }),
-        };
-        self.sbcs()
-            .create(
-                &PostParams::default(),
-                &ServerBootConfiguration::new(name, spec),
-            )
+        objects::create_sbc(&self.client, NS, name, name, image, secret)
             .await
             .expect("SBC created");
-        let patch = json!({"spec": {"bootConfigurationRef": ObjectReference::new(NS, name)}});
-        Api::<Server>::all(self.client.clone())
-            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        objects::reference_sbc(&self.client, name, NS, name)
             .await
             .expect("Server patched");
     }
 
     pub async fn set_image(&self, name: &str, image: &str) {
-        let patch = json!({"spec": {"image": image}});
-        self.sbcs()
-            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        objects::set_sbc_image(&self.client, NS, name, image)
             .await
             .expect("SBC patched");
     }

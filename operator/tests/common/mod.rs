@@ -3,7 +3,6 @@
 //! the boot backend (it writes SBC status through the status subresource).
 #![allow(dead_code)]
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,12 +12,8 @@ use http_body_util::Full;
 use k8s_openapi::api::core::v1::LocalObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use metal_api::{
-    BMC, BMCSecret, BMCSecretFields, BMCSpec, InlineEndpoint, Protocol, Server,
-    ServerBootConfiguration,
-};
+use metal_api::{Server, ServerBootConfiguration};
 use operator::config::{Config, ReadinessGate};
-use operator::context::BmcConnector;
 use operator::redfish::{ClientOptions, HttpService, TlsVerification, service_transport};
 use serde_json::json;
 use sim_bmc::boot::{BootOutcome, BootedOs, NetworkBoot, NetworkBootRequest};
@@ -130,32 +125,7 @@ async fn register(registry: HttpService, uuid: String, macs: Vec<String>) {
     let _ = registry.oneshot(request).await;
 }
 
-/// One Redfish request the operator sent to a simulated BMC.
-#[derive(Clone, Debug)]
-pub struct RedfishRequest {
-    pub bmc: String,
-    pub method: http::Method,
-    pub path: String,
-}
-
-/// The BMC's router, recording each request into `log` first.
-fn recorded(
-    router: &axum::Router,
-    bmc: &str,
-    log: &Arc<Mutex<Vec<RedfishRequest>>>,
-) -> axum::Router {
-    let (bmc, log) = (bmc.to_owned(), log.clone());
-    router.clone().layer(axum::middleware::from_fn(
-        move |request: axum::extract::Request, next: axum::middleware::Next| {
-            log.lock().unwrap().push(RedfishRequest {
-                bmc: bmc.clone(),
-                method: request.method().clone(),
-                path: request.uri().path().to_owned(),
-            });
-            next.run(request)
-        },
-    ))
-}
+pub use testbed::RedfishRequest;
 
 /// Requests the operator's client sent to the API server (writes = everything but GET).
 #[derive(Default)]
@@ -206,6 +176,8 @@ pub fn hooked_client(
 }
 
 pub struct Harness {
+    /// The assembly (its API server and fleet handles are taken out into the fields below).
+    pub bed: testbed::Testbed,
     pub api: apiserver::Handle,
     pub client: kube::Client,
     /// What the operator (not the test) sent to the API server.
@@ -219,11 +191,8 @@ pub struct Harness {
     pub redfish_requests: Arc<Mutex<Vec<RedfishRequest>>>,
     /// Where the operator serves its Redfish event receiver (none by default).
     pub event_listen: Option<std::net::SocketAddr>,
-    bind: BindMode,
-    routers: HashMap<String, axum::Router>,
     probe_registry: Arc<Mutex<Option<HttpService>>>,
     probe: bool,
-    mac_db: operator::macdb::MacDb,
 }
 
 impl Harness {
@@ -232,13 +201,6 @@ impl Harness {
             .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
             .with_test_writer()
             .try_init();
-        let api = apiserver::Server::start(apiserver::Options::default())
-            .await
-            .expect("apiserver starts");
-        api.install_crds(&metal_api::crds::all())
-            .await
-            .expect("CRDs install");
-        let client = kube::Client::new(api.router(), NS);
         let probe_registry = Arc::new(Mutex::new(None));
         let mut spec = options.fleet;
         spec.count = options.bmcs;
@@ -249,70 +211,46 @@ impl Harness {
             bind: options.bind,
             ..FleetOptions::default()
         };
-        let fleet = sim_bmc::Fleet::start(spec, fleet_options)
-            .await
-            .expect("fleet starts");
-        let routers = fleet
-            .bmcs()
-            .iter()
-            .map(|b| (b.name.clone(), fleet.router(&b.name).unwrap()))
-            .collect();
-        Self {
-            api,
-            client,
-            fleet,
-            operator: None,
-            operator_hook: None,
-            redfish_requests: Arc::default(),
-            event_listen: None,
-            operator_api: Arc::default(),
-            config: options.config,
-            bind: options.bind,
-            routers,
-            probe_registry,
-            probe: options.probe,
-            mac_db: options.mac_db,
-        }
-    }
-
-    fn connector(&self) -> BmcConnector {
-        let options = ClientOptions {
-            request_timeout: self.config.redfish_request_timeout,
+        let mut setup = testbed::OperatorSetup::new(options.config.clone());
+        setup.mac_db = options.mac_db;
+        setup.record_redfish = true;
+        setup.tls = TlsVerification::Skip;
+        setup.redfish = ClientOptions {
+            request_timeout: options.config.redfish_request_timeout,
             max_attempts: 2,
             backoff_base: Duration::from_millis(20),
             backoff_max: Duration::from_millis(100),
             ..ClientOptions::default()
         };
-        match self.bind {
-            BindMode::Loopback => BmcConnector::sockets(TlsVerification::Skip, options),
-            BindMode::InProcess => {
-                let routers = self.routers.clone();
-                let log = self.redfish_requests.clone();
-                BmcConnector::with_resolver(
-                    Arc::new(move |endpoint: &str| {
-                        let host = endpoint.split("://").nth(1).unwrap_or_default();
-                        let name = host.split(".sim.invalid").next().unwrap_or_default();
-                        match routers.get(name) {
-                            Some(router) => service_transport(recorded(router, name, &log)),
-                            // A "BMC" that answers 200 with HTML to everything: garbage to a Redfish client.
-                            None => service_transport(
-                                axum::Router::new()
-                                    .fallback(|| async { "<html>not redfish</html>" }),
-                            ),
-                        }
-                    }),
-                    options,
-                )
-            }
+        let mut bed = testbed::Testbed::builder()
+            .transport(testbed::Transport::InProcess)
+            .fleet(testbed::FleetSetup::new(spec, fleet_options))
+            .start()
+            .await
+            .expect("API server and fleet start");
+        bed.operator_setup = Some(setup);
+        Self {
+            api: bed.api.take_handle().expect("embedded API server"),
+            client: bed.client.clone(),
+            fleet: bed.fleet.take().expect("fleet"),
+            redfish_requests: bed.redfish_requests(),
+            bed,
+            operator: None,
+            operator_hook: None,
+            event_listen: None,
+            operator_api: Arc::default(),
+            config: options.config,
+            probe_registry,
+            probe: options.probe,
         }
     }
 
     pub async fn start_operator(&mut self) {
         assert!(self.operator.is_none(), "operator already running");
-        let mut options = operator::Options::new(self.config.clone());
-        options.connector = self.connector();
-        options.mac_db = self.mac_db.clone();
-        options.event_listen = self.event_listen;
+        let setup = self.bed.operator_setup.as_mut().expect("operator setup");
+        setup.config = self.config.clone();
+        setup.event_listen = self.event_listen;
+        let options = self.bed.operator_options().expect("operator options");
         let client = hooked_client(
             self.api.router(),
             self.operator_api.clone(),
@@ -329,7 +267,9 @@ impl Harness {
     }
 
     pub fn set_mac_db(&mut self, mac_db: operator::macdb::MacDb) {
-        self.mac_db = mac_db;
+        if let Some(setup) = self.bed.operator_setup.as_mut() {
+            setup.mac_db = mac_db;
+        }
     }
 
     pub async fn stop_operator(&mut self) {
@@ -340,52 +280,9 @@ impl Harness {
 
     /// A BMCSecret and a BMC (inline access) per fleet BMC; returns the BMC names.
     pub async fn create_bmcs(&self) -> Vec<String> {
-        let secrets = Api::<BMCSecret>::all(self.client.clone());
-        let bmcs = Api::<BMC>::all(self.client.clone());
-        let mut names = Vec::new();
-        for info in self.fleet.bmcs() {
-            let secret = BMCSecret::new(
-                &info.name,
-                BMCSecretFields {
-                    string_data: Some(
-                        [
-                            ("username".to_owned(), info.username.clone()),
-                            ("password".to_owned(), info.password.clone()),
-                        ]
-                        .into(),
-                    ),
-                    ..BMCSecretFields::default()
-                },
-            );
-            secrets
-                .create(&PostParams::default(), &secret)
-                .await
-                .unwrap();
-            let url: http::Uri = info.url.parse().unwrap();
-            let spec = BMCSpec {
-                bmc_uuid: None,
-                endpoint_ref: None,
-                access: Some(InlineEndpoint {
-                    mac_address: Some(info.mac.clone()),
-                    ip: Some(url.host().unwrap().to_owned()),
-                }),
-                bmc_secret_ref: LocalObjectReference {
-                    name: info.name.clone(),
-                },
-                protocol: Protocol {
-                    name: "Redfish".into(),
-                    port: i32::from(url.port_u16().unwrap_or(80)),
-                    scheme: Some("http".into()),
-                },
-                console_protocol: None,
-                hostname: None,
-            };
-            bmcs.create(&PostParams::default(), &BMC::new(&info.name, spec))
-                .await
-                .unwrap();
-            names.push(info.name.clone());
-        }
-        names
+        testbed::fleet::create_bmc_objects(&self.client, &self.fleet)
+            .await
+            .expect("BMC objects created")
     }
 
     pub fn servers(&self) -> Api<Server> {

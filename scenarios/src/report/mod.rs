@@ -13,9 +13,38 @@ use serde::Serialize;
 use crate::evidence::Evidence;
 use crate::invariants::{Violation, catalog};
 use crate::model::World;
-use crate::runner::faults::Injected;
-use crate::runner::requests::ApiRequests;
 use crate::spec::Scenario;
+
+/// One fault applied, for the report.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Injected {
+    pub at_ms: u64,
+    pub until_ms: Option<u64>,
+    pub label: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentRequests {
+    pub total: u64,
+    pub by_verb: BTreeMap<String, u64>,
+    /// Requests by `verb resource[/subresource]`, e.g. `patch servers/status`.
+    #[serde(default)]
+    pub by_resource: BTreeMap<String, u64>,
+}
+
+/// API requests of a run, as written into report.json.
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiRequests {
+    /// `operator`, `backend` (in-process only; a child-process backend is not counted) and `harness`.
+    pub by_component: BTreeMap<String, ComponentRequests>,
+    /// Operator + backend requests, all verbs, divided by the number of declared servers.
+    pub per_server: f64,
+    pub servers: usize,
+}
+
 pub use phases::Stats;
 
 /// Violations kept in report.json (the count is always exact).
@@ -81,10 +110,6 @@ impl Report {
                 .entry(if c.bound { "Bound" } else { "Unbound" }.to_string())
                 .or_insert(0) += 1;
         }
-        claims_by_phase.insert(
-            "booted".into(),
-            crate::runner::conditions::count_booted(world),
-        );
         let invariants = verdicts(scenario, violations);
         let passed = failures.is_empty() && invariants.iter().all(|v| v.ok);
         Report {

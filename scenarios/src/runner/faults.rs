@@ -10,16 +10,8 @@ use tokio::time::Instant;
 use super::observe::Sink;
 use super::stack::Stack;
 use crate::evidence::{ComponentEvent, Event, HarnessEvent};
+pub use crate::report::Injected;
 use crate::spec::{Fault, FaultStep};
-
-/// One fault applied, for the report.
-#[derive(Clone, Debug, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Injected {
-    pub at_ms: u64,
-    pub until_ms: Option<u64>,
-    pub label: String,
-}
 
 /// Applies every fault at its time and clears it after its duration; returns what was injected.
 pub async fn play(
@@ -81,12 +73,12 @@ async fn apply(
     match fault {
         Fault::Bmc { bmcs, kind } => {
             let s = stack.lock().await;
-            let all: Vec<String> = s.fleet.bmcs().into_iter().map(|b| b.name).collect();
+            let all: Vec<String> = s.fleet().bmcs().into_iter().map(|b| b.name).collect();
             let spec = sim_bmc::fault::FaultSpec::new(kind.sim_bmc_kind());
             let mut handles = Vec::new();
             for name in bmcs.select(&all, seed) {
                 let handle = s
-                    .fleet
+                    .fleet()
                     .faults(&name)
                     .with_context(|| format!("no BMC {name} in the fleet"))?;
                 handle.add(spec.clone());

@@ -1,7 +1,6 @@
 //! The runner: starts the embedded API server, sim-bmc fleet, boot backend and operator, plays the
 //! workload and fault timelines, feeds the evidence to the invariants, and reports.
 
-mod child;
 pub mod conditions;
 pub mod faults;
 pub mod observe;
@@ -16,7 +15,6 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::cli::{RunArgs, exit};
 use crate::evidence::{Event, Evidence, HarnessEvent};
 use crate::invariants::Monitor;
 use crate::report::Report;
@@ -45,55 +43,6 @@ pub struct Outcome {
     pub evidence: Vec<Evidence>,
 }
 
-/// Runs a scenario on a fresh tokio runtime, prints the summary and returns the exit code.
-pub fn run_blocking(scenario: Scenario, args: RunArgs) -> u8 {
-    let seed = scenario.effective_seed(args.seed);
-    println!("scenario {} · seed {seed}", scenario.name);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return exit::HARNESS;
-        }
-    };
-    let options = RunOptions {
-        seed,
-        kubeconfig: args.kubeconfig.clone(),
-        progress: !args.quiet,
-        bmcs_in_process: false,
-    };
-    match runtime.block_on(run(&scenario, options)) {
-        Ok(outcome) => {
-            print!("{}", outcome.report.summary());
-            if let Some(dir) = &args.out {
-                match outcome.report.write(dir, &outcome.evidence) {
-                    Ok(()) => println!(
-                        "report: {0}/report.json, {0}/timeline.html, {0}/evidence.jsonl",
-                        dir.display()
-                    ),
-                    Err(e) => eprintln!("error: writing the report to {}: {e}", dir.display()),
-                }
-            }
-            println!(
-                "seed {seed} (rerun: metal-harness run {} --seed {seed})",
-                args.file.display()
-            );
-            if outcome.report.passed {
-                exit::OK
-            } else {
-                exit::VIOLATION
-            }
-        }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            exit::HARNESS
-        }
-    }
-}
-
 /// Plays a scenario; an error means the harness could not run it (not that an invariant broke).
 pub async fn run(scenario: &Scenario, options: RunOptions) -> anyhow::Result<Outcome> {
     let start = Instant::now();
@@ -113,7 +62,7 @@ pub async fn run(scenario: &Scenario, options: RunOptions) -> anyhow::Result<Out
         servers: declared,
     }));
     let mut watchers = observe::watch_api(&stack.client, &sink);
-    watchers.extend(observe::watch_machines(&stack.fleet, &sink));
+    watchers.extend(observe::watch_machines(stack.fleet(), &sink));
     let client = stack.client.clone();
     let registry_host = stack.registry_host.clone();
     let stack = Arc::new(tokio::sync::Mutex::new(stack));
@@ -201,7 +150,7 @@ pub async fn run(scenario: &Scenario, options: RunOptions) -> anyhow::Result<Out
         .into_inner();
     let figures = stack.figures();
     let api_requests = stack.requests.summary(server_count);
-    let api_server = stack.api.describe();
+    let api_server = stack.bed.api.describe();
     stack.shutdown().await;
     drop(sink);
     observe::detach_panic_hook();
@@ -221,6 +170,10 @@ pub async fn run(scenario: &Scenario, options: RunOptions) -> anyhow::Result<Out
         injected,
         failures,
     );
+    // The runner's notion of "booted" (claims_booted) is what the report counts.
+    report
+        .claims_by_phase
+        .insert("booted".into(), conditions::count_booted(m.world()));
     report.figures = figures;
     report.api_requests = api_requests;
     report.api_server = api_server;

@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context as _;
 use serde::Serialize;
+
+pub use crate::report::{ApiRequests, ComponentRequests};
 use tower::util::MapRequestLayer;
 
 /// Kubernetes API verbs as the API server's audit log and RBAC name them.
@@ -215,10 +217,11 @@ impl ApiRequestCounters {
         }
     }
 
-    /// A kube client for `component` over `config`'s usual stack, counting what it sends.
+    /// A kube client for `component` over the API access the testbed hands out (the usual socket stack, or the
+    /// embedded server's router), counting what it sends.
     pub fn client(
         &self,
-        config: &kube::Config,
+        access: testbed::ApiAccess,
         component: Component,
     ) -> anyhow::Result<kube::Client> {
         let counter = self.counter(component).clone();
@@ -226,9 +229,17 @@ impl ApiRequestCounters {
             counter.count_request(request.method(), request.uri());
             request
         });
-        let builder = kube::client::ClientBuilder::try_from(config.clone())
-            .with_context(|| format!("building the {} kube client", component.as_str()))?;
-        Ok(builder.with_layer(&layer).build())
+        match access {
+            testbed::ApiAccess::Config(config) => {
+                let builder = kube::client::ClientBuilder::try_from(*config)
+                    .with_context(|| format!("building the {} kube client", component.as_str()))?;
+                Ok(builder.with_layer(&layer).build())
+            }
+            testbed::ApiAccess::Router(router) => Ok(kube::Client::new(
+                tower::ServiceBuilder::new().layer(layer).service(router),
+                testbed::api::DEFAULT_NAMESPACE,
+            )),
+        }
     }
 
     /// What the report shows: totals and verbs per component, and the system under test's
@@ -256,27 +267,6 @@ impl ApiRequestCounters {
             servers,
         }
     }
-}
-
-#[derive(Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct ComponentRequests {
-    pub total: u64,
-    pub by_verb: BTreeMap<String, u64>,
-    /// Requests by `verb resource[/subresource]`, e.g. `patch servers/status`.
-    #[serde(default)]
-    pub by_resource: BTreeMap<String, u64>,
-}
-
-/// API requests of a run, as written into report.json.
-#[derive(Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct ApiRequests {
-    /// `operator`, `backend` (in-process only; a child-process backend is not counted) and `harness`.
-    pub by_component: BTreeMap<String, ComponentRequests>,
-    /// Operator + backend requests, all verbs, divided by the number of declared servers.
-    pub per_server: f64,
-    pub servers: usize,
 }
 
 #[cfg(test)]

@@ -1,20 +1,19 @@
-//! The components a run needs, started in-process: the embedded API server (or a real cluster), the
-//! sim-bmc fleet booting through netboot from the backend, sim-boot, and the operator — each
-//! restartable for fault injection.
+//! The components a run needs, assembled by `testbed`: the embedded API server (or a real cluster), the sim-bmc
+//! fleet booting through netboot from the backend, the backend (sim-boot in-process or the scenario's command as
+//! a supervised child), and the operator — each restartable for fault injection.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::Parser as _;
-use k8s_openapi::api::core::v1::LocalObjectReference;
 use kube::Client;
-use kube::api::{Api, PostParams};
-use metal_api::{BMC, BMCSecret, BMCSecretFields, BMCSpec, InlineEndpoint, Protocol};
+use testbed::{ApiSpec, ChildSpec, FleetSetup, OperatorSetup, Program, Role, Testbed};
 
+use super::observe::Sink;
 use super::requests::{ApiRequestCounters, Component};
+use crate::evidence::{ComponentEvent, Event};
 use crate::spec::{self, Backend, Scenario};
 
 /// Harness presets that make the operator react in milliseconds rather than upstream's seconds;
@@ -30,136 +29,71 @@ const OPERATOR_PRESETS: &[(&str, &str)] = &[
     ("--registry-resync-interval", "2s"),
 ];
 
-/// The API server: embedded (restartable, data kept in a temp dir) or a real cluster.
-pub enum ApiServer {
-    Embedded(Box<Embedded>),
-    /// The cluster a `--kubeconfig` points at; its server URL.
-    External(String),
-}
-
-impl ApiServer {
-    /// `embedded at URL` or the external cluster's URL, for the report.
-    pub fn describe(&self) -> String {
-        match self {
-            ApiServer::Embedded(e) => format!("embedded at http://{}", e.addr),
-            ApiServer::External(url) => url.clone(),
-        }
-    }
-}
-
-pub struct Embedded {
-    handle: Option<apiserver::Handle>,
-    addr: SocketAddr,
-    /// Where the data lives when the scenario restarts the API server.
-    data_dir: Option<tempfile::TempDir>,
-}
-
 pub struct Stack {
-    pub api: ApiServer,
+    pub bed: Testbed,
     /// The runner's own client (evidence watches, workload, labelling).
     pub client: Client,
-    /// The operator's and the in-process backend's clients, counted separately.
-    operator_client: Client,
-    backend_client: Client,
     /// API requests per component, counted on each client's tower stack.
     pub requests: ApiRequestCounters,
-    pub fleet: sim_bmc::FleetHandle,
-    pub backend: Option<sim_boot::BackendHandle>,
-    backend_options: Option<sim_boot::BackendOptions>,
-    /// A backend under test run as a child process (`backend: command`).
-    child: Option<super::child::ChildBackend>,
-    /// Holds the kubeconfig written for a child backend.
-    _scratch: tempfile::TempDir,
-    pub operator: Option<operator::OperatorHandle>,
-    operator_config: operator::config::Config,
-    /// In-process BMC transports (`bmcs_in_process`); sockets when `None`.
-    bmc_connector: Option<operator::context::BmcConnector>,
-    registry_addr: SocketAddr,
     /// Full reference prefix of the embedded OCI registry (`127.0.0.1:PORT`), if sim-boot runs.
     pub registry_host: Option<String>,
-    pub boot_url: String,
 }
 
 impl Stack {
-    /// Starts everything; `kubeconfig` selects a real cluster instead of the embedded server.
+    /// Starts everything; `run.kubeconfig` selects a real cluster instead of the embedded server.
     pub async fn start(
         s: &Scenario,
         run: &super::RunOptions,
-        sink: &super::observe::Sink,
+        sink: &Sink,
     ) -> anyhow::Result<Stack> {
-        let (seed, kubeconfig) = (run.seed, run.kubeconfig.as_deref());
         // Only a scenario that restarts the API server needs its data on disk; otherwise every
         // write would wait for an fsync nobody reads back.
         let durable = s
             .faults
             .iter()
             .any(|f| matches!(f.fault, spec::Fault::ApiServerRestart));
-        let (api, config) = start_api(kubeconfig, durable).await?;
-        let requests = ApiRequestCounters::default();
-        let client = requests.client(&config, Component::Harness)?;
-        let operator_client = requests.client(&config, Component::Operator)?;
-        let backend_client = requests.client(&config, Component::Backend)?;
-        let scratch = tempfile::tempdir().context("creating a scratch directory")?;
-        let child = match &s.backend {
-            Backend::Command { command, args, .. } => {
-                let path = match (kubeconfig, &api) {
-                    (Some(path), _) => path.to_path_buf(),
-                    (None, ApiServer::Embedded(e)) => {
-                        let path = scratch.path().join("kubeconfig");
-                        let handle = e.handle.as_ref().context("the API server is not running")?;
-                        handle
-                            .write_kubeconfig(&path)
-                            .context("writing the kubeconfig for the backend")?;
-                        path
-                    }
-                    (None, ApiServer::External(_)) => {
-                        bail!("no kubeconfig for the backend command")
-                    }
-                };
-                Some(super::child::ChildBackend::start(
-                    command,
-                    args,
-                    path,
-                    sink.clone(),
-                )?)
-            }
-            _ => None,
+        let api = match &run.kubeconfig {
+            Some(path) => ApiSpec::External(path.clone()),
+            None => ApiSpec::Embedded { durable },
         };
-        let (backend, backend_options, boot_url) = start_backend(s, backend_client.clone()).await?;
-        let registry_host = backend
-            .as_ref()
+        let requests = ApiRequestCounters::default();
+        let counted = requests.clone();
+        let mut builder = Testbed::builder()
+            .api(api)
+            .clients(Arc::new(move |role, access| {
+                counted.client(access, component(role))
+            }))
+            .fleet(fleet_setup(s, run.seed, run.bmcs_in_process))
+            .bmc_objects();
+        if let Some(backend) = backend(s, sink)? {
+            builder = builder.backend(backend);
+        }
+        let mut bed = builder.start().await?;
+        let registry_host = bed
+            .sim_boot()
             .and_then(|b| b.registry_host().map(str::to_string));
-        let fleet = start_fleet(s, seed, &boot_url, run.bmcs_in_process).await?;
         let registry_addr = free_port().context("reserving a port for the operator's registry")?;
         let probe_image = match &registry_host {
             Some(host) => format!("{host}/{}", sim_boot::oci::names::PROBE),
             None => String::new(),
         };
-        let operator_config = operator_config(s, registry_addr, &probe_image)?;
-        let bmc_connector = run
-            .bmcs_in_process
-            .then(|| in_process_connector(&fleet, &operator_config));
-        let mut stack = Stack {
-            api,
-            client,
-            operator_client,
-            backend_client,
+        let mut setup = OperatorSetup::new(operator_config(s, registry_addr, &probe_image)?);
+        setup.registry_listen = Some(registry_addr);
+        bed.operator_setup = Some(setup);
+        if let Err(e) = bed.start_operator().await {
+            bed.shutdown().await;
+            return Err(e);
+        }
+        Ok(Stack {
+            client: bed.client.clone(),
+            bed,
             requests,
-            fleet,
-            backend,
-            backend_options,
-            child,
-            _scratch: scratch,
-            operator: None,
-            operator_config,
-            bmc_connector,
-            registry_addr,
             registry_host,
-            boot_url,
-        };
-        stack.create_bmcs().await?;
-        stack.start_operator().await?;
-        Ok(stack)
+        })
+    }
+
+    pub fn fleet(&self) -> &sim_bmc::FleetHandle {
+        self.bed.fleet()
     }
 
     /// `${registry}` in image references is the embedded registry.
@@ -171,87 +105,39 @@ impl Stack {
     }
 
     pub async fn start_operator(&mut self) -> anyhow::Result<()> {
-        let mut options = operator::Options::new(self.operator_config.clone());
-        options.registry_listen = Some(self.registry_addr);
-        if let Some(connector) = &self.bmc_connector {
-            options.connector = connector.clone();
-        }
-        let handle = operator::run(options, self.operator_client.clone())
-            .await
-            .context("starting the operator")?;
-        self.operator = Some(handle);
-        Ok(())
+        self.bed.start_operator().await
     }
 
     pub async fn stop_operator(&mut self) {
-        if let Some(op) = self.operator.take() {
-            op.shutdown().await;
-        }
+        self.bed.stop_operator().await;
     }
 
     pub async fn restart_backend(&mut self) -> anyhow::Result<()> {
-        if let Some(child) = &mut self.child {
-            return child.restart().await;
+        if self.bed.backend.is_none() {
+            anyhow::bail!(
+                "backend restart needs the in-process sim-boot backend or a backend command"
+            );
         }
-        let (Some(old), Some(options)) = (self.backend.take(), self.backend_options.clone()) else {
-            bail!("backend restart needs the in-process sim-boot backend");
-        };
-        old.shutdown().await;
-        let backend = sim_boot::Backend::start(self.backend_client.clone(), options)
-            .await
-            .context("restarting sim-boot")?;
-        self.backend = Some(backend);
-        Ok(())
+        self.bed.restart_backend().await
     }
 
     /// Stops and starts the embedded API server on the same address with the same data.
     pub async fn restart_api(&mut self) -> anyhow::Result<()> {
-        let ApiServer::Embedded(e) = &mut self.api else {
-            bail!("an API server restart needs the embedded API server (not --kubeconfig)");
-        };
-        let Embedded {
-            handle,
-            addr,
-            data_dir,
-        } = &mut **e;
-        if let Some(h) = handle.take() {
-            h.shutdown().await;
-        }
-        let Some(data_dir) = data_dir else {
-            bail!(
-                "the API server was started without a data dir, so a restart would lose everything"
-            );
-        };
-        let options = apiserver::Options {
-            bind: *addr,
-            data_dir: Some(data_dir.path().to_path_buf()),
-            ..apiserver::Options::default()
-        };
-        *handle = Some(
-            apiserver::Server::start(options)
-                .await
-                .context("restarting the API server")?,
-        );
-        Ok(())
+        self.bed.api.restart().await
     }
 
     pub fn api_faults(&self) -> Option<apiserver::Faults> {
-        match &self.api {
-            ApiServer::Embedded(e) => e.handle.as_ref().map(|h| h.faults()),
-            _ => None,
-        }
+        self.bed.api.faults()
     }
 
     /// Counters from the components: API writes (embedded: resourceVersion), operator reconciles
     /// per controller (since its last start), power-on requests.
     pub fn figures(&self) -> std::collections::BTreeMap<String, f64> {
         let mut out = std::collections::BTreeMap::new();
-        if let ApiServer::Embedded(e) = &self.api
-            && let Some(h) = &e.handle
-        {
+        if let Some(h) = self.bed.api.handle() {
             out.insert("apiWrites".into(), h.resource_version() as f64);
         }
-        if let Some(op) = &self.operator {
+        if let Some(op) = &self.bed.operator {
             for c in ["server", "serverclaim", "serverbootconfiguration", "bmc"] {
                 out.insert(
                     format!("reconciles.{c}"),
@@ -266,127 +152,23 @@ impl Stack {
         out
     }
 
-    /// A BMCSecret and a BMC (inline access) per fleet BMC.
-    async fn create_bmcs(&self) -> anyhow::Result<()> {
-        let secrets = Api::<BMCSecret>::all(self.client.clone());
-        let bmcs = Api::<BMC>::all(self.client.clone());
-        for info in self.fleet.bmcs() {
-            let fields = BMCSecretFields {
-                string_data: Some(
-                    [
-                        ("username".to_owned(), info.username.clone()),
-                        ("password".to_owned(), info.password.clone()),
-                    ]
-                    .into(),
-                ),
-                ..BMCSecretFields::default()
-            };
-            secrets
-                .create(&PostParams::default(), &BMCSecret::new(&info.name, fields))
-                .await
-                .with_context(|| format!("creating BMCSecret {}", info.name))?;
-            let url: http::Uri = info
-                .url
-                .parse()
-                .with_context(|| format!("BMC URL {}", info.url))?;
-            let spec = BMCSpec {
-                bmc_uuid: None,
-                endpoint_ref: None,
-                access: Some(InlineEndpoint {
-                    mac_address: Some(info.mac.clone()),
-                    ip: url.host().map(str::to_owned),
-                }),
-                bmc_secret_ref: LocalObjectReference {
-                    name: info.name.clone(),
-                },
-                protocol: Protocol {
-                    name: "Redfish".into(),
-                    port: i32::from(url.port_u16().unwrap_or(80)),
-                    scheme: Some("http".into()),
-                },
-                console_protocol: None,
-                hostname: None,
-            };
-            bmcs.create(&PostParams::default(), &BMC::new(&info.name, spec))
-                .await
-                .with_context(|| format!("creating BMC {}", info.name))?;
-        }
-        Ok(())
-    }
-
     /// Stops every component (operator first, so nothing acts on a half-stopped system).
-    pub async fn shutdown(mut self) {
-        self.stop_operator().await;
-        if let Some(b) = self.backend.take() {
-            b.shutdown().await;
-        }
-        if let Some(mut c) = self.child.take() {
-            c.stop().await;
-        }
-        self.fleet.shutdown().await;
-        if let ApiServer::Embedded(e) = &mut self.api
-            && let Some(h) = e.handle.take()
-        {
-            h.shutdown().await;
-        }
+    pub async fn shutdown(self) {
+        self.bed.shutdown().await;
     }
 }
 
-/// The API server and the client configuration every component's client is built from.
-async fn start_api(
-    kubeconfig: Option<&Path>,
-    durable: bool,
-) -> anyhow::Result<(ApiServer, kube::Config)> {
-    if let Some(path) = kubeconfig {
-        let kc = kube::config::Kubeconfig::read_from(path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        let config =
-            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-                .await
-                .context("building a client from the kubeconfig")?;
-        let url = config
-            .cluster_url
-            .to_string()
-            .trim_end_matches('/')
-            .to_string();
-        return Ok((ApiServer::External(url), config));
+fn component(role: Role) -> Component {
+    match role {
+        Role::Operator => Component::Operator,
+        Role::Backend => Component::Backend,
+        Role::Harness => Component::Harness,
     }
-    let data_dir = if durable {
-        Some(tempfile::tempdir().context("creating the API server's data dir")?)
-    } else {
-        None
-    };
-    let options = apiserver::Options {
-        data_dir: data_dir.as_ref().map(|d| d.path().to_path_buf()),
-        ..apiserver::Options::default()
-    };
-    let handle = apiserver::Server::start(options)
-        .await
-        .context("starting the embedded API server")?;
-    handle
-        .install_crds(&metal_api::crds::all())
-        .await
-        .context("installing the metal CRDs")?;
-    let config = handle.kube_config();
-    let addr = handle.addr();
-    Ok((
-        ApiServer::Embedded(Box::new(Embedded {
-            handle: Some(handle),
-            addr,
-            data_dir,
-        })),
-        config,
-    ))
 }
 
-type BackendStart = (
-    Option<sim_boot::BackendHandle>,
-    Option<sim_boot::BackendOptions>,
-    String,
-);
-
-async fn start_backend(s: &Scenario, client: Client) -> anyhow::Result<BackendStart> {
-    match &s.backend {
+/// The scenario's backend; None when it names an external one that is already running.
+fn backend(s: &Scenario, sink: &Sink) -> anyhow::Result<Option<testbed::Backend>> {
+    Ok(match &s.backend {
         Backend::SimBoot { mode, delay } => {
             let misbehaviour: sim_boot::Misbehaviour =
                 mode.parse().map_err(|e: String| anyhow::anyhow!(e))?;
@@ -396,36 +178,41 @@ async fn start_backend(s: &Scenario, client: Client) -> anyhow::Result<BackendSt
             if let Some(delay) = delay {
                 options.controller.misbehaviour_options.slow_delay = delay.0;
             }
-            let first = sim_boot::Backend::start(client, options.clone())
-                .await
-                .context("starting sim-boot")?;
-            // Restarts reuse the same addresses: machines and image references keep pointing at them.
-            options.listen = first
-                .url()
-                .trim_start_matches("http://")
-                .parse()
-                .context("sim-boot URL")?;
-            if let (Some(registry), Some(host)) = (options.registry.as_mut(), first.registry_host())
-            {
-                registry.listen = host.parse().context("registry address")?;
-            }
-            options.public_url = Some(first.url().to_string());
-            let url = format!("{}/ipxe?uuid={{uuid}}&mac={{mac}}", first.url());
-            Ok((Some(first), Some(options), url))
+            Some(testbed::Backend::InProcess(options.into()))
         }
         Backend::Command {
-            ipxe_url_template, ..
-        } => Ok((None, None, ipxe_url_template.clone())),
-        Backend::External { ipxe_url_template } => Ok((None, None, ipxe_url_template.clone())),
-    }
+            command,
+            args,
+            ipxe_url_template,
+        } => {
+            let (sink, name) = (sink.clone(), command.clone());
+            let observer: testbed::ExitObserver = Arc::new(move |exit: &testbed::Exit| {
+                sink.send(Event::Component(ComponentEvent::Exited {
+                    component: format!("backend {name}"),
+                    expected: exit.expected,
+                    detail: exit.status.clone(),
+                }))
+            });
+            Some(testbed::Backend::Child {
+                spec: ChildSpec {
+                    program: Program::Exec {
+                        command: command.clone(),
+                        args: args.clone(),
+                    },
+                    env: vec![],
+                    log: None,
+                },
+                boot_url_template: ipxe_url_template.clone(),
+                observer: Some(observer),
+            })
+        }
+        Backend::External { .. } => None,
+    })
 }
 
-async fn start_fleet(
-    s: &Scenario,
-    seed: u64,
-    boot_url: &str,
-    in_process: bool,
-) -> anyhow::Result<sim_bmc::FleetHandle> {
+/// The sim-bmc fleet the scenario declares, its machines network-booting through netboot. The boot URL is the
+/// backend's: set here for a command or external backend, by the testbed for the in-process sim-boot.
+pub fn fleet_setup(s: &Scenario, seed: u64, in_process: bool) -> FleetSetup {
     let mut fleet = sim_bmc::FleetSpec {
         seed: s.fleet.seed.unwrap_or(seed),
         ..Default::default()
@@ -450,7 +237,13 @@ async fn start_fleet(
             ..Default::default()
         });
     }
-    fleet.boot_network.ipxe_url_template = Some(boot_url.to_string());
+    fleet.boot_network.ipxe_url_template = match &s.backend {
+        Backend::SimBoot { .. } => None,
+        Backend::Command {
+            ipxe_url_template, ..
+        }
+        | Backend::External { ipxe_url_template } => Some(ipxe_url_template.clone()),
+    };
     let netboot = netboot::Netboot::new(netboot::NetbootOptions {
         probe_images: vec![sim_boot::oci::names::PROBE.to_string()],
         ..Default::default()
@@ -464,40 +257,7 @@ async fn start_fleet(
         },
         ..Default::default()
     };
-    sim_bmc::Fleet::start(fleet, options)
-        .await
-        .context("starting the sim-bmc fleet")
-}
-
-/// Redfish transports that hand each request to the BMC's router (`http://NAME.sim.invalid`).
-fn in_process_connector(
-    fleet: &sim_bmc::FleetHandle,
-    config: &operator::config::Config,
-) -> operator::context::BmcConnector {
-    use operator::redfish::service_transport;
-    let transports: std::collections::HashMap<String, operator::redfish::HttpService> = fleet
-        .bmcs()
-        .iter()
-        .filter_map(|b| Some((b.name.clone(), service_transport(fleet.router(&b.name)?))))
-        .collect();
-    let transports = Arc::new(transports);
-    // An endpoint no BMC serves gets a transport that answers 404 to everything.
-    let nowhere = service_transport(axum::Router::new());
-    let options = operator::redfish::ClientOptions {
-        request_timeout: config.redfish_request_timeout,
-        ..Default::default()
-    };
-    operator::context::BmcConnector::with_resolver(
-        Arc::new(move |endpoint: &str| {
-            let host = endpoint.split("://").nth(1).unwrap_or_default();
-            let name = host.split(".sim.invalid").next().unwrap_or_default();
-            transports
-                .get(name)
-                .cloned()
-                .unwrap_or_else(|| nowhere.clone())
-        }),
-        options,
-    )
+    FleetSetup::new(fleet, options)
 }
 
 fn vendor(v: spec::Vendor) -> sim_bmc::vendor::Vendor {

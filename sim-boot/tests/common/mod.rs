@@ -2,21 +2,15 @@
 //! that create objects the way metal-operator does.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{LocalObjectReference, Secret};
-use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
-use metal_api::{
-    ObjectReference, Server, ServerBootConfiguration, ServerBootConfigurationSpec, ServerSpec,
-};
-use serde_json::json;
-use sim_boot::{Backend, BackendHandle, BackendOptions, Misbehaviour, MisbehaviourOptions};
+use metal_api::{Server, ServerBootConfiguration};
+use sim_boot::{BackendHandle, BackendOptions, Misbehaviour};
+use testbed::objects;
 
 pub const NS: &str = "default";
 
@@ -27,16 +21,7 @@ pub struct Env {
 }
 
 pub fn options(mode: Misbehaviour) -> BackendOptions {
-    let mut options = BackendOptions::default();
-    options.controller.misbehaviour = mode;
-    options.controller.misbehaviour_options = MisbehaviourOptions {
-        slow_delay: Duration::from_secs(2),
-        lie_window: Duration::from_secs(2),
-        flap_interval: Duration::from_millis(200),
-        ..Default::default()
-    };
-    options.controller.max_backoff = Duration::from_secs(2);
-    options
+    testbed::objects::quick_sim_boot(mode, Duration::from_secs(2))
 }
 
 pub async fn env(mode: Misbehaviour) -> Env {
@@ -48,21 +33,18 @@ pub async fn env_with(options: BackendOptions) -> Env {
 }
 
 pub async fn env_with_resolver(options: BackendOptions, resolver: sim_boot::ResolverKind) -> Env {
-    let api = apiserver::Server::start(apiserver::Options::default())
+    let mut bed = testbed::Testbed::builder()
+        .backend(testbed::Backend::InProcess(testbed::SimBoot {
+            resolver,
+            ..options.into()
+        }))
+        .start()
         .await
-        .expect("API server starts");
-    api.install_crds(&metal_api::crds::all())
-        .await
-        .expect("CRDs install");
-    let client = api.client();
-    let clock = std::sync::Arc::new(sim_boot::clock::SystemClock);
-    let backend = Backend::start_with(client.clone(), options, resolver, clock)
-        .await
-        .expect("backend starts");
+        .expect("API server and backend start");
     Env {
-        api,
-        client,
-        backend,
+        api: bed.api.take_handle().expect("embedded API server"),
+        client: bed.client.clone(),
+        backend: bed.take_sim_boot().expect("in-process sim-boot"),
     }
 }
 
@@ -72,54 +54,26 @@ impl Env {
     }
 
     pub async fn server(&self, name: &str, uuid: &str) -> Server {
-        let server = Server::new(
-            name,
-            ServerSpec {
-                system_uuid: uuid.into(),
-                ..Default::default()
-            },
-        );
-        Api::<Server>::all(self.client.clone())
-            .create(&PostParams::default(), &server)
+        objects::create_server(&self.client, name, uuid)
             .await
             .expect("Server created")
     }
 
     /// Points `Server.spec.bootConfigurationRef` at `NS/sbc`, as metal-operator does after creating the SBC.
     pub async fn reference(&self, server: &str, sbc: &str) {
-        let patch = json!({"spec": {"bootConfigurationRef": ObjectReference::new(NS, sbc)}});
-        Api::<Server>::all(self.client.clone())
-            .patch(server, &PatchParams::default(), &Patch::Merge(&patch))
+        objects::reference_sbc(&self.client, server, NS, sbc)
             .await
             .expect("Server patched");
     }
 
     pub async fn secret(&self, name: &str, data: &[(&str, &str)]) {
-        let data: BTreeMap<String, ByteString> = data
-            .iter()
-            .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
-            .collect();
-        let secret = Secret {
-            metadata: kube::api::ObjectMeta {
-                name: Some(name.into()),
-                ..Default::default()
-            },
-            data: Some(data),
-            ..Default::default()
-        };
-        let api: Api<Secret> = Api::namespaced(self.client.clone(), NS);
-        api.patch(
-            name,
-            &PatchParams::apply("test").force(),
-            &Patch::Apply(&secret),
-        )
-        .await
-        .expect("Secret applied");
+        objects::apply_secret(&self.client, NS, name, data)
+            .await
+            .expect("Secret applied");
     }
 
     pub async fn butane_secret(&self, name: &str, user: &str) {
-        let butane =
-            format!("variant: fcos\nversion: 1.3.0\npasswd:\n  users:\n    - name: {user}\n");
+        let butane = objects::butane_with_user(user);
         self.secret(name, &[("ignition", &butane), ("format", "fcos")])
             .await;
     }
@@ -131,24 +85,13 @@ impl Env {
         image: &str,
         secret: Option<&str>,
     ) -> ServerBootConfiguration {
-        let spec = ServerBootConfigurationSpec {
-            server_ref: LocalObjectReference {
-                name: server.into(),
-            },
-            image: Some(image.into()),
-            ignition_secret_ref: secret.map(|s| LocalObjectReference { name: s.into() }),
-        };
-        let sbc = ServerBootConfiguration::new(name, spec);
-        self.sbcs()
-            .create(&PostParams::default(), &sbc)
+        objects::create_sbc(&self.client, NS, name, server, image, secret)
             .await
             .expect("SBC created")
     }
 
     pub async fn set_image(&self, name: &str, image: &str) {
-        let patch = json!({"spec": {"image": image}});
-        self.sbcs()
-            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        objects::set_sbc_image(&self.client, NS, name, image)
             .await
             .expect("SBC patched");
     }

@@ -1,0 +1,321 @@
+//! testbed: starts any subset of the metal-harness stack in one process — the embedded API server with the metal
+//! CRDs, a sim-bmc fleet, a boot backend (in-process sim-boot or a supervised child), the operator, OCI registries —
+//! so scenarios, conformance, the crates' tests and the benches assemble it one way instead of six.
+
+pub mod api;
+pub mod backend;
+pub mod fleet;
+pub mod metal_operator;
+pub mod objects;
+pub mod registries;
+pub mod supervisor;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use sim_bmc::fleet::FleetHandle;
+
+pub use api::{ApiAccess, ApiServer, ApiSpec, ClientFactory, Role, Transport};
+pub use backend::{Backend, InProcessBackend, RunningBackend, SimBoot};
+pub use fleet::{FleetRoutes, FleetSetup, RedfishLog, RedfishRequest};
+pub use metal_operator::OperatorSetup;
+pub use registries::{BuiltinRegistries, RegistryOptions};
+pub use supervisor::{ChildSpec, Exit, ExitObserver, Program, Supervisor};
+
+/// Which parts to start, and how. Nothing starts until [`TestbedBuilder::start`].
+#[derive(Default)]
+pub struct TestbedBuilder {
+    api: ApiSpec,
+    transport: Transport,
+    clients: Option<ClientFactory>,
+    fleet: Option<FleetSetup>,
+    backend: Option<Backend>,
+    operator: Option<OperatorSetup>,
+    bmc_objects: bool,
+    registries: Option<(registries::RegistryOptions, sim_boot::oci::catalog::Catalog)>,
+}
+
+impl TestbedBuilder {
+    /// The API server (embedded and not durable unless said otherwise; always started).
+    pub fn api(mut self, spec: ApiSpec) -> Self {
+        self.api = spec;
+        self
+    }
+
+    /// How every component's kube client reaches the API server.
+    pub fn transport(mut self, transport: Transport) -> Self {
+        self.transport = transport;
+        self
+    }
+
+    /// Builds each component's kube client (default: [`api::plain_client`]).
+    pub fn clients(mut self, factory: ClientFactory) -> Self {
+        self.clients = Some(factory);
+        self
+    }
+
+    pub fn fleet(mut self, setup: FleetSetup) -> Self {
+        self.fleet = Some(setup);
+        self
+    }
+
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = Some(backend);
+        self
+    }
+
+    /// Starts the operator last, after the fleet's BMCs are registered when [`Self::bmc_objects`] asks for it.
+    pub fn operator(mut self, setup: OperatorSetup) -> Self {
+        self.operator = Some(setup);
+        self
+    }
+
+    /// The two built-in OCI registries, serving `catalog` (say, [`BuiltinRegistries::standard_catalog`]).
+    pub fn registries(
+        mut self,
+        options: registries::RegistryOptions,
+        catalog: sim_boot::oci::catalog::Catalog,
+    ) -> Self {
+        self.registries = Some((options, catalog));
+        self
+    }
+
+    /// Create a BMCSecret and a BMC per fleet BMC before the operator starts.
+    pub fn bmc_objects(mut self) -> Self {
+        self.bmc_objects = true;
+        self
+    }
+
+    /// Starts the parts in dependency order: API server, backend, fleet (booting from the backend), BMC objects,
+    /// operator. On an error, what already started is shut down.
+    pub async fn start(mut self) -> anyhow::Result<Testbed> {
+        let api = ApiServer::start(&self.api, self.transport).await?;
+        let clients = self
+            .clients
+            .take()
+            .unwrap_or_else(|| Arc::new(|_, access| api::plain_client(access)));
+        let client = clients(Role::Harness, api.access()?)?;
+        let scratch = tempfile::tempdir().context("creating the testbed's scratch directory")?;
+        let mut bed = Testbed {
+            api,
+            client,
+            clients,
+            fleet: None,
+            routes: FleetRoutes::default(),
+            backend: None,
+            operator: None,
+            registries: None,
+            operator_setup: self.operator.clone(),
+            redfish_log: RedfishLog::default(),
+            scratch: Some(scratch),
+        };
+        if let Err(e) = bed.start_parts(self).await {
+            bed.shutdown().await;
+            return Err(e);
+        }
+        Ok(bed)
+    }
+}
+
+/// A running stack. Stop it with [`Testbed::shutdown`]; dropping it stops what can be stopped without waiting.
+pub struct Testbed {
+    pub api: ApiServer,
+    /// The harness's own client (tests, the runner's watches and workload).
+    pub client: kube::Client,
+    clients: ClientFactory,
+    pub fleet: Option<FleetHandle>,
+    /// How the operator reaches the fleet (kept even when a caller takes the fleet handle).
+    routes: FleetRoutes,
+    pub backend: Option<RunningBackend>,
+    pub operator: Option<operator::OperatorHandle>,
+    pub registries: Option<BuiltinRegistries>,
+    /// Used by the next [`Testbed::start_operator`]; change it between a stop and a start.
+    pub operator_setup: Option<OperatorSetup>,
+    redfish_log: RedfishLog,
+    /// Holds files written for child processes (the kubeconfig).
+    scratch: Option<tempfile::TempDir>,
+}
+
+impl Testbed {
+    pub fn builder() -> TestbedBuilder {
+        TestbedBuilder::default()
+    }
+
+    async fn start_parts(&mut self, b: TestbedBuilder) -> anyhow::Result<()> {
+        if let Some((options, catalog)) = b.registries {
+            self.registries = Some(BuiltinRegistries::start_with(options, catalog).await?);
+        }
+        self.backend = match b.backend {
+            None => None,
+            Some(Backend::InProcess(setup)) => {
+                let client = self.client_for(Role::Backend)?;
+                Some(RunningBackend::InProcess(
+                    InProcessBackend::start(client, setup).await?,
+                ))
+            }
+            Some(Backend::Child {
+                mut spec,
+                boot_url_template,
+                observer,
+            }) => {
+                let kubeconfig = match &b.api {
+                    ApiSpec::External(path) => path.clone(),
+                    ApiSpec::Embedded { .. } => {
+                        let dir = self.scratch.as_ref().context("no scratch directory")?;
+                        let path = dir.path().join("kubeconfig");
+                        self.api.write_kubeconfig(&path)?;
+                        path
+                    }
+                };
+                spec.env
+                    .push(("KUBECONFIG".into(), kubeconfig.display().to_string()));
+                Some(RunningBackend::Child {
+                    supervisor: Supervisor::start(spec, observer)?,
+                    boot_url_template,
+                })
+            }
+        };
+        if let Some(mut setup) = b.fleet {
+            if setup.spec.boot_network.ipxe_url_template.is_none()
+                && let Some(backend) = &self.backend
+            {
+                setup.spec.boot_network.ipxe_url_template = Some(backend.boot_url_template());
+            }
+            let bind = setup.options.bind;
+            let fleet = fleet::start(setup).await?;
+            self.routes = FleetRoutes::of(&fleet, bind);
+            self.fleet = Some(fleet);
+            if b.bmc_objects {
+                self.create_bmc_objects().await?;
+            }
+        }
+        if self.operator_setup.is_some() {
+            self.start_operator().await?;
+        }
+        Ok(())
+    }
+
+    /// A new kube client for `role`, built as the factory says.
+    pub fn client_for(&self, role: Role) -> anyhow::Result<kube::Client> {
+        (self.clients)(role, self.api.access()?)
+    }
+
+    /// The running fleet (panics without one: a test that asks for it built the testbed with one).
+    pub fn fleet(&self) -> &FleetHandle {
+        self.fleet
+            .as_ref()
+            .expect("the testbed was built without a fleet")
+    }
+
+    /// A BMCSecret and a BMC per fleet BMC; returns the BMC names.
+    pub async fn create_bmc_objects(&self) -> anyhow::Result<Vec<String>> {
+        fleet::create_bmc_objects(&self.client, self.fleet()).await
+    }
+
+    /// Takes the in-process sim-boot's handle out (a fixture that keeps it as a plain field owns its shutdown).
+    pub fn take_sim_boot(&mut self) -> Option<sim_boot::BackendHandle> {
+        match self.backend.as_mut()? {
+            RunningBackend::InProcess(b) => b.take_handle(),
+            RunningBackend::Child { .. } => None,
+        }
+    }
+
+    /// The in-process sim-boot, when that is the backend.
+    pub fn sim_boot(&self) -> Option<&InProcessBackend> {
+        self.backend.as_ref()?.in_process()
+    }
+
+    /// Every Redfish request the operator sent to an in-process fleet, when `record_redfish` is on.
+    pub fn redfish_requests(&self) -> RedfishLog {
+        self.redfish_log.clone()
+    }
+
+    /// The operator's options from [`Testbed::operator_setup`], with a BMC connector for the fleet.
+    pub fn operator_options(&self) -> anyhow::Result<operator::Options> {
+        let setup = self
+            .operator_setup
+            .as_ref()
+            .context("the testbed has no operator setup")?;
+        let mut options = operator::Options::new(setup.config.clone());
+        options.registry_listen = setup.registry_listen;
+        options.event_listen = setup.event_listen;
+        options.mac_db = setup.mac_db.clone();
+        let log = setup.record_redfish.then(|| self.redfish_log.clone());
+        options.connector = fleet::connector(&self.routes, setup.tls, setup.redfish.clone(), log);
+        Ok(options)
+    }
+
+    /// Starts the operator with [`Testbed::operator_setup`] (a fresh client and BMC connector each time).
+    pub async fn start_operator(&mut self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.operator.is_none(), "the operator is already running");
+        let options = self.operator_options()?;
+        let client = self.client_for(Role::Operator)?;
+        let handle = operator::run(options, client)
+            .await
+            .context("starting the operator")?;
+        self.operator = Some(handle);
+        Ok(())
+    }
+
+    pub async fn stop_operator(&mut self) {
+        if let Some(op) = self.operator.take() {
+            op.shutdown().await;
+        }
+    }
+
+    /// Restarts the backend (in-process: same addresses; child: a new process).
+    pub async fn restart_backend(&mut self) -> anyhow::Result<()> {
+        self.backend
+            .as_mut()
+            .context("the testbed has no backend")?
+            .restart()
+            .await
+    }
+
+    /// Stops every part, the operator first so nothing acts on a half-stopped system.
+    pub async fn shutdown(mut self) {
+        self.stop_all().await;
+    }
+
+    async fn stop_all(&mut self) {
+        self.stop_operator().await;
+        if let Some(mut b) = self.backend.take() {
+            b.shutdown().await;
+        }
+        if let Some(f) = self.fleet.take() {
+            f.shutdown().await;
+        }
+        self.api.shutdown().await;
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        // Nothing to do after an explicit shutdown; otherwise stop the rest on the runtime, if one still runs (a
+        // child backend's process group is killed by its supervisor's own Drop).
+        let pending = self.operator.is_some()
+            || self.backend.is_some()
+            || self.fleet.is_some()
+            || self.api.handle().is_some();
+        if !pending {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut rest = Testbed {
+            api: std::mem::replace(&mut self.api, ApiServer::stopped()),
+            client: self.client.clone(),
+            clients: self.clients.clone(),
+            fleet: self.fleet.take(),
+            routes: FleetRoutes::default(),
+            backend: self.backend.take(),
+            operator: self.operator.take(),
+            registries: self.registries.take(),
+            operator_setup: None,
+            redfish_log: RedfishLog::default(),
+            scratch: None,
+        };
+        runtime.spawn(async move { rest.stop_all().await });
+    }
+}
