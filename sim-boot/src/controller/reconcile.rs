@@ -444,7 +444,7 @@ async fn leak_child(target: &Target<'_>, record: &BootRecord) -> Result<(), Erro
         "metadata": {"name": name},
         "data": {
             "systemUUID": record.system_uuid,
-            "image": record.image.canonical,
+            "image": record.image.canonical(),
             "ignitionSHA256": ignition.unwrap_or_default(),
         },
     });
@@ -463,12 +463,14 @@ async fn pin_image_in_spec(
     target: &Target<'_>,
     record: &crate::records::BootRecord,
 ) -> Result<(), Error> {
-    if record.image.version.starts_with("sha256:") || record.manifest_digest.is_empty() {
+    if record.image.version().starts_with("sha256:") || record.manifest_digest.is_empty() {
         return Ok(());
     }
     let pinned = format!(
         "{}/{}@{}",
-        record.image.registry, record.image.repository, record.manifest_digest
+        record.image.registry(),
+        record.image.repository(),
+        record.manifest_digest
     );
     let patch = json!({"spec": {"image": pinned}});
     target

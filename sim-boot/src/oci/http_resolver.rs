@@ -6,12 +6,12 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use http::{Request, StatusCode, header};
 
-use super::catalog::sha256_digest;
 use super::reference::ImageRef;
 use super::resolve::{
     ACCEPTED, ImageResolver, Layer, ResolveError, ResolvedImage, is_index, select_layers,
     select_manifest,
 };
+use boot_image::sha256_digest;
 use http_client::{Fetched, HttpClient};
 
 #[derive(Clone)]
@@ -31,13 +31,14 @@ impl HttpResolver {
     ) -> Result<(serde_json::Value, String), ResolveError> {
         let url = format!(
             "http://{}/v2/{}/manifests/{reference}",
-            image.registry, image.repository
+            image.registry(),
+            image.repository()
         );
         let request = Request::get(&url)
             .header(header::ACCEPT, ACCEPTED.join(", "))
             .body(axum::body::Body::empty());
         let request = request.map_err(|e| ResolveError::Registry {
-            image: image.canonical.clone(),
+            image: image.canonical().to_string(),
             detail: e.to_string(),
         })?;
         let response = self
@@ -45,7 +46,7 @@ impl HttpResolver {
             .send(request)
             .await
             .map_err(|detail| ResolveError::Registry {
-                image: image.canonical.clone(),
+                image: image.canonical().to_string(),
                 detail,
             })?;
         let body = check(image, &url, &response)?;
@@ -59,12 +60,12 @@ impl HttpResolver {
         {
             let detail = format!("manifest from {url} hashes to {digest}, announced {announced:?}");
             return Err(ResolveError::Registry {
-                image: image.canonical.clone(),
+                image: image.canonical().to_string(),
                 detail,
             });
         }
         let value = serde_json::from_slice(&body).map_err(|e| ResolveError::Registry {
-            image: image.canonical.clone(),
+            image: image.canonical().to_string(),
             detail: format!("manifest is not JSON: {e}"),
         })?;
         Ok((value, digest))
@@ -75,7 +76,7 @@ impl HttpResolver {
         image: ImageRef,
         architecture: String,
     ) -> Result<ResolvedImage, ResolveError> {
-        let (top, top_digest) = self.manifest(&image, &image.version).await?;
+        let (top, top_digest) = self.manifest(&image, image.version()).await?;
         let (manifest, manifest_digest) = if is_index(&top) {
             let digest = select_manifest(&image, &top, &architecture)?;
             self.manifest(&image, &digest).await?
@@ -95,10 +96,12 @@ impl HttpResolver {
     async fn fetch_inner(self, image: ImageRef, layer: Layer) -> Result<Bytes, ResolveError> {
         let url = format!(
             "http://{}/v2/{}/blobs/{}",
-            image.registry, image.repository, layer.digest
+            image.registry(),
+            image.repository(),
+            layer.digest
         );
         let unavailable = |detail: String| ResolveError::BlobUnavailable {
-            image: image.canonical.clone(),
+            image: image.canonical().to_string(),
             digest: layer.digest.clone(),
             detail,
         };
@@ -118,7 +121,7 @@ impl HttpResolver {
                 layer.size
             );
             return Err(ResolveError::BlobCorrupt {
-                image: image.canonical,
+                image: image.canonical().to_string(),
                 digest: layer.digest,
                 detail,
             });
@@ -138,11 +141,11 @@ fn check(image: &ImageRef, url: &str, response: &Fetched) -> Result<Bytes, Resol
     match response.status {
         s if s.is_success() => Ok(response.body.clone()),
         StatusCode::NOT_FOUND => Err(ResolveError::NotFound {
-            image: image.canonical.clone(),
+            image: image.canonical().to_string(),
             detail: detail(),
         }),
         _ => Err(ResolveError::Registry {
-            image: image.canonical.clone(),
+            image: image.canonical().to_string(),
             detail: detail(),
         }),
     }

@@ -15,9 +15,8 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use serde_json::Value;
 
-use super::catalog::{LayerKind, sha256_digest};
-use super::media;
 use super::reference::ImageRef;
+use boot_image::{LayerKind, media, sha256_digest};
 
 /// One selected layer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -159,9 +158,9 @@ impl OciClientResolver {
     }
 
     fn reference(image: &ImageRef) -> Result<Reference, ResolveError> {
-        image.canonical.parse().map_err(|e| ResolveError::NotFound {
-            image: image.canonical.clone(),
-            detail: format!("{e}"),
+        image.oci().cloned().ok_or_else(|| ResolveError::NotFound {
+            image: image.canonical().to_string(),
+            detail: "not a valid OCI reference".into(),
         })
     }
 
@@ -177,12 +176,12 @@ impl OciClientResolver {
             .map_err(|e| classify(image, e))?;
         if sha256_digest(&bytes) != digest {
             return Err(ResolveError::Registry {
-                image: image.canonical.clone(),
+                image: image.canonical().to_string(),
                 detail: format!("manifest bytes do not hash to {digest}"),
             });
         }
         let value = serde_json::from_slice(&bytes).map_err(|e| ResolveError::Registry {
-            image: image.canonical.clone(),
+            image: image.canonical().to_string(),
             detail: format!("manifest is not JSON: {e}"),
         })?;
         Ok((value, digest))
@@ -223,14 +222,14 @@ impl OciClientResolver {
             .pull_blob(&reference, layer.digest.as_str(), &mut out)
             .await
             .map_err(|e| ResolveError::BlobUnavailable {
-                image: image.canonical.clone(),
+                image: image.canonical().to_string(),
                 digest: layer.digest.clone(),
                 detail: describe(&e),
             })?;
         let actual = sha256_digest(&out);
         if actual != layer.digest || out.len() as u64 != layer.size {
             return Err(ResolveError::BlobCorrupt {
-                image: image.canonical,
+                image: image.canonical().to_string(),
                 digest: layer.digest,
                 detail: format!(
                     "got {} bytes hashing to {actual}, manifest says {} bytes",
@@ -282,12 +281,12 @@ fn classify(image: &ImageRef, error: OciDistributionError) -> ResolveError {
             if envelope.errors.iter().any(|e| matches!(format!("{:?}", e.code).as_str(), "ManifestUnknown" | "NameUnknown")));
     if not_found {
         ResolveError::NotFound {
-            image: image.canonical.clone(),
+            image: image.canonical().to_string(),
             detail,
         }
     } else {
         ResolveError::Registry {
-            image: image.canonical.clone(),
+            image: image.canonical().to_string(),
             detail,
         }
     }
@@ -331,7 +330,7 @@ pub(super) fn select_manifest(
                 .filter_map(|e| e["platform"]["architecture"].as_str())
                 .collect();
             Err(ResolveError::NoManifestForArchitecture {
-                image: image.canonical.clone(),
+                image: image.canonical().to_string(),
                 architecture: architecture.into(),
                 available: if available.is_empty() {
                     "none".into()
@@ -349,7 +348,7 @@ pub(super) fn select_layers(
     manifest: &Value,
 ) -> Result<BTreeMap<LayerKey, Layer>, ResolveError> {
     let malformed = |detail: String| ResolveError::Malformed {
-        image: image.canonical.clone(),
+        image: image.canonical().to_string(),
         architecture: architecture.into(),
         detail,
     };
