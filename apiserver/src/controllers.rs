@@ -12,8 +12,7 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::crd;
 use crate::objects::{Sub, finalizers};
 use crate::ops::{self, DeleteOpts, Record, State, WriteCtx};
-use crate::store::{EventType, ObjKey};
-use crate::stored::Meta;
+use crate::stored::{EventType, Meta, ObjKey};
 
 const SWEEP_DEBOUNCE: Duration = Duration::from_millis(20);
 /// Sweeps triggered by events start at least this many times the previous sweep's duration apart.

@@ -153,7 +153,8 @@ impl Server {
             admission: Admission::default(),
             bookmark_interval: opts.bookmark_interval,
             shutdown: shutdown::Shutdown::default(),
-            watches: http::WatchSlots::new(opts.max_watches_per_client),
+            watches: Arc::new(limits::WatchSlots::new(opts.max_watches_per_client)),
+            crd_cleanup: controllers::crd_cleanup,
         });
         ops::register_stored_crds(&state);
         ensure_namespaces(&state).await?;

@@ -5,7 +5,7 @@ use std::sync::{Arc, RwLock};
 
 use serde_json::Value;
 
-use crate::store::ResKey;
+use crate::stored::ResKey;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PrinterColumn {

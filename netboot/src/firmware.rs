@@ -5,44 +5,14 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use sim_bmc::boot::{
-    ArtifactKind, BootArtifact, BootOutcome, BootTarget, NetworkBoot, NetworkBootRequest,
-};
+use sim_bmc::boot::{ArtifactKind, BootOutcome, BootTarget, NetworkBoot, NetworkBootRequest};
 
-use crate::facts::{DerivedFacts, MachineFacts};
 use crate::ipxe::{self, Builtins, Download, Fetcher};
+use crate::options::NetbootOptions;
 use crate::os::{self, Kernel};
-use crate::probe::ProbeOptions;
-use crate::verify::{self, check_artifact, check_download};
+use crate::verify::{self, artifact, check_artifact, check_download};
 use boot_image::{ArtifactHeader, LayerKind};
 use http_client::HttpClient;
-
-/// Configuration of the simulated firmware and OS.
-#[derive(Clone)]
-pub struct NetbootOptions {
-    /// Transport for every download and for the probe (real sockets by default).
-    pub http: HttpClient,
-    /// NICs and LLDP the OS reports.
-    pub facts: Arc<dyn MachineFacts>,
-    /// Images (`repository:tag`, as the kernel header names them, or a suffix of a full reference) whose OS
-    /// runs the discovery probe; empty means any image whose ignition starts metalprobe.
-    pub probe_images: Vec<String>,
-    pub probe: ProbeOptions,
-    /// Wall clock for reported timestamps.
-    pub clock: crate::probe::WallClock,
-}
-
-impl Default for NetbootOptions {
-    fn default() -> Self {
-        Self {
-            http: HttpClient::hyper(),
-            facts: Arc::new(DerivedFacts),
-            probe_images: vec![],
-            probe: ProbeOptions::default(),
-            clock: crate::probe::system_clock(),
-        }
-    }
-}
 
 /// The firmware boot client for a fleet (`FleetOptions { network_boot: Some(Arc::new(Netboot::new(..))) }`).
 #[derive(Clone)]
@@ -218,16 +188,6 @@ impl Netboot {
             )],
         };
         os::start(&self.options, req, kernel).await
-    }
-}
-
-/// The record of one verified download.
-pub(crate) fn artifact(url: &str, sha256: &str, size: usize, kind: ArtifactKind) -> BootArtifact {
-    BootArtifact {
-        url: url.to_string(),
-        kind,
-        sha256: sha256.to_string(),
-        size: size as u64,
     }
 }
 

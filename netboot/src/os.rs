@@ -3,9 +3,9 @@
 
 use sim_bmc::boot::{ArtifactKind, BootArtifact, BootedOs, NetworkBootRequest};
 
-use crate::firmware::{NetbootOptions, artifact};
+use crate::options::NetbootOptions;
 use crate::probe;
-use crate::verify::{check_artifact, check_download};
+use crate::verify::{artifact, check_artifact, check_download};
 use boot_image::LayerKind;
 
 /// What the firmware handed over.

@@ -5,6 +5,8 @@
 use boot_image::digest::pinned_digest;
 use boot_image::{ArtifactHeader, LayerKind, sha256_digest};
 
+use sim_bmc::boot::{ArtifactKind, BootArtifact};
+
 use crate::ipxe::Download;
 use http_client::Fetched;
 
@@ -49,6 +51,16 @@ pub fn check_download(url: &str, response: &Fetched) -> Result<Download, String>
         bytes: response.body.clone(),
         sha256: actual,
     })
+}
+
+/// The record of one verified download.
+pub fn artifact(url: &str, sha256: &str, size: usize, kind: ArtifactKind) -> BootArtifact {
+    BootArtifact {
+        url: url.to_string(),
+        kind,
+        sha256: sha256.to_string(),
+        size: size as u64,
+    }
 }
 
 /// What a real (not generated) artifact of `kind` is, for error messages.

@@ -11,6 +11,9 @@ use kube::runtime::controller::Action;
 use metal_api::{ServerBootConfiguration, ServerBootConfigurationState as State};
 use serde_json::json;
 
+// `upstream-like` is a branch of this reconcile over the same target, so it is a child module.
+mod upstream;
+
 use super::conditions::{self, Cond, Written, reasons, types, write_status_on};
 use super::prepare::{Failure, Prepared, prepare};
 use super::probe::{Prober, self_probe};
@@ -129,7 +132,7 @@ pub async fn reconcile(
         ctx.records.remove(&target.key);
     }
     if mode == Misbehaviour::UpstreamLike {
-        return super::upstream::reconcile(&target, &sbc, inputs).await;
+        return upstream::reconcile(&target, &sbc, inputs).await;
     }
     let state = conditions::state_of(&sbc);
     let fresh = conditions::observed_generation(&sbc) == Some(target.generation);

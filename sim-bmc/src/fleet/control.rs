@@ -12,10 +12,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
+use super::BmcInfo;
 use crate::Error;
 use crate::bmc::Bmc;
 use crate::fault::FaultSpec;
-use crate::fleet::BmcInfo;
 use crate::metrics::Metrics;
 
 #[derive(Clone)]
