@@ -19,7 +19,7 @@ mod ops;
 mod patch;
 mod persist;
 mod protobuf;
-mod registry;
+mod resources;
 mod schema_check;
 mod selectors;
 mod serve;
@@ -49,7 +49,7 @@ pub use faults::Faults;
 pub use status::{ApiError, Cause};
 
 use ops::{Record, State, WriteCtx};
-use registry::Registry;
+use resources::Registry;
 use store::Store;
 
 /// How to run the server.

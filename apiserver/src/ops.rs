@@ -14,7 +14,7 @@ use crate::objects::{
     self, Sub, check_type, finalizers, is_deleting, meta_mut, meta_str, prepare_create,
     prepare_update,
 };
-use crate::registry::{Registry, ResourceInfo};
+use crate::resources::{Registry, ResourceInfo};
 use crate::status::{ApiError, ApiResult};
 use crate::store::{CommitError, Committed, Precondition, Store, Write};
 use crate::stored::{ObjKey, Prepared, StoredObject};

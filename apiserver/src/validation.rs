@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::cel_rules;
 use crate::objects::name_of;
-use crate::registry::ResourceInfo;
+use crate::resources::ResourceInfo;
 use crate::schema_check::check;
 use crate::status::{ApiError, ApiResult, child_path, push_key};
 

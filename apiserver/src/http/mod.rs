@@ -20,7 +20,7 @@ use http::{HeaderMap, Method, StatusCode, Uri, header};
 use serde_json::Value;
 
 use crate::ops::State;
-use crate::registry::ResourceInfo;
+use crate::resources::ResourceInfo;
 use crate::status::{ApiError, ApiResult, Cause};
 use crate::stored::StoredObject;
 

@@ -17,7 +17,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::{Params, Target, field_labels};
 use crate::faults::WatchSignal;
 use crate::ops::State;
-use crate::registry::ResourceInfo;
+use crate::resources::ResourceInfo;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::{ApiError, ApiResult};
 use crate::store::{WatchStart, encode_event};

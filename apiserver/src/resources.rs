@@ -1,4 +1,4 @@
-//! The resource registry: built-in kinds and the ones CustomResourceDefinitions add at run time.
+//! The API resource registry: built-in kinds and the ones CustomResourceDefinitions add at run time.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
