@@ -63,6 +63,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn digests_from_urls() {
+        let d = format!("sha256:{}", "ab".repeat(32));
+        assert_eq!(
+            pinned_digest(&format!(
+                "http://b/image?imageName=x&version=1&layerDigest={}",
+                d.replace(':', "%3A")
+            )),
+            Some(d.clone())
+        );
+        assert_eq!(
+            pinned_digest(&format!(
+                "http://b/httpboot/r/x/sha256-{}.efi",
+                "ab".repeat(32)
+            )),
+            Some(d)
+        );
+        assert_eq!(pinned_digest("http://b/ipxe/1"), None);
+    }
+
+    #[test]
     fn built_urls_pin_their_digest() {
         let image = ImageRef::parse("registry.test:5000/ironcore/os:1.0").unwrap();
         let digest = sha256_digest(b"kernel");
