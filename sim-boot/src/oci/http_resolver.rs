@@ -8,8 +8,7 @@ use http::{Request, StatusCode, header};
 
 use super::reference::ImageRef;
 use super::resolve::{
-    ACCEPTED, ImageResolver, Layer, ResolveError, ResolvedImage, is_index, select_layers,
-    select_manifest,
+    ACCEPTED, ImageResolver, Layer, ResolveError, ResolvedImage, check_blob, resolve_with,
 };
 use boot_image::sha256_digest;
 use http_client::{Fetched, HttpClient};
@@ -76,21 +75,12 @@ impl HttpResolver {
         image: ImageRef,
         architecture: String,
     ) -> Result<ResolvedImage, ResolveError> {
-        let (top, top_digest) = self.manifest(&image, image.version()).await?;
-        let (manifest, manifest_digest) = if is_index(&top) {
-            let digest = select_manifest(&image, &top, &architecture)?;
-            self.manifest(&image, &digest).await?
-        } else {
-            (top, top_digest.clone())
+        let (this, image_ref) = (&self, &image);
+        let pull = move |digest: Option<String>| async move {
+            let reference = digest.as_deref().unwrap_or(image_ref.version());
+            this.manifest(image_ref, reference).await
         };
-        let layers = select_layers(&image, &architecture, &manifest)?;
-        Ok(ResolvedImage {
-            image,
-            architecture,
-            top_digest,
-            manifest_digest,
-            layers,
-        })
+        resolve_with(image_ref, &architecture, pull).await
     }
 
     async fn fetch_inner(self, image: ImageRef, layer: Layer) -> Result<Bytes, ResolveError> {
@@ -113,20 +103,7 @@ impl HttpResolver {
                 String::from_utf8_lossy(&response.body).trim()
             )));
         }
-        let actual = sha256_digest(&response.body);
-        if actual != layer.digest || response.body.len() as u64 != layer.size {
-            let detail = format!(
-                "got {} bytes hashing to {actual}, manifest says {} bytes",
-                response.body.len(),
-                layer.size
-            );
-            return Err(ResolveError::BlobCorrupt {
-                image: image.canonical().to_string(),
-                digest: layer.digest,
-                detail,
-            });
-        }
-        Ok(response.body)
+        check_blob(&image, layer, response.body)
     }
 }
 
