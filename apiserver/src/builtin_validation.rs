@@ -7,7 +7,7 @@ use base64::engine::{GeneralPurpose, GeneralPurposeConfig};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::registry::ResourceInfo;
+use crate::resources::ResourceInfo;
 use crate::status::{ApiError, ApiResult, Cause};
 
 /// `v1.MaxSecretSize` and `v1.MaxConfigMapSize`: the data of one Secret or ConfigMap, 1 MiB.
@@ -366,7 +366,7 @@ mod tests {
     }
 
     fn info(group: &str, kind: &str) -> ResourceInfo {
-        crate::registry::builtins()
+        crate::resources::builtins()
             .into_iter()
             .find(|i| i.group == group && i.kind == kind)
             .expect("a built-in kind")

@@ -9,8 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::Value;
 
-use crate::status::Cause;
-use crate::validation::push_key;
+use crate::status::{Cause, push_key};
 use std::fmt::Write as _;
 
 type Compiled = Result<Arc<cel::Program>, String>;

@@ -12,8 +12,8 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::crd;
 use crate::objects::{Sub, finalizers};
 use crate::ops::{self, DeleteOpts, Record, State, WriteCtx};
-use crate::store::{EventType, ObjKey};
-use crate::stored::Meta;
+use crate::status::ApiResult;
+use crate::stored::{EventType, Meta, ObjKey};
 
 const SWEEP_DEBOUNCE: Duration = Duration::from_millis(20);
 /// Sweeps triggered by events start at least this many times the previous sweep's duration apart.
@@ -64,28 +64,30 @@ async fn crd_cleanup_loop(st: Arc<State>, crd_name: String) {
 }
 
 async fn remove_finalizer(st: &Arc<State>, key: &ObjKey, finalizer: &str) {
+    update_internally(st, key, &|cur: &Value| {
+        let mut next = cur.clone();
+        let kept: Vec<String> = finalizers(cur)
+            .into_iter()
+            .filter(|f| f != finalizer)
+            .collect();
+        next["metadata"]["finalizers"] = json!(kept);
+        Ok(next)
+    })
+    .await;
+}
+
+/// Rewrites the object at `key` as the API server itself does its metadata edits (manager `kube-apiserver`,
+/// the resource's first version); a failure is left to the next sweep.
+async fn update_internally(
+    st: &Arc<State>,
+    key: &ObjKey,
+    mutate: &(dyn Fn(&Value) -> ApiResult<Value> + Send + Sync),
+) {
     let Some(info) = st.registry.by_key(&key.resource) else {
         return;
     };
     let ctx = WriteCtx::internal(&info.versions[0]);
-    let _ = ops::update(
-        st,
-        &info,
-        key,
-        None,
-        &ctx,
-        Record::Update,
-        &|cur: &Value| {
-            let mut next = cur.clone();
-            let kept: Vec<String> = finalizers(cur)
-                .into_iter()
-                .filter(|f| f != finalizer)
-                .collect();
-            next["metadata"]["finalizers"] = json!(kept);
-            Ok(next)
-        },
-    )
-    .await;
+    let _ = ops::update(st, &info, key, None, &ctx, Record::Update, mutate).await;
 }
 
 /// Runs garbage collection and namespace deletion until the store's event stream closes.
@@ -200,28 +202,16 @@ async fn delete_key(st: &Arc<State>, key: &ObjKey, propagation: Option<&str>) {
 }
 
 async fn drop_owner_ref(st: &Arc<State>, key: &ObjKey, owner_uid: &str) {
-    let Some(info) = st.registry.by_key(&key.resource) else {
-        return;
-    };
-    let ctx = WriteCtx::internal(&info.versions[0]);
-    let _ = ops::update(
-        st,
-        &info,
-        key,
-        None,
-        &ctx,
-        Record::Update,
-        &|cur: &Value| {
-            let mut next = cur.clone();
-            if let Some(refs) = next
-                .pointer_mut("/metadata/ownerReferences")
-                .and_then(Value::as_array_mut)
-            {
-                refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(owner_uid));
-            }
-            Ok(next)
-        },
-    )
+    update_internally(st, key, &|cur: &Value| {
+        let mut next = cur.clone();
+        if let Some(refs) = next
+            .pointer_mut("/metadata/ownerReferences")
+            .and_then(Value::as_array_mut)
+        {
+            refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(owner_uid));
+        }
+        Ok(next)
+    })
     .await;
 }
 

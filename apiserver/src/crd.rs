@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use crate::objects::name_of;
-use crate::registry::{PrinterColumn, ResourceInfo, res_key};
+use crate::resources::{PrinterColumn, ResourceInfo, res_key};
 use crate::status::Cause;
 
 pub const CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";

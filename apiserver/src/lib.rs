@@ -19,7 +19,7 @@ mod ops;
 mod patch;
 mod persist;
 mod protobuf;
-mod registry;
+mod resources;
 mod schema_check;
 mod selectors;
 mod serve;
@@ -49,7 +49,7 @@ pub use faults::Faults;
 pub use status::{ApiError, Cause};
 
 use ops::{Record, State, WriteCtx};
-use registry::Registry;
+use resources::Registry;
 use store::Store;
 
 /// How to run the server.
@@ -153,7 +153,8 @@ impl Server {
             admission: Admission::default(),
             bookmark_interval: opts.bookmark_interval,
             shutdown: shutdown::Shutdown::default(),
-            watches: http::WatchSlots::new(opts.max_watches_per_client),
+            watches: Arc::new(limits::WatchSlots::new(opts.max_watches_per_client)),
+            crd_cleanup: controllers::crd_cleanup,
         });
         ops::register_stored_crds(&state);
         ensure_namespaces(&state).await?;

@@ -108,6 +108,61 @@ pub fn check_stored(v: &Value, len: usize) -> ApiResult<()> {
     Ok(())
 }
 
+/// Open watches per client (peer IP and User-Agent), bounded so that no client can hold the server's memory and
+/// tasks with watches: one over the bound is refused 429 TooManyRequests with Retry-After, as kube-apiserver's
+/// inflight limits answer. A slot is freed when its watch ends (client gone, timeout, server stopping).
+pub struct WatchSlots {
+    max: usize,
+    open: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// One open watch's slot.
+pub struct WatchSlot {
+    slots: std::sync::Arc<WatchSlots>,
+    client: String,
+}
+
+impl WatchSlots {
+    pub fn new(max: usize) -> Self {
+        WatchSlots {
+            max,
+            open: Default::default(),
+        }
+    }
+
+    pub fn take(self: &std::sync::Arc<Self>, client: String) -> ApiResult<WatchSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(client.clone()).or_insert(0);
+        if *n >= self.max {
+            return Err(ApiError::new(
+                429,
+                "TooManyRequests",
+                format!(
+                    "Too many requests: this client already has {} open watches (the limit per client is {})",
+                    *n, self.max
+                ),
+            ));
+        }
+        *n += 1;
+        Ok(WatchSlot {
+            slots: self.clone(),
+            client,
+        })
+    }
+}
+
+impl Drop for WatchSlot {
+    fn drop(&mut self) {
+        let mut open = self.slots.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.client);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@ use base64::Engine;
 use serde_json::{Map, Value, json};
 
 use crate::clock::format_time;
-use crate::registry::ResourceInfo;
+use crate::resources::ResourceInfo;
 use crate::status::{ApiError, ApiResult, Cause};
 
 const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";

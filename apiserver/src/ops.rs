@@ -14,10 +14,10 @@ use crate::objects::{
     self, Sub, check_type, finalizers, is_deleting, meta_mut, meta_str, prepare_create,
     prepare_update,
 };
-use crate::registry::{Registry, ResourceInfo};
+use crate::resources::{Registry, ResourceInfo};
 use crate::status::{ApiError, ApiResult};
-use crate::store::{CommitError, Committed, ObjKey, Precondition, Store, Write};
-use crate::stored::{Prepared, StoredObject};
+use crate::store::{CommitError, Committed, Precondition, Store, Write};
+use crate::stored::{ObjKey, Prepared, StoredObject};
 use crate::{crd, limits, validation};
 
 /// Shared server state.
@@ -31,7 +31,10 @@ pub struct State {
     /// Begun when the server stops: open watches end, new requests are refused.
     pub shutdown: crate::shutdown::Shutdown,
     /// Open watches per client, bounded.
-    pub watches: crate::http::WatchSlots,
+    pub watches: Arc<crate::limits::WatchSlots>,
+    /// Started when a CRD's deletion is committed: `controllers::crd_cleanup`, handed in by `Server::start` so
+    /// that these operations need not import the controllers that write through them.
+    pub crd_cleanup: fn(Arc<State>, String) -> futures::future::BoxFuture<'static, ()>,
 }
 
 /// Who writes and how.
@@ -389,10 +392,7 @@ pub async fn delete(
                 }
                 crd_hooks(st, info, &committed.object, removed).await;
                 if !removed && info.kind == "CustomResourceDefinition" {
-                    tokio::spawn(crate::controllers::crd_cleanup(
-                        st.clone(),
-                        key.name.clone(),
-                    ));
+                    tokio::spawn((st.crd_cleanup)(st.clone(), key.name.clone()));
                 }
                 return Ok((committed.object, removed));
             }

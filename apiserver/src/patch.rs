@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use crate::limits::{MAX_JSON_PATCH_COPY_BYTES, MAX_JSON_PATCH_OPS, json_len};
 use crate::objects::Sub;
-use crate::registry::ResourceInfo;
+use crate::resources::ResourceInfo;
 use crate::status::{ApiError, ApiResult};
 
 /// Refuses a JSON patch with more operations than kube-apiserver accepts (413, as its patch handler answers).

@@ -17,8 +17,7 @@ use tokio::sync::oneshot;
 
 use tokio::sync::broadcast;
 
-use crate::store::{Event, EventType, ObjKey};
-use crate::stored::{Prepared, StoredObject};
+use crate::stored::{Event, EventType, ObjKey, Prepared, StoredObject};
 
 const LOG_FILE: &str = "objects.log";
 /// How many queued records one fsync covers at most.

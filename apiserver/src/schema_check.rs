@@ -8,8 +8,7 @@ use std::sync::{Mutex, OnceLock};
 
 use serde_json::{Map, Value};
 
-use crate::status::Cause;
-use crate::validation::{child_path, push_key};
+use crate::status::{Cause, child_path, push_key};
 use std::fmt::Write as _;
 
 /// Where the causes of one schema node go.

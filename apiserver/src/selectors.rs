@@ -4,38 +4,6 @@
 use crate::status::ApiError;
 use crate::stored::Meta;
 
-/// Field labels a resource ("group/plural") supports in field selectors besides metadata.name/namespace.
-pub fn field_labels_of(resource: &str) -> &'static [&'static str] {
-    match resource {
-        "/events" => &[
-            "involvedObject.kind",
-            "involvedObject.namespace",
-            "involvedObject.name",
-            "involvedObject.uid",
-            "involvedObject.apiVersion",
-            "involvedObject.resourceVersion",
-            "involvedObject.fieldPath",
-            "reason",
-            "reportingComponent",
-            "source",
-            "type",
-        ],
-        "events.k8s.io/events" => &[
-            "regarding.kind",
-            "regarding.namespace",
-            "regarding.name",
-            "regarding.uid",
-            "regarding.apiVersion",
-            "reason",
-            "reportingController",
-            "type",
-        ],
-        "/namespaces" => &["status.phase"],
-        "/secrets" => &["type"],
-        _ => &[],
-    }
-}
-
 #[derive(Debug, Clone, PartialEq)]
 enum Requirement {
     Eq(String, String),
@@ -238,6 +206,7 @@ fn unescape_field_value(v: &str) -> Result<String, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stored::field_labels_of;
     use serde_json::json;
 
     #[test]

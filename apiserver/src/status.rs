@@ -13,6 +13,21 @@ pub struct Cause {
     pub message: String,
 }
 
+/// `path.key`: the field path of a cause one level down.
+pub fn child_path(path: &str, key: &str) -> String {
+    let mut out = path.to_string();
+    push_key(&mut out, key);
+    out
+}
+
+/// Extends a field path in place (validation walks reuse one buffer instead of allocating a path per node).
+pub fn push_key(path: &mut String, key: &str) {
+    if !path.is_empty() {
+        path.push('.');
+    }
+    path.push_str(key);
+}
+
 impl Cause {
     pub fn new(reason: &str, field: impl Into<String>, message: impl Into<String>) -> Self {
         Cause {

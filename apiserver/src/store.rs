@@ -14,45 +14,7 @@ use serde_json::Value;
 use tokio::sync::{broadcast, oneshot};
 
 use crate::persist::{LogFile, Persister, Record};
-use crate::stored::{Prepared, StoredObject};
-
-/// A resource in the store: `"{group}/{plural}"`.
-pub type ResKey = Arc<str>;
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ObjKey {
-    pub resource: ResKey,
-    pub namespace: String,
-    pub name: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventType {
-    Added,
-    Modified,
-    Deleted,
-}
-
-impl EventType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::Added => "ADDED",
-            EventType::Modified => "MODIFIED",
-            EventType::Deleted => "DELETED",
-        }
-    }
-}
-
-/// One committed change. `prev` (the version it replaced) lets selector-filtered watches turn a MODIFIED into
-/// ADDED/DELETED and lets paged lists see the state at their first page's resourceVersion.
-#[derive(Debug)]
-pub struct Event {
-    pub rv: u64,
-    pub kind: EventType,
-    pub key: ObjKey,
-    pub object: Arc<StoredObject>,
-    pub prev: Option<Arc<StoredObject>>,
-}
+use crate::stored::{Event, EventType, ObjKey, Prepared, ResKey, StoredObject};
 
 /// A watch event line for a value that is not a stored object (bookmarks, errors, tables).
 pub fn encode_event(kind: &str, object: &Value) -> Bytes {

@@ -1,14 +1,85 @@
 //! The stored form of an object: its watch-event line (`{"type":..,"object":{..}}\n`), serialised once when it is
 //! committed and shared by the store, every watcher, GET/LIST responses and the data log; beside it the few
-//! metadata fields that selectors and controllers read, so that they never parse the JSON.
+//! metadata fields that selectors and controllers read, so that they never parse the JSON; and the keys and
+//! change events the store, its data log and watchers pass these objects around in.
 //!
 //! The object is serialised with `metadata.resourceVersion` first, so the resourceVersion (known only inside the
 //! store's commit) is stamped in by copying bytes instead of serialising under the store's lock.
 
+use std::sync::Arc;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{Map, Value};
 
-use crate::selectors::field_labels_of;
+/// A resource in the store: `"{group}/{plural}"`.
+pub type ResKey = Arc<str>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjKey {
+    pub resource: ResKey,
+    pub namespace: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One committed change. `prev` (the version it replaced) lets selector-filtered watches turn a MODIFIED into
+/// ADDED/DELETED and lets paged lists see the state at their first page's resourceVersion.
+#[derive(Debug)]
+pub struct Event {
+    pub rv: u64,
+    pub kind: EventType,
+    pub key: ObjKey,
+    pub object: Arc<StoredObject>,
+    pub prev: Option<Arc<StoredObject>>,
+}
+
+/// Field labels a resource ("group/plural") supports in field selectors besides metadata.name/namespace.
+pub fn field_labels_of(resource: &str) -> &'static [&'static str] {
+    match resource {
+        "/events" => &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ],
+        "events.k8s.io/events" => &[
+            "regarding.kind",
+            "regarding.namespace",
+            "regarding.name",
+            "regarding.uid",
+            "regarding.apiVersion",
+            "reason",
+            "reportingController",
+            "type",
+        ],
+        "/namespaces" => &["status.phase"],
+        "/secrets" => &["type"],
+        _ => &[],
+    }
+}
 
 /// What selectors and controllers read of an object.
 #[derive(Debug, Default, Clone, PartialEq)]

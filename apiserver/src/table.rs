@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::clock::parse_time;
 use crate::jsonpath;
-use crate::registry::{PrinterColumn, ResourceInfo};
+use crate::resources::{PrinterColumn, ResourceInfo};
 
 fn col(name: &str, type_: &str, format: &str, description: &str, json_path: &str) -> PrinterColumn {
     PrinterColumn {

@@ -9,9 +9,9 @@ use serde_json::Value;
 
 use crate::cel_rules;
 use crate::objects::name_of;
-use crate::registry::ResourceInfo;
+use crate::resources::ResourceInfo;
 use crate::schema_check::check;
-use crate::status::{ApiError, ApiResult};
+use crate::status::{ApiError, ApiResult, child_path, push_key};
 
 /// Validates (and prunes/defaults) `new`; `old` is the stored object on update.
 pub fn validate(
@@ -56,20 +56,6 @@ pub fn validate(
         name_of(new),
         causes,
     ))
-}
-
-pub fn child_path(path: &str, key: &str) -> String {
-    let mut out = path.to_string();
-    push_key(&mut out, key);
-    out
-}
-
-/// Extends a field path in place (validation walks reuse one buffer instead of allocating a path per node).
-pub fn push_key(path: &mut String, key: &str) {
-    if !path.is_empty() {
-        path.push('.');
-    }
-    path.push_str(key);
 }
 
 fn flag(schema: &Value, key: &str) -> bool {

@@ -410,7 +410,7 @@ mod tests {
     use axum::middleware::{self, Next};
     use axum::response::{IntoResponse, Response};
     use sim_boot::oci::catalog::{BlobSizes, Catalog, names};
-    use sim_boot::oci::registry::Registry;
+    use sim_boot::oci::registry_server::Registry;
 
     /// sim-boot's registry behind `challenge`: requests without `accepted` as Authorization get a 401 with it.
     /// `/token` hands out `t0k` for `user:secret` (a Bearer challenge's token service).

@@ -5,43 +5,14 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use sim_bmc::boot::{
-    ArtifactKind, BootArtifact, BootOutcome, BootTarget, NetworkBoot, NetworkBootRequest,
-};
+use sim_bmc::boot::{ArtifactKind, BootOutcome, BootTarget, NetworkBoot, NetworkBootRequest};
 
-use crate::facts::{DerivedFacts, MachineFacts};
 use crate::ipxe::{self, Builtins, Download, Fetcher};
+use crate::options::NetbootOptions;
 use crate::os::{self, Kernel};
-use crate::probe::ProbeOptions;
-use crate::verify::{self, ArtifactHeader, Role, check_artifact, check_download};
+use crate::verify::{self, artifact, check_artifact, check_download};
+use boot_image::{ArtifactHeader, LayerKind};
 use http_client::HttpClient;
-
-/// Configuration of the simulated firmware and OS.
-#[derive(Clone)]
-pub struct NetbootOptions {
-    /// Transport for every download and for the probe (real sockets by default).
-    pub http: HttpClient,
-    /// NICs and LLDP the OS reports.
-    pub facts: Arc<dyn MachineFacts>,
-    /// Images (`repository:tag`, as the kernel header names them, or a suffix of a full reference) whose OS
-    /// runs the discovery probe; empty means any image whose ignition starts metalprobe.
-    pub probe_images: Vec<String>,
-    pub probe: ProbeOptions,
-    /// Wall clock for reported timestamps.
-    pub clock: crate::probe::WallClock,
-}
-
-impl Default for NetbootOptions {
-    fn default() -> Self {
-        Self {
-            http: HttpClient::hyper(),
-            facts: Arc::new(DerivedFacts),
-            probe_images: vec![],
-            probe: ProbeOptions::default(),
-            clock: crate::probe::system_clock(),
-        }
-    }
-}
 
 /// The firmware boot client for a fleet (`FleetOptions { network_boot: Some(Arc::new(Netboot::new(..))) }`).
 #[derive(Clone)]
@@ -123,12 +94,12 @@ impl Netboot {
             .map_err(|e| format!("iPXE: {e}"))?;
         let booted = &selection.kernel;
         // `chain` runs any executable: a UKI (EFI application) or a kernel; `kernel` loads a kernel.
-        let (what, role, kind) = match (selection.chained, verify::header(&booted.bytes)) {
-            (false, _) => ("kernel", Role::Kernel, ArtifactKind::Kernel),
-            (true, Some(h)) if h.magic == Role::Kernel.magic() => {
-                ("kernel", Role::Kernel, ArtifactKind::Kernel)
+        let (what, role, kind) = match (selection.chained, ArtifactHeader::parse(&booted.bytes)) {
+            (false, _) => ("kernel", LayerKind::Kernel, ArtifactKind::Kernel),
+            (true, Some(h)) if h.kind() == Some(LayerKind::Kernel) => {
+                ("kernel", LayerKind::Kernel, ArtifactKind::Kernel)
             }
-            (true, _) => ("UKI", Role::Uki, ArtifactKind::Uki),
+            (true, _) => ("UKI", LayerKind::Uki, ArtifactKind::Uki),
         };
         let header = check_artifact(what, &booted.url, &booted.bytes, role, &req.architecture)?;
         let mut artifacts = vec![artifact(
@@ -137,7 +108,7 @@ impl Netboot {
             booted.bytes.len(),
             kind,
         )];
-        if role == Role::Kernel && selection.initrds.is_empty() {
+        if role == LayerKind::Kernel && selection.initrds.is_empty() {
             return Err(format!(
                 "iPXE: kernel {} booted without an initrd: kernel panic, no root filesystem",
                 booted.url
@@ -148,7 +119,7 @@ impl Netboot {
                 "initrd",
                 &initrd.url,
                 &initrd.bytes,
-                Role::Initrd,
+                LayerKind::Initramfs,
                 &req.architecture,
             )?;
             artifacts.push(artifact(
@@ -159,7 +130,7 @@ impl Netboot {
             ));
         }
         let mut args = booted.args.clone();
-        if role == Role::Uki && args.is_empty() {
+        if role == LayerKind::Uki && args.is_empty() {
             args = uki_cmdline(&booted.url, &booted.bytes, header.as_ref(), req);
         }
         let kernel = Kernel {
@@ -198,7 +169,13 @@ impl Netboot {
             }
             Err(_) => (url.to_string(), first),
         };
-        let header = check_artifact("UKI", &uki_url, &uki.bytes, Role::Uki, &req.architecture)?;
+        let header = check_artifact(
+            "UKI",
+            &uki_url,
+            &uki.bytes,
+            LayerKind::Uki,
+            &req.architecture,
+        )?;
         let kernel = Kernel {
             args: uki_cmdline(&uki_url, &uki.bytes, header.as_ref(), req),
             image: header.map(|h| h.image).unwrap_or_default(),
@@ -211,16 +188,6 @@ impl Netboot {
             )],
         };
         os::start(&self.options, req, kernel).await
-    }
-}
-
-/// The record of one verified download.
-pub(crate) fn artifact(url: &str, sha256: &str, size: usize, kind: ArtifactKind) -> BootArtifact {
-    BootArtifact {
-        url: url.to_string(),
-        kind,
-        sha256: sha256.to_string(),
-        size: size as u64,
     }
 }
 

@@ -5,10 +5,12 @@
 pub mod facts;
 pub mod firmware;
 pub mod ipxe;
+pub mod options;
 pub mod os;
 pub mod probe;
 pub mod verify;
 
 pub use facts::{DerivedFacts, MachineFacts, NetworkFacts};
-pub use firmware::{Netboot, NetbootOptions};
+pub use firmware::Netboot;
+pub use options::NetbootOptions;
 pub use probe::ProbeOptions;

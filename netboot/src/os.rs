@@ -3,9 +3,10 @@
 
 use sim_bmc::boot::{ArtifactKind, BootArtifact, BootedOs, NetworkBootRequest};
 
-use crate::firmware::{NetbootOptions, artifact};
+use crate::options::NetbootOptions;
 use crate::probe;
-use crate::verify::{Role, check_artifact, check_download};
+use crate::verify::{artifact, check_artifact, check_download};
+use boot_image::LayerKind;
 
 /// What the firmware handed over.
 pub struct Kernel {
@@ -36,7 +37,7 @@ pub async fn start(
             "root filesystem",
             url,
             &root.bytes,
-            Role::Squashfs,
+            LayerKind::Squashfs,
             &req.architecture,
         )
         .map_err(|e| format!("live boot: {e}"))?;

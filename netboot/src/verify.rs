@@ -2,27 +2,13 @@
 //! server names, and that the artifact can serve its role on this machine: the header (kind and
 //! architecture) of generated artifacts, the file format (and PE machine type) of real ones.
 
-use sha2::{Digest, Sha256};
-use url::Url;
+use boot_image::digest::pinned_digest;
+use boot_image::{ArtifactHeader, LayerKind, sha256_digest};
+
+use sim_bmc::boot::{ArtifactKind, BootArtifact};
 
 use crate::ipxe::Download;
 use http_client::Fetched;
-
-/// `sha256:<hex>` of `bytes`.
-pub fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
-
-/// The digest a URL pins: boot-operator's `layerDigest` query parameter or an HTTP-boot `sha256-<hex>.efi` path.
-pub fn pinned_digest(url: &str) -> Option<String> {
-    let url = Url::parse(url).ok()?;
-    if let Some((_, digest)) = url.query_pairs().find(|(k, _)| k == "layerDigest") {
-        return Some(digest.into_owned());
-    }
-    let file = url.path_segments()?.next_back()?;
-    let hex = file.strip_prefix("sha256-")?.strip_suffix(".efi")?;
-    Some(format!("sha256:{hex}"))
-}
 
 /// Status, length and digest checks of one download.
 pub fn check_download(url: &str, response: &Fetched) -> Result<Download, String> {
@@ -43,7 +29,7 @@ pub fn check_download(url: &str, response: &Fetched) -> Result<Download, String>
             response.body.len()
         ));
     }
-    let actual = sha256(&response.body);
+    let actual = sha256_digest(&response.body);
     if let Some(expected) = pinned_digest(url)
         && expected != actual
     {
@@ -67,65 +53,23 @@ pub fn check_download(url: &str, response: &Fetched) -> Result<Download, String>
     })
 }
 
-/// The header line of a generated artifact: `<MAGIC> v1 arch=<arch> image=<ref> [cmdline=…]`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ArtifactHeader {
-    pub magic: String,
-    pub architecture: String,
-    pub image: String,
-    pub cmdline: Option<String>,
-}
-
-pub fn header(bytes: &[u8]) -> Option<ArtifactHeader> {
-    let end = bytes.iter().take(4096).position(|&b| b == b'\n')?;
-    let line = std::str::from_utf8(&bytes[..end]).ok()?;
-    let (magic, rest) = line.split_once(' ')?;
-    let rest = rest.strip_prefix("v1 ")?;
-    let (fields, cmdline) = match rest.split_once(" cmdline=") {
-        Some((fields, cmdline)) => (fields, Some(cmdline.to_string())),
-        None => (rest, None),
-    };
-    let field = |name: &str| {
-        fields
-            .split(' ')
-            .find_map(|f| f.strip_prefix(name))
-            .map(str::to_string)
-    };
-    Some(ArtifactHeader {
-        magic: magic.into(),
-        architecture: field("arch=")?,
-        image: field("image=")?,
-        cmdline,
-    })
-}
-
-/// What firmware expects a download to be.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    Kernel,
-    Initrd,
-    Squashfs,
-    Uki,
-}
-
-impl Role {
-    /// The magic word of the harness's generated artifacts of this role.
-    pub fn magic(self) -> &'static str {
-        match self {
-            Role::Kernel => "SIMKERNEL",
-            Role::Initrd => "SIMINITRD",
-            Role::Squashfs => "SIMSQUASHFS",
-            Role::Uki => "SIMUKI",
-        }
+/// The record of one verified download.
+pub fn artifact(url: &str, sha256: &str, size: usize, kind: ArtifactKind) -> BootArtifact {
+    BootArtifact {
+        url: url.to_string(),
+        kind,
+        sha256: sha256.to_string(),
+        size: size as u64,
     }
+}
 
-    fn real(self) -> &'static str {
-        match self {
-            Role::Kernel => "a Linux kernel",
-            Role::Initrd => "an initramfs (cpio, optionally compressed)",
-            Role::Squashfs => "a squashfs image",
-            Role::Uki => "an EFI application",
-        }
+/// What a real (not generated) artifact of `kind` is, for error messages.
+fn real_format(kind: LayerKind) -> &'static str {
+    match kind {
+        LayerKind::Kernel => "a Linux kernel",
+        LayerKind::Initramfs => "an initramfs (cpio, optionally compressed)",
+        LayerKind::Squashfs => "a squashfs image",
+        LayerKind::Uki => "an EFI application",
     }
 }
 
@@ -137,10 +81,10 @@ pub fn check_artifact(
     what: &str,
     url: &str,
     bytes: &[u8],
-    role: Role,
+    role: LayerKind,
     architecture: &str,
 ) -> Result<Option<ArtifactHeader>, String> {
-    if let Some(header) = header(bytes) {
+    if let Some(header) = ArtifactHeader::parse(bytes) {
         if header.magic != role.magic() {
             return Err(format!(
                 "{what} from {url} is a {} image, not a bootable {} image (bad magic)",
@@ -157,21 +101,21 @@ pub fn check_artifact(
         return Ok(Some(header));
     }
     let format_ok = match role {
-        Role::Kernel => {
+        LayerKind::Kernel => {
             check_executable(what, url, bytes, architecture)?
                 || (architecture == "amd64" && bytes.get(0x202..0x206) == Some(&b"HdrS"[..]))
                 || (architecture == "arm64" && bytes.get(0x38..0x3c) == Some(&b"ARM\x64"[..]))
         }
-        Role::Uki => check_executable(what, url, bytes, architecture)?,
-        Role::Initrd => is_initramfs(bytes),
-        Role::Squashfs => bytes.starts_with(b"hsqs"),
+        LayerKind::Uki => check_executable(what, url, bytes, architecture)?,
+        LayerKind::Initramfs => is_initramfs(bytes),
+        LayerKind::Squashfs => bytes.starts_with(b"hsqs"),
     };
     if !format_ok {
         let start = hex::encode(&bytes[..bytes.len().min(8)]);
         return Err(format!(
             "{what} from {url} is neither a generated {} image nor {} (starts with {start}, bad magic)",
             role.magic(),
-            role.real()
+            real_format(role)
         ));
     }
     Ok(None)
@@ -261,46 +205,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn digests_from_urls() {
-        let d = format!("sha256:{}", "ab".repeat(32));
-        assert_eq!(
-            pinned_digest(&format!(
-                "http://b/image?imageName=x&version=1&layerDigest={}",
-                d.replace(':', "%3A")
-            )),
-            Some(d.clone())
-        );
-        assert_eq!(
-            pinned_digest(&format!(
-                "http://b/httpboot/r/x/sha256-{}.efi",
-                "ab".repeat(32)
-            )),
-            Some(d)
-        );
-        assert_eq!(pinned_digest("http://b/ipxe/1"), None);
-    }
-
-    #[test]
     fn headers() {
-        let h = header(b"SIMUKI v1 arch=arm64 image=a/b:1 cmdline=x=1 y=${uuid}\nrest").unwrap();
-        assert_eq!(
-            (h.magic.as_str(), h.architecture.as_str(), h.image.as_str()),
-            ("SIMUKI", "arm64", "a/b:1")
-        );
-        assert_eq!(h.cmdline.as_deref(), Some("x=1 y=${uuid}"));
+        // Parsing the header itself is boot-image's (its `headers_render_and_parse`); here, what firmware does with it.
         assert!(
             check_artifact(
                 "kernel",
                 "u",
                 b"SIMKERNEL v1 arch=amd64 image=a:1\n",
-                Role::Kernel,
+                LayerKind::Kernel,
                 "arm64"
             )
             .unwrap_err()
             .contains("built for amd64")
         );
         assert!(
-            check_artifact("kernel", "u", b"\x7fELF", Role::Kernel, "amd64")
+            check_artifact("kernel", "u", b"\x7fELF", LayerKind::Kernel, "amd64")
                 .unwrap_err()
                 .contains("bad magic")
         );
@@ -309,7 +228,7 @@ mod tests {
                 "initrd",
                 "u",
                 b"SIMKERNEL v1 arch=amd64 image=a:1\n",
-                Role::Initrd,
+                LayerKind::Initramfs,
                 "amd64"
             )
             .unwrap_err()
@@ -351,32 +270,38 @@ mod tests {
     #[test]
     fn real_artifacts_are_checked_by_format_and_architecture() {
         let check = |bytes: &[u8], role, arch| check_artifact("x", "u", bytes, role, arch);
-        assert_eq!(check(&pe(0x8664), Role::Kernel, "amd64"), Ok(None));
-        assert_eq!(check(&pe(0xaa64), Role::Uki, "arm64"), Ok(None));
+        assert_eq!(check(&pe(0x8664), LayerKind::Kernel, "amd64"), Ok(None));
+        assert_eq!(check(&pe(0xaa64), LayerKind::Uki, "arm64"), Ok(None));
         assert!(
-            check(&pe(0xaa64), Role::Kernel, "amd64")
+            check(&pe(0xaa64), LayerKind::Kernel, "amd64")
                 .unwrap_err()
                 .contains("built for arm64, this machine is amd64")
         );
         let mut bzimage = vec![0u8; 0x300];
         bzimage[0x202..0x206].copy_from_slice(b"HdrS");
-        assert_eq!(check(&bzimage, Role::Kernel, "amd64"), Ok(None));
-        assert!(check(&bzimage, Role::Kernel, "arm64").is_err());
-        assert_eq!(check(b"07070100000001", Role::Initrd, "amd64"), Ok(None));
-        assert_eq!(check(&[0x1f, 0x8b, 8, 0], Role::Initrd, "amd64"), Ok(None));
+        assert_eq!(check(&bzimage, LayerKind::Kernel, "amd64"), Ok(None));
+        assert!(check(&bzimage, LayerKind::Kernel, "arm64").is_err());
         assert_eq!(
-            check(&[0x28, 0xb5, 0x2f, 0xfd, 0], Role::Initrd, "amd64"),
+            check(b"07070100000001", LayerKind::Initramfs, "amd64"),
             Ok(None)
         );
-        assert_eq!(check(b"hsqs\0\0", Role::Squashfs, "amd64"), Ok(None));
-        let error = check(b"<html>", Role::Initrd, "amd64").unwrap_err();
+        assert_eq!(
+            check(&[0x1f, 0x8b, 8, 0], LayerKind::Initramfs, "amd64"),
+            Ok(None)
+        );
+        assert_eq!(
+            check(&[0x28, 0xb5, 0x2f, 0xfd, 0], LayerKind::Initramfs, "amd64"),
+            Ok(None)
+        );
+        assert_eq!(check(b"hsqs\0\0", LayerKind::Squashfs, "amd64"), Ok(None));
+        let error = check(b"<html>", LayerKind::Initramfs, "amd64").unwrap_err();
         assert!(
             error.contains("neither a generated SIMINITRD image nor an initramfs"),
             "{error}"
         );
         assert!(error.contains("starts with 3c68746d6c3e"), "{error}");
         assert!(
-            check(b"MZ", Role::Uki, "amd64").is_err(),
+            check(b"MZ", LayerKind::Uki, "amd64").is_err(),
             "a truncated PE is not an EFI application"
         );
     }
@@ -395,9 +320,9 @@ mod tests {
         };
         let bytes = std::fs::read(&path).expect("readable kernel");
         assert_eq!(
-            check_artifact("kernel", "file", &bytes, Role::Kernel, "amd64"),
+            check_artifact("kernel", "file", &bytes, LayerKind::Kernel, "amd64"),
             Ok(None)
         );
-        assert!(check_artifact("kernel", "file", &bytes, Role::Kernel, "arm64").is_err());
+        assert!(check_artifact("kernel", "file", &bytes, LayerKind::Kernel, "arm64").is_err());
     }
 }

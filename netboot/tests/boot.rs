@@ -202,7 +202,7 @@ async fn boot_operator_scripts_boot_real_format_artifacts_and_report_every_downl
     let kernel = pe_kernel();
     let initrd = b"070701 a cpio archive".to_vec();
     let squashfs = b"hsqs a squashfs".to_vec();
-    let digest = |b: &[u8]| netboot::verify::sha256(b);
+    let digest = |b: &[u8]| boot_image::sha256_digest(b);
     let url = |d: &str| {
         format!(
             "{base}/image?imageName=ghcr.io%2Fironcore-dev%2Fos&version=1.0&layerDigest={}",

@@ -9,7 +9,6 @@ pub mod bmc;
 pub mod boot;
 pub mod cli;
 pub mod clock;
-pub mod control;
 pub mod error;
 pub mod fault;
 pub mod fleet;

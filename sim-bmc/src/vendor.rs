@@ -209,3 +209,19 @@ impl Vendor {
         }
     }
 }
+
+/// Written by hand: the derive would turn each variant's rustdoc into a `oneOf` arm, and scenario files'
+/// schema (`scenarios/schema/scenario.schema.json`) keeps the plain string enum it has always had.
+impl schemars::JsonSchema for Vendor {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Vendor".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A vendor flavour of sim-bmc (how member ids, reset types and OEM sections differ).",
+            "type": "string",
+            "enum": Vendor::ALL.map(Vendor::as_str),
+        })
+    }
+}

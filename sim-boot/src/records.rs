@@ -7,8 +7,9 @@ use std::sync::{Arc, RwLock};
 use bytes::Bytes;
 
 use crate::misbehaviour::Misbehaviour;
-use crate::oci::reference::ImageRef;
-use crate::oci::{Layer, LayerKind};
+use crate::oci::Layer;
+use boot_image::ImageRef;
+use boot_image::LayerKind;
 
 /// `namespace/name` of a ServerBootConfiguration.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -271,7 +272,7 @@ mod tests {
             generation: 1,
             server: format!("server-{name}"),
             system_uuid: format!("uuid-{name}"),
-            image: crate::oci::reference::parse("registry.test/os:1").unwrap(),
+            image: ImageRef::parse("registry.test/os:1").unwrap(),
             architecture: "amd64".into(),
             manifest_digest: "sha256:m".into(),
             kernel: layer(LayerKind::Kernel, kernel),

@@ -10,7 +10,7 @@ use kube::core::discovery::v2::{
 };
 
 use crate::ops::State;
-use crate::registry::ResourceInfo;
+use crate::resources::ResourceInfo;
 
 const CONTENT_TYPE: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 

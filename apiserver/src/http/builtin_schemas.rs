@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value};
 
-use crate::registry::ResourceInfo;
+use crate::resources::ResourceInfo;
 
 fn generate<T: JsonSchema>(defs: &mut Map<String, Value>) -> (String, Value) {
     let mut generator = SchemaSettings::openapi3().into_generator();

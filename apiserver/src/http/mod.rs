@@ -20,7 +20,7 @@ use http::{HeaderMap, Method, StatusCode, Uri, header};
 use serde_json::Value;
 
 use crate::ops::State;
-use crate::registry::ResourceInfo;
+use crate::resources::ResourceInfo;
 use crate::status::{ApiError, ApiResult, Cause};
 use crate::stored::StoredObject;
 
@@ -311,66 +311,6 @@ fn parse_route(st: &State, path: &str) -> ApiResult<Route> {
     Ok(Route::Resource(t))
 }
 
-/// Open watches per client (peer IP and User-Agent), bounded so that no client can hold the server's memory and
-/// tasks with watches: one over the bound is refused 429 TooManyRequests with Retry-After, as kube-apiserver's
-/// inflight limits answer. A slot is freed when its watch ends (client gone, timeout, server stopping).
-pub struct WatchSlots {
-    max: usize,
-    open: std::sync::Mutex<std::collections::HashMap<String, usize>>,
-}
-
-/// One open watch's slot.
-pub struct WatchSlot {
-    slots: Arc<State>,
-    client: String,
-}
-
-impl WatchSlots {
-    pub fn new(max: usize) -> Self {
-        WatchSlots {
-            max,
-            open: Default::default(),
-        }
-    }
-
-    fn take(st: &Arc<State>, client: String) -> ApiResult<WatchSlot> {
-        let mut open = st.watches.open.lock().unwrap_or_else(|p| p.into_inner());
-        let n = open.entry(client.clone()).or_insert(0);
-        if *n >= st.watches.max {
-            return Err(ApiError::new(
-                429,
-                "TooManyRequests",
-                format!(
-                    "Too many requests: this client already has {} open watches (the limit per client is {})",
-                    *n, st.watches.max
-                ),
-            ));
-        }
-        *n += 1;
-        Ok(WatchSlot {
-            slots: st.clone(),
-            client,
-        })
-    }
-}
-
-impl Drop for WatchSlot {
-    fn drop(&mut self) {
-        let mut open = self
-            .slots
-            .watches
-            .open
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = open.get_mut(&self.client) {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&self.client);
-            }
-        }
-    }
-}
-
 async fn dispatch(
     AxState(st): AxState<Arc<State>>,
     peer: Option<axum::Extension<crate::serve::Peer>>,
@@ -426,7 +366,7 @@ async fn dispatch_inner(
     match (&method, &t.name) {
         (&Method::GET, None) if p.watch => {
             let client = format!("{} {user_agent}", peer.as_deref().unwrap_or("in-process"));
-            let slot = WatchSlots::take(st, client)?;
+            let slot = st.watches.take(client)?;
             watch::serve(st, &t, &p, table, slot).await
         }
         (&Method::GET, None) => read::list(st, &t, &p, table),
@@ -534,5 +474,5 @@ pub fn value_response(code: StatusCode, v: &Value) -> Response {
 
 /// Field labels a resource supports in field selectors besides metadata.name/namespace.
 pub fn field_labels(info: &ResourceInfo) -> &'static [&'static str] {
-    crate::selectors::field_labels_of(&info.key)
+    crate::stored::field_labels_of(&info.key)
 }

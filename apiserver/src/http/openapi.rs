@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use super::value_response;
 use crate::ops::State;
-use crate::registry::ResourceInfo;
+use crate::resources::ResourceInfo;
 use crate::status::ApiError;
 
 pub async fn v2() -> Response {

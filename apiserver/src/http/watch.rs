@@ -17,11 +17,11 @@ use tokio::sync::broadcast::error::RecvError;
 use super::{Params, Target, field_labels};
 use crate::faults::WatchSignal;
 use crate::ops::State;
-use crate::registry::ResourceInfo;
+use crate::resources::ResourceInfo;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::{ApiError, ApiResult};
-use crate::store::{Event, EventType, ObjKey, WatchStart, encode_event};
-use crate::stored::Meta;
+use crate::store::{WatchStart, encode_event};
+use crate::stored::{Event, EventType, Meta, ObjKey};
 use crate::table;
 
 /// Default watch length when the client gives no timeoutSeconds (the real server picks 30-60 minutes).
@@ -119,7 +119,7 @@ pub async fn serve(
     t: &Target,
     p: &Params,
     as_table: bool,
-    slot: super::WatchSlot,
+    slot: crate::limits::WatchSlot,
 ) -> ApiResult<Response> {
     let filter = Filter {
         info: t.info.clone(),

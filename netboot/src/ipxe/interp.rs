@@ -31,7 +31,7 @@ pub struct Download {
 
 impl Download {
     pub fn new(bytes: Bytes) -> Self {
-        let sha256 = crate::verify::sha256(&bytes);
+        let sha256 = boot_image::sha256_digest(&bytes);
         Download { bytes, sha256 }
     }
 }

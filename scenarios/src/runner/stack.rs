@@ -232,7 +232,7 @@ pub fn fleet_setup(s: &Scenario, seed: u64, in_process: bool) -> FleetSetup {
     for b in s.fleet.resolve() {
         fleet.bmcs.push(sim_bmc::fleet::BmcSpec {
             name: Some(b.name),
-            vendor: Some(vendor(b.vendor)),
+            vendor: Some(b.vendor),
             systems: Some(b.systems as usize),
             ..Default::default()
         });
@@ -258,17 +258,6 @@ pub fn fleet_setup(s: &Scenario, seed: u64, in_process: bool) -> FleetSetup {
         ..Default::default()
     };
     FleetSetup::new(fleet, options)
-}
-
-fn vendor(v: spec::Vendor) -> sim_bmc::vendor::Vendor {
-    use sim_bmc::vendor::Vendor as V;
-    match v {
-        spec::Vendor::Dell => V::Dell,
-        spec::Vendor::Hpe => V::Hpe,
-        spec::Vendor::Lenovo => V::Lenovo,
-        spec::Vendor::Supermicro => V::Supermicro,
-        spec::Vendor::Ami => V::Ami,
-    }
 }
 
 fn operator_config(

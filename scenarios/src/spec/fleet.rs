@@ -5,36 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use super::Dur;
 
-/// A vendor flavour of sim-bmc (how member ids, reset types and OEM sections differ).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Vendor {
-    Dell,
-    Hpe,
-    Lenovo,
-    Supermicro,
-    Ami,
-}
-
-impl Vendor {
-    pub const ALL: [Vendor; 5] = [
-        Vendor::Dell,
-        Vendor::Hpe,
-        Vendor::Lenovo,
-        Vendor::Supermicro,
-        Vendor::Ami,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Vendor::Dell => "dell",
-            Vendor::Hpe => "hpe",
-            Vendor::Lenovo => "lenovo",
-            Vendor::Supermicro => "supermicro",
-            Vendor::Ami => "ami",
-        }
-    }
-}
+/// A vendor flavour: sim-bmc's own type, so a scenario names exactly the flavours the fleet has.
+pub use sim_bmc::vendor::Vendor;
 
 /// The simulated fleet.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -2,6 +2,8 @@
 //! plus the control and observation API.
 
 mod build;
+// The fleet's control port: started by `Fleet::start`, it serves the fleet's own `BmcInfo`s.
+mod control;
 mod identity;
 mod listener;
 pub mod spec;
@@ -131,8 +133,7 @@ impl Fleet {
         };
         if let Some(addr) = control_addr {
             let (bound, task) =
-                crate::control::spawn(handle.control_state(), addr, handle.shutdown.subscribe())
-                    .await?;
+                control::spawn(handle.control_state(), addr, handle.shutdown.subscribe()).await?;
             handle.control_url = format!("http://{bound}");
             handle.tasks.push(task);
         }
@@ -259,8 +260,8 @@ impl FleetHandle {
         self.by_name.get(name).map(|i| &self.bmcs[*i])
     }
 
-    fn control_state(&self) -> crate::control::ControlState {
-        crate::control::ControlState {
+    fn control_state(&self) -> control::ControlState {
+        control::ControlState {
             bmcs: self.bmcs.clone(),
             infos: Arc::new(self.infos.clone()),
             metrics: self.metrics.clone(),

@@ -11,7 +11,6 @@ pub mod prepare;
 pub mod probe;
 pub mod reconcile;
 mod referrers;
-mod upstream;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};

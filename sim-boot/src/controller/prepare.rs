@@ -12,9 +12,11 @@ use super::conditions::{Cond, reasons, types};
 use super::{Context, Inputs};
 use crate::ignition;
 use crate::misbehaviour::Misbehaviour;
-use crate::oci::reference::{self, ImageRef};
-use crate::oci::{LayerKind, ResolvedImage};
+use crate::oci::ResolvedImage;
 use crate::records::{BootRecord, SbcKey};
+use boot_image::LayerKind;
+use boot_image::reference::{self, ImageRef};
+use boot_image::{MediaStyle, media};
 
 /// Which boot modes the backend serves; each needs its layers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -305,12 +307,7 @@ async fn resolve_image(
     ctx: &Context,
 ) -> ImageResult {
     let spec_image = sbc.spec.image.clone().unwrap_or_default();
-    let unparsed = ImageRef {
-        registry: String::new(),
-        repository: String::new(),
-        version: String::new(),
-        canonical: spec_image.clone(),
-    };
+    let unparsed = ImageRef::unparsed(&spec_image);
     let image = reference::parse(&spec_image).map_err(|e| {
         (
             unparsed,
@@ -318,11 +315,11 @@ async fn resolve_image(
             format!("{e}; set spec.image to an OCI reference"),
         )
     })?;
-    if !reference::registry_allowed(&image.registry, &ctx.options.allowed_registries) {
+    if !reference::registry_allowed(image.registry(), &ctx.options.allowed_registries) {
         let message = format!(
             "registry {} of image {} is not allowed (allowed: {}); use an allowed registry or extend --allowed-registries",
-            image.registry,
-            image.canonical,
+            image.registry(),
+            image.canonical(),
             ctx.options.allowed_registries.join(", ")
         );
         return Err((image, None, message));
@@ -345,11 +342,11 @@ async fn resolve_image(
     if !missing.is_empty() {
         let names: Vec<_> = missing
             .iter()
-            .map(|k| crate::oci::media::for_layer(*k, crate::oci::MediaStyle::Ironcore))
+            .map(|k| media::for_layer(*k, MediaStyle::Ironcore))
             .collect();
         let message = format!(
             "image {} ({}) lacks layers required by the enabled boot modes: {} (legacy application/io.gardenlinux.* types are accepted too)",
-            image.canonical,
+            image.canonical(),
             resolved.architecture,
             names.join(", ")
         );
@@ -380,7 +377,7 @@ fn describe(resolved: &ResolvedImage) -> String {
         .collect();
     format!(
         "{} resolved to manifest {} for {}: {}",
-        resolved.image.canonical,
+        resolved.image.canonical(),
         resolved.manifest_digest,
         resolved.architecture,
         layers.join(", ")

@@ -11,6 +11,9 @@ use kube::runtime::controller::Action;
 use metal_api::{ServerBootConfiguration, ServerBootConfigurationState as State};
 use serde_json::json;
 
+// `upstream-like` is a branch of this reconcile over the same target, so it is a child module.
+mod upstream;
+
 use super::conditions::{self, Cond, Written, reasons, types, write_status_on};
 use super::prepare::{Failure, Prepared, prepare};
 use super::probe::{Prober, self_probe};
@@ -129,7 +132,7 @@ pub async fn reconcile(
         ctx.records.remove(&target.key);
     }
     if mode == Misbehaviour::UpstreamLike {
-        return super::upstream::reconcile(&target, &sbc, inputs).await;
+        return upstream::reconcile(&target, &sbc, inputs).await;
     }
     let state = conditions::state_of(&sbc);
     let fresh = conditions::observed_generation(&sbc) == Some(target.generation);
@@ -444,7 +447,7 @@ async fn leak_child(target: &Target<'_>, record: &BootRecord) -> Result<(), Erro
         "metadata": {"name": name},
         "data": {
             "systemUUID": record.system_uuid,
-            "image": record.image.canonical,
+            "image": record.image.canonical(),
             "ignitionSHA256": ignition.unwrap_or_default(),
         },
     });
@@ -463,12 +466,14 @@ async fn pin_image_in_spec(
     target: &Target<'_>,
     record: &crate::records::BootRecord,
 ) -> Result<(), Error> {
-    if record.image.version.starts_with("sha256:") || record.manifest_digest.is_empty() {
+    if record.image.version().starts_with("sha256:") || record.manifest_digest.is_empty() {
         return Ok(());
     }
     let pinned = format!(
         "{}/{}@{}",
-        record.image.registry, record.image.repository, record.manifest_digest
+        record.image.registry(),
+        record.image.repository(),
+        record.manifest_digest
     );
     let patch = json!({"spec": {"image": pinned}});
     target

@@ -12,45 +12,9 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::media;
-
-/// Which artifact a layer carries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum LayerKind {
-    Kernel,
-    Initramfs,
-    Squashfs,
-    Uki,
-}
-
-impl LayerKind {
-    pub const ALL: [LayerKind; 4] = [
-        LayerKind::Kernel,
-        LayerKind::Initramfs,
-        LayerKind::Squashfs,
-        LayerKind::Uki,
-    ];
-    pub const PXE: [LayerKind; 3] = [LayerKind::Kernel, LayerKind::Initramfs, LayerKind::Squashfs];
-
-    /// The magic word at the start of a generated blob of this kind (netboot checks it).
-    pub fn magic(self) -> &'static str {
-        match self {
-            LayerKind::Kernel => "SIMKERNEL",
-            LayerKind::Initramfs => "SIMINITRD",
-            LayerKind::Squashfs => "SIMSQUASHFS",
-            LayerKind::Uki => "SIMUKI",
-        }
-    }
-}
-
-/// Which family of media types the layers use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MediaStyle {
-    /// `application/vnd.ironcore.image.*` (current boot-operator).
-    Ironcore,
-    /// `application/io.gardenlinux.*` (legacy; no UKI type exists, so UKI layers use the ironcore type).
-    GardenLinux,
-}
+use boot_image::{ArtifactHeader, media, sha256_digest};
+// Named through the catalog by the images' builders (conformance's real-image test).
+pub use boot_image::{LayerKind, MediaStyle};
 
 /// One platform-specific manifest of an image.
 #[derive(Clone, Debug)]
@@ -157,11 +121,6 @@ pub struct Catalog {
     tags: BTreeMap<String, BTreeMap<String, String>>,
     manifests: HashMap<String, StoredManifest>,
     blobs: HashMap<String, Bytes>,
-}
-
-/// `sha256:<hex>` of `bytes`.
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
 impl Catalog {
@@ -325,11 +284,10 @@ impl Catalog {
     /// pseudo-random bytes from the seed, so firmware can check what it got and digests differ per image.
     fn generate_blob(&self, image: &ImageSpec, arch: &str, kind: LayerKind) -> Bytes {
         let reference = format!("{}:{}", image.repository, image.tag);
-        let mut header = format!("{} v1 arch={arch} image={reference}", kind.magic());
-        if kind == LayerKind::Uki {
-            header.push_str(" cmdline=ignition.platform.id=metal ignition.config.url=${boot-server}/ignition/${uuid}");
-        }
-        header.push('\n');
+        let cmdline = (kind == LayerKind::Uki).then_some(
+            "ignition.platform.id=metal ignition.config.url=${boot-server}/ignition/${uuid}",
+        );
+        let header = ArtifactHeader::new(kind, arch, &reference, cmdline).render();
         let size = self.sizes.of(kind).max(header.len());
         let mut bytes = Vec::with_capacity(size);
         bytes.extend_from_slice(header.as_bytes());

@@ -6,12 +6,11 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use http::{Request, StatusCode, header};
 
-use super::catalog::sha256_digest;
 use super::reference::ImageRef;
 use super::resolve::{
-    ACCEPTED, ImageResolver, Layer, ResolveError, ResolvedImage, is_index, select_layers,
-    select_manifest,
+    ACCEPTED, ImageResolver, Layer, ResolveError, ResolvedImage, check_blob, resolve_with,
 };
+use boot_image::sha256_digest;
 use http_client::{Fetched, HttpClient};
 
 #[derive(Clone)]
@@ -31,13 +30,14 @@ impl HttpResolver {
     ) -> Result<(serde_json::Value, String), ResolveError> {
         let url = format!(
             "http://{}/v2/{}/manifests/{reference}",
-            image.registry, image.repository
+            image.registry(),
+            image.repository()
         );
         let request = Request::get(&url)
             .header(header::ACCEPT, ACCEPTED.join(", "))
             .body(axum::body::Body::empty());
         let request = request.map_err(|e| ResolveError::Registry {
-            image: image.canonical.clone(),
+            image: image.canonical().to_string(),
             detail: e.to_string(),
         })?;
         let response = self
@@ -45,7 +45,7 @@ impl HttpResolver {
             .send(request)
             .await
             .map_err(|detail| ResolveError::Registry {
-                image: image.canonical.clone(),
+                image: image.canonical().to_string(),
                 detail,
             })?;
         let body = check(image, &url, &response)?;
@@ -59,12 +59,12 @@ impl HttpResolver {
         {
             let detail = format!("manifest from {url} hashes to {digest}, announced {announced:?}");
             return Err(ResolveError::Registry {
-                image: image.canonical.clone(),
+                image: image.canonical().to_string(),
                 detail,
             });
         }
         let value = serde_json::from_slice(&body).map_err(|e| ResolveError::Registry {
-            image: image.canonical.clone(),
+            image: image.canonical().to_string(),
             detail: format!("manifest is not JSON: {e}"),
         })?;
         Ok((value, digest))
@@ -75,30 +75,23 @@ impl HttpResolver {
         image: ImageRef,
         architecture: String,
     ) -> Result<ResolvedImage, ResolveError> {
-        let (top, top_digest) = self.manifest(&image, &image.version).await?;
-        let (manifest, manifest_digest) = if is_index(&top) {
-            let digest = select_manifest(&image, &top, &architecture)?;
-            self.manifest(&image, &digest).await?
-        } else {
-            (top, top_digest.clone())
+        let (this, image_ref) = (&self, &image);
+        let pull = move |digest: Option<String>| async move {
+            let reference = digest.as_deref().unwrap_or(image_ref.version());
+            this.manifest(image_ref, reference).await
         };
-        let layers = select_layers(&image, &architecture, &manifest)?;
-        Ok(ResolvedImage {
-            image,
-            architecture,
-            top_digest,
-            manifest_digest,
-            layers,
-        })
+        resolve_with(image_ref, &architecture, pull).await
     }
 
     async fn fetch_inner(self, image: ImageRef, layer: Layer) -> Result<Bytes, ResolveError> {
         let url = format!(
             "http://{}/v2/{}/blobs/{}",
-            image.registry, image.repository, layer.digest
+            image.registry(),
+            image.repository(),
+            layer.digest
         );
         let unavailable = |detail: String| ResolveError::BlobUnavailable {
-            image: image.canonical.clone(),
+            image: image.canonical().to_string(),
             digest: layer.digest.clone(),
             detail,
         };
@@ -110,20 +103,7 @@ impl HttpResolver {
                 String::from_utf8_lossy(&response.body).trim()
             )));
         }
-        let actual = sha256_digest(&response.body);
-        if actual != layer.digest || response.body.len() as u64 != layer.size {
-            let detail = format!(
-                "got {} bytes hashing to {actual}, manifest says {} bytes",
-                response.body.len(),
-                layer.size
-            );
-            return Err(ResolveError::BlobCorrupt {
-                image: image.canonical,
-                digest: layer.digest,
-                detail,
-            });
-        }
-        Ok(response.body)
+        check_blob(&image, layer, response.body)
     }
 }
 
@@ -138,11 +118,11 @@ fn check(image: &ImageRef, url: &str, response: &Fetched) -> Result<Bytes, Resol
     match response.status {
         s if s.is_success() => Ok(response.body.clone()),
         StatusCode::NOT_FOUND => Err(ResolveError::NotFound {
-            image: image.canonical.clone(),
+            image: image.canonical().to_string(),
             detail: detail(),
         }),
         _ => Err(ResolveError::Registry {
-            image: image.canonical.clone(),
+            image: image.canonical().to_string(),
             detail: detail(),
         }),
     }

@@ -15,9 +15,8 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use serde_json::Value;
 
-use super::catalog::{LayerKind, sha256_digest};
-use super::media;
 use super::reference::ImageRef;
+use boot_image::{LayerKind, media, sha256_digest};
 
 /// One selected layer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -159,9 +158,9 @@ impl OciClientResolver {
     }
 
     fn reference(image: &ImageRef) -> Result<Reference, ResolveError> {
-        image.canonical.parse().map_err(|e| ResolveError::NotFound {
-            image: image.canonical.clone(),
-            detail: format!("{e}"),
+        image.oci().cloned().ok_or_else(|| ResolveError::NotFound {
+            image: image.canonical().to_string(),
+            detail: "not a valid OCI reference".into(),
         })
     }
 
@@ -177,12 +176,12 @@ impl OciClientResolver {
             .map_err(|e| classify(image, e))?;
         if sha256_digest(&bytes) != digest {
             return Err(ResolveError::Registry {
-                image: image.canonical.clone(),
+                image: image.canonical().to_string(),
                 detail: format!("manifest bytes do not hash to {digest}"),
             });
         }
         let value = serde_json::from_slice(&bytes).map_err(|e| ResolveError::Registry {
-            image: image.canonical.clone(),
+            image: image.canonical().to_string(),
             detail: format!("manifest is not JSON: {e}"),
         })?;
         Ok((value, digest))
@@ -194,26 +193,21 @@ impl OciClientResolver {
         architecture: String,
     ) -> Result<ResolvedImage, ResolveError> {
         let reference = Self::reference(&image)?;
-        let (top, top_digest) = self.pull_json(&image, &reference).await?;
-        let (manifest, manifest_digest) = if is_index(&top) {
-            let digest = select_manifest(&image, &top, &architecture)?;
-            let by_digest = Reference::with_digest(
-                reference.registry().into(),
-                reference.repository().into(),
-                digest,
-            );
-            self.pull_json(&image, &by_digest).await?
-        } else {
-            (top, top_digest.clone())
+        let (this, image_ref, reference) = (&self, &image, &reference);
+        let pull = move |digest: Option<String>| async move {
+            match digest {
+                None => this.pull_json(image_ref, reference).await,
+                Some(digest) => {
+                    let by_digest = Reference::with_digest(
+                        reference.registry().into(),
+                        reference.repository().into(),
+                        digest,
+                    );
+                    this.pull_json(image_ref, &by_digest).await
+                }
+            }
         };
-        let layers = select_layers(&image, &architecture, &manifest)?;
-        Ok(ResolvedImage {
-            image,
-            architecture,
-            top_digest,
-            manifest_digest,
-            layers,
-        })
+        resolve_with(image_ref, &architecture, pull).await
     }
 
     async fn fetch_inner(self, image: ImageRef, layer: Layer) -> Result<Bytes, ResolveError> {
@@ -223,23 +217,11 @@ impl OciClientResolver {
             .pull_blob(&reference, layer.digest.as_str(), &mut out)
             .await
             .map_err(|e| ResolveError::BlobUnavailable {
-                image: image.canonical.clone(),
+                image: image.canonical().to_string(),
                 digest: layer.digest.clone(),
                 detail: describe(&e),
             })?;
-        let actual = sha256_digest(&out);
-        if actual != layer.digest || out.len() as u64 != layer.size {
-            return Err(ResolveError::BlobCorrupt {
-                image: image.canonical,
-                digest: layer.digest,
-                detail: format!(
-                    "got {} bytes hashing to {actual}, manifest says {} bytes",
-                    out.len(),
-                    layer.size
-                ),
-            });
-        }
-        Ok(Bytes::from(out))
+        check_blob(&image, layer, Bytes::from(out))
     }
 }
 
@@ -282,15 +264,64 @@ fn classify(image: &ImageRef, error: OciDistributionError) -> ResolveError {
             if envelope.errors.iter().any(|e| matches!(format!("{:?}", e.code).as_str(), "ManifestUnknown" | "NameUnknown")));
     if not_found {
         ResolveError::NotFound {
-            image: image.canonical.clone(),
+            image: image.canonical().to_string(),
             detail,
         }
     } else {
         ResolveError::Registry {
-            image: image.canonical.clone(),
+            image: image.canonical().to_string(),
             detail,
         }
     }
+}
+
+/// The resolution both resolvers share: the reference's manifest or index (`pull(None)`), from an index the
+/// architecture's manifest (`pull(Some(digest))`), then its boot layers.
+pub(super) async fn resolve_with<F, Fut>(
+    image: &ImageRef,
+    architecture: &str,
+    pull: F,
+) -> Result<ResolvedImage, ResolveError>
+where
+    F: Fn(Option<String>) -> Fut,
+    Fut: Future<Output = Result<(Value, String), ResolveError>>,
+{
+    let (top, top_digest) = pull(None).await?;
+    let (manifest, manifest_digest) = if is_index(&top) {
+        let digest = select_manifest(image, &top, architecture)?;
+        pull(Some(digest)).await?
+    } else {
+        (top, top_digest.clone())
+    };
+    let layers = select_layers(image, architecture, &manifest)?;
+    Ok(ResolvedImage {
+        image: image.clone(),
+        architecture: architecture.to_string(),
+        top_digest,
+        manifest_digest,
+        layers,
+    })
+}
+
+/// A downloaded blob must be the manifest's: its digest and its size.
+pub(super) fn check_blob(
+    image: &ImageRef,
+    layer: Layer,
+    bytes: Bytes,
+) -> Result<Bytes, ResolveError> {
+    let actual = sha256_digest(&bytes);
+    if actual != layer.digest || bytes.len() as u64 != layer.size {
+        return Err(ResolveError::BlobCorrupt {
+            image: image.canonical().to_string(),
+            digest: layer.digest,
+            detail: format!(
+                "got {} bytes hashing to {actual}, manifest says {} bytes",
+                bytes.len(),
+                layer.size
+            ),
+        });
+    }
+    Ok(bytes)
 }
 
 pub(super) fn is_index(value: &Value) -> bool {
@@ -331,7 +362,7 @@ pub(super) fn select_manifest(
                 .filter_map(|e| e["platform"]["architecture"].as_str())
                 .collect();
             Err(ResolveError::NoManifestForArchitecture {
-                image: image.canonical.clone(),
+                image: image.canonical().to_string(),
                 architecture: architecture.into(),
                 available: if available.is_empty() {
                     "none".into()
@@ -349,7 +380,7 @@ pub(super) fn select_layers(
     manifest: &Value,
 ) -> Result<BTreeMap<LayerKey, Layer>, ResolveError> {
     let malformed = |detail: String| ResolveError::Malformed {
-        image: image.canonical.clone(),
+        image: image.canonical().to_string(),
         architecture: architecture.into(),
         detail,
     };

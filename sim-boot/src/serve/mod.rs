@@ -255,7 +255,7 @@ async fn httpboot_lookup(
     let Some(uki) = &record.uki else {
         return not_found(
             &server.stats,
-            format!("image {} has no UKI layer", record.image.canonical),
+            format!("image {} has no UKI layer", record.image.canonical()),
         );
     };
     let body = json!({
@@ -306,7 +306,7 @@ async fn uki(
         let Some(layer) = &record.uki else {
             return not_found(
                 &server.stats,
-                format!("image {} has no UKI layer", record.image.canonical),
+                format!("image {} has no UKI layer", record.image.canonical()),
             );
         };
         return serve_artifact(&server, &method, &headers, &layer.digest, "application/efi");
@@ -314,9 +314,7 @@ async fn uki(
     let digest = path
         .rsplit('/')
         .next()
-        .and_then(|file| file.strip_prefix("sha256-"))
-        .and_then(|file| file.strip_suffix(".efi"))
-        .map(|hex| format!("sha256:{hex}"));
+        .and_then(boot_image::digest::digest_of_uki_file);
     match digest {
         Some(digest) => serve_artifact(&server, &method, &headers, &digest, "application/efi"),
         None => not_found(

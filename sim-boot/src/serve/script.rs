@@ -5,27 +5,14 @@ use std::fmt::Write;
 use crate::oci::Layer;
 use crate::records::BootRecord;
 
-/// `<base>/image?imageName=…&version=…&layerDigest=…`, boot-operator's artifact URL shape (percent-encoded).
+/// The artifact URL of `layer` for `record`'s image (boot-operator's `/image?…&layerDigest=…`).
 pub fn artifact_url(base: &str, record: &BootRecord, layer: &Layer) -> String {
-    let image_name = format!("{}/{}", record.image.registry, record.image.repository);
-    let query = form_urlencoded::Serializer::new(String::new())
-        .append_pair("imageName", &image_name)
-        .append_pair("version", &record.image.version)
-        .append_pair("layerDigest", &layer.digest)
-        .finish();
-    format!("{base}/image?{query}")
+    boot_image::digest::artifact_url(base, &record.image, &layer.digest)
 }
 
-/// `<base>/httpboot/<registry>/<repository>/sha256-<hex>.efi`, boot-operator's UKI URL shape.
+/// The HTTP-boot URL of `record`'s UKI `layer` (boot-operator's `/httpboot/…/sha256-<hex>.efi`).
 pub fn uki_url(base: &str, record: &BootRecord, layer: &Layer) -> String {
-    let hex = layer
-        .digest
-        .strip_prefix("sha256:")
-        .unwrap_or(&layer.digest);
-    format!(
-        "{base}/httpboot/{}/{}/sha256-{hex}.efi",
-        record.image.registry, record.image.repository
-    )
+    boot_image::digest::uki_url(base, &record.image, &layer.digest)
 }
 
 pub fn ignition_url(base: &str) -> String {
@@ -38,16 +25,18 @@ pub fn ipxe_script(base: &str, record: &BootRecord) -> Result<String, String> {
     let kernel = record
         .kernel
         .as_ref()
-        .ok_or_else(|| format!("image {} has no kernel layer", record.image.canonical))?;
+        .ok_or_else(|| format!("image {} has no kernel layer", record.image.canonical()))?;
     let initrd = record
         .initramfs
         .as_ref()
-        .ok_or_else(|| format!("image {} has no initramfs layer", record.image.canonical))?;
+        .ok_or_else(|| format!("image {} has no initramfs layer", record.image.canonical()))?;
     let mut script = String::from("#!ipxe\n\n");
     let _ = writeln!(
         script,
         "# {} generation {}: {}",
-        record.sbc, record.generation, record.image.canonical
+        record.sbc,
+        record.generation,
+        record.image.canonical()
     );
     let _ = writeln!(script, "set boot-server {base}");
     let _ = writeln!(

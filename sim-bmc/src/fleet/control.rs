@@ -12,10 +12,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
+use super::BmcInfo;
 use crate::Error;
 use crate::bmc::Bmc;
 use crate::fault::FaultSpec;
-use crate::fleet::BmcInfo;
 use crate::metrics::Metrics;
 
 #[derive(Clone)]
@@ -120,16 +120,23 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response
     serde_json::from_slice(body).map_err(|e| bad_request(format!("invalid fault: {e}")))
 }
 
+/// The named BMC and the fault body for it, or the answer saying which is missing or wrong.
+fn bmc_and_body<T: serde::de::DeserializeOwned>(
+    s: &ControlState,
+    name: &str,
+    body: &[u8],
+) -> Result<(Arc<Bmc>, T), Response> {
+    let bmc = s.bmc(name).ok_or_else(|| not_found("bmc"))?;
+    Ok((bmc.clone(), parse_body(body)?))
+}
+
 async fn put_faults(
     State(s): State<ControlState>,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
-    let Some(b) = s.bmc(&name) else {
-        return not_found("bmc");
-    };
-    let faults: Vec<FaultSpec> = match parse_body(&body) {
-        Ok(f) => f,
+    let (b, faults): (_, Vec<FaultSpec>) = match bmc_and_body(&s, &name, &body) {
+        Ok(found) => found,
         Err(resp) => return resp,
     };
     match b.faults.try_set(faults) {
@@ -143,11 +150,8 @@ async fn add_fault(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
-    let Some(b) = s.bmc(&name) else {
-        return not_found("bmc");
-    };
-    let fault: FaultSpec = match parse_body(&body) {
-        Ok(f) => f,
+    let (b, fault): (_, FaultSpec) = match bmc_and_body(&s, &name, &body) {
+        Ok(found) => found,
         Err(resp) => return resp,
     };
     match b.faults.try_add(fault) {

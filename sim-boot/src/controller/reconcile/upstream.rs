@@ -5,10 +5,10 @@
 use kube::runtime::controller::Action;
 use metal_api::{ServerBootConfiguration, ServerBootConfigurationState as State};
 
-use super::conditions::{Cond, types};
-use super::prepare::prepare;
-use super::reconcile::{RESYNC, Target};
-use super::{Error, Inputs};
+use super::{RESYNC, Target};
+use crate::controller::conditions::{Cond, types};
+use crate::controller::prepare::prepare;
+use crate::controller::{Error, Inputs};
 
 pub(super) async fn reconcile(
     target: &Target<'_>,

@@ -1,11 +1,11 @@
-//! The resource registry: built-in kinds and the ones CustomResourceDefinitions add at run time.
+//! The API resource registry: built-in kinds and the ones CustomResourceDefinitions add at run time.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use serde_json::Value;
 
-use crate::store::ResKey;
+use crate::stored::ResKey;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PrinterColumn {

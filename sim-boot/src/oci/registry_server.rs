@@ -15,9 +15,9 @@ use http::{HeaderMap, Method, StatusCode, Uri, header};
 use serde_json::json;
 
 use super::catalog::Catalog;
-use super::media;
 use super::registry_auth::{Access, TokenAuth};
 use crate::bytes_response;
+use boot_image::media;
 
 /// The registry's HTTP surface. Cheap to clone.
 #[derive(Clone)]
