@@ -17,8 +17,12 @@ pub const MARKER_PREFIX: &str = "METAL-HARNESS-MARKER";
 pub const USERLAND_LINE: &str = "metal-harness-os: userland started";
 /// Where busybox-static installs.
 pub const BUSYBOX: &str = "/bin/busybox";
-/// The modules (and, through `modules.dep`, their dependencies) the guest needs for its virtio NIC.
-const NET_MODULES: &[&str] = &["virtio_pci", "virtio_net"];
+/// The modules (and, through `modules.dep`, their dependencies) the guest needs: its virtio NIC, and the
+/// ACPI power button with the input events acpid reads.
+const GUEST_MODULES: &[&str] = &["virtio_pci", "virtio_net", "button", "evdev"];
+/// What acpid runs on the power button (busybox acpid's default action for `PWRF`).
+const POWER_ACTION: &str =
+    "#!/bin/sh\necho 'metal-harness-os: ACPI power button, powering off'\npoweroff -f\n";
 
 /// The real files a test OS is made of.
 #[derive(Clone, Debug)]
@@ -102,7 +106,7 @@ pub fn build(files: &RealFiles, image: &TestImage) -> Result<BuiltImage, String>
     let read = |p: &Path| std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()));
     let kernel = Bytes::from(read(&files.kernel)?);
     let busybox = read(&files.busybox)?;
-    let modules = module_closure(&files.modules, NET_MODULES)?;
+    let modules = module_closure(&files.modules, GUEST_MODULES)?;
     let mut loaded = Vec::new();
     for relative in &modules {
         loaded.push((relative.clone(), read(&files.modules.join(relative))?));
@@ -258,6 +262,8 @@ exec >/dev/ttyS0 2>&1 </dev/null
 IMAGE='{reference}'
 echo "{USERLAND_LINE} image=$IMAGE"
 for m in $(cat /etc/modules-load); do insmod "/lib/modules/$m" || echo "metal-harness-os: insmod $m failed"; done
+# -d: foreground, log to the console (daemonised, busybox acpid wants /var/log and never acted here).
+acpid -d -c /etc/acpi &
 ip link set lo up
 nic=$(ls /sys/class/net | grep -v '^lo$' | head -n 1)
 if [ -z "$nic" ]; then echo "metal-harness-os: no network interface"; fi
@@ -363,6 +369,8 @@ fn initramfs(
         "bin",
         "dev",
         "etc",
+        "etc/acpi",
+        "etc/acpi/PWRF",
         "proc",
         "sys",
         "tmp",
@@ -397,6 +405,12 @@ fn initramfs(
         0o644,
         ModeFileType::Regular,
         load_order.as_bytes(),
+    )?;
+    entry(
+        "etc/acpi/PWRF/00000080",
+        0o755,
+        ModeFileType::Regular,
+        POWER_ACTION.as_bytes(),
     )?;
     entry("init", 0o755, ModeFileType::Regular, init.as_bytes())?;
     cpio::newc::trailer(&mut out)?;

@@ -6,10 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::routing::{get, post};
-use bytes::Bytes;
 use qemu_machines::testos::{self, Flavour, RealFiles, TestImage};
 use qemu_machines::{QemuMachines, QemuOptions};
 use sha2::Digest as _;
+use sim_bmc::MachineEventKind;
 use sim_bmc::boot::{BootOutcome, BootTarget, NetworkBoot, NetworkBootRequest};
 
 fn skip_reason() -> Option<String> {
@@ -20,25 +20,27 @@ fn skip_reason() -> Option<String> {
 }
 
 /// Serves `script` at /boot.ipxe, the image's kernel and initramfs, an ignition, and a probe registry.
-/// `ignition` may name `BASE`, replaced by the server's own URL (the probe's registry is this server).
+/// The ignition is read from `ignition` at each request; `BASE` in it is the server's own URL.
 async fn serve(
     image: &TestImage,
     script: &'static str,
-    ignition: &str,
-) -> (String, Bytes, Arc<Mutex<Vec<String>>>) {
+    ignition: Arc<Mutex<String>>,
+) -> (String, (), Arc<Mutex<Vec<String>>>) {
     let built = testos::build(&RealFiles::find().expect("real files"), image).expect("test OS");
     let registered = Arc::new(Mutex::new(Vec::new()));
     let seen = registered.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let script = script.replace("BASE", &base);
-    let ignition = Bytes::from(ignition.replace("BASE", &base));
-    let served = ignition.clone();
+    let ignition_base = base.clone();
     let app = axum::Router::new()
-        .route("/boot.ipxe", get(move || async move { script }))
+        .route("/boot.ipxe", get(move || async move { script.clone() }))
         .route("/kernel", get(move || async move { built.kernel }))
         .route("/initrd", get(move || async move { built.initramfs }))
-        .route("/ignition", get(move || async move { ignition }))
+        .route(
+            "/ignition",
+            get(move || async move { ignition.lock().unwrap().replace("BASE", &ignition_base) }),
+        )
         .route(
             "/register",
             post(move |body: String| async move {
@@ -48,10 +50,9 @@ async fn serve(
         )
         .route("/bootstate", post(|| async { "ok" }));
     tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("{base}/boot.ipxe"), served, registered)
+    (format!("{base}/boot.ipxe"), (), registered)
 }
 
-const PROBED: &str = "8c6b4b1e-7a34-4c5e-9d2f-0a1b2c3d4e5f";
 const BROKEN: &str = "5d0c7e2a-1f3b-4a6c-8e9d-7b6a5c4d3e2f";
 
 fn request(uuid: &str, boot_url: String) -> NetworkBootRequest {
@@ -67,7 +68,7 @@ fn request(uuid: &str, boot_url: String) -> NetworkBootRequest {
 const SCRIPT: &str = "#!ipxe\nset boot-server BASE\nkernel ${boot-server}/kernel initrd=initramfs console=ttyS0,115200 ignition.config.url=${boot-server}/ignition\ninitrd --name initramfs ${boot-server}/initrd\nboot\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_vm_network_boots_the_probe_os_which_registers_its_nics_and_prints_the_marker() {
+async fn a_bmc_powers_a_vm_that_boots_the_probe_os_registers_its_nics_and_powers_off_on_acpi() {
     if let Some(why) = skip_reason() {
         eprintln!("skipped: {why}");
         return;
@@ -76,22 +77,35 @@ async fn a_vm_network_boots_the_probe_os_which_registers_its_nics_and_prints_the
         reference: "test/probe-os:1.0".into(),
         flavour: Flavour::Probe,
     };
-    let unit = "[Service]\\nExecStart=/usr/bin/ctr run img metalprobe ./launch.sh --registry-url=BASE/ --server-uuid=8c6b4b1e-7a34-4c5e-9d2f-0a1b2c3d4e5f\\n";
+    // The probe's registry is the same server (`BASE`), named in the ignition's metalprobe unit.
+    let unit = "[Service]\\nExecStart=/usr/bin/ctr run img metalprobe ./launch.sh --registry-url=BASE/ --server-uuid=UUID\\n";
     let ignition = format!(
         "{{\"ignition\":{{\"version\":\"3.4.0\"}},\"systemd\":{{\"units\":[{{\"name\":\"metalprobe.service\",\"enabled\":true,\"contents\":\"{unit}\"}}]}}}}"
     );
-    let (url, ignition, registered) = serve(&image, SCRIPT, &ignition).await;
-    let expected_sha = hex::encode(sha2::Sha256::digest(&ignition));
-
     let machines = QemuMachines::start(QemuOptions::default())
         .await
         .expect("driver");
-    let started = std::time::Instant::now();
-    let outcome = machines.boot(request(PROBED, url)).await;
-    let os = match outcome {
-        BootOutcome::Booted(os) => os,
-        BootOutcome::Failed { reason } => panic!("boot failed: {reason}"),
+    let spec =
+        sim_bmc::FleetSpec::from_yaml("seed: 3\nbmcs: [{name: q1, vendor: dell}]\n").unwrap();
+    // The UUID is the fleet's; the ignition is served once it is known.
+    let ignition_cell = Arc::new(Mutex::new(String::new()));
+    let (url, _, registered) = serve(&image, SCRIPT, ignition_cell.clone()).await;
+    let mut spec = spec;
+    spec.boot_network.ipxe_url_template = Some(format!("{url}?uuid={{uuid}}&mac={{mac}}"));
+    let options = sim_bmc::FleetOptions {
+        network_boot: Some(Arc::new(machines.clone())),
+        ..Default::default()
     };
+    let fleet = sim_bmc::Fleet::start(spec, options).await.expect("fleet");
+    let system = fleet.bmcs()[0].systems[0].clone();
+    let machine = fleet.machine(&system.uuid).unwrap();
+    let served = ignition.replace("UUID", &system.uuid);
+    *ignition_cell.lock().unwrap() = served.clone();
+    let expected_sha = hex::encode(sha2::Sha256::digest(served.replace("BASE", &base_of(&url))));
+
+    let started = std::time::Instant::now();
+    machine.reset("On").expect("power on");
+    let os = wait(Duration::from_secs(150), || machine.running_os()).await;
     println!(
         "power-on to marker: {:?}, figures {:?}, accel {:?}",
         started.elapsed(),
@@ -100,31 +114,96 @@ async fn a_vm_network_boots_the_probe_os_which_registers_its_nics_and_prints_the
     );
     assert_eq!(os.image, "test/probe-os:1.0");
     assert_eq!(os.ignition_sha256, Some(format!("sha256:{expected_sha}")));
+    let stages: Vec<String> = machine
+        .events()
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            MachineEventKind::Console { stage, .. } => Some(stage),
+            _ => None,
+        })
+        .collect();
+    for stage in [
+        "firmwareStarted",
+        "scriptFetched",
+        "kernelBooted",
+        "userlandStarted",
+        "marker",
+    ] {
+        assert!(
+            stages.iter().any(|s| s == stage),
+            "{stage} missing from {stages:?}"
+        );
+    }
+    let console = machine.console().expect("a console");
+    assert!(
+        console.iter().any(|l| l.contains("Linux version")),
+        "{console:?}"
+    );
+
     let bodies = registered.lock().unwrap().clone();
     assert!(!bodies.is_empty(), "the probe registered nothing");
-    let payload: serde_json::Value = serde_json::from_str(&bodies[0]).expect("JSON");
     let payload: metal_api::registry::RegistrationPayload =
-        serde_json::from_value(payload).expect("the operator's payload type");
-    assert_eq!(payload.system_uuid, "8c6b4b1e-7a34-4c5e-9d2f-0a1b2c3d4e5f");
+        serde_json::from_str(&bodies[0]).expect("the operator's payload type");
+    assert_eq!(payload.system_uuid, system.uuid);
     let macs: Vec<_> = payload
         .data
         .network_interfaces
         .iter()
-        .map(|n| n.mac_address.as_str())
+        .map(|n| n.mac_address.clone())
         .collect();
-    assert!(macs.contains(&"52:54:00:aa:bb:01"), "{macs:?}");
-    assert!(macs.contains(&"52:54:00:aa:bb:02"), "{macs:?}");
-    // The VM is the OS task: aborting it (power-off) ends QEMU.
-    let task = os.os_task.expect("the VM runs as the OS task");
-    task.abort();
-    let _ = task.await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !qemu_processes_gone() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "QEMU outlived its power-off"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(macs, system.macs, "the VM's NICs carry the System's MACs");
+
+    // GracefulShutdown is the ACPI power button: the guest powers off, QEMU ends, the machine is Off.
+    machine
+        .reset("GracefulShutdown")
+        .expect("graceful shutdown");
+    let off = wait_or(Duration::from_secs(20), || {
+        (machine.power_state() == sim_bmc::PowerState::Off).then_some(())
+    })
+    .await;
+    assert!(
+        off.is_some(),
+        "still {:?} after the power button; console tail: {:#?}; events: {:#?}",
+        machine.power_state(),
+        machine
+            .console()
+            .unwrap_or_default()
+            .iter()
+            .rev()
+            .take(15)
+            .collect::<Vec<_>>(),
+        machine.events().iter().rev().take(6).collect::<Vec<_>>()
+    );
+    wait(Duration::from_secs(10), || {
+        qemu_gone(&system.uuid).then_some(())
+    })
+    .await;
+    fleet.shutdown().await;
+}
+
+fn base_of(url: &str) -> String {
+    url.trim_end_matches("/boot.ipxe").to_string()
+}
+
+/// Polls `f` every 200 ms until it gives a value, failing after `limit`.
+async fn wait<T>(limit: Duration, f: impl FnMut() -> Option<T>) -> T {
+    match wait_or(limit, f).await {
+        Some(v) => v,
+        None => panic!("not within {limit:?}"),
+    }
+}
+
+/// Polls `f` every 200 ms until it gives a value; `None` after `limit`.
+async fn wait_or<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -140,7 +219,7 @@ async fn a_script_real_ipxe_cannot_parse_fails_the_boot() {
     };
     // `kernal` is no iPXE command: real iPXE stops the script there.
     let broken = "#!ipxe\nset boot-server BASE\nkernal ${boot-server}/kernel console=ttyS0\ninitrd ${boot-server}/initrd\nboot\n";
-    let (url, _, _) = serve(&image, broken, "").await;
+    let (url, _, _) = serve(&image, broken, Arc::default()).await;
     let options = QemuOptions {
         stall_after_fetch: Duration::from_secs(20),
         ..QemuOptions::default()
@@ -156,15 +235,15 @@ async fn a_script_real_ipxe_cannot_parse_fails_the_boot() {
     }
 }
 
-/// No QEMU started for the probed machine is left (matched by its command line).
-fn qemu_processes_gone() -> bool {
+/// No QEMU started for `uuid` is left (matched by its command line).
+fn qemu_gone(uuid: &str) -> bool {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return true;
     };
     !dir.filter_map(Result::ok).any(|e| {
         std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
             let c = String::from_utf8_lossy(&c);
-            c.contains("qemu-system") && c.contains(PROBED)
+            c.contains("qemu-system") && c.contains(uuid)
         })
     })
 }
