@@ -102,6 +102,10 @@ struct Inner {
     used: Mutex<Vec<String>>,
     running: Arc<AtomicU64>,
     peak_running: AtomicU64,
+    /// Per-machine memory (MiB) where it differs from the options.
+    memory: Mutex<std::collections::HashMap<String, u32>>,
+    /// The running VMs' OS tasks, so [`QemuMachines::stop_all`] can end them.
+    live: Mutex<std::collections::HashMap<String, tokio::task::AbortHandle>>,
 }
 
 /// The driver; cheap to clone.
@@ -126,6 +130,8 @@ impl QemuMachines {
                 used: Mutex::default(),
                 running: Arc::default(),
                 peak_running: AtomicU64::new(0),
+                memory: Mutex::default(),
+                live: Mutex::default(),
             }),
         })
     }
@@ -146,6 +152,34 @@ impl QemuMachines {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Gives one machine its own memory size.
+    pub fn set_memory(&self, uuid: &str, mib: u32) {
+        self.inner
+            .memory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(uuid.to_string(), mib);
+    }
+
+    /// Ends every running VM (fleet shutdown); each machine sees its OS end.
+    pub fn stop_all(&self) {
+        let live: Vec<_> = self
+            .inner
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .collect();
+        for (_, task) in live {
+            task.abort();
+        }
+    }
+
+    /// VMs running now.
+    pub fn running(&self) -> u64 {
+        self.inner.running.load(Ordering::Relaxed)
     }
 
     /// The most VMs that ran at once.
@@ -233,11 +267,19 @@ impl QemuMachines {
                 line_log.note("os", line);
             }
         });
+        let memory_mib = self
+            .inner
+            .memory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&req.system_uuid)
+            .copied()
+            .unwrap_or(o.memory_mib);
         let spec = VmSpec {
             binary: o.binary.clone(),
             uuid: req.system_uuid.clone(),
             macs: req.macs.clone(),
-            memory_mib: o.memory_mib,
+            memory_mib,
             accel,
             boot: BootFrom::Network {
                 boot_file: self.inner.relay.guest_url(&vm_id, &boot_url),
@@ -247,6 +289,11 @@ impl QemuMachines {
             Ok(vm) => vm,
             Err(e) => return failed(e),
         };
+        // Counted from the process start (a VM costs its cores and memory while it boots, too).
+        let running = self.inner.running.clone();
+        let now = running.fetch_add(1, Ordering::Relaxed) + 1;
+        self.inner.peak_running.fetch_max(now, Ordering::Relaxed);
+        let count = Decrement(running);
         let console = vm.console.clone();
         log.set_console(Arc::new(move || console.lines()));
         log.note(
@@ -255,7 +302,7 @@ impl QemuMachines {
                 "QEMU pid {} ({}, {} MiB), boot file {}",
                 vm.pid().unwrap_or_default(),
                 accel.as_str(),
-                o.memory_mib,
+                memory_mib,
                 spec_boot_file(&spec)
             ),
         );
@@ -294,7 +341,8 @@ impl QemuMachines {
             Err(reason) => return failed(reason),
         };
         let ignition_sha256 = match marker.ignition_sha256 {
-            Ok(sha) => sha.map(|hex| format!("sha256:{hex}")),
+            // Plain hex, as the simulated firmware reports it and the invariants compare it.
+            Ok(sha) => sha,
             Err(reason) => {
                 return failed(format!(
                     "{reason} (marker: image {}); console: {}",
@@ -327,21 +375,25 @@ impl QemuMachines {
                 }
             });
         }));
-        let running = self.inner.running.clone();
-        let now = running.fetch_add(1, Ordering::Relaxed) + 1;
-        self.inner.peak_running.fetch_max(now, Ordering::Relaxed);
         let os_log = log.clone();
         let forget = _forget;
+        let live = self.clone();
+        let live_id = vm_id.clone();
         // The running OS: holds the VM and its slot; aborting it (power-off, reset) drops and kills the VM.
         let os_task = tokio::spawn(async move {
             let _permit = permit;
             let _forget = forget;
-            let _count = Decrement(running);
+            let _count = count;
             let mut exited = vm.exited();
             let _ = exited.wait_for(Option::is_some).await;
             let why = exited.borrow().clone().unwrap_or_default();
             os_log.os_exited(&format!("the VM ended: {why}"));
         });
+        live.inner
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(live_id, os_task.abort_handle());
         BootOutcome::Booted(BootedOs {
             image: marker.image,
             image_digest: None,
@@ -429,6 +481,12 @@ struct Forget {
 impl Drop for Forget {
     fn drop(&mut self) {
         self.relay.inner.relay.forget(&self.vm);
+        self.relay
+            .inner
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.vm);
     }
 }
 

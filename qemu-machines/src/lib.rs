@@ -3,8 +3,10 @@
 //! Its own crate above sim-bmc (it plugs into sim-bmc's `NetworkBoot` seam and needs sim-boot's OCI catalog).
 
 pub mod driver;
+pub mod harness;
 pub mod relay;
 pub mod testos;
 pub mod vm;
 
 pub use driver::{AccelChoice, BootFigure, DriverSwitch, QemuMachines, QemuOptions, unavailable};
+pub use harness::RealMachines;

@@ -113,7 +113,7 @@ async fn a_bmc_powers_a_vm_that_boots_the_probe_os_registers_its_nics_and_powers
         machines.accel().await
     );
     assert_eq!(os.image, "test/probe-os:1.0");
-    assert_eq!(os.ignition_sha256, Some(format!("sha256:{expected_sha}")));
+    assert_eq!(os.ignition_sha256, Some(expected_sha));
     let stages: Vec<String> = machine
         .events()
         .into_iter()

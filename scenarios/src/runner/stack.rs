@@ -78,6 +78,8 @@ pub struct Stack {
     /// Full reference prefix of the embedded OCI registry (`127.0.0.1:PORT`), if sim-boot runs.
     pub registry_host: Option<String>,
     pub boot_url: String,
+    /// QEMU VMs for the fleet's `machines: {driver: qemu}` BMCs (dropping it ends every VM).
+    pub real_machines: Option<qemu_machines::RealMachines>,
 }
 
 impl Stack {
@@ -125,11 +127,24 @@ impl Stack {
             }
             _ => None,
         };
-        let (backend, backend_options, boot_url) = start_backend(s, backend_client.clone()).await?;
-        let registry_host = backend
-            .as_ref()
-            .and_then(|b| b.registry_host().map(str::to_string));
-        let fleet = start_fleet(s, seed, &boot_url, run.bmcs_in_process).await?;
+        let real_machines = start_real_machines(s).await?;
+        let real_registry = real_machines.as_ref().map(|r| r.registry_host());
+        let (backend, backend_options, boot_url) =
+            start_backend(s, backend_client.clone(), real_registry).await?;
+        let registry_host = match real_registry {
+            Some(host) => Some(host.to_string()),
+            None => backend
+                .as_ref()
+                .and_then(|b| b.registry_host().map(str::to_string)),
+        };
+        let fleet = start_fleet(
+            s,
+            seed,
+            &boot_url,
+            run.bmcs_in_process,
+            real_machines.as_ref(),
+        )
+        .await?;
         let registry_addr = free_port().context("reserving a port for the operator's registry")?;
         let probe_image = match &registry_host {
             Some(host) => format!("{host}/{}", sim_boot::oci::names::PROBE),
@@ -156,6 +171,7 @@ impl Stack {
             registry_addr,
             registry_host,
             boot_url,
+            real_machines,
         };
         stack.create_bmcs().await?;
         stack.start_operator().await?;
@@ -263,6 +279,9 @@ impl Stack {
                 op.metrics.power_on_requests() as f64,
             );
         }
+        if let Some(real) = &self.real_machines {
+            out.extend(real.figures());
+        }
         out
     }
 
@@ -322,6 +341,9 @@ impl Stack {
         }
         if let Some(mut c) = self.child.take() {
             c.stop().await;
+        }
+        if let Some(real) = self.real_machines.take() {
+            real.driver.stop_all();
         }
         self.fleet.shutdown().await;
         if let ApiServer::Embedded(e) = &mut self.api
@@ -385,12 +407,31 @@ type BackendStart = (
     String,
 );
 
-async fn start_backend(s: &Scenario, client: Client) -> anyhow::Result<BackendStart> {
+async fn start_backend(
+    s: &Scenario,
+    client: Client,
+    real_registry: Option<&str>,
+) -> anyhow::Result<BackendStart> {
     match &s.backend {
         Backend::SimBoot { mode, delay } => {
             let misbehaviour: sim_boot::Misbehaviour =
                 mode.parse().map_err(|e: String| anyhow::anyhow!(e))?;
             let mut options = sim_boot::BackendOptions::default();
+            if let Some(host) = real_registry {
+                // Real machines boot the test OS from its own registry instead of the generated one.
+                options.registry = None;
+                options.insecure_registries.push(host.to_string());
+                options.controller.allowed_registries.push(host.to_string());
+                // The test OS has no UKI (and QEMU machines no UEFI HTTP boot): iPXE only.
+                options.controller.boot_modes = sim_boot::BootModes {
+                    ipxe: true,
+                    http: false,
+                };
+                // A VM's firmware asks for its script ~5-10 s after power-on, past the lie simulated
+                // machines (which ask at once) are caught in: lying backends lie for a real machine's boot.
+                let lie = &mut options.controller.misbehaviour_options.lie_window;
+                *lie = (*lie).max(Duration::from_secs(60));
+            }
             options.controller.misbehaviour = misbehaviour;
             options.controller.max_backoff = Duration::from_secs(2);
             if let Some(delay) = delay {
@@ -425,6 +466,7 @@ async fn start_fleet(
     seed: u64,
     boot_url: &str,
     in_process: bool,
+    real: Option<&qemu_machines::RealMachines>,
 ) -> anyhow::Result<sim_bmc::FleetHandle> {
     let mut fleet = sim_bmc::FleetSpec {
         seed: s.fleet.seed.unwrap_or(seed),
@@ -455,8 +497,9 @@ async fn start_fleet(
         probe_images: vec![sim_boot::oci::names::PROBE.to_string()],
         ..Default::default()
     });
+    let simulated: Arc<dyn sim_bmc::boot::NetworkBoot> = Arc::new(netboot);
     let options = sim_bmc::FleetOptions {
-        network_boot: Some(Arc::new(netboot)),
+        network_boot: Some(real.map_or(simulated, |r| r.network_boot())),
         bind: if in_process {
             sim_bmc::fleet::BindMode::InProcess
         } else {
@@ -464,9 +507,61 @@ async fn start_fleet(
         },
         ..Default::default()
     };
-    sim_bmc::Fleet::start(fleet, options)
+    let handle = sim_bmc::Fleet::start(fleet, options)
         .await
-        .context("starting the sim-bmc fleet")
+        .context("starting the sim-bmc fleet")?;
+    if let Some(real) = real {
+        assign_real_machines(s, &handle, real);
+    }
+    Ok(handle)
+}
+
+/// The QEMU driver, its test OS registry and the fleet-wide VM settings, when any BMC asks for qemu.
+async fn start_real_machines(s: &Scenario) -> anyhow::Result<Option<qemu_machines::RealMachines>> {
+    if s.fleet.qemu_bmcs().is_empty() {
+        return Ok(None);
+    }
+    let mut options = qemu_machines::QemuOptions::default();
+    if let Some(m) = &s.fleet.machines {
+        if let Some(mib) = m.memory_mib {
+            options.memory_mib = mib;
+        }
+        if let Some(accel) = m.accel {
+            options.accel = accel.as_str().parse().map_err(anyhow::Error::msg)?;
+        }
+        if let Some(n) = m.max_running {
+            options.max_running = n as usize;
+        }
+    }
+    // The simulated machines of a mixed fleet boot through netboot, wrapped by the switch.
+    let simulated = Arc::new(netboot::Netboot::new(netboot::NetbootOptions {
+        probe_images: vec![sim_boot::oci::names::PROBE.to_string()],
+        ..Default::default()
+    }));
+    let real = qemu_machines::RealMachines::start(options, simulated)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    Ok(Some(real))
+}
+
+/// Hands the qemu BMCs' machines to the QEMU driver.
+fn assign_real_machines(
+    s: &Scenario,
+    fleet: &sim_bmc::FleetHandle,
+    real: &qemu_machines::RealMachines,
+) {
+    let qemu = s.fleet.qemu_bmcs();
+    let machines = fleet.bmcs().into_iter().flat_map(|b| {
+        let memory = qemu
+            .iter()
+            .find(|(name, _)| *name == b.name)
+            .map(|(_, m)| *m);
+        b.systems
+            .into_iter()
+            .filter(move |_| memory.is_some())
+            .map(move |sys| (sys.uuid, memory.flatten()))
+    });
+    real.assign(machines);
 }
 
 /// Redfish transports that hand each request to the BMC's router (`http://NAME.sim.invalid`).
