@@ -262,6 +262,7 @@ impl QemuMachines {
             } else if line.contains(USERLAND_LINE) {
                 line_log.note("userlandStarted", line);
             } else if line.contains("] Linux version ") {
+                line_progress.kernel_booted.store(true, Ordering::Relaxed);
                 line_log.note("kernelBooted", line);
             } else if line.contains("metal-harness-os:") || line.contains("Kernel panic") {
                 line_log.note("os", line);
@@ -275,10 +276,14 @@ impl QemuMachines {
             .get(&req.system_uuid)
             .copied()
             .unwrap_or(o.memory_mib);
+        let macs = match req.macs.is_empty() {
+            true => vec![mac_for(&req.system_uuid)],
+            false => req.macs.clone(),
+        };
         let spec = VmSpec {
             binary: o.binary.clone(),
             uuid: req.system_uuid.clone(),
-            macs: req.macs.clone(),
+            macs,
             memory_mib,
             accel,
             boot: BootFrom::Network {
@@ -398,7 +403,11 @@ impl QemuMachines {
             image: marker.image,
             image_digest: None,
             ignition_sha256,
-            artifacts: Vec::new(),
+            artifacts: progress
+                .artifacts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
             os_task: Some(os_task),
         })
     }
@@ -502,6 +511,11 @@ impl Drop for Decrement {
 #[derive(Default)]
 struct Progress {
     fetches: Mutex<Vec<Fetch>>,
+    /// Set at the kernel's first console line: later fetches are the OS's (ignition, registry), not firmware
+    /// downloads.
+    kernel_booted: std::sync::atomic::AtomicBool,
+    /// What the firmware downloaded, as the simulated firmware reports it.
+    artifacts: Mutex<Vec<sim_bmc::boot::BootArtifact>>,
     /// When anything last happened, and the fetch it was when no console line came after it.
     last: Mutex<Option<(Instant, Option<String>)>>,
 }
@@ -512,6 +526,25 @@ impl Progress {
     }
 
     fn saw(&self, fetch: Fetch) {
+        if let Some(sha256) = &fetch.sha256
+            && !self.kernel_booted.load(Ordering::Relaxed)
+        {
+            use sim_bmc::boot::ArtifactKind;
+            let kind = match fetch.content {
+                "kernel" => ArtifactKind::Kernel,
+                "initrd" => ArtifactKind::Initrd,
+                _ => ArtifactKind::Other,
+            };
+            let mut artifacts = self.artifacts.lock().unwrap_or_else(|p| p.into_inner());
+            if artifacts.len() < 64 {
+                artifacts.push(sim_bmc::boot::BootArtifact {
+                    url: fetch.url.clone(),
+                    kind,
+                    sha256: sha256.clone(),
+                    size: fetch.bytes as u64,
+                });
+            }
+        }
         let what = format!("{} (answered {})", fetch.url, fetch.status);
         *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), Some(what)));
         let mut fetches = self.fetches.lock().unwrap_or_else(|p| p.into_inner());
@@ -541,6 +574,15 @@ impl Progress {
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+/// A stable locally administered MAC (QEMU's 52:54:00 prefix) for a machine that names none.
+fn mac_for(uuid: &str) -> String {
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(uuid.as_bytes());
+    format!(
+        "52:54:00:{:02x}:{:02x}:{:02x}",
+        digest[0], digest[1], digest[2]
+    )
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {

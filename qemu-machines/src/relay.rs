@@ -36,6 +36,31 @@ pub struct Fetch {
     pub bytes: usize,
     /// The body was an iPXE script.
     pub script: bool,
+    /// `sha256:<hex>` of what the VM received (successful non-script answers).
+    pub sha256: Option<String>,
+    /// What the bytes are, by their magic: `kernel` (a bzImage), `initrd` (cpio or compressed), or `other`.
+    pub content: &'static str,
+}
+
+/// A Linux bzImage carries `HdrS` at 0x202; an initramfs is a newc cpio or a compressed stream.
+fn content_of(body: &[u8]) -> &'static str {
+    if body.get(0x202..0x206) == Some(b"HdrS") {
+        return "kernel";
+    }
+    let compressed: [&[u8]; 5] = [
+        b"\x1f\x8b",
+        b"\x28\xb5\x2f\xfd",
+        b"\xfd7zXZ",
+        b"\x02\x21\x4c\x18",
+        b"BZh",
+    ];
+    if body.starts_with(b"070701")
+        || body.starts_with(b"070702")
+        || compressed.iter().any(|m| body.starts_with(m))
+    {
+        return "initrd";
+    }
+    "other"
 }
 
 /// Called for every request a VM makes through the relay.
@@ -200,11 +225,25 @@ async fn forward(
                 status: 502,
                 bytes: 0,
                 script: false,
+                sha256: None,
+                content: "other",
             });
             return (StatusCode::BAD_GATEWAY, e).into_response();
         }
     };
-    let script = fetched.body.len() <= MAX_SCRIPT && fetched.body.starts_with(b"#!ipxe");
+    // A byte-order mark is kept (iPXE judges it), but the addresses behind it are still translated.
+    let unmarked = fetched
+        .body
+        .strip_prefix(b"\xef\xbb\xbf".as_slice())
+        .unwrap_or(&fetched.body);
+    let script = fetched.body.len() <= MAX_SCRIPT && unmarked.starts_with(b"#!ipxe");
+    let sha256 = (!script && fetched.status.is_success()).then(|| {
+        format!(
+            "sha256:{}",
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&fetched.body))
+        )
+    });
+    let content = content_of(&fetched.body);
     let body = if script {
         let text = String::from_utf8_lossy(&fetched.body);
         Bytes::from(rewrite(&s.loopback_url, s.port, &vm, &text))
@@ -216,6 +255,8 @@ async fn forward(
         status: fetched.status.as_u16(),
         bytes: body.len(),
         script,
+        sha256,
+        content,
     });
     let mut response = Response::builder().status(fetched.status);
     if let Some(v) = fetched.headers.get(http::header::CONTENT_TYPE) {
