@@ -625,6 +625,7 @@ async fn probe_kvm(options: &QemuOptions) -> Result<Duration, String> {
         accel: Accel::Kvm,
         boot: BootFrom::Kernel {
             kernel: files.kernel,
+            initrd: None,
             append: "console=ttyS0 panic=-1".into(),
         },
     };

@@ -39,8 +39,12 @@ impl Accel {
 pub enum BootFrom {
     /// The NIC's option ROM (iPXE), DHCP answering with this boot file URL.
     Network { boot_file: String },
-    /// A kernel given directly (the accelerator probe).
-    Kernel { kernel: PathBuf, append: String },
+    /// A kernel (and initramfs) given directly: the accelerator probe, and the benchmark's baseline.
+    Kernel {
+        kernel: PathBuf,
+        initrd: Option<PathBuf>,
+        append: String,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -234,10 +238,24 @@ fn qemu_args(spec: &VmSpec, qmp: &Path) -> Vec<String> {
                 ]);
             }
         }
-        BootFrom::Kernel { kernel, append } => {
+        BootFrom::Kernel {
+            kernel,
+            initrd,
+            append,
+        } => {
             a.extend(["-no-reboot".into(), "-kernel".into()]);
             a.push(kernel.display().to_string());
+            if let Some(initrd) = initrd {
+                a.extend(["-initrd".into(), initrd.display().to_string()]);
+            }
             a.extend(["-append".into(), append.clone()]);
+            for (i, mac) in spec.macs.iter().enumerate() {
+                a.extend(["-netdev".into(), format!("user,id=n{i}")]);
+                a.extend([
+                    "-device".into(),
+                    format!("virtio-net-pci,netdev=n{i},mac={mac},romfile="),
+                ]);
+            }
         }
     }
     a
