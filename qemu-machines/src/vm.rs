@@ -261,24 +261,38 @@ fn qemu_args(spec: &VmSpec, qmp: &Path) -> Vec<String> {
     a
 }
 
-/// Reads lines (bounded length, CR and escape sequences removed) until EOF.
+/// Reads lines (CR and escape sequences removed) until EOF. A line keeps at most [`LINE_BUFFER`] bytes; the rest
+/// of an overlong line is read and dropped, so a guest printing without newlines cannot grow the buffer.
 async fn read_lines(stream: impl tokio::io::AsyncRead + Unpin, mut each: impl FnMut(String)) {
     let mut reader = BufReader::new(stream);
-    let mut buf = Vec::new();
+    let mut line = Vec::new();
     loop {
-        buf.clear();
-        // A line longer than the buffer limit is still consumed in full by read_until; memory is bounded by
-        // QEMU's output, which a serial port at 115200 baud keeps small.
-        match reader.read_until(b'\n', &mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                let text = String::from_utf8_lossy(&buf);
-                let clean = clean_line(&text);
-                if !clean.is_empty() {
-                    each(clean);
-                }
-            }
+        let chunk = match reader.fill_buf().await {
+            Ok([]) | Err(_) => break,
+            Ok(chunk) => chunk,
+        };
+        let (taken, complete) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        let room = LINE_BUFFER.saturating_sub(line.len());
+        line.extend_from_slice(&chunk[..taken.min(room)]);
+        reader.consume(taken);
+        if complete {
+            emit(&line, &mut each);
+            line.clear();
         }
+    }
+    emit(&line, &mut each);
+}
+
+/// Bytes of one console line read before cleaning (escape sequences take room too).
+const LINE_BUFFER: usize = 4 * CONSOLE_LINE_BYTES;
+
+fn emit(raw: &[u8], each: &mut impl FnMut(String)) {
+    let clean = clean_line(&String::from_utf8_lossy(raw));
+    if !clean.is_empty() {
+        each(clean);
     }
 }
 
@@ -358,6 +372,17 @@ async fn qmp(socket: &Path, command: &str) -> Result<serde_json::Value, String> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_endless_line_is_cut_and_the_next_one_still_read() {
+        let mut input = vec![b'x'; 1_000_000];
+        input.extend_from_slice(b"\r\nnext line\n");
+        let mut lines = Vec::new();
+        read_lines(input.as_slice(), |l| lines.push(l)).await;
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].len(), CONSOLE_LINE_BYTES);
+        assert_eq!(lines[1], "next line");
+    }
 
     #[test]
     fn console_lines_lose_escapes_and_stay_bounded() {
