@@ -146,6 +146,7 @@ async fn direct_boot(
     let ignition = format!("{}/ignition", base.replace("127.0.0.1", "10.0.2.2"));
     let spec = VmSpec {
         binary: "qemu-system-x86_64".into(),
+        firmware: qemu_machines::vm::Firmware::Bios,
         uuid: format!("00000000-0000-4000-8000-{i:012}"),
         macs: vec!["52:54:00:00:00:99".into()],
         memory_mib: 256,

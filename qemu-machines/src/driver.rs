@@ -17,7 +17,7 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::relay::{Fetch, Relay};
 use crate::testos::{MARKER_PREFIX, Marker, USERLAND_LINE};
-use crate::vm::{Accel, BootFrom, Vm, VmSpec};
+use crate::vm::{Accel, BootFrom, Firmware, Vm, VmSpec};
 
 /// Which accelerator VMs use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -44,6 +44,8 @@ impl std::str::FromStr for AccelChoice {
 #[derive(Clone, Debug)]
 pub struct QemuOptions {
     pub binary: PathBuf,
+    /// SeaBIOS (default) or OVMF; under OVMF iPXE's own progress and errors reach the console and the event log.
+    pub firmware: Firmware,
     pub memory_mib: u32,
     pub accel: AccelChoice,
     /// VMs running at once; a boot waits for a free slot (within the boot timeout).
@@ -58,6 +60,7 @@ impl Default for QemuOptions {
     fn default() -> Self {
         Self {
             binary: PathBuf::from("qemu-system-x86_64"),
+            firmware: Firmware::Bios,
             memory_mib: 256,
             accel: AccelChoice::Tcg,
             max_running: 4,
@@ -80,6 +83,14 @@ pub fn unavailable(binary: &str) -> Option<String> {
         return Some("no iPXE ROM for virtio-net (apt-get install ipxe-qemu)".into());
     }
     None
+}
+
+/// Why OVMF (UEFI) machines cannot run here, or `None`.
+pub fn uefi_unavailable() -> Option<String> {
+    [crate::vm::OVMF_CODE, crate::vm::OVMF_VARS]
+        .iter()
+        .find(|p| !std::path::Path::new(p).exists())
+        .map(|p| format!("no {p} (apt-get install ovmf)"))
 }
 
 /// What one boot measured.
@@ -266,6 +277,8 @@ impl QemuMachines {
                 line_log.note("kernelBooted", line);
             } else if line.contains("metal-harness-os:") || line.contains("Kernel panic") {
                 line_log.note("os", line);
+            } else if let Some(stage) = firmware_stage(line) {
+                line_log.note(stage, line);
             }
         });
         let memory_mib = self
@@ -282,6 +295,7 @@ impl QemuMachines {
         };
         let spec = VmSpec {
             binary: o.binary.clone(),
+            firmware: o.firmware,
             uuid: req.system_uuid.clone(),
             macs,
             memory_mib,
@@ -410,6 +424,23 @@ impl QemuMachines {
                 .clone(),
             os_task: Some(os_task),
         })
+    }
+}
+
+/// iPXE's console lines worth an event (visible under OVMF): its banner, what it loaded, and its errors.
+fn firmware_stage(line: &str) -> Option<&'static str> {
+    if line.starts_with("iPXE ") && line.contains("Network Boot Firmware") {
+        Some("firmwareBanner")
+    } else if line.contains("Error 0x")
+        || line.contains("Exec format error")
+        || line.contains("(https://ipxe.org/")
+        || line.contains("(http://ipxe.org/")
+    {
+        Some("firmwareError")
+    } else if line.ends_with("[script]") || line.starts_with("Filename: ") {
+        Some("firmwareScript")
+    } else {
+        None
     }
 }
 
@@ -619,6 +650,7 @@ async fn probe_kvm(options: &QemuOptions) -> Result<Duration, String> {
     });
     let spec = VmSpec {
         binary: options.binary.clone(),
+        firmware: Firmware::Bios,
         uuid: "00000000-0000-0000-0000-000000000000".into(),
         macs: Vec::new(),
         memory_mib: options.memory_mib,

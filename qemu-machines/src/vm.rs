@@ -47,9 +47,24 @@ pub enum BootFrom {
     },
 }
 
+/// The platform firmware.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Firmware {
+    /// SeaBIOS (QEMU's default): iPXE's output goes to the VGA console only.
+    #[default]
+    Bios,
+    /// OVMF (UEFI): iPXE's EFI build runs and prints its progress on the serial console.
+    Uefi,
+}
+
+/// OVMF's code (read-only) and the template of its variable store (copied per VM).
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE.fd";
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS.fd";
+
 #[derive(Clone, Debug)]
 pub struct VmSpec {
     pub binary: PathBuf,
+    pub firmware: Firmware,
     pub uuid: String,
     pub macs: Vec<String>,
     pub memory_mib: u32,
@@ -107,7 +122,18 @@ impl Vm {
             .tempdir()
             .map_err(|e| format!("creating the VM's directory: {e}"))?;
         let qmp = dir.path().join("qmp.sock");
-        let args = qemu_args(spec, &qmp);
+        let mut args = qemu_args(spec, &qmp);
+        if spec.firmware == Firmware::Uefi {
+            let vars = dir.path().join("OVMF_VARS.fd");
+            std::fs::copy(OVMF_VARS, &vars)
+                .map_err(|e| format!("copying {OVMF_VARS} (apt-get install ovmf): {e}"))?;
+            args.extend([
+                "-drive".into(),
+                format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"),
+                "-drive".into(),
+                format!("if=pflash,format=raw,file={}", vars.display()),
+            ]);
+        }
         // setpriv makes the kernel kill QEMU when the harness dies, whatever way it dies.
         let mut command = if setpriv_available() {
             let mut c = Command::new("setpriv");
@@ -401,6 +427,7 @@ mod tests {
     fn the_first_nic_boots_and_commas_are_escaped() {
         let spec = VmSpec {
             binary: "qemu-system-x86_64".into(),
+            firmware: Firmware::Bios,
             uuid: "u".into(),
             macs: vec!["52:54:00:00:00:01".into(), "52:54:00:00:00:02".into()],
             memory_mib: 256,

@@ -54,6 +54,7 @@ async fn serve(
 }
 
 const BROKEN: &str = "5d0c7e2a-1f3b-4a6c-8e9d-7b6a5c4d3e2f";
+const UEFI: &str = "9e8d7c6b-5a49-4382-9170-6f5e4d3c2b1a";
 
 fn request(uuid: &str, boot_url: String) -> NetworkBootRequest {
     NetworkBootRequest {
@@ -246,4 +247,32 @@ fn qemu_gone(uuid: &str) -> bool {
             c.contains("qemu-system") && c.contains(uuid)
         })
     })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_uefi_the_same_network_boot_reaches_the_marker() {
+    if let Some(why) = skip_reason().or_else(qemu_machines::driver::uefi_unavailable) {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let image = TestImage {
+        reference: "test/os:1.0".into(),
+        flavour: Flavour::Os,
+    };
+    let (url, _, _) = serve(&image, SCRIPT, Arc::default()).await;
+    let options = QemuOptions {
+        firmware: qemu_machines::vm::Firmware::Uefi,
+        ..QemuOptions::default()
+    };
+    let machines = QemuMachines::start(options).await.expect("driver");
+    match machines.boot(request(UEFI, url)).await {
+        BootOutcome::Booted(os) => {
+            assert_eq!(os.image, "test/os:1.0");
+            // The firmware's downloads are the boot's artifacts: a kernel and an initramfs.
+            let kinds: Vec<_> = os.artifacts.iter().map(|a| a.kind.as_str()).collect();
+            assert_eq!(kinds, vec!["kernel", "initrd"], "{:?}", os.artifacts);
+            println!("UEFI power-on to marker: {:?}", machines.figures());
+        }
+        BootOutcome::Failed { reason } => panic!("UEFI boot failed: {reason}"),
+    }
 }
