@@ -24,6 +24,7 @@ bootNetwork:
   ipxeUrlTemplate: "http://boot.invalid/ipxe?uuid={uuid}&mac={mac}"
 "#;
 
+const SYS: &str = "/redfish/v1/Systems/System.Embedded.1";
 const RESET: &str = "/redfish/v1/Systems/System.Embedded.1/Actions/ComputerSystem.Reset";
 
 /// A driver that logs a console stage, keeps a console, and takes the power button.
@@ -73,6 +74,14 @@ async fn a_real_machine_reports_stages_owns_the_power_button_and_powers_off_when
     let uuid = fleet.bmcs()[0].systems[0].uuid.clone();
     let machine = fleet.machine(&uuid).unwrap();
     assert_eq!(machine.console(), None, "no console before a real boot");
+    // Every boot a network boot (a real machine has no simulated disk to fall back on).
+    let r = c
+        .patch(
+            SYS,
+            r#"{"Boot":{"BootSourceOverrideTarget":"Pxe","BootSourceOverrideEnabled":"Continuous"}}"#,
+        )
+        .await;
+    assert!(r.status.is_success(), "{:?}", r.json);
     c.post(RESET, r#"{"ResetType":"On"}"#).await;
     wait_until(|| machine.running_os().is_some()).await;
     let stage = |name: &str| {
@@ -102,4 +111,20 @@ async fn a_real_machine_reports_stages_owns_the_power_button_and_powers_off_when
     // That boot is over: its log no longer writes.
     assert!(!log.note("marker", "late"));
     assert!(!stage("marker"));
+
+    // GracefulRestart: the button again; when the OS powers off, the machine comes back and boots anew.
+    c.post(RESET, r#"{"ResetType":"On"}"#).await;
+    wait_until(|| machine.running_os().is_some()).await;
+    let r = c.post(RESET, r#"{"ResetType":"GracefulRestart"}"#).await;
+    assert!(r.status.is_success(), "{:?}", r.json);
+    assert_eq!(
+        *driver.pressed.lock().unwrap(),
+        2,
+        "{:#?}",
+        machine.events().iter().rev().take(8).collect::<Vec<_>>()
+    );
+    let second = driver.logs.lock().unwrap()[1].clone();
+    second.os_exited("the VM ended");
+    wait_until(|| driver.logs.lock().unwrap().len() == 3 && machine.running_os().is_some()).await;
+    assert_eq!(machine.power_state(), PowerState::On);
 }

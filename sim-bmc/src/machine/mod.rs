@@ -185,6 +185,8 @@ pub(crate) struct State {
     pub(crate) console: Option<ConsoleReader>,
     /// The running OS's power button and the boot generation it belongs to (see [`BootLog`]).
     pub(crate) power_button: Option<(u64, PowerButton)>,
+    /// A GracefulRestart pressed the button: when the OS powers off, the machine powers on again.
+    pub(crate) restart_after_os_off: bool,
     /// Bumped on every change a Redfish payload could show (keys the rendered-payload cache).
     pub(crate) version: u64,
 }
@@ -246,6 +248,7 @@ impl MachineHandle {
             events: Vec::new(),
             console: None,
             power_button: None,
+            restart_after_os_off: false,
             version: 0,
         };
         Self {

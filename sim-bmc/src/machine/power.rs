@@ -158,6 +158,7 @@ impl Machine {
                     .into(),
                 };
                 self.record(state, kind);
+                state.restart_after_os_off = then_restart;
                 if let Some(button) = button {
                     button();
                 }
@@ -188,16 +189,18 @@ impl Machine {
 
     /// The OS powered the machine off by itself (a real VM that shut down).
     pub(crate) fn os_powered_off(self: &Arc<Self>, state: &mut State, why: &str) {
+        let restart = std::mem::take(&mut state.restart_after_os_off);
         self.stop_os(state, why);
         // The OS is gone (still On, so no power event); the power-off below finds nothing left to stop.
         state.phase = Phase::Firmware;
-        self.begin_power_off(state, false);
+        self.begin_power_off(state, restart);
     }
 
     /// Stops whatever runs on the machine (OS agent or firmware boot flow).
     pub(crate) fn stop_os(&self, state: &mut State, why: &str) {
         state.generation += 1;
         state.power_button = None;
+        state.restart_after_os_off = false;
         if let Some(task) = state.os_task.take() {
             task.abort();
         }
