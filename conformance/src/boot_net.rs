@@ -102,6 +102,109 @@ pub fn network_boot_with(
     )))
 }
 
+/// What the boot profile's machines are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Machines {
+    /// netboot's simulated firmware.
+    #[default]
+    Simulated,
+    /// QEMU VMs: real iPXE firmware, the backend's kernel and initramfs, the OS's marker line as evidence.
+    Qemu,
+}
+
+/// The built-in registries' images for `machines`: the standard ones, and for QEMU machines the test OS (the
+/// Debian kernel and a busybox initramfs) under the standard OS and probe names, so a real kernel boots them.
+pub fn catalog_for(machines: Machines) -> anyhow::Result<sim_boot::oci::Catalog> {
+    let mut catalog = crate::embedded::BuiltinRegistries::standard_catalog();
+    if machines == Machines::Qemu {
+        let files = qemu_machines::testos::RealFiles::find()
+            .map_err(|why| anyhow::anyhow!("--machines qemu: {why}"))?;
+        qemu_machines::testos::add_to_catalog(
+            &mut catalog,
+            &files,
+            &qemu_machines::testos::standard_images(),
+        )
+        .map_err(|e| anyhow::anyhow!("--machines qemu: building the test OS: {e}"))?;
+    }
+    Ok(catalog)
+}
+
+/// The QEMU machines a run used, for its report.
+pub struct MachinesUsed(qemu_machines::QemuMachines);
+
+impl MachinesUsed {
+    /// One line: driver, accelerator, VMs and their System UUIDs, boot figures.
+    pub async fn summary(&self) -> String {
+        let (accel, why) = self.0.accel().await;
+        let figures = self.0.figures();
+        let mut ms: Vec<u128> = figures.iter().map(|f| f.to_marker.as_millis()).collect();
+        ms.sort_unstable();
+        let p50 = ms.get(ms.len() / 2).copied().unwrap_or_default();
+        let max = ms.last().copied().unwrap_or_default();
+        format!(
+            "machines: qemu ({} — {why}), {} VMs booted to their marker (power-on to marker p50 {p50} ms, max {max} ms, \
+             at most {} at once): {}",
+            accel.as_str(),
+            figures.len(),
+            self.0.peak_running(),
+            self.0.machines_used().join(", ")
+        )
+    }
+
+    /// Writes `machines.json` next to the reports: every VM's System UUID and figures.
+    pub async fn write(&self, dir: &std::path::Path) -> anyhow::Result<()> {
+        let (accel, why) = self.0.accel().await;
+        let boots: Vec<Value> = self
+            .0
+            .figures()
+            .iter()
+            .map(|f| {
+                serde_json::json!({
+                    "systemUUID": f.uuid,
+                    "powerOnToMarkerMs": f.to_marker.as_millis() as u64,
+                    "rssKiB": f.rss_kib,
+                })
+            })
+            .collect();
+        let doc = serde_json::json!({
+            "driver": "qemu",
+            "accel": accel.as_str(),
+            "accelReason": why,
+            "machines": self.0.machines_used(),
+            "peakRunning": self.0.peak_running(),
+            "boots": boots,
+        });
+        std::fs::write(dir.join("machines.json"), serde_json::to_vec_pretty(&doc)?)?;
+        Ok(())
+    }
+}
+
+/// The boot profile's machine for `machines`, reading expected images through `registry`.
+pub async fn machine_for(
+    machines: Machines,
+    template: &str,
+    registry: RegistryAccess,
+) -> anyhow::Result<(Arc<dyn MachineBoot>, Option<MachinesUsed>)> {
+    match machines {
+        Machines::Simulated => Ok((network_boot_with(template, registry)?, None)),
+        Machines::Qemu => {
+            anyhow::ensure!(
+                template.contains("{uuid}"),
+                "the boot URL template {template:?} has no {{uuid}} placeholder"
+            );
+            let options = qemu_machines::QemuOptions::default();
+            if let Some(why) = qemu_machines::RealMachines::unavailable(&options) {
+                anyhow::bail!("--machines qemu: {why}");
+            }
+            let driver = qemu_machines::QemuMachines::start(options)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            let boot = NetBoot::with_registry(Arc::new(driver.clone()), template, registry);
+            Ok((Arc::new(boot), Some(MachinesUsed(driver))))
+        }
+    }
+}
+
 /// `registry/repository`, tag, digest of an OCI reference (the registry may carry a port).
 pub fn split_reference(reference: &str) -> (String, Option<String>, Option<String>) {
     let (rest, digest) = match reference.split_once('@') {

@@ -49,6 +49,9 @@ pub struct ReferenceBackendArgs {
     /// A sim-boot misbehaviour mode (`none` for the honest backend).
     #[arg(long, default_value = "none")]
     pub misbehave: String,
+    /// Boot modes served (and whose layers images must have): ipxe, http. The QEMU test OS has no UKI: `ipxe`.
+    #[arg(long, value_delimiter = ',', default_value = "ipxe,http")]
+    pub boot_modes: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -126,6 +129,10 @@ pub struct CertifyArgs {
     /// (embedded default: `http://{boot_addr}/ipxe/{uuid}`).
     #[arg(long)]
     pub boot_url_template: Option<String>,
+    /// Boot profile, embedded mode: `simulated` firmware, or `qemu` VMs that boot through real iPXE into a test
+    /// OS built from this machine's kernel and busybox (the built-in OS images become that OS).
+    #[arg(long, value_enum, default_value = "simulated", requires = "embedded")]
+    pub machines: crate::boot_net::Machines,
     /// Boot profile, embedded mode: the loopback address the backend's boot server listens on.
     #[arg(long, default_value = "127.0.0.1:0")]
     pub boot_addr: String,

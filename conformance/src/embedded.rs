@@ -290,7 +290,7 @@ pub async fn certify_embedded(
             scheme: args.registry_scheme,
             auth: args.registry_auth,
         },
-        BuiltinRegistries::standard_catalog(),
+        crate::boot_net::catalog_for(args.machines)?,
     )
     .await?;
     let boot_addr = pick_boot_addr(&args.boot_addr).await?;
@@ -314,16 +314,18 @@ pub async fn certify_embedded(
         .boot_url_template
         .clone()
         .unwrap_or_else(|| format!("http://{boot_addr}/ipxe/{{uuid}}"));
-    let boot = match args.profile.contains(&crate::rules::Profile::Boot) {
-        true => Some(crate::boot_net::network_boot_with(
-            &boot_template,
-            crate::boot_net::RegistryAccess {
+    let (boot, machines) = match args.profile.contains(&crate::rules::Profile::Boot) {
+        true => {
+            let access = crate::boot_net::RegistryAccess {
                 scheme: env.registries.scheme().into(),
                 client: env.registries.http_client()?,
                 credentials: None,
-            },
-        )?),
-        false => None,
+            };
+            let (boot, machines) =
+                crate::boot_net::machine_for(args.machines, &boot_template, access).await?;
+            (Some(boot), machines)
+        }
+        false => (None, None),
     };
     let images = crate::certify::images_from_args(args, Some(env.registries.images()))?;
     let mut target = env
@@ -337,6 +339,10 @@ pub async fn certify_embedded(
         .await?;
     target.images = images;
     let result = crate::certify::run_and_report(Arc::new(target), args, command).await;
+    if let Some(machines) = machines {
+        eprintln!("{}", machines.summary().await);
+        machines.write(&args.report_dir).await?;
+    }
     backend.stop().await;
     env.api.shutdown().await;
     result

@@ -15,6 +15,17 @@ pub async fn run_reference_backend(args: &crate::cli::ReferenceBackendArgs) -> a
         .misbehave
         .parse()
         .map_err(|e: String| anyhow::anyhow!(e))?;
+    let mut boot_modes = sim_boot::BootModes {
+        ipxe: false,
+        http: false,
+    };
+    for mode in &args.boot_modes {
+        match mode.as_str() {
+            "ipxe" => boot_modes.ipxe = true,
+            "http" => boot_modes.http = true,
+            other => anyhow::bail!("--boot-modes: {other:?} is not one of ipxe, http"),
+        }
+    }
     let client = kube::Client::try_default().await?;
     let options = BackendOptions {
         listen: args.listen,
@@ -25,6 +36,7 @@ pub async fn run_reference_backend(args: &crate::cli::ReferenceBackendArgs) -> a
             allowed_registries: vec![args.registry.clone()],
             misbehaviour: mode,
             max_backoff: Duration::from_secs(2),
+            boot_modes,
             ..Default::default()
         },
     };

@@ -82,4 +82,15 @@ pub struct BootedOs {
 /// Performs a network boot for a simulated machine.
 pub trait NetworkBoot: Send + Sync + 'static {
     fn boot(&self, req: NetworkBootRequest) -> BoxFuture<'static, BootOutcome>;
+
+    /// `boot` with a log for what a real machine's console and network show (see `machine::BootLog`);
+    /// the simulated firmware has nothing more to say and ignores it.
+    fn boot_logged(
+        &self,
+        req: NetworkBootRequest,
+        log: crate::machine::BootLog,
+    ) -> BoxFuture<'static, BootOutcome> {
+        let _ = log;
+        self.boot(req)
+    }
 }

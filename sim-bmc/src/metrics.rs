@@ -102,6 +102,7 @@ impl Metrics {
             MachineEventKind::NmiReceived => "nmi_received",
             MachineEventKind::BiosSettingsApplied { .. } => "bios_settings_applied",
             MachineEventKind::IndicatorChanged { .. } => "indicator_changed",
+            MachineEventKind::Console { .. } => "console",
         };
         self.machine_events
             .get_or_create(&EventLabels { kind })

@@ -37,6 +37,8 @@ pub struct Stack {
     pub requests: ApiRequestCounters,
     /// Full reference prefix of the embedded OCI registry (`127.0.0.1:PORT`), if sim-boot runs.
     pub registry_host: Option<String>,
+    /// QEMU VMs for the fleet's `machines: {driver: qemu}` BMCs (dropping it ends every VM).
+    pub real_machines: Option<qemu_machines::RealMachines>,
 }
 
 impl Stack {
@@ -56,6 +58,10 @@ impl Stack {
             Some(path) => ApiSpec::External(path.clone()),
             None => ApiSpec::Embedded { durable },
         };
+        let real_machines = start_real_machines(s).await?;
+        let real_registry = real_machines
+            .as_ref()
+            .map(|r| r.registry_host().to_string());
         let requests = ApiRequestCounters::default();
         let counted = requests.clone();
         let mut builder = Testbed::builder()
@@ -63,15 +69,24 @@ impl Stack {
             .clients(Arc::new(move |role, access| {
                 counted.client(access, component(role))
             }))
-            .fleet(fleet_setup(s, run.seed, run.bmcs_in_process))
+            .fleet(fleet_setup(
+                s,
+                run.seed,
+                run.bmcs_in_process,
+                real_machines.as_ref(),
+            ))
             .bmc_objects();
-        if let Some(backend) = backend(s, sink)? {
+        if let Some(backend) = backend(s, sink, real_registry.as_deref())? {
             builder = builder.backend(backend);
         }
         let mut bed = builder.start().await?;
-        let registry_host = bed
-            .sim_boot()
-            .and_then(|b| b.registry_host().map(str::to_string));
+        if let Some(real) = &real_machines {
+            assign_real_machines(s, bed.fleet(), real);
+        }
+        let registry_host = real_registry.or_else(|| {
+            bed.sim_boot()
+                .and_then(|b| b.registry_host().map(str::to_string))
+        });
         let registry_addr = free_port().context("reserving a port for the operator's registry")?;
         let probe_image = match &registry_host {
             Some(host) => format!("{host}/{}", sim_boot::oci::names::PROBE),
@@ -89,6 +104,7 @@ impl Stack {
             bed,
             requests,
             registry_host,
+            real_machines,
         })
     }
 
@@ -149,11 +165,19 @@ impl Stack {
                 op.metrics.power_on_requests() as f64,
             );
         }
+        if let Some(real) = &self.real_machines {
+            out.extend(real.figures());
+        }
         out
     }
 
     /// Stops every component (operator first, so nothing acts on a half-stopped system).
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
+        // Nothing may power a VM on once they are stopped.
+        self.bed.stop_operator().await;
+        if let Some(real) = self.real_machines.take() {
+            real.driver.stop_all();
+        }
         self.bed.shutdown().await;
     }
 }
@@ -167,12 +191,31 @@ fn component(role: Role) -> Component {
 }
 
 /// The scenario's backend; None when it names an external one that is already running.
-fn backend(s: &Scenario, sink: &Sink) -> anyhow::Result<Option<testbed::Backend>> {
+fn backend(
+    s: &Scenario,
+    sink: &Sink,
+    real_registry: Option<&str>,
+) -> anyhow::Result<Option<testbed::Backend>> {
     Ok(match &s.backend {
         Backend::SimBoot { mode, delay } => {
             let misbehaviour: sim_boot::Misbehaviour =
                 mode.parse().map_err(|e: String| anyhow::anyhow!(e))?;
             let mut options = sim_boot::BackendOptions::default();
+            if let Some(host) = real_registry {
+                // Real machines boot the test OS from its own registry instead of the generated one.
+                options.registry = None;
+                options.insecure_registries.push(host.to_string());
+                options.controller.allowed_registries.push(host.to_string());
+                // The test OS has no UKI (and QEMU machines no UEFI HTTP boot): iPXE only.
+                options.controller.boot_modes = sim_boot::BootModes {
+                    ipxe: true,
+                    http: false,
+                };
+                // A VM's firmware asks for its script ~5-10 s after power-on, past the lie simulated
+                // machines (which ask at once) are caught in: lying backends lie for a real machine's boot.
+                let lie = &mut options.controller.misbehaviour_options.lie_window;
+                *lie = (*lie).max(Duration::from_secs(60));
+            }
             options.controller.misbehaviour = misbehaviour;
             options.controller.max_backoff = Duration::from_secs(2);
             if let Some(delay) = delay {
@@ -212,7 +255,12 @@ fn backend(s: &Scenario, sink: &Sink) -> anyhow::Result<Option<testbed::Backend>
 
 /// The sim-bmc fleet the scenario declares, its machines network-booting through netboot. The boot URL is the
 /// backend's: set here for a command or external backend, by the testbed for the in-process sim-boot.
-pub fn fleet_setup(s: &Scenario, seed: u64, in_process: bool) -> FleetSetup {
+pub fn fleet_setup(
+    s: &Scenario,
+    seed: u64,
+    in_process: bool,
+    real: Option<&qemu_machines::RealMachines>,
+) -> FleetSetup {
     let mut fleet = sim_bmc::FleetSpec {
         seed: s.fleet.seed.unwrap_or(seed),
         ..Default::default()
@@ -248,8 +296,9 @@ pub fn fleet_setup(s: &Scenario, seed: u64, in_process: bool) -> FleetSetup {
         probe_images: vec![sim_boot::oci::names::PROBE.to_string()],
         ..Default::default()
     });
+    let simulated: Arc<dyn sim_bmc::boot::NetworkBoot> = Arc::new(netboot);
     let options = sim_bmc::FleetOptions {
-        network_boot: Some(Arc::new(netboot)),
+        network_boot: Some(real.map_or(simulated, |r| r.network_boot())),
         bind: if in_process {
             sim_bmc::fleet::BindMode::InProcess
         } else {
@@ -258,6 +307,54 @@ pub fn fleet_setup(s: &Scenario, seed: u64, in_process: bool) -> FleetSetup {
         ..Default::default()
     };
     FleetSetup::new(fleet, options)
+}
+
+/// The QEMU driver, its test OS registry and the fleet-wide VM settings, when any BMC asks for qemu.
+async fn start_real_machines(s: &Scenario) -> anyhow::Result<Option<qemu_machines::RealMachines>> {
+    if s.fleet.qemu_bmcs().is_empty() {
+        return Ok(None);
+    }
+    let mut options = qemu_machines::QemuOptions::default();
+    if let Some(m) = &s.fleet.machines {
+        if let Some(mib) = m.memory_mib {
+            options.memory_mib = mib;
+        }
+        if let Some(accel) = m.accel {
+            options.accel = accel.as_str().parse().map_err(anyhow::Error::msg)?;
+        }
+        if let Some(n) = m.max_running {
+            options.max_running = n as usize;
+        }
+    }
+    // The simulated machines of a mixed fleet boot through netboot, wrapped by the switch.
+    let simulated = Arc::new(netboot::Netboot::new(netboot::NetbootOptions {
+        probe_images: vec![sim_boot::oci::names::PROBE.to_string()],
+        ..Default::default()
+    }));
+    let real = qemu_machines::RealMachines::start(options, simulated)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    Ok(Some(real))
+}
+
+/// Hands the qemu BMCs' machines to the QEMU driver.
+fn assign_real_machines(
+    s: &Scenario,
+    fleet: &sim_bmc::FleetHandle,
+    real: &qemu_machines::RealMachines,
+) {
+    let qemu = s.fleet.qemu_bmcs();
+    let machines = fleet.bmcs().into_iter().flat_map(|b| {
+        let memory = qemu
+            .iter()
+            .find(|(name, _)| *name == b.name)
+            .map(|(_, m)| *m);
+        b.systems
+            .into_iter()
+            .filter(move |_| memory.is_some())
+            .map(move |sys| (sys.uuid, memory.flatten()))
+    });
+    real.assign(machines);
 }
 
 fn operator_config(

@@ -35,7 +35,62 @@ pub struct Fleet {
     /// Labels put on every discovered Server (through the BMC's Server template), e.g. for selectors.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub server_labels: Vec<ServerLabels>,
+    /// What powers the machines: the simulated firmware (default) or real QEMU VMs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machines: Option<Machines>,
 }
+
+/// `machines: {driver: qemu, memoryMiB: 256, accel: tcg, maxRunning: 4}`: fleet-wide, or per BMC
+/// (`driver` and `memoryMiB` only; a BMC's unset fields follow the fleet's).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Machines {
+    /// `simulated` (the default) or `qemu`: a VM that network-boots through real iPXE firmware.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<MachineDriver>,
+    /// Memory of each VM (default 256).
+    #[serde(default, rename = "memoryMiB", skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<u32>,
+    /// `tcg` (default), `kvm`, or `auto` (KVM only when a probe guest really boots under it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accel: Option<Accel>,
+    /// VMs running at once (default 4); a power-on waits for a free slot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_running: Option<u32>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MachineDriver {
+    #[default]
+    Simulated,
+    Qemu,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    Tcg,
+    Kvm,
+    Auto,
+}
+
+impl Accel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Accel::Tcg => "tcg",
+            Accel::Kvm => "kvm",
+            Accel::Auto => "auto",
+        }
+    }
+}
+
+/// VM memory bounds (the test OS boots in 256 MiB; 24 GiB serve the VM cap many times over).
+pub const QEMU_MEMORY_MIB: std::ops::RangeInclusive<u32> = 128..=4096;
+/// At most this many VMs at once (2 cores run about 3 at a useful speed).
+pub const QEMU_MAX_RUNNING: u32 = 16;
+/// At most this many QEMU machines in one run.
+pub const QEMU_MAX_MACHINES: u64 = 32;
 
 /// `bmcs: 4` or `bmcs: [{name: rack1-a, vendor: hpe, systems: 2}, …]`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -56,6 +111,9 @@ pub struct BmcEntry {
     /// Systems behind this BMC (default `systemsPerBmc`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub systems: Option<u32>,
+    /// This BMC's machines' driver and memory, over the fleet's `machines`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machines: Option<Machines>,
 }
 
 /// Labels for the Servers of some BMCs.
@@ -130,7 +188,87 @@ impl Fleet {
             latencies: None,
             seed: None,
             server_labels: Vec::new(),
+            machines: None,
         }
+    }
+
+    /// BMCs whose machines are QEMU VMs, with each one's memory override (MiB).
+    pub fn qemu_bmcs(&self) -> Vec<(String, Option<u32>)> {
+        let fleet = self.machines.clone().unwrap_or_default();
+        let entries: Vec<Option<&Machines>> = match &self.bmcs {
+            BmcSet::Count(n) => vec![None; *n as usize],
+            BmcSet::List(list) => list.iter().map(|b| b.machines.as_ref()).collect(),
+        };
+        self.resolve()
+            .into_iter()
+            .zip(entries)
+            .filter_map(|(b, own)| {
+                let driver = own.and_then(|m| m.driver).or(fleet.driver);
+                (driver == Some(MachineDriver::Qemu))
+                    .then(|| (b.name, own.and_then(|m| m.memory_mib).or(fleet.memory_mib)))
+            })
+            .collect()
+    }
+
+    /// What is wrong with the `machines` settings, in the validator's words.
+    pub fn check_machines(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        let memory = |where_: &str, m: &Machines| {
+            m.memory_mib
+                .filter(|mib| !QEMU_MEMORY_MIB.contains(mib))
+                .map(|mib| {
+                    format!(
+                        "{where_}machines.memoryMiB {mib} is outside {}-{} MiB (the test OS boots in 256)",
+                        QEMU_MEMORY_MIB.start(),
+                        QEMU_MEMORY_MIB.end()
+                    )
+                })
+        };
+        if let Some(m) = &self.machines {
+            errors.extend(memory("", m));
+        }
+        if let BmcSet::List(list) = &self.bmcs {
+            for b in list {
+                if let Some(m) = &b.machines {
+                    errors.extend(memory(&format!("BMC {:?}: ", b.name), m));
+                    if m.accel.is_some() || m.max_running.is_some() {
+                        errors.push(format!(
+                            "BMC {:?}: machines.accel and machines.maxRunning apply to the whole fleet \
+                             (set them in fleet.machines)",
+                            b.name
+                        ));
+                    }
+                }
+            }
+        }
+        if let Some(n) = self.machines.as_ref().and_then(|m| m.max_running)
+            && !(1..=QEMU_MAX_RUNNING).contains(&n)
+        {
+            errors.push(format!(
+                "machines.maxRunning {n} is outside 1-{QEMU_MAX_RUNNING} (VMs at once)"
+            ));
+        }
+        let qemu = self.qemu_bmcs();
+        if !qemu.is_empty() {
+            let names: std::collections::BTreeSet<&str> =
+                qemu.iter().map(|(n, _)| n.as_str()).collect();
+            let machines: u64 = self
+                .resolve()
+                .iter()
+                .filter(|b| names.contains(b.name.as_str()))
+                .map(|b| u64::from(b.systems))
+                .sum();
+            if machines > QEMU_MAX_MACHINES {
+                errors.push(format!(
+                    "{machines} qemu machines: a run holds at most {QEMU_MAX_MACHINES} \
+                     (each VM is a QEMU process of about 230 MiB)"
+                ));
+            }
+            if self.architecture == Some(Architecture::Arm64) {
+                errors.push("qemu machines are amd64 only (architecture: arm64)".into());
+            }
+        }
+        errors
     }
 
     /// Every BMC, with vendors handed out round-robin.
@@ -182,4 +320,49 @@ impl Fleet {
 /// Upstream's Server name for the `index`-th system of `bmc`.
 pub fn server_name(bmc: &str, index: u32) -> String {
     format!("{bmc}-system-{index}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fleet(yaml: &str) -> Fleet {
+        serde_saphyr::from_str(yaml).expect("fleet yaml")
+    }
+
+    #[test]
+    fn qemu_is_chosen_fleet_wide_or_per_bmc_and_a_bmc_overrides_the_fleet() {
+        let f = fleet("bmcs: 2\nmachines: {driver: qemu, memoryMiB: 512}\n");
+        assert_eq!(
+            f.qemu_bmcs(),
+            vec![("bmc-0".into(), Some(512)), ("bmc-1".into(), Some(512))]
+        );
+        let f = fleet(
+            "bmcs: [{name: a}, {name: b, machines: {driver: qemu, memoryMiB: 300}}, \
+             {name: c, machines: {driver: simulated}}]\n",
+        );
+        assert_eq!(f.qemu_bmcs(), vec![("b".into(), Some(300))]);
+        assert!(f.check_machines().is_empty());
+        assert!(Fleet::of(3).qemu_bmcs().is_empty());
+    }
+
+    #[test]
+    fn bad_machine_settings_are_named() {
+        let f = fleet(
+            "bmcs: [{name: a, machines: {driver: qemu, accel: kvm, memoryMiB: 64}}]\n\
+             machines: {maxRunning: 0}\narchitecture: arm64\n",
+        );
+        let errors = f.check_machines();
+        assert_eq!(
+            errors,
+            vec![
+                "BMC \"a\": machines.memoryMiB 64 is outside 128-4096 MiB (the test OS boots in 256)",
+                "BMC \"a\": machines.accel and machines.maxRunning apply to the whole fleet (set them in fleet.machines)",
+                "machines.maxRunning 0 is outside 1-16 (VMs at once)",
+                "qemu machines are amd64 only (architecture: arm64)",
+            ]
+        );
+        let too_many = fleet("bmcs: 40\nmachines: {driver: qemu}\n");
+        assert!(too_many.check_machines()[0].starts_with("40 qemu machines"));
+    }
 }

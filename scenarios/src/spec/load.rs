@@ -273,6 +273,9 @@ fn check_fleet(s: &Scenario, errors: &mut Errors) -> Option<BTreeSet<String>> {
             ));
         }
     }
+    for error in s.fleet.check_machines() {
+        errors.push((Place::Fleet, error));
+    }
     Some(s.fleet.server_names().into_iter().collect())
 }
 

@@ -56,6 +56,7 @@ pub fn router(state: ControlState) -> Router {
         )
         .route("/machines", get(machines))
         .route("/machines/{uuid}/events", get(events))
+        .route("/machines/{uuid}/console", get(console))
         .with_state(state)
 }
 
@@ -99,6 +100,27 @@ async fn events(State(s): State<ControlState>, Path(uuid): Path<String>) -> Resp
         .find(|sys| sys.uuid == uuid);
     match machine {
         Some(sys) => Json(sys.machine.events()).into_response(),
+        None => not_found("machine"),
+    }
+}
+
+/// A real machine's captured serial console as text (404 for simulated machines, which have none).
+async fn console(State(s): State<ControlState>, Path(uuid): Path<String>) -> Response {
+    let machine = s
+        .bmcs
+        .iter()
+        .flat_map(|b| b.systems.iter())
+        .find(|sys| sys.uuid == uuid);
+    match machine.map(|sys| sys.machine.console()) {
+        Some(Some(lines)) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; charset=utf-8",
+            )],
+            lines.join("\n"),
+        )
+            .into_response(),
+        Some(None) => not_found("console (the machine's driver keeps none)"),
         None => not_found("machine"),
     }
 }

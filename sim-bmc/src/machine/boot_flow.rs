@@ -39,7 +39,7 @@ impl Machine {
                 };
                 self.record(&mut state, kind);
             }
-            let outcome = self.attempt(device).await;
+            let outcome = self.attempt(device, generation).await;
             let mut state = self.lock();
             if state.generation != generation {
                 if let Ok((_, Some(task))) = outcome {
@@ -94,8 +94,9 @@ impl Machine {
     }
 
     async fn attempt(
-        &self,
+        self: &Arc<Self>,
         device: BootTargetName,
+        generation: u64,
     ) -> Result<(BootedOsSummary, Option<tokio::task::JoinHandle<()>>), String> {
         let target = match device {
             BootTargetName::Hdd => {
@@ -130,7 +131,9 @@ impl Machine {
             target,
             boot_url,
         };
-        match tokio::time::timeout(NETWORK_BOOT_TIMEOUT, network_boot.boot(request)).await {
+        let log = super::BootLog::new(self, generation);
+        let boot = network_boot.boot_logged(request, log);
+        match tokio::time::timeout(NETWORK_BOOT_TIMEOUT, boot).await {
             Err(_) => Err(format!(
                 "network boot did not finish within {NETWORK_BOOT_TIMEOUT:?}"
             )),

@@ -1,6 +1,7 @@
 //! The simulated machine behind a Redfish System: power state machine, boot flow and event log.
 
 mod boot_flow;
+mod driver;
 mod power;
 mod settings;
 
@@ -17,6 +18,7 @@ use crate::boot::NetworkBoot;
 use crate::clock::ClockFn;
 use crate::fault::FaultHandle;
 
+pub use driver::{BootLog, ConsoleReader, PowerButton};
 pub use power::ResetError;
 pub use settings::{
     BOOT_ENABLED, BOOT_MODES, BOOT_OPTIONS, BOOT_TARGETS, BootSettings, BootSettingsPatch,
@@ -114,6 +116,11 @@ pub enum MachineEventKind {
     IndicatorChanged {
         state: String,
     },
+    /// A stage a real machine's console or network showed (machine drivers other than the simulated one).
+    Console {
+        stage: String,
+        detail: String,
+    },
 }
 
 /// Fixed properties of a machine.
@@ -174,6 +181,12 @@ pub(crate) struct State {
     pub(crate) bios_pending: BTreeMap<String, serde_json::Value>,
     pub(crate) indicator: String,
     events: Vec<MachineEvent>,
+    /// A real machine's console (see [`BootLog::set_console`]).
+    pub(crate) console: Option<ConsoleReader>,
+    /// The running OS's power button and the boot generation it belongs to (see [`BootLog`]).
+    pub(crate) power_button: Option<(u64, PowerButton)>,
+    /// A GracefulRestart pressed the button: when the OS powers off, the machine powers on again.
+    pub(crate) restart_after_os_off: bool,
     /// Bumped on every change a Redfish payload could show (keys the rendered-payload cache).
     pub(crate) version: u64,
 }
@@ -233,6 +246,9 @@ impl MachineHandle {
             bios_pending: BTreeMap::new(),
             indicator: "Off".to_string(),
             events: Vec::new(),
+            console: None,
+            power_button: None,
+            restart_after_os_off: false,
             version: 0,
         };
         Self {
@@ -297,6 +313,12 @@ impl MachineHandle {
 
     pub fn boot_settings(&self) -> BootSettings {
         self.inner.lock().boot.clone()
+    }
+
+    /// The captured console of a real machine (oldest line first), if its driver keeps one.
+    pub fn console(&self) -> Option<Vec<String>> {
+        let reader = self.inner.lock().console.clone();
+        reader.map(|read| read())
     }
 
     /// Sets the callback that sees every event (one per machine; later calls are ignored).

@@ -140,7 +140,29 @@ impl Machine {
 
     /// ACPI power button: a running OS shuts down (or ignores it); firmware powers off at once.
     fn begin_shutdown(self: &Arc<Self>, state: &mut State, then_restart: bool) {
+        let button = state
+            .power_button
+            .as_ref()
+            .filter(|(generation, _)| *generation == state.generation)
+            .map(|(_, button)| button.clone());
         match state.phase {
+            // A real OS decides for itself; if it powers off, its driver reports it (`BootLog::os_exited`).
+            Phase::OsRunning(_) if button.is_some() => {
+                let kind = MachineEventKind::Console {
+                    stage: "acpiPowerButton".into(),
+                    detail: if then_restart {
+                        "GracefulRestart"
+                    } else {
+                        "GracefulShutdown"
+                    }
+                    .into(),
+                };
+                self.record(state, kind);
+                state.restart_after_os_off = then_restart;
+                if let Some(button) = button {
+                    button();
+                }
+            }
             Phase::OsRunning(_) if self.cfg.latencies.os_ignores_graceful_shutdown => {
                 self.record(state, MachineEventKind::GracefulShutdownIgnored);
             }
@@ -165,9 +187,20 @@ impl Machine {
         self.start_boot(state);
     }
 
+    /// The OS powered the machine off by itself (a real VM that shut down).
+    pub(crate) fn os_powered_off(self: &Arc<Self>, state: &mut State, why: &str) {
+        let restart = std::mem::take(&mut state.restart_after_os_off);
+        self.stop_os(state, why);
+        // The OS is gone (still On, so no power event); the power-off below finds nothing left to stop.
+        state.phase = Phase::Firmware;
+        self.begin_power_off(state, restart);
+    }
+
     /// Stops whatever runs on the machine (OS agent or firmware boot flow).
     pub(crate) fn stop_os(&self, state: &mut State, why: &str) {
         state.generation += 1;
+        state.power_button = None;
+        state.restart_after_os_off = false;
         if let Some(task) = state.os_task.take() {
             task.abort();
         }
