@@ -16,7 +16,7 @@ pub mod constants;
 pub mod crds;
 pub mod duration;
 pub mod endpoint;
-pub mod registry;
+pub mod probe_registry;
 mod schema;
 pub mod server;
 pub mod server_boot_configuration;

@@ -1,6 +1,6 @@
 //! What the booted OS sees of its hardware: NICs and LLDP neighbours, reported by the probe.
 
-use metal_api::registry::{LldpInterface, LldpNeighbor, NetworkInterface};
+use metal_api::probe_registry::{LldpInterface, LldpNeighbor, NetworkInterface};
 
 /// The machine's network as the OS sees it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

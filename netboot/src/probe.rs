@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use metal_api::registry::{
+use metal_api::probe_registry::{
     BOOTSTATE_PATH, BootstatePayload, REGISTER_PATH, RegistrationPayload, ServerData,
     SystemInformation,
 };
@@ -86,7 +86,7 @@ pub fn payload(
         system_uuid: command.server_uuid.clone(),
         data: ServerData {
             timestamp: Some(timestamp(clock)),
-            system_info: metal_api::registry::Dmi {
+            system_info: metal_api::probe_registry::Dmi {
                 system_information: SystemInformation {
                     uuid: command.server_uuid.clone(),
                     ..Default::default()

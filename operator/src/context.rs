@@ -14,10 +14,10 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use crate::probe_registry::RegistryClient;
 use crate::redfish::{
     ClientOptions, Credentials, HttpService, RedfishClient, TlsVerification, hyper_transport,
 };
-use crate::registry::RegistryClient;
 
 /// Picks the HTTP transport for a BMC endpoint (`scheme://host:port`).
 pub type TransportResolver = Arc<dyn Fn(&str) -> HttpService + Send + Sync>;

@@ -12,8 +12,8 @@ use crate::context::{BmcConnector, Context, Stores};
 use crate::controllers;
 use crate::macdb::MacDb;
 use crate::metrics::Metrics;
+use crate::probe_registry::{Registry, RegistryClient};
 use crate::redfish::{ClientOptions, HttpService, TlsVerification, service_transport};
-use crate::registry::{Registry, RegistryClient};
 
 /// Everything `run` needs besides the API client. `Options::new(config)` gives socket transports.
 pub struct Options {

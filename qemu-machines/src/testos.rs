@@ -488,7 +488,7 @@ mod tests {
                 "@NICS@",
                 r#"{"name":"eth0","ipAddresses":[],"macAddress":"52:54:00:00:00:01","carrierStatus":"up"}"#,
             );
-        let payload: metal_api::registry::RegistrationPayload =
+        let payload: metal_api::probe_registry::RegistrationPayload =
             serde_json::from_str(&body).expect("the operator's payload type reads it");
         assert_eq!(payload.system_uuid, "u-1");
         assert_eq!(

@@ -143,7 +143,7 @@ async fn a_bmc_powers_a_vm_that_boots_the_probe_os_registers_its_nics_and_powers
 
     let bodies = registered.lock().unwrap().clone();
     assert!(!bodies.is_empty(), "the probe registered nothing");
-    let payload: metal_api::registry::RegistrationPayload =
+    let payload: metal_api::probe_registry::RegistrationPayload =
         serde_json::from_str(&bodies[0]).expect("the operator's payload type");
     assert_eq!(payload.system_uuid, system.uuid);
     let macs: Vec<_> = payload

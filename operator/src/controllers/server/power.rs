@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use metal_api::registry::ServerData;
+use metal_api::probe_registry::ServerData;
 use metal_api::{LLDPNeighbor, NetworkInterface, ServerPowerState};
 
 use super::run::Run;

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::Store;
-use metal_api::registry::{BootstatePayload, RegistrationPayload, ServerData};
+use metal_api::probe_registry::{BootstatePayload, RegistrationPayload, ServerData};
 use metal_api::{Server, ServerBootConfiguration};
 use serde_json::json;
 use tower::ServiceExt as _;
