@@ -75,11 +75,11 @@ pub struct CertifyArgs {
     pub backend_cmd: Option<String>,
     /// Embedded mode: how the built-in registries serve: https (a CA generated per run) or plain http.
     #[arg(long, value_enum, default_value = "https")]
-    pub registry_scheme: crate::embedded::RegistryScheme,
+    pub registry_scheme: testbed::registries::RegistryScheme,
     /// Embedded mode: `token` makes the built-in registries demand the bearer-token flow of public registries
     /// (anonymous pull tokens from their own /token endpoint).
     #[arg(long, value_enum, default_value = "none")]
-    pub registry_auth: crate::embedded::RegistryAuthMode,
+    pub registry_auth: testbed::registries::RegistryAuthMode,
     /// Kubeconfig mode: a command that restarts the backend (enables `resilience.backend-restart`).
     #[arg(long, conflicts_with = "embedded")]
     pub backend_restart_cmd: Option<String>,

@@ -6,17 +6,8 @@ use clap::Args;
 
 use crate::spec::{self, Scenario};
 
-/// Exit codes.
-pub mod exit {
-    /// Everything as expected.
-    pub const OK: u8 = 0;
-    /// An unexpected invariant violation or an unmet expectation.
-    pub const VIOLATION: u8 = 1;
-    /// The scenario file is invalid.
-    pub const INVALID: u8 = 2;
-    /// The harness or its environment failed (a component could not start).
-    pub const HARNESS: u8 = 3;
-}
+pub use crate::exit;
+pub use crate::explore::ExploreArgs;
 
 #[derive(Args, Clone, Debug)]
 pub struct RunArgs {
@@ -35,19 +26,6 @@ pub struct RunArgs {
     /// No live progress display.
     #[arg(long)]
     pub quiet: bool,
-}
-
-#[derive(Args, Clone, Debug)]
-pub struct ExploreArgs {
-    /// Number of random scenarios to run.
-    #[arg(long, default_value_t = 8)]
-    pub cases: u32,
-    /// Where shrunk failures are written.
-    #[arg(long, default_value = "scenarios/regressions")]
-    pub regressions: PathBuf,
-    /// proptest seed (printed; a failing run prints the one to reuse).
-    #[arg(long)]
-    pub seed: Option<u64>,
 }
 
 /// Loads a file, printing each located error on its own line.

@@ -4,15 +4,30 @@
 
 use std::path::{Path, PathBuf};
 
+use clap::Args;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestError, TestRng, TestRunner};
 
-use crate::cli::{ExploreArgs, exit};
+use crate::exit;
 use crate::runner::{RunOptions, run};
 use crate::spec::{
     Action, BmcFault, BmcTarget, ClaimPower, DEFAULT_IMAGE, Dur, Expect, Fault, FaultStep, Fleet,
     Latencies, Scenario, StartAfter, Step, Vendor, Workload,
 };
+
+/// The `explore` subcommand's arguments.
+#[derive(Args, Clone, Debug)]
+pub struct ExploreArgs {
+    /// Number of random scenarios to run.
+    #[arg(long, default_value_t = 8)]
+    pub cases: u32,
+    /// Where shrunk failures are written.
+    #[arg(long, default_value = "scenarios/regressions")]
+    pub regressions: PathBuf,
+    /// proptest seed (printed; a failing run prints the one to reuse).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
 
 /// The second OS image of sim-boot's embedded registry (for image changes).
 const OTHER_IMAGE: &str = "${registry}/ironcore/os:2.0";

@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod evidence;
+pub mod exit;
 pub mod explore;
 pub mod invariants;
 pub mod model;
