@@ -115,7 +115,7 @@ pub enum Machines {
 /// The built-in registries' images for `machines`: the standard ones, and for QEMU machines the test OS (the
 /// Debian kernel and a busybox initramfs) under the standard OS and probe names, so a real kernel boots them.
 pub fn catalog_for(machines: Machines) -> anyhow::Result<sim_boot::oci::Catalog> {
-    let mut catalog = crate::embedded::BuiltinRegistries::standard_catalog();
+    let mut catalog = testbed::registries::BuiltinRegistries::standard_catalog();
     if machines == Machines::Qemu {
         let files = qemu_machines::testos::RealFiles::find()
             .map_err(|why| anyhow::anyhow!("--machines qemu: {why}"))?;

@@ -2,6 +2,8 @@
 //! the built-in OCI registries (one the backend allows, one it must refuse), and `certify --embedded`, which runs
 //! the backend under test as a supervised child process against them.
 
+// `certify` dispatches to this mode and this mode hands its target back to certify's one reporting flow
+// (run_and_report, BackendNotRunning): a circle kept on purpose, one flow in two files.
 use crate::cli::CertifyArgs;
 use crate::proxy::ApiProxy;
 use crate::report::Report;

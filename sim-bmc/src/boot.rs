@@ -88,6 +88,8 @@ pub trait NetworkBoot: Send + Sync + 'static {
     fn boot_logged(
         &self,
         req: NetworkBootRequest,
+        // A circle kept on purpose: the machine calls the boot seam, and the seam's log is the machine's own
+        // handle (it writes the machine's event log and power state), so it lives where that state lives.
         log: crate::machine::BootLog,
     ) -> BoxFuture<'static, BootOutcome> {
         let _ = log;
