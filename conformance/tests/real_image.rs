@@ -12,7 +12,6 @@ use conformance::runner::{Selection, run};
 use conformance::simboot::InProcessSimBoot;
 use conformance::target::{BackendControl, MachineBoot};
 use conformance::timeouts::Timeouts;
-use cpio::newc::{Builder, ModeFileType};
 use sim_boot::oci::catalog::{ImageSpec, LayerKind, PlatformSpec};
 use sim_boot::{BootModes, Misbehaviour};
 use std::io::Write as _;
@@ -57,37 +56,15 @@ fn initramfs(busybox: &[u8], version: &str) -> std::io::Result<Vec<u8>> {
          mount -t devtmpfs devtmpfs /dev\ncat /etc/os-release\nexec sh\n",
     );
     let release = format!("NAME=\"metal-harness real image\"\nVERSION_ID={version}\n");
-    let mut out = Vec::new();
-    let mut ino = 0;
-    let mut entry = |name: &str, mode: u32, kind: ModeFileType, data: &[u8]| {
-        ino += 1;
-        let builder = Builder::new(name)
-            .ino(ino)
-            .mode(mode)
-            .set_mode_file_type(kind)
-            .nlink(1);
-        let builder = match name {
-            "dev/console" => builder.rdev_major(5).rdev_minor(1),
-            _ => builder,
-        };
-        let mut writer = builder.write(&mut out, data.len() as u32);
-        writer.write_all(data)?;
-        writer.finish().map(|_| ())
-    };
+    let mut archive = qemu_machines::testos::Newc::new();
     for dir in [".", "bin", "dev", "etc", "proc", "sys"] {
-        entry(dir, 0o755, ModeFileType::Directory, &[])?;
+        archive.dir(dir)?;
     }
-    entry("dev/console", 0o600, ModeFileType::Char, &[])?;
-    entry("bin/busybox", 0o755, ModeFileType::Regular, busybox)?;
-    entry(
-        "etc/os-release",
-        0o644,
-        ModeFileType::Regular,
-        release.as_bytes(),
-    )?;
-    entry("init", 0o755, ModeFileType::Regular, init.as_bytes())?;
-    cpio::newc::trailer(&mut out)?;
-    Ok(out)
+    archive.console()?;
+    archive.file("bin/busybox", 0o755, busybox)?;
+    archive.file("etc/os-release", 0o644, release.as_bytes())?;
+    archive.file("init", 0o755, init.as_bytes())?;
+    archive.finish()
 }
 
 /// When the `cpio` tool is installed, it must list what the archive holds (an independent reader).

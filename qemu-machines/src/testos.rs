@@ -341,29 +341,76 @@ fi
     )
 }
 
+/// Writes a newc (initramfs) archive entry by entry: parents before children, as the kernel's unpacker needs.
+pub struct Newc {
+    out: Vec<u8>,
+    ino: u32,
+}
+
+impl Default for Newc {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Newc {
+    pub fn new() -> Self {
+        Self {
+            out: Vec::new(),
+            ino: 0,
+        }
+    }
+
+    fn entry(
+        &mut self,
+        name: &str,
+        mode: u32,
+        kind: ModeFileType,
+        data: &[u8],
+    ) -> std::io::Result<()> {
+        self.ino += 1;
+        let console = matches!(kind, ModeFileType::Char);
+        let builder = Builder::new(name)
+            .ino(self.ino)
+            .mode(mode)
+            .set_mode_file_type(kind)
+            .nlink(1);
+        // The only device written is the console: character device 5:1.
+        let builder = if console {
+            builder.rdev_major(5).rdev_minor(1)
+        } else {
+            builder
+        };
+        let mut writer = builder.write(&mut self.out, data.len() as u32);
+        writer.write_all(data)?;
+        writer.finish().map(|_| ())
+    }
+
+    pub fn dir(&mut self, name: &str) -> std::io::Result<()> {
+        self.entry(name, 0o755, ModeFileType::Directory, &[])
+    }
+
+    /// `/dev/console`, which the kernel opens for init before any filesystem is mounted.
+    pub fn console(&mut self) -> std::io::Result<()> {
+        self.entry("dev/console", 0o600, ModeFileType::Char, &[])
+    }
+
+    pub fn file(&mut self, name: &str, mode: u32, data: &[u8]) -> std::io::Result<()> {
+        self.entry(name, mode, ModeFileType::Regular, data)
+    }
+
+    pub fn finish(mut self) -> std::io::Result<Vec<u8>> {
+        cpio::newc::trailer(&mut self.out)?;
+        Ok(self.out)
+    }
+}
+
 /// A newc archive: the directories, `/dev/console`, busybox, the modules, their load order and `/init`.
 fn initramfs(
     busybox: &[u8],
     modules: &[(String, Vec<u8>)],
     init: &str,
 ) -> std::io::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut ino = 0;
-    let mut entry = |name: &str, mode: u32, kind: ModeFileType, data: &[u8]| {
-        ino += 1;
-        let builder = Builder::new(name)
-            .ino(ino)
-            .mode(mode)
-            .set_mode_file_type(kind)
-            .nlink(1);
-        let builder = match name {
-            "dev/console" => builder.rdev_major(5).rdev_minor(1),
-            _ => builder,
-        };
-        let mut writer = builder.write(&mut out, data.len() as u32);
-        writer.write_all(data)?;
-        writer.finish().map(|_| ())
-    };
     let mut dirs: BTreeSet<String> = [
         ".",
         "bin",
@@ -385,36 +432,21 @@ fn initramfs(
             dirs.insert(parent.to_string_lossy().into_owned());
         }
     }
-    // Parents sort before their children, as the kernel's unpacker needs.
+    let mut archive = Newc::new();
+    // Parents sort before their children.
     for dir in &dirs {
-        entry(dir, 0o755, ModeFileType::Directory, &[])?;
+        archive.dir(dir)?;
     }
-    entry("dev/console", 0o600, ModeFileType::Char, &[])?;
-    entry("bin/busybox", 0o755, ModeFileType::Regular, busybox)?;
+    archive.console()?;
+    archive.file("bin/busybox", 0o755, busybox)?;
     for (path, bytes) in modules {
-        entry(
-            &format!("lib/modules/{path}"),
-            0o644,
-            ModeFileType::Regular,
-            bytes,
-        )?;
+        archive.file(&format!("lib/modules/{path}"), 0o644, bytes)?;
     }
     let load_order: String = modules.iter().map(|(p, _)| format!("{p}\n")).collect();
-    entry(
-        "etc/modules-load",
-        0o644,
-        ModeFileType::Regular,
-        load_order.as_bytes(),
-    )?;
-    entry(
-        "etc/acpi/PWRF/00000080",
-        0o755,
-        ModeFileType::Regular,
-        POWER_ACTION.as_bytes(),
-    )?;
-    entry("init", 0o755, ModeFileType::Regular, init.as_bytes())?;
-    cpio::newc::trailer(&mut out)?;
-    Ok(out)
+    archive.file("etc/modules-load", 0o644, load_order.as_bytes())?;
+    archive.file("etc/acpi/PWRF/00000080", 0o755, POWER_ACTION.as_bytes())?;
+    archive.file("init", 0o755, init.as_bytes())?;
+    archive.finish()
 }
 
 /// The marker line, parsed.
