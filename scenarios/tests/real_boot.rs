@@ -2,39 +2,19 @@
 //! `ready-before-serving` misbehaviour fails with a `ready-sbc-boots` violation (the VMs' own failed
 //! boots), not a harness error. Skips, saying why, without qemu, the iPXE ROM, a kernel or busybox.
 
-use std::path::PathBuf;
+mod common;
+
+use common::{load, play};
+
 use std::sync::Mutex;
 
-use scenarios::runner::{RunOptions, run};
-use scenarios::spec::{self, Backend, Scenario};
+use scenarios::spec::{self, Backend};
 
 /// The runs share two cores with everything else: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn skip_reason() -> Option<String> {
     qemu_machines::RealMachines::unavailable(&qemu_machines::QemuOptions::default())
-}
-
-fn load() -> Scenario {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("real-boot.yaml");
-    spec::load_file(&path).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn play(scenario: &Scenario) -> scenarios::report::Report {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let options = RunOptions {
-        seed: scenario.effective_seed(None),
-        kubeconfig: None,
-        progress: false,
-        bmcs_in_process: false,
-    };
-    runtime
-        .block_on(run(scenario, options))
-        .unwrap_or_else(|e| panic!("harness error: {e:#}"))
-        .report
 }
 
 #[test]
@@ -44,7 +24,7 @@ fn real_boot_passes_from_real_vm_boots() {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let report = play(&load());
+    let report = play(&load("real-boot.yaml"));
     println!("{}", report.summary());
     assert!(report.passed, "{}", report.summary());
     // Three probe boots and two OS boots, every one a VM that printed its marker.
@@ -66,7 +46,7 @@ fn real_boot_with_a_backend_ready_before_serving_is_a_violation() {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut scenario = load();
+    let mut scenario = load("real-boot.yaml");
     scenario.backend = Backend::SimBoot {
         mode: "ready-before-serving".into(),
         delay: None,

@@ -3,35 +3,17 @@
 //! no invariant tolerated, the lying backend is caught, regressions replay, and one generated
 //! scenario runs. Runs are serialised: they share the machine's two cores and the panic hook.
 
-use std::path::PathBuf;
+mod common;
+
+use common::{load, play};
+
 use std::sync::Mutex;
 
-use scenarios::runner::{RunOptions, run};
-use scenarios::spec::{self, Scenario};
+use std::path::PathBuf;
+
+use scenarios::spec;
 
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn load(name: &str) -> Scenario {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(name);
-    spec::load_file(&path).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn play(scenario: &Scenario) -> scenarios::report::Report {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let options = RunOptions {
-        seed: scenario.effective_seed(None),
-        kubeconfig: None,
-        progress: false,
-        bmcs_in_process: false,
-    };
-    runtime
-        .block_on(run(scenario, options))
-        .unwrap_or_else(|e| panic!("harness error: {e:#}"))
-        .report
-}
 
 #[test]
 fn quickstart_passes_end_to_end() {

@@ -1,0 +1,30 @@
+//! What the end-to-end test files share: loading a shipped scenario and playing it on the embedded stack.
+
+use std::path::PathBuf;
+
+use scenarios::runner::{RunOptions, run};
+use scenarios::spec::{self, Scenario};
+
+/// A scenario file shipped beside the crate (`quickstart.yaml`, `real-boot.yaml`, …).
+pub fn load(name: &str) -> Scenario {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(name);
+    spec::load_file(&path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Plays a scenario with its own seed on a runtime of its own; a harness error fails the test.
+pub fn play(scenario: &Scenario) -> scenarios::report::Report {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let options = RunOptions {
+        seed: scenario.effective_seed(None),
+        kubeconfig: None,
+        progress: false,
+        bmcs_in_process: false,
+    };
+    runtime
+        .block_on(run(scenario, options))
+        .unwrap_or_else(|e| panic!("harness error: {e:#}"))
+        .report
+}
