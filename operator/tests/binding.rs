@@ -41,13 +41,7 @@ async fn nobind_taint_and_unclaimable_block_binding_until_tolerated() {
         value: Some("true".into()),
         effect: None,
     }];
-    claims
-        .create(
-            &PostParams::default(),
-            &new_claim("plain", None, "Off", "img:1"),
-        )
-        .await
-        .unwrap();
+    h.claim("plain", None, "Off", "img:1").await;
     claims.create(&PostParams::default(), &claim).await.unwrap();
     h.wait_for(&claims, "plain", T, "Unbound", |c| {
         phase(c).as_deref() == Some("Unbound")
@@ -359,13 +353,7 @@ async fn server_reserved_for_a_claim_bound_elsewhere_is_released_and_rebound() {
         .await;
     }
     let claims = Api::<ServerClaim>::namespaced(h.client.clone(), NS);
-    claims
-        .create(
-            &PostParams::default(),
-            &new_claim("a", Some(&servers[0]), "Off", "img:1"),
-        )
-        .await
-        .unwrap();
+    h.claim("a", Some(&servers[0]), "Off", "img:1").await;
     h.wait_for(&claims, "a", T, "Bound", |c| {
         phase(c).as_deref() == Some("Bound")
     })
@@ -385,13 +373,7 @@ async fn server_reserved_for_a_claim_bound_elsewhere_is_released_and_rebound() {
         s.spec.server_claim_ref.is_none() && state_is(s, "Available") && power_is(s, "Off")
     })
     .await;
-    claims
-        .create(
-            &PostParams::default(),
-            &new_claim("b", None, "Off", "img:1"),
-        )
-        .await
-        .unwrap();
+    h.claim("b", None, "Off", "img:1").await;
     let b = h
         .wait_for(&claims, "b", T, "Bound", |c| {
             phase(c).as_deref() == Some("Bound")

@@ -196,14 +196,7 @@ async fn ignored_power_on_is_repeated_only_after_the_polling_timeout() {
         .faults(&h.fleet.bmcs()[0].name)
         .unwrap()
         .set(vec![FaultSpec::new(FaultKind::ResetIgnored)]);
-    let claims = Api::<metal_api::ServerClaim>::namespaced(h.client.clone(), NS);
-    claims
-        .create(
-            &PostParams::default(),
-            &new_claim("c", Some(&server), "On", "img:1"),
-        )
-        .await
-        .unwrap();
+    h.claim("c", Some(&server), "On", "img:1").await;
     h.wait_for(&h.sbcs(NS), "c", T, "claim SBC", |_| true).await;
     let before = h.power_on_requests(&uuid).len();
     let start = tokio::time::Instant::now();
@@ -239,14 +232,7 @@ async fn stuck_powering_on_is_waited_for_not_repeated() {
         .faults(&h.fleet.bmcs()[0].name)
         .unwrap()
         .set(vec![FaultSpec::new(FaultKind::StuckPoweringOn)]);
-    let claims = Api::<metal_api::ServerClaim>::namespaced(h.client.clone(), NS);
-    claims
-        .create(
-            &PostParams::default(),
-            &new_claim("c", Some(&server), "On", "img:1"),
-        )
-        .await
-        .unwrap();
+    h.claim("c", Some(&server), "On", "img:1").await;
     h.wait_for(&h.sbcs(NS), "c", T, "claim SBC", |_| true).await;
     let before = h.power_on_requests(&uuid).len();
     h.backend_set(NS, "c", "Ready", vec![]).await;

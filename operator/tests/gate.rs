@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use kube::ResourceExt as _;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use metal_api::{Server, ServerBootConfiguration, ServerClaim};
 use operator::config::ReadinessGate;
 use serde_json::json;
@@ -21,13 +21,7 @@ const IMAGE: &str = "ghcr.io/example/os:1.0";
 async fn reserved_with_claim(h: &mut Harness, claim: &str) -> (String, String, Api<ServerClaim>) {
     let (server, uuid) = h.discovered().await;
     let claims = Api::<ServerClaim>::namespaced(h.client.clone(), NS);
-    claims
-        .create(
-            &PostParams::default(),
-            &new_claim(claim, Some(&server), "On", IMAGE),
-        )
-        .await
-        .unwrap();
+    h.claim(claim, Some(&server), "On", IMAGE).await;
     h.wait_state(&server, "Reserved").await;
     h.wait_for(&h.sbcs(NS), claim, T, "claim SBC", |_| true)
         .await;
@@ -144,14 +138,7 @@ async fn sim_boot_error_is_named_by_its_failed_condition() {
         .await
         .expect("sim-boot starts");
     let image = backend.image("metal-harness/no-such-image:1.0");
-    let claims = Api::<ServerClaim>::namespaced(h.client.clone(), NS);
-    claims
-        .create(
-            &PostParams::default(),
-            &new_claim("c", Some(&server), "On", &image),
-        )
-        .await
-        .unwrap();
+    h.claim("c", Some(&server), "On", &image).await;
     // What sim-boot wrote: the premise of this test.
     let sbc = h
         .wait_for(
@@ -356,19 +343,13 @@ async fn regression_247_invalid_image_never_boots_the_server() {
     let (server, uuid) = h.discovered().await;
     let boots_before = boot_attempts(&h, &uuid);
     let power_ons_before = h.power_on_requests(&uuid).len();
-    let claims = Api::<ServerClaim>::namespaced(h.client.clone(), NS);
-    claims
-        .create(
-            &PostParams::default(),
-            &new_claim(
-                "bad",
-                Some(&server),
-                "On",
-                "ghcr.io/example/does-not-exist:0",
-            ),
-        )
-        .await
-        .unwrap();
+    h.claim(
+        "bad",
+        Some(&server),
+        "On",
+        "ghcr.io/example/does-not-exist:0",
+    )
+    .await;
     h.wait_for(&h.sbcs(NS), "bad", T, "claim SBC", |_| true)
         .await;
     let failing = condition(

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use metal_api::{BMC, Server, ServerClaim};
 use serde_json::json;
 
@@ -139,14 +139,7 @@ async fn reset_operations_reach_the_bmc_and_are_consumed() {
 async fn ignore_skips_reconciles_and_unknown_operations_are_dropped() {
     let mut h = Harness::start(HarnessOptions::new(1)).await;
     let (server, uuid) = h.discovered().await;
-    let claims = Api::<ServerClaim>::namespaced(h.client.clone(), NS);
-    claims
-        .create(
-            &PostParams::default(),
-            &new_claim("c", Some(&server), "On", "img:1"),
-        )
-        .await
-        .unwrap();
+    h.claim("c", Some(&server), "On", "img:1").await;
     h.wait_for(&h.sbcs(NS), "c", T, "claim SBC", |_| true).await;
     h.wait_state(&server, "Reserved").await;
     h.annotate(&server, Some("ignore")).await;

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use metal_api::{Server, ServerClaim};
 use serde_json::json;
 
@@ -71,13 +71,7 @@ async fn restart_while_power_on_is_in_flight_sends_no_second_power_on() {
     let mut h = Harness::start(options).await;
     let (server, uuid) = h.discovered().await;
     let claims = Api::<ServerClaim>::namespaced(h.client.clone(), NS);
-    claims
-        .create(
-            &PostParams::default(),
-            &new_claim("c", Some(&server), "On", "img:1"),
-        )
-        .await
-        .unwrap();
+    h.claim("c", Some(&server), "On", "img:1").await;
     h.wait_for(&h.sbcs(NS), "c", T, "claim SBC", |_| true).await;
     h.reconciles(2).await;
     let before = h.power_on_requests(&uuid).len();

@@ -607,13 +607,8 @@ async fn sushy_emulator_discovery_boot_power_and_release() {
 
     // A claim binds; nothing reaches the machine before its SBC is Ready.
     let claims = Api::<metal_api::ServerClaim>::namespaced(h.client.clone(), NS);
-    claims
-        .create(
-            &PostParams::default(),
-            &new_claim("web", Some(&name), "On", "ghcr.io/example/os:1.0"),
-        )
-        .await
-        .unwrap();
+    h.claim("web", Some(&name), "On", "ghcr.io/example/os:1.0")
+        .await;
     wait_claim_bound(&h, "web").await;
     h.wait_for(&h.sbcs(NS), "web", T, "claim SBC", |_| true)
         .await;
@@ -885,13 +880,8 @@ async fn dmtf_rackmount1_mockup_discovery_boot_power_and_release() {
 
     // A claim: nothing before its SBC is Ready; then PXE once and On, in that order.
     let claims = Api::<metal_api::ServerClaim>::namespaced(h.client.clone(), NS);
-    claims
-        .create(
-            &PostParams::default(),
-            &new_claim("web", Some(&name), "On", "ghcr.io/example/os:1.0"),
-        )
-        .await
-        .unwrap();
+    h.claim("web", Some(&name), "On", "ghcr.io/example/os:1.0")
+        .await;
     wait_claim_bound(&h, "web").await;
     h.wait_for(&h.sbcs(NS), "web", T, "claim SBC", |_| true)
         .await;

@@ -68,13 +68,8 @@ async fn every_controller_reacts_promptly_after_all_watches_expire() {
     // Each step: expire every watch, change something at once, time the operator's reaction.
     // ServerClaim controller (main watch) and Server controller (its ServerClaim watch).
     h.api.faults().expire_watches();
-    claims
-        .create(
-            &PostParams::default(),
-            &new_claim("c", Some(&server), "On", "ghcr.io/example/os:1.0"),
-        )
-        .await
-        .unwrap();
+    h.claim("c", Some(&server), "On", "ghcr.io/example/os:1.0")
+        .await;
     let took = time_until(|| async {
         has_finalizer(&claims, "c", SERVER_CLAIM_FINALIZER).await
             && h.servers()

@@ -541,6 +541,23 @@ pub fn new_claim(
 }
 
 impl Harness {
+    /// Creates a ServerClaim in `NS` (see [`new_claim`]).
+    pub async fn claim(
+        &self,
+        name: &str,
+        server: Option<&str>,
+        power: &str,
+        image: &str,
+    ) -> metal_api::ServerClaim {
+        Api::<metal_api::ServerClaim>::namespaced(self.client.clone(), NS)
+            .create(
+                &PostParams::default(),
+                &new_claim(name, server, power, image),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("creating claim {name}: {e}"))
+    }
+
     pub async fn annotate(&self, server: &str, operation: Option<&str>) {
         let patch =
             json!({"metadata": {"annotations": {"metal.ironcore.dev/operation": operation}}});
