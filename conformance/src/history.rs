@@ -247,6 +247,23 @@ impl History {
     /// SBC-GEN-002 over the observations after the harness bumped the generation to `generation`:
     /// the status must pass through a non-Ready state before it is Ready again.
     /// Returns the offending observation when Ready was carried across the generation.
+    /// Whether the backend claims Ready for `generation`: honestly (Ready after a non-Ready seen at that
+    /// generation or later) or by a condition stamped with it.
+    pub fn claims_ready_for(&self, generation: i64) -> bool {
+        let mut seen_not_ready = false;
+        self.observations
+            .iter()
+            .filter(|o| o.generation >= generation)
+            .any(|o| {
+                seen_not_ready |= !o.is_ready();
+                o.is_ready()
+                    && (seen_not_ready
+                        || o.conditions
+                            .iter()
+                            .any(|c| c.observed_generation >= Some(generation)))
+            })
+    }
+
     pub fn ready_carried_across(&self, generation: i64) -> Option<&Observation> {
         let mut after = self.live().filter(|o| o.generation >= generation);
         let first = after.next()?;

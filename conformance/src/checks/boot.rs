@@ -319,20 +319,7 @@ pub fn spec_change(ctx: &Ctx) -> BoxFuture<'_, anyhow::Result<Outcomes>> {
             )
             .await?;
         // Ready for the new generation: after a non-Ready at that generation, or stamped with it.
-        let claimed = |h: &History| {
-            let mut seen_not_ready = false;
-            h.observations
-                .iter()
-                .filter(|o| o.generation >= generation)
-                .any(|o| {
-                    seen_not_ready |= !o.is_ready();
-                    o.is_ready()
-                        && (seen_not_ready
-                            || o.conditions
-                                .iter()
-                                .any(|c| c.observed_generation >= Some(generation)))
-                })
-        };
+        let claimed = |h: &History| h.claims_ready_for(generation);
         let (h, done) = ctx
             .wait_for(
                 "machine",
