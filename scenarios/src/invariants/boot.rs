@@ -175,12 +175,7 @@ impl Invariant for BootsBoundSbc {
     }
 
     fn tick(&mut self, world: &World, now_ms: u64) -> Vec<Violation> {
-        let grace = self.grace_ms;
-        let (due, open): (Vec<_>, Vec<_>) = self
-            .suspects
-            .drain(..)
-            .partition(|s| now_ms > s.at_ms + grace);
-        self.suspects = open;
+        let due = super::take_due(&mut self.suspects, now_ms, self.grace_ms, |s| s.at_ms);
         due.into_iter()
             .filter_map(|s| {
                 let message = self.mismatch(world, &s)?;
@@ -344,11 +339,7 @@ impl Invariant for ReadySbcBoots {
     }
 
     fn tick(&mut self, world: &World, now_ms: u64) -> Vec<Violation> {
-        let (due, open): (Vec<_>, Vec<_>) = self
-            .suspects
-            .drain(..)
-            .partition(|s| now_ms > s.at_ms + Self::GRACE_MS);
-        self.suspects = open;
+        let due = super::take_due(&mut self.suspects, now_ms, Self::GRACE_MS, |s| s.at_ms);
         due.into_iter()
             .map(|s| Violation {
                 invariant: Self::NAME.into(),

@@ -55,6 +55,20 @@ pub trait Invariant: Send {
     fn finish(&mut self, world: &World) -> Vec<Violation>;
 }
 
+/// Takes the suspects whose grace period has run out by `now_ms`, leaving the others to wait.
+fn take_due<S>(
+    suspects: &mut Vec<S>,
+    now_ms: u64,
+    grace_ms: u64,
+    at_ms: impl Fn(&S) -> u64,
+) -> Vec<S> {
+    let (due, open) = std::mem::take(suspects)
+        .into_iter()
+        .partition(|s| now_ms > at_ms(s) + grace_ms);
+    *suspects = open;
+    due
+}
+
 /// Every invariant, with the evidence grace period for the ordering-dependent ones.
 pub fn all(grace_ms: u64) -> Vec<Box<dyn Invariant>> {
     vec![

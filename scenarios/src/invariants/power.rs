@@ -119,12 +119,7 @@ impl Invariant for PowerOnRequiresReadySbc {
     }
 
     fn tick(&mut self, world: &World, now_ms: u64) -> Vec<Violation> {
-        let grace = self.grace_ms;
-        let (due, open): (Vec<_>, Vec<_>) = self
-            .suspects
-            .drain(..)
-            .partition(|s| now_ms > s.at_ms + grace);
-        self.suspects = open;
+        let due = super::take_due(&mut self.suspects, now_ms, self.grace_ms, |s| s.at_ms);
         due.into_iter()
             .map(|s| Violation {
                 invariant: Self::NAME.into(),
