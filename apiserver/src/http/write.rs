@@ -146,27 +146,9 @@ pub async fn patch(
             )
             .await?
         }
-        "application/merge-patch+json" => {
-            let doc: Value = serde_json::from_slice(body).map_err(|e| bad_patch(e.to_string()))?;
-            let want = ops::parse_rv(
-                info,
-                &name,
-                doc.pointer("/metadata/resourceVersion")
-                    .and_then(Value::as_str),
-            )?;
-            ops::update(
-                st,
-                info,
-                &key,
-                want,
-                &ctx,
-                Record::Update,
-                &|cur: &Value| Ok(patch::merge(cur, &doc)),
-            )
-            .await?
-        }
-        "application/strategic-merge-patch+json" => {
-            if info.custom {
+        "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
+            let strategic = base == "application/strategic-merge-patch+json";
+            if strategic && info.custom {
                 return Err(ApiError::unsupported_media_type(&base, &PATCH_TYPES[..3]));
             }
             let doc: Value = serde_json::from_slice(body).map_err(|e| bad_patch(e.to_string()))?;
@@ -183,7 +165,13 @@ pub async fn patch(
                 want,
                 &ctx,
                 Record::Update,
-                &|cur: &Value| Ok(patch::strategic(cur, &doc)),
+                &|cur: &Value| {
+                    Ok(if strategic {
+                        patch::strategic(cur, &doc)
+                    } else {
+                        patch::merge(cur, &doc)
+                    })
+                },
             )
             .await?
         }
