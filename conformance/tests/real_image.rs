@@ -15,39 +15,14 @@ use conformance::timeouts::Timeouts;
 use sim_boot::oci::catalog::{ImageSpec, LayerKind, PlatformSpec};
 use sim_boot::{BootModes, Misbehaviour};
 use std::io::Write as _;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 const REAL_V1: &str = "real/debian-cloud:1.0";
 const REAL_V2: &str = "real/debian-cloud:2.0";
-const BUSYBOX: &str = "/bin/busybox";
 
 /// The installed kernel and busybox, or why the test cannot run.
-fn real_files() -> Result<(PathBuf, PathBuf), String> {
-    let kernel = std::fs::read_dir("/boot")
-        .ok()
-        .and_then(|dir| {
-            let mut kernels: Vec<PathBuf> = dir
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
-                })
-                .collect();
-            kernels.sort();
-            kernels.pop()
-        })
-        .ok_or("no /boot/vmlinuz-* (apt-get install linux-image-cloud-amd64)")?;
-    let busybox = PathBuf::from(BUSYBOX);
-    if !busybox.exists() {
-        return Err(format!("no {BUSYBOX} (apt-get install busybox-static)"));
-    }
-    Ok((kernel, busybox))
-}
-
 /// A newc initramfs: `/init` (a busybox shell script that mounts the API filesystems and prints the
 /// release), `/bin/busybox`, `/etc/os-release` carrying `version`, and `/dev/console`.
 fn initramfs(busybox: &[u8], version: &str) -> std::io::Result<Vec<u8>> {
@@ -103,8 +78,9 @@ fn split(reference: &str) -> (&str, &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_boot_profile_passes_with_a_real_kernel_and_initramfs() {
-    let (kernel_path, busybox_path) = match real_files() {
-        Ok(files) => files,
+    // The same files the QEMU test OS is built from (newest Debian kernel, busybox-static).
+    let (kernel_path, busybox_path) = match qemu_machines::testos::RealFiles::find() {
+        Ok(files) => (files.kernel, files.busybox),
         Err(why) => {
             eprintln!("skipped: {why}");
             return;

@@ -75,6 +75,16 @@ async fn token(State(registry): State<Registry>, method: Method, uri: Uri) -> Re
 }
 
 /// An OCI distribution error response.
+/// Distribution's answer for a repository the registry does not hold.
+fn name_unknown(name: &str) -> Response {
+    oci_error(
+        StatusCode::NOT_FOUND,
+        "NAME_UNKNOWN",
+        "repository name not known to registry",
+        json!({"name": name}),
+    )
+}
+
 fn oci_error(status: StatusCode, code: &str, message: &str, detail: serde_json::Value) -> Response {
     let body = json!({"errors": [{"code": code, "message": message, "detail": detail}]});
     (
@@ -213,12 +223,7 @@ impl Registry {
         reference: &str,
     ) -> Response {
         if !self.catalog.has_repository(name) {
-            return oci_error(
-                StatusCode::NOT_FOUND,
-                "NAME_UNKNOWN",
-                "repository name not known to registry",
-                json!({"name": name}),
-            );
+            return name_unknown(name);
         }
         if reference.contains(':') && !valid_digest(reference) {
             return oci_error(
@@ -255,12 +260,7 @@ impl Registry {
             );
         }
         if !self.catalog.has_repository(name) {
-            return oci_error(
-                StatusCode::NOT_FOUND,
-                "NAME_UNKNOWN",
-                "repository name not known to registry",
-                json!({"name": name}),
-            );
+            return name_unknown(name);
         }
         match self.catalog.blob(name, digest) {
             Some(bytes) => {
@@ -286,12 +286,7 @@ impl Registry {
                 )
                     .into_response()
             }
-            None => oci_error(
-                StatusCode::NOT_FOUND,
-                "NAME_UNKNOWN",
-                "repository name not known to registry",
-                json!({"name": name}),
-            ),
+            None => name_unknown(name),
         }
     }
 }
