@@ -48,25 +48,25 @@ pub type RedfishLog = Arc<Mutex<Vec<RedfishRequest>>>;
 #[derive(Clone, Default)]
 pub struct FleetRoutes {
     pub bind: BindMode,
-    /// Each BMC's router, by BMC name (in-process fleets).
-    pub routers: HashMap<String, axum::Router>,
+    /// Each BMC's in-process service (its router, and its `unreachable` faults), by BMC name.
+    pub services: HashMap<String, sim_bmc::fleet::BmcService>,
 }
 
 impl FleetRoutes {
     pub fn of(fleet: &FleetHandle, bind: BindMode) -> Self {
-        let routers = match bind {
+        let services = match bind {
             BindMode::Loopback => HashMap::new(),
             BindMode::InProcess => fleet
                 .bmcs()
                 .iter()
-                .filter_map(|b| Some((b.name.clone(), fleet.router(&b.name)?)))
+                .filter_map(|b| Some((b.name.clone(), fleet.service(&b.name)?)))
                 .collect(),
         };
-        FleetRoutes { bind, routers }
+        FleetRoutes { bind, services }
     }
 }
 
-/// How the operator reaches the fleet: sockets for a loopback fleet; for an in-process one, each BMC's router
+/// How the operator reaches the fleet: sockets for a loopback fleet; for an in-process one, each BMC's service
 /// behind `http://NAME.sim.invalid` (and, when `log` is given, every request recorded there first).
 pub fn connector(
     routes: &FleetRoutes,
@@ -78,14 +78,14 @@ pub fn connector(
         return BmcConnector::sockets(tls, options);
     }
     let transports: HashMap<String, HttpService> = routes
-        .routers
+        .services
         .iter()
-        .map(|(name, router)| {
-            let router = match &log {
-                Some(log) => recorded(router, name, log),
-                None => router.clone(),
+        .map(|(name, service)| {
+            let transport = match &log {
+                Some(log) => recorded(service, name, log),
+                None => service_transport(service.clone()),
             };
-            (name.clone(), service_transport(router))
+            (name.clone(), transport)
         })
         .collect();
     // An endpoint no BMC serves answers 200 with HTML to everything: garbage to a Redfish client.
@@ -104,11 +104,11 @@ pub fn connector(
     )
 }
 
-/// The BMC's router, recording each request into `log` first.
-fn recorded(router: &axum::Router, bmc: &str, log: &RedfishLog) -> axum::Router {
-    let (bmc, log) = (bmc.to_owned(), log.clone());
-    router.clone().layer(axum::middleware::from_fn(
-        move |request: axum::extract::Request, next: axum::middleware::Next| {
+/// The BMC's service, recording each request into `log` first (refused ones too: they were sent).
+fn recorded(service: &sim_bmc::fleet::BmcService, bmc: &str, log: &RedfishLog) -> HttpService {
+    let (service, bmc, log) = (service.clone(), bmc.to_owned(), log.clone());
+    service_transport(tower::service_fn(
+        move |request: http::Request<operator::redfish::RequestBody>| {
             log.lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .push(RedfishRequest {
@@ -116,7 +116,7 @@ fn recorded(router: &axum::Router, bmc: &str, log: &RedfishLog) -> axum::Router 
                     method: request.method().clone(),
                     path: request.uri().path().to_owned(),
                 });
-            next.run(request)
+            tower::ServiceExt::oneshot(service.clone(), request)
         },
     ))
 }

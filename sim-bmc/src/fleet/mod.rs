@@ -5,6 +5,7 @@ mod build;
 // The fleet's control port: started by `Fleet::start`, it serves the fleet's own `BmcInfo`s.
 mod control;
 mod identity;
+mod in_process;
 mod listener;
 pub mod spec;
 
@@ -14,6 +15,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+pub use in_process::BmcService;
 pub use spec::{BmcSpec, BootNetwork, FleetSpec, LatencySpec, NetworkSpec};
 
 use crate::Error;
@@ -31,7 +33,7 @@ pub enum BindMode {
     /// Each BMC listens on its own 127.x.y.z address, as real BMCs have their own IPs.
     #[default]
     Loopback,
-    /// No sockets: reach BMCs through [`FleetHandle::router`] only.
+    /// No sockets: reach BMCs through [`FleetHandle::service`] (which plays `unreachable` faults too).
     InProcess,
 }
 
@@ -236,6 +238,11 @@ impl FleetHandle {
     pub fn router(&self, bmc_name: &str) -> Option<axum::Router> {
         self.bmc(bmc_name)
             .map(|b| crate::redfish::router(b.clone()))
+    }
+
+    /// The BMC as an in-process tower service that also plays `unreachable` faults (see [`BmcService`]).
+    pub fn service(&self, bmc_name: &str) -> Option<BmcService> {
+        self.bmc(bmc_name).map(|b| BmcService::new(b.clone()))
     }
 
     pub fn faults(&self, bmc_name: &str) -> Option<FaultHandle> {
