@@ -26,6 +26,10 @@ pub struct RunArgs {
     /// No live progress display.
     #[arg(long)]
     pub quiet: bool,
+    /// `wall` or `simulated` (overrides the file's `clock`): simulated runs the whole stack in this process
+    /// on a virtual clock, hours of fleet life in seconds.
+    #[arg(long, value_enum)]
+    pub clock: Option<spec::ClockMode>,
 }
 
 /// Loads a file, printing each located error on its own line.
@@ -60,11 +64,13 @@ pub fn run(args: RunArgs) -> u8 {
 /// Runs a scenario on a fresh tokio runtime, prints the summary and returns the exit code.
 fn run_blocking(scenario: Scenario, args: RunArgs) -> u8 {
     let seed = scenario.effective_seed(args.seed);
-    println!("scenario {} · seed {seed}", scenario.name);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let clock = args.clock.unwrap_or(scenario.clock);
+    println!(
+        "scenario {} · seed {seed} · {} clock",
+        scenario.name,
+        clock.as_str()
+    );
+    let runtime = match crate::runner::runtime(clock) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -76,6 +82,7 @@ fn run_blocking(scenario: Scenario, args: RunArgs) -> u8 {
         kubeconfig: args.kubeconfig.clone(),
         progress: !args.quiet,
         bmcs_in_process: false,
+        clock,
     };
     match runtime.block_on(crate::runner::run(&scenario, options)) {
         Ok(outcome) => {
@@ -89,8 +96,13 @@ fn run_blocking(scenario: Scenario, args: RunArgs) -> u8 {
                     Err(e) => eprintln!("error: writing the report to {}: {e}", dir.display()),
                 }
             }
+            let clock_flag = if clock == scenario.clock {
+                String::new()
+            } else {
+                format!(" --clock {}", clock.as_str())
+            };
             println!(
-                "seed {seed} (rerun: metal-harness run {} --seed {seed})",
+                "seed {seed} (rerun: metal-harness run {} --seed {seed}{clock_flag})",
                 args.file.display()
             );
             if outcome.report.passed {

@@ -124,7 +124,13 @@ fn one_generated_scenario_runs_clean() {
         .ok()
         .and_then(|c| c.parse().ok())
         .unwrap_or(1);
-    if let Err(path) = scenarios::explore::explore_with(cases, 7, dir.path(), &[]) {
+    if let Err(path) = scenarios::explore::explore_with(
+        cases,
+        7,
+        dir.path(),
+        &[],
+        scenarios::spec::ClockMode::Wall,
+    ) {
         panic!(
             "shrunk failure:\n{}",
             std::fs::read_to_string(path).unwrap()

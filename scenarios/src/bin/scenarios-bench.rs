@@ -101,6 +101,7 @@ fn measure(file: &std::path::Path, n: u32) -> anyhow::Result<Figures> {
             progress: false,
             // 10,000 loopback listeners plus their connections exceed a 20,000-descriptor limit.
             bmcs_in_process: true,
+            clock: s.clock,
         },
     ))?;
     let r = &outcome.report;

@@ -96,7 +96,7 @@ pub fn render(report: &Report, evidence: &[Evidence]) -> String {
         .last()
         .map(|e| e.at_ms)
         .unwrap_or(0)
-        .max(report.wall_ms)
+        .max(report.duration_ms)
         .max(1);
     let x = |t: u64| LEFT + (t as f64 / end as f64) * (WIDTH - LEFT - 10.0);
     let all = lanes(evidence);
@@ -252,13 +252,14 @@ fn page(report: &Report, svg: &str, lanes: usize) -> String {
     format!(
         r#"<!doctype html><html><head><meta charset="utf-8"><title>{name} — metal-harness</title>
 <style>body{{font-family:sans-serif;margin:20px}}table{{border-collapse:collapse;margin:8px 0}}td,th{{border:1px solid #ccc;padding:2px 8px;font-size:13px}}</style></head>
-<body><h1>{name} <small>seed {seed} · {verdict}</small></h1>
+<body><h1>{name} <small>seed {seed} · {length} · {verdict}</small></h1>
 <table><tr><th>phase</th><th>n</th><th>p50</th><th>p90</th><th>p99</th><th>max</th></tr>{phases}</table>
 <table><tr><th>invariant</th><th>violations</th><th>verdict</th><th>what must hold</th></tr>{rows}</table>
 <p>{legend} <b>▬</b> powered on · ▲ reset request · ● booted · ✕ boot failed · <span style="color:red">|</span> violation · red bands: faults</p>{note}
 {svg}</body></html>"#,
         name = esc(&report.scenario),
         seed = report.seed,
+        length = esc(&report.length()),
         verdict = if report.passed { "PASSED" } else { "FAILED" },
     )
 }

@@ -67,6 +67,11 @@ pub struct Report {
     pub scenario: String,
     pub seed: u64,
     pub passed: bool,
+    /// `wall` or `simulated`: what `durationMs` and every `atMs` are measured on.
+    pub clock: String,
+    /// The run's length on its clock.
+    pub duration_ms: u64,
+    /// The run's length in real time (equal to `durationMs` on the wall clock, give or take start-up).
     pub wall_ms: u64,
     /// `embedded at URL`, or the URL of the cluster given by `--kubeconfig`.
     pub api_server: String,
@@ -90,7 +95,7 @@ impl Report {
     pub fn build(
         scenario: &Scenario,
         seed: u64,
-        wall_ms: u64,
+        duration_ms: u64,
         world: &World,
         evidence: &[Evidence],
         violations: &[Violation],
@@ -116,7 +121,9 @@ impl Report {
             scenario: scenario.name.clone(),
             seed,
             passed,
-            wall_ms,
+            clock: "wall".into(),
+            duration_ms,
+            wall_ms: duration_ms,
             api_server: String::new(),
             failures,
             phases: phases::phase_stats(&times),
@@ -135,15 +142,31 @@ impl Report {
         }
     }
 
+    /// `12.3s`, or on the simulated clock `6h 0m 0s simulated in 41.2s`.
+    pub fn length(&self) -> String {
+        let wall = format!("{:.1}s", self.wall_ms as f64 / 1000.0);
+        if self.clock == "simulated" {
+            let s = self.duration_ms / 1000;
+            format!(
+                "{}h {}m {}s simulated in {wall}",
+                s / 3600,
+                s / 60 % 60,
+                s % 60
+            )
+        } else {
+            wall
+        }
+    }
+
     /// The summary table printed at the end of a run.
     pub fn summary(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "\n{} · seed {} · {:.1}s · API server {}",
+            "\n{} · seed {} · {} · API server {}",
             self.scenario,
             self.seed,
-            self.wall_ms as f64 / 1000.0,
+            self.length(),
             self.api_server
         );
         let _ = writeln!(
@@ -278,7 +301,10 @@ fn verdicts(scenario: &Scenario, violations: &[Violation]) -> Vec<Verdict> {
 }
 
 pub fn ms(v: u64) -> String {
-    if v >= 10_000 {
+    if v >= 600_000 {
+        // Simulated runs span hours: minutes read better than thousands of seconds.
+        format!("{}m{:02}s", v / 60_000, v / 1000 % 60)
+    } else if v >= 10_000 {
         format!("{:.1}s", v as f64 / 1000.0)
     } else {
         format!("{v}ms")

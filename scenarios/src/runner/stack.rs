@@ -64,15 +64,21 @@ impl Stack {
             .map(|r| r.registry_host().to_string());
         let requests = ApiRequestCounters::default();
         let counted = requests.clone();
+        let simulated = run.clock == spec::ClockMode::Simulated;
         let mut builder = Testbed::builder()
             .api(api)
+            .transport(if simulated {
+                testbed::Transport::InProcess
+            } else {
+                testbed::Transport::Sockets
+            })
             .clients(Arc::new(move |role, access| {
                 counted.client(access, component(role))
             }))
             .fleet(fleet_setup(
                 s,
                 run.seed,
-                run.bmcs_in_process,
+                run.bmcs_in_process || simulated,
                 real_machines.as_ref(),
             ))
             .bmc_objects();

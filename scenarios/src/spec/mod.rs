@@ -39,6 +39,10 @@ pub struct Scenario {
     /// Seed for everything random (identities, fault draws); `--seed` overrides it. Always printed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// `wall` (the default) or `simulated`: the whole stack in one process on a virtual clock that jumps
+    /// ahead whenever every component waits, so hours of fleet life take seconds; `--clock` overrides it.
+    #[serde(default, skip_serializing_if = "ClockMode::is_wall")]
+    pub clock: ClockMode,
     pub fleet: Fleet,
     #[serde(default)]
     pub backend: Backend,
@@ -52,7 +56,52 @@ pub struct Scenario {
     pub expect: Expect,
 }
 
+/// Which clock a run lives on.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema, clap::ValueEnum,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum ClockMode {
+    /// Real time: components on sockets, as deployed.
+    #[default]
+    Wall,
+    /// Virtual time on a paused tokio clock, every connection in-process, one thread.
+    Simulated,
+}
+
+impl ClockMode {
+    pub fn is_wall(&self) -> bool {
+        *self == ClockMode::Wall
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ClockMode::Wall => "wall",
+            ClockMode::Simulated => "simulated",
+        }
+    }
+}
+
 impl Scenario {
+    /// Why this scenario cannot run on the simulated clock (empty: it can). Everything must run in this
+    /// process without sockets: a child-process or external backend and QEMU machines live on the wall clock.
+    pub fn simulation_blockers(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        match &self.backend {
+            Backend::SimBoot { .. } => {}
+            Backend::Command { command, .. } => out.push(format!(
+                "the backend `{command}` runs as a child process, on the wall clock"
+            )),
+            Backend::External { .. } => {
+                out.push("an external backend runs outside this process, on the wall clock".into())
+            }
+        }
+        if !self.fleet.qemu_bmcs().is_empty() {
+            out.push("QEMU machines boot on the wall clock".into());
+        }
+        out
+    }
+
     /// The JSON Schema of the file format, as committed in `scenarios/schema/scenario.schema.json`.
     pub fn json_schema() -> serde_json::Value {
         serde_json::to_value(schemars::schema_for!(Scenario)).expect("a schema is JSON")

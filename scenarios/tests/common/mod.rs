@@ -13,15 +13,13 @@ pub fn load(name: &str) -> Scenario {
 
 /// Plays a scenario with its own seed on a runtime of its own; a harness error fails the test.
 pub fn play(scenario: &Scenario) -> scenarios::report::Report {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = scenarios::runner::runtime(scenario.clock).unwrap();
     let options = RunOptions {
         seed: scenario.effective_seed(None),
         kubeconfig: None,
         progress: false,
         bmcs_in_process: false,
+        clock: scenario.clock,
     };
     runtime
         .block_on(run(scenario, options))
