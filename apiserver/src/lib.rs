@@ -75,6 +75,9 @@ pub struct Options {
     pub header_read_timeout: Duration,
     /// Concurrent watches one client (peer address and User-Agent) may hold; more get 429.
     pub max_watches_per_client: usize,
+    /// The server runs on a paused tokio clock (simulated time): a write waiting for its fsync holds the clock,
+    /// so virtual time does not jump ahead while the disk works.
+    pub paused_clock: bool,
 }
 
 impl Default for Options {
@@ -90,6 +93,7 @@ impl Default for Options {
             token: None,
             header_read_timeout: limits::HEADER_READ_TIMEOUT,
             max_watches_per_client: limits::MAX_WATCHES_PER_CLIENT,
+            paused_clock: false,
         }
     }
 }
@@ -141,7 +145,7 @@ impl Server {
             }
             None => (None, None),
         };
-        let store = Arc::new(Store::new(opts.watch_history, log)?);
+        let store = Arc::new(Store::new(opts.watch_history, log, opts.paused_clock)?);
         if let Some(l) = loaded {
             store.restore(l.rv, l.objects, l.history, l.history_from);
         }

@@ -53,12 +53,18 @@ pub enum Write {
 pub struct Committed {
     pub object: Arc<StoredObject>,
     pub durable: Option<oneshot::Receiver<()>>,
+    paused_clock: bool,
 }
 
 impl Committed {
     /// Waits until the write is on disk; false if the log writer failed (the write is not durable).
     pub async fn wait_durable(&mut self) -> bool {
         match self.durable.take() {
+            // A blocking task stops a paused clock from auto-advancing while it runs (an awaited channel
+            // does not): the fsync takes no virtual time instead of letting every timer fire meanwhile.
+            Some(rx) if self.paused_clock => tokio::task::spawn_blocking(move || rx.blocking_recv())
+                .await
+                .is_ok_and(|r| r.is_ok()),
             Some(rx) => rx.await.is_ok(),
             None => true,
         }
@@ -121,6 +127,7 @@ pub struct Store {
     tx: broadcast::Sender<Arc<Event>>,
     history_cap: usize,
     persister: Option<Persister>,
+    paused_clock: bool,
 }
 
 /// What a list reads: a resource, optionally one namespace, the keys after a continue point, a filter.
@@ -134,7 +141,11 @@ pub struct ListQuery<'a> {
 }
 
 impl Store {
-    pub fn new(history_cap: usize, log: Option<LogFile>) -> std::io::Result<Self> {
+    pub fn new(
+        history_cap: usize,
+        log: Option<LogFile>,
+        paused_clock: bool,
+    ) -> std::io::Result<Self> {
         let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
         let persister = log.map(|l| Persister::start(l, tx.clone())).transpose()?;
         Ok(Store {
@@ -147,6 +158,7 @@ impl Store {
             tx,
             history_cap: history_cap.max(1),
             persister,
+            paused_clock,
         })
     }
 
@@ -365,7 +377,11 @@ impl Store {
             let _ = self.tx.send(event);
         }
         drop(inner);
-        Ok(Committed { object, durable })
+        Ok(Committed {
+            object,
+            durable,
+            paused_clock: self.paused_clock,
+        })
     }
 
     /// All future events of every resource.

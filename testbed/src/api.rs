@@ -136,6 +136,8 @@ impl ApiServer {
         };
         let options = apiserver::Options {
             data_dir: data_dir.as_ref().map(|d| d.path().to_path_buf()),
+            // In-process is how a paused (simulated) clock reaches the server.
+            paused_clock: transport == Transport::InProcess,
             ..apiserver::Options::default()
         };
         let handle = apiserver::Server::start(options)
@@ -264,6 +266,7 @@ impl ApiServer {
         let options = apiserver::Options {
             bind,
             data_dir: Some(data_dir.path().to_path_buf()),
+            paused_clock: self.transport == Transport::InProcess,
             ..apiserver::Options::default()
         };
         let handle = apiserver::Server::start(options)
