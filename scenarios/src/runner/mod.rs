@@ -24,6 +24,9 @@ use stack::Stack;
 
 /// How often suspicions are re-judged and the progress display refreshed.
 const TICK: Duration = Duration::from_millis(100);
+/// The same on the simulated clock, where a day of 100 ms ticks would be most of a run's CPU; violations keep
+/// the time of their evidence, only their discovery may come up to a tick later.
+const SIMULATED_TICK: Duration = Duration::from_secs(1);
 
 /// Options beyond the scenario.
 #[derive(Clone, Debug, Default)]
@@ -126,17 +129,21 @@ pub async fn run(scenario: &Scenario, options: RunOptions) -> anyhow::Result<Out
         start,
         options.seed,
     ));
+    let tick = match options.clock {
+        ClockMode::Wall => TICK,
+        ClockMode::Simulated => SIMULATED_TICK,
+    };
     let mut failures = Vec::new();
     let played = tokio::select! {
         r = player.play(deadline) => r,
-        _ = ticker(&monitor, &progress, &sink) => unreachable!("the ticker never ends"),
+        _ = ticker(&monitor, &progress, &sink, tick) => unreachable!("the ticker never ends"),
     };
     if let Err(e) = played {
         failures.push(format!("{e:#}"));
     }
     let ended = tokio::select! {
         r = wait_for_end(scenario, &monitor, deadline) => r,
-        _ = ticker(&monitor, &progress, &sink) => unreachable!("the ticker never ends"),
+        _ = ticker(&monitor, &progress, &sink, tick) => unreachable!("the ticker never ends"),
     };
     if let Err(e) = ended {
         failures.push(e);
@@ -260,9 +267,14 @@ async fn wait_for_end(
 }
 
 /// Re-judges open suspicions as time passes and refreshes the progress display.
-async fn ticker(monitor: &Arc<Mutex<Monitor>>, progress: &progress::Progress, sink: &Sink) {
-    let pace = conditions::Pace::new(TICK);
-    let mut pause = TICK;
+async fn ticker(
+    monitor: &Arc<Mutex<Monitor>>,
+    progress: &progress::Progress,
+    sink: &Sink,
+    tick: Duration,
+) {
+    let pace = conditions::Pace::new(tick);
+    let mut pause = tick;
     loop {
         tokio::time::sleep(pause).await;
         let started = pace.start();
