@@ -75,8 +75,8 @@ pub struct Options {
     pub header_read_timeout: Duration,
     /// Concurrent watches one client (peer address and User-Agent) may hold; more get 429.
     pub max_watches_per_client: usize,
-    /// The server runs on a paused tokio clock (simulated time): a write waiting for its fsync holds the clock,
-    /// so virtual time does not jump ahead while the disk works.
+    /// The server runs on a paused tokio clock (simulated time): a durable write is fsynced on the writer's own
+    /// thread before it is acknowledged, so it takes no virtual time and no other thread races the run.
     pub paused_clock: bool,
 }
 

@@ -90,17 +90,44 @@ fn check_line(line: &[u8], legacy: bool) -> Result<&[u8], &'static str> {
     }
 }
 
-/// Handle to the log writer thread.
-pub struct Persister {
-    tx: mpsc::Sender<(Record, oneshot::Sender<()>)>,
+/// Handle to the log writer: a thread with group commit, or (on a paused clock) the caller's own thread.
+pub enum Persister {
+    Thread {
+        tx: mpsc::Sender<(Record, oneshot::Sender<()>)>,
+    },
+    /// Each record written and fsynced before `append` returns: on a simulated clock a write must take no
+    /// virtual time and leave no other thread to race, so the run stays the same for the same seed.
+    Inline {
+        file: std::sync::Mutex<Option<File>>,
+        events: broadcast::Sender<Arc<Event>>,
+    },
 }
 
 impl Persister {
     /// Queues a record; the receiver resolves after it has been fsynced.
     pub fn append(&self, record: Record) -> oneshot::Receiver<()> {
         let (ack, rx) = oneshot::channel();
-        // If the writer thread died the receiver errors and the caller stops waiting; the write stays in memory.
-        let _ = self.tx.send((record, ack));
+        match self {
+            // If the writer thread died the receiver errors and the caller stops waiting; the write stays in memory.
+            Persister::Thread { tx } => {
+                let _ = tx.send((record, ack));
+            }
+            Persister::Inline { file, events } => {
+                let mut file = file.lock().unwrap_or_else(|p| p.into_inner());
+                let Some(f) = file.as_mut() else {
+                    return rx; // an earlier write failed: nothing further is acknowledged as durable
+                };
+                let mut buf = Vec::new();
+                record.encode(&mut buf);
+                if let Err(e) = f.write_all(&buf).and_then(|_| f.sync_data()) {
+                    tracing::error!(error = %e, "apiserver data log write failed; further writes are not durable");
+                    *file = None;
+                    return rx;
+                }
+                let _ = events.send(record.event);
+                let _ = ack.send(());
+            }
+        }
         rx
     }
 }
@@ -176,16 +203,23 @@ pub fn open(dir: &Path) -> std::io::Result<(LogFile, Loaded)> {
 }
 
 impl Persister {
-    /// Starts the writer thread; it broadcasts each record's event after the record is on disk.
+    /// Starts the writer thread (inline: none); it broadcasts each record's event after the record is on disk.
     pub fn start(
         log: LogFile,
         events: broadcast::Sender<Arc<Event>>,
+        inline: bool,
     ) -> std::io::Result<Persister> {
+        if inline {
+            return Ok(Persister::Inline {
+                file: std::sync::Mutex::new(Some(log.0)),
+                events,
+            });
+        }
         let (tx, rx) = mpsc::channel::<(Record, oneshot::Sender<()>)>();
         std::thread::Builder::new()
             .name("apiserver-log".into())
             .spawn(move || writer(log.0, rx, events))?;
-        Ok(Persister { tx })
+        Ok(Persister::Thread { tx })
     }
 }
 

@@ -53,18 +53,12 @@ pub enum Write {
 pub struct Committed {
     pub object: Arc<StoredObject>,
     pub durable: Option<oneshot::Receiver<()>>,
-    paused_clock: bool,
 }
 
 impl Committed {
     /// Waits until the write is on disk; false if the log writer failed (the write is not durable).
     pub async fn wait_durable(&mut self) -> bool {
         match self.durable.take() {
-            // A blocking task stops a paused clock from auto-advancing while it runs (an awaited channel
-            // does not): the fsync takes no virtual time instead of letting every timer fire meanwhile.
-            Some(rx) if self.paused_clock => tokio::task::spawn_blocking(move || rx.blocking_recv())
-                .await
-                .is_ok_and(|r| r.is_ok()),
             Some(rx) => rx.await.is_ok(),
             None => true,
         }
@@ -127,7 +121,6 @@ pub struct Store {
     tx: broadcast::Sender<Arc<Event>>,
     history_cap: usize,
     persister: Option<Persister>,
-    paused_clock: bool,
 }
 
 /// What a list reads: a resource, optionally one namespace, the keys after a continue point, a filter.
@@ -147,7 +140,10 @@ impl Store {
         paused_clock: bool,
     ) -> std::io::Result<Self> {
         let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
-        let persister = log.map(|l| Persister::start(l, tx.clone())).transpose()?;
+        // On a paused clock a write is on disk before the commit returns (see `Persister::Inline`).
+        let persister = log
+            .map(|l| Persister::start(l, tx.clone(), paused_clock))
+            .transpose()?;
         Ok(Store {
             inner: Mutex::new(Inner {
                 rv: 0,
@@ -158,7 +154,6 @@ impl Store {
             tx,
             history_cap: history_cap.max(1),
             persister,
-            paused_clock,
         })
     }
 
@@ -377,11 +372,7 @@ impl Store {
             let _ = self.tx.send(event);
         }
         drop(inner);
-        Ok(Committed {
-            object,
-            durable,
-            paused_clock: self.paused_clock,
-        })
+        Ok(Committed { object, durable })
     }
 
     /// All future events of every resource.
