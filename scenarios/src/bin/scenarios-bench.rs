@@ -1,6 +1,8 @@
-//! Scale benchmark: `fleet-1000.yaml` resized to N servers with zero latencies, one process per size
-//! (so peak RSS is per size). Prints wall time to all claims booted, API requests (all verbs, operator
-//! + backend) and writes and reconciles per server, peak RSS, CPU time, and where the time goes, as ratios against the smallest size.
+//! Scale benchmark: a scenario (`fleet-1000.yaml` by default) resized to N servers, one process per size and clock
+//! (so peak RSS is per run). Prints wall time to all claims booted, API requests (all verbs, operator + backend) and
+//! writes and reconciles per server, peak RSS, CPU time, and where the time goes, as ratios against the first
+//! size; on the simulated clock also simulated time, its ratio to wall time and CPU per simulated server-hour,
+//! and (with `--compare-wall`) the same run on the wall clock beside it.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -19,6 +21,16 @@ struct Args {
     /// The scenario to resize.
     #[arg(long, default_value = "scenarios/fleet-1000.yaml")]
     file: PathBuf,
+    /// The clock every run lives on (default: the file's).
+    #[arg(long, value_enum)]
+    clock: Option<spec::ClockMode>,
+    /// Real machines' times instead of the file's: 90 s POST, 5 s power on and off, 1 min graceful shutdown, and
+    /// the operator on upstream's default intervals (for the simulated clock).
+    #[arg(long)]
+    realistic: bool,
+    /// Also run each size on the wall clock, as the baseline of the simulated runs.
+    #[arg(long)]
+    compare_wall: bool,
     /// Internal: run exactly one size in this process and print one JSON line.
     #[arg(long, hide = true)]
     one: Option<u32>,
@@ -28,7 +40,10 @@ struct Args {
 struct Figures {
     servers: u32,
     passed: bool,
+    clock: String,
     wall_s: f64,
+    /// The run's length on its clock (equal to `wall_s` on the wall clock).
+    simulated_s: f64,
     discovery_s: f64,
     claims_to_all_booted_s: f64,
     api_requests_per_server: f64,
@@ -47,20 +62,35 @@ struct Figures {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if let Some(n) = args.one {
-        let figures = measure(&args.file, n)?;
+        let figures = measure(&args, n)?;
         println!("{}", serde_json::to_string(&figures)?);
         return Ok(());
     }
     let exe = std::env::current_exe()?;
     let mut all: Vec<Figures> = Vec::new();
+    let file_clock = spec::load_file(&args.file)?.clock;
+    let clock = args.clock.unwrap_or(file_clock);
+    let mut runs: Vec<(u32, spec::ClockMode)> = Vec::new();
     for n in &args.sizes {
-        eprintln!("running {n} servers…");
-        let out = Command::new(&exe)
+        if args.compare_wall && clock == spec::ClockMode::Simulated {
+            runs.push((*n, spec::ClockMode::Wall));
+        }
+        runs.push((*n, clock));
+    }
+    for (n, clock) in runs {
+        eprintln!("running {n} servers on the {} clock…", clock.as_str());
+        let mut command = Command::new(&exe);
+        command
             .arg("--file")
             .arg(&args.file)
+            .arg("--clock")
+            .arg(clock.as_str())
             .arg("--one")
-            .arg(n.to_string())
-            .output()?;
+            .arg(n.to_string());
+        if args.realistic {
+            command.arg("--realistic");
+        }
+        let out = command.output()?;
         let line = String::from_utf8_lossy(&out.stdout);
         match line
             .lines()
@@ -78,21 +108,61 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn measure(file: &std::path::Path, n: u32) -> anyhow::Result<Figures> {
-    let mut s = spec::load_file(file)?;
-    s.name = format!("fleet-{n}");
-    s.fleet.bmcs = BmcSet::Count(n);
+/// The scenario with `n` servers: BMCs, claim counts and expected numbers scaled by `n` over the file's servers.
+fn resize(s: &mut spec::Scenario, n: u32) {
+    let declared = s.fleet.server_names().len().max(1) as u64;
+    let scale = |v: u32| (u64::from(v) * u64::from(n) / declared) as u32;
+    s.name = format!("{}-{n}", s.name);
+    s.fleet.bmcs = BmcSet::Count(n.div_ceil(s.fleet.systems_per_bmc.max(1)));
     for step in &mut s.workload.steps {
-        if let Action::CreateClaims { count, .. } = &mut step.action {
-            *count = Some(n);
+        match &mut step.action {
+            Action::CreateClaims { count, .. } | Action::DeleteClaims { count, .. } => {
+                *count = count.map(scale);
+            }
+            _ => {}
         }
     }
-    s.expect.claims_bound = Some(n);
-    s.expect.claims_booted = Some(n);
-    s.expect.within = Dur::from_secs(15 * 60);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    s.expect.claims_bound = s.expect.claims_bound.map(scale);
+    s.expect.claims_booted = s.expect.claims_booted.map(scale);
+    for v in s.expect.servers.values_mut() {
+        *v = scale(*v);
+    }
+}
+
+/// Real machines' times and upstream's default operator intervals.
+fn make_realistic(s: &mut spec::Scenario) {
+    s.fleet.latencies = Some(spec::Latencies {
+        power_on: Dur::from_secs(5),
+        power_off: Dur::from_secs(5),
+        graceful_shutdown: Dur::from_secs(60),
+        post: Dur::from_secs(90),
+    });
+    s.operator.args.extend(
+        [
+            "--power-polling-interval=5s",
+            "--resource-polling-interval=5s",
+            "--server-resync-interval=2m",
+            "--registry-resync-interval=10s",
+            "--server-max-concurrent-reconciles=5",
+            "--server-claim-max-concurrent-reconciles=5",
+        ]
+        .map(String::from),
+    );
+    s.expect.within = Dur::from_secs(4 * 3600);
+}
+
+fn measure(args: &Args, n: u32) -> anyhow::Result<Figures> {
+    let mut s = spec::load_file(&args.file)?;
+    if let Some(clock) = args.clock {
+        s.clock = clock;
+    }
+    resize(&mut s, n);
+    if args.realistic {
+        make_realistic(&mut s);
+    } else if s.clock == spec::ClockMode::Wall {
+        s.expect.within = s.expect.within.max(Dur::from_secs(15 * 60));
+    }
+    let runtime = scenarios::runner::runtime(s.clock)?;
     let outcome = runtime.block_on(run(
         &s,
         RunOptions {
@@ -141,7 +211,9 @@ fn measure(file: &std::path::Path, n: u32) -> anyhow::Result<Figures> {
     Ok(Figures {
         servers: n,
         passed: r.passed,
+        clock: r.clock.clone(),
         wall_s: r.wall_ms as f64 / 1000.0,
+        simulated_s: r.duration_ms as f64 / 1000.0,
         discovery_s: discovery_ms as f64 / 1000.0,
         claims_to_all_booted_s: booted_ms as f64 / 1000.0,
         api_requests_per_server: r.api_requests.per_server,
@@ -180,10 +252,13 @@ fn cpu_seconds() -> f64 {
 fn print_table(all: &[Figures]) {
     let Some(base) = all.first() else { return };
     println!(
-        "\n{:>7} {:>6} {:>8} {:>10} {:>14} {:>12} {:>12} {:>12} {:>9} {:>7} {:>14}",
+        "\n{:>7} {:>9} {:>6} {:>8} {:>9} {:>8} {:>10} {:>14} {:>12} {:>12} {:>12} {:>9} {:>7} {:>11} {:>14}",
         "servers",
+        "clock",
         "ok",
         "wall s",
+        "clock s",
+        "clock/wall",
         "discovery",
         "claims→booted",
         "requests/srv",
@@ -191,16 +266,22 @@ fn print_table(all: &[Figures]) {
         "reconc/srv",
         "RSS MiB",
         "CPU s",
+        "CPU ms/srv-h",
         "wall/srv ×base"
     );
     for f in all {
         let per_server = f.wall_s / f64::from(f.servers);
         let base_per_server = base.wall_s / f64::from(base.servers);
+        // CPU per server-hour on the run's own clock: what an hour of one server's life costs to simulate.
+        let server_hours = f64::from(f.servers) * f.simulated_s / 3600.0;
         println!(
-            "{:>7} {:>6} {:>8.1} {:>10.1} {:>14.1} {:>12.1} {:>12.1} {:>12.1} {:>9.0} {:>7.1} {:>14.2}",
+            "{:>7} {:>9} {:>6} {:>8.1} {:>9.1} {:>10.1} {:>10.1} {:>14.1} {:>12.1} {:>12.1} {:>12.1} {:>9.0} {:>7.1} {:>11.1} {:>14.2}",
             f.servers,
+            f.clock,
             f.passed,
             f.wall_s,
+            f.simulated_s,
+            f.simulated_s / f.wall_s.max(0.001),
             f.discovery_s,
             f.claims_to_all_booted_s,
             f.api_requests_per_server,
@@ -208,6 +289,7 @@ fn print_table(all: &[Figures]) {
             f.reconciles_per_server,
             f.peak_rss_mib,
             f.cpu_s,
+            f.cpu_s * 1000.0 / server_hours.max(1e-9),
             per_server / base_per_server
         );
     }
