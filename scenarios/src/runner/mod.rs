@@ -35,8 +35,8 @@ pub struct RunOptions {
     pub kubeconfig: Option<PathBuf>,
     pub progress: bool,
     /// Reach the BMCs through in-process services instead of one loopback listener each (no
-    /// sockets per BMC: fleets past the process's file-descriptor limit); BMC `unreachable`
-    /// faults need the listeners.
+    /// sockets per BMC: fleets past the process's file-descriptor limit); always so on the
+    /// simulated clock.
     pub bmcs_in_process: bool,
     /// The clock the run lives on (`--clock`, else the scenario's).
     pub clock: ClockMode,
