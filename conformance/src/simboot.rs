@@ -39,6 +39,7 @@ pub async fn run_reference_backend(args: &crate::cli::ReferenceBackendArgs) -> a
             boot_modes,
             ..Default::default()
         },
+        network: None,
     };
     let handle = Backend::start(client, options).await?;
     eprintln!("reference backend ({mode}) serving on {}", handle.url());
@@ -98,6 +99,7 @@ impl InProcessSimBoot {
                 max_backoff: Duration::from_secs(2),
                 ..Default::default()
             },
+            network: None,
         }
     }
 
