@@ -3,6 +3,7 @@
 
 use crate::embedded::EmbeddedEnv;
 use crate::target::BackendControl;
+use anyhow::Context as _;
 use futures::future::BoxFuture;
 use sim_boot::{Backend, BackendOptions, ControllerOptions, Misbehaviour, MisbehaviourOptions};
 use std::net::SocketAddr;
@@ -111,7 +112,7 @@ impl InProcessSimBoot {
         let client = env.api.client().await?;
         let backend = InProcessBackend::start(client, options.into()).await?;
         Ok(InProcessSimBoot {
-            addr: backend.addr(),
+            addr: backend.addr().context("sim-boot serves on a socket here")?,
             backend: tokio::sync::Mutex::new(backend),
         })
     }
