@@ -245,9 +245,23 @@ impl InProcessNet {
 
     /// A client reaching every host of this network (and nothing else).
     pub fn client(&self) -> HttpClient {
+        self.client_over(None)
+    }
+
+    /// A client reaching this network's hosts in-process and every other URL through `fallback` (say, real
+    /// sockets for a destination someone wrote as `127.0.0.1:PORT`), whose timeout and body limit it keeps.
+    pub fn client_with_fallback(&self, fallback: HttpClient) -> HttpClient {
+        self.client_over(Some(fallback))
+    }
+
+    fn client_over(&self, fallback: Option<HttpClient>) -> HttpClient {
         let net = self.clone();
+        let other = fallback.as_ref().map(|f| f.transport.clone());
         let service = tower::service_fn(move |request: Request<Body>| {
-            let found = net.transport_for(request.uri());
+            let found = match (net.transport_for(request.uri()), &other) {
+                (Err(_), Some(other)) => Ok(other.clone()),
+                (found, _) => found,
+            };
             async move {
                 match found {
                     Ok(transport) => transport.oneshot(request).await,
@@ -255,7 +269,14 @@ impl InProcessNet {
                 }
             }
         });
-        HttpClient::from_transport(BoxCloneSyncService::new(service))
+        let transport = BoxCloneSyncService::new(service);
+        match fallback {
+            Some(fallback) => HttpClient {
+                transport,
+                ..fallback
+            },
+            None => HttpClient::from_transport(transport),
+        }
     }
 
     /// The service of the URI's authority (`host:port`), else of its host alone.
@@ -434,5 +455,15 @@ mod tests {
         net.remove("boot.sim.invalid");
         assert!(client.get("http://boot.sim.invalid/who").await.is_err());
         assert_eq!(net.hosts(), vec!["registry.sim.invalid".to_string()]);
+        let fallback = Router::new().route("/who", get(|| async { "fallback" }));
+        let mixed = net.client_with_fallback(HttpClient::from_service(fallback));
+        assert_eq!(
+            body(mixed.get("http://registry.sim.invalid/who").await.unwrap()),
+            "registry"
+        );
+        assert_eq!(
+            body(mixed.get("http://127.0.0.1:9/who").await.unwrap()),
+            "fallback"
+        );
     }
 }

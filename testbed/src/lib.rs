@@ -220,12 +220,13 @@ impl Testbed {
             {
                 setup.spec.boot_network.ipxe_url_template = Some(backend.boot_url_template());
             }
-            let events_to_socket = self
-                .operator_setup
-                .as_ref()
-                .is_some_and(|o| o.event_listen.is_some());
-            if in_process && !events_to_socket && setup.options.events_http.is_none() {
-                setup.options.events_http = Some(self.net.client());
+            if in_process && setup.options.events_http.is_none() {
+                // Events go where a subscription says: the operator's in-process host, or a socket an
+                // operator with `event_listen` bound.
+                setup.options.events_http = Some(
+                    self.net
+                        .client_with_fallback(http_client::HttpClient::hyper()),
+                );
             }
             let bind = setup.options.bind;
             let fleet = fleet::start(setup).await?;
