@@ -71,7 +71,7 @@ async fn a_claimed_machine_boots_the_registry_image_with_no_socket() {
         readiness_gate: ReadinessGate::Strict,
         ..Config::default()
     };
-    let bed = builder
+    let mut bed = builder
         .registries(
             RegistryOptions::default(),
             BuiltinRegistries::standard_catalog(),
@@ -164,6 +164,18 @@ async fn a_claimed_machine_boots_the_registry_image_with_no_socket() {
     };
     assert_eq!(os, names::OS_V1, "the machine booted the claimed image");
     assert_eq!(listening_sockets(), Vec::<u64>::new());
+
+    // A restarted sim-boot takes its host back; a stopped operator leaves the network.
+    bed.restart_backend().await.expect("sim-boot restarts");
+    let answer = bed
+        .network()
+        .client()
+        .get("http://boot.sim.invalid/ipxe")
+        .await
+        .expect("sim-boot answers again after its restart");
+    assert!(answer.status.is_success(), "{answer:?}");
+    bed.stop_operator().await;
+    assert!(!bed.network().hosts().contains(&OPERATOR_HOST.to_string()));
     println!(
         "virtual {:?} in wall {:?}",
         virtual_start.elapsed(),
