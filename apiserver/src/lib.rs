@@ -57,6 +57,9 @@ use store::Store;
 pub struct Options {
     /// Listen address; loopback with a random port by default.
     pub bind: SocketAddr,
+    /// Open a listener on `bind`; without one the server is reached only through [`Handle::router`] (a whole
+    /// stack in one process on a paused clock, with no socket).
+    pub listen: bool,
     /// Persist every acknowledged write here and restore from it at start.
     pub data_dir: Option<PathBuf>,
     /// Run the garbage collector and namespace-deletion controllers (kube-controller-manager's job).
@@ -84,6 +87,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            listen: true,
             data_dir: None,
             controllers: true,
             watch_history: 10_000,
@@ -130,6 +134,8 @@ pub struct Handle {
     state: Arc<State>,
     addr: SocketAddr,
     creds: Option<tls::Credentials>,
+    /// Whether a listener serves `addr` (the last of `tasks`).
+    listening: bool,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -166,6 +172,15 @@ impl Server {
         if opts.controllers {
             tasks.push(tokio::spawn(controllers::run(state.clone())));
         }
+        if !opts.listen {
+            return Ok(Handle {
+                state,
+                addr: opts.bind,
+                creds: None,
+                listening: false,
+                tasks,
+            });
+        }
         let listener = tokio::net::TcpListener::bind(opts.bind).await?;
         let addr = listener.local_addr()?;
         let app = http::router(state.clone());
@@ -195,6 +210,7 @@ impl Server {
             state,
             addr,
             creds,
+            listening: true,
             tasks,
         })
     }
@@ -247,6 +263,12 @@ impl Handle {
         self.creds.as_ref().map(|c| c.cert_pem.clone())
     }
 
+    /// Whether the server listens on [`Handle::addr`] (otherwise only [`Handle::router`] reaches it).
+    pub fn is_listening(&self) -> bool {
+        self.listening
+    }
+
+    /// The bound address (without a listener: the unbound `bind` option, which nothing serves).
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -393,7 +415,8 @@ impl Handle {
         // shutdown is not kept waiting by a watch on a kept-alive connection.
         self.state.shutdown.begin();
         // The server task (pushed last) may finish gracefully; background controllers are simply stopped.
-        if let Some(mut server) = self.tasks.pop()
+        if self.listening
+            && let Some(mut server) = self.tasks.pop()
             && tokio::time::timeout(SHUTDOWN_GRACE, &mut server)
                 .await
                 .is_err()

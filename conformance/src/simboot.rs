@@ -3,6 +3,7 @@
 
 use crate::embedded::EmbeddedEnv;
 use crate::target::BackendControl;
+use anyhow::Context as _;
 use futures::future::BoxFuture;
 use sim_boot::{Backend, BackendOptions, ControllerOptions, Misbehaviour, MisbehaviourOptions};
 use std::net::SocketAddr;
@@ -39,6 +40,7 @@ pub async fn run_reference_backend(args: &crate::cli::ReferenceBackendArgs) -> a
             boot_modes,
             ..Default::default()
         },
+        network: None,
     };
     let handle = Backend::start(client, options).await?;
     eprintln!("reference backend ({mode}) serving on {}", handle.url());
@@ -98,6 +100,7 @@ impl InProcessSimBoot {
                 max_backoff: Duration::from_secs(2),
                 ..Default::default()
             },
+            network: None,
         }
     }
 
@@ -109,7 +112,7 @@ impl InProcessSimBoot {
         let client = env.api.client().await?;
         let backend = InProcessBackend::start(client, options.into()).await?;
         Ok(InProcessSimBoot {
-            addr: backend.addr(),
+            addr: backend.addr().context("sim-boot serves on a socket here")?,
             backend: tokio::sync::Mutex::new(backend),
         })
     }

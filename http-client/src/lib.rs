@@ -1,8 +1,10 @@
 //! A small HTTP client over a tower `Service`: real sockets through hyper, or any in-process service
 //! (an axum `Router`), so a whole fleet can run in one process without sockets. Every read is bounded
 //! by a timeout and a body limit. Shared by the boot backend's self-probe and the simulated firmware.
+//! [`InProcessNet`] names in-process servers by host, so URLs written into objects resolve without sockets.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum_core::body::Body;
@@ -203,6 +205,108 @@ impl HttpClient {
     }
 }
 
+/// In-process servers by host name (`boot.sim.invalid`, `registry.sim.invalid`, ...): a client over it sends
+/// `http://HOST/...` to HOST's service, so a whole stack reaches its servers with no socket. Servers may come
+/// and go (a restart re-registers its host); a request to a host nobody serves fails like a refused connection.
+#[derive(Clone, Default)]
+pub struct InProcessNet {
+    hosts: Arc<RwLock<BTreeMap<String, Transport>>>,
+}
+
+impl std::fmt::Debug for InProcessNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcessNet")
+            .field("hosts", &self.hosts())
+            .finish()
+    }
+}
+
+impl InProcessNet {
+    /// Serves `host` (a name, or `name:port`) with `service`, replacing whoever served it before.
+    pub fn serve<S>(&self, host: &str, service: S)
+    where
+        S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + Sync + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+    {
+        let transport = BoxCloneSyncService::new(service.map_err(Into::into));
+        self.write().insert(host.to_ascii_lowercase(), transport);
+    }
+
+    /// Stops serving `host` (later requests to it fail).
+    pub fn remove(&self, host: &str) {
+        self.write().remove(&host.to_ascii_lowercase());
+    }
+
+    /// The hosts served now, sorted.
+    pub fn hosts(&self) -> Vec<String> {
+        self.read().keys().cloned().collect()
+    }
+
+    /// A client reaching every host of this network (and nothing else).
+    pub fn client(&self) -> HttpClient {
+        self.client_over(None)
+    }
+
+    /// A client reaching this network's hosts in-process and every other URL through `fallback` (say, real
+    /// sockets for a destination someone wrote as `127.0.0.1:PORT`), whose timeout and body limit it keeps.
+    pub fn client_with_fallback(&self, fallback: HttpClient) -> HttpClient {
+        self.client_over(Some(fallback))
+    }
+
+    fn client_over(&self, fallback: Option<HttpClient>) -> HttpClient {
+        let net = self.clone();
+        let other = fallback.as_ref().map(|f| f.transport.clone());
+        let service = tower::service_fn(move |request: Request<Body>| {
+            let found = match (net.transport_for(request.uri()), &other) {
+                (Err(_), Some(other)) => Ok(other.clone()),
+                (found, _) => found,
+            };
+            async move {
+                match found {
+                    Ok(transport) => transport.oneshot(request).await,
+                    Err(error) => Err(error),
+                }
+            }
+        });
+        let transport = BoxCloneSyncService::new(service);
+        match fallback {
+            Some(fallback) => HttpClient {
+                transport,
+                ..fallback
+            },
+            None => HttpClient::from_transport(transport),
+        }
+    }
+
+    /// The service of the URI's authority (`host:port`), else of its host alone.
+    fn transport_for(&self, uri: &http::Uri) -> Result<Transport, BoxError> {
+        let authority = uri.authority().map(|a| a.as_str().to_ascii_lowercase());
+        let host = uri.host().map(str::to_ascii_lowercase);
+        let hosts = self.read();
+        authority
+            .iter()
+            .chain(host.iter())
+            .find_map(|name| hosts.get(name).cloned())
+            .ok_or_else(|| {
+                let known: Vec<&String> = hosts.keys().collect();
+                format!(
+                    "no in-process server for host {:?} (served: {known:?})",
+                    host.unwrap_or_default()
+                )
+                .into()
+            })
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Transport>> {
+        self.hosts.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Transport>> {
+        self.hosts.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,6 +405,65 @@ mod tests {
         assert!(
             refused.starts_with("GET http://127.0.0.1:1/hello: "),
             "{refused}"
+        );
+    }
+
+    #[tokio::test]
+    async fn in_process_net_routes_by_host_and_follows_restarts() {
+        let net = InProcessNet::default();
+        let client = net.client();
+        net.serve(
+            "boot.sim.invalid",
+            Router::new().route("/who", get(|| async { "boot" })),
+        );
+        net.serve(
+            "registry.sim.invalid",
+            Router::new().route("/who", get(|| async { "registry" })),
+        );
+        let body = |f: Fetched| String::from_utf8(f.body.to_vec()).unwrap();
+        assert_eq!(
+            body(client.get("http://boot.sim.invalid/who").await.unwrap()),
+            "boot"
+        );
+        assert_eq!(
+            body(
+                client
+                    .get("http://REGISTRY.sim.invalid:80/who")
+                    .await
+                    .unwrap()
+            ),
+            "registry"
+        );
+        let unknown = client
+            .get("http://nobody.sim.invalid/who")
+            .await
+            .unwrap_err();
+        assert!(
+            unknown.contains("no in-process server for host \"nobody.sim.invalid\""),
+            "{unknown}"
+        );
+        assert!(unknown.contains("boot.sim.invalid"), "{unknown}");
+        // A restarted server takes over its host; a stopped one is gone.
+        net.serve(
+            "boot.sim.invalid",
+            Router::new().route("/who", get(|| async { "boot again" })),
+        );
+        assert_eq!(
+            body(client.get("http://boot.sim.invalid/who").await.unwrap()),
+            "boot again"
+        );
+        net.remove("boot.sim.invalid");
+        assert!(client.get("http://boot.sim.invalid/who").await.is_err());
+        assert_eq!(net.hosts(), vec!["registry.sim.invalid".to_string()]);
+        let fallback = Router::new().route("/who", get(|| async { "fallback" }));
+        let mixed = net.client_with_fallback(HttpClient::from_service(fallback));
+        assert_eq!(
+            body(mixed.get("http://registry.sim.invalid/who").await.unwrap()),
+            "registry"
+        );
+        assert_eq!(
+            body(mixed.get("http://127.0.0.1:9/who").await.unwrap()),
+            "fallback"
         );
     }
 }

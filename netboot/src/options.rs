@@ -10,7 +10,8 @@ use http_client::HttpClient;
 /// Configuration of the simulated firmware and OS.
 #[derive(Clone)]
 pub struct NetbootOptions {
-    /// Transport for every download and for the probe (real sockets by default).
+    /// Transport for every download and for the probe (real sockets by default; `InProcessNet::client()`
+    /// reaches in-process servers by the host names written into boot scripts and ignition).
     pub http: HttpClient,
     /// NICs and LLDP the OS reports.
     pub facts: Arc<dyn MachineFacts>,

@@ -76,6 +76,14 @@ impl OperatorHandle {
         while self.tasks.join_next().await.is_some() {}
     }
 
+    /// The operator's HTTP endpoints as one in-process service, whatever listens on sockets: the probe registry
+    /// (`/register`, `/bootstate`, ...) and the Redfish event receiver (`/serverevents/...`).
+    pub fn router(&self) -> axum::Router {
+        self.registry.router().merge(crate::serverevents::router(
+            self.metrics.server_events.clone(),
+        ))
+    }
+
     /// Resolves when shutdown has been requested.
     pub fn cancelled(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
         self.shutdown.cancelled()

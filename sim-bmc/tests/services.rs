@@ -276,3 +276,76 @@ async fn power_and_boot_events_are_pushed_to_subscribers() {
     f.shutdown().await;
     server.abort();
 }
+
+#[tokio::test(start_paused = true)]
+async fn events_reach_an_in_process_receiver_without_sockets() {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let receiver = axum::Router::new().route(
+        "/events/r1",
+        post(move |axum::Json(v): axum::Json<Value>| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(v);
+                StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let net = http_client::InProcessNet::default();
+    net.serve("operator.sim.invalid", receiver);
+    let f = Fleet::start(
+        FleetSpec::from_yaml(FLEET).unwrap(),
+        FleetOptions {
+            bind: sim_bmc::fleet::BindMode::InProcess,
+            events_http: Some(net.client()),
+            ..FleetOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let router = f.router("r1").unwrap();
+    let http = http_client::HttpClient::from_service(router);
+    let auth = format!(
+        "Basic {}",
+        base64_basic(&f.bmcs()[0].username, &f.bmcs()[0].password)
+    );
+    let request = |method: http::Method, path: &str, body: &str| {
+        http::Request::builder()
+            .method(method)
+            .uri(format!("http://r1.sim.invalid{path}"))
+            .header(http::header::AUTHORIZATION, &auth)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(axum::body::Body::from(body.to_string()))
+            .unwrap()
+    };
+    let subscribe = r#"{"Destination":"http://operator.sim.invalid/events/r1","Protocol":"Redfish","Context":"in-process","EventFormatType":"Event"}"#;
+    let created = http
+        .send(request(
+            http::Method::POST,
+            "/redfish/v1/EventService/Subscriptions",
+            subscribe,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(created.status, StatusCode::CREATED);
+    http.send(request(
+        http::Method::POST,
+        &format!("{SYS}/Actions/ComputerSystem.Reset"),
+        r#"{"ResetType":"On"}"#,
+    ))
+    .await
+    .unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("event pushed in virtual time")
+        .unwrap();
+    assert_eq!(event["Context"], "in-process");
+    assert_eq!(
+        event["Events"][0]["Message"],
+        "Power state changed from Off to PoweringOn."
+    );
+}
+
+fn base64_basic(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+}

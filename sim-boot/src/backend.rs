@@ -1,5 +1,6 @@
 //! Starting the whole backend in-process: the embedded registry, the boot server, the watches it serves
-//! from, and the supervised controller (restarted with backoff if it panics).
+//! from, and the supervised controller (restarted with backoff if it panics). Served on sockets, or with
+//! [`BackendOptions::network`] as in-process hosts (`boot.sim.invalid`) with no listener at all.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,7 +23,12 @@ use crate::controller::{self, ControllerOptions, ReconcileCounts};
 use crate::oci::{BlobSizes, Catalog, HttpResolver, ImageResolver, OciClientResolver, Registry};
 use crate::records::{BootRecords, SbcKey};
 use crate::serve::{BootServer, ServeStats};
-use http_client::HttpClient;
+use http_client::{HttpClient, InProcessNet};
+
+/// The boot server's host on an in-process network (unless `public_url` names another).
+pub const BOOT_HOST: &str = "boot.sim.invalid";
+/// The embedded registry's host on an in-process network.
+pub const EMBEDDED_REGISTRY_HOST: &str = "sim-boot-registry.sim.invalid";
 
 /// The generated registry sim-boot can serve next to the boot server.
 #[derive(Clone, Debug)]
@@ -73,6 +79,10 @@ pub struct BackendOptions {
     /// `host:port` registries reached over plain HTTP.
     pub insecure_registries: Vec<String>,
     pub controller: ControllerOptions,
+    /// Serve the boot server and the embedded registry as hosts of this in-process network instead of binding
+    /// `listen` (and `registry.listen`): plain HTTP, no TLS, no socket. The controller's self-probe goes
+    /// through it too; images resolve through [`ResolverKind::Http`] (the `oci-client` crate needs sockets).
+    pub network: Option<InProcessNet>,
 }
 
 impl Default for BackendOptions {
@@ -86,6 +96,7 @@ impl Default for BackendOptions {
                 allowed_registries: vec!["ghcr.io".into()],
                 ..Default::default()
             },
+            network: None,
         }
     }
 }
@@ -103,6 +114,8 @@ pub struct BackendHandle {
     controller_stopped: Arc<AtomicBool>,
     cancel: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
+    /// The in-process network and the hosts this backend serves there (dropped from it at shutdown).
+    served: Option<(InProcessNet, Vec<String>)>,
 }
 
 impl Backend {
@@ -123,12 +136,31 @@ impl Backend {
         resolver: ResolverKind,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<BackendHandle> {
+        if options.network.is_some() && matches!(resolver, ResolverKind::OciClient) {
+            anyhow::bail!(
+                "an in-process sim-boot resolves images through ResolverKind::Http (oci-client needs sockets)"
+            );
+        }
         let cancel = CancellationToken::new();
         let mut tasks = Vec::new();
+        let mut served = Vec::new();
         let (registry_host, registry_router) = match &options.registry {
             Some(embedded) => {
-                let (host, router, task) = start_registry(embedded, cancel.clone()).await?;
-                tasks.push(task);
+                let router =
+                    Registry::new(Catalog::standard(embedded.seed, embedded.sizes)).router();
+                let host = match &options.network {
+                    Some(net) => {
+                        net.serve(EMBEDDED_REGISTRY_HOST, router.clone());
+                        served.push(EMBEDDED_REGISTRY_HOST.to_string());
+                        EMBEDDED_REGISTRY_HOST.to_string()
+                    }
+                    None => {
+                        let (host, task) =
+                            start_registry(embedded, router.clone(), cancel.clone()).await?;
+                        tasks.push(task);
+                        host
+                    }
+                };
                 options.insecure_registries.push(host.clone());
                 if !options.controller.allowed_registries.is_empty() {
                     options.controller.allowed_registries.push(host.clone());
@@ -137,13 +169,19 @@ impl Backend {
             }
             None => (None, None),
         };
-        let listener = TcpListener::bind(options.listen)
-            .await
-            .context("binding the boot server listener")?;
-        let url = options
-            .public_url
-            .clone()
-            .unwrap_or(format!("http://{}", listener.local_addr()?));
+        let listener = match &options.network {
+            Some(_) => None,
+            None => Some(
+                TcpListener::bind(options.listen)
+                    .await
+                    .context("binding the boot server listener")?,
+            ),
+        };
+        let url = match (&options.public_url, &listener) {
+            (Some(url), _) => url.clone(),
+            (None, Some(listener)) => format!("http://{}", listener.local_addr()?),
+            (None, None) => format!("http://{BOOT_HOST}"),
+        };
         let (servers, server_task) =
             reflect(Api::<Server>::all(client.clone()), None, cancel.clone());
         let sbc_api = match &options.controller.namespace {
@@ -156,7 +194,18 @@ impl Backend {
         tasks.extend([server_task, sbc_task]);
         let records = BootRecords::for_mode(options.controller.misbehaviour);
         let server = BootServer::new(records.clone(), servers, sbcs.clone(), &url);
-        tasks.push(serve(listener, server.router(), cancel.clone()));
+        match (listener, &options.network) {
+            (Some(listener), _) => tasks.push(serve(listener, server.router(), cancel.clone())),
+            (None, Some(net)) => {
+                let host = http::Uri::try_from(url.as_str())
+                    .ok()
+                    .and_then(|u| u.authority().map(|a| a.to_string()))
+                    .with_context(|| format!("the boot server's URL {url:?} names no host"))?;
+                net.serve(&host, server.router());
+                served.push(host);
+            }
+            (None, None) => unreachable!("a boot server without a network has a listener"),
+        }
         tasks.push(tokio::spawn(collect_garbage(
             records.clone(),
             sbcs,
@@ -174,6 +223,10 @@ impl Backend {
                 Arc::new(HttpResolver::new(HttpClient::from_service(router)))
             }
         };
+        let self_probe = match &options.network {
+            Some(net) => net.client(),
+            None => HttpClient::hyper(),
+        };
         let crashes = Arc::new(AtomicU64::new(0));
         let reconciles = Arc::new(ReconcileCounts::default());
         let shared_reconciles = reconciles.clone();
@@ -183,7 +236,7 @@ impl Backend {
                 records.clone(),
                 resolver.clone(),
                 options.controller.clone(),
-                HttpClient::hyper(),
+                self_probe.clone(),
                 url.clone(),
                 clock.clone(),
             );
@@ -208,22 +261,23 @@ impl Backend {
             controller_stopped,
             cancel,
             tasks,
+            served: options.network.map(|net| (net, served)),
         })
     }
 }
 
-/// Binds and serves the generated registry; returns its `host:port`, its router and the serving task.
+/// Binds and serves the generated registry; returns its `host:port` and the serving task.
 async fn start_registry(
     embedded: &EmbeddedRegistry,
+    router: axum::Router,
     cancel: CancellationToken,
-) -> anyhow::Result<(String, axum::Router, JoinHandle<()>)> {
+) -> anyhow::Result<(String, JoinHandle<()>)> {
     let listener = TcpListener::bind(embedded.listen)
         .await
         .context("binding the registry listener")?;
     let host = listener.local_addr()?.to_string();
-    let router = Registry::new(Catalog::standard(embedded.seed, embedded.sizes)).router();
-    let task = serve(listener, router.clone(), cancel);
-    Ok((host, router, task))
+    let task = serve(listener, router, cancel);
+    Ok((host, task))
 }
 
 fn server_records(server: &BootServer) -> BootRecords {
@@ -398,6 +452,11 @@ impl BackendHandle {
     }
 
     pub async fn shutdown(self) {
+        if let Some((net, hosts)) = &self.served {
+            for host in hosts {
+                net.remove(host);
+            }
+        }
         self.cancel.cancel();
         for task in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;

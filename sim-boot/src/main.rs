@@ -106,6 +106,7 @@ fn options(cli: &Cli) -> Result<BackendOptions, String> {
             namespace: cli.namespace.clone(),
             ..Default::default()
         },
+        network: None,
     })
 }
 

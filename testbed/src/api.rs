@@ -29,7 +29,10 @@ pub enum Transport {
     /// Real HTTP over loopback (or the external cluster's URL).
     #[default]
     Sockets,
-    /// The embedded server's router as a tower service: no sockets (what a paused clock needs).
+    /// The embedded server's router as a tower service, and every other server of the testbed (registries,
+    /// sim-boot, the operator's registry and event receiver) a host of the testbed's in-process network: no
+    /// sockets (what a paused clock needs). The embedded API server opens no listener either, unless
+    /// [`crate::TestbedBuilder::api_listener`] asks for one (a child process or a kubeconfig needs it).
     InProcess,
 }
 
@@ -124,8 +127,13 @@ struct Embedded {
 }
 
 impl ApiServer {
-    /// Starts (or connects to) the API server; the embedded one gets the metal CRDs.
-    pub async fn start(spec: &ApiSpec, transport: Transport) -> anyhow::Result<ApiServer> {
+    /// Starts (or connects to) the API server; the embedded one gets the metal CRDs and listens on loopback
+    /// over sockets (in-process, only when `listen` says so).
+    pub async fn start(
+        spec: &ApiSpec,
+        transport: Transport,
+        listen: bool,
+    ) -> anyhow::Result<ApiServer> {
         let durable = match spec {
             ApiSpec::External(path) => return Self::external(path, transport).await,
             ApiSpec::Embedded { durable } => *durable,
@@ -138,6 +146,7 @@ impl ApiServer {
             data_dir: data_dir.as_ref().map(|d| d.path().to_path_buf()),
             // In-process is how a paused (simulated) clock reaches the server.
             paused_clock: transport == Transport::InProcess,
+            listen: listen || transport == Transport::Sockets,
             ..apiserver::Options::default()
         };
         let handle = apiserver::Server::start(options)
@@ -239,6 +248,10 @@ impl ApiServer {
     /// Writes a kubeconfig for a process that needs one (a child backend); an external cluster's is its own.
     pub fn write_kubeconfig(&self, path: &Path) -> anyhow::Result<()> {
         let handle = self.handle().context("no embedded API server is running")?;
+        anyhow::ensure!(
+            handle.is_listening(),
+            "the in-process API server has no listener for a kubeconfig to name (build the testbed with api_listener(true))"
+        );
         handle
             .write_kubeconfig(path)
             .with_context(|| format!("writing the kubeconfig {}", path.display()))
@@ -255,16 +268,17 @@ impl ApiServer {
                 "the API server was started without a data dir, so a restart would lose everything"
             );
         };
-        let bind = match e.handle.take() {
+        let (bind, listen) = match e.handle.take() {
             Some(h) => {
-                let addr = h.addr();
+                let bound = (h.addr(), h.is_listening());
                 h.shutdown().await;
-                addr
+                bound
             }
             None => bail!("the API server is stopped"),
         };
         let options = apiserver::Options {
             bind,
+            listen,
             data_dir: Some(data_dir.path().to_path_buf()),
             paused_clock: self.transport == Transport::InProcess,
             ..apiserver::Options::default()

@@ -48,7 +48,8 @@ pub struct InProcessBackend {
     client: kube::Client,
     setup: SimBoot,
     handle: Option<BackendHandle>,
-    addr: SocketAddr,
+    /// None when served on an in-process network.
+    addr: Option<SocketAddr>,
     url: String,
     registry_host: Option<String>,
 }
@@ -57,15 +58,24 @@ impl InProcessBackend {
     pub async fn start(client: kube::Client, mut setup: SimBoot) -> anyhow::Result<Self> {
         let handle = launch(&client, &setup).await.context("starting sim-boot")?;
         let url = handle.url().to_string();
-        let addr: SocketAddr = url
-            .trim_start_matches("http://")
-            .parse()
-            .with_context(|| format!("sim-boot URL {url}"))?;
         let registry_host = handle.registry_host().map(str::to_string);
-        setup.options.listen = addr;
-        if let (Some(registry), Some(host)) = (setup.options.registry.as_mut(), &registry_host) {
-            registry.listen = host.parse().context("registry address")?;
-        }
+        let addr = match setup.options.network {
+            // In-process hosts keep their names across restarts by themselves.
+            Some(_) => None,
+            None => {
+                let addr: SocketAddr = url
+                    .trim_start_matches("http://")
+                    .parse()
+                    .with_context(|| format!("sim-boot URL {url}"))?;
+                setup.options.listen = addr;
+                if let (Some(registry), Some(host)) =
+                    (setup.options.registry.as_mut(), &registry_host)
+                {
+                    registry.listen = host.parse().context("registry address")?;
+                }
+                Some(addr)
+            }
+        };
         setup.options.public_url = Some(url.clone());
         Ok(InProcessBackend {
             client,
@@ -77,16 +87,17 @@ impl InProcessBackend {
         })
     }
 
-    /// `http://ADDR` of the boot server (stable across restarts).
+    /// `http://ADDR` of the boot server, or `http://boot.sim.invalid` in-process (stable across restarts).
     pub fn url(&self) -> &str {
         &self.url
     }
 
-    pub fn addr(&self) -> SocketAddr {
+    /// The boot server's socket (None when it is served in-process).
+    pub fn addr(&self) -> Option<SocketAddr> {
         self.addr
     }
 
-    /// `127.0.0.1:PORT` of sim-boot's embedded registry, when it serves one.
+    /// `127.0.0.1:PORT` (or the in-process host) of sim-boot's embedded registry, when it serves one.
     pub fn registry_host(&self) -> Option<&str> {
         self.registry_host.as_deref()
     }

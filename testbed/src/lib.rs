@@ -13,12 +13,13 @@ pub mod supervisor;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use http_client::InProcessNet;
 use sim_bmc::fleet::FleetHandle;
 
 pub use api::{ApiAccess, ApiServer, ApiSpec, ClientFactory, Role, Transport};
 pub use backend::{Backend, InProcessBackend, RunningBackend, SimBoot};
 pub use fleet::{FleetRoutes, FleetSetup, RedfishLog, RedfishRequest};
-pub use metal_operator::OperatorSetup;
+pub use metal_operator::{OPERATOR_HOST, OperatorSetup};
 pub use registries::{BuiltinRegistries, RegistryOptions};
 pub use supervisor::{ChildSpec, Exit, ExitObserver, Program, Supervisor};
 
@@ -33,6 +34,9 @@ pub struct TestbedBuilder {
     operator: Option<OperatorSetup>,
     bmc_objects: bool,
     registries: Option<(registries::RegistryOptions, sim_boot::oci::catalog::Catalog)>,
+    /// The in-process network the servers join under [`Transport::InProcess`].
+    net: InProcessNet,
+    api_listener: bool,
 }
 
 impl TestbedBuilder {
@@ -45,6 +49,20 @@ impl TestbedBuilder {
     /// How every component's kube client reaches the API server.
     pub fn transport(mut self, transport: Transport) -> Self {
         self.transport = transport;
+        self
+    }
+
+    /// The network that in-process servers join under [`Transport::InProcess`] (sim-boot as
+    /// `boot.sim.invalid`, the registries, the operator as [`OPERATOR_HOST`]): hand its
+    /// [`InProcessNet::client`] to the fleet's machines (netboot) before [`Self::start`].
+    pub fn network(&self) -> InProcessNet {
+        self.net.clone()
+    }
+
+    /// Under [`Transport::InProcess`], let the embedded API server listen on loopback all the same (a child
+    /// process or a kubeconfig needs it); off by default there, so nothing listens.
+    pub fn api_listener(mut self, listen: bool) -> Self {
+        self.api_listener = listen;
         self
     }
 
@@ -89,7 +107,7 @@ impl TestbedBuilder {
     /// Starts the parts in dependency order: API server, backend, fleet (booting from the backend), BMC objects,
     /// operator. On an error, what already started is shut down.
     pub async fn start(mut self) -> anyhow::Result<Testbed> {
-        let api = ApiServer::start(&self.api, self.transport).await?;
+        let api = ApiServer::start(&self.api, self.transport, self.api_listener).await?;
         let clients = self
             .clients
             .take()
@@ -108,6 +126,9 @@ impl TestbedBuilder {
             operator_setup: self.operator.clone(),
             redfish_log: RedfishLog::default(),
             scratch: Some(scratch),
+            stop_on_drop: true,
+            net: self.net.clone(),
+            transport: self.transport,
         };
         if let Err(e) = bed.start_parts(self).await {
             bed.shutdown().await;
@@ -134,6 +155,12 @@ pub struct Testbed {
     redfish_log: RedfishLog,
     /// Holds files written for child processes (the kubeconfig).
     scratch: Option<tempfile::TempDir>,
+    /// False for the stand-in a drop hands to a shutdown task: if the runtime is shutting down, that task is
+    /// dropped unrun, and the stand-in must not hand itself on again (that recursed until the stack overflowed
+    /// when a test panicked with a testbed alive).
+    stop_on_drop: bool,
+    net: InProcessNet,
+    transport: Transport,
 }
 
 impl Testbed {
@@ -142,12 +169,24 @@ impl Testbed {
     }
 
     async fn start_parts(&mut self, b: TestbedBuilder) -> anyhow::Result<()> {
+        let in_process = self.in_process();
         if let Some((options, catalog)) = b.registries {
-            self.registries = Some(BuiltinRegistries::start_with(options, catalog).await?);
+            self.registries = Some(match in_process {
+                true => BuiltinRegistries::in_process(options, catalog, &self.net)?,
+                false => BuiltinRegistries::start_with(options, catalog).await?,
+            });
         }
         self.backend = match b.backend {
             None => None,
-            Some(Backend::InProcess(setup)) => {
+            Some(Backend::InProcess(mut setup)) => {
+                if in_process {
+                    setup.options.network = Some(self.net.clone());
+                    if matches!(setup.resolver, sim_boot::ResolverKind::OciClient) {
+                        // oci-client needs sockets; the distribution API over the network reaches every
+                        // in-process registry.
+                        setup.resolver = sim_boot::ResolverKind::Http(Some(self.net.client()));
+                    }
+                }
                 let client = self.client_for(Role::Backend)?;
                 Some(RunningBackend::InProcess(
                     InProcessBackend::start(client, setup).await?,
@@ -180,6 +219,14 @@ impl Testbed {
                 && let Some(backend) = &self.backend
             {
                 setup.spec.boot_network.ipxe_url_template = Some(backend.boot_url_template());
+            }
+            if in_process && setup.options.events_http.is_none() {
+                // Events go where a subscription says: the operator's in-process host, or a socket an
+                // operator with `event_listen` bound.
+                setup.options.events_http = Some(
+                    self.net
+                        .client_with_fallback(http_client::HttpClient::hyper()),
+                );
             }
             let bind = setup.options.bind;
             let fleet = fleet::start(setup).await?;
@@ -225,6 +272,15 @@ impl Testbed {
         self.backend.as_ref()?.in_process()
     }
 
+    /// The in-process network of the testbed's servers (empty over sockets).
+    pub fn network(&self) -> &InProcessNet {
+        &self.net
+    }
+
+    fn in_process(&self) -> bool {
+        self.transport == Transport::InProcess
+    }
+
     /// Every Redfish request the operator sent to an in-process fleet, when `record_redfish` is on.
     pub fn redfish_requests(&self) -> RedfishLog {
         self.redfish_log.clone()
@@ -253,12 +309,16 @@ impl Testbed {
         let handle = operator::run(options, client)
             .await
             .context("starting the operator")?;
+        if self.in_process() {
+            self.net.serve(OPERATOR_HOST, handle.router());
+        }
         self.operator = Some(handle);
         Ok(())
     }
 
     pub async fn stop_operator(&mut self) {
         if let Some(op) = self.operator.take() {
+            self.net.remove(OPERATOR_HOST);
             op.shutdown().await;
         }
     }
@@ -297,7 +357,7 @@ impl Drop for Testbed {
             || self.backend.is_some()
             || self.fleet.is_some()
             || self.api.handle().is_some();
-        if !pending {
+        if !pending || !self.stop_on_drop {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -315,6 +375,9 @@ impl Drop for Testbed {
             operator_setup: None,
             redfish_log: RedfishLog::default(),
             scratch: None,
+            stop_on_drop: false,
+            net: self.net.clone(),
+            transport: self.transport,
         };
         runtime.spawn(async move { rest.stop_all().await });
     }

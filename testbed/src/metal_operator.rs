@@ -7,6 +7,10 @@ use operator::config::Config;
 use operator::macdb::MacDb;
 use operator::redfish::{ClientOptions, TlsVerification};
 
+/// The operator's host on the testbed's in-process network: its probe registry and Redfish event receiver
+/// ([`operator::OperatorHandle::router`]). In-process, point `config.registry_url` (and `event_url`) here.
+pub const OPERATOR_HOST: &str = "operator.sim.invalid";
+
 /// How to run the operator.
 #[derive(Clone)]
 pub struct OperatorSetup {

@@ -1,12 +1,20 @@
 //! Two read-only OCI registries with sim-boot's standard images — one a backend must allow, one it must refuse —
 //! over HTTPS with a CA made for the run (or plain HTTP), optionally demanding the bearer-token flow of public
-//! registries: what a backend under test resolves boot images from when there is no real registry.
+//! registries: what a backend under test resolves boot images from when there is no real registry. In-process
+//! ([`BuiltinRegistries::in_process`]) they are hosts of an [`InProcessNet`] over plain HTTP: no socket, and no
+//! TLS, which nothing outside the process could check anyway.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use http_client::InProcessNet;
 use tokio::task::JoinHandle;
+
+/// The allowed built-in registry's host on an in-process network.
+pub const REGISTRY_HOST: &str = "registry.sim.invalid";
+/// The disallowed one's.
+pub const DISALLOWED_REGISTRY_HOST: &str = "disallowed-registry.sim.invalid";
 
 /// Seed of the built-in registry's generated images (any fixed value: digests are stable across runs).
 const REGISTRY_SEED: u64 = 7;
@@ -75,11 +83,15 @@ impl Default for RegistryOptions {
 /// `disallowed` (same content, a host the backend must refuse). Over HTTPS both present a certificate for
 /// 127.0.0.1/localhost signed by one CA generated for this run ([`BuiltinRegistries::ca_pem`]).
 pub struct BuiltinRegistries {
+    /// The bound addresses over sockets; in-process, where nothing is bound, the unspecified `0.0.0.0:0`
+    /// (use [`BuiltinRegistries::allowed_host`] and [`BuiltinRegistries::images`], which name the hosts).
     pub allowed: SocketAddr,
     pub disallowed: SocketAddr,
     pub options: RegistryOptions,
     ca_pem: Option<String>,
     tasks: Vec<JoinHandle<()>>,
+    /// In-process: the network serving both hosts.
+    net: Option<InProcessNet>,
 }
 
 impl BuiltinRegistries {
@@ -128,7 +140,53 @@ impl BuiltinRegistries {
             options,
             ca_pem: ca.map(|c| c.ca_pem().to_string()),
             tasks,
+            net: None,
         })
+    }
+
+    /// Both registries as [`REGISTRY_HOST`] and [`DISALLOWED_REGISTRY_HOST`] of `net`, over plain HTTP (HTTPS
+    /// is refused: in one process there is no wire to protect).
+    pub fn in_process(
+        options: RegistryOptions,
+        catalog: sim_boot::oci::catalog::Catalog,
+        net: &InProcessNet,
+    ) -> anyhow::Result<BuiltinRegistries> {
+        anyhow::ensure!(
+            options.scheme == RegistryScheme::Http,
+            "in-process registries serve plain HTTP only (TLS needs sockets and has nothing to protect in one process)"
+        );
+        let mut registry = sim_boot::oci::Registry::new(catalog);
+        if options.auth == RegistryAuthMode::Token {
+            registry = registry.with_token_auth(options.scheme.as_str());
+        }
+        for host in [REGISTRY_HOST, DISALLOWED_REGISTRY_HOST] {
+            net.serve(host, registry.router());
+        }
+        let unbound = SocketAddr::from(([0, 0, 0, 0], 0));
+        Ok(BuiltinRegistries {
+            allowed: unbound,
+            disallowed: unbound,
+            options,
+            ca_pem: None,
+            tasks: Vec::new(),
+            net: Some(net.clone()),
+        })
+    }
+
+    /// `host:port` (or the in-process host name) of the registry a backend must allow.
+    pub fn allowed_host(&self) -> String {
+        match self.net {
+            Some(_) => REGISTRY_HOST.to_string(),
+            None => self.allowed.to_string(),
+        }
+    }
+
+    /// `host:port` (or the in-process host name) of the registry a backend must refuse.
+    pub fn disallowed_host(&self) -> String {
+        match self.net {
+            Some(_) => DISALLOWED_REGISTRY_HOST.to_string(),
+            None => self.disallowed.to_string(),
+        }
     }
 
     /// `https` or `http`.
@@ -141,8 +199,12 @@ impl BuiltinRegistries {
         self.ca_pem.as_deref()
     }
 
-    /// A client over real sockets that reaches these registries (trusting the run's CA when there is one).
+    /// A client that reaches these registries: over real sockets (trusting the run's CA when there is one), or
+    /// through the in-process network.
     pub fn http_client(&self) -> anyhow::Result<http_client::HttpClient> {
+        if let Some(net) = &self.net {
+            return Ok(net.client());
+        }
         match self.ca_pem() {
             Some(pem) => http_client::HttpClient::hyper_tls(Some(pem)).map_err(anyhow::Error::msg),
             None => Ok(http_client::HttpClient::hyper()),
@@ -152,13 +214,14 @@ impl BuiltinRegistries {
     /// The standard catalog's references on these registries, by role (what a conformance run checks with).
     pub fn images(&self) -> ImageSet {
         use sim_boot::oci::catalog::names;
-        let at = |addr: SocketAddr, name: &str| format!("{addr}/{name}");
+        let (allowed, disallowed) = (self.allowed_host(), self.disallowed_host());
+        let at = |host: &str, name: &str| format!("{host}/{name}");
         ImageSet {
-            valid: at(self.allowed, names::OS_V1),
-            valid_alt: Some(at(self.allowed, names::OS_V2)),
-            unresolvable: Some(at(self.allowed, "ironcore/os:0.0-does-not-exist")),
-            missing_layer: Some(at(self.allowed, names::NO_KERNEL)),
-            disallowed_registry: Some(at(self.disallowed, names::OS_V1)),
+            valid: at(&allowed, names::OS_V1),
+            valid_alt: Some(at(&allowed, names::OS_V2)),
+            unresolvable: Some(at(&allowed, "ironcore/os:0.0-does-not-exist")),
+            missing_layer: Some(at(&allowed, names::NO_KERNEL)),
+            disallowed_registry: Some(at(&disallowed, names::OS_V1)),
         }
     }
 
@@ -217,6 +280,11 @@ impl Drop for BuiltinRegistries {
         for t in &self.tasks {
             t.abort();
         }
+        if let Some(net) = &self.net {
+            for host in [REGISTRY_HOST, DISALLOWED_REGISTRY_HOST] {
+                net.remove(host);
+            }
+        }
     }
 }
 
@@ -238,5 +306,37 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(base.status, 200);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn in_process_registries_are_hosts_of_the_network() {
+        let net = InProcessNet::default();
+        let catalog = BuiltinRegistries::standard_catalog();
+        let registries =
+            BuiltinRegistries::in_process(RegistryOptions::default(), catalog.clone(), &net)
+                .unwrap();
+        assert!(
+            registries
+                .images()
+                .valid
+                .starts_with("registry.sim.invalid/")
+        );
+        let base = registries
+            .http_client()
+            .unwrap()
+            .get("http://disallowed-registry.sim.invalid/v2/")
+            .await
+            .unwrap();
+        assert_eq!(base.status, 200);
+        drop(registries);
+        assert!(net.hosts().is_empty(), "{:?}", net.hosts());
+        let https = RegistryOptions {
+            scheme: RegistryScheme::Https,
+            ..RegistryOptions::default()
+        };
+        let refused = BuiltinRegistries::in_process(https, catalog, &net)
+            .err()
+            .unwrap();
+        assert!(refused.to_string().contains("plain HTTP only"), "{refused}");
     }
 }

@@ -5,10 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use http_client::HttpClient;
 use serde_json::json;
 
 use super::Bmc;
@@ -26,10 +23,11 @@ pub struct Subscription {
     pub retry_policy: String,
 }
 
-/// Delivers event payloads over HTTP (one shared client for the whole fleet).
+/// Delivers event payloads over HTTP (one shared client for the whole fleet): real sockets, or an in-process
+/// network's client so events reach an in-process receiver.
 #[derive(Clone)]
 pub struct EventSender {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: HttpClient,
     /// Deliveries are spawned here, so events raised outside the runtime (e.g. a test thread) still go out.
     runtime: tokio::runtime::Handle,
     delivered: Arc<AtomicU64>,
@@ -41,11 +39,10 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
 const DELIVERY_ATTEMPTS: u32 = 3;
 
 impl EventSender {
-    pub fn new(runtime: tokio::runtime::Handle) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_secs(2)));
+    /// Sends through `client` (its timeout is replaced by the per-delivery bound).
+    pub fn new(runtime: tokio::runtime::Handle, client: HttpClient) -> Self {
         Self {
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            client: client.with_timeout(DELIVERY_TIMEOUT),
             runtime,
             delivered: Arc::default(),
             failed: Arc::default(),
@@ -65,14 +62,8 @@ impl EventSender {
         let this = self.clone();
         self.runtime.spawn(async move {
             for attempt in 0..DELIVERY_ATTEMPTS {
-                let Ok(req) = http::Request::post(destination.as_str())
-                    .header(http::header::CONTENT_TYPE, "application/json")
-                    .body(Full::new(body.clone()))
-                else {
-                    break;
-                };
-                match tokio::time::timeout(DELIVERY_TIMEOUT, this.client.request(req)).await {
-                    Ok(Ok(resp)) if resp.status().is_success() => {
+                match this.client.post_json(&destination, body.clone()).await {
+                    Ok(response) if response.status.is_success() => {
                         this.delivered.fetch_add(1, Ordering::Relaxed);
                         return;
                     }

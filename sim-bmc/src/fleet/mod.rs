@@ -49,6 +49,9 @@ pub struct FleetOptions {
     pub bind: BindMode,
     /// Clock for timestamps; defaults to wall time at start advanced by tokio's clock.
     pub clock: Option<ClockFn>,
+    /// How events reach subscribers' destinations; real sockets when None (an in-process network's client
+    /// reaches an in-process receiver).
+    pub events_http: Option<http_client::HttpClient>,
 }
 
 /// One system as clients see it.
@@ -154,7 +157,12 @@ fn build_bmcs(
         .clone()
         .unwrap_or_else(crate::clock::default_clock);
     let metrics = Arc::new(Metrics::new());
-    let sender = crate::bmc::events::EventSender::new(tokio::runtime::Handle::current());
+    let sender = crate::bmc::events::EventSender::new(
+        tokio::runtime::Handle::current(),
+        opts.events_http
+            .clone()
+            .unwrap_or_else(http_client::HttpClient::hyper),
+    );
     let https_only = opts.tls && spec.network.https_only;
     let bmcs: Vec<Arc<Bmc>> = resolved
         .iter()
