@@ -65,13 +65,16 @@ impl Stack {
         let requests = ApiRequestCounters::default();
         let counted = requests.clone();
         let simulated = run.clock == spec::ClockMode::Simulated;
-        let mut builder = Testbed::builder()
+        let builder = Testbed::builder().transport(if simulated {
+            testbed::Transport::InProcess
+        } else {
+            testbed::Transport::Sockets
+        });
+        // On the simulated clock the machines reach sim-boot, its registries and the operator's probe
+        // registry through the testbed's in-process network; on the wall clock, through sockets.
+        let machines_http = simulated.then(|| builder.network().client());
+        let mut builder = builder
             .api(api)
-            .transport(if simulated {
-                testbed::Transport::InProcess
-            } else {
-                testbed::Transport::Sockets
-            })
             .clients(Arc::new(move |role, access| {
                 counted.client(access, component(role))
             }))
@@ -80,6 +83,7 @@ impl Stack {
                 run.seed,
                 run.bmcs_in_process || simulated,
                 real_machines.as_ref(),
+                machines_http,
             ))
             .bmc_objects();
         if let Some(backend) = backend(s, sink, real_registry.as_deref())? {
@@ -93,13 +97,21 @@ impl Stack {
             bed.sim_boot()
                 .and_then(|b| b.registry_host().map(str::to_string))
         });
-        let registry_addr = free_port().context("reserving a port for the operator's registry")?;
         let probe_image = match &registry_host {
             Some(host) => format!("{host}/{}", sim_boot::oci::names::PROBE),
             None => String::new(),
         };
-        let mut setup = OperatorSetup::new(operator_config(s, registry_addr, &probe_image)?);
-        setup.registry_listen = Some(registry_addr);
+        let setup = if simulated {
+            // The testbed serves the operator's probe registry as an in-process host.
+            let url = format!("http://{}", testbed::OPERATOR_HOST);
+            OperatorSetup::new(operator_config(s, &url, &probe_image)?)
+        } else {
+            let addr = free_port().context("reserving a port for the operator's registry")?;
+            let mut setup =
+                OperatorSetup::new(operator_config(s, &format!("http://{addr}"), &probe_image)?);
+            setup.registry_listen = Some(addr);
+            setup
+        };
         bed.operator_setup = Some(setup);
         if let Err(e) = bed.start_operator().await {
             bed.shutdown().await;
@@ -266,6 +278,7 @@ pub fn fleet_setup(
     seed: u64,
     in_process: bool,
     real: Option<&qemu_machines::RealMachines>,
+    machines_http: Option<http_client::HttpClient>,
 ) -> FleetSetup {
     let mut fleet = sim_bmc::FleetSpec {
         seed: s.fleet.seed.unwrap_or(seed),
@@ -298,11 +311,14 @@ pub fn fleet_setup(
         }
         | Backend::External { ipxe_url_template } => Some(ipxe_url_template.clone()),
     };
-    let netboot = netboot::Netboot::new(netboot::NetbootOptions {
+    let mut options = netboot::NetbootOptions {
         probe_images: vec![sim_boot::oci::names::PROBE.to_string()],
         ..Default::default()
-    });
-    let simulated: Arc<dyn sim_bmc::boot::NetworkBoot> = Arc::new(netboot);
+    };
+    if let Some(http) = machines_http {
+        options.http = http;
+    }
+    let simulated: Arc<dyn sim_bmc::boot::NetworkBoot> = Arc::new(netboot::Netboot::new(options));
     let options = sim_bmc::FleetOptions {
         network_boot: Some(real.map_or(simulated, |r| r.network_boot())),
         bind: if in_process {
@@ -365,7 +381,7 @@ fn assign_real_machines(
 
 fn operator_config(
     s: &Scenario,
-    registry: SocketAddr,
+    registry_url: &str,
     probe_os_image: &str,
 ) -> anyhow::Result<operator::config::Config> {
     let mut args: Vec<String> = vec!["metal-operator".into()];
@@ -392,7 +408,7 @@ fn operator_config(
     if !mentioned("--probe-os-image") {
         args.extend(["--probe-os-image".into(), probe_os_image.to_string()]);
     }
-    args.extend(["--registry-url".into(), format!("http://{registry}")]);
+    args.extend(["--registry-url".into(), registry_url.to_string()]);
     args.extend(user.iter().cloned());
     let flags = operator::config::Flags::try_parse_from(&args)
         .map_err(|e| anyhow::anyhow!("operator flags {:?}: {}", user, e.to_string().trim()))?;
