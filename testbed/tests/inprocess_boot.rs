@@ -18,7 +18,6 @@ use sim_boot::oci::names;
 use testbed::registries::REGISTRY_HOST;
 use testbed::{
     Backend, BuiltinRegistries, FleetSetup, OPERATOR_HOST, OperatorSetup, RegistryOptions, Testbed,
-    Transport,
 };
 
 const NS: &str = "default";
