@@ -29,10 +29,9 @@ pub enum Transport {
     /// Real HTTP over loopback (or the external cluster's URL).
     #[default]
     Sockets,
-    /// The embedded server's router as a tower service, and every other server of the testbed (registries,
-    /// sim-boot, the operator's registry and event receiver) a host of the testbed's in-process network: no
-    /// sockets (what a paused clock needs). The embedded API server opens no listener either, unless
-    /// [`crate::TestbedBuilder::api_listener`] asks for one (a child process or a kubeconfig needs it).
+    /// The embedded server's router as a tower service: no sockets (what a paused clock needs). The server
+    /// still listens for child processes and kubeconfigs unless the testbed is
+    /// [`crate::TestbedBuilder::socket_free`].
     InProcess,
 }
 
@@ -128,7 +127,7 @@ struct Embedded {
 
 impl ApiServer {
     /// Starts (or connects to) the API server; the embedded one gets the metal CRDs and listens on loopback
-    /// over sockets (in-process, only when `listen` says so).
+    /// when `listen` says so (always over [`Transport::Sockets`]).
     pub async fn start(
         spec: &ApiSpec,
         transport: Transport,
@@ -250,7 +249,7 @@ impl ApiServer {
         let handle = self.handle().context("no embedded API server is running")?;
         anyhow::ensure!(
             handle.is_listening(),
-            "the in-process API server has no listener for a kubeconfig to name (build the testbed with api_listener(true))"
+            "the in-process API server has no listener for a kubeconfig to name (a socket_free testbed has none)"
         );
         handle
             .write_kubeconfig(path)

@@ -36,7 +36,7 @@ pub struct TestbedBuilder {
     registries: Option<(registries::RegistryOptions, sim_boot::oci::catalog::Catalog)>,
     /// The in-process network the servers join under [`Transport::InProcess`].
     net: InProcessNet,
-    api_listener: bool,
+    socket_free: bool,
 }
 
 impl TestbedBuilder {
@@ -52,18 +52,19 @@ impl TestbedBuilder {
         self
     }
 
-    /// The network that in-process servers join under [`Transport::InProcess`] (sim-boot as
-    /// `boot.sim.invalid`, the registries, the operator as [`OPERATOR_HOST`]): hand its
-    /// [`InProcessNet::client`] to the fleet's machines (netboot) before [`Self::start`].
-    pub fn network(&self) -> InProcessNet {
-        self.net.clone()
+    /// No socket at all: [`Transport::InProcess`], the embedded API server without a listener, and every other
+    /// server a host of [`Self::network`] (sim-boot as `boot.sim.invalid`, the built-in registries, the operator
+    /// as [`OPERATOR_HOST`]). Plain `Transport::InProcess` leaves those on loopback sockets.
+    pub fn socket_free(mut self) -> Self {
+        self.transport = Transport::InProcess;
+        self.socket_free = true;
+        self
     }
 
-    /// Under [`Transport::InProcess`], let the embedded API server listen on loopback all the same (a child
-    /// process or a kubeconfig needs it); off by default there, so nothing listens.
-    pub fn api_listener(mut self, listen: bool) -> Self {
-        self.api_listener = listen;
-        self
+    /// The network a [`Self::socket_free`] testbed's servers join: hand its [`InProcessNet::client`] to the
+    /// fleet's machines (netboot) before [`Self::start`].
+    pub fn network(&self) -> InProcessNet {
+        self.net.clone()
     }
 
     /// Builds each component's kube client (default: [`api::plain_client`]).
@@ -107,7 +108,7 @@ impl TestbedBuilder {
     /// Starts the parts in dependency order: API server, backend, fleet (booting from the backend), BMC objects,
     /// operator. On an error, what already started is shut down.
     pub async fn start(mut self) -> anyhow::Result<Testbed> {
-        let api = ApiServer::start(&self.api, self.transport, self.api_listener).await?;
+        let api = ApiServer::start(&self.api, self.transport, !self.socket_free).await?;
         let clients = self
             .clients
             .take()
@@ -128,7 +129,7 @@ impl TestbedBuilder {
             scratch: Some(scratch),
             stop_on_drop: true,
             net: self.net.clone(),
-            transport: self.transport,
+            socket_free: self.socket_free,
         };
         if let Err(e) = bed.start_parts(self).await {
             bed.shutdown().await;
@@ -160,7 +161,7 @@ pub struct Testbed {
     /// when a test panicked with a testbed alive).
     stop_on_drop: bool,
     net: InProcessNet,
-    transport: Transport,
+    socket_free: bool,
 }
 
 impl Testbed {
@@ -272,13 +273,13 @@ impl Testbed {
         self.backend.as_ref()?.in_process()
     }
 
-    /// The in-process network of the testbed's servers (empty over sockets).
+    /// The in-process network of a [`TestbedBuilder::socket_free`] testbed's servers (empty otherwise).
     pub fn network(&self) -> &InProcessNet {
         &self.net
     }
 
     fn in_process(&self) -> bool {
-        self.transport == Transport::InProcess
+        self.socket_free
     }
 
     /// Every Redfish request the operator sent to an in-process fleet, when `record_redfish` is on.
@@ -377,7 +378,7 @@ impl Drop for Testbed {
             scratch: None,
             stop_on_drop: false,
             net: self.net.clone(),
-            transport: self.transport,
+            socket_free: self.socket_free,
         };
         runtime.spawn(async move { rest.stop_all().await });
     }

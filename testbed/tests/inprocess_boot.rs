@@ -18,7 +18,6 @@ use sim_boot::oci::names;
 use testbed::registries::REGISTRY_HOST;
 use testbed::{
     Backend, BuiltinRegistries, FleetSetup, OPERATOR_HOST, OperatorSetup, RegistryOptions, Testbed,
-    Transport,
 };
 
 const NS: &str = "default";
@@ -32,7 +31,7 @@ async fn a_claimed_machine_boots_the_registry_image_with_no_socket() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     assert_eq!(listening_sockets().len(), 1);
     drop(listener);
-    let builder = Testbed::builder().transport(Transport::InProcess);
+    let builder = Testbed::builder().socket_free();
     let net = builder.network();
 
     let mut spec = FleetSpec::uniform(1, sim_bmc::vendor::Vendor::Dell, 16);

@@ -224,8 +224,6 @@ impl Harness {
         };
         let mut bed = testbed::Testbed::builder()
             .transport(testbed::Transport::InProcess)
-            // A test runs the operator binary against a kubeconfig.
-            .api_listener(true)
             .fleet(testbed::FleetSetup::new(spec, fleet_options))
             .start()
             .await
