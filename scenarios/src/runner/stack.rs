@@ -65,11 +65,10 @@ impl Stack {
         let requests = ApiRequestCounters::default();
         let counted = requests.clone();
         let simulated = run.clock == spec::ClockMode::Simulated;
-        let builder = Testbed::builder().transport(if simulated {
-            testbed::Transport::InProcess
-        } else {
-            testbed::Transport::Sockets
-        });
+        let builder = match simulated {
+            true => Testbed::builder().socket_free(),
+            false => Testbed::builder(),
+        };
         // On the simulated clock the machines reach sim-boot, its registries and the operator's probe
         // registry through the testbed's in-process network; on the wall clock, through sockets.
         let machines_http = simulated.then(|| builder.network().client());
