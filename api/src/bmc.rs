@@ -14,21 +14,21 @@ string_enum! {
     /// The BMC's state (`status.state`): the controller copies Redfish `Manager.Status.State`
     /// verbatim, so other Redfish states can appear.
     pub enum BMCState (open) {
-        Enabled = "Enabled",
-        Error = "Error",
-        Pending = "Pending",
+        Enabled,
+        Error,
+        Pending,
     }
 }
 
 string_enum! {
     /// The BMC's power state (`status.powerState`).
     pub enum BMCPowerState (open) {
-        On = "On",
-        Off = "Off",
-        Paused = "Paused",
-        PoweringOn = "PoweringOn",
-        PoweringOff = "PoweringOff",
-        Unknown = "Unknown",
+        On,
+        Off,
+        Paused,
+        PoweringOn,
+        PoweringOff,
+        Unknown,
     }
 }
 

@@ -11,9 +11,9 @@ use crate::string_enum::string_enum;
 string_enum! {
     /// The boot provider's verdict (`status.state`). A free string upstream.
     pub enum ServerBootConfigurationState (open) {
-        Pending = "Pending",
-        Ready = "Ready",
-        Error = "Error",
+        Pending,
+        Ready,
+        Error,
     }
 }
 

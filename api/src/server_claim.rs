@@ -12,8 +12,8 @@ use crate::string_enum::string_enum;
 string_enum! {
     /// Whether a claim is bound to a Server (`status.phase`). A free string upstream.
     pub enum ServerClaimPhase (open) {
-        Bound = "Bound",
-        Unbound = "Unbound",
+        Bound,
+        Unbound,
     }
 }
 

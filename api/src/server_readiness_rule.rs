@@ -12,9 +12,9 @@ string_enum! {
     /// When a readiness rule is enforced.
     pub enum EnforcementMode (closed) {
         /// Applied once during initial setup.
-        BootstrapOnly = "BootstrapOnly",
+        BootstrapOnly,
         /// Monitored and corrected throughout the server's lifecycle.
-        Continuous = "Continuous",
+        Continuous,
     }
 }
 
