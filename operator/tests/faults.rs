@@ -54,12 +54,8 @@ async fn fault_case(bind: BindMode, fault: FaultKind, reason: &str) {
         .set(vec![FaultSpec::new(fault)]);
     h.start_operator().await;
     let bmc = wait_ready(&h, &bmcs[0], "False", reason).await;
-    let message = bmc
-        .status
-        .unwrap()
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "Ready")
+    let conditions = bmc.status.unwrap().conditions;
+    let message = &metal_api::find_condition(&conditions, "Ready")
         .unwrap()
         .message;
     assert!(!message.is_empty());
@@ -197,7 +193,7 @@ async fn ignored_power_on_is_repeated_only_after_the_polling_timeout() {
         .unwrap()
         .set(vec![FaultSpec::new(FaultKind::ResetIgnored)]);
     h.claim("c", Some(&server), "On", "img:1").await;
-    h.wait_for(&h.sbcs(NS), "c", T, "claim SBC", |_| true).await;
+    h.wait_sbc("c", "claim SBC").await;
     let before = h.power_on_requests(&uuid).len();
     let start = tokio::time::Instant::now();
     h.backend_set(NS, "c", "Ready", vec![]).await;
@@ -233,13 +229,10 @@ async fn stuck_powering_on_is_waited_for_not_repeated() {
         .unwrap()
         .set(vec![FaultSpec::new(FaultKind::StuckPoweringOn)]);
     h.claim("c", Some(&server), "On", "img:1").await;
-    h.wait_for(&h.sbcs(NS), "c", T, "claim SBC", |_| true).await;
+    h.wait_sbc("c", "claim SBC").await;
     let before = h.power_on_requests(&uuid).len();
     h.backend_set(NS, "c", "Ready", vec![]).await;
-    h.wait_for(&h.servers(), &server, T, "PoweringOn", |s: &Server| {
-        power_is(s, "PoweringOn")
-    })
-    .await;
+    h.wait_power(&server, "PoweringOn").await;
     h.reconciles(5).await;
     assert_eq!(
         h.power_on_requests(&uuid).len(),

@@ -23,8 +23,7 @@ async fn reserved_with_claim(h: &mut Harness, claim: &str) -> (String, String, A
     let claims = Api::<ServerClaim>::namespaced(h.client.clone(), NS);
     h.claim(claim, Some(&server), "On", IMAGE).await;
     h.wait_state(&server, "Reserved").await;
-    h.wait_for(&h.sbcs(NS), claim, T, "claim SBC", |_| true)
-        .await;
+    h.wait_sbc(claim, "claim SBC").await;
     (server, uuid, claims)
 }
 
@@ -55,10 +54,7 @@ async fn pending_sbc_blocks_power_on_until_ready() {
         "power-on while Pending"
     );
     h.backend_set(NS, "c", "Ready", vec![]).await;
-    h.wait_for(&h.servers(), &server, T, "On", |s: &Server| {
-        power_is(s, "On")
-    })
-    .await;
+    h.wait_power(&server, "On").await;
     assert_eq!(h.power_on_requests(&uuid).len(), before + 1);
 }
 
@@ -113,10 +109,7 @@ async fn error_sbc_is_surfaced_on_server_and_claim_and_recovery_clears_it() {
         server_condition(s, "BootConfigurationReady").is_some_and(|c| c.status == "True")
     })
     .await;
-    h.wait_for(&h.servers(), &server, T, "On", |s: &Server| {
-        power_is(s, "On")
-    })
-    .await;
+    h.wait_power(&server, "On").await;
     assert_eq!(h.power_on_requests(&uuid).len(), before + 1);
     eventually_async(|| async {
         !h.events_for(&server, "BootConfigurationRecovered")
@@ -246,10 +239,7 @@ async fn ready_for_an_older_generation_does_not_open_the_gate() {
         vec![condition("ImageValidation", "True", "Resolved", "", g2)],
     )
     .await;
-    h.wait_for(&h.servers(), &server, T, "On", |s: &Server| {
-        power_is(s, "On")
-    })
-    .await;
+    h.wait_power(&server, "On").await;
     assert_eq!(h.power_on_requests(&uuid).len(), before + 1);
 }
 
@@ -257,21 +247,14 @@ async fn ready_for_an_older_generation_does_not_open_the_gate() {
 async fn upstream_gate_powers_on_a_stale_ready() {
     // Documents the difference: `--readiness-gate=upstream` only compares `state == Ready`.
     let (h, server, uuid, before) = stale_generation_scenario(ReadinessGate::Upstream).await;
-    h.wait_for(&h.servers(), &server, T, "On", |s: &Server| {
-        power_is(s, "On")
-    })
-    .await;
+    h.wait_power(&server, "On").await;
     assert_eq!(h.power_on_requests(&uuid).len(), before + 1);
 }
 
 #[tokio::test]
 async fn missing_sbc_blocks_discovery_power_on() {
     let mut h = Harness::start(HarnessOptions::new(1)).await;
-    let bmcs = h.create_bmcs().await;
-    h.start_operator().await;
-    let server = format!("{}-system-0", bmcs[0]);
-    let uuid = h.first_system_uuid();
-    h.wait_state(&server, "Discovery").await;
+    let (server, uuid) = h.discovering().await;
     h.sbcs(NS)
         .delete(&server, &DeleteParams::default())
         .await
@@ -282,18 +265,7 @@ async fn missing_sbc_blocks_discovery_power_on() {
         h.power_on_requests(&uuid).is_empty(),
         "power-on with a missing SBC"
     );
-    assert_eq!(
-        h.servers()
-            .get(&server)
-            .await
-            .unwrap()
-            .status
-            .unwrap()
-            .state
-            .unwrap()
-            .as_str(),
-        "Discovery"
-    );
+    assert_eq!(h.server_state(&server).await, "Discovery");
 }
 
 #[tokio::test]
@@ -327,10 +299,7 @@ async fn sbc_deleted_mid_flight_is_recreated_and_gated_again() {
         "power-on after SBC deletion"
     );
     h.backend_set(NS, "c", "Ready", vec![]).await;
-    h.wait_for(&h.servers(), &server, T, "On", |s: &Server| {
-        power_is(s, "On")
-    })
-    .await;
+    h.wait_power(&server, "On").await;
     assert_eq!(h.power_on_requests(&uuid).len(), before + 1);
 }
 
@@ -350,8 +319,7 @@ async fn regression_247_invalid_image_never_boots_the_server() {
         "ghcr.io/example/does-not-exist:0",
     )
     .await;
-    h.wait_for(&h.sbcs(NS), "bad", T, "claim SBC", |_| true)
-        .await;
+    h.wait_sbc("bad", "claim SBC").await;
     let failing = condition(
         "ImageValidation",
         "False",
@@ -362,7 +330,7 @@ async fn regression_247_invalid_image_never_boots_the_server() {
     h.backend_set(NS, "bad", "Error", vec![failing]).await;
     wait_gate_reason(&h, &server, "ValidationFailed").await;
     // Even an explicit power-cycle request waits for the boot configuration.
-    h.servers().patch(&server, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {"metal.ironcore.dev/operation": "power-cycle-server"}}}))).await.unwrap();
+    h.merge_server(&server, json!({"metadata": {"annotations": {"metal.ironcore.dev/operation": "power-cycle-server"}}})).await;
     eventually_async(|| async { !h.events_for(&server, "ResetDeferred").await.is_empty() }).await;
     h.reconciles(4).await;
     assert_eq!(
@@ -469,10 +437,7 @@ async fn claim_sbc_leaving_ready_before_the_power_on_withholds_it() {
         "withheld power-on left as intent: {s:?}"
     );
     h.backend_set(NS, "c", "Ready", vec![]).await;
-    h.wait_for(&h.servers(), &server, T, "On", |s: &Server| {
-        power_is(s, "On")
-    })
-    .await;
+    h.wait_power(&server, "On").await;
     assert_eq!(h.power_on_requests(&uuid).len(), before + 1);
 }
 
@@ -486,8 +451,7 @@ async fn discovery_sbc_leaving_ready_before_the_power_on_withholds_it() {
     h.operator_hook = Some(hook);
     h.create_bmcs().await;
     h.start_operator().await;
-    h.wait_for(&h.sbcs(NS), &server, T, "discovery SBC", |_| true)
-        .await;
+    h.wait_sbc(&server, "discovery SBC").await;
     h.backend_set(NS, &server, "Ready", vec![]).await;
     eventually(T, "backend flapped", || !armed.load(Ordering::SeqCst)).await;
     wait_gate_reason(&h, &server, "Pending").await;

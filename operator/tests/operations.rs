@@ -71,10 +71,7 @@ async fn park_reserved_server_powers_off_drops_other_operations_and_unpark_resum
     );
     h.annotate(&server, Some("unpark")).await;
     h.wait_state(&server, "Reserved").await;
-    h.wait_for(&h.servers(), &server, T, "On again", |s: &Server| {
-        power_is(s, "On")
-    })
-    .await;
+    h.wait_power(&server, "On").await;
     assert_eq!(h.power_on_requests(&uuid).len(), power_ons + 1);
 }
 
@@ -120,10 +117,7 @@ async fn reset_operations_reach_the_bmc_and_are_consumed() {
             "{operation} sent {reset}: {:?}",
             h.resets(&uuid)
         );
-        h.wait_for(&h.servers(), &server, T, "settled On", |s: &Server| {
-            power_is(s, "On")
-        })
-        .await;
+        h.wait_power(&server, "On").await;
     }
     // Dell-like BMCs do not list ForceOn: the request is reported and dropped, not retried forever.
     h.annotate(&server, Some("force-on-server")).await;
@@ -140,7 +134,7 @@ async fn ignore_skips_reconciles_and_unknown_operations_are_dropped() {
     let mut h = Harness::start(HarnessOptions::new(1)).await;
     let (server, uuid) = h.discovered().await;
     h.claim("c", Some(&server), "On", "img:1").await;
-    h.wait_for(&h.sbcs(NS), "c", T, "claim SBC", |_| true).await;
+    h.wait_sbc("c", "claim SBC").await;
     h.wait_state(&server, "Reserved").await;
     h.annotate(&server, Some("ignore")).await;
     h.reconciles(2).await;
@@ -161,10 +155,7 @@ async fn ignore_skips_reconciles_and_unknown_operations_are_dropped() {
             .is_empty()
     })
     .await;
-    h.wait_for(&h.servers(), &server, T, "On", |s: &Server| {
-        power_is(s, "On")
-    })
-    .await;
+    h.wait_power(&server, "On").await;
 }
 
 #[tokio::test]
@@ -172,14 +163,8 @@ async fn retry_moves_an_errored_server_back_to_initial() {
     let mut h = Harness::start(HarnessOptions::new(1)).await;
     let (server, _) = h.discovered().await;
     h.annotate(&server, Some("ignore")).await;
-    h.servers()
-        .patch_status(
-            &server,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"state": "Error"}})),
-        )
-        .await
-        .unwrap();
+    h.merge_server_status(&server, json!({"status": {"state": "Error"}}))
+        .await;
     h.annotate(&server, Some("retry")).await;
     h.wait_annotation_gone(&server).await;
     // Back through discovery.

@@ -16,6 +16,11 @@ use tower::ServiceExt as _;
 
 const T: Duration = Duration::from_secs(30);
 
+/// Only the status code of [`call`].
+async fn status_code(service: &HttpService, method: &str, uri: &str, body: &str) -> u16 {
+    call(service, method, uri, body).await.0
+}
+
 async fn call(service: &HttpService, method: &str, uri: &str, body: &str) -> (u16, String) {
     let request = http::Request::builder()
         .method(method)
@@ -45,70 +50,48 @@ async fn registry_http_api_matches_upstream() {
         operator::redfish::service_transport(h.operator.as_ref().unwrap().registry.router());
     let base = "http://registry.test";
     assert_eq!(
-        call(&registry, "GET", &format!("{base}/systems/{uuid}"), "")
-            .await
-            .0,
+        status_code(&registry, "GET", &format!("{base}/systems/{uuid}"), "").await,
         404
     );
     assert_eq!(
-        call(&registry, "POST", &format!("{base}/register"), "{not json")
-            .await
-            .0,
+        status_code(&registry, "POST", &format!("{base}/register"), "{not json").await,
         400
     );
     assert_eq!(
-        call(&registry, "PUT", &format!("{base}/register"), "{}")
-            .await
-            .0,
+        status_code(&registry, "PUT", &format!("{base}/register"), "{}").await,
         405
     );
     let payload = format!(
         r#"{{"systemUUID":"{uuid}","data":{{"timestamp":"2026-01-01T00:00:00Z","networkInterfaces":[{{"name":"eth0","ipAddresses":["10.1.1.1"],"macAddress":"aa:bb:cc:dd:ee:ff","carrierStatus":"up"}}]}}}}"#
     );
     assert_eq!(
-        call(&registry, "POST", &format!("{base}/register"), &payload)
-            .await
-            .0,
+        status_code(&registry, "POST", &format!("{base}/register"), &payload).await,
         201
     );
     let (status, body) = call(&registry, "GET", &format!("{base}/systems/{uuid}"), "").await;
     assert_eq!(status, 200);
     assert!(body.contains("10.1.1.1"), "{body}");
     assert_eq!(
-        call(&registry, "DELETE", &format!("{base}/delete/{uuid}"), "")
-            .await
-            .0,
+        status_code(&registry, "DELETE", &format!("{base}/delete/{uuid}"), "").await,
         200
     );
     assert_eq!(
-        call(&registry, "DELETE", &format!("{base}/delete/{uuid}"), "")
-            .await
-            .0,
+        status_code(&registry, "DELETE", &format!("{base}/delete/{uuid}"), "").await,
         404
     );
     // The booted OS reports back: the Server's current SBC gets BootStateReceived.
     let unknown = r#"{"systemUUID":"00000000-0000-0000-0000-000000000000","booted":true}"#;
     assert_eq!(
-        call(&registry, "POST", &format!("{base}/bootstate"), unknown)
-            .await
-            .0,
+        status_code(&registry, "POST", &format!("{base}/bootstate"), unknown).await,
         404
     );
     let booted = format!(r#"{{"systemUUID":"{uuid}","booted":true}}"#);
     assert_eq!(
-        call(&registry, "POST", &format!("{base}/bootstate"), &booted)
-            .await
-            .0,
+        status_code(&registry, "POST", &format!("{base}/bootstate"), &booted).await,
         200
     );
     let sbc = h.sbcs(NS).get(&server).await.unwrap();
-    let condition = sbc
-        .status
-        .unwrap()
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "BootStateReceived")
-        .unwrap();
+    let condition = sbc.condition("BootStateReceived").unwrap();
     assert_eq!(
         (condition.status.as_str(), condition.reason.as_str()),
         ("True", "BootStateReceived")
@@ -135,9 +118,7 @@ async fn registry_http_api_matches_upstream() {
         "{text}"
     );
     assert_eq!(
-        call(&probes, "GET", "http://probes.test/readyz", "")
-            .await
-            .0,
+        status_code(&probes, "GET", "http://probes.test/readyz", "").await,
         200
     );
 }
@@ -220,14 +201,14 @@ async fn binary_runs_with_kubeconfig_serves_probes_and_metrics_and_stops_on_sigt
         .unwrap();
     let http = hyper_transport(TlsVerification::Verify);
     let deadline = tokio::time::Instant::now() + 2 * T;
-    while call(
+    while status_code(
         &http,
         "GET",
         &format!("http://127.0.0.1:{health}/readyz"),
         "",
     )
     .await
-    .0 != 200
+        != 200
     {
         let log = || {
             let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap_or_default();
@@ -253,14 +234,13 @@ async fn binary_runs_with_kubeconfig_serves_probes_and_metrics_and_stops_on_sigt
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(
-        call(
+        status_code(
             &http,
             "GET",
             &format!("http://127.0.0.1:{health}/healthz"),
             ""
         )
-        .await
-        .0,
+        .await,
         200
     );
     let scrape = || async {
@@ -292,14 +272,13 @@ async fn binary_runs_with_kubeconfig_serves_probes_and_metrics_and_stops_on_sigt
             "{family} missing from /metrics:\n{text}"
         );
     }
-    let registry_status = call(
+    let registry_status = status_code(
         &http,
         "GET",
         &format!("http://127.0.0.1:{registry}/systems/unknown"),
         "",
     )
-    .await
-    .0;
+    .await;
     assert_eq!(registry_status, 404, "registry served by the binary");
     let lease = Api::<Lease>::namespaced(h.client.clone(), NS)
         .get("f26702e4.ironcore.dev")
