@@ -8,7 +8,6 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use apiserver::Handle;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 const KUBECTL: &str = "/usr/bin/kubectl";
@@ -178,12 +177,8 @@ async fn server_side_apply_status_patch_wait_and_watch() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let mut lines = common::stdout_lines(&mut watch);
+    let first = common::next_line(&mut lines).await;
     assert!(first.contains("NAME"), "{first}");
 
     let waiter = k
