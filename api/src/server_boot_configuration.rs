@@ -101,20 +101,23 @@ impl ServerBootConfiguration {
         let Some(generation) = self.metadata.generation else {
             return true;
         };
-        let conditions = self
-            .status
-            .as_ref()
-            .map(|s| s.conditions.as_slice())
-            .unwrap_or_default();
-        conditions
+        self.conditions()
             .iter()
             .filter_map(|condition| condition.observed_generation)
             .all(|observed| observed >= generation)
     }
 
+    /// The status conditions (none while there is no status).
+    pub fn conditions(&self) -> &[Condition] {
+        self.status
+            .as_ref()
+            .map(|s| s.conditions.as_slice())
+            .unwrap_or_default()
+    }
+
     /// The condition of the given type, if present.
     pub fn condition(&self, type_: &str) -> Option<&Condition> {
-        crate::conditions::find_condition(self.status.as_ref()?.conditions.as_slice(), type_)
+        crate::conditions::find_condition(self.conditions(), type_)
     }
 }
 
