@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use axum::routing::post;
-use common::{Client, fleet, wait_for_event, wait_until};
+use common::{Client, fleet, wait_for_event};
 use http::StatusCode;
 use serde_json::Value;
 use sim_bmc::{Fleet, FleetOptions, FleetSpec, MachineEventKind};
