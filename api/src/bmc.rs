@@ -47,8 +47,6 @@ string_enum! {
     group = "metal.ironcore.dev",
     version = "v1alpha1",
     kind = "BMC",
-    plural = "bmcs",
-    singular = "bmc",
     status = "BMCStatus",
     derive = "PartialEq",
     doc = "BMC is the Schema for the bmcs API",

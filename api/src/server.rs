@@ -60,8 +60,6 @@ string_enum! {
     group = "metal.ironcore.dev",
     version = "v1alpha1",
     kind = "Server",
-    plural = "servers",
-    singular = "server",
     shortname = "srv",
     status = "ServerStatus",
     derive = "PartialEq",

@@ -23,8 +23,6 @@ string_enum! {
     group = "metal.ironcore.dev",
     version = "v1alpha1",
     kind = "ServerBootConfiguration",
-    plural = "serverbootconfigurations",
-    singular = "serverbootconfiguration",
     shortname = "sbc",
     namespaced,
     status = "ServerBootConfigurationStatus",

@@ -23,8 +23,6 @@ string_enum! {
     group = "metal.ironcore.dev",
     version = "v1alpha1",
     kind = "ServerClaim",
-    plural = "serverclaims",
-    singular = "serverclaim",
     shortname = "scl",
     namespaced,
     status = "ServerClaimStatus",

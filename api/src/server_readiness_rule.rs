@@ -24,8 +24,6 @@ string_enum! {
     group = "metal.ironcore.dev",
     version = "v1alpha1",
     kind = "ServerReadinessRule",
-    plural = "serverreadinessrules",
-    singular = "serverreadinessrule",
     status = "ServerReadinessRuleStatus",
     derive = "PartialEq",
     doc = "ServerReadinessRule is the Schema for the serverreadinessrules API"
