@@ -151,11 +151,17 @@ async fn crds_discovery_explain_and_printer_columns() {
     h.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn server_side_apply_status_patch_wait_and_watch() {
+/// A fresh server with the metal CRDs applied through kubectl.
+async fn with_metal_crds() -> (Handle, Kubectl) {
     let h = common::start().await;
     let k = Kubectl::new(&h);
     k.ok(&["apply", "-f", &crds_dir()]).await;
+    (h, k)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_apply_status_patch_wait_and_watch() {
+    let (h, k) = with_metal_crds().await;
     let dir = tempfile::tempdir().unwrap();
     let file = write(dir.path(), "srv.yaml", SERVER);
     let out = k.ok(&["apply", "--server-side", "-f", &file]).await;
@@ -231,9 +237,7 @@ async fn server_side_apply_status_patch_wait_and_watch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_blocks_on_finalizer() {
-    let h = common::start().await;
-    let k = Kubectl::new(&h);
-    k.ok(&["apply", "-f", &crds_dir()]).await;
+    let (h, k) = with_metal_crds().await;
     let dir = tempfile::tempdir().unwrap();
     let held = SERVER.replace("labels: {rack: r1}", "finalizers: [test.metal.dev/hold]");
     let file = write(dir.path(), "srv.yaml", &held);
