@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::*;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt as _;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use metal_api::{Server, ServerBootConfiguration, ServerClaim};
@@ -41,21 +42,32 @@ async fn wait_gate_reason(h: &Harness, server: &str, reason: &str) -> Server {
     .await
 }
 
+/// The backend's `ImageValidation=True` condition for the given generation.
+fn image_resolved(generation: Option<i64>) -> Condition {
+    condition("ImageValidation", "True", "Resolved", "", generation)
+}
+
+/// Three reconciles pass without a power-on beyond the `before` seen earlier.
+async fn no_power_on_meanwhile(h: &Harness, uuid: &str, before: usize, what: &str) {
+    h.reconciles(3).await;
+    assert_eq!(h.power_on_requests(uuid).len(), before, "{what}");
+}
+
+/// Once the backend answers the claim SBC `c` Ready, the server powers on, exactly once.
+async fn ready_powers_on_once(h: &Harness, server: &str, uuid: &str, before: usize) {
+    h.backend_set(NS, "c", "Ready", vec![]).await;
+    h.wait_power(server, "On").await;
+    assert_eq!(h.power_on_requests(uuid).len(), before + 1);
+}
+
 #[tokio::test]
 async fn pending_sbc_blocks_power_on_until_ready() {
     let mut h = Harness::start(HarnessOptions::new(1)).await;
     let (server, uuid, _) = reserved_with_claim(&mut h, "c").await;
     let before = h.power_on_requests(&uuid).len();
     wait_gate_reason(&h, &server, "Pending").await;
-    h.reconciles(3).await;
-    assert_eq!(
-        h.power_on_requests(&uuid).len(),
-        before,
-        "power-on while Pending"
-    );
-    h.backend_set(NS, "c", "Ready", vec![]).await;
-    h.wait_power(&server, "On").await;
-    assert_eq!(h.power_on_requests(&uuid).len(), before + 1);
+    no_power_on_meanwhile(&h, &uuid, before, "power-on while Pending").await;
+    ready_powers_on_once(&h, &server, &uuid, before).await;
 }
 
 #[tokio::test]
@@ -85,26 +97,10 @@ async fn error_sbc_is_surfaced_on_server_and_claim_and_recovery_clears_it() {
     .await;
     eventually_async(|| async { !h.events_for("c", "BootConfigurationError").await.is_empty() })
         .await;
-    h.reconciles(3).await;
-    assert_eq!(
-        h.power_on_requests(&uuid).len(),
-        before,
-        "power-on while Error"
-    );
+    no_power_on_meanwhile(&h, &uuid, before, "power-on while Error").await;
     // Recovery: the backend fixes it; the condition clears and the server powers on once.
-    h.backend_set(
-        NS,
-        "c",
-        "Ready",
-        vec![condition(
-            "ImageValidation",
-            "True",
-            "Resolved",
-            "",
-            Some(1),
-        )],
-    )
-    .await;
+    h.backend_set(NS, "c", "Ready", vec![image_resolved(Some(1))])
+        .await;
     h.wait_for(&h.servers(), &server, T, "gate open", |s: &Server| {
         server_condition(s, "BootConfigurationReady").is_some_and(|c| c.status == "True")
     })
@@ -188,36 +184,19 @@ async fn stale_generation_scenario(gate: ReadinessGate) -> (Harness, String, Str
     let mut options = HarnessOptions::new(1);
     options.config = test_config(gate);
     let mut h = Harness::start(options).await;
-    let (server, uuid, claims) = reserved_with_claim(&mut h, "c").await;
+    let (server, uuid, _) = reserved_with_claim(&mut h, "c").await;
     let before = h.power_on_requests(&uuid).len();
     // The backend validated generation 1, then the claim's image changed: the SBC is at generation 2.
     let sbc = h.sbcs(NS).get("c").await.unwrap();
     let g1 = sbc.metadata.generation.unwrap();
-    claims
-        .patch(
-            "c",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"image": "ghcr.io/example/os:2.0"}})),
-        )
-        .await
-        .unwrap();
+    h.merge_claim("c", json!({"spec": {"image": "ghcr.io/example/os:2.0"}}))
+        .await;
     h.wait_for(&h.sbcs(NS), "c", T, "SBC follows claim", |s| {
         s.spec.image.as_deref() == Some("ghcr.io/example/os:2.0")
     })
     .await;
-    h.backend_set(
-        NS,
-        "c",
-        "Ready",
-        vec![condition(
-            "ImageValidation",
-            "True",
-            "Resolved",
-            "",
-            Some(g1),
-        )],
-    )
-    .await;
+    h.backend_set(NS, "c", "Ready", vec![image_resolved(Some(g1))])
+        .await;
     (h, server, uuid, before)
 }
 
@@ -225,20 +204,10 @@ async fn stale_generation_scenario(gate: ReadinessGate) -> (Harness, String, Str
 async fn ready_for_an_older_generation_does_not_open_the_gate() {
     let (h, server, uuid, before) = stale_generation_scenario(ReadinessGate::Strict).await;
     wait_gate_reason(&h, &server, "StaleGeneration").await;
-    h.reconciles(3).await;
-    assert_eq!(
-        h.power_on_requests(&uuid).len(),
-        before,
-        "power-on on a stale Ready"
-    );
+    no_power_on_meanwhile(&h, &uuid, before, "power-on on a stale Ready").await;
     let g2 = h.sbcs(NS).get("c").await.unwrap().metadata.generation;
-    h.backend_set(
-        NS,
-        "c",
-        "Ready",
-        vec![condition("ImageValidation", "True", "Resolved", "", g2)],
-    )
-    .await;
+    h.backend_set(NS, "c", "Ready", vec![image_resolved(g2)])
+        .await;
     h.wait_power(&server, "On").await;
     assert_eq!(h.power_on_requests(&uuid).len(), before + 1);
 }
@@ -292,15 +261,8 @@ async fn sbc_deleted_mid_flight_is_recreated_and_gated_again() {
             .is_some_and(|st| st.as_str() == "Pending")
     })
     .await;
-    h.reconciles(3).await;
-    assert_eq!(
-        h.power_on_requests(&uuid).len(),
-        before,
-        "power-on after SBC deletion"
-    );
-    h.backend_set(NS, "c", "Ready", vec![]).await;
-    h.wait_power(&server, "On").await;
-    assert_eq!(h.power_on_requests(&uuid).len(), before + 1);
+    no_power_on_meanwhile(&h, &uuid, before, "power-on after SBC deletion").await;
+    ready_powers_on_once(&h, &server, &uuid, before).await;
 }
 
 /// Upstream bug #247: with an invalid claim image the server was power-cycled before its SBC was
@@ -424,21 +386,20 @@ async fn claim_sbc_leaving_ready_before_the_power_on_withholds_it() {
     h.backend_set(NS, "c", "Ready", vec![]).await;
     eventually(T, "backend flapped", || !armed.load(Ordering::SeqCst)).await;
     wait_gate_reason(&h, &server, "Pending").await;
-    h.reconciles(3).await;
-    assert_eq!(
-        h.power_on_requests(&uuid).len(),
+    no_power_on_meanwhile(
+        &h,
+        &uuid,
         before,
-        "power-on sent although the SBC went Pending after the gate opened"
-    );
+        "power-on sent although the SBC went Pending after the gate opened",
+    )
+    .await;
     assert!(power_on_withheld(&h) >= 1);
     let s = h.servers().get(&server).await.unwrap();
     assert!(
         server_condition(&s, "PoweringOn").is_none_or(|c| c.status != "True"),
         "withheld power-on left as intent: {s:?}"
     );
-    h.backend_set(NS, "c", "Ready", vec![]).await;
-    h.wait_power(&server, "On").await;
-    assert_eq!(h.power_on_requests(&uuid).len(), before + 1);
+    ready_powers_on_once(&h, &server, &uuid, before).await;
 }
 
 #[tokio::test]

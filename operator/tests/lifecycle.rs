@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use metal_api::{BMC, Server, ServerClaim, ServerClaimSpec};
 use serde_json::json;
 
@@ -237,14 +237,7 @@ async fn claim_power_off_powers_server_down() {
     h.wait_sbc("c", "claim SBC").await;
     h.backend_set(NS, "c", "Ready", vec![]).await;
     h.wait_power(&server, "On").await;
-    claims
-        .patch(
-            "c",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"power": "Off"}})),
-        )
-        .await
-        .unwrap();
+    h.merge_claim("c", json!({"spec": {"power": "Off"}})).await;
     h.wait_power(&server, "Off").await;
     assert_eq!(h.machine(&uuid).power_state(), sim_bmc::PowerState::Off);
 }

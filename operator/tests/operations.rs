@@ -53,12 +53,7 @@ async fn park_reserved_server_powers_off_drops_other_operations_and_unpark_resum
     // While parked, other operations are dropped and no power healing happens despite claim power On.
     h.annotate(&server, Some("force-on-server")).await;
     h.wait_annotation_gone(&server).await;
-    h.until("ParkedOperationDropped event", || async {
-        !h.events_for(&server, "ParkedOperationDropped")
-            .await
-            .is_empty()
-    })
-    .await;
+    h.wait_event(&server, "ParkedOperationDropped").await;
     h.reconciles(3).await;
     assert_eq!(h.power_on_requests(&uuid).len(), power_ons);
     let claim = Api::<ServerClaim>::namespaced(h.client.clone(), NS)
@@ -83,10 +78,7 @@ async fn park_in_discovery_is_deferred() {
     let server = format!("{}-system-0", bmcs[0]);
     h.wait_state(&server, "Discovery").await;
     h.annotate(&server, Some("park")).await;
-    h.until("ParkDeferred event", || async {
-        !h.events_for(&server, "ParkDeferred").await.is_empty()
-    })
-    .await;
+    h.wait_event(&server, "ParkDeferred").await;
     let s = h.servers().get(&server).await.unwrap();
     assert_eq!(
         annotations(&s)
@@ -122,10 +114,7 @@ async fn reset_operations_reach_the_bmc_and_are_consumed() {
     // Dell-like BMCs do not list ForceOn: the request is reported and dropped, not retried forever.
     h.annotate(&server, Some("force-on-server")).await;
     h.wait_annotation_gone(&server).await;
-    h.until("ResetFailed event", || async {
-        !h.events_for(&server, "ResetFailed").await.is_empty()
-    })
-    .await;
+    h.wait_event(&server, "ResetFailed").await;
     assert!(!h.resets(&uuid).contains(&"ForceOn".to_owned()));
 }
 
@@ -149,12 +138,7 @@ async fn ignore_skips_reconciles_and_unknown_operations_are_dropped() {
     h.annotate(&server, Some("definitely-not-an-operation"))
         .await;
     h.wait_annotation_gone(&server).await;
-    h.until("UnsupportedOperation event", || async {
-        !h.events_for(&server, "UnsupportedOperation")
-            .await
-            .is_empty()
-    })
-    .await;
+    h.wait_event(&server, "UnsupportedOperation").await;
     h.wait_power(&server, "On").await;
 }
 

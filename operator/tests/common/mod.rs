@@ -479,6 +479,20 @@ impl Harness {
         self.servers().patch(server, &params, &patch).await.unwrap()
     }
 
+    /// Merge-patches ServerClaim `claim` in [`NS`].
+    pub async fn merge_claim(
+        &self,
+        claim: &str,
+        patch: serde_json::Value,
+    ) -> metal_api::ServerClaim {
+        let claims = Api::<metal_api::ServerClaim>::namespaced(self.client.clone(), NS);
+        let patch = Patch::Merge(patch);
+        claims
+            .patch(claim, &PatchParams::default(), &patch)
+            .await
+            .unwrap()
+    }
+
     /// Merge-patches the Server's status subresource.
     pub async fn merge_server_status(&self, server: &str, patch: serde_json::Value) -> Server {
         let params = PatchParams::default();
@@ -524,6 +538,14 @@ impl Harness {
         self.wait_state(&server, "Available").await;
         self.wait_power(&server, "Off").await;
         (server, self.first_system_uuid())
+    }
+
+    /// Waits until an event with `reason` about the named object exists.
+    pub async fn wait_event(&self, name: &str, reason: &str) {
+        self.until(&format!("{reason} event"), || async {
+            !self.events_for(name, reason).await.is_empty()
+        })
+        .await;
     }
 
     /// Events (events.k8s.io) about the named object with the given reason.
