@@ -950,13 +950,16 @@ async fn dmtf_rackmount1_mockup_discovery_boot_power_and_release() {
 // ---------------------------------------------------------------------------------------------
 // sushy's payload samples
 
+/// Whether a payload decodes into one operator type.
+type Decoder = fn(&str) -> serde_json::Result<()>;
+
 /// Decodes `text` as a `T`, keeping only whether that worked.
 fn decodes<T: serde::de::DeserializeOwned>(text: &str) -> serde_json::Result<()> {
     serde_json::from_str::<T>(text).map(drop)
 }
 
 /// The kinds the sushy samples only have to decode into.
-const ONLY_DECODED: [(&str, fn(&str) -> serde_json::Result<()>); 7] = {
+const ONLY_DECODED: [(&str, Decoder); 7] = {
     use operator::redfish::types::*;
     [
         ("Processor", decodes::<Processor>),
