@@ -70,8 +70,7 @@ async fn nobind_taint_and_unclaimable_block_binding_until_tolerated() {
 #[tokio::test]
 async fn selector_claims_bind_distinct_servers_and_surplus_stays_unbound() {
     let mut h = Harness::start(HarnessOptions::new(2)).await;
-    let bmcs = h.create_bmcs().await;
-    h.start_operator().await;
+    let bmcs = h.create_bmcs_and_start().await;
     let servers: Vec<String> = bmcs.iter().map(|b| format!("{b}-system-0")).collect();
     for server in &servers {
         h.wait_sbc(server, "discovery SBC").await;
@@ -298,8 +297,7 @@ async fn endpoint_with_known_mac_prefix_becomes_bmc_and_secret() {
 async fn server_reserved_for_a_claim_bound_elsewhere_is_released_and_rebound() {
     let mut h = Harness::start(HarnessOptions::new(2)).await;
     let backend = spawn_burst_backend(&h, Duration::from_millis(100));
-    let bmcs = h.create_bmcs().await;
-    h.start_operator().await;
+    let bmcs = h.create_bmcs_and_start().await;
     let servers: Vec<String> = bmcs.iter().map(|b| format!("{b}-system-0")).collect();
     for server in &servers {
         h.wait_for(

@@ -242,8 +242,7 @@ async fn failing_bmc_is_reset_once_through_manager_reset_and_recovers() {
     options.config.bmc_failure_reset_delay = Duration::from_millis(500);
     options.config.bmc_reset_waiting_interval = Duration::from_millis(500);
     let mut h = Harness::start(options).await;
-    let bmcs = h.create_bmcs().await;
-    h.start_operator().await;
+    let bmcs = h.create_bmcs_and_start().await;
     wait_ready(&h, &bmcs[0], "True", "Connected").await;
     let faults = h.fleet.faults(&bmcs[0]).unwrap();
     faults.set(vec![FaultSpec {

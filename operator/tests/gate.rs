@@ -314,8 +314,7 @@ async fn discovery_times_out_while_waiting_for_the_sbc() {
     let mut options = HarnessOptions::new(1);
     options.config.discovery_timeout = Duration::from_secs(2);
     let mut h = Harness::start(options).await;
-    let bmcs = h.create_bmcs().await;
-    h.start_operator().await;
+    let bmcs = h.create_bmcs_and_start().await;
     let server = format!("{}-system-0", bmcs[0]);
     h.wait_state(&server, "Discovery").await;
     // The backend never answers: the server goes back to Initial (and re-enters Discovery).

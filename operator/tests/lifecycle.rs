@@ -14,8 +14,7 @@ use serde_json::json;
 const T: Duration = Duration::from_secs(30);
 
 async fn discovered(h: &mut Harness) -> (String, String) {
-    let bmcs = h.create_bmcs().await;
-    h.start_operator().await;
+    let bmcs = h.create_bmcs_and_start().await;
     let server = format!("{}-system-0", bmcs[0]);
     let uuid = h.first_system_uuid();
     // Initial → Discovery: discovery SBC prepared; the backend answers Ready.
@@ -46,8 +45,7 @@ pub fn claim(name: &str, server: Option<&str>, power: &str) -> ServerClaim {
 #[tokio::test]
 async fn bmc_discovery_fills_status_and_creates_owned_servers() {
     let mut h = Harness::start(HarnessOptions::new(1)).await;
-    let bmcs = h.create_bmcs().await;
-    h.start_operator().await;
+    let bmcs = h.create_bmcs_and_start().await;
     let bmc_api = Api::<BMC>::all(h.client.clone());
     let bmc = h
         .wait_for(&bmc_api, &bmcs[0], T, "BMC Ready", |b: &BMC| {

@@ -73,8 +73,7 @@ async fn park_reserved_server_powers_off_drops_other_operations_and_unpark_resum
 #[tokio::test]
 async fn park_in_discovery_is_deferred() {
     let mut h = Harness::start(HarnessOptions::new(1)).await;
-    let bmcs = h.create_bmcs().await;
-    h.start_operator().await;
+    let bmcs = h.create_bmcs_and_start().await;
     let server = format!("{}-system-0", bmcs[0]);
     h.wait_state(&server, "Discovery").await;
     h.annotate(&server, Some("park")).await;
@@ -164,15 +163,11 @@ async fn retry_moves_an_errored_server_back_to_initial() {
 #[tokio::test]
 async fn graceful_restart_bmc_resets_the_manager() {
     let mut h = Harness::start(HarnessOptions::new(1)).await;
-    let bmcs = h.create_bmcs().await;
-    h.start_operator().await;
+    let bmcs = h.create_bmcs_and_start().await;
     let api = Api::<BMC>::all(h.client.clone());
     h.wait_for(&api, &bmcs[0], T, "Ready", |b: &BMC| {
-        b.status.as_ref().is_some_and(|s| {
-            s.conditions
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True")
-        })
+        let conditions = b.status.as_ref().map(|s| s.conditions.as_slice());
+        metal_api::is_condition_true(conditions.unwrap_or_default(), "Ready")
     })
     .await;
     api.patch(&bmcs[0], &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {"metal.ironcore.dev/operation": "graceful-restart-bmc"}}}))).await.unwrap();

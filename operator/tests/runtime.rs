@@ -42,8 +42,7 @@ async fn registry_http_api_matches_upstream() {
     let mut options = HarnessOptions::new(1);
     options.probe = false;
     let mut h = Harness::start(options).await;
-    let bmcs = h.create_bmcs().await;
-    h.start_operator().await;
+    let bmcs = h.create_bmcs_and_start().await;
     let server = format!("{}-system-0", bmcs[0]);
     let uuid = h.wait_state(&server, "Discovery").await.spec.system_uuid;
     let registry =
@@ -321,8 +320,7 @@ async fn bmc_events_pushed_to_the_subscribed_destination_become_metrics() {
     options.config.event_url = format!("http://127.0.0.1:{port}");
     let mut h = Harness::start(options).await;
     h.event_listen = Some(([127, 0, 0, 1], port).into());
-    let bmcs = h.create_bmcs().await;
-    h.start_operator().await;
+    let bmcs = h.create_bmcs_and_start().await;
     let bmc = h
         .wait_for(
             &Api::<metal_api::BMC>::all(h.client.clone()),
@@ -393,8 +391,7 @@ data:
     options.probe = false;
     options.config.dns_record_template = Some(template.into());
     let mut h = Harness::start(options).await;
-    let bmcs = h.create_bmcs().await;
-    h.start_operator().await;
+    let bmcs = h.create_bmcs_and_start().await;
     let config_maps =
         Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(h.client.clone(), NS);
     let record = h

@@ -285,6 +285,13 @@ impl Harness {
             .expect("BMC objects created")
     }
 
+    /// Creates the fleet's BMC objects, then starts the operator; returns the BMC names.
+    pub async fn create_bmcs_and_start(&mut self) -> Vec<String> {
+        let bmcs = self.create_bmcs().await;
+        self.start_operator().await;
+        bmcs
+    }
+
     pub fn servers(&self) -> Api<Server> {
         Api::all(self.client.clone())
     }
@@ -518,8 +525,7 @@ impl Harness {
     /// Creates the fleet's BMCs, starts the operator and waits for the first server to enter
     /// Discovery; returns its name and system UUID.
     pub async fn discovering(&mut self) -> (String, String) {
-        let bmcs = self.create_bmcs().await;
-        self.start_operator().await;
+        let bmcs = self.create_bmcs_and_start().await;
         let server = format!("{}-system-0", bmcs[0]);
         let uuid = self.first_system_uuid();
         self.wait_state(&server, "Discovery").await;
