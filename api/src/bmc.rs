@@ -14,21 +14,21 @@ string_enum! {
     /// The BMC's state (`status.state`): the controller copies Redfish `Manager.Status.State`
     /// verbatim, so other Redfish states can appear.
     pub enum BMCState (open) {
-        Enabled = "Enabled",
-        Error = "Error",
-        Pending = "Pending",
+        Enabled,
+        Error,
+        Pending,
     }
 }
 
 string_enum! {
     /// The BMC's power state (`status.powerState`).
     pub enum BMCPowerState (open) {
-        On = "On",
-        Off = "Off",
-        Paused = "Paused",
-        PoweringOn = "PoweringOn",
-        PoweringOff = "PoweringOff",
-        Unknown = "Unknown",
+        On,
+        Off,
+        Paused,
+        PoweringOn,
+        PoweringOff,
+        Unknown,
     }
 }
 
@@ -47,8 +47,6 @@ string_enum! {
     group = "metal.ironcore.dev",
     version = "v1alpha1",
     kind = "BMC",
-    plural = "bmcs",
-    singular = "bmc",
     status = "BMCStatus",
     derive = "PartialEq",
     doc = "BMC is the Schema for the bmcs API",

@@ -16,8 +16,6 @@ use serde::{Deserialize, Serialize};
     group = "metal.ironcore.dev",
     version = "v1alpha1",
     kind = "BMCSecret",
-    plural = "bmcsecrets",
-    singular = "bmcsecret",
     shortname = "bmcsec",
     no_spec,
     derive = "PartialEq",

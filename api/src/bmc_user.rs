@@ -12,8 +12,6 @@ use serde::{Deserialize, Serialize};
     group = "metal.ironcore.dev",
     version = "v1alpha1",
     kind = "BMCUser",
-    plural = "bmcusers",
-    singular = "bmcuser",
     shortname = "bmcu",
     status = "BMCUserStatus",
     derive = "PartialEq",

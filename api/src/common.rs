@@ -58,11 +58,11 @@ string_enum! {
     /// How to talk to a BMC (`BMC.spec.protocol.name`). A free string upstream; the client factory
     /// understands `Redfish`, `RedfishLocal` and `RedfishWithRegistryPatch`.
     pub enum ProtocolName (open) {
-        Redfish = "Redfish",
+        Redfish,
         /// Test/dev mode: plain Redfish client against a local mock.
-        RedfishLocal = "RedfishLocal",
+        RedfishLocal,
         /// Test/dev mode: RedfishLocal plus a fake probe registration after each PXE override.
-        RedfishWithRegistryPatch = "RedfishWithRegistryPatch",
+        RedfishWithRegistryPatch,
         Ipmi = "IPMI",
         Ssh = "SSH",
     }
@@ -92,8 +92,8 @@ pub struct Protocol {
 string_enum! {
     /// A desired power state (`Server.spec.power`, `ServerClaim.spec.power`). A free string upstream.
     pub enum Power (open) {
-        On = "On",
-        Off = "Off",
+        On,
+        Off,
     }
 }
 
@@ -101,16 +101,16 @@ string_enum! {
     /// What a taint does to claims that do not tolerate it. Only `NoBind` blocks binding; `Evict` is
     /// reserved upstream.
     pub enum TaintEffect (closed) {
-        NoBind = "NoBind",
-        Evict = "Evict",
+        NoBind,
+        Evict,
     }
 }
 
 string_enum! {
     /// How a toleration compares its value with a taint's.
     pub enum TolerationOperator (closed) {
-        Equal = "Equal",
-        Exists = "Exists",
+        Equal,
+        Exists,
     }
 }
 
@@ -151,9 +151,9 @@ pub struct Toleration {
 string_enum! {
     /// A condition status (`True`, `False`, `Unknown`), as in `metav1.ConditionStatus`.
     pub enum ConditionStatus (closed) {
-        True = "True",
-        False = "False",
-        Unknown = "Unknown",
+        True,
+        False,
+        Unknown,
     }
 }
 

@@ -12,8 +12,6 @@ use serde::{Deserialize, Serialize};
     group = "metal.ironcore.dev",
     version = "v1alpha1",
     kind = "Endpoint",
-    plural = "endpoints",
-    singular = "endpoint",
     shortname = "mep",
     status = "EndpointStatus",
     derive = "PartialEq",

@@ -13,34 +13,34 @@ use crate::string_enum::string_enum;
 string_enum! {
     /// The lifecycle state of a Server (`status.state`). A free string upstream.
     pub enum ServerState (open) {
-        Initial = "Initial",
-        Discovery = "Discovery",
-        Available = "Available",
-        Reserved = "Reserved",
-        Released = "Released",
-        Error = "Error",
-        Parked = "Parked",
+        Initial,
+        Discovery,
+        Available,
+        Reserved,
+        Released,
+        Error,
+        Parked,
     }
 }
 
 string_enum! {
     /// A Server's observed power state (`status.powerState`), as Redfish reports it.
     pub enum ServerPowerState (open) {
-        On = "On",
-        Off = "Off",
-        Paused = "Paused",
-        PoweringOn = "PoweringOn",
-        PoweringOff = "PoweringOff",
+        On,
+        Off,
+        Paused,
+        PoweringOn,
+        PoweringOff,
     }
 }
 
 string_enum! {
     /// The chassis indicator LED (`spec.indicatorLED`, `status.indicatorLED`).
     pub enum IndicatorLed (open) {
-        Unknown = "Unknown",
-        Lit = "Lit",
-        Blinking = "Blinking",
-        Off = "Off",
+        Unknown,
+        Lit,
+        Blinking,
+        Off,
     }
 }
 
@@ -48,9 +48,9 @@ string_enum! {
     /// What happens to a Server after its claim goes away.
     pub enum ReclaimPolicy (closed) {
         /// Back to `Available` immediately (the default).
-        Recycle = "Recycle",
+        Recycle,
         /// To `Released`, keeping `spec.serverClaimRef` until an operator clears it.
-        Retain = "Retain",
+        Retain,
     }
 }
 
@@ -60,8 +60,6 @@ string_enum! {
     group = "metal.ironcore.dev",
     version = "v1alpha1",
     kind = "Server",
-    plural = "servers",
-    singular = "server",
     shortname = "srv",
     status = "ServerStatus",
     derive = "PartialEq",

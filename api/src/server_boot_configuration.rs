@@ -11,9 +11,9 @@ use crate::string_enum::string_enum;
 string_enum! {
     /// The boot provider's verdict (`status.state`). A free string upstream.
     pub enum ServerBootConfigurationState (open) {
-        Pending = "Pending",
-        Ready = "Ready",
-        Error = "Error",
+        Pending,
+        Ready,
+        Error,
     }
 }
 
@@ -23,8 +23,6 @@ string_enum! {
     group = "metal.ironcore.dev",
     version = "v1alpha1",
     kind = "ServerBootConfiguration",
-    plural = "serverbootconfigurations",
-    singular = "serverbootconfiguration",
     shortname = "sbc",
     namespaced,
     status = "ServerBootConfigurationStatus",
@@ -101,20 +99,23 @@ impl ServerBootConfiguration {
         let Some(generation) = self.metadata.generation else {
             return true;
         };
-        let conditions = self
-            .status
-            .as_ref()
-            .map(|s| s.conditions.as_slice())
-            .unwrap_or_default();
-        conditions
+        self.conditions()
             .iter()
             .filter_map(|condition| condition.observed_generation)
             .all(|observed| observed >= generation)
     }
 
+    /// The status conditions (none while there is no status).
+    pub fn conditions(&self) -> &[Condition] {
+        self.status
+            .as_ref()
+            .map(|s| s.conditions.as_slice())
+            .unwrap_or_default()
+    }
+
     /// The condition of the given type, if present.
     pub fn condition(&self, type_: &str) -> Option<&Condition> {
-        crate::conditions::find_condition(self.status.as_ref()?.conditions.as_slice(), type_)
+        crate::conditions::find_condition(self.conditions(), type_)
     }
 }
 

@@ -12,8 +12,8 @@ use crate::string_enum::string_enum;
 string_enum! {
     /// Whether a claim is bound to a Server (`status.phase`). A free string upstream.
     pub enum ServerClaimPhase (open) {
-        Bound = "Bound",
-        Unbound = "Unbound",
+        Bound,
+        Unbound,
     }
 }
 
@@ -23,8 +23,6 @@ string_enum! {
     group = "metal.ironcore.dev",
     version = "v1alpha1",
     kind = "ServerClaim",
-    plural = "serverclaims",
-    singular = "serverclaim",
     shortname = "scl",
     namespaced,
     status = "ServerClaimStatus",

@@ -12,9 +12,9 @@ string_enum! {
     /// When a readiness rule is enforced.
     pub enum EnforcementMode (closed) {
         /// Applied once during initial setup.
-        BootstrapOnly = "BootstrapOnly",
+        BootstrapOnly,
         /// Monitored and corrected throughout the server's lifecycle.
-        Continuous = "Continuous",
+        Continuous,
     }
 }
 
@@ -24,8 +24,6 @@ string_enum! {
     group = "metal.ironcore.dev",
     version = "v1alpha1",
     kind = "ServerReadinessRule",
-    plural = "serverreadinessrules",
-    singular = "serverreadinessrule",
     status = "ServerReadinessRuleStatus",
     derive = "PartialEq",
     doc = "ServerReadinessRule is the Schema for the serverreadinessrules API"

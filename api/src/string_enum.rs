@@ -4,13 +4,14 @@
 //! crate has never heard of, and reading then writing the object must not lose it. Each enum gets
 //! an `Other(String)` arm, serializes as a plain JSON string, and has a schema that is either a free
 //! string (`open`) or a string with an `enum` list (`closed`), whichever upstream's CRD has.
+//! A variant written without `= "value"` goes over the wire as its own name.
 
 /// Declares a string enum with an `Other(String)` arm. See the module docs.
 macro_rules! string_enum {
     (
         $(#[$meta:meta])*
         $vis:vis enum $name:ident ($schema:ident) {
-            $( $(#[$vmeta:meta])* $variant:ident = $value:literal ),+ $(,)?
+            $( $(#[$vmeta:meta])* $variant:ident $(= $value:literal)? ),+ $(,)?
         }
     ) => {
         $(#[$meta])*
@@ -23,12 +24,12 @@ macro_rules! string_enum {
 
         impl $name {
             /// Every value this crate knows, in declaration order.
-            pub const KNOWN: &'static [&'static str] = &[$($value),+];
+            pub const KNOWN: &'static [&'static str] = &[$(string_enum!(@wire $variant $($value)?)),+];
 
             /// The wire value.
             pub fn as_str(&self) -> &str {
                 match self {
-                    $( Self::$variant => $value, )+
+                    $( Self::$variant => string_enum!(@wire $variant $($value)?), )+
                     Self::Other(value) => value.as_str(),
                 }
             }
@@ -42,7 +43,7 @@ macro_rules! string_enum {
         impl From<&str> for $name {
             fn from(value: &str) -> Self {
                 match value {
-                    $( $value => Self::$variant, )+
+                    $( string_enum!(@wire $variant $($value)?) => Self::$variant, )+
                     other => Self::Other(other.to_owned()),
                 }
             }
@@ -51,7 +52,7 @@ macro_rules! string_enum {
         impl From<String> for $name {
             fn from(value: String) -> Self {
                 match value.as_str() {
-                    $( $value => Self::$variant, )+
+                    $( string_enum!(@wire $variant $($value)?) => Self::$variant, )+
                     _ => Self::Other(value),
                 }
             }
@@ -104,15 +105,21 @@ macro_rules! string_enum {
             }
 
             fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-                string_enum!(@schema $schema [$($value),+])
+                string_enum!(@schema $schema Self::KNOWN)
             }
         }
     };
-    (@schema open [$($value:literal),+]) => {
+    (@wire $variant:ident) => {
+        stringify!($variant)
+    };
+    (@wire $variant:ident $value:literal) => {
+        $value
+    };
+    (@schema open $known:expr) => {
         schemars::json_schema!({"type": "string"})
     };
-    (@schema closed [$($value:literal),+]) => {
-        schemars::json_schema!({"type": "string", "enum": [$($value),+]})
+    (@schema closed $known:expr) => {
+        schemars::json_schema!({"type": "string", "enum": $known})
     };
 }
 

@@ -18,6 +18,14 @@ use kube::runtime::controller::Action;
 use kube::runtime::{Controller, watcher};
 use serde_json::json;
 
+/// Options of a server that keeps its data in `dir`.
+fn on_disk(dir: &std::path::Path) -> Options {
+    Options {
+        data_dir: Some(dir.to_path_buf()),
+        ..Default::default()
+    }
+}
+
 fn cm(name: &str) -> ConfigMap {
     serde_json::from_value(json!({"metadata": {"name": name}, "data": {"k": name}})).unwrap()
 }
@@ -25,10 +33,7 @@ fn cm(name: &str) -> ConfigMap {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_restores_state_and_clients_recover() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = Options {
-        data_dir: Some(dir.path().to_path_buf()),
-        ..Default::default()
-    };
+    let opts = on_disk(dir.path());
     let h = Server::start(opts.clone()).await.unwrap();
     let addr = h.addr();
     h.install_crds(&[<Widget as kube::CustomResourceExt>::crd()])
@@ -207,10 +212,7 @@ async fn kill_9_mid_load_loses_no_acknowledged_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_from_list_rv_works_after_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = Options {
-        data_dir: Some(dir.path().to_path_buf()),
-        ..Default::default()
-    };
+    let opts = on_disk(dir.path());
     let h = Server::start(opts.clone()).await.unwrap();
     let addr = h.addr();
     let cms: Api<ConfigMap> = Api::namespaced(h.client(), "default");
@@ -322,10 +324,7 @@ async fn watch_window_bound_after_eviction() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_resumes_across_restarts_from_an_earlier_rv() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = Options {
-        data_dir: Some(dir.path().to_path_buf()),
-        ..Default::default()
-    };
+    let opts = on_disk(dir.path());
     let h = Server::start(opts.clone()).await.unwrap();
     let addr = h.addr();
     let cms: Api<ConfigMap> = Api::namespaced(h.client(), "default");

@@ -14,8 +14,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use http::{Method, Request};
+use http::Method;
 use http_body_util::BodyExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -209,16 +208,14 @@ fn query_request(input: &[u8]) -> Built {
     (method, uri, ct, body)
 }
 
+/// Percent-encodes everything but RFC 3986's unreserved characters.
 fn url_escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+    const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(s, UNRESERVED).to_string()
 }
 
 const TARGETS: &[Target] = &[
@@ -311,12 +308,7 @@ async fn send(
     ct: &str,
     body: Vec<u8>,
 ) -> (u16, Vec<u8>) {
-    let req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("content-type", ct)
-        .body(Body::from(body))
-        .unwrap();
+    let req = common::request(method, uri, ct, body);
     // On its own task, so that a panic in a handler is a finding with its input saved, not a lost test.
     let resp = match tokio::spawn(router.clone().oneshot(req)).await {
         Ok(r) => r.unwrap(),
@@ -419,23 +411,11 @@ async fn server() -> apiserver::Handle {
 /// Creates the objects the inputs patch; one that exists already is left as it is (409).
 async fn seed_objects(r: &axum::Router) {
     let seed_cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "seed", "labels": {"a": "b"}, "finalizers": []}, "data": {"k": "v"}});
-    send(
-        r,
-        Method::POST,
-        CMS,
-        "application/json",
-        seed_cm.to_string().into_bytes(),
-    )
-    .await;
     let seed_w = json!({"apiVersion": "test.metal.dev/v1", "kind": "Widget", "metadata": {"name": "seed"}, "spec": {"size": 1}});
-    send(
-        r,
-        Method::POST,
-        WIDGETS,
-        "application/json",
-        seed_w.to_string().into_bytes(),
-    )
-    .await;
+    for (collection, seed) in [(CMS, seed_cm), (WIDGETS, seed_w)] {
+        let body = seed.to_string().into_bytes();
+        send(r, Method::POST, collection, "application/json", body).await;
+    }
 }
 
 /// How long one target runs: a fixed number of inputs (the default: deterministic for a seed) or a wall-time

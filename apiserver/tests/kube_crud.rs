@@ -15,6 +15,21 @@ fn code(e: kube::Error) -> u16 {
     }
 }
 
+/// The status code with which `api` refuses to create an empty ConfigMap `name`.
+async fn refused_create(api: &Api<ConfigMap>, name: &str) -> u16 {
+    let created = api
+        .create(&PostParams::default(), &cm(name, json!({})))
+        .await;
+    code(created.unwrap_err())
+}
+
+/// Discovery over the legacy endpoints and over the aggregated ones.
+async fn both_discoveries(client: &kube::Client) -> [kube::Discovery; 2] {
+    let legacy = kube::Discovery::new(client.clone()).run().await.unwrap();
+    let aggregated = kube::Discovery::new(client.clone()).run_aggregated().await;
+    [legacy, aggregated.unwrap()]
+}
+
 fn cm(name: &str, labels: serde_json::Value) -> ConfigMap {
     serde_json::from_value(
         json!({"metadata": {"name": name, "labels": labels}, "data": {"k": "v"}}),
@@ -34,23 +49,9 @@ async fn configmap_crud_and_error_statuses() {
     assert!(meta.uid.is_some() && meta.creation_timestamp.is_some());
     let rv: u64 = meta.resource_version.as_ref().unwrap().parse().unwrap();
     assert!(rv > 0);
-    assert_eq!(
-        code(
-            api.create(&PostParams::default(), &cm("a", json!({})))
-                .await
-                .unwrap_err()
-        ),
-        409
-    );
+    assert_eq!(refused_create(&api, "a").await, 409);
     assert_eq!(code(api.get("missing").await.unwrap_err()), 404);
-    assert_eq!(
-        code(
-            api.create(&PostParams::default(), &cm("Bad_Name", json!({})))
-                .await
-                .unwrap_err()
-        ),
-        422
-    );
+    assert_eq!(refused_create(&api, "Bad_Name").await, 422);
 
     let mut fresh = api.get("a").await.unwrap();
     fresh.data = Some([("k".to_string(), "w".to_string())].into());
@@ -80,15 +81,7 @@ async fn configmap_crud_and_error_statuses() {
     assert_eq!(code(api.get("a").await.unwrap_err()), 404);
     // Creating in a missing namespace is 404, like the NamespaceLifecycle admission plugin.
     let nowhere: Api<ConfigMap> = Api::namespaced(h.client(), "nowhere");
-    assert_eq!(
-        code(
-            nowhere
-                .create(&PostParams::default(), &cm("b", json!({})))
-                .await
-                .unwrap_err()
-        ),
-        404
-    );
+    assert_eq!(refused_create(&nowhere, "b").await, 404);
     h.shutdown().await;
 }
 
@@ -332,13 +325,7 @@ async fn legacy_and_aggregated_discovery_agree() {
     let client = h.client();
     let version = client.apiserver_version().await.unwrap();
     assert_eq!(version.major, "1");
-    for discovery in [
-        kube::Discovery::new(client.clone()).run().await.unwrap(),
-        kube::Discovery::new(client.clone())
-            .run_aggregated()
-            .await
-            .unwrap(),
-    ] {
+    for discovery in both_discoveries(&client).await {
         let (ar, caps) = discovery
             .resolve_gvk(&kube::core::GroupVersionKind::gvk(
                 "test.metal.dev",
@@ -462,13 +449,7 @@ async fn workload_job_and_rbac_kinds_are_served_and_scoped() {
             Scope::Cluster,
         ),
     ];
-    for discovery in [
-        kube::Discovery::new(client.clone()).run().await.unwrap(),
-        kube::Discovery::new(client.clone())
-            .run_aggregated()
-            .await
-            .unwrap(),
-    ] {
+    for discovery in both_discoveries(&client).await {
         for (group, kind, scope) in &expected {
             let gvk = kube::core::GroupVersionKind::gvk(group, "v1", kind);
             let (_, caps) = discovery

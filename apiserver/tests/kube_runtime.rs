@@ -50,26 +50,28 @@ async fn watcher_sees_changes_and_recovers_from_410() {
         }
         assert!(saw_before);
         let name = format!("live-{streaming}");
-        api.create(&PostParams::default(), &widget(&name, 2))
-            .await
-            .unwrap();
-        next_apply(&mut stream, &name).await;
+        create_and_see(&api, &mut stream, &name, 2).await;
         // Forced 410 Gone: the watcher relists and keeps going.
         h.faults().expire_watches();
         let after = format!("after-410-{streaming}");
-        api.create(&PostParams::default(), &widget(&after, 3))
-            .await
-            .unwrap();
-        next_apply(&mut stream, &after).await;
+        create_and_see(&api, &mut stream, &after, 3).await;
         // Dropped connections are resumed from the last resourceVersion.
         h.faults().drop_watches();
         let dropped = format!("after-drop-{streaming}");
-        api.create(&PostParams::default(), &widget(&dropped, 4))
-            .await
-            .unwrap();
-        next_apply(&mut stream, &dropped).await;
+        create_and_see(&api, &mut stream, &dropped, 4).await;
     }
     h.shutdown().await;
+}
+
+/// Creates widget `name` and waits until the watcher stream delivers it.
+async fn create_and_see<S>(api: &Api<Widget>, stream: &mut S, name: &str, size: i64)
+where
+    S: futures::Stream<Item = Result<Event<Widget>, watcher::Error>> + Unpin,
+{
+    api.create(&PostParams::default(), &widget(name, size))
+        .await
+        .unwrap();
+    next_apply(stream, name).await;
 }
 
 async fn next_apply<S>(stream: &mut S, name: &str)

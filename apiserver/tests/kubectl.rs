@@ -8,7 +8,6 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use apiserver::Handle;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 const KUBECTL: &str = "/usr/bin/kubectl";
@@ -152,11 +151,17 @@ async fn crds_discovery_explain_and_printer_columns() {
     h.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn server_side_apply_status_patch_wait_and_watch() {
+/// A fresh server with the metal CRDs applied through kubectl.
+async fn with_metal_crds() -> (Handle, Kubectl) {
     let h = common::start().await;
     let k = Kubectl::new(&h);
     k.ok(&["apply", "-f", &crds_dir()]).await;
+    (h, k)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_apply_status_patch_wait_and_watch() {
+    let (h, k) = with_metal_crds().await;
     let dir = tempfile::tempdir().unwrap();
     let file = write(dir.path(), "srv.yaml", SERVER);
     let out = k.ok(&["apply", "--server-side", "-f", &file]).await;
@@ -178,12 +183,8 @@ async fn server_side_apply_status_patch_wait_and_watch() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let mut lines = common::stdout_lines(&mut watch);
+    let first = common::next_line(&mut lines).await;
     assert!(first.contains("NAME"), "{first}");
 
     let waiter = k
@@ -236,9 +237,7 @@ async fn server_side_apply_status_patch_wait_and_watch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_blocks_on_finalizer() {
-    let h = common::start().await;
-    let k = Kubectl::new(&h);
-    k.ok(&["apply", "-f", &crds_dir()]).await;
+    let (h, k) = with_metal_crds().await;
     let dir = tempfile::tempdir().unwrap();
     let held = SERVER.replace("labels: {rack: r1}", "finalizers: [test.metal.dev/hold]");
     let file = write(dir.path(), "srv.yaml", &held);

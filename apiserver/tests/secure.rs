@@ -8,23 +8,15 @@ use kube::api::{Api, ListParams};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_and_token_are_required_and_work_with_kube_and_kubectl() {
-    let h = Server::start(Options {
-        secure: true,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let h = start_secure().await;
     assert!(h.url().starts_with("https://127.0.0.1:"));
     let nss: Api<Namespace> = Api::all(h.client());
-    let names: Vec<String> = nss
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|n| n.metadata.name)
-        .collect();
-    assert!(names.contains(&"default".to_string()));
+    let namespaces = nss.list(&ListParams::default()).await.unwrap().items;
+    assert!(
+        namespaces
+            .iter()
+            .any(|n| n.metadata.name.as_deref() == Some("default"))
+    );
 
     // The right CA but no token: 401 Unauthorized.
     let mut anonymous = h.kube_config();
@@ -72,12 +64,7 @@ async fn tls_and_token_are_required_and_work_with_kube_and_kubectl() {
 async fn tls_connections_and_watches_end_when_the_server_stops() {
     use futures::StreamExt;
 
-    let h = Server::start(Options {
-        secure: true,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let h = start_secure().await;
     let nss: Api<Namespace> = Api::all(h.client());
     nss.list(&ListParams::default()).await.unwrap();
     let mut watch = nss
@@ -97,4 +84,13 @@ async fn tls_connections_and_watches_end_when_the_server_stops() {
         nss.list(&ListParams::default()).await.is_err(),
         "a kept-alive connection is not served by the stopped server"
     );
+}
+
+/// The embedded server with TLS and a bearer token.
+async fn start_secure() -> apiserver::Handle {
+    let options = Options {
+        secure: true,
+        ..Default::default()
+    };
+    Server::start(options).await.unwrap()
 }

@@ -16,13 +16,12 @@ struct Outcome {
 impl Outcome {
     fn verdict(&self, rule: &str) -> String {
         let report = self.report.as_ref().expect("report.json");
-        report["rules"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["id"] == rule)
-            .map(|r| r["verdict"].as_str().unwrap_or_default().to_string())
+        let rules = report["rules"].as_array().unwrap();
+        let found = rules.iter().find(|r| r["id"] == rule);
+        found
+            .and_then(|r| r["verdict"].as_str())
             .unwrap_or_default()
+            .to_string()
     }
 
     fn passed(&self) -> Vec<String> {

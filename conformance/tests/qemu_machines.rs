@@ -55,24 +55,24 @@ struct Outcome {
 }
 
 impl Outcome {
+    /// The report's entry for rule `id` (`Null` when the report has none).
+    fn rule(&self, id: &str) -> &Value {
+        let rules = self.report["rules"].as_array().unwrap();
+        rules.iter().find(|r| r["id"] == id).unwrap_or(&Value::Null)
+    }
+
     fn verdict(&self, rule: &str) -> String {
-        self.report["rules"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["id"] == rule)
-            .map(|r| r["verdict"].as_str().unwrap_or_default().to_string())
+        self.rule(rule)["verdict"]
+            .as_str()
             .unwrap_or_default()
+            .to_string()
     }
 
     fn reasons(&self, rule: &str) -> String {
-        self.report["rules"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["id"] == rule)
-            .map(|r| r["reasons"].to_string())
-            .unwrap_or_default()
+        match self.rule(rule) {
+            Value::Null => String::new(),
+            found => found["reasons"].to_string(),
+        }
     }
 }
 

@@ -261,46 +261,39 @@ mod tests {
 
     #[test]
     fn verbs_follow_method_name_and_watch() {
-        assert_eq!(
-            req(Method::GET, "/apis/metal.ironcore.dev/v1alpha1/servers").verb,
-            "list"
-        );
-        assert_eq!(
-            req(
+        let cases = [
+            (
                 Method::GET,
-                "/apis/metal.ironcore.dev/v1alpha1/servers?watch=true&resourceVersion=5"
-            )
-            .verb,
-            "watch"
-        );
-        assert_eq!(
-            req(
+                "/apis/metal.ironcore.dev/v1alpha1/servers",
+                "list",
+            ),
+            (
                 Method::GET,
-                "/apis/metal.ironcore.dev/v1alpha1/watch/servers"
-            )
-            .verb,
-            "watch"
-        );
-        assert_eq!(
-            req(Method::GET, "/apis/metal.ironcore.dev/v1alpha1/servers/a").verb,
-            "get"
-        );
-        assert_eq!(
-            req(Method::POST, "/api/v1/namespaces/ns/secrets").verb,
-            "create"
-        );
-        assert_eq!(
-            req(Method::PUT, "/api/v1/namespaces/ns/secrets/s").verb,
-            "update"
-        );
-        assert_eq!(
-            req(Method::DELETE, "/api/v1/namespaces/ns/secrets/s").verb,
-            "delete"
-        );
-        assert_eq!(
-            req(Method::DELETE, "/api/v1/namespaces/ns/secrets").verb,
-            "deletecollection"
-        );
+                "/apis/metal.ironcore.dev/v1alpha1/servers?watch=true&resourceVersion=5",
+                "watch",
+            ),
+            (
+                Method::GET,
+                "/apis/metal.ironcore.dev/v1alpha1/watch/servers",
+                "watch",
+            ),
+            (
+                Method::GET,
+                "/apis/metal.ironcore.dev/v1alpha1/servers/a",
+                "get",
+            ),
+            (Method::POST, "/api/v1/namespaces/ns/secrets", "create"),
+            (Method::PUT, "/api/v1/namespaces/ns/secrets/s", "update"),
+            (Method::DELETE, "/api/v1/namespaces/ns/secrets/s", "delete"),
+            (
+                Method::DELETE,
+                "/api/v1/namespaces/ns/secrets",
+                "deletecollection",
+            ),
+        ];
+        for (method, uri, verb) in cases {
+            assert_eq!(req(method.clone(), uri).verb, verb, "{method} {uri}");
+        }
     }
 
     #[test]

@@ -448,13 +448,7 @@ mod k3s {
             &at("deploy/tests/fixtures/servicemonitor-crd.yaml"),
         ]);
         kubectl(&["apply", "--server-side", "-k", &at("config")]);
-        kubectl(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd",
-            "--all",
-        ]);
+        kubectl(&crate::docker::WAIT_FOR_CRDS);
         kubectl(&["apply", "--server-side", "-k", &at("config/overlays/kind")]);
         for (ns, deployment) in [
             ("metal-operator-system", "metal-operator"),

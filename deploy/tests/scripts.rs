@@ -45,18 +45,24 @@ fn path_without_container_tools(dir: &Path) -> PathBuf {
     bin
 }
 
+/// Runs `script` with only `path` on PATH; it must exit 2. Returns its stderr.
+fn refused_with_2(path: &Path, script: &str) -> String {
+    let out = Command::new(path.join("bash"))
+        .arg(repo_root().join(script))
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{script}: {stderr}");
+    stderr
+}
+
 #[test]
 fn scripts_name_every_missing_tool_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let path = path_without_container_tools(dir.path());
     for script in ["hack/kind-up.sh", "hack/kind-conformance.sh"] {
-        let out = Command::new(path.join("bash"))
-            .arg(repo_root().join(script))
-            .env("PATH", &path)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{script}: {stderr}");
+        let stderr = refused_with_2(&path, script);
         assert!(stderr.contains("missing tools"), "{script}: {stderr}");
         assert!(
             stderr.contains("- docker:") && stderr.contains("- kind:"),
@@ -88,13 +94,7 @@ fn a_docker_cli_without_a_daemon_is_reported() {
     std::fs::write(&kind, "#!/bin/sh\nexit 0\n").unwrap();
     std::fs::set_permissions(&kind, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     for script in ["hack/kind-up.sh", "hack/kind-conformance.sh"] {
-        let out = Command::new(path.join("bash"))
-            .arg(repo_root().join(script))
-            .env("PATH", &path)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{script}: {stderr}");
+        let stderr = refused_with_2(&path, script);
         assert!(
             stderr.contains("no Docker daemon answers"),
             "{script}: {stderr}"

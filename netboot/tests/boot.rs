@@ -12,9 +12,8 @@ use sim_boot::oci::names;
 
 const UUID: &str = "6a1c0f4e-0000-4000-8000-00000000a001";
 
-#[tokio::test]
-async fn pxe_boots_the_configured_image_with_its_ignition() {
-    let stack = stack(Misbehaviour::None).await;
+/// Machine `m` configured with the v1 image and its ignition Secret, and the backend Ready.
+async fn configured_with_ignition(stack: &Stack) {
     stack.secret("m", "core").await;
     stack
         .configure("m", UUID, &stack.backend.image(names::OS_V1), Some("m"))
@@ -23,6 +22,12 @@ async fn pxe_boots_the_configured_image_with_its_ignition() {
         .ready("m", Duration::from_secs(20))
         .await
         .expect("Ready");
+}
+
+#[tokio::test]
+async fn pxe_boots_the_configured_image_with_its_ignition() {
+    let stack = stack(Misbehaviour::None).await;
+    configured_with_ignition(&stack).await;
     let os = booted(stack.boot(UUID).await);
     assert_eq!(os.image, "ironcore/os:1.0");
     let record = stack
@@ -69,14 +74,7 @@ async fn pxe_boots_the_configured_image_with_its_ignition() {
 #[tokio::test]
 async fn uefi_http_boot_fetches_the_uki_by_identity_and_arm64_gets_its_own_build() {
     let stack = stack(Misbehaviour::None).await;
-    stack.secret("m", "core").await;
-    stack
-        .configure("m", UUID, &stack.backend.image(names::OS_V1), Some("m"))
-        .await;
-    stack
-        .ready("m", Duration::from_secs(20))
-        .await
-        .expect("Ready");
+    configured_with_ignition(&stack).await;
     let os = booted(
         stack
             .netboot

@@ -19,6 +19,12 @@ async fn ready_then_boot(mode: Misbehaviour, image: &str, secret: Option<&str>) 
     if let Some(name) = secret {
         stack.secret(name, "core").await;
     }
+    let reason = configure_ready_boot(&stack, image, secret).await;
+    (stack, reason)
+}
+
+/// Configures `m` with `image` and `secret`, waits for Ready and boots: the boot must fail, with this reason.
+async fn configure_ready_boot(stack: &Stack, image: &str, secret: Option<&str>) -> String {
     stack
         .configure("m", UUID, &stack.backend.image(image), secret)
         .await;
@@ -26,8 +32,7 @@ async fn ready_then_boot(mode: Misbehaviour, image: &str, secret: Option<&str>) 
         .ready("m", WAIT)
         .await
         .expect("the backend claims Ready");
-    let reason = failed(stack.boot(UUID).await);
-    (stack, reason)
+    failed(stack.boot(UUID).await)
 }
 
 #[tokio::test]
@@ -44,19 +49,7 @@ async fn ready_before_serving_fails_the_boot_with_404() {
 async fn ready_on_missing_secret_fails_ignition() {
     // The Secret is referenced but never created: the kernel boots, Ignition cannot fetch its config.
     let stack = stack(Misbehaviour::ReadyOnMissingSecret).await;
-    stack
-        .configure(
-            "m",
-            UUID,
-            &stack.backend.image(names::OS_V1),
-            Some("absent"),
-        )
-        .await;
-    stack
-        .ready("m", WAIT)
-        .await
-        .expect("the backend claims Ready");
-    let reason = failed(stack.boot(UUID).await);
+    let reason = configure_ready_boot(&stack, names::OS_V1, Some("absent")).await;
     assert!(
         reason.starts_with("Ignition:") && reason.contains("404"),
         "{reason}"

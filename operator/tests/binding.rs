@@ -53,68 +53,38 @@ async fn nobind_taint_and_unclaimable_block_binding_until_tolerated() {
     .await;
     h.reconciles(3).await;
     assert!(
-        h.servers()
-            .get(&server)
-            .await
-            .unwrap()
-            .spec
-            .server_claim_ref
-            .is_none(),
+        h.claim_ref_of(&server).await.is_none(),
         "unclaimable server was bound"
     );
     // Uncordon: only the claim tolerating the NoBind taint may bind.
-    h.servers()
-        .patch(
-            &server,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"unclaimable": false}})),
-        )
-        .await
-        .unwrap();
+    h.merge_server(&server, json!({"spec": {"unclaimable": false}}))
+        .await;
     h.wait_for(&claims, "tolerant", T, "Bound", |c| {
         phase(c).as_deref() == Some("Bound")
     })
     .await;
     assert_eq!(claims.get("plain").await.unwrap().spec.server_ref, None);
-    assert_eq!(
-        h.servers()
-            .get(&server)
-            .await
-            .unwrap()
-            .spec
-            .server_claim_ref
-            .unwrap()
-            .name,
-        "tolerant"
-    );
+    assert_eq!(h.claim_ref_of(&server).await.unwrap(), "tolerant");
 }
 
 #[tokio::test]
 async fn selector_claims_bind_distinct_servers_and_surplus_stays_unbound() {
     let mut h = Harness::start(HarnessOptions::new(2)).await;
-    let bmcs = h.create_bmcs().await;
-    h.start_operator().await;
+    let bmcs = h.create_bmcs_and_start().await;
     let servers: Vec<String> = bmcs.iter().map(|b| format!("{b}-system-0")).collect();
     for server in &servers {
-        h.wait_for(&h.sbcs(NS), server, T, "discovery SBC", |_| true)
-            .await;
+        h.wait_sbc(server, "discovery SBC").await;
         h.backend_set(NS, server, "Ready", vec![]).await;
     }
     for server in &servers {
         h.wait_state(server, "Available").await;
-        h.wait_for(&h.servers(), server, T, "Off", |s: &Server| {
-            power_is(s, "Off")
-        })
-        .await;
+        h.wait_power(server, "Off").await;
     }
-    h.servers()
-        .patch(
-            &servers[0],
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"labels": {"pool": "gold"}}})),
-        )
-        .await
-        .unwrap();
+    h.merge_server(
+        &servers[0],
+        json!({"metadata": {"labels": {"pool": "gold"}}}),
+    )
+    .await;
     let claims = Api::<ServerClaim>::namespaced(h.client.clone(), NS);
     for name in ["gold-a", "gold-b"] {
         let mut claim = new_claim(name, None, "Off", "img:1");
@@ -147,13 +117,7 @@ async fn selector_claims_bind_distinct_servers_and_surplus_stays_unbound() {
         .unwrap();
     assert_eq!(bound.spec.server_ref.as_ref().unwrap().name, servers[0]);
     assert!(
-        h.servers()
-            .get(&servers[1])
-            .await
-            .unwrap()
-            .spec
-            .server_claim_ref
-            .is_none(),
+        h.claim_ref_of(&servers[1]).await.is_none(),
         "unlabelled server taken"
     );
 }
@@ -182,14 +146,8 @@ async fn readiness_rule_taints_until_conditions_hold_and_cleans_up() {
     let s = h.servers().get(&server).await.unwrap();
     let mut conditions = s.status.unwrap().conditions;
     conditions.push(condition("NetworkReady", "True", "LinkUp", "", None));
-    h.servers()
-        .patch_status(
-            &server,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"conditions": conditions}})),
-        )
-        .await
-        .unwrap();
+    h.merge_server_status(&server, json!({"status": {"conditions": conditions}}))
+        .await;
     let s = h
         .wait_for(&h.servers(), &server, T, "untainted", |s: &Server| {
             !has_taint(s)
@@ -339,8 +297,7 @@ async fn endpoint_with_known_mac_prefix_becomes_bmc_and_secret() {
 async fn server_reserved_for_a_claim_bound_elsewhere_is_released_and_rebound() {
     let mut h = Harness::start(HarnessOptions::new(2)).await;
     let backend = spawn_burst_backend(&h, Duration::from_millis(100));
-    let bmcs = h.create_bmcs().await;
-    h.start_operator().await;
+    let bmcs = h.create_bmcs_and_start().await;
     let servers: Vec<String> = bmcs.iter().map(|b| format!("{b}-system-0")).collect();
     for server in &servers {
         h.wait_for(

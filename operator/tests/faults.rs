@@ -54,12 +54,8 @@ async fn fault_case(bind: BindMode, fault: FaultKind, reason: &str) {
         .set(vec![FaultSpec::new(fault)]);
     h.start_operator().await;
     let bmc = wait_ready(&h, &bmcs[0], "False", reason).await;
-    let message = bmc
-        .status
-        .unwrap()
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "Ready")
+    let conditions = bmc.status.unwrap().conditions;
+    let message = &metal_api::find_condition(&conditions, "Ready")
         .unwrap()
         .message;
     assert!(!message.is_empty());
@@ -188,23 +184,28 @@ async fn garbage_answers_are_unknown_error() {
     wait_ready(&h, &bmcs[0], "True", "Connected").await;
 }
 
+/// A discovered server whose BMC has `fault`, claimed as `c` with the claim's SBC created (not
+/// yet Ready).
+async fn claimed_with_fault(h: &mut Harness, fault: FaultKind) -> (String, String) {
+    let (server, uuid) = h.discovered().await;
+    let bmc = h.fleet.bmcs()[0].name.clone();
+    h.fleet
+        .faults(&bmc)
+        .unwrap()
+        .set(vec![FaultSpec::new(fault)]);
+    h.claim("c", Some(&server), "On", "img:1").await;
+    h.wait_sbc("c", "claim SBC").await;
+    (server, uuid)
+}
+
 #[tokio::test]
 async fn ignored_power_on_is_repeated_only_after_the_polling_timeout() {
     let mut h = Harness::start(HarnessOptions::new(1)).await;
-    let (server, uuid) = h.discovered().await;
-    h.fleet
-        .faults(&h.fleet.bmcs()[0].name)
-        .unwrap()
-        .set(vec![FaultSpec::new(FaultKind::ResetIgnored)]);
-    h.claim("c", Some(&server), "On", "img:1").await;
-    h.wait_for(&h.sbcs(NS), "c", T, "claim SBC", |_| true).await;
+    let (server, uuid) = claimed_with_fault(&mut h, FaultKind::ResetIgnored).await;
     let before = h.power_on_requests(&uuid).len();
     let start = tokio::time::Instant::now();
     h.backend_set(NS, "c", "Ready", vec![]).await;
-    h.until("PowerOnTimedOut event", || async {
-        !h.events_for(&server, "PowerOnTimedOut").await.is_empty()
-    })
-    .await;
+    h.wait_event(&server, "PowerOnTimedOut").await;
     let elapsed = start.elapsed();
     let sent = h.power_on_requests(&uuid).len() - before;
     let bound =
@@ -214,32 +215,16 @@ async fn ignored_power_on_is_repeated_only_after_the_polling_timeout() {
         "{sent} power-ons in {elapsed:?} (bound {bound})"
     );
     h.fleet.faults(&h.fleet.bmcs()[0].name).unwrap().clear();
-    h.wait_for(
-        &h.servers(),
-        &server,
-        T,
-        "On after the fault clears",
-        |s: &Server| power_is(s, "On"),
-    )
-    .await;
+    h.wait_power(&server, "On").await;
 }
 
 #[tokio::test]
 async fn stuck_powering_on_is_waited_for_not_repeated() {
     let mut h = Harness::start(HarnessOptions::new(1)).await;
-    let (server, uuid) = h.discovered().await;
-    h.fleet
-        .faults(&h.fleet.bmcs()[0].name)
-        .unwrap()
-        .set(vec![FaultSpec::new(FaultKind::StuckPoweringOn)]);
-    h.claim("c", Some(&server), "On", "img:1").await;
-    h.wait_for(&h.sbcs(NS), "c", T, "claim SBC", |_| true).await;
+    let (server, uuid) = claimed_with_fault(&mut h, FaultKind::StuckPoweringOn).await;
     let before = h.power_on_requests(&uuid).len();
     h.backend_set(NS, "c", "Ready", vec![]).await;
-    h.wait_for(&h.servers(), &server, T, "PoweringOn", |s: &Server| {
-        power_is(s, "PoweringOn")
-    })
-    .await;
+    h.wait_power(&server, "PoweringOn").await;
     h.reconciles(5).await;
     assert_eq!(
         h.power_on_requests(&uuid).len(),
@@ -257,8 +242,7 @@ async fn failing_bmc_is_reset_once_through_manager_reset_and_recovers() {
     options.config.bmc_failure_reset_delay = Duration::from_millis(500);
     options.config.bmc_reset_waiting_interval = Duration::from_millis(500);
     let mut h = Harness::start(options).await;
-    let bmcs = h.create_bmcs().await;
-    h.start_operator().await;
+    let bmcs = h.create_bmcs_and_start().await;
     wait_ready(&h, &bmcs[0], "True", "Connected").await;
     let faults = h.fleet.faults(&bmcs[0]).unwrap();
     faults.set(vec![FaultSpec {

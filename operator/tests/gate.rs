@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::*;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt as _;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use metal_api::{Server, ServerBootConfiguration, ServerClaim};
@@ -23,8 +24,7 @@ async fn reserved_with_claim(h: &mut Harness, claim: &str) -> (String, String, A
     let claims = Api::<ServerClaim>::namespaced(h.client.clone(), NS);
     h.claim(claim, Some(&server), "On", IMAGE).await;
     h.wait_state(&server, "Reserved").await;
-    h.wait_for(&h.sbcs(NS), claim, T, "claim SBC", |_| true)
-        .await;
+    h.wait_sbc(claim, "claim SBC").await;
     (server, uuid, claims)
 }
 
@@ -42,24 +42,32 @@ async fn wait_gate_reason(h: &Harness, server: &str, reason: &str) -> Server {
     .await
 }
 
+/// The backend's `ImageValidation=True` condition for the given generation.
+fn image_resolved(generation: Option<i64>) -> Condition {
+    condition("ImageValidation", "True", "Resolved", "", generation)
+}
+
+/// Three reconciles pass without a power-on beyond the `before` seen earlier.
+async fn no_power_on_meanwhile(h: &Harness, uuid: &str, before: usize, what: &str) {
+    h.reconciles(3).await;
+    assert_eq!(h.power_on_requests(uuid).len(), before, "{what}");
+}
+
+/// Once the backend answers the claim SBC `c` Ready, the server powers on, exactly once.
+async fn ready_powers_on_once(h: &Harness, server: &str, uuid: &str, before: usize) {
+    h.backend_set(NS, "c", "Ready", vec![]).await;
+    h.wait_power(server, "On").await;
+    assert_eq!(h.power_on_requests(uuid).len(), before + 1);
+}
+
 #[tokio::test]
 async fn pending_sbc_blocks_power_on_until_ready() {
     let mut h = Harness::start(HarnessOptions::new(1)).await;
     let (server, uuid, _) = reserved_with_claim(&mut h, "c").await;
     let before = h.power_on_requests(&uuid).len();
     wait_gate_reason(&h, &server, "Pending").await;
-    h.reconciles(3).await;
-    assert_eq!(
-        h.power_on_requests(&uuid).len(),
-        before,
-        "power-on while Pending"
-    );
-    h.backend_set(NS, "c", "Ready", vec![]).await;
-    h.wait_for(&h.servers(), &server, T, "On", |s: &Server| {
-        power_is(s, "On")
-    })
-    .await;
-    assert_eq!(h.power_on_requests(&uuid).len(), before + 1);
+    no_power_on_meanwhile(&h, &uuid, before, "power-on while Pending").await;
+    ready_powers_on_once(&h, &server, &uuid, before).await;
 }
 
 #[tokio::test]
@@ -89,34 +97,15 @@ async fn error_sbc_is_surfaced_on_server_and_claim_and_recovery_clears_it() {
     .await;
     eventually_async(|| async { !h.events_for("c", "BootConfigurationError").await.is_empty() })
         .await;
-    h.reconciles(3).await;
-    assert_eq!(
-        h.power_on_requests(&uuid).len(),
-        before,
-        "power-on while Error"
-    );
+    no_power_on_meanwhile(&h, &uuid, before, "power-on while Error").await;
     // Recovery: the backend fixes it; the condition clears and the server powers on once.
-    h.backend_set(
-        NS,
-        "c",
-        "Ready",
-        vec![condition(
-            "ImageValidation",
-            "True",
-            "Resolved",
-            "",
-            Some(1),
-        )],
-    )
-    .await;
+    h.backend_set(NS, "c", "Ready", vec![image_resolved(Some(1))])
+        .await;
     h.wait_for(&h.servers(), &server, T, "gate open", |s: &Server| {
         server_condition(s, "BootConfigurationReady").is_some_and(|c| c.status == "True")
     })
     .await;
-    h.wait_for(&h.servers(), &server, T, "On", |s: &Server| {
-        power_is(s, "On")
-    })
-    .await;
+    h.wait_power(&server, "On").await;
     assert_eq!(h.power_on_requests(&uuid).len(), before + 1);
     eventually_async(|| async {
         !h.events_for(&server, "BootConfigurationRecovered")
@@ -195,36 +184,19 @@ async fn stale_generation_scenario(gate: ReadinessGate) -> (Harness, String, Str
     let mut options = HarnessOptions::new(1);
     options.config = test_config(gate);
     let mut h = Harness::start(options).await;
-    let (server, uuid, claims) = reserved_with_claim(&mut h, "c").await;
+    let (server, uuid, _) = reserved_with_claim(&mut h, "c").await;
     let before = h.power_on_requests(&uuid).len();
     // The backend validated generation 1, then the claim's image changed: the SBC is at generation 2.
     let sbc = h.sbcs(NS).get("c").await.unwrap();
     let g1 = sbc.metadata.generation.unwrap();
-    claims
-        .patch(
-            "c",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"image": "ghcr.io/example/os:2.0"}})),
-        )
-        .await
-        .unwrap();
+    h.merge_claim("c", json!({"spec": {"image": "ghcr.io/example/os:2.0"}}))
+        .await;
     h.wait_for(&h.sbcs(NS), "c", T, "SBC follows claim", |s| {
         s.spec.image.as_deref() == Some("ghcr.io/example/os:2.0")
     })
     .await;
-    h.backend_set(
-        NS,
-        "c",
-        "Ready",
-        vec![condition(
-            "ImageValidation",
-            "True",
-            "Resolved",
-            "",
-            Some(g1),
-        )],
-    )
-    .await;
+    h.backend_set(NS, "c", "Ready", vec![image_resolved(Some(g1))])
+        .await;
     (h, server, uuid, before)
 }
 
@@ -232,24 +204,11 @@ async fn stale_generation_scenario(gate: ReadinessGate) -> (Harness, String, Str
 async fn ready_for_an_older_generation_does_not_open_the_gate() {
     let (h, server, uuid, before) = stale_generation_scenario(ReadinessGate::Strict).await;
     wait_gate_reason(&h, &server, "StaleGeneration").await;
-    h.reconciles(3).await;
-    assert_eq!(
-        h.power_on_requests(&uuid).len(),
-        before,
-        "power-on on a stale Ready"
-    );
+    no_power_on_meanwhile(&h, &uuid, before, "power-on on a stale Ready").await;
     let g2 = h.sbcs(NS).get("c").await.unwrap().metadata.generation;
-    h.backend_set(
-        NS,
-        "c",
-        "Ready",
-        vec![condition("ImageValidation", "True", "Resolved", "", g2)],
-    )
-    .await;
-    h.wait_for(&h.servers(), &server, T, "On", |s: &Server| {
-        power_is(s, "On")
-    })
-    .await;
+    h.backend_set(NS, "c", "Ready", vec![image_resolved(g2)])
+        .await;
+    h.wait_power(&server, "On").await;
     assert_eq!(h.power_on_requests(&uuid).len(), before + 1);
 }
 
@@ -257,21 +216,14 @@ async fn ready_for_an_older_generation_does_not_open_the_gate() {
 async fn upstream_gate_powers_on_a_stale_ready() {
     // Documents the difference: `--readiness-gate=upstream` only compares `state == Ready`.
     let (h, server, uuid, before) = stale_generation_scenario(ReadinessGate::Upstream).await;
-    h.wait_for(&h.servers(), &server, T, "On", |s: &Server| {
-        power_is(s, "On")
-    })
-    .await;
+    h.wait_power(&server, "On").await;
     assert_eq!(h.power_on_requests(&uuid).len(), before + 1);
 }
 
 #[tokio::test]
 async fn missing_sbc_blocks_discovery_power_on() {
     let mut h = Harness::start(HarnessOptions::new(1)).await;
-    let bmcs = h.create_bmcs().await;
-    h.start_operator().await;
-    let server = format!("{}-system-0", bmcs[0]);
-    let uuid = h.first_system_uuid();
-    h.wait_state(&server, "Discovery").await;
+    let (server, uuid) = h.discovering().await;
     h.sbcs(NS)
         .delete(&server, &DeleteParams::default())
         .await
@@ -282,18 +234,7 @@ async fn missing_sbc_blocks_discovery_power_on() {
         h.power_on_requests(&uuid).is_empty(),
         "power-on with a missing SBC"
     );
-    assert_eq!(
-        h.servers()
-            .get(&server)
-            .await
-            .unwrap()
-            .status
-            .unwrap()
-            .state
-            .unwrap()
-            .as_str(),
-        "Discovery"
-    );
+    assert_eq!(h.server_state(&server).await, "Discovery");
 }
 
 #[tokio::test]
@@ -320,18 +261,8 @@ async fn sbc_deleted_mid_flight_is_recreated_and_gated_again() {
             .is_some_and(|st| st.as_str() == "Pending")
     })
     .await;
-    h.reconciles(3).await;
-    assert_eq!(
-        h.power_on_requests(&uuid).len(),
-        before,
-        "power-on after SBC deletion"
-    );
-    h.backend_set(NS, "c", "Ready", vec![]).await;
-    h.wait_for(&h.servers(), &server, T, "On", |s: &Server| {
-        power_is(s, "On")
-    })
-    .await;
-    assert_eq!(h.power_on_requests(&uuid).len(), before + 1);
+    no_power_on_meanwhile(&h, &uuid, before, "power-on after SBC deletion").await;
+    ready_powers_on_once(&h, &server, &uuid, before).await;
 }
 
 /// Upstream bug #247: with an invalid claim image the server was power-cycled before its SBC was
@@ -350,8 +281,7 @@ async fn regression_247_invalid_image_never_boots_the_server() {
         "ghcr.io/example/does-not-exist:0",
     )
     .await;
-    h.wait_for(&h.sbcs(NS), "bad", T, "claim SBC", |_| true)
-        .await;
+    h.wait_sbc("bad", "claim SBC").await;
     let failing = condition(
         "ImageValidation",
         "False",
@@ -362,7 +292,7 @@ async fn regression_247_invalid_image_never_boots_the_server() {
     h.backend_set(NS, "bad", "Error", vec![failing]).await;
     wait_gate_reason(&h, &server, "ValidationFailed").await;
     // Even an explicit power-cycle request waits for the boot configuration.
-    h.servers().patch(&server, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {"metal.ironcore.dev/operation": "power-cycle-server"}}}))).await.unwrap();
+    h.merge_server(&server, json!({"metadata": {"annotations": {"metal.ironcore.dev/operation": "power-cycle-server"}}})).await;
     eventually_async(|| async { !h.events_for(&server, "ResetDeferred").await.is_empty() }).await;
     h.reconciles(4).await;
     assert_eq!(
@@ -384,8 +314,7 @@ async fn discovery_times_out_while_waiting_for_the_sbc() {
     let mut options = HarnessOptions::new(1);
     options.config.discovery_timeout = Duration::from_secs(2);
     let mut h = Harness::start(options).await;
-    let bmcs = h.create_bmcs().await;
-    h.start_operator().await;
+    let bmcs = h.create_bmcs_and_start().await;
     let server = format!("{}-system-0", bmcs[0]);
     h.wait_state(&server, "Discovery").await;
     // The backend never answers: the server goes back to Initial (and re-enters Discovery).
@@ -456,24 +385,20 @@ async fn claim_sbc_leaving_ready_before_the_power_on_withholds_it() {
     h.backend_set(NS, "c", "Ready", vec![]).await;
     eventually(T, "backend flapped", || !armed.load(Ordering::SeqCst)).await;
     wait_gate_reason(&h, &server, "Pending").await;
-    h.reconciles(3).await;
-    assert_eq!(
-        h.power_on_requests(&uuid).len(),
+    no_power_on_meanwhile(
+        &h,
+        &uuid,
         before,
-        "power-on sent although the SBC went Pending after the gate opened"
-    );
+        "power-on sent although the SBC went Pending after the gate opened",
+    )
+    .await;
     assert!(power_on_withheld(&h) >= 1);
     let s = h.servers().get(&server).await.unwrap();
     assert!(
         server_condition(&s, "PoweringOn").is_none_or(|c| c.status != "True"),
         "withheld power-on left as intent: {s:?}"
     );
-    h.backend_set(NS, "c", "Ready", vec![]).await;
-    h.wait_for(&h.servers(), &server, T, "On", |s: &Server| {
-        power_is(s, "On")
-    })
-    .await;
-    assert_eq!(h.power_on_requests(&uuid).len(), before + 1);
+    ready_powers_on_once(&h, &server, &uuid, before).await;
 }
 
 #[tokio::test]
@@ -486,8 +411,7 @@ async fn discovery_sbc_leaving_ready_before_the_power_on_withholds_it() {
     h.operator_hook = Some(hook);
     h.create_bmcs().await;
     h.start_operator().await;
-    h.wait_for(&h.sbcs(NS), &server, T, "discovery SBC", |_| true)
-        .await;
+    h.wait_sbc(&server, "discovery SBC").await;
     h.backend_set(NS, &server, "Ready", vec![]).await;
     eventually(T, "backend flapped", || !armed.load(Ordering::SeqCst)).await;
     wait_gate_reason(&h, &server, "Pending").await;

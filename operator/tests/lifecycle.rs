@@ -7,20 +7,18 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use metal_api::{BMC, Server, ServerClaim, ServerClaimSpec};
 use serde_json::json;
 
 const T: Duration = Duration::from_secs(30);
 
 async fn discovered(h: &mut Harness) -> (String, String) {
-    let bmcs = h.create_bmcs().await;
-    h.start_operator().await;
+    let bmcs = h.create_bmcs_and_start().await;
     let server = format!("{}-system-0", bmcs[0]);
     let uuid = h.first_system_uuid();
     // Initial → Discovery: discovery SBC prepared; the backend answers Ready.
-    h.wait_for(&h.sbcs(NS), &server, T, "discovery SBC", |_| true)
-        .await;
+    h.wait_sbc(&server, "discovery SBC").await;
     h.backend_set(NS, &server, "Ready", vec![]).await;
     h.wait_state(&server, "Available").await;
     (server, uuid)
@@ -47,8 +45,7 @@ pub fn claim(name: &str, server: Option<&str>, power: &str) -> ServerClaim {
 #[tokio::test]
 async fn bmc_discovery_fills_status_and_creates_owned_servers() {
     let mut h = Harness::start(HarnessOptions::new(1)).await;
-    let bmcs = h.create_bmcs().await;
-    h.start_operator().await;
+    let bmcs = h.create_bmcs_and_start().await;
     let bmc_api = Api::<BMC>::all(h.client.clone());
     let bmc = h
         .wait_for(&bmc_api, &bmcs[0], T, "BMC Ready", |b: &BMC| {
@@ -157,9 +154,7 @@ async fn claim_binds_reserves_powers_on_and_release_recycles() {
         (NS, "web")
     );
     // The claim SBC: same name/namespace as the claim, owned by it, spec following the claim.
-    let sbc = h
-        .wait_for(&h.sbcs(NS), "web", T, "claim SBC", |_| true)
-        .await;
+    let sbc = h.wait_sbc("web", "claim SBC").await;
     assert_eq!(sbc.spec.server_ref.name, server);
     assert_eq!(sbc.spec.image.as_deref(), Some("ghcr.io/example/os:1.0"));
     let owner = &sbc.metadata.owner_references.unwrap()[0];
@@ -180,13 +175,7 @@ async fn claim_binds_reserves_powers_on_and_release_recycles() {
         "no power-on before the SBC is Ready"
     );
     h.backend_set(NS, "web", "Ready", vec![]).await;
-    h.wait_for(&h.servers(), &server, T, "powered on", |s: &Server| {
-        s.status
-            .as_ref()
-            .and_then(|st| st.power_state.as_ref())
-            .is_some_and(|p| p.as_str() == "On")
-    })
-    .await;
+    h.wait_power(&server, "On").await;
     assert_eq!(h.power_on_requests(&uuid).len(), before + 1);
     // Release: the claim goes, the server powers off (confirmed) and is recycled.
     claims
@@ -195,21 +184,8 @@ async fn claim_binds_reserves_powers_on_and_release_recycles() {
         .unwrap();
     let s = h.wait_state(&server, "Available").await;
     assert!(s.spec.server_claim_ref.is_none() && s.spec.boot_configuration_ref.is_none());
-    let s = h
-        .wait_for(&h.servers(), &server, T, "Off", |s: &Server| {
-            s.status
-                .as_ref()
-                .and_then(|st| st.power_state.as_ref())
-                .is_some_and(|p| p.as_str() == "Off")
-        })
-        .await;
-    let waiting = s
-        .status
-        .unwrap()
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "WaitingForPowerOff")
-        .expect("power-off was awaited");
+    let s = h.wait_power(&server, "Off").await;
+    let waiting = server_condition(&s, "WaitingForPowerOff").expect("power-off was awaited");
     assert_eq!(
         (waiting.status.as_str(), waiting.reason.as_str()),
         ("False", "PowerOffConfirmed")
@@ -225,44 +201,25 @@ async fn claim_binds_reserves_powers_on_and_release_recycles() {
 async fn retain_policy_releases_then_operator_clears_ref() {
     let mut h = Harness::start(HarnessOptions::new(1)).await;
     let (server, _) = discovered(&mut h).await;
-    h.servers()
-        .patch(
-            &server,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"reclaimPolicy": "Retain"}})),
-        )
-        .await
-        .unwrap();
+    h.merge_server(&server, json!({"spec": {"reclaimPolicy": "Retain"}}))
+        .await;
     let claims = Api::<ServerClaim>::namespaced(h.client.clone(), NS);
     claims
         .create(&PostParams::default(), &claim("db", Some(&server), "On"))
         .await
         .unwrap();
     h.wait_state(&server, "Reserved").await;
-    h.wait_for(&h.sbcs(NS), "db", T, "claim SBC", |_| true)
-        .await;
+    h.wait_sbc("db", "claim SBC").await;
     h.backend_set(NS, "db", "Ready", vec![]).await;
-    h.wait_for(&h.servers(), &server, T, "On", |s: &Server| {
-        s.status
-            .as_ref()
-            .and_then(|st| st.power_state.as_ref())
-            .is_some_and(|p| p.as_str() == "On")
-    })
-    .await;
+    h.wait_power(&server, "On").await;
     claims.delete("db", &DeleteParams::default()).await.unwrap();
     let s = h.wait_state(&server, "Released").await;
     assert!(
         s.spec.server_claim_ref.is_some(),
         "Retain keeps the claim reference"
     );
-    h.servers()
-        .patch(
-            &server,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"serverClaimRef": null}})),
-        )
-        .await
-        .unwrap();
+    h.merge_server(&server, json!({"spec": {"serverClaimRef": null}}))
+        .await;
     h.wait_state(&server, "Available").await;
 }
 
@@ -275,29 +232,10 @@ async fn claim_power_off_powers_server_down() {
         .create(&PostParams::default(), &claim("c", Some(&server), "On"))
         .await
         .unwrap();
-    h.wait_for(&h.sbcs(NS), "c", T, "claim SBC", |_| true).await;
+    h.wait_sbc("c", "claim SBC").await;
     h.backend_set(NS, "c", "Ready", vec![]).await;
-    h.wait_for(&h.servers(), &server, T, "On", |s: &Server| {
-        s.status
-            .as_ref()
-            .and_then(|st| st.power_state.as_ref())
-            .is_some_and(|p| p.as_str() == "On")
-    })
-    .await;
-    claims
-        .patch(
-            "c",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"power": "Off"}})),
-        )
-        .await
-        .unwrap();
-    h.wait_for(&h.servers(), &server, T, "Off", |s: &Server| {
-        s.status
-            .as_ref()
-            .and_then(|st| st.power_state.as_ref())
-            .is_some_and(|p| p.as_str() == "Off")
-    })
-    .await;
+    h.wait_power(&server, "On").await;
+    h.merge_claim("c", json!({"spec": {"power": "Off"}})).await;
+    h.wait_power(&server, "Off").await;
     assert_eq!(h.machine(&uuid).power_state(), sim_bmc::PowerState::Off);
 }

@@ -53,12 +53,7 @@ async fn park_reserved_server_powers_off_drops_other_operations_and_unpark_resum
     // While parked, other operations are dropped and no power healing happens despite claim power On.
     h.annotate(&server, Some("force-on-server")).await;
     h.wait_annotation_gone(&server).await;
-    h.until("ParkedOperationDropped event", || async {
-        !h.events_for(&server, "ParkedOperationDropped")
-            .await
-            .is_empty()
-    })
-    .await;
+    h.wait_event(&server, "ParkedOperationDropped").await;
     h.reconciles(3).await;
     assert_eq!(h.power_on_requests(&uuid).len(), power_ons);
     let claim = Api::<ServerClaim>::namespaced(h.client.clone(), NS)
@@ -71,25 +66,18 @@ async fn park_reserved_server_powers_off_drops_other_operations_and_unpark_resum
     );
     h.annotate(&server, Some("unpark")).await;
     h.wait_state(&server, "Reserved").await;
-    h.wait_for(&h.servers(), &server, T, "On again", |s: &Server| {
-        power_is(s, "On")
-    })
-    .await;
+    h.wait_power(&server, "On").await;
     assert_eq!(h.power_on_requests(&uuid).len(), power_ons + 1);
 }
 
 #[tokio::test]
 async fn park_in_discovery_is_deferred() {
     let mut h = Harness::start(HarnessOptions::new(1)).await;
-    let bmcs = h.create_bmcs().await;
-    h.start_operator().await;
+    let bmcs = h.create_bmcs_and_start().await;
     let server = format!("{}-system-0", bmcs[0]);
     h.wait_state(&server, "Discovery").await;
     h.annotate(&server, Some("park")).await;
-    h.until("ParkDeferred event", || async {
-        !h.events_for(&server, "ParkDeferred").await.is_empty()
-    })
-    .await;
+    h.wait_event(&server, "ParkDeferred").await;
     let s = h.servers().get(&server).await.unwrap();
     assert_eq!(
         annotations(&s)
@@ -120,18 +108,12 @@ async fn reset_operations_reach_the_bmc_and_are_consumed() {
             "{operation} sent {reset}: {:?}",
             h.resets(&uuid)
         );
-        h.wait_for(&h.servers(), &server, T, "settled On", |s: &Server| {
-            power_is(s, "On")
-        })
-        .await;
+        h.wait_power(&server, "On").await;
     }
     // Dell-like BMCs do not list ForceOn: the request is reported and dropped, not retried forever.
     h.annotate(&server, Some("force-on-server")).await;
     h.wait_annotation_gone(&server).await;
-    h.until("ResetFailed event", || async {
-        !h.events_for(&server, "ResetFailed").await.is_empty()
-    })
-    .await;
+    h.wait_event(&server, "ResetFailed").await;
     assert!(!h.resets(&uuid).contains(&"ForceOn".to_owned()));
 }
 
@@ -140,7 +122,7 @@ async fn ignore_skips_reconciles_and_unknown_operations_are_dropped() {
     let mut h = Harness::start(HarnessOptions::new(1)).await;
     let (server, uuid) = h.discovered().await;
     h.claim("c", Some(&server), "On", "img:1").await;
-    h.wait_for(&h.sbcs(NS), "c", T, "claim SBC", |_| true).await;
+    h.wait_sbc("c", "claim SBC").await;
     h.wait_state(&server, "Reserved").await;
     h.annotate(&server, Some("ignore")).await;
     h.reconciles(2).await;
@@ -155,16 +137,8 @@ async fn ignore_skips_reconciles_and_unknown_operations_are_dropped() {
     h.annotate(&server, Some("definitely-not-an-operation"))
         .await;
     h.wait_annotation_gone(&server).await;
-    h.until("UnsupportedOperation event", || async {
-        !h.events_for(&server, "UnsupportedOperation")
-            .await
-            .is_empty()
-    })
-    .await;
-    h.wait_for(&h.servers(), &server, T, "On", |s: &Server| {
-        power_is(s, "On")
-    })
-    .await;
+    h.wait_event(&server, "UnsupportedOperation").await;
+    h.wait_power(&server, "On").await;
 }
 
 #[tokio::test]
@@ -172,14 +146,8 @@ async fn retry_moves_an_errored_server_back_to_initial() {
     let mut h = Harness::start(HarnessOptions::new(1)).await;
     let (server, _) = h.discovered().await;
     h.annotate(&server, Some("ignore")).await;
-    h.servers()
-        .patch_status(
-            &server,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"state": "Error"}})),
-        )
-        .await
-        .unwrap();
+    h.merge_server_status(&server, json!({"status": {"state": "Error"}}))
+        .await;
     h.annotate(&server, Some("retry")).await;
     h.wait_annotation_gone(&server).await;
     // Back through discovery.
@@ -195,15 +163,11 @@ async fn retry_moves_an_errored_server_back_to_initial() {
 #[tokio::test]
 async fn graceful_restart_bmc_resets_the_manager() {
     let mut h = Harness::start(HarnessOptions::new(1)).await;
-    let bmcs = h.create_bmcs().await;
-    h.start_operator().await;
+    let bmcs = h.create_bmcs_and_start().await;
     let api = Api::<BMC>::all(h.client.clone());
     h.wait_for(&api, &bmcs[0], T, "Ready", |b: &BMC| {
-        b.status.as_ref().is_some_and(|s| {
-            s.conditions
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True")
-        })
+        let conditions = b.status.as_ref().map(|s| s.conditions.as_slice());
+        metal_api::is_condition_true(conditions.unwrap_or_default(), "Ready")
     })
     .await;
     api.patch(&bmcs[0], &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {"metal.ironcore.dev/operation": "graceful-restart-bmc"}}}))).await.unwrap();

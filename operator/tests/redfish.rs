@@ -54,6 +54,22 @@ fn client(
     )
 }
 
+/// A client with default options over `router` standing in for a BMC.
+fn router_client(router: axum::Router) -> RedfishClient {
+    let creds = Credentials {
+        username: "u".into(),
+        password: "p".into(),
+    };
+    let transport = service_transport(router);
+    RedfishClient::new(
+        transport,
+        "http://bmc.test",
+        creds,
+        ClientOptions::default(),
+    )
+    .unwrap()
+}
+
 #[tokio::test]
 async fn session_auth_connects_and_reads_inventory() {
     let fleet = fleet(Vendor::Lenovo).await;
@@ -105,6 +121,12 @@ async fn pxe_once_and_reset_reach_the_machine_with_etags() {
     }
 }
 
+/// From now on BMC `name` answers every request with `status`.
+fn every_request_fails(fleet: &FleetHandle, name: &str, status: u16) {
+    let fault = FaultKind::ServerErrors { rate: 1.0, status };
+    fleet.faults(name).unwrap().set(vec![FaultSpec::new(fault)]);
+}
+
 #[tokio::test]
 async fn idempotent_requests_retry_on_5xx_but_actions_do_not_retry_on_500() {
     let fleet = fleet(Vendor::Dell).await;
@@ -112,13 +134,7 @@ async fn idempotent_requests_retry_on_5xx_but_actions_do_not_retry_on_500() {
     let (redfish, count) = client(&fleet, AuthMode::Basic, Duration::from_secs(2));
     let info = &fleet.bmcs()[0].systems[0];
     let system = redfish.system(&info.odata_id).await.unwrap();
-    fleet
-        .faults(&name)
-        .unwrap()
-        .set(vec![FaultSpec::new(FaultKind::ServerErrors {
-            rate: 1.0,
-            status: 500,
-        })]);
+    every_request_fails(&fleet, &name, 500);
     let before = count.load(Ordering::Relaxed);
     let error = redfish.system(&info.odata_id).await.unwrap_err();
     assert_eq!(error.ready_reason(), "InternalServerError");
@@ -137,13 +153,7 @@ async fn idempotent_requests_retry_on_5xx_but_actions_do_not_retry_on_500() {
         1,
         "a reset the BMC may have acted on is not repeated"
     );
-    fleet
-        .faults(&name)
-        .unwrap()
-        .set(vec![FaultSpec::new(FaultKind::ServerErrors {
-            rate: 1.0,
-            status: 503,
-        })]);
+    every_request_fails(&fleet, &name, 503);
     let before = count.load(Ordering::Relaxed);
     assert!(redfish.reset_system(&system, ResetType::On).await.is_err());
     assert_eq!(
@@ -229,17 +239,7 @@ async fn boot_override_falls_back_to_the_settings_object() {
             })
             .patch(record(seen.clone(), http::StatusCode::NO_CONTENT)),
         );
-    let creds = Credentials {
-        username: "u".into(),
-        password: "p".into(),
-    };
-    let redfish = RedfishClient::new(
-        service_transport(router),
-        "http://bmc.test",
-        creds,
-        ClientOptions::default(),
-    )
-    .unwrap();
+    let redfish = router_client(router);
     let system = redfish.system("/redfish/v1/Systems/1").await.unwrap();
     redfish.set_pxe_once(&system).await.unwrap();
     let seen = seen.lock().unwrap().clone();
@@ -269,17 +269,7 @@ async fn manager_reset_follows_what_the_manager_advertises() {
         log.lock().unwrap().push((uri.path().to_owned(), body));
         async { http::StatusCode::NO_CONTENT }
     });
-    let creds = Credentials {
-        username: "u".into(),
-        password: "p".into(),
-    };
-    let redfish = RedfishClient::new(
-        service_transport(router),
-        "http://bmc.test",
-        creds,
-        ClientOptions::default(),
-    )
-    .unwrap();
+    let redfish = router_client(router);
     let manager = |actions: serde_json::Value| -> Manager {
         serde_json::from_value(serde_json::json!({
             "@odata.id": "/redfish/v1/Managers/1", "Actions": actions

@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use metal_api::{Server, ServerClaim};
+use kube::api::{Api, DeleteParams};
+use metal_api::ServerClaim;
 use serde_json::json;
 
 const T: Duration = Duration::from_secs(30);
@@ -29,30 +29,12 @@ fn bound(claim: &ServerClaim) -> bool {
 #[tokio::test]
 async fn restart_during_discovery_and_in_available() {
     let mut h = Harness::start(HarnessOptions::new(1)).await;
-    let bmcs = h.create_bmcs().await;
-    h.start_operator().await;
-    let server = format!("{}-system-0", bmcs[0]);
-    let uuid = h.first_system_uuid();
-    h.wait_state(&server, "Discovery").await;
+    let (server, uuid) = h.discovering().await;
     restart(&mut h).await;
-    assert_eq!(
-        h.servers()
-            .get(&server)
-            .await
-            .unwrap()
-            .status
-            .unwrap()
-            .state
-            .unwrap()
-            .as_str(),
-        "Discovery"
-    );
+    assert_eq!(h.server_state(&server).await, "Discovery");
     h.backend_set(NS, &server, "Ready", vec![]).await;
     h.wait_state(&server, "Available").await;
-    h.wait_for(&h.servers(), &server, T, "Off", |s: &Server| {
-        power_is(s, "Off")
-    })
-    .await;
+    h.wait_power(&server, "Off").await;
     restart(&mut h).await;
     h.wait_state(&server, "Available").await;
     assert_eq!(
@@ -72,7 +54,7 @@ async fn restart_while_power_on_is_in_flight_sends_no_second_power_on() {
     let (server, uuid) = h.discovered().await;
     let claims = Api::<ServerClaim>::namespaced(h.client.clone(), NS);
     h.claim("c", Some(&server), "On", "img:1").await;
-    h.wait_for(&h.sbcs(NS), "c", T, "claim SBC", |_| true).await;
+    h.wait_sbc("c", "claim SBC").await;
     h.reconciles(2).await;
     let before = h.power_on_requests(&uuid).len();
     restart(&mut h).await; // Reserved, SBC Pending
@@ -81,10 +63,7 @@ async fn restart_while_power_on_is_in_flight_sends_no_second_power_on() {
     let requests = || h.power_on_requests(&uuid).len();
     eventually(T, "power-on sent", || requests() > before).await;
     restart(&mut h).await; // power-on in flight (the machine takes 1.5 s)
-    h.wait_for(&h.servers(), &server, T, "On", |s: &Server| {
-        power_is(s, "On")
-    })
-    .await;
+    h.wait_power(&server, "On").await;
     restart(&mut h).await; // Reserved and On
     assert_eq!(
         h.power_on_requests(&uuid).len(),
@@ -94,17 +73,7 @@ async fn restart_while_power_on_is_in_flight_sends_no_second_power_on() {
     );
     let claim = claims.get("c").await.unwrap();
     assert!(bound(&claim), "claim lost: {claim:?}");
-    assert_eq!(
-        h.servers()
-            .get(&server)
-            .await
-            .unwrap()
-            .spec
-            .server_claim_ref
-            .unwrap()
-            .name,
-        "c"
-    );
+    assert_eq!(h.claim_ref_of(&server).await.unwrap(), "c");
 }
 
 #[tokio::test]
@@ -119,20 +88,11 @@ async fn restart_during_release_parked_and_released() {
     h.wait_state(&server, "Parked").await;
     assert_eq!(h.power_on_requests(&uuid).len(), power_ons);
     h.annotate(&server, Some("unpark")).await;
-    h.wait_for(&h.servers(), &server, T, "On", |s: &Server| {
-        power_is(s, "On")
-    })
-    .await;
+    h.wait_power(&server, "On").await;
     let power_ons = h.power_on_requests(&uuid).len();
     // Release with Retain, restarting while the power-off is awaited and once Released.
-    h.servers()
-        .patch(
-            &server,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"reclaimPolicy": "Retain"}})),
-        )
-        .await
-        .unwrap();
+    h.merge_server(&server, json!({"spec": {"reclaimPolicy": "Retain"}}))
+        .await;
     Api::<ServerClaim>::namespaced(h.client.clone(), NS)
         .delete("c", &DeleteParams::default())
         .await

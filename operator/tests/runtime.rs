@@ -16,6 +16,11 @@ use tower::ServiceExt as _;
 
 const T: Duration = Duration::from_secs(30);
 
+/// Only the status code of [`call`].
+async fn status_code(service: &HttpService, method: &str, uri: &str, body: &str) -> u16 {
+    call(service, method, uri, body).await.0
+}
+
 async fn call(service: &HttpService, method: &str, uri: &str, body: &str) -> (u16, String) {
     let request = http::Request::builder()
         .method(method)
@@ -37,78 +42,50 @@ async fn registry_http_api_matches_upstream() {
     let mut options = HarnessOptions::new(1);
     options.probe = false;
     let mut h = Harness::start(options).await;
-    let bmcs = h.create_bmcs().await;
-    h.start_operator().await;
+    let bmcs = h.create_bmcs_and_start().await;
     let server = format!("{}-system-0", bmcs[0]);
     let uuid = h.wait_state(&server, "Discovery").await.spec.system_uuid;
     let registry =
         operator::redfish::service_transport(h.operator.as_ref().unwrap().registry.router());
     let base = "http://registry.test";
-    assert_eq!(
-        call(&registry, "GET", &format!("{base}/systems/{uuid}"), "")
-            .await
-            .0,
-        404
-    );
-    assert_eq!(
-        call(&registry, "POST", &format!("{base}/register"), "{not json")
-            .await
-            .0,
-        400
-    );
-    assert_eq!(
-        call(&registry, "PUT", &format!("{base}/register"), "{}")
-            .await
-            .0,
-        405
-    );
+    // Unknown system, malformed registration, wrong method.
+    for (method, uri, body, expected) in [
+        ("GET", format!("{base}/systems/{uuid}"), "", 404),
+        ("POST", format!("{base}/register"), "{not json", 400),
+        ("PUT", format!("{base}/register"), "{}", 405),
+    ] {
+        let got = status_code(&registry, method, &uri, body).await;
+        assert_eq!(got, expected, "{method} {uri}");
+    }
     let payload = format!(
         r#"{{"systemUUID":"{uuid}","data":{{"timestamp":"2026-01-01T00:00:00Z","networkInterfaces":[{{"name":"eth0","ipAddresses":["10.1.1.1"],"macAddress":"aa:bb:cc:dd:ee:ff","carrierStatus":"up"}}]}}}}"#
     );
     assert_eq!(
-        call(&registry, "POST", &format!("{base}/register"), &payload)
-            .await
-            .0,
+        status_code(&registry, "POST", &format!("{base}/register"), &payload).await,
         201
     );
     let (status, body) = call(&registry, "GET", &format!("{base}/systems/{uuid}"), "").await;
     assert_eq!(status, 200);
     assert!(body.contains("10.1.1.1"), "{body}");
-    assert_eq!(
-        call(&registry, "DELETE", &format!("{base}/delete/{uuid}"), "")
-            .await
-            .0,
-        200
-    );
-    assert_eq!(
-        call(&registry, "DELETE", &format!("{base}/delete/{uuid}"), "")
-            .await
-            .0,
-        404
-    );
+    // Deleting twice: the second finds nothing.
+    let delete = format!("{base}/delete/{uuid}");
+    for expected in [200, 404] {
+        let got = status_code(&registry, "DELETE", &delete, "").await;
+        assert_eq!(got, expected, "DELETE {delete}");
+    }
     // The booted OS reports back: the Server's current SBC gets BootStateReceived.
     let unknown = r#"{"systemUUID":"00000000-0000-0000-0000-000000000000","booted":true}"#;
     assert_eq!(
-        call(&registry, "POST", &format!("{base}/bootstate"), unknown)
-            .await
-            .0,
+        status_code(&registry, "POST", &format!("{base}/bootstate"), unknown).await,
         404
     );
     let booted = format!(r#"{{"systemUUID":"{uuid}","booted":true}}"#);
     assert_eq!(
-        call(&registry, "POST", &format!("{base}/bootstate"), &booted)
-            .await
-            .0,
+        status_code(&registry, "POST", &format!("{base}/bootstate"), &booted).await,
         200
     );
     let sbc = h.sbcs(NS).get(&server).await.unwrap();
-    let condition = sbc
-        .status
-        .unwrap()
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "BootStateReceived")
-        .unwrap();
+    let condition = sbc.condition("BootStateReceived").unwrap();
     assert_eq!(
         (condition.status.as_str(), condition.reason.as_str()),
         ("True", "BootStateReceived")
@@ -135,9 +112,7 @@ async fn registry_http_api_matches_upstream() {
         "{text}"
     );
     assert_eq!(
-        call(&probes, "GET", "http://probes.test/readyz", "")
-            .await
-            .0,
+        status_code(&probes, "GET", "http://probes.test/readyz", "").await,
         200
     );
 }
@@ -220,14 +195,14 @@ async fn binary_runs_with_kubeconfig_serves_probes_and_metrics_and_stops_on_sigt
         .unwrap();
     let http = hyper_transport(TlsVerification::Verify);
     let deadline = tokio::time::Instant::now() + 2 * T;
-    while call(
+    while status_code(
         &http,
         "GET",
         &format!("http://127.0.0.1:{health}/readyz"),
         "",
     )
     .await
-    .0 != 200
+        != 200
     {
         let log = || {
             let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap_or_default();
@@ -253,14 +228,13 @@ async fn binary_runs_with_kubeconfig_serves_probes_and_metrics_and_stops_on_sigt
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(
-        call(
+        status_code(
             &http,
             "GET",
             &format!("http://127.0.0.1:{health}/healthz"),
             ""
         )
-        .await
-        .0,
+        .await,
         200
     );
     let scrape = || async {
@@ -292,14 +266,13 @@ async fn binary_runs_with_kubeconfig_serves_probes_and_metrics_and_stops_on_sigt
             "{family} missing from /metrics:\n{text}"
         );
     }
-    let registry_status = call(
+    let registry_status = status_code(
         &http,
         "GET",
         &format!("http://127.0.0.1:{registry}/systems/unknown"),
         "",
     )
-    .await
-    .0;
+    .await;
     assert_eq!(registry_status, 404, "registry served by the binary");
     let lease = Api::<Lease>::namespaced(h.client.clone(), NS)
         .get("f26702e4.ironcore.dev")
@@ -347,8 +320,7 @@ async fn bmc_events_pushed_to_the_subscribed_destination_become_metrics() {
     options.config.event_url = format!("http://127.0.0.1:{port}");
     let mut h = Harness::start(options).await;
     h.event_listen = Some(([127, 0, 0, 1], port).into());
-    let bmcs = h.create_bmcs().await;
-    h.start_operator().await;
+    let bmcs = h.create_bmcs_and_start().await;
     let bmc = h
         .wait_for(
             &Api::<metal_api::BMC>::all(h.client.clone()),
@@ -419,8 +391,7 @@ data:
     options.probe = false;
     options.config.dns_record_template = Some(template.into());
     let mut h = Harness::start(options).await;
-    let bmcs = h.create_bmcs().await;
-    h.start_operator().await;
+    let bmcs = h.create_bmcs_and_start().await;
     let config_maps =
         Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(h.client.clone(), NS);
     let record = h

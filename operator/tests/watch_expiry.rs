@@ -14,7 +14,7 @@ use metal_api::constants::{
     BMC_FINALIZER, ENDPOINT_FINALIZER, SERVER_CLAIM_FINALIZER, SERVER_FINALIZER,
     SERVER_READINESS_RULE_FINALIZER,
 };
-use metal_api::{BMC, Endpoint, Server, ServerBootConfiguration, ServerClaim, ServerReadinessRule};
+use metal_api::{BMC, Endpoint, ServerClaim, ServerReadinessRule};
 use serde_json::json;
 
 /// How long a controller may take to react after the expiry. The default backoff needs at least
@@ -53,6 +53,16 @@ where
         .await
         .unwrap()
         .is_some_and(|o| o.finalizers().iter().any(|f| f == finalizer))
+}
+
+/// Creates the object `manifest` describes through `api`.
+async fn create<K>(api: &Api<K>, manifest: serde_json::Value)
+where
+    K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.create(&PostParams::default(), &object::<K>(manifest))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -95,16 +105,15 @@ async fn every_controller_reacts_promptly_after_all_watches_expire() {
     // ServerBootConfiguration controller: a new SBC gets `Pending`.
     h.api.faults().expire_watches();
     let sbcs = h.sbcs(NS);
-    sbcs.create(
-        &PostParams::default(),
-        &object::<ServerBootConfiguration>(json!({
+    create(
+        &sbcs,
+        json!({
             "apiVersion": "metal.ironcore.dev/v1alpha1", "kind": "ServerBootConfiguration",
             "metadata": {"name": "fresh", "namespace": NS},
             "spec": {"serverRef": {"name": "no-such-server"}, "image": "ghcr.io/example/os:1.0"},
-        })),
+        }),
     )
-    .await
-    .unwrap();
+    .await;
     let took = time_until(|| async {
         sbcs.get("fresh")
             .await
@@ -123,9 +132,9 @@ async fn every_controller_reacts_promptly_after_all_watches_expire() {
     let servers = h.servers();
 
     h.api.faults().expire_watches();
-    bmcs.create(
-        &PostParams::default(),
-        &object::<BMC>(json!({
+    create(
+        &bmcs,
+        json!({
             "apiVersion": "metal.ironcore.dev/v1alpha1", "kind": "BMC",
             "metadata": {"name": "fresh"},
             "spec": {
@@ -133,60 +142,53 @@ async fn every_controller_reacts_promptly_after_all_watches_expire() {
                 "bmcSecretRef": {"name": "no-such-secret"},
                 "protocol": {"name": "Redfish", "port": 443, "scheme": "https"},
             },
-        })),
+        }),
     )
-    .await
-    .unwrap();
+    .await;
     let took = time_until(|| has_finalizer(&bmcs, "fresh", BMC_FINALIZER)).await;
     timings.push(("new BMC -> finalizer", took));
 
     h.api.faults().expire_watches();
-    servers
-        .create(
-            &PostParams::default(),
-            &object::<Server>(json!({
-                "apiVersion": "metal.ironcore.dev/v1alpha1", "kind": "Server",
-                "metadata": {"name": "fresh"},
-                "spec": {"systemUUID": "00000000-0000-0000-0000-00000000f00d"},
-            })),
-        )
-        .await
-        .unwrap();
+    create(
+        &servers,
+        json!({
+            "apiVersion": "metal.ironcore.dev/v1alpha1", "kind": "Server",
+            "metadata": {"name": "fresh"},
+            "spec": {"systemUUID": "00000000-0000-0000-0000-00000000f00d"},
+        }),
+    )
+    .await;
     let took = time_until(|| has_finalizer(&servers, "fresh", SERVER_FINALIZER)).await;
     timings.push(("new Server -> finalizer", took));
 
     h.api.faults().expire_watches();
-    endpoints
-        .create(
-            &PostParams::default(),
-            &object::<Endpoint>(json!({
-                "apiVersion": "metal.ironcore.dev/v1alpha1", "kind": "Endpoint",
-                "metadata": {"name": "fresh"},
-                "spec": {"ip": "192.0.2.2", "macAddress": "02:00:00:00:00:02"},
-            })),
-        )
-        .await
-        .unwrap();
+    create(
+        &endpoints,
+        json!({
+            "apiVersion": "metal.ironcore.dev/v1alpha1", "kind": "Endpoint",
+            "metadata": {"name": "fresh"},
+            "spec": {"ip": "192.0.2.2", "macAddress": "02:00:00:00:00:02"},
+        }),
+    )
+    .await;
     let took = time_until(|| has_finalizer(&endpoints, "fresh", ENDPOINT_FINALIZER)).await;
     timings.push(("new Endpoint -> finalizer", took));
 
     h.api.faults().expire_watches();
-    rules
-        .create(
-            &PostParams::default(),
-            &object::<ServerReadinessRule>(json!({
-                "apiVersion": "metal.ironcore.dev/v1alpha1", "kind": "ServerReadinessRule",
-                "metadata": {"name": "fresh"},
-                "spec": {
-                    "conditions": [{"type": "Ready", "requiredStatus": "True"}],
-                    "enforcementMode": "Continuous",
-                    "taint": {"key": "example.com/not-ready", "effect": "NoBind"},
-                    "serverSelector": {"matchLabels": {"example.com/nothing": "matches"}},
-                },
-            })),
-        )
-        .await
-        .unwrap();
+    create(
+        &rules,
+        json!({
+            "apiVersion": "metal.ironcore.dev/v1alpha1", "kind": "ServerReadinessRule",
+            "metadata": {"name": "fresh"},
+            "spec": {
+                "conditions": [{"type": "Ready", "requiredStatus": "True"}],
+                "enforcementMode": "Continuous",
+                "taint": {"key": "example.com/not-ready", "effect": "NoBind"},
+                "serverSelector": {"matchLabels": {"example.com/nothing": "matches"}},
+            },
+        }),
+    )
+    .await;
     let took = time_until(|| has_finalizer(&rules, "fresh", SERVER_READINESS_RULE_FINALIZER)).await;
     timings.push(("new ServerReadinessRule -> finalizer", took));
 

@@ -19,6 +19,14 @@ fn skip_reason() -> Option<String> {
     RealFiles::find().err()
 }
 
+/// Whether the test is to be skipped for `reason` (said on stderr).
+fn skipped(reason: Option<String>) -> bool {
+    if let Some(why) = &reason {
+        eprintln!("skipped: {why}");
+    }
+    reason.is_some()
+}
+
 /// Serves `script` at /boot.ipxe, the image's kernel and initramfs, an ignition, and a probe registry.
 /// The ignition is read from `ignition` at each request; `BASE` in it is the server's own URL.
 async fn serve(
@@ -66,18 +74,21 @@ fn request(uuid: &str, boot_url: String) -> NetworkBootRequest {
     }
 }
 
+fn test_image(reference: &str, flavour: Flavour) -> TestImage {
+    TestImage {
+        reference: reference.into(),
+        flavour,
+    }
+}
+
 const SCRIPT: &str = "#!ipxe\nset boot-server BASE\nkernel ${boot-server}/kernel initrd=initramfs console=ttyS0,115200 ignition.config.url=${boot-server}/ignition\ninitrd --name initramfs ${boot-server}/initrd\nboot\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bmc_powers_a_vm_that_boots_the_probe_os_registers_its_nics_and_powers_off_on_acpi() {
-    if let Some(why) = skip_reason() {
-        eprintln!("skipped: {why}");
+    if skipped(skip_reason()) {
         return;
     }
-    let image = TestImage {
-        reference: "test/probe-os:1.0".into(),
-        flavour: Flavour::Probe,
-    };
+    let image = test_image("test/probe-os:1.0", Flavour::Probe);
     // The probe's registry is the same server (`BASE`), named in the ignition's metalprobe unit.
     let unit = "[Service]\\nExecStart=/usr/bin/ctr run img metalprobe ./launch.sh --registry-url=BASE/ --server-uuid=UUID\\n";
     let ignition = format!(
@@ -210,14 +221,10 @@ async fn wait_or<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_script_real_ipxe_cannot_parse_fails_the_boot() {
-    if let Some(why) = skip_reason() {
-        eprintln!("skipped: {why}");
+    if skipped(skip_reason()) {
         return;
     }
-    let image = TestImage {
-        reference: "test/os:1.0".into(),
-        flavour: Flavour::Os,
-    };
+    let image = test_image("test/os:1.0", Flavour::Os);
     // `kernal` is no iPXE command: real iPXE stops the script there.
     let broken = "#!ipxe\nset boot-server BASE\nkernal ${boot-server}/kernel console=ttyS0\ninitrd ${boot-server}/initrd\nboot\n";
     let (url, _, _) = serve(&image, broken, Arc::default()).await;
@@ -251,14 +258,10 @@ fn qemu_gone(uuid: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_uefi_the_same_network_boot_reaches_the_marker() {
-    if let Some(why) = skip_reason().or_else(qemu_machines::driver::uefi_unavailable) {
-        eprintln!("skipped: {why}");
+    if skipped(skip_reason().or_else(qemu_machines::driver::uefi_unavailable)) {
         return;
     }
-    let image = TestImage {
-        reference: "test/os:1.0".into(),
-        flavour: Flavour::Os,
-    };
+    let image = test_image("test/os:1.0", Flavour::Os);
     let (url, _, _) = serve(&image, SCRIPT, Arc::default()).await;
     let options = QemuOptions {
         firmware: qemu_machines::vm::Firmware::Uefi,

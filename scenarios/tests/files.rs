@@ -69,28 +69,31 @@ fn committed_schema_matches_the_types() {
     );
 }
 
+/// `metal-harness validate FILE`.
+fn validate(file: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_metal-harness"))
+        .args(["validate"])
+        .arg(file)
+        .output()
+        .unwrap()
+}
+
+/// `metal-harness validate` on a file `name` holding `yaml`: it must exit 2; returns its stderr.
+fn refused_yaml(name: &str, yaml: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(name);
+    std::fs::write(&file, yaml).unwrap();
+    let out = validate(&file);
+    assert_eq!(out.status.code(), Some(2));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn validate_exits_2_with_line_and_column() {
-    let dir = tempfile::tempdir().unwrap();
-    let bad = dir.path().join("bad.yaml");
-    std::fs::write(
-        &bad,
-        "name: bad\nfleet:\n  bmcs: 2\n  vendors: [dell, ibm]\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_metal-harness"))
-        .args(["validate"])
-        .arg(&bad)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let unknown_vendor = "name: bad\nfleet:\n  bmcs: 2\n  vendors: [dell, ibm]\n";
+    let stderr = refused_yaml("bad.yaml", unknown_vendor);
     assert!(stderr.contains("bad.yaml:4:"), "{stderr}");
-    let good = std::process::Command::new(env!("CARGO_BIN_EXE_metal-harness"))
-        .args(["validate"])
-        .arg(crate_dir().join("quickstart.yaml"))
-        .output()
-        .unwrap();
+    let good = validate(&crate_dir().join("quickstart.yaml"));
     assert_eq!(
         good.status.code(),
         Some(0),
@@ -101,20 +104,9 @@ fn validate_exits_2_with_line_and_column() {
 
 #[test]
 fn validate_lists_the_sim_boot_modes_for_an_unknown_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let bad = dir.path().join("mode.yaml");
-    std::fs::write(
-        &bad,
-        "name: mode\nfleet:\n  bmcs: 1\nbackend:\n  simBoot:\n    mode: always-ready\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_metal-harness"))
-        .args(["validate"])
-        .arg(&bad)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let unknown_mode =
+        "name: mode\nfleet:\n  bmcs: 1\nbackend:\n  simBoot:\n    mode: always-ready\n";
+    let stderr = refused_yaml("mode.yaml", unknown_mode);
     assert!(stderr.contains("mode.yaml:5:"), "{stderr}");
     assert!(
         stderr.contains("unknown sim-boot mode \"always-ready\""),

@@ -181,6 +181,16 @@ async fn power_state(t: &Target) -> String {
 }
 
 /// Time from a reset to the first GET that shows `wanted` (polling every 10 ms, bounded at 30 s).
+/// Three Off/On rounds: how long each power change takes to show in the System.
+async fn power_lags(t: &Target) -> Vec<Duration> {
+    let mut lags = Vec::new();
+    for _ in 0..3 {
+        lags.push(power_visibility(t, r#"{"ResetType":"ForceOff"}"#, "Off").await);
+        lags.push(power_visibility(t, r#"{"ResetType":"On"}"#, "On").await);
+    }
+    lags
+}
+
 async fn power_visibility(t: &Target, reset: &'static str, wanted: &str) -> Duration {
     let mut sender = connect(&t.addr).await;
     let t0 = Instant::now();
@@ -345,11 +355,7 @@ async fn main() {
             "{}",
             resets.line("sushy-emulator fake, 200 sequential resets")
         );
-        let mut lags = Vec::new();
-        for _ in 0..3 {
-            lags.push(power_visibility(&t[0], r#"{"ResetType":"ForceOff"}"#, "Off").await);
-            lags.push(power_visibility(&t[0], r#"{"ResetType":"On"}"#, "On").await);
-        }
+        let lags = power_lags(&t[0]).await;
         println!(
             "{:<44} {lags:.2?} (configured: random 1-11 s)",
             "sushy-emulator power change visible after"
@@ -382,11 +388,7 @@ async fn main() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let resets1 = sequential_resets(&t[0], 2000, r#"{"ResetType":"ForceRestart"}"#).await;
     println!("{}", resets1.line("sim-bmc, 1 BMC, 2000 sequential resets"));
-    let mut lags = Vec::new();
-    for _ in 0..3 {
-        lags.push(power_visibility(&t[0], r#"{"ResetType":"ForceOff"}"#, "Off").await);
-        lags.push(power_visibility(&t[0], r#"{"ResetType":"On"}"#, "On").await);
-    }
+    let lags = power_lags(&t[0]).await;
     println!(
         "{:<44} {lags:.2?} (configured: off 100 ms, on 200 ms)",
         "sim-bmc power change visible after"

@@ -65,6 +65,12 @@ fn message_ids(v: &Value) -> Vec<String> {
         .collect()
 }
 
+/// A fleet of one BMC listening on a real socket, from `seed`.
+async fn one_bmc_on_a_socket(seed: u64) -> sim_bmc::FleetHandle {
+    let spec = FleetSpec::from_yaml(&format!("seed: {seed}\ncount: 1\n")).unwrap();
+    Fleet::start(spec, FleetOptions::default()).await.unwrap()
+}
+
 #[tokio::test]
 async fn a_body_that_cannot_be_read_is_400_malformed_json() {
     let (f, _) = dell().await;
@@ -95,12 +101,7 @@ async fn raw_exchange(addr: &str, request: &[u8], close_write: bool) -> (String,
 
 #[tokio::test]
 async fn truncated_and_badly_chunked_bodies_on_the_wire_are_400_malformed_json() {
-    let f = Fleet::start(
-        FleetSpec::from_yaml("seed: 3\ncount: 1\n").unwrap(),
-        FleetOptions::default(),
-    )
-    .await
-    .unwrap();
+    let f = one_bmc_on_a_socket(3).await;
     let addr = f.bmcs()[0].url.trim_start_matches("http://").to_string();
     let head = format!(
         "PATCH {SYS} HTTP/1.1\r\nHost: bmc\r\nAuthorization: {ADMIN}\r\nContent-Type: application/json\r\n"
@@ -351,12 +352,7 @@ async fn control_request(method: Method, url: &str, body: &str) -> (StatusCode, 
 
 #[tokio::test]
 async fn the_control_api_rejects_invalid_faults_with_a_clear_error() {
-    let f = Fleet::start(
-        FleetSpec::from_yaml("seed: 4\ncount: 1\n").unwrap(),
-        FleetOptions::default(),
-    )
-    .await
-    .unwrap();
+    let f = one_bmc_on_a_socket(4).await;
     let name = f.bmcs()[0].name.clone();
     let url = format!("{}/bmcs/{name}/faults", f.control_url());
     for (method, body, wanted) in [

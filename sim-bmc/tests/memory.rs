@@ -17,15 +17,11 @@ const CEILING: usize = 32 << 20;
 #[tokio::test(flavor = "current_thread")]
 async fn one_hostile_request_stays_under_the_ceiling() {
     let spec = FleetSpec::from_yaml("seed: 5\ncount: 1\n").unwrap();
-    let fleet = Fleet::start(
-        spec,
-        FleetOptions {
-            bind: BindMode::InProcess,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let in_process = FleetOptions {
+        bind: BindMode::InProcess,
+        ..Default::default()
+    };
+    let fleet = Fleet::start(spec, in_process).await.unwrap();
     let router = fleet.router("bmc-0").unwrap();
     let limit = sim_bmc::redfish::MAX_BODY;
     let fill = |unit: &str, open: &str, close: &str| {

@@ -5,7 +5,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Client, fleet, wait_until};
+use common::{Client, fleet, wait_for_event, wait_until};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use http::StatusCode;
@@ -97,13 +97,7 @@ async fn without_a_boot_server_the_machine_ends_with_no_boot_device() {
     let c = Client::new(&fleet, "r1");
     let machine = fleet.machine(&fleet.bmcs()[0].systems[0].uuid).unwrap();
     c.post(RESET, r#"{"ResetType":"On"}"#).await;
-    wait_until(|| {
-        machine
-            .events()
-            .iter()
-            .any(|e| e.kind == MachineEventKind::NoBootDevice)
-    })
-    .await;
+    wait_for_event(&machine, MachineEventKind::NoBootDevice).await;
     let failures: Vec<_> = machine
         .events()
         .into_iter()

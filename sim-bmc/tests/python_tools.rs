@@ -25,6 +25,14 @@ fn venv_tool(py: &Path, name: &str) -> PathBuf {
     py.parent().expect("venv bin dir").join(name)
 }
 
+/// A DMTF validator from the venv, pointed at `bmc` with HTTP Basic credentials.
+fn validator(py: &Path, tool: &str, bmc: &sim_bmc::BmcInfo) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(venv_tool(py, tool));
+    command.args(["-r", &bmc.url, "-u", &bmc.username, "-p", &bmc.password]);
+    command.args(["--authtype", "Basic"]);
+    command
+}
+
 async fn run(cmd: &mut tokio::process::Command) -> Output {
     cmd.kill_on_drop(true);
     tokio::time::timeout(Duration::from_secs(240), cmd.output())
@@ -128,23 +136,11 @@ async fn service_validator_passes_every_flavour_offline() {
         let fleet = live_fleet(vendor).await;
         let b = fleet.bmcs()[0].clone();
         let logs = tempfile::tempdir().unwrap();
-        let out = run(
-            tokio::process::Command::new(venv_tool(&py, "rf_service_validator"))
-                .args([
-                    "-r",
-                    &b.url,
-                    "-u",
-                    &b.username,
-                    "-p",
-                    &b.password,
-                    "--authtype",
-                    "Basic",
-                ])
-                .arg("--schema_directory")
-                .arg(&csdl)
-                .arg("--logdir")
-                .arg(logs.path()),
-        )
+        let out = run(validator(&py, "rf_service_validator", &b)
+            .arg("--schema_directory")
+            .arg(&csdl)
+            .arg("--logdir")
+            .arg(logs.path()))
         .await;
         let all = text(&out);
         let (pass, warn, fail) = service_counts(&all);
@@ -167,22 +163,10 @@ async fn interop_validator_accepts_the_metal_operator_profile() {
         let fleet = live_fleet(vendor).await;
         let b = fleet.bmcs()[0].clone();
         let logs = tempfile::tempdir().unwrap();
-        let out = run(
-            tokio::process::Command::new(venv_tool(&py, "rf_interop_validator"))
-                .args([
-                    "-r",
-                    &b.url,
-                    "-u",
-                    &b.username,
-                    "-p",
-                    &b.password,
-                    "--authtype",
-                    "Basic",
-                    "--logdir",
-                ])
-                .arg(logs.path())
-                .arg(&profile),
-        )
+        let out = run(validator(&py, "rf_interop_validator", &b)
+            .arg("--logdir")
+            .arg(logs.path())
+            .arg(&profile))
         .await;
         let all = text(&out);
         let (pass, warn, fail) = service_counts(&all);

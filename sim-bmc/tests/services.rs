@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use axum::routing::post;
-use common::{Client, fleet, wait_until};
+use common::{Client, fleet, wait_for_event};
 use http::StatusCode;
 use serde_json::Value;
 use sim_bmc::{Fleet, FleetOptions, FleetSpec, MachineEventKind};
@@ -232,13 +232,7 @@ async fn power_and_boot_events_are_pushed_to_subscribers() {
     // The control API shows the same story.
     let uuid = f.bmcs()[0].systems[0].uuid.clone();
     let machine = f.machine(&uuid).unwrap();
-    wait_until(|| {
-        machine
-            .events()
-            .iter()
-            .any(|e| e.kind == MachineEventKind::NoBootDevice)
-    })
-    .await;
+    wait_for_event(&machine, MachineEventKind::NoBootDevice).await;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Empty<bytes::Bytes>>();
     let get = |path: String| {

@@ -57,11 +57,7 @@ async fn pending_until_the_server_references_the_configuration() {
     env.server("m2", UUID).await;
     env.sbc("m2", "m2", &env.backend.image(names::OS_V1), None)
         .await;
-    let pending = env
-        .wait("m2", Duration::from_secs(20), |s| {
-            condition(s, "ArtifactsServed").is_some_and(|c| c.reason == "NotReferencedByServer")
-        })
-        .await;
+    let pending = env.wait_unreferenced("m2").await;
     assert_eq!(state_of(&pending), "Pending");
     assert_eq!(
         env.get(&format!("/ipxe/{UUID}")).await.status,
@@ -161,14 +157,7 @@ async fn architecture_comes_from_the_servers_processors() {
     let env = env(Misbehaviour::None).await;
     env.server("arm", UUID).await;
     let patch = serde_json::json!({"status": {"processors": [{"id": "CPU0", "instructionSet": "ARM-A64"}]}});
-    kube::Api::<metal_api::Server>::all(env.client.clone())
-        .patch_status(
-            "arm",
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(&patch),
-        )
-        .await
-        .unwrap();
+    env.merge_server_status("arm", patch).await;
     env.sbc("arm", "arm", &env.backend.image(names::AMD64_ONLY), None)
         .await;
     env.reference("arm", "arm").await;
@@ -323,14 +312,10 @@ async fn deleted_configuration_is_no_longer_served() {
     env.ready_machine("del", UUID, &env.backend.image(names::OS_V1))
         .await;
     env.sbcs().delete("del", &Default::default()).await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while env.get(&format!("/ipxe/{UUID}")).await.status != 404 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "still served after deletion"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let ipxe = format!("/ipxe/{UUID}");
+    let still_served = "still served after deletion";
+    env.wait_for_status(&ipxe, 404, Duration::from_secs(10), still_served)
+        .await;
 }
 
 #[tokio::test]
@@ -341,14 +326,7 @@ async fn http_boot_lookup_by_mac_or_uuid_names_the_uki() {
     let patch = serde_json::json!({"status": {"networkInterfaces": [
         {"name": "eth0", "macAddress": "02:00:00:00:00:aa", "ips": ["198.51.100.7"]}
     ]}});
-    kube::Api::<metal_api::Server>::all(env.client.clone())
-        .patch_status(
-            "hb",
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(&patch),
-        )
-        .await
-        .unwrap();
+    env.merge_server_status("hb", patch).await;
     let record = env
         .backend
         .records()

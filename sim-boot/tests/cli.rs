@@ -70,22 +70,8 @@ async fn serves_against_a_kubeconfig() {
     .await
     .expect("banner within 30 s");
     // "sim-boot: boot server at http://A, registry at http://B, misbehaviour none"
-    let url = banner
-        .split("boot server at ")
-        .nth(1)
-        .unwrap()
-        .split(',')
-        .next()
-        .unwrap()
-        .to_string();
-    let registry = banner
-        .split("registry at http://")
-        .nth(1)
-        .unwrap()
-        .split(',')
-        .next()
-        .unwrap()
-        .to_string();
+    let url = field_after(&banner, "boot server at ");
+    let registry = field_after(&banner, "registry at http://");
     let env_client = api.client();
     let uuid = "2c4a1e5b-0000-4000-8000-0000000000c1";
     let env = CliEnv { client: env_client };
@@ -145,4 +131,10 @@ impl CliEnv {
             .await
             .unwrap();
     }
+}
+
+/// The text in `banner` from after `marker` to the next comma.
+fn field_after(banner: &str, marker: &str) -> String {
+    let rest = banner.split(marker).nth(1).unwrap();
+    rest.split(',').next().unwrap().to_string()
 }

@@ -22,11 +22,7 @@ async fn invented_state_writes_preparing_instead_of_pending() {
     env.sbc("m", "m", &env.backend.image(names::OS_V1), None)
         .await;
     // Not referenced by its Server yet: honest sim-boot says Pending here.
-    let waiting = env
-        .wait("m", Duration::from_secs(20), |s| {
-            condition(s, "ArtifactsServed").is_some_and(|c| c.reason == "NotReferencedByServer")
-        })
-        .await;
+    let waiting = env.wait_unreferenced("m").await;
     assert_eq!(state_of(&waiting), "Preparing");
     env.reference("m", "m").await;
     env.wait_state("m", "Ready").await;
@@ -44,11 +40,9 @@ async fn ready_without_server_claims_ready_for_nobody() {
     // Once the Server exists and references the SBC, its machine is served.
     env.server("absent", UUID).await;
     env.reference("absent", "m").await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while env.get(&format!("/ipxe/{UUID}")).await.status != 200 {
-        assert!(tokio::time::Instant::now() < deadline, "never served");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let ipxe = format!("/ipxe/{UUID}");
+    env.wait_for_status(&ipxe, 200, Duration::from_secs(20), "never served")
+        .await;
 }
 
 #[tokio::test]

@@ -194,18 +194,47 @@ where
 pub async fn spawn_announcing(
     mut command: tokio::process::Command,
 ) -> (tokio::process::Child, String) {
-    use tokio::io::{AsyncBufReadExt, BufReader};
     let mut child = command
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+    let mut lines = stdout_lines(&mut child);
+    let line = next_line(&mut lines).await;
+    let url = line.rsplit(' ').next().unwrap().to_string();
+    (child, url)
+}
+
+/// The lines of a child's piped stdout.
+pub fn stdout_lines(
+    child: &mut tokio::process::Child,
+) -> tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>> {
+    use tokio::io::AsyncBufReadExt;
+    tokio::io::BufReader::new(child.stdout.take().unwrap()).lines()
+}
+
+/// The next line within 30 s (panics on timeout or end of output).
+pub async fn next_line<R: tokio::io::AsyncBufRead + Unpin>(
+    lines: &mut tokio::io::Lines<R>,
+) -> String {
+    tokio::time::timeout(Duration::from_secs(30), lines.next_line())
         .await
         .unwrap()
         .unwrap()
-        .unwrap();
-    let url = line.rsplit(' ').next().unwrap().to_string();
-    (child, url)
+        .unwrap()
+}
+
+/// A request with a body and its content type, for sending straight to the router.
+pub fn request(
+    method: http::Method,
+    uri: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> http::Request<axum::body::Body> {
+    http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", content_type)
+        .body(axum::body::Body::from(body))
+        .unwrap()
 }

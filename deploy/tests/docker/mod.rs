@@ -14,6 +14,15 @@ use testcontainers::core::{AccessMode, ContainerPort, Host, Mount, WaitFor};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, ContainerRequest, GenericImage, ImageExt};
 
+/// `kubectl` arguments that wait until every CRD is served.
+pub const WAIT_FOR_CRDS: [&str; 5] = [
+    "wait",
+    "--for=condition=Established",
+    "--timeout=60s",
+    "crd",
+    "--all",
+];
+
 /// The tag the tests build and run (not `dev`, which hack/kind-up.sh builds from the registry Dockerfile).
 pub const TAG: &str = "ctest";
 /// `require` turns every skip into a failure (CI sets it once dockerd runs and the base image is made).
@@ -318,32 +327,17 @@ impl Run {
 
     /// No container or network of this run is left (call after dropping every container).
     pub fn assert_clean(&self) {
-        let containers = run_tool(
-            "docker",
-            &[
-                "ps",
-                "-a",
-                "-q",
-                "--filter",
-                &format!("label={RUN_LABEL}={}", self.id),
-            ],
-        )
-        .expect("docker ps");
+        let docker = |args: &[&str]| {
+            run_tool("docker", args).unwrap_or_else(|e| panic!("docker {args:?}: {e}"))
+        };
+        let label = format!("label={RUN_LABEL}={}", self.id);
+        let containers = docker(&["ps", "-a", "-q", "--filter", &label]);
         assert!(
             containers.trim().is_empty(),
             "containers left behind: {containers}"
         );
-        let networks = run_tool(
-            "docker",
-            &[
-                "network",
-                "ls",
-                "-q",
-                "--filter",
-                &format!("name=^{}$", self.network),
-            ],
-        )
-        .expect("docker network ls");
+        let name = format!("name=^{}$", self.network);
+        let networks = docker(&["network", "ls", "-q", "--filter", &name]);
         assert!(
             networks.trim().is_empty(),
             "network {} left behind",
@@ -440,13 +434,7 @@ pub async fn start_apiserver(run: &Run, namespaces: &deploy::manifests::Manifest
     };
     let crds = repo_root().join("config");
     kubectl(&["apply", "--server-side", "-k", crds.to_str().unwrap()]);
-    kubectl(&[
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd",
-        "--all",
-    ]);
+    kubectl(&WAIT_FOR_CRDS);
     let ns = namespaces.filtered(|o| deploy::manifests::kind_of(o) == "Namespace");
     let ns_file = run.file(&ns.to_yaml());
     kubectl(&["apply", "--server-side", "-f", ns_file.to_str().unwrap()]);

@@ -285,6 +285,13 @@ impl Harness {
             .expect("BMC objects created")
     }
 
+    /// Creates the fleet's BMC objects, then starts the operator; returns the BMC names.
+    pub async fn create_bmcs_and_start(&mut self) -> Vec<String> {
+        let bmcs = self.create_bmcs().await;
+        self.start_operator().await;
+        bmcs
+    }
+
     pub fn servers(&self) -> Api<Server> {
         Api::all(self.client.clone())
     }
@@ -452,6 +459,79 @@ impl Harness {
         .await;
     }
 
+    /// Waits (30 s) until the Server reports `power` as its power state.
+    pub async fn wait_power(&self, server: &str, power: &str) -> Server {
+        self.wait_for(
+            &self.servers(),
+            server,
+            Duration::from_secs(30),
+            power,
+            |s: &Server| power_is(s, power),
+        )
+        .await
+    }
+
+    /// Waits (30 s) until the SBC `name` exists in [`NS`].
+    pub async fn wait_sbc(&self, name: &str, what: &str) -> ServerBootConfiguration {
+        self.wait_for(&self.sbcs(NS), name, Duration::from_secs(30), what, |_| {
+            true
+        })
+        .await
+    }
+
+    /// Merge-patches the Server (`patch` is the whole JSON merge patch).
+    pub async fn merge_server(&self, server: &str, patch: serde_json::Value) -> Server {
+        let params = PatchParams::default();
+        let patch = Patch::Merge(patch);
+        self.servers().patch(server, &params, &patch).await.unwrap()
+    }
+
+    /// Merge-patches ServerClaim `claim` in [`NS`].
+    pub async fn merge_claim(
+        &self,
+        claim: &str,
+        patch: serde_json::Value,
+    ) -> metal_api::ServerClaim {
+        let claims = Api::<metal_api::ServerClaim>::namespaced(self.client.clone(), NS);
+        let patch = Patch::Merge(patch);
+        claims
+            .patch(claim, &PatchParams::default(), &patch)
+            .await
+            .unwrap()
+    }
+
+    /// Merge-patches the Server's status subresource.
+    pub async fn merge_server_status(&self, server: &str, patch: serde_json::Value) -> Server {
+        let params = PatchParams::default();
+        let patch = Patch::Merge(patch);
+        self.servers()
+            .patch_status(server, &params, &patch)
+            .await
+            .unwrap()
+    }
+
+    /// The name in the Server's `spec.serverClaimRef` as it is now.
+    pub async fn claim_ref_of(&self, server: &str) -> Option<String> {
+        let server = self.servers().get(server).await.unwrap();
+        server.spec.server_claim_ref.map(|reference| reference.name)
+    }
+
+    /// The Server's `status.state` as it is now (panics when unset).
+    pub async fn server_state(&self, server: &str) -> String {
+        let server = self.servers().get(server).await.unwrap();
+        server.status.unwrap().state.unwrap().as_str().to_owned()
+    }
+
+    /// Creates the fleet's BMCs, starts the operator and waits for the first server to enter
+    /// Discovery; returns its name and system UUID.
+    pub async fn discovering(&mut self) -> (String, String) {
+        let bmcs = self.create_bmcs_and_start().await;
+        let server = format!("{}-system-0", bmcs[0]);
+        let uuid = self.first_system_uuid();
+        self.wait_state(&server, "Discovery").await;
+        (server, uuid)
+    }
+
     /// Discovers the first server of the fleet (backend answers the discovery SBC Ready).
     pub async fn discovered(&mut self) -> (String, String) {
         let bmcs = self.create_bmcs().await;
@@ -459,25 +539,19 @@ impl Harness {
             self.start_operator().await;
         }
         let server = format!("{}-system-0", bmcs[0]);
-        self.wait_for(
-            &self.sbcs(NS),
-            &server,
-            Duration::from_secs(30),
-            "discovery SBC",
-            |_| true,
-        )
-        .await;
+        self.wait_sbc(&server, "discovery SBC").await;
         self.backend_set(NS, &server, "Ready", vec![]).await;
         self.wait_state(&server, "Available").await;
-        self.wait_for(
-            &self.servers(),
-            &server,
-            Duration::from_secs(30),
-            "Off",
-            |s: &Server| power_is(s, "Off"),
-        )
-        .await;
+        self.wait_power(&server, "Off").await;
         (server, self.first_system_uuid())
+    }
+
+    /// Waits until an event with `reason` about the named object exists.
+    pub async fn wait_event(&self, name: &str, reason: &str) {
+        self.until(&format!("{reason} event"), || async {
+            !self.events_for(name, reason).await.is_empty()
+        })
+        .await;
     }
 
     /// Events (events.k8s.io) about the named object with the given reason.
@@ -607,23 +681,9 @@ impl Harness {
             )
             .await
             .unwrap();
-        self.wait_for(
-            &self.sbcs(NS),
-            claim,
-            Duration::from_secs(30),
-            "claim SBC",
-            |_| true,
-        )
-        .await;
+        self.wait_sbc(claim, "claim SBC").await;
         self.backend_set(NS, claim, "Ready", vec![]).await;
-        self.wait_for(
-            &self.servers(),
-            &server,
-            Duration::from_secs(30),
-            "On",
-            |s: &Server| power_is(s, "On"),
-        )
-        .await;
+        self.wait_power(&server, "On").await;
         (server, uuid)
     }
 

@@ -116,6 +116,11 @@ pub async fn fleet(yaml: &str, opts: FleetOptions) -> FleetHandle {
     .expect("fleet starts")
 }
 
+/// Waits (see [`wait_until`]) until the machine has recorded an event of `kind`.
+pub async fn wait_for_event(machine: &sim_bmc::MachineHandle, kind: sim_bmc::MachineEventKind) {
+    wait_until(|| machine.events().iter().any(|e| e.kind == kind)).await;
+}
+
 /// Polls `f` under tokio's clock until it returns true, advancing time in small steps (bounded).
 pub async fn wait_until(mut f: impl FnMut() -> bool) {
     for _ in 0..2000 {

@@ -19,6 +19,13 @@ pub mod types {
     pub const ARTIFACTS_SERVED: &str = "ArtifactsServed";
     /// boot-operator's condition, kept for consumers that read it: present (False) only while the image fails.
     pub const IMAGE_VALIDATION: &str = "ImageValidation";
+    /// The four conditions every generation settles; `IMAGE_VALIDATION` comes and goes.
+    pub const MAIN: [&str; 4] = [
+        SERVER_RESOLVED,
+        IMAGE_RESOLVED,
+        IGNITION_READY,
+        ARTIFACTS_SERVED,
+    ];
     pub const OWNED: [&str; 5] = [
         SERVER_RESOLVED,
         IMAGE_RESOLVED,
@@ -91,31 +98,16 @@ impl Cond {
 
 /// All four main conditions Unknown: the state for "a new generation is being prepared".
 pub fn preparing(generation: i64, why: &str) -> Vec<Cond> {
-    [
-        types::SERVER_RESOLVED,
-        types::IMAGE_RESOLVED,
-        types::IGNITION_READY,
-        types::ARTIFACTS_SERVED,
-    ]
-    .into_iter()
-    .map(|t| {
-        Cond::unknown(
-            t,
-            reasons::RECONCILING,
-            format!("preparing generation {generation}: {why}"),
-        )
-    })
-    .collect()
+    let message = format!("preparing generation {generation}: {why}");
+    types::MAIN
+        .into_iter()
+        .map(|t| Cond::unknown(t, reasons::RECONCILING, message.clone()))
+        .collect()
 }
 
 /// The lowest `observedGeneration` among sim-boot's conditions (None when it has written none).
 pub fn observed_generation(sbc: &ServerBootConfiguration) -> Option<i64> {
-    let conditions = sbc
-        .status
-        .as_ref()
-        .map(|s| s.conditions.as_slice())
-        .unwrap_or_default();
-    conditions
+    sbc.conditions()
         .iter()
         .filter(|c| types::OWNED.contains(&c.type_.as_str()))
         .map(|c| c.observed_generation.unwrap_or(-1))

@@ -90,10 +90,37 @@ impl Env {
             .expect("SBC created")
     }
 
+    /// Merge-patches the status of Server `server` (what discovery would have written).
+    pub async fn merge_server_status(&self, server: &str, patch: serde_json::Value) {
+        let params = kube::api::PatchParams::default();
+        Api::<Server>::all(self.client.clone())
+            .patch_status(server, &params, &kube::api::Patch::Merge(&patch))
+            .await
+            .expect("Server status patched");
+    }
+
+    /// Waits until the backend says no Server references SBC `name` yet (`ArtifactsServed` reason
+    /// `NotReferencedByServer`).
+    pub async fn wait_unreferenced(&self, name: &str) -> ServerBootConfiguration {
+        self.wait(name, Duration::from_secs(20), |s| {
+            condition(s, "ArtifactsServed").is_some_and(|c| c.reason == "NotReferencedByServer")
+        })
+        .await
+    }
+
     pub async fn set_image(&self, name: &str, image: &str) {
         objects::set_sbc_image(&self.client, NS, name, image)
             .await
             .expect("SBC patched");
+    }
+
+    /// Polls GET `path` until it answers `status`; panics with `what` after `timeout`.
+    pub async fn wait_for_status(&self, path: &str, status: u16, timeout: Duration, what: &str) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.get(path).await.status != status {
+            assert!(tokio::time::Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Polls until `check` accepts the SBC, or panics with the last state after `timeout`.
