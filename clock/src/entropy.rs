@@ -7,10 +7,10 @@ use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
 
 /// A shared random stream; clones draw from the same stream.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Entropy {
-    rng: Arc<Mutex<ChaCha8Rng>>,
-    seeded: bool,
+    /// None: the thread's OS-seeded generator, exactly what unseeded code drew from before.
+    seeded: Option<Arc<Mutex<ChaCha8Rng>>>,
 }
 
 impl Entropy {
@@ -24,26 +24,24 @@ impl Entropy {
 
     pub fn seeded(seed: u64) -> Self {
         Self {
-            rng: Arc::new(Mutex::new(ChaCha8Rng::seed_from_u64(seed))),
-            seeded: true,
+            seeded: Some(Arc::new(Mutex::new(ChaCha8Rng::seed_from_u64(seed)))),
         }
     }
 
     pub fn os() -> Self {
-        Self {
-            rng: Arc::new(Mutex::new(ChaCha8Rng::from_os_rng())),
-            seeded: false,
-        }
+        Self { seeded: None }
     }
 
     pub fn is_seeded(&self) -> bool {
-        self.seeded
+        self.seeded.is_some()
     }
 
-    /// Runs `f` on the stream (held under the lock: keep it short).
-    pub fn with<T>(&self, f: impl FnOnce(&mut ChaCha8Rng) -> T) -> T {
-        let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut rng)
+    /// Runs `f` on the stream (a seeded one is locked meanwhile: keep it short).
+    pub fn with<T>(&self, f: impl FnOnce(&mut dyn RngCore) -> T) -> T {
+        match &self.seeded {
+            Some(rng) => f(&mut *rng.lock().unwrap_or_else(|e| e.into_inner())),
+            None => f(&mut rand::rng()),
+        }
     }
 
     pub fn fill_bytes(&self, buf: &mut [u8]) {
@@ -73,12 +71,6 @@ impl Entropy {
                 .map(|_| char::from(alphabet[r.random_range(0..alphabet.len())]))
                 .collect()
         })
-    }
-}
-
-impl Default for Entropy {
-    fn default() -> Self {
-        Self::os()
     }
 }
 
