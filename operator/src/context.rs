@@ -10,7 +10,6 @@ use metal_api::{
     BMC, BMCSecret, Endpoint, Server, ServerBootConfiguration, ServerClaim, ServerReadinessRule,
 };
 
-use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -18,6 +17,7 @@ use crate::probe_registry::RegistryClient;
 use crate::redfish::{
     ClientOptions, Credentials, HttpService, RedfishClient, TlsVerification, hyper_transport,
 };
+use clock::Clock;
 
 /// Picks the HTTP transport for a BMC endpoint (`scheme://host:port`).
 pub type TransportResolver = Arc<dyn Fn(&str) -> HttpService + Send + Sync>;
@@ -75,7 +75,9 @@ pub struct Context {
     pub registry: RegistryClient,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
-    pub clock: Arc<dyn Clock>,
+    pub clock: Clock,
+    /// Draws the discovery SSH keys and passwords.
+    pub entropy: clock::Entropy,
     pub stores: Stores,
     pub mac_db: crate::macdb::MacDb,
     /// Claim bindings whose second half (the claim's `spec.serverRef`) is not written yet.

@@ -3,7 +3,6 @@
 //! for the current generation (the strict readiness gate). Start it in-process with [`run`].
 
 pub mod bindings;
-pub mod clock;
 pub mod conditions;
 pub mod config;
 pub mod context;

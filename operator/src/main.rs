@@ -103,8 +103,17 @@ async fn main_inner(flags: Flags) -> anyhow::Result<()> {
     )
     .await?;
     let elector = flags.leader_elect.then(|| {
-        let identity = std::env::var("POD_NAME")
-            .unwrap_or_else(|_| format!("metal-operator-{}", uuid::Uuid::new_v4()));
+        let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
+            format!(
+                "metal-operator-{}",
+                clock::Entropy::from_seed(
+                    options
+                        .seed
+                        .map(|s| clock::derive_seed(s, "operator/identity"))
+                )
+                .uuid_v4()
+            )
+        });
         let namespace = flags
             .leader_election_namespace
             .clone()
