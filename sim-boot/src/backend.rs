@@ -17,11 +17,11 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::{Clock, SystemClock};
 use crate::controller::{self, ControllerOptions, ReconcileCounts};
 use crate::oci::{BlobSizes, Catalog, HttpResolver, ImageResolver, OciClientResolver, Registry};
 use crate::records::{BootRecords, SbcKey};
 use crate::serve::{BootServer, ServeStats};
+use clock::Clock;
 use http_client::HttpClient;
 
 /// The generated registry sim-boot can serve next to the boot server.
@@ -107,13 +107,7 @@ pub struct BackendHandle {
 
 impl Backend {
     pub async fn start(client: Client, options: BackendOptions) -> anyhow::Result<BackendHandle> {
-        Self::start_with(
-            client,
-            options,
-            ResolverKind::default(),
-            Arc::new(SystemClock),
-        )
-        .await
+        Self::start_with(client, options, ResolverKind::default(), Clock::wall()).await
     }
 
     /// [`Backend::start`] with a choice of image resolver and the clock for condition timestamps.
@@ -121,7 +115,7 @@ impl Backend {
         client: Client,
         mut options: BackendOptions,
         resolver: ResolverKind,
-        clock: Arc<dyn Clock>,
+        clock: Clock,
     ) -> anyhow::Result<BackendHandle> {
         let cancel = CancellationToken::new();
         let mut tasks = Vec::new();
@@ -185,7 +179,7 @@ impl Backend {
                 options.controller.clone(),
                 HttpClient::hyper(),
                 url.clone(),
-                clock.clone(),
+                clock,
             );
             context.reconciles = shared_reconciles.clone();
             Arc::new(context)
