@@ -121,11 +121,26 @@ struct Embedded {
     router: Arc<RwLock<axum::Router>>,
     /// The data of a durable server (restartable).
     data_dir: Option<tempfile::TempDir>,
+    clock: Option<clock::Clock>,
+    seed: Option<u64>,
+    /// Each restart draws from its own stream, so it never repeats a uid the previous server handed out.
+    restarts: u32,
 }
 
 impl ApiServer {
     /// Starts (or connects to) the API server; the embedded one gets the metal CRDs.
     pub async fn start(spec: &ApiSpec, transport: Transport) -> anyhow::Result<ApiServer> {
+        Self::start_with(spec, transport, None, None).await
+    }
+
+    /// [`ApiServer::start`] with the clock that stamps the embedded server's objects and the seed of its uids and
+    /// generated names (its own wall clock and OS randomness when None).
+    pub async fn start_with(
+        spec: &ApiSpec,
+        transport: Transport,
+        clock: Option<clock::Clock>,
+        seed: Option<u64>,
+    ) -> anyhow::Result<ApiServer> {
         let durable = match spec {
             ApiSpec::External(path) => return Self::external(path, transport).await,
             ApiSpec::Embedded { durable } => *durable,
@@ -136,6 +151,8 @@ impl ApiServer {
         };
         let options = apiserver::Options {
             data_dir: data_dir.as_ref().map(|d| d.path().to_path_buf()),
+            clock,
+            seed,
             ..apiserver::Options::default()
         };
         let handle = apiserver::Server::start(options)
@@ -150,6 +167,9 @@ impl ApiServer {
                 router: Arc::new(RwLock::new(handle.router())),
                 handle: Some(handle),
                 data_dir,
+                clock,
+                seed,
+                restarts: 0,
             })),
             transport,
         })
@@ -162,6 +182,9 @@ impl ApiServer {
                 handle: None,
                 router: Arc::default(),
                 data_dir: None,
+                clock: None,
+                seed: None,
+                restarts: 0,
             })),
             transport: Transport::InProcess,
         }
@@ -261,9 +284,14 @@ impl ApiServer {
             }
             None => bail!("the API server is stopped"),
         };
+        e.restarts += 1;
         let options = apiserver::Options {
             bind,
             data_dir: Some(data_dir.path().to_path_buf()),
+            clock: e.clock,
+            seed: e
+                .seed
+                .map(|s| clock::derive_seed(s, &format!("restart {}", e.restarts))),
             ..apiserver::Options::default()
         };
         let handle = apiserver::Server::start(options)
