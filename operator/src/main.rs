@@ -125,7 +125,7 @@ async fn main_inner(flags: Flags) -> anyhow::Result<()> {
             lease_duration: Duration::from_secs(15),
             retry_period: Duration::from_secs(2),
         };
-        LeaderElector::new(client.clone(), lease)
+        LeaderElector::new(client.clone(), lease).with_clock(options.clock)
     });
     if let Some(elector) = &elector {
         tokio::select! { _ = elector.acquire() => {}, _ = terminated() => return Ok(()) }
