@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
+use crate::events::EventRecorder;
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use metal_api::{
     BMC, BMCSecret, Endpoint, Server, ServerBootConfiguration, ServerClaim, ServerReadinessRule,
@@ -74,7 +74,7 @@ pub struct Context {
     pub connector: BmcConnector,
     pub registry: RegistryClient,
     pub metrics: Arc<Metrics>,
-    pub recorder: Recorder,
+    pub recorder: EventRecorder,
     pub clock: Clock,
     /// Draws the discovery SSH keys and passwords.
     pub entropy: clock::Entropy,
@@ -96,15 +96,9 @@ pub struct BmcAccess {
 }
 
 impl Context {
-    pub fn new_recorder(client: kube::Client) -> Recorder {
+    pub fn new_recorder(client: kube::Client, clock: Clock) -> EventRecorder {
         let instance = std::env::var("POD_NAME").ok();
-        Recorder::new(
-            client,
-            Reporter {
-                controller: "metal-operator".into(),
-                instance,
-            },
-        )
+        EventRecorder::new(client, "metal-operator", instance, clock)
     }
 
     /// Publishes an Event; failures are logged, never fatal.
@@ -116,18 +110,12 @@ impl Context {
         action: &str,
         note: String,
     ) {
-        let event = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: reason.into(),
-            note: Some(note),
-            action: action.into(),
-            secondary: None,
-        };
-        if let Err(error) = self.recorder.publish(&event, &regarding).await {
+        let type_ = if warning { "Warning" } else { "Normal" };
+        if let Err(error) = self
+            .recorder
+            .publish(&regarding, type_, reason, action, Some(note))
+            .await
+        {
             tracing::warn!(%error, reason, "failed to publish event");
         }
     }

@@ -10,6 +10,7 @@ pub mod controllers;
 pub mod discovery;
 pub mod dns;
 pub mod error;
+pub mod events;
 pub mod gate;
 pub mod keys;
 pub mod leader;

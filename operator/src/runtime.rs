@@ -139,7 +139,7 @@ pub async fn run(mut options: Options, client: kube::Client) -> anyhow::Result<O
         options.config.registry_client_timeout,
     );
     let ctx = Arc::new(Context {
-        recorder: Context::new_recorder(client.clone()),
+        recorder: Context::new_recorder(client.clone(), options.clock),
         client,
         config: options.config,
         connector: options.connector,
