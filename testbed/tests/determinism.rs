@@ -1,20 +1,22 @@
 //! A simulated run replays: the same seed and `Clock::simulated(epoch)` on a paused current-thread runtime give
-//! byte-identical Server, BMC and Endpoint objects (uids, resourceVersions, timestamps), and another seed gives
+//! byte-identical Server, BMC, Endpoint, ServerBootConfiguration and Secret objects (uids, resourceVersions, timestamps), and another seed gives
 //! other uids.
 
 use std::time::Duration;
 
 use clock::Clock;
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
-use metal_api::{BMC, Endpoint, Server};
+use metal_api::{BMC, Endpoint, Server, ServerBootConfiguration};
 use sim_bmc::fleet::{BindMode, FleetOptions, FleetSpec};
 use testbed::{FleetSetup, OperatorSetup, Testbed, Transport};
 
 const EPOCH: &str = "2026-06-01T08:00:00Z";
-/// Virtual time the fleet lives before its objects are compared (discovery starts, timeouts and resyncs fire).
-const LIFETIME: Duration = Duration::from_secs(900);
+/// Virtual time the fleet lives before its objects are compared: past the 30-minute discovery timeout, so
+/// discovery (with no backend to make its SBC Ready) times out and starts again with fresh SSH material.
+const LIFETIME: Duration = Duration::from_secs(2400);
 
-/// Every Server, BMC and Endpoint as JSON, one object a line, after [`LIFETIME`] of virtual time.
+/// Every Server, BMC, Endpoint, SBC and Secret as JSON, one object a line, after [`LIFETIME`] of virtual time.
 fn run(seed: u64) -> String {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -70,6 +72,15 @@ fn run(seed: u64) -> String {
         }
         let endpoints = Api::<Endpoint>::all(bed.client.clone());
         for item in endpoints.list(&ListParams::default()).await.unwrap().items {
+            lines.push(serde_json::to_string(&item).unwrap());
+        }
+        // The discovery boot: its SBCs and the ignition and SSH Secrets (keys and passwords drawn from the seed).
+        let sbcs = Api::<ServerBootConfiguration>::all(bed.client.clone());
+        for item in sbcs.list(&ListParams::default()).await.unwrap().items {
+            lines.push(serde_json::to_string(&item).unwrap());
+        }
+        let secrets = Api::<Secret>::namespaced(bed.client.clone(), "default");
+        for item in secrets.list(&ListParams::default()).await.unwrap().items {
             lines.push(serde_json::to_string(&item).unwrap());
         }
         bed.shutdown().await;
@@ -138,6 +149,14 @@ fn the_same_seed_on_a_simulated_clock_writes_the_same_objects() {
     assert!(
         first.contains(EPOCH),
         "timestamps come from the simulated epoch"
+    );
+    assert!(
+        first.contains("2026-06-01T08:3"),
+        "something was written after the discovery timeout"
+    );
+    assert!(
+        first.contains("\"kind\":\"Secret\""),
+        "the discovery Secrets are compared"
     );
     let (first_objects, first_versions) = without_resource_versions(&first);
     let (second_objects, second_versions) = without_resource_versions(&second);
