@@ -5,7 +5,6 @@
 pub mod admission;
 mod builtin_validation;
 mod cel_rules;
-pub mod clock;
 mod controllers;
 mod crd;
 pub mod faults;
@@ -44,7 +43,7 @@ use serde_json::json;
 use tokio::task::JoinHandle;
 
 pub use admission::{Admission, AdmissionRequest, Operation};
-pub use clock::Clock;
+pub use clock::{Clock, Entropy};
 pub use faults::Faults;
 pub use status::{ApiError, Cause};
 
@@ -68,8 +67,10 @@ pub struct Options {
     pub watch_history: usize,
     /// How often watches that allow bookmarks get one.
     pub bookmark_interval: Duration,
-    /// Source of wall-clock timestamps written into objects.
+    /// Source of the timestamps written into objects; `Clock::wall()` at start when None.
     pub clock: Option<Clock>,
+    /// Seeds uids and generated names, so a simulated run replays them; OS randomness when None.
+    pub seed: Option<u64>,
     /// Serve TLS (self-signed) and require a bearer token. Always on for non-loopback binds.
     pub secure: bool,
     /// The bearer token for secure serving (random when None).
@@ -93,6 +94,7 @@ impl Default for Options {
             watch_history: 10_000,
             bookmark_interval: Duration::from_secs(5),
             clock: None,
+            seed: None,
             secure: false,
             token: None,
             header_read_timeout: limits::HEADER_READ_TIMEOUT,
@@ -118,8 +120,8 @@ pub struct Server;
 
 /// Repairs a damaged data log in `dir` on a person's request: keeps every intact record (checksum-verified, in
 /// resourceVersion order), drops the damaged ones, keeps the damaged file next to it, and says what it did.
-pub fn repair_data_log(dir: &Path) -> Result<String, Error> {
-    let r = persist::repair(dir)?;
+pub fn repair_data_log(dir: &Path, clock: &Clock) -> Result<String, Error> {
+    let r = persist::repair(dir, clock.now())?;
     Ok(format!(
         "kept {} intact records, dropped {} damaged ones (at byte offsets {:?}); the damaged log is kept as {}",
         r.kept,
@@ -159,7 +161,8 @@ impl Server {
             faults: Faults::new(store.clone()),
             store,
             registry: Registry::new(),
-            clock: opts.clock.clone().unwrap_or_else(clock::tokio_clock),
+            clock: opts.clock.unwrap_or_else(Clock::wall),
+            entropy: Entropy::from_seed(opts.seed),
             admission: Admission::default(),
             bookmark_interval: opts.bookmark_interval,
             shutdown: shutdown::Shutdown::default(),

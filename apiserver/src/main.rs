@@ -46,7 +46,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if args.repair_data_log {
         let dir = args.data_dir.as_deref().expect("clap requires --data-dir");
-        match apiserver::repair_data_log(dir) {
+        match apiserver::repair_data_log(dir, &apiserver::Clock::wall()) {
             Ok(report) => {
                 println!("repaired {}: {report}", dir.display());
                 return Ok(());

@@ -4,9 +4,9 @@
 use base64::Engine;
 use serde_json::{Map, Value, json};
 
-use crate::clock::format_time;
 use crate::resources::ResourceInfo;
 use crate::status::{ApiError, ApiResult, Cause};
+use clock::{Entropy, format_k8s};
 
 const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
 const DNS1123_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
@@ -104,13 +104,8 @@ pub fn metadata_causes(meta: &Map<String, Value>) -> Vec<Cause> {
 }
 
 /// Five random characters from the alphabet apimachinery's name generator uses.
-pub fn random_suffix() -> String {
-    use rand::Rng;
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let mut rng = rand::rng();
-    (0..5)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-        .collect()
+pub fn random_suffix(entropy: &Entropy) -> String {
+    entropy.string_from(b"bcdfghjklmnpqrstvwxz2456789", 5)
 }
 
 pub fn meta(obj: &Value) -> Option<&Map<String, Value>> {
@@ -268,6 +263,7 @@ pub fn prepare_create(
     namespace: Option<&str>,
     obj: &mut Value,
     now: &str,
+    entropy: &Entropy,
 ) -> ApiResult<()> {
     let kind = info.kind.clone();
     let meta = meta_mut(obj);
@@ -293,7 +289,7 @@ pub fn prepare_create(
     }
     let name = if name.is_empty() {
         match meta.get("generateName").and_then(Value::as_str) {
-            Some(prefix) if !prefix.is_empty() => format!("{prefix}{}", random_suffix()),
+            Some(prefix) if !prefix.is_empty() => format!("{prefix}{}", random_suffix(entropy)),
             _ => {
                 return Err(ApiError::invalid(
                     &info.group,
@@ -316,7 +312,7 @@ pub fn prepare_create(
     if !causes.is_empty() {
         return Err(ApiError::invalid(&info.group, &kind, &name, causes));
     }
-    meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+    meta.insert("uid".into(), json!(entropy.uuid_v4().to_string()));
     meta.insert("creationTimestamp".into(), json!(now));
     for server_owned in [
         "deletionTimestamp",
@@ -462,7 +458,7 @@ fn scope_to_subresource(info: &ResourceInfo, old: &Value, new: &mut Value, sub: 
 /// Marks an object as being deleted (deletionTimestamp, grace period 0, a Namespace's Terminating phase).
 pub fn mark_deleting(info: &ResourceInfo, obj: &mut Value, now: chrono::DateTime<chrono::Utc>) {
     let meta = meta_mut(obj);
-    meta.insert("deletionTimestamp".into(), json!(format_time(now)));
+    meta.insert("deletionTimestamp".into(), json!(format_k8s(now)));
     meta.insert("deletionGracePeriodSeconds".into(), json!(0));
     if info.kind == "Namespace" && info.group.is_empty() {
         obj["status"] = json!({"phase": "Terminating"});

@@ -7,7 +7,6 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::admission::{Admission, AdmissionRequest, Operation};
-use crate::clock::{Clock, format_time};
 use crate::faults::Faults;
 use crate::managed::{Writer, record_update};
 use crate::objects::{
@@ -19,12 +18,15 @@ use crate::status::{ApiError, ApiResult};
 use crate::store::{CommitError, Committed, Precondition, Store, Write};
 use crate::stored::{ObjKey, Prepared, StoredObject};
 use crate::{crd, limits, validation};
+use clock::{Clock, Entropy, format_k8s};
 
 /// Shared server state.
 pub struct State {
     pub store: Arc<Store>,
     pub registry: Registry,
     pub clock: Clock,
+    /// Draws uids and generated names.
+    pub entropy: Entropy,
     pub faults: Faults,
     pub admission: Admission,
     pub bookmark_interval: Duration,
@@ -88,7 +90,7 @@ const MAX_UPDATE_ATTEMPTS: usize = 64;
 
 impl State {
     pub fn now(&self) -> String {
-        format_time((self.clock)())
+        format_k8s(self.clock.now_chrono())
     }
 
     pub fn key(info: &ResourceInfo, ns: Option<&str>, name: &str) -> ObjKey {
@@ -227,7 +229,7 @@ pub async fn create(
         ));
     }
     let now = st.now();
-    prepare_create(info, namespace, &mut obj, &now)?;
+    prepare_create(info, namespace, &mut obj, &now, &st.entropy)?;
     let name = objects::name_of(&obj).to_string();
     if let Some(ns) = namespace {
         st.check_namespace(info, ns, &name)?;
@@ -378,7 +380,7 @@ pub async fn delete(
         let current = stored.value();
         check_delete_preconditions(info, key, rv, &current, opts)?;
         admit_delete(st, info, key, &current, opts)?;
-        let Some(write) = deletion_write(info, &current, opts, (st.clock)()) else {
+        let Some(write) = deletion_write(info, &current, opts, st.clock.now_chrono()) else {
             return Ok((stored, false));
         };
         let removed = matches!(write, Write::Delete);

@@ -449,7 +449,7 @@ pub struct Repaired {
 
 /// Rewrites a damaged log from its intact records (each checksum-verified, the resourceVersions in order), keeping
 /// the damaged file next to it. Only a person asks for this: losing the damaged records is their decision.
-pub fn repair(dir: &Path) -> std::io::Result<Repaired> {
+pub fn repair(dir: &Path, now: clock::Timestamp) -> std::io::Result<Repaired> {
     let path = dir.join(LOG_FILE);
     let bytes = std::fs::read(&path)?;
     let legacy = is_legacy(&bytes);
@@ -490,13 +490,7 @@ pub fn repair(dir: &Path) -> std::io::Result<Repaired> {
     let count = kept.len();
     let mut loaded = replay(kept);
     loaded.rv = loaded.rv.max(max_rv);
-    let backup = path.with_extension(format!(
-        "log.damaged-{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
-    ));
+    let backup = path.with_extension(format!("log.damaged-{}", now.as_second().max(0)));
     std::fs::copy(&path, &backup)?;
     File::open(&backup)?.sync_all()?;
     compact(&path, &loaded)?;

@@ -6,7 +6,7 @@
 //! resourceVersion and update the maps. Every commit is appended to the history ring and broadcast to watchers;
 //! events share the stored bytes, so a version of an object costs its bytes once however many hold it.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -110,7 +110,8 @@ type Slot = (String, String);
 
 struct Inner {
     rv: u64,
-    objects: HashMap<ResKey, Objects>,
+    /// Ordered so the garbage collector (and anything else walking every resource) sees one order each run.
+    objects: BTreeMap<ResKey, Objects>,
     history: VecDeque<Arc<Event>>,
     /// Watches (and paged lists) from a resourceVersion below this cannot be served from history (410 Gone).
     oldest_rv: u64,
@@ -147,7 +148,7 @@ impl Store {
         Ok(Store {
             inner: Mutex::new(Inner {
                 rv: 0,
-                objects: HashMap::new(),
+                objects: BTreeMap::new(),
                 history: VecDeque::new(),
                 oldest_rv: 0,
             }),

@@ -4,9 +4,9 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use crate::clock::parse_time;
 use crate::jsonpath;
 use crate::resources::{PrinterColumn, ResourceInfo};
+use clock::parse_k8s;
 
 fn col(name: &str, type_: &str, format: &str, description: &str, json_path: &str) -> PrinterColumn {
     PrinterColumn {
@@ -121,7 +121,7 @@ fn cell(obj: &Value, c: &PrinterColumn, now: DateTime<Utc>) -> Value {
         return Value::Null;
     };
     if c.type_ == "date" {
-        return match first.as_str().and_then(parse_time) {
+        return match first.as_str().and_then(parse_k8s) {
             Some(t) => json!(human_age((now - t).num_seconds())),
             None => Value::Null,
         };

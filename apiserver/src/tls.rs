@@ -34,6 +34,7 @@ impl Credentials {
         }
         let ck =
             rcgen::generate_simple_self_signed(names).map_err(|e| format!("certificate: {e}"))?;
+        // Stays OS-random even in a seeded run: the token authenticates clients and never reaches an object.
         let token = token.unwrap_or_else(|| {
             use rand::Rng;
             let bytes: [u8; 24] = rand::rng().random();

@@ -12,7 +12,8 @@ use std::path::Path;
 
 pub const REPORT_API_VERSION: &str = "conformance.metal.ironcore.dev/v1alpha1";
 
-/// The one wall-clock read of the suite: the report date.
+/// The one wall-clock read of the suite: the report date. It stays wall time even in a simulated run on
+/// purpose: a certificate says when it was issued, and nothing in the verdicts depends on it.
 pub fn wall_clock_now() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now()
 }

@@ -19,8 +19,8 @@ pub struct NetbootOptions {
     /// runs the discovery probe; empty means any image whose ignition starts metalprobe.
     pub probe_images: Vec<String>,
     pub probe: ProbeOptions,
-    /// Wall clock for reported timestamps.
-    pub clock: crate::probe::WallClock,
+    /// Stamps the probe's reports (`Clock::wall()` by default).
+    pub clock: clock::Clock,
 }
 
 impl Default for NetbootOptions {
@@ -30,7 +30,7 @@ impl Default for NetbootOptions {
             facts: Arc::new(DerivedFacts),
             probe_images: vec![],
             probe: ProbeOptions::default(),
-            clock: crate::probe::system_clock(),
+            clock: clock::Clock::wall(),
         }
     }
 }

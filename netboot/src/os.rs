@@ -88,7 +88,7 @@ pub async fn start(
                 command,
                 facts,
                 options.probe,
-                options.clock.clone(),
+                options.clock,
             )))
         }
         None => None,

@@ -1,6 +1,7 @@
 //! The discovery probe (metalprobe) as the booted OS runs it: register the machine's NICs and LLDP
 //! neighbours with the operator's registry, optionally post the boot state, and re-register periodically.
 
+use clock::Clock;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -66,22 +67,12 @@ impl Default for ProbeOptions {
     }
 }
 
-/// Wall-clock source for the timestamps the probe reports (the registry checks their age).
-pub type WallClock = std::sync::Arc<dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync>;
-
-pub fn system_clock() -> WallClock {
-    std::sync::Arc::new(chrono::Utc::now)
+/// The timestamp the probe reports (the registry checks its age), in whole seconds as the real agent sends it.
+fn timestamp(clock: &Clock) -> Time {
+    Time(k8s_openapi::jiff::Timestamp::from_second(clock.now().as_second()).unwrap_or_default())
 }
 
-fn timestamp(clock: &WallClock) -> Time {
-    Time(k8s_openapi::jiff::Timestamp::from_second(clock().timestamp()).unwrap_or_default())
-}
-
-pub fn payload(
-    command: &ProbeCommand,
-    facts: &NetworkFacts,
-    clock: &WallClock,
-) -> RegistrationPayload {
+pub fn payload(command: &ProbeCommand, facts: &NetworkFacts, clock: &Clock) -> RegistrationPayload {
     RegistrationPayload {
         system_uuid: command.server_uuid.clone(),
         data: ServerData {
@@ -107,7 +98,7 @@ pub async fn run(
     command: ProbeCommand,
     facts: NetworkFacts,
     options: ProbeOptions,
-    clock: WallClock,
+    clock: Clock,
 ) {
     let mut bootstate_posted = !options.post_bootstate;
     loop {

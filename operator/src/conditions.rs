@@ -68,7 +68,7 @@ pub fn remove(conditions: &mut Vec<Condition>, type_: &str) -> bool {
 
 /// Time since the condition last changed status.
 pub fn age(condition: &Condition, now: Timestamp) -> std::time::Duration {
-    crate::clock::elapsed(condition.last_transition_time.0, now)
+    clock::elapsed(condition.last_transition_time.0, now)
 }
 
 #[cfg(test)]

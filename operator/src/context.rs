@@ -3,14 +3,13 @@
 
 use std::sync::Arc;
 
+use crate::events::EventRecorder;
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use metal_api::{
     BMC, BMCSecret, Endpoint, Server, ServerBootConfiguration, ServerClaim, ServerReadinessRule,
 };
 
-use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -18,6 +17,7 @@ use crate::probe_registry::RegistryClient;
 use crate::redfish::{
     ClientOptions, Credentials, HttpService, RedfishClient, TlsVerification, hyper_transport,
 };
+use clock::Clock;
 
 /// Picks the HTTP transport for a BMC endpoint (`scheme://host:port`).
 pub type TransportResolver = Arc<dyn Fn(&str) -> HttpService + Send + Sync>;
@@ -74,8 +74,10 @@ pub struct Context {
     pub connector: BmcConnector,
     pub registry: RegistryClient,
     pub metrics: Arc<Metrics>,
-    pub recorder: Recorder,
-    pub clock: Arc<dyn Clock>,
+    pub recorder: EventRecorder,
+    pub clock: Clock,
+    /// Draws the discovery SSH keys and passwords.
+    pub entropy: clock::Entropy,
     pub stores: Stores,
     pub mac_db: crate::macdb::MacDb,
     /// Claim bindings whose second half (the claim's `spec.serverRef`) is not written yet.
@@ -94,15 +96,9 @@ pub struct BmcAccess {
 }
 
 impl Context {
-    pub fn new_recorder(client: kube::Client) -> Recorder {
+    pub fn new_recorder(client: kube::Client, clock: Clock) -> EventRecorder {
         let instance = std::env::var("POD_NAME").ok();
-        Recorder::new(
-            client,
-            Reporter {
-                controller: "metal-operator".into(),
-                instance,
-            },
-        )
+        EventRecorder::new(client, "metal-operator", instance, clock)
     }
 
     /// Publishes an Event; failures are logged, never fatal.
@@ -114,18 +110,12 @@ impl Context {
         action: &str,
         note: String,
     ) {
-        let event = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: reason.into(),
-            note: Some(note),
-            action: action.into(),
-            secondary: None,
-        };
-        if let Err(error) = self.recorder.publish(&event, &regarding).await {
+        let type_ = if warning { "Warning" } else { "Normal" };
+        if let Err(error) = self
+            .recorder
+            .publish(&regarding, type_, reason, action, Some(note))
+            .await
+        {
             tracing::warn!(%error, reason, "failed to publish event");
         }
     }

@@ -4,12 +4,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use clock::Entropy;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{LocalObjectReference, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource as _;
 use metal_api::{ServerBootConfiguration, ServerBootConfigurationSpec};
-use rand::Rng as _;
 
 use crate::keys;
 
@@ -25,19 +25,19 @@ pub struct SshMaterial {
 }
 
 impl SshMaterial {
-    /// A fresh Ed25519 key and a 20-character password, as upstream regenerates on every Initial.
-    /// (Upstream uses RSA-2048 and bcrypt; Ed25519 and SHA-512-crypt are accepted by
+    /// A fresh Ed25519 key and a 20-character password drawn from `entropy`, as upstream regenerates
+    /// on every Initial. (Upstream uses RSA-2048 and bcrypt; Ed25519 and SHA-512-crypt are accepted by
     /// Butane/OpenSSH alike and cost less.)
-    pub fn generate() -> Self {
-        let rng = ring::rand::SystemRandom::new();
-        let pkcs8 =
-            ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).expect("system RNG available");
-        let pair = ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
-            .expect("freshly generated key parses");
+    pub fn generate(entropy: &Entropy) -> Self {
+        let mut seed = [0u8; 32];
+        entropy.fill_bytes(&mut seed);
+        let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(&seed)
+            .expect("any 32 bytes are an Ed25519 seed");
         let public: [u8; 32] = ring::signature::KeyPair::public_key(&pair)
             .as_ref()
             .try_into()
             .expect("an Ed25519 public key has 32 bytes");
+        let pkcs8 = ed25519_pkcs8_v2(&seed, &public);
         let public_line = ssh_key::PublicKey::new(
             ssh_key::public::KeyData::Ed25519(ssh_key::public::Ed25519PublicKey(public)),
             "metal@metal-operator",
@@ -45,10 +45,10 @@ impl SshMaterial {
         .to_openssh()
         .expect("an Ed25519 key encodes");
         let private_pem =
-            pem_rfc7468::encode_string("PRIVATE KEY", pem_rfc7468::LineEnding::LF, pkcs8.as_ref())
+            pem_rfc7468::encode_string("PRIVATE KEY", pem_rfc7468::LineEnding::LF, &pkcs8)
                 .expect("a PKCS#8 document encodes");
-        let password = alphanumeric(20);
-        let password_hash = sha512_crypt(password.as_bytes(), &alphanumeric(16));
+        let password = alphanumeric(entropy, 20);
+        let password_hash = sha512_crypt(password.as_bytes(), &alphanumeric(entropy, 16));
         Self {
             private_pem,
             public_line,
@@ -58,12 +58,23 @@ impl SshMaterial {
     }
 }
 
-fn alphanumeric(len: usize) -> String {
-    rand::rng()
-        .sample_iter(rand::distr::Alphanumeric)
-        .take(len)
-        .map(char::from)
-        .collect()
+/// The PKCS#8 v2 document ring's `generate_pkcs8` writes (RFC 5958/8410: version 1, the Ed25519 OID, the
+/// seed, the public key). Hand-written because ring only generates it from its own sealed random source,
+/// which a seed cannot drive.
+fn ed25519_pkcs8_v2(seed: &[u8; 32], public: &[u8; 32]) -> Vec<u8> {
+    const BEFORE_SEED: [u8; 16] = [
+        0x30, 0x53, 0x02, 0x01, 0x01, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    const BEFORE_PUBLIC: [u8; 5] = [0xa1, 0x23, 0x03, 0x21, 0x00];
+    [&BEFORE_SEED[..], seed, &BEFORE_PUBLIC, public].concat()
+}
+
+fn alphanumeric(entropy: &Entropy, len: usize) -> String {
+    entropy.string_from(
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+        len,
+    )
 }
 
 /// Renders upstream's Go-template ignition (`{{.Image}}`, `{{.Flags}}`, `{{.SSHPublicKey}}`,
@@ -227,7 +238,7 @@ mod tests {
 
     #[test]
     fn ignition_renders_all_placeholders() {
-        let ssh = SshMaterial::generate();
+        let ssh = SshMaterial::generate(&Entropy::os());
         let text = render_ignition(
             DEFAULT_IGNITION_TEMPLATE,
             "probe:1",
@@ -245,7 +256,7 @@ mod tests {
 
     #[test]
     fn the_default_ignition_is_the_template_with_its_four_fields_filled_in() {
-        let ssh = SshMaterial::generate();
+        let ssh = SshMaterial::generate(&Entropy::os());
         let text = render_ignition(
             DEFAULT_IGNITION_TEMPLATE,
             "probe:1",
@@ -265,8 +276,19 @@ mod tests {
     }
 
     #[test]
+    fn a_seed_replays_the_ssh_material_and_another_seed_changes_it() {
+        let (a, b) = (Entropy::seeded(3), Entropy::seeded(3));
+        let (first, again) = (SshMaterial::generate(&a), SshMaterial::generate(&b));
+        assert_eq!(first.private_pem, again.private_pem);
+        assert_eq!(first.password_hash, again.password_hash);
+        let other = SshMaterial::generate(&Entropy::seeded(4));
+        assert_ne!(first.public_line, other.public_line);
+        assert_ne!(first.password, other.password);
+    }
+
+    #[test]
     fn the_private_key_is_pkcs8_pem_and_the_public_key_an_openssh_line() {
-        let ssh = SshMaterial::generate();
+        let ssh = SshMaterial::generate(&Entropy::os());
         let (label, der) = pem_rfc7468::decode_vec(ssh.private_pem.as_bytes()).unwrap();
         assert_eq!(label, "PRIVATE KEY");
         let pair = ring::signature::Ed25519KeyPair::from_pkcs8(&der).unwrap();

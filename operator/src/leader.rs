@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ObjectMeta, PostParams};
 
 /// Lease timings (controller-runtime defaults: 15s lease, 10s renew deadline, 2s retry).
@@ -24,6 +23,7 @@ pub struct LeaseConfig {
 pub struct LeaderElector {
     api: Api<Lease>,
     config: LeaseConfig,
+    clock: clock::Clock,
 }
 
 enum Attempt {
@@ -36,7 +36,14 @@ impl LeaderElector {
         Self {
             api: Api::namespaced(client, &config.namespace),
             config,
+            clock: clock::Clock::wall(),
         }
+    }
+
+    /// Stamps acquire and renew times from `clock` instead of the wall clock.
+    pub fn with_clock(mut self, clock: clock::Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Blocks until this instance holds the Lease.
@@ -89,7 +96,7 @@ impl LeaderElector {
     }
 
     async fn try_acquire(&self) -> Result<Attempt, kube::Error> {
-        let now = Timestamp::now();
+        let now = self.clock.now();
         let seconds = i32::try_from(self.config.lease_duration.as_secs())
             .unwrap_or(i32::MAX)
             .max(1);
@@ -118,7 +125,7 @@ impl LeaderElector {
         let ours = spec.holder_identity.as_deref() == Some(&self.config.identity);
         let expired = match (&spec.renew_time, spec.lease_duration_seconds) {
             (Some(renewed), Some(duration)) => {
-                crate::clock::elapsed(renewed.0, now)
+                clock::elapsed(renewed.0, now)
                     > Duration::from_secs(u64::try_from(duration).unwrap_or(0))
             }
             _ => true,

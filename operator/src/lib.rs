@@ -3,7 +3,6 @@
 //! for the current generation (the strict readiness gate). Start it in-process with [`run`].
 
 pub mod bindings;
-pub mod clock;
 pub mod conditions;
 pub mod config;
 pub mod context;
@@ -11,6 +10,7 @@ pub mod controllers;
 pub mod discovery;
 pub mod dns;
 pub mod error;
+pub mod events;
 pub mod gate;
 pub mod keys;
 pub mod leader;

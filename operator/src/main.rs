@@ -103,8 +103,17 @@ async fn main_inner(flags: Flags) -> anyhow::Result<()> {
     )
     .await?;
     let elector = flags.leader_elect.then(|| {
-        let identity = std::env::var("POD_NAME")
-            .unwrap_or_else(|_| format!("metal-operator-{}", uuid::Uuid::new_v4()));
+        let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
+            format!(
+                "metal-operator-{}",
+                clock::Entropy::from_seed(
+                    options
+                        .seed
+                        .map(|s| clock::derive_seed(s, "operator/identity"))
+                )
+                .uuid_v4()
+            )
+        });
         let namespace = flags
             .leader_election_namespace
             .clone()
@@ -116,7 +125,7 @@ async fn main_inner(flags: Flags) -> anyhow::Result<()> {
             lease_duration: Duration::from_secs(15),
             retry_period: Duration::from_secs(2),
         };
-        LeaderElector::new(client.clone(), lease)
+        LeaderElector::new(client.clone(), lease).with_clock(options.clock)
     });
     if let Some(elector) = &elector {
         tokio::select! { _ = elector.acquire() => {}, _ = terminated() => return Ok(()) }

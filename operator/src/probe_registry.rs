@@ -19,10 +19,10 @@ use metal_api::{Server, ServerBootConfiguration};
 use serde_json::json;
 use tower::ServiceExt as _;
 
-use crate::clock::Clock;
 use crate::conditions::{self, NewCondition};
 use crate::keys;
 use crate::redfish::HttpService;
+use clock::Clock;
 
 /// Shared state of the registry server.
 #[derive(Clone)]
@@ -30,11 +30,11 @@ pub struct Registry {
     systems: Arc<RwLock<HashMap<String, ServerData>>>,
     client: kube::Client,
     servers: Store<Server>,
-    clock: Arc<dyn Clock>,
+    clock: Clock,
 }
 
 impl Registry {
-    pub fn new(client: kube::Client, servers: Store<Server>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(client: kube::Client, servers: Store<Server>, clock: Clock) -> Self {
         Self {
             systems: Arc::default(),
             client,

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::{Clock, TokioClock};
 use crate::config::Config;
 use crate::context::{BmcConnector, Context, Stores};
 use crate::controllers;
@@ -14,6 +13,7 @@ use crate::macdb::MacDb;
 use crate::metrics::Metrics;
 use crate::probe_registry::{Registry, RegistryClient};
 use crate::redfish::{ClientOptions, HttpService, TlsVerification, service_transport};
+use clock::{Clock, Entropy, derive_seed};
 
 /// Everything `run` needs besides the API client. `Options::new(config)` gives socket transports.
 pub struct Options {
@@ -27,7 +27,10 @@ pub struct Options {
     pub registry_transport: Option<HttpService>,
     /// Where to serve the Redfish event receiver (`/serverevents/…`); not served when `None`.
     pub event_listen: Option<SocketAddr>,
-    pub clock: Arc<dyn Clock>,
+    pub clock: Clock,
+    /// Seeds the discovery SSH material and the Redfish retry jitter (each its own stream); OS randomness
+    /// when None.
+    pub seed: Option<u64>,
     pub metrics: Arc<Metrics>,
     pub mac_db: MacDb,
 }
@@ -49,7 +52,8 @@ impl Options {
             registry_listen: None,
             registry_transport: None,
             event_listen: None,
-            clock: TokioClock::shared(),
+            clock: Clock::wall(),
+            seed: None,
             metrics: Arc::new(Metrics::new()),
             mac_db: MacDb::default(),
         }
@@ -91,7 +95,12 @@ impl OperatorHandle {
 }
 
 /// Starts every controller and the registry against `client`.
-pub async fn run(options: Options, client: kube::Client) -> anyhow::Result<OperatorHandle> {
+pub async fn run(mut options: Options, client: kube::Client) -> anyhow::Result<OperatorHandle> {
+    let stream = |purpose| Entropy::from_seed(options.seed.map(|s| derive_seed(s, purpose)));
+    let entropy = stream("operator/discovery");
+    if options.seed.is_some() {
+        options.connector.options.jitter = stream("operator/redfish-jitter");
+    }
     let controllers::server::ServerController {
         controller: server,
         boot_configs,
@@ -112,11 +121,7 @@ pub async fn run(options: Options, client: kube::Client) -> anyhow::Result<Opera
         endpoints: endpoint.store(),
         readiness_rules: rule.store(),
     };
-    let registry = Registry::new(
-        client.clone(),
-        stores.servers.clone(),
-        options.clock.clone(),
-    );
+    let registry = Registry::new(client.clone(), stores.servers.clone(), options.clock);
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
     let mut registry_addr = None;
@@ -142,13 +147,14 @@ pub async fn run(options: Options, client: kube::Client) -> anyhow::Result<Opera
         options.config.registry_client_timeout,
     );
     let ctx = Arc::new(Context {
-        recorder: Context::new_recorder(client.clone()),
+        recorder: Context::new_recorder(client.clone(), options.clock),
         client,
         config: options.config,
         connector: options.connector,
         registry: registry_client,
         metrics: options.metrics.clone(),
         clock: options.clock,
+        entropy,
         stores: stores.clone(),
         mac_db: options.mac_db,
         bindings: Default::default(),

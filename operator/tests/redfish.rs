@@ -43,6 +43,7 @@ fn client(
         max_attempts: 3,
         backoff_base: Duration::from_millis(5),
         backoff_max: Duration::from_millis(20),
+        ..ClientOptions::default()
     };
     let creds = Credentials {
         username: info.username.clone(),

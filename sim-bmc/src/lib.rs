@@ -8,7 +8,6 @@
 pub mod bmc;
 pub mod boot;
 pub mod cli;
-pub mod clock;
 pub mod error;
 pub mod fault;
 pub mod fleet;

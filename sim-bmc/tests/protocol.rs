@@ -3,7 +3,6 @@
 
 mod common;
 
-use chrono::TimeZone;
 use common::{Client, fleet};
 use http::{Method, StatusCode};
 use sim_bmc::FleetOptions;
@@ -27,9 +26,9 @@ bmcs:
 const DELL_SYS: &str = "/redfish/v1/Systems/System.Embedded.1";
 
 fn opts() -> FleetOptions {
-    let epoch = chrono::Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
+    let epoch = "2026-01-02T03:04:05Z".parse().unwrap();
     FleetOptions {
-        clock: Some(sim_bmc::clock::tokio_clock(epoch)),
+        clock: Some(clock::Clock::simulated(epoch)),
         ..Default::default()
     }
 }

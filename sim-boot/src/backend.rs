@@ -18,11 +18,11 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::{Clock, SystemClock};
 use crate::controller::{self, ControllerOptions, ReconcileCounts};
 use crate::oci::{BlobSizes, Catalog, HttpResolver, ImageResolver, OciClientResolver, Registry};
 use crate::records::{BootRecords, SbcKey};
 use crate::serve::{BootServer, ServeStats};
+use clock::Clock;
 use http_client::{HttpClient, InProcessNet};
 
 /// The boot server's host on an in-process network (unless `public_url` names another).
@@ -120,13 +120,7 @@ pub struct BackendHandle {
 
 impl Backend {
     pub async fn start(client: Client, options: BackendOptions) -> anyhow::Result<BackendHandle> {
-        Self::start_with(
-            client,
-            options,
-            ResolverKind::default(),
-            Arc::new(SystemClock),
-        )
-        .await
+        Self::start_with(client, options, ResolverKind::default(), Clock::wall()).await
     }
 
     /// [`Backend::start`] with a choice of image resolver and the clock for condition timestamps.
@@ -134,7 +128,7 @@ impl Backend {
         client: Client,
         mut options: BackendOptions,
         resolver: ResolverKind,
-        clock: Arc<dyn Clock>,
+        clock: Clock,
     ) -> anyhow::Result<BackendHandle> {
         if options.network.is_some() && matches!(resolver, ResolverKind::OciClient) {
             anyhow::bail!(
@@ -238,7 +232,7 @@ impl Backend {
                 options.controller.clone(),
                 self_probe.clone(),
                 url.clone(),
-                clock.clone(),
+                clock,
             );
             context.reconciles = shared_reconciles.clone();
             Arc::new(context)

@@ -4,7 +4,6 @@
 
 pub mod backend;
 pub mod bytes_response;
-pub mod clock;
 pub mod controller;
 pub mod ignition;
 pub mod misbehaviour;

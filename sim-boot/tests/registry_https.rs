@@ -15,7 +15,7 @@ const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 async fn start(token_auth: bool) -> (String, String, Registry) {
     let mut registry = Registry::new(Catalog::standard(42, BlobSizes::default()));
     if token_auth {
-        registry = registry.with_token_auth("https");
+        registry = registry.with_token_auth("https", clock::Clock::wall(), None);
     }
     let ca = RegistryCa::generate().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

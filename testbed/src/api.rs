@@ -123,6 +123,10 @@ struct Embedded {
     router: Arc<RwLock<axum::Router>>,
     /// The data of a durable server (restartable).
     data_dir: Option<tempfile::TempDir>,
+    clock: Option<clock::Clock>,
+    seed: Option<u64>,
+    /// Each restart draws from its own stream, so it never repeats a uid the previous server handed out.
+    restarts: u32,
 }
 
 impl ApiServer {
@@ -132,6 +136,18 @@ impl ApiServer {
         spec: &ApiSpec,
         transport: Transport,
         listen: bool,
+    ) -> anyhow::Result<ApiServer> {
+        Self::start_with(spec, transport, listen, None, None).await
+    }
+
+    /// [`ApiServer::start`] with the clock that stamps the embedded server's objects and the seed of its uids and
+    /// generated names (its own wall clock and OS randomness when None).
+    pub async fn start_with(
+        spec: &ApiSpec,
+        transport: Transport,
+        listen: bool,
+        clock: Option<clock::Clock>,
+        seed: Option<u64>,
     ) -> anyhow::Result<ApiServer> {
         let durable = match spec {
             ApiSpec::External(path) => return Self::external(path, transport).await,
@@ -146,6 +162,8 @@ impl ApiServer {
             // In-process is how a paused (simulated) clock reaches the server.
             paused_clock: transport == Transport::InProcess,
             listen: listen || transport == Transport::Sockets,
+            clock,
+            seed,
             ..apiserver::Options::default()
         };
         let handle = apiserver::Server::start(options)
@@ -160,6 +178,9 @@ impl ApiServer {
                 router: Arc::new(RwLock::new(handle.router())),
                 handle: Some(handle),
                 data_dir,
+                clock,
+                seed,
+                restarts: 0,
             })),
             transport,
         })
@@ -172,6 +193,9 @@ impl ApiServer {
                 handle: None,
                 router: Arc::default(),
                 data_dir: None,
+                clock: None,
+                seed: None,
+                restarts: 0,
             })),
             transport: Transport::InProcess,
         }
@@ -275,11 +299,16 @@ impl ApiServer {
             }
             None => bail!("the API server is stopped"),
         };
+        e.restarts += 1;
         let options = apiserver::Options {
             bind,
             listen,
             data_dir: Some(data_dir.path().to_path_buf()),
             paused_clock: self.transport == Transport::InProcess,
+            clock: e.clock,
+            seed: e
+                .seed
+                .map(|s| clock::derive_seed(s, &format!("restart {}", e.restarts))),
             ..apiserver::Options::default()
         };
         let handle = apiserver::Server::start(options)

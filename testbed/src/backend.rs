@@ -30,7 +30,7 @@ pub struct SimBoot {
     pub options: BackendOptions,
     pub resolver: ResolverKind,
     /// Stamps condition times (the wall clock by default; a simulated run passes its own).
-    pub clock: Arc<dyn sim_boot::clock::Clock>,
+    pub clock: clock::Clock,
 }
 
 impl From<BackendOptions> for SimBoot {
@@ -38,7 +38,7 @@ impl From<BackendOptions> for SimBoot {
         SimBoot {
             options,
             resolver: ResolverKind::default(),
-            clock: Arc::new(sim_boot::clock::SystemClock),
+            clock: clock::Clock::wall(),
         }
     }
 }
@@ -138,7 +138,7 @@ async fn launch(client: &kube::Client, setup: &SimBoot) -> anyhow::Result<Backen
         client.clone(),
         setup.options.clone(),
         setup.resolver.clone(),
-        setup.clock.clone(),
+        setup.clock,
     )
     .await
 }

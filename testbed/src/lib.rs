@@ -37,6 +37,8 @@ pub struct TestbedBuilder {
     /// The in-process network the servers join under [`Transport::InProcess`].
     net: InProcessNet,
     socket_free: bool,
+    clock: Option<clock::Clock>,
+    seed: Option<u64>,
 }
 
 impl TestbedBuilder {
@@ -99,6 +101,20 @@ impl TestbedBuilder {
         self
     }
 
+    /// One clock for every part started (API server, backend, fleet, operator): `Clock::simulated(epoch)` on a
+    /// paused runtime makes two runs write the same timestamps. Each part's own clock when not set.
+    pub fn clock(mut self, clock: clock::Clock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// One seed for every part's random draws (uids, generated names, keys, jitter), each part its own stream
+    /// derived from it. The fleet's identities keep coming from its spec's seed.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
     /// Create a BMCSecret and a BMC per fleet BMC before the operator starts.
     pub fn bmc_objects(mut self) -> Self {
         self.bmc_objects = true;
@@ -108,7 +124,27 @@ impl TestbedBuilder {
     /// Starts the parts in dependency order: API server, backend, fleet (booting from the backend), BMC objects,
     /// operator. On an error, what already started is shut down.
     pub async fn start(mut self) -> anyhow::Result<Testbed> {
-        let api = ApiServer::start(&self.api, self.transport, !self.socket_free).await?;
+        let seed_for = |part: &str| self.seed.map(|s| clock::derive_seed(s, part));
+        if let Some(setup) = self.operator.as_mut() {
+            setup.clock = setup.clock.or(self.clock);
+            setup.seed = setup.seed.or(seed_for("operator"));
+        }
+        if let Some(clock) = self.clock {
+            if let Some(setup) = self.fleet.as_mut() {
+                setup.options.clock.get_or_insert(clock);
+            }
+            if let Some(Backend::InProcess(setup)) = self.backend.as_mut() {
+                setup.clock = clock;
+            }
+        }
+        let api = ApiServer::start_with(
+            &self.api,
+            self.transport,
+            !self.socket_free,
+            self.clock,
+            seed_for("apiserver"),
+        )
+        .await?;
         let clients = self
             .clients
             .take()
@@ -297,6 +333,8 @@ impl Testbed {
         options.registry_listen = setup.registry_listen;
         options.event_listen = setup.event_listen;
         options.mac_db = setup.mac_db.clone();
+        options.clock = setup.clock.unwrap_or(options.clock);
+        options.seed = setup.seed;
         let log = setup.record_redfish.then(|| self.redfish_log.clone());
         options.connector = fleet::connector(&self.routes, setup.tls, setup.redfish.clone(), log);
         Ok(options)

@@ -27,6 +27,10 @@ pub struct OperatorSetup {
     /// Record every Redfish request to an in-process fleet ([`crate::Testbed::redfish_requests`]); off by default
     /// because the log grows with the run.
     pub record_redfish: bool,
+    /// Stamps what the operator writes (`Clock::wall()` at start when None).
+    pub clock: Option<clock::Clock>,
+    /// Seeds the operator's random draws (OS randomness when None).
+    pub seed: Option<u64>,
 }
 
 impl OperatorSetup {
@@ -47,6 +51,8 @@ impl OperatorSetup {
             mac_db: MacDb::default(),
             redfish,
             record_redfish: false,
+            clock: None,
+            seed: None,
         }
     }
 }

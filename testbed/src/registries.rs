@@ -116,7 +116,9 @@ impl BuiltinRegistries {
         use sim_boot::oci::{Registry, RegistryCa, registry_tls};
         let mut registry = Registry::new(catalog);
         if options.auth == RegistryAuthMode::Token {
-            registry = registry.with_token_auth(options.scheme.as_str());
+            // Wall-stamped and OS-keyed: the tokens reach only the backend under test, never an object.
+            registry =
+                registry.with_token_auth(options.scheme.as_str(), clock::Clock::wall(), None);
         }
         let ca = match options.scheme {
             RegistryScheme::Https => Some(RegistryCa::generate().map_err(anyhow::Error::msg)?),
@@ -157,7 +159,8 @@ impl BuiltinRegistries {
         );
         let mut registry = sim_boot::oci::Registry::new(catalog);
         if options.auth == RegistryAuthMode::Token {
-            registry = registry.with_token_auth(options.scheme.as_str());
+            registry =
+                registry.with_token_auth(options.scheme.as_str(), clock::Clock::wall(), None);
         }
         for host in [REGISTRY_HOST, DISALLOWED_REGISTRY_HOST] {
             net.serve(host, registry.router());

@@ -32,7 +32,7 @@ pub fn get(st: &State, t: &Target, name: &str, as_table: bool) -> ApiResult<Resp
                 &[&obj.value()],
                 meta,
                 true,
-                (st.clock)(),
+                st.clock.now_chrono(),
             ),
         ));
     }
@@ -120,7 +120,14 @@ pub fn list(st: &State, t: &Target, p: &Params, as_table: bool) -> ApiResult<Res
         let refs: Vec<&Value> = values.iter().collect();
         return Ok(value_response(
             StatusCode::OK,
-            &table::table(&t.info, &t.version, &refs, meta, true, (st.clock)()),
+            &table::table(
+                &t.info,
+                &t.version,
+                &refs,
+                meta,
+                true,
+                st.clock.now_chrono(),
+            ),
         ));
     }
     Ok(json_response(

@@ -166,7 +166,7 @@ pub async fn serve(
                 signals: st.faults.watch_signals(),
                 stopping: Box::pin(st.shutdown.begun()),
             };
-            Pump::new(ctx, sub, ends, st.clock.clone())
+            Pump::new(ctx, sub, ends, st.clock)
         }
     };
     // The response body runs the watch itself (no task or channel in between): an event wakes only the
@@ -226,7 +226,7 @@ struct Live {
     events: broadcast::Receiver<Arc<Event>>,
     signals: tokio::sync::watch::Receiver<(u64, WatchSignal)>,
     stopping: Pin<Box<dyn Future<Output = ()> + Send>>,
-    clock: crate::clock::Clock,
+    clock: clock::Clock,
     deadline: tokio::time::Instant,
     tick: tokio::time::Interval,
     headers: bool,
@@ -251,7 +251,7 @@ impl Pump {
         ctx: StreamCtx,
         sub: crate::store::WatchSubscription,
         ends: Ends,
-        clock: crate::clock::Clock,
+        clock: clock::Clock,
     ) -> Pump {
         let Ends {
             mut signals,
@@ -326,7 +326,7 @@ impl Live {
                 let b = self
                     .ctx
                     .filter
-                    .encode(kind, e, &mut self.headers, (self.clock)());
+                    .encode(kind, e, &mut self.headers, self.clock.now_chrono());
                 buf.extend_from_slice(&b);
             }
         }
@@ -395,7 +395,7 @@ fn on_event(
     sub_rv: u64,
     last_rv: &mut u64,
     headers: &mut bool,
-    clock: &crate::clock::Clock,
+    clock: &clock::Clock,
 ) -> Option<Bytes> {
     // Events at or below the subscription point were in the backlog already.
     if e.rv <= sub_rv {
@@ -406,7 +406,7 @@ fn on_event(
         return None;
     }
     let kind = filter.translate(e)?;
-    Some(filter.encode(kind, e, headers, clock()))
+    Some(filter.encode(kind, e, headers, clock.now_chrono()))
 }
 
 const COALESCE_LIMIT: usize = 256 * 1024;
@@ -419,7 +419,7 @@ fn coalesce(
     sub_rv: u64,
     last_rv: &mut u64,
     headers: &mut bool,
-    clock: &crate::clock::Clock,
+    clock: &clock::Clock,
 ) -> (Bytes, Option<u64>) {
     use tokio::sync::broadcast::error::TryRecvError;
     let mut buf: Option<bytes::BytesMut> = None;

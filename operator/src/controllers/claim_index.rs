@@ -28,7 +28,7 @@ pub struct ClaimIndex(Arc<Mutex<Following<Inner, ServerClaim>>>);
 #[derive(Default)]
 struct Inner {
     /// What each claim was last indexed under.
-    claims: HashMap<ClaimKey, Indexed>,
+    claims: BTreeMap<ClaimKey, Indexed>,
     /// Claims by the Server their `spec.serverRef` names.
     by_server: HashMap<String, BTreeSet<ClaimKey>>,
     /// Claims without `spec.serverRef` and not being deleted, each with its selector, ordered by a

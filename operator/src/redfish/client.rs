@@ -29,6 +29,8 @@ pub struct ClientOptions {
     pub max_attempts: u32,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
+    /// Draws the retry jitter; seed it to replay a run.
+    pub jitter: clock::Entropy,
 }
 
 impl Default for ClientOptions {
@@ -39,6 +41,7 @@ impl Default for ClientOptions {
             max_attempts: 3,
             backoff_base: Duration::from_millis(200),
             backoff_max: Duration::from_secs(2),
+            jitter: clock::Entropy::os(),
         }
     }
 }
@@ -72,6 +75,7 @@ impl RedfishClient {
                     attempts: options.max_attempts,
                     backoff_base: options.backoff_base,
                     backoff_max: options.backoff_max,
+                    jitter: options.jitter,
                 },
                 etags: Etags::default(),
             }),

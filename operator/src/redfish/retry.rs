@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use rand::Rng as _;
-
 use super::error::{RedfishError, Result};
 use super::wire::CONNECT_PREFIX;
 
@@ -17,12 +15,13 @@ pub(super) enum Idempotency {
 }
 
 /// How often and how far apart a request is tried.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct Policy {
     /// Total attempts, including the first (at least one is made).
     pub attempts: u32,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
+    pub jitter: clock::Entropy,
 }
 
 impl Policy {
@@ -53,9 +52,7 @@ impl Policy {
             .saturating_mul(1u32 << (attempt - 1).min(16));
         let cap = exp.min(self.backoff_max);
         let half = cap / 2;
-        half + cap
-            .saturating_sub(half)
-            .mul_f64(rand::rng().random_range(0.0..=1.0))
+        half + cap.saturating_sub(half).mul_f64(self.jitter.unit())
     }
 }
 

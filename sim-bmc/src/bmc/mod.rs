@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::clock::ClockFn;
 use crate::fault::FaultHandle;
 use crate::machine::MachineHandle;
 use crate::metrics::Metrics;
 use crate::vendor::Vendor;
+use clock::Clock;
 
 pub use accounts::{AccountStore, Principal, Privilege, Role, SessionStore};
 
@@ -83,7 +83,7 @@ pub struct Bmc {
     pub subscriptions: events::SubscriptionStore,
     pub tasks: tasks::TaskStore,
     pub faults: FaultHandle,
-    pub clock: ClockFn,
+    pub clock: Clock,
     pub manager: Mutex<ManagerState>,
     pub metrics: Arc<Metrics>,
     /// How long a `Manager.Reset` keeps the BMC away.
@@ -105,13 +105,13 @@ impl Bmc {
         systems: Vec<SystemEntry>,
         accounts: AccountStore,
         faults: FaultHandle,
-        clock: ClockFn,
+        clock: Clock,
         metrics: Arc<Metrics>,
         events: events::EventSender,
         seed: u64,
     ) -> Arc<Self> {
         let vendor = identity.vendor;
-        let now = clock();
+        let now = clock.now_chrono();
         let bmc = Arc::new(Self {
             identity,
             systems,
@@ -183,7 +183,7 @@ impl Bmc {
     pub fn reboot_manager(&self) {
         let mut m = self.manager.lock().unwrap_or_else(|e| e.into_inner());
         m.rebooting_until = Some(tokio::time::Instant::now() + self.manager_reset_time);
-        m.last_reset = (self.clock)();
+        m.last_reset = self.clock.now_chrono();
         drop(m);
         self.manager_version.fetch_add(1, Ordering::Relaxed);
         for s in self.sessions.list() {

@@ -12,11 +12,11 @@ use super::spec::{FleetSpec, ResolvedBmc};
 use super::{BmcInfo, FleetOptions, SystemInfo};
 use crate::bmc::events::EventSender;
 use crate::bmc::{AccountStore, Bmc, BmcIdentity, Hardware, Role, SystemEntry};
-use crate::clock::ClockFn;
 use crate::fault::FaultHandle;
 use crate::machine::{BootSettings, Latencies, MachineConfig, MachineHandle};
 use crate::metrics::Metrics;
 use crate::vendor::Vendor;
+use clock::Clock;
 
 /// BIOS attributes a freshly delivered machine has.
 pub fn bios_defaults(vendor: Vendor) -> BTreeMap<String, Value> {
@@ -43,7 +43,7 @@ pub fn bmc(
     spec: &FleetSpec,
     r: &ResolvedBmc,
     opts: &FleetOptions,
-    clock: ClockFn,
+    clock: Clock,
     metrics: Arc<Metrics>,
     sender: EventSender,
 ) -> Arc<Bmc> {
@@ -102,7 +102,7 @@ fn system(
     i: usize,
     latencies: Latencies,
     opts: &FleetOptions,
-    clock: &ClockFn,
+    clock: &Clock,
     faults: &FaultHandle,
 ) -> SystemEntry {
     let (seed, name, hw) = (spec.seed, r.name.as_str(), r.hardware);
@@ -127,7 +127,7 @@ fn system(
     };
     let machine = MachineHandle::new(
         cfg,
-        clock.clone(),
+        *clock,
         faults.clone(),
         opts.network_boot.clone(),
         bios_defaults(r.vendor),

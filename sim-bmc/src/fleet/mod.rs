@@ -21,11 +21,11 @@ pub use spec::{BmcSpec, BootNetwork, FleetSpec, LatencySpec, NetworkSpec};
 use crate::Error;
 use crate::bmc::Bmc;
 use crate::boot::NetworkBoot;
-use crate::clock::ClockFn;
 use crate::fault::FaultHandle;
 use crate::machine::MachineHandle;
 use crate::metrics::Metrics;
 use crate::vendor::Vendor;
+use clock::Clock;
 
 /// How BMCs are reachable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -47,8 +47,8 @@ pub struct FleetOptions {
     /// Address of the control API; defaults to 127.0.0.1 on a free port (Loopback mode only).
     pub control_addr: Option<SocketAddr>,
     pub bind: BindMode,
-    /// Clock for timestamps; defaults to wall time at start advanced by tokio's clock.
-    pub clock: Option<ClockFn>,
+    /// Clock for timestamps; `Clock::wall()` at start when None.
+    pub clock: Option<Clock>,
     /// How events reach subscribers' destinations; real sockets when None (an in-process network's client
     /// reaches an in-process receiver).
     pub events_http: Option<http_client::HttpClient>,
@@ -152,10 +152,7 @@ fn build_bmcs(
     resolved: &[spec::ResolvedBmc],
     opts: &FleetOptions,
 ) -> (Vec<Arc<Bmc>>, Arc<Metrics>) {
-    let clock = opts
-        .clock
-        .clone()
-        .unwrap_or_else(crate::clock::default_clock);
+    let clock = opts.clock.unwrap_or_else(Clock::wall);
     let metrics = Arc::new(Metrics::new());
     let sender = crate::bmc::events::EventSender::new(
         tokio::runtime::Handle::current(),
@@ -167,14 +164,7 @@ fn build_bmcs(
     let bmcs: Vec<Arc<Bmc>> = resolved
         .iter()
         .map(|r| {
-            let bmc = build::bmc(
-                spec,
-                r,
-                opts,
-                clock.clone(),
-                metrics.clone(),
-                sender.clone(),
-            );
+            let bmc = build::bmc(spec, r, opts, clock, metrics.clone(), sender.clone());
             bmc.https_only
                 .store(https_only, std::sync::atomic::Ordering::Relaxed);
             bmc

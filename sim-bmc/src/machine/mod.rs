@@ -15,8 +15,8 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 use crate::boot::NetworkBoot;
-use crate::clock::ClockFn;
 use crate::fault::FaultHandle;
+use clock::Clock;
 
 pub use driver::{BootLog, ConsoleReader, PowerButton};
 pub use power::ResetError;
@@ -202,7 +202,7 @@ pub(crate) struct Machine {
     state: Mutex<State>,
     /// Created on first subscribe: a broadcast buffer per machine would dominate memory in big fleets.
     tx: OnceLock<broadcast::Sender<MachineEvent>>,
-    clock: ClockFn,
+    clock: Clock,
     pub(crate) faults: FaultHandle,
     network_boot: Option<Arc<dyn NetworkBoot>>,
     hook: OnceLock<EventHook>,
@@ -227,7 +227,7 @@ impl MachineHandle {
     /// Creates a machine; must be called inside a tokio runtime.
     pub fn new(
         cfg: MachineConfig,
-        clock: ClockFn,
+        clock: Clock,
         faults: FaultHandle,
         network_boot: Option<Arc<dyn NetworkBoot>>,
         bios_defaults: BTreeMap<String, serde_json::Value>,
@@ -353,7 +353,7 @@ impl Machine {
         state.version += 1;
         let event = MachineEvent {
             seq: state.events.len() as u64 + 1,
-            at: (self.clock)(),
+            at: self.clock.now_chrono(),
             system_uuid: self.cfg.uuid.clone(),
             kind,
         };

@@ -234,7 +234,7 @@ fn login(bmc: &Arc<Bmc>, user: &str, pass: &str) -> Resp {
         return resp;
     };
     let max = bmc.faults.session_limit().unwrap_or(DEFAULT_MAX_SESSIONS);
-    let Some(s) = bmc.sessions.create(&principal, (bmc.clock)(), max) else {
+    let Some(s) = bmc.sessions.create(&principal, bmc.clock.now_chrono(), max) else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             vec![Message::session_limit_exceeded()],

@@ -87,7 +87,7 @@ fn manager(bmc: &Arc<Bmc>) -> Value {
         "FirmwareVersion": state.firmware_version,
         "PowerState": "On",
         "LastResetTime": timestamp(state.last_reset),
-        "DateTime": timestamp((bmc.clock)()),
+        "DateTime": timestamp(bmc.clock.now_chrono()),
         "DateTimeLocalOffset": "+00:00",
         "Status": status_ok(),
         "GraphicalConsole": {"ServiceEnabled": false, "MaxConcurrentSessions": 0, "ConnectTypesSupported": []},

@@ -20,7 +20,7 @@ const FIRMWARE: &str = "/redfish/v1/UpdateService/FirmwareInventory";
 
 /// Applies effects of tasks that finished since the last look.
 fn settle_tasks(bmc: &Bmc) {
-    for effect in bmc.tasks.settle((bmc.clock)()) {
+    for effect in bmc.tasks.settle(bmc.clock.now_chrono()) {
         if let TaskEffect::Firmware { version, bios } = effect {
             bmc.manager_version
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -45,7 +45,7 @@ pub fn render(bmc: &Arc<Bmc>, route: &Route) -> Option<Value> {
             "ServiceEnabled": true,
             "CompletedTaskOverWritePolicy": "Oldest",
             "LifeCycleEventOnTaskStateChange": false,
-            "DateTime": timestamp((bmc.clock)()),
+            "DateTime": timestamp(bmc.clock.now_chrono()),
             "Tasks": link(TASKS),
             "Status": status_ok(),
         }),
@@ -344,9 +344,12 @@ fn simple_update(bmc: &Arc<Bmc>, body: &Map<String, Value>) -> Resp {
             bios: file.to_ascii_lowercase().contains("bios"),
         }
     };
-    let t = bmc
-        .tasks
-        .create("Firmware update", effect, UPDATE_DURATION, (bmc.clock)());
+    let t = bmc.tasks.create(
+        "Firmware update",
+        effect,
+        UPDATE_DURATION,
+        bmc.clock.now_chrono(),
+    );
     let mut resp = json_resp(StatusCode::ACCEPTED, &task(&t));
     set_header(&mut resp, header::LOCATION, &format!("{MONITORS}/{}", t.id));
     resp

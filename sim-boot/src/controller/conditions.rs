@@ -9,7 +9,7 @@ use kube::api::{Patch, PatchParams};
 use metal_api::{ServerBootConfiguration, ServerBootConfigurationState};
 use serde_json::json;
 
-use crate::clock::Clock;
+use clock::Clock;
 
 /// Condition types written by sim-boot.
 pub mod types {
@@ -146,7 +146,7 @@ pub async fn write_status(
     generation: i64,
     state: ServerBootConfigurationState,
     conditions: &[Cond],
-    clock: &dyn Clock,
+    clock: &Clock,
 ) -> Result<Written, kube::Error> {
     let outcome = write_status_on(api, name, None, generation, state, conditions, clock).await?;
     Ok(outcome.written)
@@ -165,7 +165,7 @@ pub async fn write_status_on(
     generation: i64,
     state: ServerBootConfigurationState,
     conditions: &[Cond],
-    clock: &dyn Clock,
+    clock: &Clock,
 ) -> Result<Outcome, kube::Error> {
     let mut known = known;
     for _attempt in 0..8 {
@@ -226,14 +226,9 @@ fn outcome(
     }
 }
 
-fn merge(
-    existing: &[Condition],
-    owned: &[Cond],
-    generation: i64,
-    clock: &dyn Clock,
-) -> Vec<Condition> {
+fn merge(existing: &[Condition], owned: &[Cond], generation: i64, clock: &Clock) -> Vec<Condition> {
     let now = Time(
-        k8s_openapi::jiff::Timestamp::from_second(clock.now().timestamp()).unwrap_or_default(),
+        k8s_openapi::jiff::Timestamp::from_second(clock.now().as_second()).unwrap_or_default(),
     );
     let mut merged: Vec<Condition> = existing
         .iter()

@@ -27,11 +27,11 @@ use metal_api::{Server, ServerBootConfiguration, ServerBootConfigurationState};
 use tokio_util::task::AbortOnDropHandle;
 use watches::OwnWrites;
 
-use crate::clock::Clock;
 use crate::misbehaviour::{Misbehaviour, MisbehaviourOptions};
 use crate::oci::ImageResolver;
 use crate::records::{BootRecords, SbcKey};
 use crate::single_flight::SingleFlight;
+use clock::Clock;
 use conditions::{Cond, Written, reasons, types, write_status};
 use http_client::HttpClient;
 pub use prepare::BootModes;
@@ -118,7 +118,7 @@ pub struct Context {
     pub probe: HttpClient,
     /// The boot server's advertised base URL.
     pub base_url: String,
-    pub clock: Arc<dyn Clock>,
+    pub clock: Clock,
     failures: Mutex<HashMap<SbcKey, u32>>,
     flappers: Mutex<HashMap<SbcKey, tokio::task::JoinHandle<()>>>,
     /// Shared with the [`crate::BackendHandle`], so counts survive controller restarts.
@@ -181,7 +181,7 @@ impl Context {
         options: ControllerOptions,
         probe: HttpClient,
         base_url: String,
-        clock: Arc<dyn Clock>,
+        clock: Clock,
     ) -> Self {
         Self {
             client,
@@ -265,7 +265,7 @@ impl Context {
             return;
         }
         let interval = self.options.misbehaviour_options.flap_interval;
-        let clock = self.clock.clone();
+        let clock = self.clock;
         let name = key.name.clone();
         let task = tokio::spawn(async move {
             let mut error = ready.clone();
@@ -282,7 +282,7 @@ impl Context {
                 } else {
                     (ServerBootConfigurationState::Ready, &ready)
                 };
-                match write_status(&api, &name, generation, state, conds, clock.as_ref()).await {
+                match write_status(&api, &name, generation, state, conds, &clock).await {
                     Ok(Written::Superseded) | Err(_) => break,
                     Ok(_) => {}
                 }

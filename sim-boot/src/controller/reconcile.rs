@@ -54,7 +54,7 @@ impl Target<'_> {
             self.generation,
             state,
             conditions,
-            self.ctx.clock.as_ref(),
+            &self.ctx.clock,
         )
         .await?;
         if outcome.written == Written::Yes

@@ -2,7 +2,7 @@
 //! or Secret event finds its SBCs without a scan of every SBC (at 10,000 Servers a scan per event
 //! is most of the controller's CPU).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use kube::runtime::reflector::ObjectRef;
@@ -22,8 +22,9 @@ struct Names {
 #[derive(Default)]
 struct Inner {
     names: HashMap<SbcKey, Names>,
-    by_server: HashMap<String, HashSet<SbcKey>>,
-    by_secret: HashMap<(String, String), HashSet<SbcKey>>,
+    // Sets are ordered so the reconciles they trigger are queued in one order each run.
+    by_server: HashMap<String, BTreeSet<SbcKey>>,
+    by_secret: HashMap<(String, String), BTreeSet<SbcKey>>,
 }
 
 /// The index; clones share it. It holds what the SBC store held when it saw the same event, so

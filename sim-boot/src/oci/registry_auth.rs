@@ -8,7 +8,6 @@ use std::collections::BTreeSet;
 
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode, Uri, header};
-use rand::RngCore;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -33,15 +32,18 @@ pub enum Access {
 pub struct TokenAuth {
     scheme: String,
     secret: [u8; 32],
+    clock: clock::Clock,
 }
 
 impl TokenAuth {
-    pub fn new(scheme: &str) -> Self {
+    /// `clock` stamps `issued_at`; `entropy` draws the signing key (seed it to replay a run's tokens).
+    pub fn new(scheme: &str, clock: clock::Clock, entropy: &clock::Entropy) -> Self {
         let mut secret = [0u8; 32];
-        rand::rng().fill_bytes(&mut secret);
+        entropy.fill_bytes(&mut secret);
         Self {
             scheme: scheme.to_string(),
             secret,
+            clock,
         }
     }
 
@@ -181,7 +183,7 @@ impl TokenAuth {
             "token": token,
             "access_token": token,
             "expires_in": EXPIRES_IN_SECONDS,
-            "issued_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "issued_at": clock::format_k8s(self.clock.now_chrono()),
         });
         (
             StatusCode::OK,
@@ -229,7 +231,7 @@ mod tests {
 
     #[test]
     fn tokens_grant_exactly_their_scopes() {
-        let auth = TokenAuth::new("https");
+        let auth = TokenAuth::new("https", clock::Clock::wall(), &clock::Entropy::os());
         let uri: Uri = "/v2/ironcore/os/manifests/1.0".parse().unwrap();
         let token = issued(
             &auth,
@@ -252,7 +254,7 @@ mod tests {
         );
         // A token of another registry instance, or a tampered one, grants nothing.
         let other = issued(
-            &TokenAuth::new("https"),
+            &TokenAuth::new("https", clock::Clock::wall(), &clock::Entropy::os()),
             "scope=repository:ironcore/os:pull",
         );
         assert!(auth.denial(&bearer(&other), &uri, &Access::Base).is_some());
@@ -263,7 +265,7 @@ mod tests {
 
     #[test]
     fn requests_without_a_token_are_challenged_and_bad_token_requests_refused() {
-        let auth = TokenAuth::new("http");
+        let auth = TokenAuth::new("http", clock::Clock::wall(), &clock::Entropy::os());
         let mut headers = HeaderMap::new();
         headers.insert(header::HOST, "localhost:1".parse().unwrap());
         let response = auth

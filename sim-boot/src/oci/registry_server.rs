@@ -36,9 +36,11 @@ impl Registry {
 
     /// Requires a bearer token from the registry's own `/token` endpoint on every `/v2/` request, as Docker
     /// Hub and ghcr.io do for public images: anonymous clients get a pull token for the scope they ask for.
-    /// `scheme` (`https` or `http`) goes into the challenge's realm URL.
-    pub fn with_token_auth(mut self, scheme: &str) -> Self {
-        self.auth = Some(Arc::new(TokenAuth::new(scheme)));
+    /// `scheme` (`https` or `http`) goes into the challenge's realm URL; `clock` stamps the tokens and
+    /// `seed` (OS randomness when None) draws their signing key.
+    pub fn with_token_auth(mut self, scheme: &str, clock: clock::Clock, seed: Option<u64>) -> Self {
+        let entropy = clock::Entropy::from_seed(seed);
+        self.auth = Some(Arc::new(TokenAuth::new(scheme, clock, &entropy)));
         self
     }
 

@@ -108,7 +108,7 @@ async fn ensure_discovery_boot_configuration(run: &mut Run<'_>) -> Result<()> {
         _ => false,
     };
     if !current {
-        let ssh = discovery::SshMaterial::generate();
+        let ssh = discovery::SshMaterial::generate(&ctx.entropy);
         let ignition = discovery::render_ignition(
             &ctx.config.discovery_ignition_template,
             &ctx.config.probe_image,
@@ -212,9 +212,10 @@ pub(super) async fn discovery(run: &mut Run<'_>) -> Result<Action> {
     else {
         return Ok(Action::requeue(config.resource_polling_interval.min(wait)));
     };
-    let fresh = data.timestamp.as_ref().is_some_and(|t| {
-        crate::clock::elapsed(t.0, run.ctx.clock.now()) <= config.registry_data_max_age
-    });
+    let fresh = data
+        .timestamp
+        .as_ref()
+        .is_some_and(|t| clock::elapsed(t.0, run.ctx.clock.now()) <= config.registry_data_max_age);
     if !fresh {
         return Ok(Action::requeue(config.resource_polling_interval.min(wait)));
     }
