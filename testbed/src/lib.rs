@@ -166,6 +166,8 @@ impl TestbedBuilder {
             stop_on_drop: true,
             net: self.net.clone(),
             socket_free: self.socket_free,
+            clock: self.clock,
+            seed: self.seed,
         };
         if let Err(e) = bed.start_parts(self).await {
             bed.shutdown().await;
@@ -198,6 +200,9 @@ pub struct Testbed {
     stop_on_drop: bool,
     net: InProcessNet,
     socket_free: bool,
+    /// The builder's clock and seed, for an operator started later (`operator_setup` may leave them unset).
+    clock: Option<clock::Clock>,
+    seed: Option<u64>,
 }
 
 impl Testbed {
@@ -333,8 +338,10 @@ impl Testbed {
         options.registry_listen = setup.registry_listen;
         options.event_listen = setup.event_listen;
         options.mac_db = setup.mac_db.clone();
-        options.clock = setup.clock.unwrap_or(options.clock);
-        options.seed = setup.seed;
+        options.clock = setup.clock.or(self.clock).unwrap_or(options.clock);
+        options.seed = setup
+            .seed
+            .or_else(|| self.seed.map(|s| clock::derive_seed(s, "operator")));
         let log = setup.record_redfish.then(|| self.redfish_log.clone());
         options.connector = fleet::connector(&self.routes, setup.tls, setup.redfish.clone(), log);
         Ok(options)
@@ -417,6 +424,8 @@ impl Drop for Testbed {
             stop_on_drop: false,
             net: self.net.clone(),
             socket_free: self.socket_free,
+            clock: self.clock,
+            seed: self.seed,
         };
         runtime.spawn(async move { rest.stop_all().await });
     }

@@ -29,6 +29,9 @@ const OPERATOR_PRESETS: &[(&str, &str)] = &[
     ("--registry-resync-interval", "2s"),
 ];
 
+/// Where the simulated clock starts: a fixed instant, so two runs write the same timestamps.
+const SIMULATED_EPOCH: clock::Timestamp = clock::Timestamp::constant(1_767_225_600, 0); // 2026-01-01T00:00:00Z
+
 pub struct Stack {
     pub bed: Testbed,
     /// The runner's own client (evidence watches, workload, labelling).
@@ -65,9 +68,12 @@ impl Stack {
         let requests = ApiRequestCounters::default();
         let counted = requests.clone();
         let simulated = run.clock == spec::ClockMode::Simulated;
-        let builder = match simulated {
-            true => Testbed::builder().socket_free(),
-            false => Testbed::builder(),
+        // On the simulated clock every timestamp starts at one fixed epoch and every random draw (uids, generated
+        // names, keys, jitter) comes from the run's seed, so a run replays.
+        let run_clock = simulated.then(|| clock::Clock::simulated(SIMULATED_EPOCH));
+        let builder = match run_clock {
+            Some(c) => Testbed::builder().socket_free().clock(c).seed(run.seed),
+            None => Testbed::builder(),
         };
         // On the simulated clock the machines reach sim-boot, its registries and the operator's probe
         // registry through the testbed's in-process network; on the wall clock, through sockets.
@@ -83,6 +89,7 @@ impl Stack {
                 run.bmcs_in_process || simulated,
                 real_machines.as_ref(),
                 machines_http,
+                run_clock,
             ))
             .bmc_objects();
         if let Some(backend) = backend(s, sink, real_registry.as_deref())? {
@@ -278,6 +285,7 @@ pub fn fleet_setup(
     in_process: bool,
     real: Option<&qemu_machines::RealMachines>,
     machines_http: Option<http_client::HttpClient>,
+    run_clock: Option<clock::Clock>,
 ) -> FleetSetup {
     let mut fleet = sim_bmc::FleetSpec {
         seed: s.fleet.seed.unwrap_or(seed),
@@ -316,6 +324,9 @@ pub fn fleet_setup(
     };
     if let Some(http) = machines_http {
         options.http = http;
+    }
+    if let Some(c) = run_clock {
+        options.clock = c;
     }
     let simulated: Arc<dyn sim_bmc::boot::NetworkBoot> = Arc::new(netboot::Netboot::new(options));
     let options = sim_bmc::FleetOptions {
