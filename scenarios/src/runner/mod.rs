@@ -196,10 +196,7 @@ pub async fn run(scenario: &Scenario, options: RunOptions) -> anyhow::Result<Out
     let wall_ms = wall.elapsed().as_millis() as u64;
     let mut m = conditions::lock(&monitor);
     m.finish();
-    let mut evidence = std::mem::take(&mut *log.lock().unwrap_or_else(|e| e.into_inner()));
-    if options.clock == ClockMode::Simulated {
-        canonical_order(&mut evidence);
-    }
+    let evidence = std::mem::take(&mut *log.lock().unwrap_or_else(|e| e.into_inner()));
     let mut report = Report::build(
         scenario,
         options.seed,
@@ -220,24 +217,6 @@ pub async fn run(scenario: &Scenario, options: RunOptions) -> anyhow::Result<Out
     report.api_requests = api_requests;
     report.api_server = api_server;
     Ok(Outcome { report, evidence })
-}
-
-/// Orders the events of each virtual instant by their text. On the simulated clock the same seed gives the same
-/// events at the same instants, but kube-runtime's scheduler releases reconciles that fall due together in the
-/// order of a randomly seeded hash, so their arrival order within one instant differs between runs. The
-/// invariants judged them as they arrived; the record is written in one order, so two runs compare byte for byte.
-fn canonical_order(evidence: &mut [Evidence]) {
-    let mut keyed: Vec<(u64, String, Evidence)> = evidence
-        .iter()
-        .map(|e| {
-            let text = serde_json::to_string(&e.event).unwrap_or_default();
-            (e.at_ms, text, e.clone())
-        })
-        .collect();
-    keyed.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-    for (slot, (_, _, e)) in evidence.iter_mut().zip(keyed) {
-        *slot = e;
-    }
 }
 
 /// Waits until the end state holds and the system has settled (or, without an end state, it is
