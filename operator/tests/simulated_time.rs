@@ -7,7 +7,7 @@ use std::time::Duration;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams};
 use metal_api::Server;
-use sim_bmc::fleet::{BindMode, FleetOptions, FleetSpec};
+use sim_bmc::fleet::FleetSpec;
 use testbed::{FleetSetup, OperatorSetup, Testbed, Transport};
 
 /// The events the operator recorded about `server` with `reason`.
@@ -37,13 +37,7 @@ async fn the_default_discovery_timeout_fires_after_thirty_virtual_minutes() {
         Duration::from_secs(30 * 60),
         "upstream's default"
     );
-    let fleet = FleetSetup::new(
-        FleetSpec::uniform(1, sim_bmc::vendor::Vendor::Dell, 1),
-        FleetOptions {
-            bind: BindMode::InProcess,
-            ..FleetOptions::default()
-        },
-    );
+    let fleet = FleetSetup::in_process(FleetSpec::uniform(1, sim_bmc::vendor::Vendor::Dell, 1));
     // No backend: the discovery ServerBootConfiguration is never Ready, so the strict gate keeps the
     // Server off and its discovery can only time out.
     let bed = Testbed::builder()

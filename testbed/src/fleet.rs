@@ -24,6 +24,17 @@ impl FleetSetup {
     pub fn new(spec: FleetSpec, options: FleetOptions) -> Self {
         Self { spec, options }
     }
+
+    /// `spec` with no socket per BMC: the operator reaches each BMC's in-process service.
+    pub fn in_process(spec: FleetSpec) -> Self {
+        Self::new(
+            spec,
+            FleetOptions {
+                bind: BindMode::InProcess,
+                ..FleetOptions::default()
+            },
+        )
+    }
 }
 
 /// Starts the fleet.

@@ -8,7 +8,7 @@ use clock::Clock;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
 use metal_api::{BMC, Endpoint, Server, ServerBootConfiguration};
-use sim_bmc::fleet::{BindMode, FleetOptions, FleetSpec};
+use sim_bmc::fleet::FleetSpec;
 use testbed::{FleetSetup, OperatorSetup, Testbed, Transport};
 
 const EPOCH: &str = "2026-06-01T08:00:00Z";
@@ -25,13 +25,8 @@ fn run(seed: u64) -> String {
         .expect("a current-thread runtime");
     runtime.block_on(async move {
         let start = tokio::time::Instant::now();
-        let fleet = FleetSetup::new(
-            FleetSpec::uniform(3, sim_bmc::vendor::Vendor::Lenovo, 5),
-            FleetOptions {
-                bind: BindMode::InProcess,
-                ..FleetOptions::default()
-            },
-        );
+        let fleet =
+            FleetSetup::in_process(FleetSpec::uniform(3, sim_bmc::vendor::Vendor::Lenovo, 5));
         let config = operator::config::Config {
             manager_namespace: "default".into(),
             ..operator::config::Config::default()
