@@ -12,10 +12,10 @@ use axum::Router;
 use http::{Request, Response};
 use tower::{Service, ServiceExt};
 
+use http_client::BoxError;
+
 use crate::bmc::Bmc;
 use crate::fault::UnreachableMode;
-
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// One BMC's Redfish service in-process; see the module documentation.
 #[derive(Clone)]
