@@ -70,7 +70,7 @@ fn run_blocking(scenario: Scenario, args: RunArgs) -> u8 {
         scenario.name,
         clock.as_str()
     );
-    let runtime = match crate::runner::runtime(clock) {
+    let runtime = match crate::runner::runtime(clock, seed) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -246,7 +246,8 @@ fn fault_step(f: &FaultPick, bmcs: &[String]) -> FaultStep {
 
 /// Runs one scenario on a fresh runtime; `Err` carries the report summary of a failed run.
 pub fn check(scenario: &Scenario) -> Result<(), String> {
-    let runtime = crate::runner::runtime(scenario.clock).map_err(|e| e.to_string())?;
+    let runtime = crate::runner::runtime(scenario.clock, scenario.effective_seed(None))
+        .map_err(|e| e.to_string())?;
     let options = RunOptions {
         seed: scenario.effective_seed(None),
         kubeconfig: None,

@@ -319,6 +319,7 @@ where
             async {}
         });
         tokio::select! {
+            biased;
             _ = events => {}
             _ = cancel.cancelled() => {}
         }
@@ -340,6 +341,7 @@ async fn collect_garbage(
     }
     loop {
         tokio::select! {
+            biased;
             _ = gone.notified() => {}
             _ = tokio::time::sleep(Duration::from_secs(60)) => {}
             _ = cancel.cancelled() => return,
@@ -356,6 +358,7 @@ async fn collect_garbage(
             .collect();
         records.retain(|key| live.contains(key));
         tokio::select! {
+            biased;
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
             _ = cancel.cancelled() => return,
         }
@@ -373,6 +376,7 @@ async fn supervise(
         let run = tokio::spawn(controller::run(context()));
         let abort = run.abort_handle();
         let outcome = tokio::select! {
+            biased;
             outcome = run => outcome,
             _ = cancel.cancelled() => { abort.abort(); return; }
         };
@@ -384,6 +388,7 @@ async fn supervise(
                     Duration::from_millis(100u64 << restarts.min(6)).min(Duration::from_secs(5));
                 tracing::error!(restarts, ?delay, "controller crashed; restarting");
                 tokio::select! {
+                    biased;
                     _ = tokio::time::sleep(delay) => {}
                     _ = cancel.cancelled() => return,
                 }

@@ -23,6 +23,23 @@ pub use metal_operator::{OPERATOR_HOST, OperatorSetup};
 pub use registries::{BuiltinRegistries, RegistryOptions};
 pub use supervisor::{ChildSpec, Exit, ExitObserver, Program, Supervisor};
 
+/// The runtime a simulated run lives on: one thread with tokio's clock paused, so virtual time jumps ahead
+/// whenever every task waits, and tokio's own random draws (which branch of a `select!` goes first, which
+/// waiter of a watch channel wakes first) seeded from `seed`, so that one seed replays one way. Seeding
+/// needs `--cfg tokio_unstable` (the workspace's `.cargo/config.toml`); built without it (a RUSTFLAGS
+/// variable replaces that file's flags) the runtime works, but one seed may interleave two ways.
+pub fn simulated_runtime(seed: u64) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    builder.enable_all().start_paused(true);
+    #[cfg(tokio_unstable)]
+    builder.rng_seed(tokio::runtime::RngSeed::from_bytes(
+        &clock::derive_seed(seed, "tokio").to_le_bytes(),
+    ));
+    #[cfg(not(tokio_unstable))]
+    let _ = seed;
+    builder.build()
+}
+
 /// Which parts to start, and how. Nothing starts until [`TestbedBuilder::start`].
 #[derive(Default)]
 pub struct TestbedBuilder {

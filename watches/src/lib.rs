@@ -21,9 +21,11 @@
 
 mod index;
 mod own_writes;
+mod starts;
 
 pub use index::{Following, WatchIndex};
 pub use own_writes::OwnWrites;
+pub use starts::OrderedStarts;
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};

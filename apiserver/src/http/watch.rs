@@ -338,7 +338,25 @@ impl Live {
 
     async fn next_live(&mut self) -> Next {
         loop {
+            // Biased, so that one seed replays one way on the virtual clock: endings first (they are
+            // rare and must not wait behind a busy stream), then events, bookmarks only when idle.
             tokio::select! {
+                biased;
+                _ = &mut self.stopping => return Next::End,
+                changed = self.signals.changed() => {
+                    if changed.is_err() {
+                        return Next::End;
+                    }
+                    let (_, signal) = *self.signals.borrow_and_update();
+                    return match signal {
+                        WatchSignal::Expire => Next::Last(expired(format!(
+                            "too old resource version: {} (injected)",
+                            self.last_rv
+                        ))),
+                        _ => Next::End,
+                    };
+                }
+                _ = tokio::time::sleep_until(self.deadline) => return Next::End,
                 r = self.events.recv() => match r {
                     Ok(e) => {
                         let Some(first) = on_event(&self.ctx.filter, &e, self.sub_rv, &mut self.last_rv, &mut self.headers, &self.clock) else {
@@ -358,23 +376,8 @@ impl Live {
                     Err(RecvError::Lagged(n)) => return Next::Last(lagged(self.last_rv, n)),
                     Err(RecvError::Closed) => return Next::End,
                 },
-                _ = tokio::time::sleep_until(self.deadline) => return Next::End,
-                _ = &mut self.stopping => return Next::End,
                 _ = self.tick.tick(), if self.ctx.bookmarks => {
                     return Next::Chunk(self.ctx.filter.bookmark(self.last_rv, false));
-                }
-                changed = self.signals.changed() => {
-                    if changed.is_err() {
-                        return Next::End;
-                    }
-                    let (_, signal) = *self.signals.borrow_and_update();
-                    return match signal {
-                        WatchSignal::Expire => Next::Last(expired(format!(
-                            "too old resource version: {} (injected)",
-                            self.last_rv
-                        ))),
-                        _ => Next::End,
-                    };
                 }
             }
         }

@@ -23,6 +23,7 @@ use kube::Resource;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{self, Event as FinalizerEvent};
+use kube::runtime::reflector::ObjectRef;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -43,11 +44,38 @@ pub(crate) async fn run<K, F, Fut>(
     F: FnOnce(Arc<K>, Arc<Context>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Action>> + Send + 'static,
 {
+    // The concurrency limit is kept by `OrderedStarts` (first come, first served), not by kube-runtime
+    // (which releases held objects in a hash order): see `watches::OrderedStarts`.
+    let starts = watches::OrderedStarts::limited(usize::from(concurrency));
+    let store = controller.store();
     controller
-        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
         .run(
-            move |obj, ctx| instrumented(name, obj, ctx, reconcile.clone()),
+            move |obj, ctx| {
+                // Started here, in the order kube-runtime hands objects over, not at first poll.
+                let regarding = obj.object_ref(&());
+                let key = format!(
+                    "{}/{}",
+                    regarding.namespace.as_deref().unwrap_or_default(),
+                    regarding.name.as_deref().unwrap_or_default()
+                );
+                let reconcile = reconcile.clone();
+                let (store, for_work) = (store.clone(), ctx.clone());
+                let task = starts.start(key, move || {
+                    // Waiting for a permit may have taken a while: the object as it is now; one deleted
+                    // meanwhile is skipped, as kube-runtime skips an object gone from its store.
+                    let fresh = store.get(&ObjectRef::from_obj(&*obj));
+                    let work = fresh.map(|obj| reconcile(obj, for_work));
+                    AssertUnwindSafe(async move {
+                        match work {
+                            Some(work) => work.await,
+                            None => Ok(Action::await_change()),
+                        }
+                    })
+                    .catch_unwind()
+                });
+                instrumented(name, regarding, ctx, task)
+            },
             error_policy,
             ctx,
         )
@@ -84,27 +112,19 @@ where
     })
 }
 
-/// Runs one reconcile with metrics, panic isolation and the malformed-object policy.
+/// Finishes one reconcile started by [`run`]: metrics, panic isolation and the malformed-object
+/// policy.
 ///
 /// The reconcile runs as a task of its own: kube-runtime polls all of a controller's reconciles
 /// inside the controller's one task, which would hold each controller to one core however many
 /// reconciles are in flight. Dropping the returned future (shutdown) aborts the task.
-async fn instrumented<K, F, Fut>(
+async fn instrumented(
     controller: &'static str,
-    obj: Arc<K>,
+    regarding: k8s_openapi::api::core::v1::ObjectReference,
     ctx: Arc<Context>,
-    f: F,
-) -> Result<Action>
-where
-    K: Resource<DynamicType = ()>,
-    F: FnOnce(Arc<K>, Arc<Context>) -> Fut,
-    Fut: Future<Output = Result<Action>> + Send + 'static,
-{
+    task: impl Future<Output = Result<std::thread::Result<Result<Action>>, tokio::task::JoinError>>,
+) -> Result<Action> {
     let timer = ctx.metrics.reconcile_started(controller);
-    let regarding = obj.object_ref(&());
-    let task = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
-        AssertUnwindSafe(f(obj, ctx.clone())).catch_unwind(),
-    ));
     let outcome = match task.await {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(panic)) => {

@@ -162,7 +162,7 @@ fn measure(args: &Args, n: u32) -> anyhow::Result<Figures> {
     } else if s.clock == spec::ClockMode::Wall {
         s.expect.within = s.expect.within.max(Dur::from_secs(15 * 60));
     }
-    let runtime = scenarios::runner::runtime(s.clock)?;
+    let runtime = scenarios::runner::runtime(s.clock, 1)?;
     let outcome = runtime.block_on(run(
         &s,
         RunOptions {

@@ -7,6 +7,7 @@ pub mod observe;
 mod progress;
 pub mod requests;
 pub mod stack;
+mod standstill;
 mod workload;
 
 use std::path::PathBuf;
@@ -42,17 +43,14 @@ pub struct RunOptions {
     pub clock: ClockMode,
 }
 
-/// The runtime a run needs: several worker threads on the wall clock; on the simulated clock one thread
-/// with tokio's clock paused, so virtual time jumps ahead whenever every task waits.
-pub fn runtime(clock: ClockMode) -> std::io::Result<tokio::runtime::Runtime> {
+/// The runtime a run needs: several worker threads on the wall clock; on the simulated clock
+/// [`testbed::simulated_runtime`]: one thread, tokio's clock paused and its random draws seeded from `seed`.
+pub fn runtime(clock: ClockMode, seed: u64) -> std::io::Result<tokio::runtime::Runtime> {
     match clock {
         ClockMode::Wall => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build(),
-        ClockMode::Simulated => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build(),
+        ClockMode::Simulated => testbed::simulated_runtime(seed),
     }
 }
 
@@ -75,6 +73,23 @@ pub async fn run(scenario: &Scenario, options: RunOptions) -> anyhow::Result<Out
             blockers.join("; ")
         );
     }
+    if options.clock == ClockMode::Simulated {
+        let watch = standstill::Standstill::start(standstill::LIMIT);
+        return tokio::select! {
+            biased;
+            at = watch.stuck() => Err(anyhow::anyhow!(
+                "the simulated clock stood still at {:.1} s for {} s of wall time: some work loops without \
+                 ever waiting (a livelock), so virtual time cannot move on; the run was stopped",
+                at.as_secs_f64(),
+                standstill::LIMIT.as_secs()
+            )),
+            outcome = play(scenario, options) => outcome,
+        };
+    }
+    play(scenario, options).await
+}
+
+async fn play(scenario: &Scenario, options: RunOptions) -> anyhow::Result<Outcome> {
     // Wall time is reported beside scenario time, never mixed into it.
     let wall = std::time::Instant::now();
     let start = Instant::now();
@@ -135,6 +150,7 @@ pub async fn run(scenario: &Scenario, options: RunOptions) -> anyhow::Result<Out
     };
     let mut failures = Vec::new();
     let played = tokio::select! {
+        biased;
         r = player.play(deadline) => r,
         _ = ticker(&monitor, &progress, &sink, tick) => unreachable!("the ticker never ends"),
     };
@@ -142,6 +158,7 @@ pub async fn run(scenario: &Scenario, options: RunOptions) -> anyhow::Result<Out
         failures.push(format!("{e:#}"));
     }
     let ended = tokio::select! {
+        biased;
         r = wait_for_end(scenario, &monitor, deadline) => r,
         _ = ticker(&monitor, &progress, &sink, tick) => unreachable!("the ticker never ends"),
     };

@@ -13,7 +13,8 @@ pub fn load(name: &str) -> Scenario {
 
 /// Plays a scenario with its own seed on a runtime of its own; a harness error fails the test.
 pub fn play(scenario: &Scenario) -> scenarios::report::Report {
-    let runtime = scenarios::runner::runtime(scenario.clock).unwrap();
+    let runtime =
+        scenarios::runner::runtime(scenario.clock, scenario.effective_seed(None)).unwrap();
     let options = RunOptions {
         seed: scenario.effective_seed(None),
         kubeconfig: None,

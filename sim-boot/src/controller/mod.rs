@@ -20,7 +20,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::ListParams;
-use kube::runtime::controller::{self, Action};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use kube::{Api, Client};
 use metal_api::{Server, ServerBootConfiguration, ServerBootConfigurationState};
@@ -41,6 +41,9 @@ use referrers::Referrers;
 pub enum Error {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    /// The reconcile's task panicked or was cancelled.
+    #[error("reconcile task ended: {0}")]
+    Task(String),
 }
 
 /// Controller settings.
@@ -135,6 +138,8 @@ pub struct Context {
     queued: Mutex<HashMap<String, tokio::time::Instant>>,
     /// SBC status written by this controller, until its watch shows it.
     pub(crate) sbc_writes: OwnWrites<ServerBootConfiguration>,
+    /// `ready-before-serving`: the records written Ready but not yet published (one lie per record).
+    pub(crate) lies: Mutex<HashMap<SbcKey, crate::records::BootRecord>>,
 }
 
 /// The caches of the watches that wake an SBC on Server and Secret changes. A reconcile so woken reads
@@ -193,6 +198,7 @@ impl Context {
             clock,
             failures: Mutex::default(),
             flappers: Mutex::default(),
+            lies: Mutex::default(),
             reconciles: Arc::default(),
             verified: probe::VerifiedDigests::default(),
             downloads: SingleFlight::default(),
@@ -238,6 +244,29 @@ impl Context {
     }
 
     /// Exponential backoff per SBC: 1 s, 2 s, 4 s … up to `max_backoff`.
+    /// `ready-before-serving`: whether the SBC was already written Ready for `record`.
+    fn lying_about(&self, key: &SbcKey, record: &crate::records::BootRecord) -> bool {
+        self.lies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .is_some_and(|r| r == record)
+    }
+
+    fn lie_started(&self, key: &SbcKey, record: &crate::records::BootRecord) {
+        self.lies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.clone(), record.clone());
+    }
+
+    fn lie_over(&self, key: &SbcKey) {
+        self.lies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+
     fn backoff(&self, key: &SbcKey) -> Duration {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let n = failures.entry(key.clone()).or_insert(0);
@@ -356,16 +385,25 @@ pub async fn run(ctx: Arc<Context>) {
             let _ = stop.await;
         });
     }
-    let config = match mode {
-        Misbehaviour::SingleWorker => controller::Config::default().concurrency(1),
-        _ => controller::Config::default(),
+    // `single-worker` holds reconciles to one at a time; the limit is kept by `OrderedStarts` (first
+    // come, first served), not by kube-runtime, which releases held objects in a hash order.
+    let limit = match mode {
+        Misbehaviour::SingleWorker => 1,
+        _ => 0,
     };
+    let starts = watches::OrderedStarts::limited(limit);
     controller
-        .with_config(config)
         .run(
             move |sbc, ctx: Arc<Context>| {
                 let inputs = inputs.clone();
-                async move {
+                // Started in the order kube-runtime hands SBCs over, not in its hash map's polling
+                // order: see `watches::OrderedStarts`.
+                let key = format!(
+                    "{}/{}",
+                    sbc.metadata.namespace.as_deref().unwrap_or_default(),
+                    sbc.metadata.name.as_deref().unwrap_or_default()
+                );
+                let task = starts.start(key, move || async move {
                     tracing::trace!(sbc = ?sbc.metadata.name, "reconcile: waiting for input caches");
                     inputs.ready().await;
                     tracing::trace!(sbc = ?sbc.metadata.name, "reconcile: start");
@@ -374,6 +412,10 @@ pub async fn run(ctx: Arc<Context>) {
                     let outcome = reconcile::reconcile(sbc, ctx, &inputs).await;
                     counts.finish();
                     outcome
+                });
+                async move {
+                    task.await
+                        .unwrap_or_else(|ended| Err(Error::Task(ended.to_string())))
                 }
             },
             error_policy,

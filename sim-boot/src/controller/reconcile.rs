@@ -110,6 +110,7 @@ pub async fn reconcile(
         if mode != Misbehaviour::ServeDeleted {
             ctx.records.remove(&key);
         }
+        ctx.lie_over(&key);
         ctx.sbc_writes.forget(&sbc);
         return Ok(Action::await_change());
     }
@@ -298,6 +299,16 @@ async fn on_prepared(
         ctx.reset_backoff(&target.key);
         return Ok(Action::requeue(RESYNC));
     }
+    if mode == Misbehaviour::ReadyBeforeServing
+        && !unchanged
+        && fresh
+        && state == Some(State::Ready)
+        && ctx.lying_about(&target.key, &prepared.record)
+    {
+        // Already Ready for this record, which goes live when the lie window closes: lie once, not on
+        // every wake-up (which, at no cost in time, would never let a virtual clock move on).
+        return Ok(Action::requeue(ctx.options.misbehaviour_options.lie_window));
+    }
     if state == Some(State::Ready) && !unchanged && mode != Misbehaviour::StaleReadyOnUpdate {
         // Same generation, different inputs (Secret content, a moved tag): not Ready until re-verified.
         let mut pending = conditions.clone();
@@ -406,6 +417,7 @@ async fn ready_before_serving(
     ));
     target.write(State::Ready, &conditions).await?;
     ctx.records.remove(&target.key);
+    ctx.lie_started(&target.key, &record);
     let records = ctx.records.clone();
     let delay = ctx.options.misbehaviour_options.lie_window;
     tokio::spawn(async move {
