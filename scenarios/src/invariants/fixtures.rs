@@ -138,6 +138,22 @@ impl Trace {
         });
     }
 
+    /// A PXE boot attempt that fails with `reason`.
+    pub fn pxe_boot_fails(&mut self, uuid: &str, reason: &str) {
+        self.machine(
+            uuid,
+            MachineObs::BootAttempt {
+                target: "Pxe".into(),
+            },
+        );
+        self.machine(
+            uuid,
+            MachineObs::BootFailed {
+                reason: reason.into(),
+            },
+        );
+    }
+
     pub fn reset(&mut self, uuid: &str, reset_type: &str) {
         self.machine(
             uuid,
