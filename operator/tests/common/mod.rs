@@ -365,15 +365,7 @@ impl Harness {
             .into_iter()
             .filter_map(|e| match e.kind {
                 MachineEventKind::ResetRequested { reset_type, .. }
-                    if [
-                        "On",
-                        "ForceOn",
-                        "GracefulRestart",
-                        "ForceRestart",
-                        "PowerCycle",
-                        "PushPowerButton",
-                    ]
-                    .contains(&reset_type.as_str()) =>
+                    if sim_bmc::machine::POWER_ON_RESETS.contains(&reset_type.as_str()) =>
                 {
                     Some(reset_type)
                 }
