@@ -3,11 +3,12 @@
 
 use k8s_openapi::api::core::v1::LocalObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::CustomResource;
+use macro_rules_attribute::apply;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::common::Protocol;
+use crate::kind::metal_kind;
 use crate::string_enum::string_enum;
 
 string_enum! {
@@ -42,13 +43,10 @@ string_enum! {
 }
 
 /// BMCSpec defines the desired state of BMC.
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[apply(metal_kind!)]
 #[kube(
-    group = "metal.ironcore.dev",
-    version = "v1alpha1",
     kind = "BMC",
     status = "BMCStatus",
-    derive = "PartialEq",
     doc = "BMC is the Schema for the bmcs API",
     printcolumn(
         name = "MACAddress",
@@ -80,21 +78,12 @@ string_enum! {
         name = "PowerState",
         type_ = "string",
         json_path = ".status.powerState"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
     )
 )]
-#[serde(rename_all = "camelCase")]
-#[schemars(
-    transform = crate::schema::strip_null,
-    extend("x-kubernetes-validations" = [{
-        "message": "exactly one of access or endpointRef needs to be set",
-        "rule": "has(self.access) != has(self.endpointRef)",
-    }])
-)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "message": "exactly one of access or endpointRef needs to be set",
+    "rule": "has(self.access) != has(self.endpointRef)",
+}]))]
 pub struct BMCSpec {
     /// BMCUUID is the Redfish Manager UUID; empty means the first manager.
     #[serde(rename = "bmcUUID", default, skip_serializing_if = "Option::is_none")]

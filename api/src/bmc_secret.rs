@@ -3,32 +3,23 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
-use kube::CustomResource;
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use macro_rules_attribute::apply;
+
+use crate::kind::metal_kind;
 
 /// The Secret-shaped top-level fields of a BMCSecret.
 ///
 /// Credentials live under the keys [`crate::constants::BMC_SECRET_USERNAME_KEY`] and
 /// [`crate::constants::BMC_SECRET_PASSWORD_KEY`], in `data` or, failing that, `stringData`.
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[apply(metal_kind!)]
 #[kube(
-    group = "metal.ironcore.dev",
-    version = "v1alpha1",
     kind = "BMCSecret",
     shortname = "bmcsec",
     no_spec,
-    derive = "PartialEq",
     derive = "Default",
-    doc = "BMCSecret is the Schema for the bmcsecrets API",
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    doc = "BMCSecret is the Schema for the bmcsecrets API"
 )]
-#[serde(rename_all = "camelCase")]
-#[schemars(transform = crate::schema::strip_null)]
+#[derive(Default)]
 pub struct BMCSecretFields {
     /// Immutable, if true, ensures the data cannot be updated (only metadata can change).
     #[serde(default, skip_serializing_if = "Option::is_none")]

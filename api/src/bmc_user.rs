@@ -2,19 +2,18 @@
 
 use k8s_openapi::api::core::v1::LocalObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::CustomResource;
+use macro_rules_attribute::apply;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::kind::metal_kind;
+
 /// BMCUserSpec defines the desired state of BMCUser.
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[apply(metal_kind!)]
 #[kube(
-    group = "metal.ironcore.dev",
-    version = "v1alpha1",
     kind = "BMCUser",
     shortname = "bmcu",
     status = "BMCUserStatus",
-    derive = "PartialEq",
     derive = "Default",
     deprecated = "metal.ironcore.dev/v1alpha1 BMCUser is deprecated",
     doc = "BMCUser is the Schema for the bmcusers API (deprecated)",
@@ -30,15 +29,9 @@ use serde::{Deserialize, Serialize};
         name = "PasswordExpiration",
         type_ = "date",
         json_path = ".status.passwordExpiration"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
     )
 )]
-#[serde(rename_all = "camelCase")]
-#[schemars(transform = crate::schema::strip_null)]
+#[derive(Default)]
 pub struct BMCUserSpec {
     /// UserName is the account name on the BMC.
     pub user_name: String,

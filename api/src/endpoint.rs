@@ -1,33 +1,24 @@
 //! `Endpoint` (deprecated upstream): a MAC/IP pair that the operator turns into a BMC.
 
-use kube::CustomResource;
+use macro_rules_attribute::apply;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::kind::metal_kind;
+
 /// EndpointSpec defines the desired state of Endpoint.
-#[derive(
-    CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema,
-)]
+#[apply(metal_kind!)]
 #[kube(
-    group = "metal.ironcore.dev",
-    version = "v1alpha1",
     kind = "Endpoint",
     shortname = "mep",
     status = "EndpointStatus",
-    derive = "PartialEq",
     derive = "Default",
     deprecated = "metal.ironcore.dev/v1alpha1 Endpoints are deprecated; specify the network access inline via BMC.spec.access (an InlineEndpoint with macAddress and ip) instead",
     doc = "Endpoint is the Schema for the endpoints API (deprecated: use BMC.spec.access)",
     printcolumn(name = "MACAddress", type_ = "string", json_path = ".spec.macAddress"),
-    printcolumn(name = "IP", type_ = "string", json_path = ".spec.ip"),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "IP", type_ = "string", json_path = ".spec.ip")
 )]
-#[serde(rename_all = "camelCase")]
-#[schemars(transform = crate::schema::strip_null)]
+#[derive(Default, Eq)]
 pub struct EndpointSpec {
     /// MACAddress is the MAC address of the endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]

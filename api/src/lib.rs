@@ -16,6 +16,7 @@ pub mod constants;
 pub mod crds;
 pub mod duration;
 pub mod endpoint;
+mod kind;
 pub mod probe_registry;
 mod schema;
 pub mod server;

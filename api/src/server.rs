@@ -3,11 +3,12 @@
 use k8s_openapi::api::core::v1::LocalObjectReference;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::CustomResource;
+use macro_rules_attribute::apply;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{ImmutableObjectReference, ObjectReference, Power, Protocol, Taint};
+use crate::kind::metal_kind;
 use crate::string_enum::string_enum;
 
 string_enum! {
@@ -55,14 +56,11 @@ string_enum! {
 }
 
 /// ServerSpec defines the desired state of a Server.
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[apply(metal_kind!)]
 #[kube(
-    group = "metal.ironcore.dev",
-    version = "v1alpha1",
     kind = "Server",
     shortname = "srv",
     status = "ServerStatus",
-    derive = "PartialEq",
     derive = "Default",
     doc = "Server is the Schema for the servers API",
     printcolumn(name = "SystemUUID", type_ = "string", json_path = ".spec.systemUUID"),
@@ -106,15 +104,9 @@ string_enum! {
         type_ = "boolean",
         json_path = ".spec.unclaimable",
         priority = "100"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
     )
 )]
-#[serde(rename_all = "camelCase")]
-#[schemars(transform = crate::schema::strip_null)]
+#[derive(Default)]
 pub struct ServerSpec {
     /// SystemUUID is the unique identifier for the server (Redfish System UUID).
     #[serde(rename = "systemUUID")]

@@ -2,10 +2,11 @@
 
 use k8s_openapi::api::core::v1::LocalObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::CustomResource;
+use macro_rules_attribute::apply;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::kind::metal_kind;
 use crate::string_enum::string_enum;
 
 string_enum! {
@@ -18,15 +19,12 @@ string_enum! {
 }
 
 /// ServerBootConfigurationSpec defines the desired state of ServerBootConfiguration.
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[apply(metal_kind!)]
 #[kube(
-    group = "metal.ironcore.dev",
-    version = "v1alpha1",
     kind = "ServerBootConfiguration",
     shortname = "sbc",
     namespaced,
     status = "ServerBootConfigurationStatus",
-    derive = "PartialEq",
     derive = "Default",
     doc = "ServerBootConfiguration is the Schema for the serverbootconfigurations API",
     printcolumn(
@@ -40,15 +38,9 @@ string_enum! {
         type_ = "string",
         json_path = ".spec.ignitionSecretRef.name"
     ),
-    printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "State", type_ = "string", json_path = ".status.state")
 )]
-#[serde(rename_all = "camelCase")]
-#[schemars(transform = crate::schema::strip_null)]
+#[derive(Default)]
 pub struct ServerBootConfigurationSpec {
     /// ServerRef names the (cluster-scoped) Server this configuration is for.
     #[schemars(schema_with = "crate::schema::local_object_reference")]

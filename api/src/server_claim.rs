@@ -2,11 +2,12 @@
 
 use k8s_openapi::api::core::v1::LocalObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::CustomResource;
+use macro_rules_attribute::apply;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{Power, Toleration};
+use crate::kind::metal_kind;
 use crate::string_enum::string_enum;
 
 string_enum! {
@@ -18,15 +19,12 @@ string_enum! {
 }
 
 /// ServerClaimSpec defines the desired state of ServerClaim.
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[apply(metal_kind!)]
 #[kube(
-    group = "metal.ironcore.dev",
-    version = "v1alpha1",
     kind = "ServerClaim",
     shortname = "scl",
     namespaced,
     status = "ServerClaimStatus",
-    derive = "PartialEq",
     doc = "ServerClaim is the Schema for the serverclaims API",
     printcolumn(name = "Server", type_ = "string", json_path = ".spec.serverRef.name"),
     printcolumn(
@@ -35,21 +33,12 @@ string_enum! {
         json_path = ".spec.ignitionSecretRef.name"
     ),
     printcolumn(name = "Image", type_ = "string", json_path = ".spec.image"),
-    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase")
 )]
-#[serde(rename_all = "camelCase")]
-#[schemars(
-    transform = crate::schema::strip_null,
-    extend("x-kubernetes-validations" = [
-        {"message": "serverRef is required once set", "rule": "!has(oldSelf.serverRef) || has(self.serverRef)"},
-        {"message": "serverSelector is required once set", "rule": "!has(oldSelf.serverSelector) || has(self.serverSelector)"},
-    ])
-)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"message": "serverRef is required once set", "rule": "!has(oldSelf.serverRef) || has(self.serverRef)"},
+    {"message": "serverSelector is required once set", "rule": "!has(oldSelf.serverSelector) || has(self.serverSelector)"},
+]))]
 pub struct ServerClaimSpec {
     /// Power is the desired power state of the claimed server.
     pub power: Power,

@@ -1,11 +1,12 @@
 //! `ServerReadinessRule`: taints matching Servers until they carry the required conditions.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
-use kube::CustomResource;
+use macro_rules_attribute::apply;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{ConditionStatus, Taint};
+use crate::kind::metal_kind_without_age;
 use crate::string_enum::string_enum;
 
 string_enum! {
@@ -19,17 +20,12 @@ string_enum! {
 }
 
 /// ServerReadinessRuleSpec defines the desired state of ServerReadinessRule.
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[apply(metal_kind_without_age!)]
 #[kube(
-    group = "metal.ironcore.dev",
-    version = "v1alpha1",
     kind = "ServerReadinessRule",
     status = "ServerReadinessRuleStatus",
-    derive = "PartialEq",
     doc = "ServerReadinessRule is the Schema for the serverreadinessrules API"
 )]
-#[serde(rename_all = "camelCase")]
-#[schemars(transform = crate::schema::strip_null)]
 pub struct ServerReadinessRuleSpec {
     /// Conditions lists the Server conditions (type and required status) that make a server ready.
     #[schemars(extend(

@@ -1,7 +1,7 @@
 //! The per-check context: its own namespace, a recorder watching it from before the first SBC, helpers that create
 //! and change objects (noting every input change), and cleanup of exactly what the check created.
 
-use crate::fixtures::{self, sbc_resource, server_resource};
+use crate::fixtures::{self, sbc_resource, sbc_spec, server_resource};
 use crate::history::History;
 use crate::progress::Progress;
 use crate::recorder::Recorder;
@@ -315,6 +315,38 @@ impl Ctx {
         self.recorder
             .wait_for(name, deadline, |h| h.first_ready_since(since).is_some())
             .await
+    }
+
+    /// Waits until the backend claims Ready for `generation` (after a non-Ready at that generation, or by
+    /// stamping it), within the time-to-Ready budget.
+    pub async fn wait_ready_for_generation(&self, name: &str, generation: i64) -> (History, bool) {
+        self.wait_for(
+            name,
+            "new spec: waiting for Ready",
+            self.target.timeouts.time_to_ready,
+            |h| h.claims_ready_for(generation),
+        )
+        .await
+    }
+
+    /// Creates SBC `name` for `server` with the valid image and `ignition_secret`, then waits (within the
+    /// time-to-Ready budget) for Ready; returns when it was created, the history and whether it got Ready.
+    pub async fn sbc_until_ready(
+        &self,
+        name: &str,
+        server: &str,
+        ignition_secret: Option<&str>,
+    ) -> anyhow::Result<(Duration, History, bool)> {
+        let t0 = self.now();
+        self.sbc(
+            name,
+            sbc_spec(server, &self.target.images.valid, ignition_secret),
+        )
+        .await?;
+        let (h, ready) = self
+            .wait_ready_since(name, t0, self.target.timeouts.time_to_ready)
+            .await;
+        Ok((t0, h, ready))
     }
 
     /// Waits until `done` holds or the deadline passes; `what` goes to the progress line.

@@ -12,7 +12,7 @@ use conformance::runner::{Selection, run};
 use conformance::simboot::InProcessSimBoot;
 use conformance::target::{BackendControl, MachineBoot};
 use conformance::timeouts::Timeouts;
-use sim_boot::oci::catalog::{ImageSpec, LayerKind, PlatformSpec};
+use sim_boot::oci::catalog::{ImageSpec, LayerKind};
 use sim_boot::{BootModes, Misbehaviour};
 use std::io::Write as _;
 use std::sync::Arc;
@@ -94,13 +94,7 @@ async fn conformance_boot_profile_passes_with_a_real_kernel_and_initramfs() {
         let initrd = initramfs(&busybox, version).expect("initramfs");
         cross_check_with_cpio_tool(&initrd);
         let (repository, tag) = split(reference);
-        let spec = ImageSpec {
-            repository: repository.into(),
-            tag: tag.into(),
-            platforms: vec![PlatformSpec::with_layers("amd64", &[])],
-            index: true,
-            legacy_annotations: false,
-        };
+        let spec = ImageSpec::amd64_index(repository, tag);
         let blobs = vec![vec![
             (LayerKind::Kernel, kernel.clone()),
             (LayerKind::Initramfs, bytes::Bytes::from(initrd)),

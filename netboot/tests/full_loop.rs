@@ -42,13 +42,7 @@ async fn start_with(mode: Misbehaviour, probe_os_image: &str) -> Loop {
     options.controller.misbehaviour_options.lie_window = Duration::from_secs(30);
     let stack = common::stack_with(options).await;
     let mut spec = FleetSpec::uniform(1, sim_bmc::vendor::Vendor::Dell, 11);
-    spec.defaults.latencies = Some(sim_bmc::fleet::spec::LatencySpec {
-        power_on_ms: 20,
-        power_off_ms: 20,
-        graceful_shutdown_ms: 30,
-        post_ms: 10,
-        os_ignores_graceful_shutdown: false,
-    });
+    spec.defaults.latencies = Some(sim_bmc::fleet::spec::LatencySpec::FAST);
     spec.boot_network.ipxe_url_template = Some(format!(
         "{}/ipxe?uuid={{uuid}}&mac={{mac}}",
         stack.backend.url()

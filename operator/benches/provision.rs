@@ -178,13 +178,7 @@ async fn main() {
     let args = args();
     let n = args.servers;
     let mut options = HarnessOptions::new(n);
-    options.fleet.defaults.latencies = Some(sim_bmc::fleet::spec::LatencySpec {
-        power_on_ms: 0,
-        power_off_ms: 0,
-        graceful_shutdown_ms: 0,
-        post_ms: 0,
-        os_ignores_graceful_shutdown: false,
-    });
+    options.fleet.defaults.latencies = Some(sim_bmc::fleet::spec::LatencySpec::uniform(0));
     options.config = test_config(ReadinessGate::Strict);
     options.config.server_resync_interval = Duration::from_secs(300);
     // As upstream's own suite: a machine left On by the baseline must be powered off before its

@@ -2,49 +2,27 @@
 //! fires (the backend never prepares the discovery boot) after 30 virtual minutes, at a small cost in wall time,
 //! and not a virtual minute before.
 
+mod common;
+
 use std::time::Duration;
 
-use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams};
 use metal_api::Server;
 use sim_bmc::fleet::FleetSpec;
-use testbed::{FleetSetup, OperatorSetup, Testbed, Transport};
-
-/// The events the operator recorded about `server` with `reason`.
-async fn events(client: &kube::Client, server: &str, reason: &str) -> Vec<Event> {
-    Api::<Event>::all(client.clone())
-        .list(&ListParams::default())
-        .await
-        .expect("events list")
-        .items
-        .into_iter()
-        .filter(|e| {
-            e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(server)
-                && e.reason.as_deref() == Some(reason)
-        })
-        .collect()
-}
 
 #[tokio::test(start_paused = true)]
 async fn the_default_discovery_timeout_fires_after_thirty_virtual_minutes() {
     let wall = std::time::Instant::now();
-    let config = operator::config::Config {
-        manager_namespace: "default".into(),
-        ..operator::config::Config::default()
-    };
+    let config = operator::config::Config::default();
     assert_eq!(
         config.discovery_timeout,
         Duration::from_secs(30 * 60),
         "upstream's default"
     );
-    let fleet = FleetSetup::in_process(FleetSpec::uniform(1, sim_bmc::vendor::Vendor::Dell, 1));
+    let fleet = FleetSpec::uniform(1, sim_bmc::vendor::Vendor::Dell, 1);
     // No backend: the discovery ServerBootConfiguration is never Ready, so the strict gate keeps the
     // Server off and its discovery can only time out.
-    let bed = Testbed::builder()
-        .transport(Transport::InProcess)
-        .fleet(fleet)
-        .bmc_objects()
-        .operator(OperatorSetup::new(config))
+    let bed = testbed::sim::fleet_and_operator(fleet, config)
         .start()
         .await
         .expect("the testbed starts on a paused clock");
@@ -76,7 +54,7 @@ async fn the_default_discovery_timeout_fires_after_thirty_virtual_minutes() {
     // Poll each virtual minute; the timeout must not fire early and must fire within a resync interval
     // (upstream's two minutes) of the thirty minutes.
     let fired_after = loop {
-        if !events(&bed.client, &name, "DiscoveryTimedOut")
+        if !common::events_about(&bed.client, &name, "DiscoveryTimedOut")
             .await
             .is_empty()
         {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use cpio::newc::{Builder, ModeFileType};
-use sim_boot::oci::catalog::{Catalog, ImageSpec, LayerKind, PlatformSpec};
+use sim_boot::oci::catalog::{Catalog, ImageSpec, LayerKind};
 
 /// The line the init script prints once userland runs and the ignition is fetched (see [`Marker`]).
 pub const MARKER_PREFIX: &str = "METAL-HARNESS-MARKER";
@@ -137,13 +137,7 @@ pub fn add_to_catalog(
             .reference
             .rsplit_once(':')
             .ok_or_else(|| format!("{}: a test image reference needs a tag", image.reference))?;
-        let spec = ImageSpec {
-            repository: repository.into(),
-            tag: tag.into(),
-            platforms: vec![PlatformSpec::with_layers("amd64", &[])],
-            index: true,
-            legacy_annotations: false,
-        };
+        let spec = ImageSpec::amd64_index(repository, tag);
         let blobs = vec![vec![
             (LayerKind::Kernel, built.kernel),
             (LayerKind::Initramfs, built.initramfs),

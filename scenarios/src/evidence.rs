@@ -179,12 +179,5 @@ pub enum HarnessEvent {
     },
 }
 
-/// Reset types that power a machine on or restart it.
-pub const POWER_ON_RESETS: &[&str] = &[
-    "On",
-    "ForceOn",
-    "GracefulRestart",
-    "ForceRestart",
-    "PowerCycle",
-    "PushPowerButton",
-];
+/// Reset types that power a machine on or restart it (sim-bmc's definition).
+pub use sim_bmc::machine::POWER_ON_RESETS;

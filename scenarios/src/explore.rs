@@ -244,8 +244,8 @@ fn fault_step(f: &FaultPick, bmcs: &[String]) -> FaultStep {
     }
 }
 
-/// Runs one scenario on a fresh runtime; `Err` carries the report summary of a failed run.
-pub fn check(scenario: &Scenario) -> Result<(), String> {
+/// Plays one scenario with its own seed on a fresh runtime of its clock; `Err` says why it could not run.
+pub fn play(scenario: &Scenario) -> Result<crate::report::Report, String> {
     let runtime = crate::runner::runtime(scenario.clock, scenario.effective_seed(None))
         .map_err(|e| e.to_string())?;
     let options = RunOptions {
@@ -258,10 +258,16 @@ pub fn check(scenario: &Scenario) -> Result<(), String> {
     let outcome = runtime
         .block_on(run(scenario, options))
         .map_err(|e| format!("harness error: {e:#}"))?;
-    if outcome.report.passed {
+    Ok(outcome.report)
+}
+
+/// Runs one scenario on a fresh runtime; `Err` carries the report summary of a failed run.
+pub fn check(scenario: &Scenario) -> Result<(), String> {
+    let report = play(scenario)?;
+    if report.passed {
         Ok(())
     } else {
-        Err(outcome.report.summary())
+        Err(report.summary())
     }
 }
 

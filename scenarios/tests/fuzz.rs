@@ -5,158 +5,70 @@
 #[path = "../fuzz/harness.rs"]
 mod harness;
 
-use std::path::{Path, PathBuf};
-
-use rand::{Rng, SeedableRng};
+use fuzz_replay::{SeededRun, edits};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-fn inputs(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut out: Vec<_> = entries
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.is_file())
-        .map(|p| {
-            let bytes = std::fs::read(&p).expect("readable");
-            (p, bytes)
-        })
-        .collect();
-    out.sort();
-    out
+fuzz_replay::bounded_run_tests! {
+    target: "scenario_file",
+    min_corpus: 7,
+    harness: harness::run,
+    edit: edit,
+    seeded: SeededRun {
+        cases: 1000,
+        default_seed: 0x5ce4_a210,
+        save_prefix: "scenario-fuzz",
+        save_extension: ".yaml",
+    },
 }
 
-fn fuzz_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz")
-}
+/// Tokens that reach the checks: numbers first (the ones that replace numbers), then durations and YAML.
+const TOKENS: &[&[u8]] = &[
+    b"4294967295",
+    b"1000000000",
+    b"0",
+    b"-1",
+    b".nan",
+    b"1e309",
+    b"99999h",
+    b"1.5ms",
+    b"24h",
+    b"\n  ",
+    b": ",
+    b"- ",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b"&a ",
+    b"*a",
+    b"Available",
+    b"Ready",
+    b"bmc-0-system-0",
+    b"count: ",
+    b"systemsPerBmc: 64\n",
+    b"\"",
+    b"\xff",
+];
 
-#[test]
-fn corpus_and_regressions_replay() {
-    let corpus = inputs(&fuzz_dir().join("corpus/scenario_file"));
-    assert!(corpus.len() >= 7, "the seed corpus is committed");
-    for (path, data) in corpus
-        .iter()
-        .chain(&inputs(&fuzz_dir().join("regressions/scenario_file")))
-    {
-        let name = path.display().to_string();
-        if let Err(e) = std::panic::catch_unwind(|| harness::run(data)) {
-            std::panic::resume_unwind(Box::new(format!("{name}: {e:?}")));
-        }
-    }
-}
-
-/// YAML-aware mutations: byte edits plus tokens that reach the checks (numbers, durations, names).
-fn mutate(rng: &mut ChaCha8Rng, input: &[u8], other: &[u8]) -> Vec<u8> {
-    const TOKENS: &[&[u8]] = &[
-        b"4294967295",
-        b"1000000000",
-        b"0",
-        b"-1",
-        b".nan",
-        b"1e309",
-        b"99999h",
-        b"1.5ms",
-        b"24h",
-        b"\n  ",
-        b": ",
-        b"- ",
-        b"{",
-        b"}",
-        b"[",
-        b"]",
-        b"&a ",
-        b"*a",
-        b"Available",
-        b"Ready",
-        b"bmc-0-system-0",
-        b"count: ",
-        b"systemsPerBmc: 64\n",
-        b"\"",
-        b"\xff",
-    ];
-    let mut out = input.to_vec();
-    for _ in 0..rng.random_range(1..=4) {
-        let at = rng.random_range(0..=out.len());
-        match rng.random_range(0..5) {
-            0 if at < out.len() => out[at] ^= 1 << rng.random_range(0..8),
-            1 => {
-                let token = TOKENS[rng.random_range(0..TOKENS.len())];
-                out.splice(at..at, token.iter().copied());
-            }
-            2 if at < out.len() => {
-                let end = rng.random_range(at..=out.len().min(at + 24));
-                out.drain(at..end);
-            }
-            3 if !other.is_empty() => {
-                let from = rng.random_range(0..other.len());
-                let end = rng.random_range(from..=other.len().min(from + 80));
-                out.splice(at..at, other[from..end].iter().copied());
-            }
-            _ => {
-                // Replace a number with a token: where sizes and durations are.
-                if let Some(pos) = out[at.min(out.len())..].iter().position(u8::is_ascii_digit) {
-                    let start = at + pos;
-                    let end = out[start..]
-                        .iter()
-                        .position(|b| !b.is_ascii_digit())
-                        .map_or(out.len(), |n| start + n);
-                    let token = TOKENS[rng.random_range(0..6)];
-                    out.splice(start..end, token.iter().copied());
-                }
+/// A YAML-aware edit: byte edits plus tokens that reach the checks (numbers, durations, names).
+fn edit(rng: &mut ChaCha8Rng, out: &mut Vec<u8>, at: usize, other: &[u8]) {
+    match rng.random_range(0..5) {
+        0 if at < out.len() => edits::flip_bit(rng, out, at),
+        1 => edits::insert_token(rng, out, at, TOKENS),
+        2 if at < out.len() => edits::delete(rng, out, at, 24),
+        3 if !other.is_empty() => edits::splice(rng, out, at, other, 80),
+        _ => {
+            // Replace a number with a token: where sizes and durations are.
+            if let Some(pos) = out[at.min(out.len())..].iter().position(u8::is_ascii_digit) {
+                let start = at + pos;
+                let end = out[start..]
+                    .iter()
+                    .position(|b| !b.is_ascii_digit())
+                    .map_or(out.len(), |n| start + n);
+                let token = TOKENS[rng.random_range(0..6)];
+                out.splice(start..end, token.iter().copied());
             }
         }
     }
-    out
-}
-
-#[test]
-fn seeded_mutations_hold_every_property() {
-    // A fixed count keeps the run deterministic and a few seconds long; FUZZ_SEED reproduces one.
-    // FUZZ_SECONDS=N instead runs until N seconds have passed (the long run when cargo-fuzz is not
-    // at hand) and reports executions and peak RSS.
-    const CASES: usize = 1000;
-    let env = |name: &str| std::env::var(name).ok().and_then(|s| s.parse::<u64>().ok());
-    let seed = env("FUZZ_SEED").unwrap_or(0x5ce4_a210);
-    let budget = env("FUZZ_SECONDS").map(std::time::Duration::from_secs);
-    let started = std::time::Instant::now();
-    eprintln!("seeded_mutations_hold_every_property: FUZZ_SEED={seed}");
-    let corpus: Vec<Vec<u8>> = inputs(&fuzz_dir().join("corpus/scenario_file"))
-        .into_iter()
-        .map(|(_, d)| d)
-        .collect();
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut case = 0;
-    while budget.map_or(case < CASES, |b| started.elapsed() < b) {
-        let base = &corpus[rng.random_range(0..corpus.len())];
-        let other = &corpus[rng.random_range(0..corpus.len())];
-        let input = mutate(&mut rng, base, other);
-        if let Err(e) = std::panic::catch_unwind(|| harness::run(&input)) {
-            let path = std::env::temp_dir().join(format!("scenario-fuzz-{seed}-{case}.yaml"));
-            let _ = std::fs::write(&path, &input);
-            panic!(
-                "case {case} (FUZZ_SEED={seed}) broke a property: {e:?}; input saved to {} \
-                 (copy it to fuzz/regressions/scenario_file/)",
-                path.display()
-            );
-        }
-        case += 1;
-    }
-    eprintln!(
-        "{case} executions in {:.0?}, peak RSS {} MiB",
-        started.elapsed(),
-        peak_rss_mib()
-    );
-}
-
-/// Peak resident memory of this process (VmHWM), in MiB.
-fn peak_rss_mib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb / 1024)
 }

@@ -56,10 +56,6 @@ fn real_boot_with_a_backend_ready_before_serving_is_a_violation() {
     let report = play(&scenario);
     println!("{}", report.summary());
     assert!(!report.passed, "{}", report.summary());
-    let caught = report
-        .invariants
-        .iter()
-        .find(|v| v.invariant == "ready-sbc-boots")
-        .unwrap();
+    let caught = report.verdict("ready-sbc-boots").unwrap();
     assert!(caught.violations > 0, "{}", report.summary());
 }

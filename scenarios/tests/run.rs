@@ -80,11 +80,7 @@ fn lying_backend_is_caught_from_the_machines_boot_logs() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let report = play(&load("lying-backend.yaml"));
     assert!(report.passed, "{}", report.summary());
-    let caught = report
-        .invariants
-        .iter()
-        .find(|v| v.invariant == "ready-sbc-boots")
-        .unwrap();
+    let caught = report.verdict("ready-sbc-boots").unwrap();
     assert!(caught.violations > 0, "{}", report.summary());
     // Without the expectation the same run fails.
     let mut strict = load("lying-backend.yaml");

@@ -8,6 +8,7 @@ pub mod fleet;
 pub mod metal_operator;
 pub mod objects;
 pub mod registries;
+pub mod sim;
 pub mod supervisor;
 
 use std::sync::Arc;

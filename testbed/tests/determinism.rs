@@ -9,7 +9,6 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
 use metal_api::{BMC, Endpoint, Server, ServerBootConfiguration};
 use sim_bmc::fleet::FleetSpec;
-use testbed::{FleetSetup, OperatorSetup, Testbed, Transport};
 
 const EPOCH: &str = "2026-06-01T08:00:00Z";
 /// Virtual time the fleet lives before its objects are compared: past the 30-minute discovery timeout, so
@@ -21,19 +20,10 @@ fn run(seed: u64) -> String {
     let runtime = testbed::simulated_runtime(seed).expect("a current-thread runtime");
     runtime.block_on(async move {
         let start = tokio::time::Instant::now();
-        let fleet =
-            FleetSetup::in_process(FleetSpec::uniform(3, sim_bmc::vendor::Vendor::Lenovo, 5));
-        let config = operator::config::Config {
-            manager_namespace: "default".into(),
-            ..operator::config::Config::default()
-        };
-        let bed = Testbed::builder()
-            .transport(Transport::InProcess)
+        let fleet = FleetSpec::uniform(3, sim_bmc::vendor::Vendor::Lenovo, 5);
+        let bed = testbed::sim::fleet_and_operator(fleet, operator::config::Config::default())
             .clock(Clock::simulated(EPOCH.parse().expect("an RFC 3339 epoch")))
             .seed(seed)
-            .fleet(fleet)
-            .bmc_objects()
-            .operator(OperatorSetup::new(config))
             .start()
             .await
             .expect("the testbed starts on a paused clock");

@@ -7,21 +7,12 @@ use std::time::Duration;
 use kube::api::Api;
 use metal_api::Server;
 use sim_bmc::fleet::FleetSpec;
-use testbed::{FleetSetup, OperatorSetup, Testbed, Transport};
 
 #[tokio::test(start_paused = true)]
 async fn api_fleet_and_operator_run_on_a_paused_clock() {
     let wall = std::time::Instant::now();
-    let fleet = FleetSetup::in_process(FleetSpec::uniform(2, sim_bmc::vendor::Vendor::Lenovo, 5));
-    let config = operator::config::Config {
-        manager_namespace: "default".into(),
-        ..operator::config::Config::default()
-    };
-    let bed = Testbed::builder()
-        .transport(Transport::InProcess)
-        .fleet(fleet)
-        .bmc_objects()
-        .operator(OperatorSetup::new(config))
+    let fleet = FleetSpec::uniform(2, sim_bmc::vendor::Vendor::Lenovo, 5);
+    let bed = testbed::sim::fleet_and_operator(fleet, operator::config::Config::default())
         .start()
         .await
         .expect("the testbed starts on a paused clock");

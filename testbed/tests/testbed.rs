@@ -26,13 +26,7 @@ where
 #[tokio::test]
 async fn the_whole_stack_starts_in_process_and_discovers_its_servers() {
     let mut spec = FleetSpec::uniform(2, sim_bmc::vendor::Vendor::Dell, 7);
-    spec.defaults.latencies = Some(sim_bmc::fleet::spec::LatencySpec {
-        power_on_ms: 10,
-        power_off_ms: 10,
-        graceful_shutdown_ms: 10,
-        post_ms: 10,
-        os_ignores_graceful_shutdown: false,
-    });
+    spec.defaults.latencies = Some(sim_bmc::fleet::spec::LatencySpec::uniform(10));
     let fleet = FleetSetup::new(
         spec,
         FleetOptions {
@@ -41,11 +35,7 @@ async fn the_whole_stack_starts_in_process_and_discovers_its_servers() {
             ..FleetOptions::default()
         },
     );
-    let config = operator::config::Config {
-        manager_namespace: "default".into(),
-        ..operator::config::Config::default()
-    };
-    let mut setup = OperatorSetup::new(config);
+    let mut setup = OperatorSetup::new(operator::config::Config::default());
     setup.record_redfish = true;
     let bed = Testbed::builder()
         .transport(Transport::InProcess)

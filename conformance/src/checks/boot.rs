@@ -177,15 +177,9 @@ async fn ready_for_boot(
         Ignition::Plain(bytes) => ctx.secret(&secret, Some(bytes)).await?,
         Ignition::Butane(bytes) => ctx.butane_secret(&secret, bytes).await?,
     }
-    let t0 = ctx.now();
-    ctx.sbc(
-        name,
-        sbc_spec(&server.name, &ctx.target.images.valid, Some(&secret)),
-    )
-    .await?;
-    let (h, ready) = ctx
-        .wait_ready_since(name, t0, ctx.target.timeouts.time_to_ready)
-        .await;
+    let (_, h, ready) = ctx
+        .sbc_until_ready(name, &server.name, Some(&secret))
+        .await?;
     Ok((server, h, ready))
 }
 
@@ -319,15 +313,7 @@ pub fn spec_change(ctx: &Ctx) -> BoxFuture<'_, anyhow::Result<Outcomes>> {
             )
             .await?;
         // Ready for the new generation: after a non-Ready at that generation, or stamped with it.
-        let claimed = |h: &History| h.claims_ready_for(generation);
-        let (h, done) = ctx
-            .wait_for(
-                "machine",
-                "new spec: waiting for Ready",
-                ctx.target.timeouts.time_to_ready,
-                claimed,
-            )
-            .await;
+        let (h, done) = ctx.wait_ready_for_generation("machine", generation).await;
         if !done {
             out.fail(
                 "SBC-BOOT-003",
@@ -371,17 +357,9 @@ pub fn referenced_only(ctx: &Ctx) -> BoxFuture<'_, anyhow::Result<Outcomes>> {
         // The referenced SBC first, Ready, and only then another naming the same Server: a backend that serves
         // whichever record it prepared last is caught by the first boots whatever its reconcile order (the
         // reverse order left the verdict to which of two concurrent reconciles finished last).
-        let t0 = ctx.now();
-        ctx.sbc(
-            "chosen",
-            sbc_spec(
-                &server.name,
-                &ctx.target.images.valid,
-                Some("chosen-ignition"),
-            ),
-        )
-        .await?;
-        let (h, ready) = ctx.wait_ready_since("chosen", t0, t.time_to_ready).await;
+        let (_, h, ready) = ctx
+            .sbc_until_ready("chosen", &server.name, Some("chosen-ignition"))
+            .await?;
         if !ready {
             out.fail(
                 "SBC-BOOT-004",

@@ -1,7 +1,7 @@
 //! Core positive checks: a valid SBC becomes Ready (and says for which generation); no-ignition SBCs.
 
 use crate::ctx::{Ctx, ServerRef};
-use crate::fixtures::{ignition_config, sbc_spec};
+use crate::fixtures::ignition_config;
 use crate::history::History;
 use crate::outcome::Outcomes;
 use futures::future::BoxFuture;
@@ -26,15 +26,9 @@ pub async fn ready_sbc_on(
         Some(&ignition_config(&format!("{}/{name}", ctx.ns))),
     )
     .await?;
-    let t0 = ctx.now();
-    ctx.sbc(
-        name,
-        sbc_spec(&server.name, &ctx.target.images.valid, Some(&secret)),
-    )
-    .await?;
-    let (h, ready) = ctx
-        .wait_ready_since(name, t0, ctx.target.timeouts.time_to_ready)
-        .await;
+    let (t0, h, ready) = ctx
+        .sbc_until_ready(name, &server.name, Some(&secret))
+        .await?;
     let latency = ready
         .then(|| h.first_ready_since(t0).map(|o| o.at.saturating_sub(t0)))
         .flatten();
@@ -109,15 +103,7 @@ pub fn no_ignition_ref(ctx: &Ctx) -> BoxFuture<'_, anyhow::Result<Outcomes>> {
     Box::pin(async move {
         let mut out = Outcomes::default();
         let server = ctx.server("plain", Some("plain")).await?;
-        let t0 = ctx.now();
-        ctx.sbc(
-            "plain",
-            sbc_spec(&server.name, &ctx.target.images.valid, None),
-        )
-        .await?;
-        let (h, ready) = ctx
-            .wait_ready_since("plain", t0, ctx.target.timeouts.time_to_ready)
-            .await;
+        let (_, h, ready) = ctx.sbc_until_ready("plain", &server.name, None).await?;
         if ready {
             out.pass(
                 "SBC-IGN-005",

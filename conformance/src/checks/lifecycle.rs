@@ -114,15 +114,7 @@ pub fn spec_change(ctx: &Ctx) -> BoxFuture<'_, anyhow::Result<Outcomes>> {
             .patch_spec("sbc", spec, "spec changed (image and ignitionSecretRef)")
             .await?;
         // Done once the backend claims Ready for the new generation, honestly (after a non-Ready) or by stamp.
-        let claimed = |h: &History| h.claims_ready_for(generation);
-        let (h, done) = ctx
-            .wait_for(
-                "sbc",
-                "new spec: waiting for Ready",
-                ctx.target.timeouts.time_to_ready,
-                claimed,
-            )
-            .await;
+        let (h, done) = ctx.wait_ready_for_generation("sbc", generation).await;
         match h.ready_carried_across(generation) {
             Some(o) => out.fail(
                 "SBC-GEN-002",

@@ -138,13 +138,7 @@ fn available_and_off(s: &Server) -> bool {
 async fn start_fleet(boot_url: &str, registry: Arc<Mutex<Option<HttpService>>>) -> FleetHandle {
     let mut spec = FleetSpec::uniform(1, sim_bmc::vendor::Vendor::Dell, 11);
     spec.defaults.systems = Some(1);
-    spec.defaults.latencies = Some(sim_bmc::fleet::spec::LatencySpec {
-        power_on_ms: 20,
-        power_off_ms: 20,
-        graceful_shutdown_ms: 30,
-        post_ms: 10,
-        os_ignores_graceful_shutdown: false,
-    });
+    spec.defaults.latencies = Some(sim_bmc::fleet::spec::LatencySpec::FAST);
     spec.boot_network.ipxe_url_template = Some(format!("{boot_url}/ipxe/{{uuid}}"));
     let options = FleetOptions {
         network_boot: Some(Arc::new(ProbeOs { registry })),

@@ -344,36 +344,26 @@ impl RedfishClient {
             .odata_etag
             .clone()
             .or_else(|| self.inner.etags.get(&path));
-        match self
-            .send_json(
+        let patch = |etag| {
+            self.send_json(
                 Method::PATCH,
                 &path,
                 body.clone(),
                 etag,
                 Idempotency::Idempotent,
             )
-            .await
-        {
+        };
+        match patch(etag).await {
             Err(RedfishError::Rejected { status: 412, .. }) => {
                 let fresh: ComputerSystem = self.get(&path).await?;
                 let etag = fresh.odata_etag.or_else(|| self.inner.etags.get(&path));
-                let retry = self
-                    .send_json(
-                        Method::PATCH,
-                        &path,
-                        body.clone(),
-                        etag,
-                        Idempotency::Idempotent,
-                    )
-                    .await;
+                let retry = patch(etag).await;
                 match retry {
                     // Some BMCs mint a new ETag on every read, so no If-Match can ever match; the
                     // operator is the only writer of these properties, so a last try goes without.
                     Err(RedfishError::Rejected { status: 412, .. }) => {
                         tracing::debug!(path, "ETag keeps changing; patching without If-Match");
-                        self.send_json(Method::PATCH, &path, body, None, Idempotency::Idempotent)
-                            .await
-                            .map(drop)
+                        patch(None).await.map(drop)
                     }
                     other => other.map(drop),
                 }

@@ -56,13 +56,7 @@ pub struct HarnessOptions {
 impl HarnessOptions {
     pub fn new(bmcs: usize) -> Self {
         let mut fleet = FleetSpec::uniform(bmcs, sim_bmc::vendor::Vendor::Dell, 7);
-        fleet.defaults.latencies = Some(sim_bmc::fleet::spec::LatencySpec {
-            power_on_ms: 20,
-            power_off_ms: 20,
-            graceful_shutdown_ms: 30,
-            post_ms: 10,
-            os_ignores_graceful_shutdown: false,
-        });
+        fleet.defaults.latencies = Some(sim_bmc::fleet::spec::LatencySpec::FAST);
         fleet.boot_network.ipxe_url_template = Some("http://boot.test/ipxe?uuid={uuid}".into());
         fleet.boot_network.http_boot_url_template =
             Some("http://boot.test/http?uuid={uuid}".into());
@@ -371,15 +365,7 @@ impl Harness {
             .into_iter()
             .filter_map(|e| match e.kind {
                 MachineEventKind::ResetRequested { reset_type, .. }
-                    if [
-                        "On",
-                        "ForceOn",
-                        "GracefulRestart",
-                        "ForceRestart",
-                        "PowerCycle",
-                        "PushPowerButton",
-                    ]
-                    .contains(&reset_type.as_str()) =>
+                    if sim_bmc::machine::POWER_ON_RESETS.contains(&reset_type.as_str()) =>
                 {
                     Some(reset_type)
                 }
@@ -560,17 +546,7 @@ impl Harness {
         name: &str,
         reason: &str,
     ) -> Vec<k8s_openapi::api::events::v1::Event> {
-        let api = Api::<k8s_openapi::api::events::v1::Event>::all(self.client.clone());
-        api.list(&Default::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter(|e| {
-                e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
-                    && e.reason.as_deref() == Some(reason)
-            })
-            .collect()
+        events_about(&self.client, name, reason).await
     }
 }
 
@@ -732,4 +708,23 @@ pub fn spawn_burst_backend(h: &Harness, period: Duration) -> tokio::task::JoinHa
             futures::future::join_all(writes).await;
         }
     })
+}
+
+/// Events (events.k8s.io) about the named object with the given reason.
+pub async fn events_about(
+    client: &kube::Client,
+    name: &str,
+    reason: &str,
+) -> Vec<k8s_openapi::api::events::v1::Event> {
+    let api = Api::<k8s_openapi::api::events::v1::Event>::all(client.clone());
+    api.list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                && e.reason.as_deref() == Some(reason)
+        })
+        .collect()
 }

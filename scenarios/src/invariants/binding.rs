@@ -57,10 +57,6 @@ impl Invariant for SingleBinding {
             message: format!("bound to {}", holders.join(" and ")),
         }]
     }
-
-    fn finish(&mut self, _world: &World) -> Vec<Violation> {
-        Vec::new()
-    }
 }
 
 /// Every claim is eventually bound when a fitting Server is free.

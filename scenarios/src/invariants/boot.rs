@@ -182,22 +182,11 @@ impl Invariant for BootsBoundSbc {
                 Some(Violation {
                     invariant: Self::NAME.into(),
                     at_ms: s.at_ms,
-                    subject: subject(world, &s.uuid),
+                    subject: super::machine_subject(world, &s.uuid),
                     message,
                 })
             })
             .collect()
-    }
-
-    fn finish(&mut self, _world: &World) -> Vec<Violation> {
-        Vec::new()
-    }
-}
-
-fn subject(world: &World, uuid: &str) -> String {
-    match world.server_of_machine(uuid) {
-        Some(s) => format!("server {}", s.name),
-        None => format!("machine {uuid}"),
     }
 }
 
@@ -344,17 +333,13 @@ impl Invariant for ReadySbcBoots {
             .map(|s| Violation {
                 invariant: Self::NAME.into(),
                 at_ms: s.at_ms,
-                subject: subject(world, &s.uuid),
+                subject: super::machine_subject(world, &s.uuid),
                 message: format!(
                     "boot failed ({}) although {} was Ready for generation {}",
                     s.reason, s.sbc, s.generation
                 ),
             })
             .collect()
-    }
-
-    fn finish(&mut self, _world: &World) -> Vec<Violation> {
-        Vec::new()
     }
 }
 
@@ -413,18 +398,7 @@ mod tests {
     fn failed_boot_while_ready_is_a_violation() {
         let mut t = Trace::new(100);
         ready_server(&mut t);
-        t.machine(
-            "u0",
-            MachineObs::BootAttempt {
-                target: "Pxe".into(),
-            },
-        );
-        t.machine(
-            "u0",
-            MachineObs::BootFailed {
-                reason: "404 /ipxe".into(),
-            },
-        );
+        t.pxe_boot_fails("u0", "404 /ipxe");
         assert_eq!(t.finish_names(), vec![ReadySbcBoots::NAME]);
     }
 
@@ -434,18 +408,7 @@ mod tests {
         ready_server(&mut t);
         t.sbc("default/c0", "s0", 1, "Pending", false);
         t.reset("u0", "On");
-        t.machine(
-            "u0",
-            MachineObs::BootAttempt {
-                target: "Pxe".into(),
-            },
-        );
-        t.machine(
-            "u0",
-            MachineObs::BootFailed {
-                reason: "404 not prepared".into(),
-            },
-        );
+        t.pxe_boot_fails("u0", "404 not prepared");
         t.sbc("default/c0", "s0", 1, "Ready", true);
         let names = t.finish_names();
         assert!(
@@ -459,18 +422,7 @@ mod tests {
         let mut t = Trace::new(100);
         t.server_with_sbc("s0", "u0", "default/c0");
         t.sbc("default/c0", "s0", 1, "Pending", false);
-        t.machine(
-            "u0",
-            MachineObs::BootAttempt {
-                target: "Pxe".into(),
-            },
-        );
-        t.machine(
-            "u0",
-            MachineObs::BootFailed {
-                reason: "404".into(),
-            },
-        );
+        t.pxe_boot_fails("u0", "404");
         let names = t.finish_names();
         assert!(
             !names.contains(&ReadySbcBoots::NAME.to_string()),

@@ -138,6 +138,27 @@ impl Trace {
         });
     }
 
+    /// The machine starts a PXE boot.
+    pub fn pxe_attempt(&mut self, uuid: &str) {
+        self.machine(
+            uuid,
+            MachineObs::BootAttempt {
+                target: "Pxe".into(),
+            },
+        );
+    }
+
+    /// A PXE boot attempt that fails with `reason`.
+    pub fn pxe_boot_fails(&mut self, uuid: &str, reason: &str) {
+        self.pxe_attempt(uuid);
+        self.machine(
+            uuid,
+            MachineObs::BootFailed {
+                reason: reason.into(),
+            },
+        );
+    }
+
     pub fn reset(&mut self, uuid: &str, reset_type: &str) {
         self.machine(
             uuid,
@@ -153,12 +174,7 @@ impl Trace {
     }
 
     pub fn booted(&mut self, uuid: &str, image: &str, ignition: Option<&str>) {
-        self.machine(
-            uuid,
-            MachineObs::BootAttempt {
-                target: "Pxe".into(),
-            },
-        );
+        self.pxe_attempt(uuid);
         self.machine(
             uuid,
             MachineObs::BootSucceeded {

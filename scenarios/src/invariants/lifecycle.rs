@@ -162,10 +162,6 @@ impl Invariant for ComponentsAlive {
             message,
         }]
     }
-
-    fn finish(&mut self, _world: &World) -> Vec<Violation> {
-        Vec::new()
-    }
 }
 
 #[cfg(test)]

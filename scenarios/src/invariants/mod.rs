@@ -52,7 +52,17 @@ pub trait Invariant: Send {
         Vec::new()
     }
     /// Called once at the end of the run, on the final world.
-    fn finish(&mut self, world: &World) -> Vec<Violation>;
+    fn finish(&mut self, _world: &World) -> Vec<Violation> {
+        Vec::new()
+    }
+}
+
+/// How a violation names a machine: by its Server once discovery has made one.
+fn machine_subject(world: &World, uuid: &str) -> String {
+    match world.server_of_machine(uuid) {
+        Some(s) => format!("server {}", s.name),
+        None => format!("machine {uuid}"),
+    }
 }
 
 /// Takes the suspects whose grace period has run out by `now_ms`, leaving the others to wait.

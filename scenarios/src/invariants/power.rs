@@ -124,21 +124,10 @@ impl Invariant for PowerOnRequiresReadySbc {
             .map(|s| Violation {
                 invariant: Self::NAME.into(),
                 at_ms: s.at_ms,
-                subject: subject_of(world, &s.uuid),
+                subject: super::machine_subject(world, &s.uuid),
                 message: s.reason,
             })
             .collect()
-    }
-
-    fn finish(&mut self, _world: &World) -> Vec<Violation> {
-        Vec::new()
-    }
-}
-
-fn subject_of(world: &World, uuid: &str) -> String {
-    match world.server_of_machine(uuid) {
-        Some(s) => format!("server {}", s.name),
-        None => format!("machine {uuid}"),
     }
 }
 
@@ -254,10 +243,6 @@ impl Invariant for ReleasedPoweredOff {
                 }
             })
             .collect()
-    }
-
-    fn finish(&mut self, _world: &World) -> Vec<Violation> {
-        Vec::new()
     }
 }
 

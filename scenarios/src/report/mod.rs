@@ -158,6 +158,11 @@ impl Report {
         }
     }
 
+    /// The verdict on `invariant`, when the run checked it.
+    pub fn verdict(&self, invariant: &str) -> Option<&Verdict> {
+        self.invariants.iter().find(|v| v.invariant == invariant)
+    }
+
     /// The summary table printed at the end of a run.
     pub fn summary(&self) -> String {
         let mut out = String::new();

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use scenarios::runner::{RunOptions, run};
 use scenarios::spec::{self, Scenario};
 
 /// A scenario file shipped beside the crate (`quickstart.yaml`, `real-boot.yaml`, …).
@@ -13,17 +12,5 @@ pub fn load(name: &str) -> Scenario {
 
 /// Plays a scenario with its own seed on a runtime of its own; a harness error fails the test.
 pub fn play(scenario: &Scenario) -> scenarios::report::Report {
-    let runtime =
-        scenarios::runner::runtime(scenario.clock, scenario.effective_seed(None)).unwrap();
-    let options = RunOptions {
-        seed: scenario.effective_seed(None),
-        kubeconfig: None,
-        progress: false,
-        bmcs_in_process: false,
-        clock: scenario.clock,
-    };
-    runtime
-        .block_on(run(scenario, options))
-        .unwrap_or_else(|e| panic!("harness error: {e:#}"))
-        .report
+    scenarios::explore::play(scenario).unwrap_or_else(|e| panic!("{e}"))
 }

@@ -119,6 +119,29 @@ pub struct LatencySpec {
     pub os_ignores_graceful_shutdown: bool,
 }
 
+impl LatencySpec {
+    /// The integration tests' machines: every step still takes time, so the states in between stay
+    /// observable, but a whole boot takes milliseconds.
+    pub const FAST: Self = Self {
+        power_on_ms: 20,
+        power_off_ms: 20,
+        graceful_shutdown_ms: 30,
+        post_ms: 10,
+        os_ignores_graceful_shutdown: false,
+    };
+
+    /// Every step `ms` long (0: instant machines, to measure only the software around them).
+    pub const fn uniform(ms: u64) -> Self {
+        Self {
+            power_on_ms: ms,
+            power_off_ms: ms,
+            graceful_shutdown_ms: ms,
+            post_ms: ms,
+            os_ignores_graceful_shutdown: false,
+        }
+    }
+}
+
 impl Default for LatencySpec {
     fn default() -> Self {
         Self {

@@ -19,7 +19,7 @@ use crate::fault::FaultHandle;
 use clock::Clock;
 
 pub use driver::{BootLog, ConsoleReader, PowerButton};
-pub use power::ResetError;
+pub use power::{POWER_ON_RESETS, ResetError};
 pub use settings::{
     BOOT_ENABLED, BOOT_MODES, BOOT_OPTIONS, BOOT_TARGETS, BootSettings, BootSettingsPatch,
     BootTargetName,

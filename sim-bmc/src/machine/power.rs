@@ -15,6 +15,16 @@ pub enum ResetError {
     Unsupported(String),
 }
 
+/// Reset types that power a machine on or restart it: what a Server's boot looks like in a BMC's reset log.
+pub const POWER_ON_RESETS: &[&str] = &[
+    "On",
+    "ForceOn",
+    "GracefulRestart",
+    "ForceRestart",
+    "PowerCycle",
+    "PushPowerButton",
+];
+
 impl MachineHandle {
     /// Performs a Redfish `ResetType` on the machine.
     pub fn reset(&self, reset_type: &str) -> Result<(), ResetError> {

@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 
 use super::Ctx;
 use super::collection::{collection, link, status_ok, timestamp, types};
-use super::response::{MAX_MESSAGES, Message, Resp, empty, error, json as json_resp};
+use super::response::{Message, Resp, deleted, empty, error, json as json_resp, set_header};
 use super::routes::Route;
 use crate::bmc::accounts::{DEFAULT_MAX_SESSIONS, Session};
 use crate::bmc::{Bmc, Privilege, Role};
@@ -203,19 +203,13 @@ pub fn post(ctx: &Ctx<'_>, route: &Route) -> Resp {
                 StatusCode::CREATED,
                 &render(ctx.bmc, &Route::Account(account.id)).unwrap_or_default(),
             );
-            set_location(&mut resp, &location);
+            set_header(&mut resp, header::LOCATION, &location);
             resp
         }
         _ => error(
             StatusCode::METHOD_NOT_ALLOWED,
             vec![Message::operation_not_allowed()],
         ),
-    }
-}
-
-fn set_location(resp: &mut Resp, location: &str) {
-    if let Ok(v) = HeaderValue::from_str(location) {
-        resp.headers_mut().insert(header::LOCATION, v);
     }
 }
 
@@ -241,7 +235,7 @@ fn login(bmc: &Arc<Bmc>, user: &str, pass: &str) -> Resp {
         );
     };
     let mut resp = json_resp(StatusCode::CREATED, &session(&s));
-    set_location(&mut resp, &format!("{SESSIONS}/{}", s.id));
+    set_header(&mut resp, header::LOCATION, &format!("{SESSIONS}/{}", s.id));
     if let Ok(v) = HeaderValue::from_str(&s.token) {
         resp.headers_mut().insert("X-Auth-Token", v);
     }
@@ -258,7 +252,7 @@ pub fn patch(ctx: &Ctx<'_>, route: &Route) -> Resp {
     let mut errors = Vec::new();
     match route {
         Route::SessionService => {
-            reject_others(body, &["SessionTimeout"], current.as_ref(), &mut errors);
+            Message::reject_other_keys(body, &["SessionTimeout"], current.as_ref(), &mut errors);
             let timeout = body.get("SessionTimeout").map(|v| match v.as_u64() {
                 Some(t) if (30..=86400).contains(&t) => Some(t),
                 _ => {
@@ -293,7 +287,7 @@ pub fn patch(ctx: &Ctx<'_>, route: &Route) -> Resp {
                     vec![Message::insufficient_privilege()],
                 );
             }
-            reject_others(
+            Message::reject_other_keys(
                 body,
                 &["Password", "UserName", "RoleId", "Enabled"],
                 current.as_ref(),
@@ -336,25 +330,6 @@ pub fn patch(ctx: &Ctx<'_>, route: &Route) -> Resp {
     }
 }
 
-fn reject_others(
-    body: &Map<String, Value>,
-    writable: &[&str],
-    current: Option<&Value>,
-    errors: &mut Vec<Message>,
-) {
-    for key in body
-        .keys()
-        .filter(|k| !writable.contains(&k.as_str()) && !k.starts_with('@'))
-        .take(MAX_MESSAGES)
-    {
-        if current.and_then(|c| c.get(key)).is_some() {
-            errors.push(Message::property_not_writable(key));
-        } else {
-            errors.push(Message::property_unknown(key));
-        }
-    }
-}
-
 /// Logout and account deletion.
 pub fn delete(ctx: &Ctx<'_>, route: &Route) -> Resp {
     let bmc = ctx.bmc;
@@ -363,12 +338,5 @@ pub fn delete(ctx: &Ctx<'_>, route: &Route) -> Resp {
         Route::Account(id) => bmc.accounts.delete(id),
         _ => false,
     };
-    if found {
-        empty(StatusCode::NO_CONTENT)
-    } else {
-        error(
-            StatusCode::NOT_FOUND,
-            vec![Message::resource_missing_at_uri(&format!("{route:?}"))],
-        )
-    }
+    deleted(found, route)
 }

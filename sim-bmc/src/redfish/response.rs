@@ -2,7 +2,7 @@
 
 use axum::body::Body;
 use http::{HeaderValue, Response, StatusCode, header};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 pub type Resp = Response<Body>;
 
@@ -72,6 +72,26 @@ impl Message {
             v["RelatedProperties"] = json!(self.related);
         }
         v
+    }
+
+    /// Classifies keys that are not writable: known read-only (present in the payload) vs unknown.
+    pub(crate) fn reject_other_keys(
+        body: &Map<String, Value>,
+        writable: &[&str],
+        current: Option<&Value>,
+        errors: &mut Vec<Message>,
+    ) {
+        for key in body
+            .keys()
+            .filter(|k| !writable.contains(&k.as_str()) && !k.starts_with('@'))
+            .take(MAX_MESSAGES)
+        {
+            if current.and_then(|c| c.get(key)).is_some() {
+                errors.push(Self::property_not_writable(key));
+            } else {
+                errors.push(Self::property_unknown(key));
+            }
+        }
     }
 
     pub fn success() -> Self {
@@ -375,6 +395,25 @@ pub fn json(status: StatusCode, value: &Value) -> Resp {
 }
 
 /// A response without a body.
+/// Sets a header when `value` is a valid header value (ids and paths always are).
+pub fn set_header(resp: &mut Resp, name: header::HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        resp.headers_mut().insert(name, v);
+    }
+}
+
+/// The answer to a DELETE: 204 when `found` was deleted, else 404 naming `route`.
+pub fn deleted(found: bool, route: &super::routes::Route) -> Resp {
+    if found {
+        empty(StatusCode::NO_CONTENT)
+    } else {
+        error(
+            StatusCode::NOT_FOUND,
+            vec![Message::resource_missing_at_uri(&format!("{route:?}"))],
+        )
+    }
+}
+
 pub fn empty(status: StatusCode) -> Resp {
     let mut resp = Response::new(Body::empty());
     *resp.status_mut() = status;

@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
-use http::{HeaderValue, StatusCode, header};
+use http::{StatusCode, header};
 use serde_json::{Map, Value, json};
 
 use super::collection::{collection, link, status_ok, timestamp, types};
-use super::response::{MAX_MESSAGES, Message, Resp, empty, error, json as json_resp};
+use super::response::{Message, Resp, deleted, empty, error, json as json_resp, set_header};
 use super::routes::{FIRMWARE_ITEMS, Route};
 use super::{Ctx, UPDATE_DURATION};
 use crate::bmc::Bmc;
@@ -180,22 +180,9 @@ pub fn task_monitor(bmc: &Arc<Bmc>, id: &str) -> Resp {
     resp
 }
 
-fn set_header(resp: &mut Resp, name: header::HeaderName, value: &str) {
-    if let Ok(v) = HeaderValue::from_str(value) {
-        resp.headers_mut().insert(name, v);
-    }
-}
-
-fn body_of<'a>(ctx: &'a Ctx<'_>) -> Result<&'a Map<String, Value>, Resp> {
-    ctx.body
-        .as_object()
-        .ok_or_else(|| error(StatusCode::BAD_REQUEST, vec![Message::malformed_json()]))
-}
-
 pub fn post(ctx: &Ctx<'_>, route: &Route) -> Resp {
-    let body = match body_of(ctx) {
-        Ok(b) => b,
-        Err(resp) => return resp,
+    let Value::Object(body) = &ctx.body else {
+        return error(StatusCode::BAD_REQUEST, vec![Message::malformed_json()]);
     };
     match route {
         Route::Subscriptions => create_subscription(ctx.bmc, body),
@@ -356,9 +343,8 @@ fn simple_update(bmc: &Arc<Bmc>, body: &Map<String, Value>) -> Resp {
 }
 
 pub fn patch(ctx: &Ctx<'_>, route: &Route) -> Resp {
-    let body = match body_of(ctx) {
-        Ok(b) => b,
-        Err(resp) => return resp,
+    let Value::Object(body) = &ctx.body else {
+        return error(StatusCode::BAD_REQUEST, vec![Message::malformed_json()]);
     };
     let current = render(ctx.bmc, route);
     let writable: &[&str] = match route {
@@ -366,17 +352,7 @@ pub fn patch(ctx: &Ctx<'_>, route: &Route) -> Resp {
         _ => &[],
     };
     let mut errors = Vec::new();
-    for key in body
-        .keys()
-        .filter(|k| !writable.contains(&k.as_str()) && !k.starts_with('@'))
-        .take(MAX_MESSAGES)
-    {
-        if current.as_ref().and_then(|c| c.get(key)).is_some() {
-            errors.push(Message::property_not_writable(key));
-        } else {
-            errors.push(Message::property_unknown(key));
-        }
-    }
+    Message::reject_other_keys(body, writable, current.as_ref(), &mut errors);
     match body.get("Context") {
         Some(Value::String(c)) if c.len() > MAX_SUBSCRIPTION_TEXT => {
             errors.push(Message::string_value_too_long(c, MAX_SUBSCRIPTION_TEXT));
@@ -411,12 +387,5 @@ pub fn delete(ctx: &Ctx<'_>, route: &Route) -> Resp {
         Route::Subscription(id) => ctx.bmc.subscriptions.delete(id),
         _ => false,
     };
-    if found {
-        empty(StatusCode::NO_CONTENT)
-    } else {
-        error(
-            StatusCode::NOT_FOUND,
-            vec![Message::resource_missing_at_uri(&format!("{route:?}"))],
-        )
-    }
+    deleted(found, route)
 }

@@ -224,26 +224,6 @@ fn indicator_patch(body: &Map<String, Value>, errors: &mut Vec<Message>) -> Opti
     out
 }
 
-/// Classifies keys that are not writable: known read-only (present in the payload) vs unknown.
-fn reject_other_keys(
-    body: &Map<String, Value>,
-    writable: &[&str],
-    current: Option<&Value>,
-    errors: &mut Vec<Message>,
-) {
-    for key in body
-        .keys()
-        .filter(|k| !writable.contains(&k.as_str()) && !k.starts_with('@'))
-        .take(MAX_MESSAGES)
-    {
-        if current.and_then(|c| c.get(key)).is_some() {
-            errors.push(Message::property_not_writable(key));
-        } else {
-            errors.push(Message::property_unknown(key));
-        }
-    }
-}
-
 fn patch_system(
     bmc: &Arc<Bmc>,
     s: &SystemEntry,
@@ -251,7 +231,7 @@ fn patch_system(
 ) -> Result<(), Vec<Message>> {
     let mut errors = Vec::new();
     let current = system(bmc, s);
-    reject_other_keys(
+    Message::reject_other_keys(
         body,
         &["Boot", "IndicatorLED", "LocationIndicatorActive"],
         Some(&current),
@@ -344,7 +324,7 @@ fn patch_indicator_only(
     current: Option<Value>,
 ) -> Result<(), Vec<Message>> {
     let mut errors = Vec::new();
-    reject_other_keys(
+    Message::reject_other_keys(
         body,
         &["IndicatorLED", "LocationIndicatorActive"],
         current.as_ref(),

@@ -63,6 +63,17 @@ impl ImageSpec {
             legacy_annotations: false,
         }
     }
+
+    /// An amd64-only image index whose layers the caller supplies ([`Catalog::add_image_from_blobs`]).
+    pub fn amd64_index(repository: &str, tag: &str) -> Self {
+        Self {
+            repository: repository.into(),
+            tag: tag.into(),
+            platforms: vec![PlatformSpec::with_layers("amd64", &[])],
+            index: true,
+            legacy_annotations: false,
+        }
+    }
 }
 
 /// Sizes of generated blobs in bytes.

@@ -3,12 +3,12 @@
 //! Plain HTTP only; HTTPS registries need [`super::OciClientResolver`].
 
 use bytes::Bytes;
-use futures::future::BoxFuture;
 use http::{Request, StatusCode, header};
 
 use super::reference::ImageRef;
 use super::resolve::{
-    ACCEPTED, ImageResolver, Layer, ResolveError, ResolvedImage, check_blob, resolve_with,
+    ACCEPTED, Layer, OwnedResolver, ResolveError, ResolvedImage, check_blob, parse_manifest,
+    resolve_with,
 };
 use boot_image::sha256_digest;
 use http_client::{Fetched, HttpClient};
@@ -36,18 +36,12 @@ impl HttpResolver {
         let request = Request::get(&url)
             .header(header::ACCEPT, ACCEPTED.join(", "))
             .body(axum::body::Body::empty());
-        let request = request.map_err(|e| ResolveError::Registry {
-            image: image.canonical().to_string(),
-            detail: e.to_string(),
-        })?;
+        let request = request.map_err(|e| ResolveError::registry(image, e.to_string()))?;
         let response = self
             .http
             .send(request)
             .await
-            .map_err(|detail| ResolveError::Registry {
-                image: image.canonical().to_string(),
-                detail,
-            })?;
+            .map_err(|detail| ResolveError::registry(image, detail))?;
         let body = check(image, &url, &response)?;
         let digest = sha256_digest(&body);
         let announced = response
@@ -58,19 +52,14 @@ impl HttpResolver {
             || (reference.starts_with("sha256:") && reference != digest)
         {
             let detail = format!("manifest from {url} hashes to {digest}, announced {announced:?}");
-            return Err(ResolveError::Registry {
-                image: image.canonical().to_string(),
-                detail,
-            });
+            return Err(ResolveError::registry(image, detail));
         }
-        let value = serde_json::from_slice(&body).map_err(|e| ResolveError::Registry {
-            image: image.canonical().to_string(),
-            detail: format!("manifest is not JSON: {e}"),
-        })?;
-        Ok((value, digest))
+        parse_manifest(image, &body, digest)
     }
+}
 
-    async fn resolve_inner(
+impl OwnedResolver for HttpResolver {
+    async fn resolve_owned(
         self,
         image: ImageRef,
         architecture: String,
@@ -83,7 +72,7 @@ impl HttpResolver {
         resolve_with(image_ref, &architecture, pull).await
     }
 
-    async fn fetch_inner(self, image: ImageRef, layer: Layer) -> Result<Bytes, ResolveError> {
+    async fn fetch_owned(self, image: ImageRef, layer: Layer) -> Result<Bytes, ResolveError> {
         let url = format!(
             "http://{}/v2/{}/blobs/{}",
             image.registry(),
@@ -117,31 +106,7 @@ fn check(image: &ImageRef, url: &str, response: &Fetched) -> Result<Bytes, Resol
     };
     match response.status {
         s if s.is_success() => Ok(response.body.clone()),
-        StatusCode::NOT_FOUND => Err(ResolveError::NotFound {
-            image: image.canonical().to_string(),
-            detail: detail(),
-        }),
-        _ => Err(ResolveError::Registry {
-            image: image.canonical().to_string(),
-            detail: detail(),
-        }),
-    }
-}
-
-impl ImageResolver for HttpResolver {
-    fn resolve(
-        &self,
-        image: ImageRef,
-        architecture: String,
-    ) -> BoxFuture<'static, Result<ResolvedImage, ResolveError>> {
-        Box::pin(self.clone().resolve_inner(image, architecture))
-    }
-
-    fn fetch_blob(
-        &self,
-        image: ImageRef,
-        layer: Layer,
-    ) -> BoxFuture<'static, Result<Bytes, ResolveError>> {
-        Box::pin(self.clone().fetch_inner(image, layer))
+        StatusCode::NOT_FOUND => Err(ResolveError::not_found(image, detail())),
+        _ => Err(ResolveError::registry(image, detail())),
     }
 }

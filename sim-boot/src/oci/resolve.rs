@@ -100,6 +100,35 @@ pub enum ResolveError {
     },
 }
 
+impl ResolveError {
+    /// [`ResolveError::Registry`] for `image`.
+    pub(super) fn registry(image: &ImageRef, detail: impl Into<String>) -> Self {
+        Self::Registry {
+            image: image.canonical().to_string(),
+            detail: detail.into(),
+        }
+    }
+
+    /// [`ResolveError::NotFound`] for `image`.
+    pub(super) fn not_found(image: &ImageRef, detail: impl Into<String>) -> Self {
+        Self::NotFound {
+            image: image.canonical().to_string(),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// A manifest's JSON, paired with the digest its bytes were checked against.
+pub(super) fn parse_manifest(
+    image: &ImageRef,
+    bytes: &[u8],
+    digest: String,
+) -> Result<(Value, String), ResolveError> {
+    let value = serde_json::from_slice(bytes)
+        .map_err(|e| ResolveError::registry(image, format!("manifest is not JSON: {e}")))?;
+    Ok((value, digest))
+}
+
 /// Resolves references and downloads blobs.
 pub trait ImageResolver: Send + Sync + 'static {
     fn resolve(
@@ -112,6 +141,39 @@ pub trait ImageResolver: Send + Sync + 'static {
         image: ImageRef,
         layer: Layer,
     ) -> BoxFuture<'static, Result<Bytes, ResolveError>>;
+}
+
+/// A resolver's two steps on an owned handle (a cheap clone), so that their futures are `'static`;
+/// the one [`ImageResolver`] impl boxes them for every resolver.
+pub(crate) trait OwnedResolver: Clone + Send + Sync + 'static {
+    fn resolve_owned(
+        self,
+        image: ImageRef,
+        architecture: String,
+    ) -> impl Future<Output = Result<ResolvedImage, ResolveError>> + Send;
+    fn fetch_owned(
+        self,
+        image: ImageRef,
+        layer: Layer,
+    ) -> impl Future<Output = Result<Bytes, ResolveError>> + Send;
+}
+
+impl<R: OwnedResolver> ImageResolver for R {
+    fn resolve(
+        &self,
+        image: ImageRef,
+        architecture: String,
+    ) -> BoxFuture<'static, Result<ResolvedImage, ResolveError>> {
+        Box::pin(self.clone().resolve_owned(image, architecture))
+    }
+
+    fn fetch_blob(
+        &self,
+        image: ImageRef,
+        layer: Layer,
+    ) -> BoxFuture<'static, Result<Bytes, ResolveError>> {
+        Box::pin(self.clone().fetch_owned(image, layer))
+    }
 }
 
 /// The `oci-client` implementation; anonymous access, plain HTTP for the listed insecure registries.
@@ -158,10 +220,10 @@ impl OciClientResolver {
     }
 
     fn reference(image: &ImageRef) -> Result<Reference, ResolveError> {
-        image.oci().cloned().ok_or_else(|| ResolveError::NotFound {
-            image: image.canonical().to_string(),
-            detail: "not a valid OCI reference".into(),
-        })
+        image
+            .oci()
+            .cloned()
+            .ok_or_else(|| ResolveError::not_found(image, "not a valid OCI reference"))
     }
 
     async fn pull_json(
@@ -175,19 +237,17 @@ impl OciClientResolver {
             .await
             .map_err(|e| classify(image, e))?;
         if sha256_digest(&bytes) != digest {
-            return Err(ResolveError::Registry {
-                image: image.canonical().to_string(),
-                detail: format!("manifest bytes do not hash to {digest}"),
-            });
+            return Err(ResolveError::registry(
+                image,
+                format!("manifest bytes do not hash to {digest}"),
+            ));
         }
-        let value = serde_json::from_slice(&bytes).map_err(|e| ResolveError::Registry {
-            image: image.canonical().to_string(),
-            detail: format!("manifest is not JSON: {e}"),
-        })?;
-        Ok((value, digest))
+        parse_manifest(image, &bytes, digest)
     }
+}
 
-    async fn resolve_inner(
+impl OwnedResolver for OciClientResolver {
+    async fn resolve_owned(
         self,
         image: ImageRef,
         architecture: String,
@@ -210,7 +270,7 @@ impl OciClientResolver {
         resolve_with(image_ref, &architecture, pull).await
     }
 
-    async fn fetch_inner(self, image: ImageRef, layer: Layer) -> Result<Bytes, ResolveError> {
+    async fn fetch_owned(self, image: ImageRef, layer: Layer) -> Result<Bytes, ResolveError> {
         let reference = Self::reference(&image)?;
         let mut out: Vec<u8> = Vec::with_capacity(layer.size as usize);
         self.client
@@ -222,24 +282,6 @@ impl OciClientResolver {
                 detail: describe(&e),
             })?;
         check_blob(&image, layer, Bytes::from(out))
-    }
-}
-
-impl ImageResolver for OciClientResolver {
-    fn resolve(
-        &self,
-        image: ImageRef,
-        architecture: String,
-    ) -> BoxFuture<'static, Result<ResolvedImage, ResolveError>> {
-        Box::pin(self.clone().resolve_inner(image, architecture))
-    }
-
-    fn fetch_blob(
-        &self,
-        image: ImageRef,
-        layer: Layer,
-    ) -> BoxFuture<'static, Result<Bytes, ResolveError>> {
-        Box::pin(self.clone().fetch_inner(image, layer))
     }
 }
 
@@ -263,15 +305,9 @@ fn classify(image: &ImageRef, error: OciDistributionError) -> ResolveError {
         || matches!(&error, OciDistributionError::RegistryError { envelope, .. }
             if envelope.errors.iter().any(|e| matches!(format!("{:?}", e.code).as_str(), "ManifestUnknown" | "NameUnknown")));
     if not_found {
-        ResolveError::NotFound {
-            image: image.canonical().to_string(),
-            detail,
-        }
+        ResolveError::not_found(image, detail)
     } else {
-        ResolveError::Registry {
-            image: image.canonical().to_string(),
-            detail,
-        }
+        ResolveError::registry(image, detail)
     }
 }
 
