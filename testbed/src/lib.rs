@@ -232,7 +232,13 @@ impl Testbed {
         let in_process = self.in_process();
         if let Some((options, catalog)) = b.registries {
             self.registries = Some(match in_process {
-                true => BuiltinRegistries::in_process(options, catalog, &self.net)?,
+                true => BuiltinRegistries::in_process(
+                    options,
+                    catalog,
+                    &self.net,
+                    self.clock,
+                    self.seed.map(|s| clock::derive_seed(s, "registries")),
+                )?,
                 false => BuiltinRegistries::start_with(options, catalog).await?,
             });
         }

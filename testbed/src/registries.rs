@@ -147,11 +147,14 @@ impl BuiltinRegistries {
     }
 
     /// Both registries as [`REGISTRY_HOST`] and [`DISALLOWED_REGISTRY_HOST`] of `net`, over plain HTTP (HTTPS
-    /// is refused: in one process there is no wire to protect).
+    /// is refused: in one process there is no wire to protect). Tokens are stamped by `clock` (the wall clock
+    /// when None) and keyed from `seed` (the OS when None), so a simulated run hands out the same ones.
     pub fn in_process(
         options: RegistryOptions,
         catalog: sim_boot::oci::catalog::Catalog,
         net: &InProcessNet,
+        clock: Option<clock::Clock>,
+        seed: Option<u64>,
     ) -> anyhow::Result<BuiltinRegistries> {
         anyhow::ensure!(
             options.scheme == RegistryScheme::Http,
@@ -159,8 +162,11 @@ impl BuiltinRegistries {
         );
         let mut registry = sim_boot::oci::Registry::new(catalog);
         if options.auth == RegistryAuthMode::Token {
-            registry =
-                registry.with_token_auth(options.scheme.as_str(), clock::Clock::wall(), None);
+            registry = registry.with_token_auth(
+                options.scheme.as_str(),
+                clock.unwrap_or_else(clock::Clock::wall),
+                seed,
+            );
         }
         for host in [REGISTRY_HOST, DISALLOWED_REGISTRY_HOST] {
             net.serve(host, registry.router());
@@ -315,9 +321,14 @@ mod tests {
     async fn in_process_registries_are_hosts_of_the_network() {
         let net = InProcessNet::default();
         let catalog = BuiltinRegistries::standard_catalog();
-        let registries =
-            BuiltinRegistries::in_process(RegistryOptions::default(), catalog.clone(), &net)
-                .unwrap();
+        let registries = BuiltinRegistries::in_process(
+            RegistryOptions::default(),
+            catalog.clone(),
+            &net,
+            None,
+            None,
+        )
+        .unwrap();
         assert!(
             registries
                 .images()
@@ -337,7 +348,7 @@ mod tests {
             scheme: RegistryScheme::Https,
             ..RegistryOptions::default()
         };
-        let refused = BuiltinRegistries::in_process(https, catalog, &net)
+        let refused = BuiltinRegistries::in_process(https, catalog, &net, None, None)
             .err()
             .unwrap();
         assert!(refused.to_string().contains("plain HTTP only"), "{refused}");

@@ -41,7 +41,7 @@ use referrers::Referrers;
 pub enum Error {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
-    /// The reconcile's task panicked or was cancelled.
+    /// The reconcile's task was cancelled.
     #[error("reconcile task ended: {0}")]
     Task(String),
 }
@@ -414,8 +414,13 @@ pub async fn run(ctx: Arc<Context>) {
                     outcome
                 });
                 async move {
-                    task.await
-                        .unwrap_or_else(|ended| Err(Error::Task(ended.to_string())))
+                    match task.await {
+                        Ok(outcome) => outcome,
+                        // A panicking reconcile crashes the controller, as it would crash the pod
+                        // (`crash-on-reconcile`; the backend's supervisor restarts it).
+                        Err(ended) if ended.is_panic() => std::panic::resume_unwind(ended.into_panic()),
+                        Err(ended) => Err(Error::Task(ended.to_string())),
+                    }
                 }
             },
             error_policy,
