@@ -1,6 +1,7 @@
 //! Watches for kube-runtime controllers that wake a reconcile only for what it reads, and recover fast.
 //! Each watch has its own bounded backoff, drops events that leave an object's fingerprint unchanged,
-//! and can feed a store the woken reconcile reads; `OwnWrites` lets it read its own writes before they arrive.
+//! and can feed a store the woken reconcile reads; `OwnWrites` lets it read its own writes before they arrive;
+//! `OrderedStarts` starts reconciles in key order with a first-come-first-served limit (one seed, one run).
 //!
 //! Why per-watch backoff: `Controller::new`/`watches`/`owns` merge all of a controller's watches into one
 //! stream behind one `DefaultBackoff` (800 ms doubling to 30 s, with jitter), reset only when an *object*
