@@ -18,6 +18,8 @@ pub struct Standstill {
     /// Virtual milliseconds since the start, as last seen by the run's own thread.
     reached_ms: Arc<AtomicU64>,
     done: Arc<AtomicBool>,
+    /// The watching thread, woken on drop so that it ends at once.
+    watcher: std::thread::Thread,
     _marker: tokio_util::task::AbortOnDropHandle<()>,
 }
 
@@ -37,7 +39,7 @@ impl Standstill {
             }
         }));
         let (seen, finished, signal) = (reached_ms.clone(), done.clone(), stuck.clone());
-        std::thread::spawn(move || {
+        let watcher = std::thread::spawn(move || {
             let poll = limit.min(Duration::from_secs(5));
             let mut last = (seen.load(Ordering::Relaxed), std::time::Instant::now());
             while !finished.load(Ordering::Relaxed) {
@@ -50,11 +52,14 @@ impl Standstill {
                     return;
                 }
             }
-        });
+        })
+        .thread()
+        .clone();
         Standstill {
             stuck,
             reached_ms,
             done,
+            watcher,
             _marker: marker,
         }
     }
@@ -69,6 +74,7 @@ impl Standstill {
 impl Drop for Standstill {
     fn drop(&mut self) {
         self.done.store(true, Ordering::Relaxed);
+        self.watcher.unpark();
     }
 }
 
@@ -92,9 +98,11 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(20));
             }
             assert!(!watch.stuck.is_cancelled(), "a moving clock was reported");
-            // A task that never waits holds the clock at one instant: the alarm goes off.
+            // A task that never waits holds the clock at one instant: the alarm goes off. (It gives up
+            // after 30 s of wall time, so that a broken alarm fails the timeout below instead of hanging.)
             tokio::spawn(async {
-                loop {
+                let wall = std::time::Instant::now();
+                while wall.elapsed() < Duration::from_secs(30) {
                     tokio::task::yield_now().await;
                 }
             });
