@@ -105,7 +105,12 @@ fn a_mutated_gate_is_caught_on_both_clocks_and_the_strict_gate_passes() {
         let mut mutated = load("late-ready.yaml");
         mutated.clock = clock;
         let report = play(&mutated);
-        assert!(report.passed, "{}", report.summary());
+        assert!(
+            report.passed,
+            "{} clock: {}",
+            clock.as_str(),
+            report.summary()
+        );
         for caught in ["power-on-requires-ready-sbc", "boots-bound-sbc"] {
             assert!(violations_of(&report, caught) > 0, "{}", report.summary());
         }
