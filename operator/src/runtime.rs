@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use watches::Fanout;
 
 use crate::config::Config;
 use crate::context::{BmcConnector, Context, Stores};
@@ -101,17 +102,21 @@ pub async fn run(mut options: Options, client: kube::Client) -> anyhow::Result<O
     if options.seed.is_some() {
         options.connector.options.jitter = stream("operator/redfish-jitter");
     }
+    // One watch per kind that other controllers react to: its controller hands it on to them once its
+    // store has each event, so what a trigger wakes reads that event or a newer one (`watches::Fanout`).
+    let (servers, bmcs) = (Fanout::default(), Fanout::default());
+    let (bmc_secrets, endpoints) = (Fanout::default(), Fanout::default());
     let controllers::server::ServerController {
         controller: server,
         boot_configs,
         claims,
-    } = controllers::server::controller(client.clone());
-    let claim = controllers::server_claim::controller(client.clone());
+    } = controllers::server::controller(client.clone(), &servers, &bmcs);
+    let claim = controllers::server_claim::controller(client.clone(), &servers);
     let sbc = controllers::server_boot_configuration::controller(client.clone());
-    let bmc = controllers::bmc::controller(client.clone());
-    let bmc_secret = controllers::bmcsecret::controller(client.clone());
-    let endpoint = controllers::endpoint::controller(client.clone());
-    let rule = controllers::readiness_rule::controller(client.clone());
+    let bmc = controllers::bmc::controller(client.clone(), &bmcs, &bmc_secrets, &endpoints);
+    let bmc_secret = controllers::bmcsecret::controller(client.clone(), &bmc_secrets);
+    let endpoint = controllers::endpoint::controller(client.clone(), &endpoints);
+    let rule = controllers::readiness_rule::controller(client.clone(), &servers);
     let stores = Stores {
         servers: server.store(),
         claims,

@@ -1,7 +1,8 @@
 //! Watches for kube-runtime controllers that wake a reconcile only for what it reads, and recover fast.
 //! Each watch has its own bounded backoff, drops events that leave an object's fingerprint unchanged,
 //! and can feed a store the woken reconcile reads; `OwnWrites` lets it read its own writes before they arrive;
-//! `OrderedStarts` starts reconciles in key order with a first-come-first-served limit (one seed, one run).
+//! `OrderedStarts` starts reconciles in key order with a first-come-first-served limit (one seed, one run);
+//! a [`Fanout`] hands one controller's watch to other controllers' triggers, never ahead of its store.
 //!
 //! Why per-watch backoff: `Controller::new`/`watches`/`owns` merge all of a controller's watches into one
 //! stream behind one `DefaultBackoff` (800 ms doubling to 30 s, with jitter), reset only when an *object*
@@ -20,10 +21,12 @@
 //! watch streams from the controller's one task, so reading and decoding thousands of watch events
 //! (and feeding the stores) would otherwise share one core with the controller's scheduling.
 
+mod fanout;
 mod index;
 mod own_writes;
 mod starts;
 
+pub use fanout::Fanout;
 pub use index::{Following, WatchIndex};
 pub use own_writes::OwnWrites;
 pub use starts::OrderedStarts;
@@ -297,11 +300,7 @@ pub fn controller<K>(api: Api<K>) -> Controller<K>
 where
     K: Watched,
 {
-    let (reader, writer) = reflector::store();
-    let objects = detached(triggers_after_relist(events(api).reflect(writer)).applied_objects());
-    // Errors never reach the controller's merged stream; its backoff is set anyway so that no path
-    // falls back to the 30 s default.
-    Controller::for_stream(objects, reader).trigger_backoff(WatchBackoff::default())
+    built(api, None, |_| {}, None)
 }
 
 /// Like [`controller`], but reconciling only on events that change `on`'s fingerprint. The store
@@ -310,7 +309,7 @@ pub fn controller_on<K>(api: Api<K>, on: Fingerprint<K>) -> Controller<K>
 where
     K: Watched,
 {
-    controller_on_observed(api, on, |_| {})
+    built(api, Some(on), |_| {}, None)
 }
 
 /// Like [`controller_on`], and `observe` sees every event of the watch right after the store has it:
@@ -318,19 +317,74 @@ where
 pub fn controller_on_observed<K>(
     api: Api<K>,
     on: Fingerprint<K>,
-    mut observe: impl FnMut(&watcher::Event<K>) + Send + 'static,
+    observe: impl FnMut(&watcher::Event<K>) + Send + 'static,
+) -> Controller<K>
+where
+    K: Watched,
+{
+    built(api, Some(on), observe, None)
+}
+
+/// Like [`controller`] (`on`: `None`) or [`controller_on`], and its watch's events go on to the
+/// subscribers of `fanout` right after the store has them: other controllers that read this store
+/// take their triggers of this kind from there (see [`Fanout`]).
+pub fn controller_publishing<K>(
+    api: Api<K>,
+    on: Option<Fingerprint<K>>,
+    fanout: &Fanout<K>,
+) -> Controller<K>
+where
+    K: Watched,
+{
+    built(api, on, |_| {}, Some(fanout.clone()))
+}
+
+fn built<K>(
+    api: Api<K>,
+    on: Option<Fingerprint<K>>,
+    observe: impl FnMut(&watcher::Event<K>) + Send + 'static,
+    fanout: Option<Fanout<K>>,
 ) -> Controller<K>
 where
     K: Watched,
 {
     let (reader, writer) = reflector::store();
-    let events = events(api).reflect(writer).inspect(move |event| {
-        if let Ok(event) = event {
+    let objects = detached(own_triggers(events(api), writer, on, observe, fanout));
+    // Errors never reach the controller's merged stream; its backoff is set anyway so that no path
+    // falls back to the 30 s default.
+    Controller::for_stream(objects, reader).trigger_backoff(WatchBackoff::default())
+}
+
+/// A controller's own triggers from its watch's `events`: each event goes into the store first, then
+/// to `observe` and `fanout`'s subscribers, then (if it changes `on`'s fingerprint) to the controller.
+fn own_triggers<K, S>(
+    events: S,
+    writer: reflector::store::Writer<K>,
+    on: Option<Fingerprint<K>>,
+    mut observe: impl FnMut(&watcher::Event<K>) + Send + 'static,
+    fanout: Option<Fanout<K>>,
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Watched,
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+{
+    let events = events.reflect(writer).then(move |event| {
+        if let Ok(event) = &event {
             observe(event);
         }
+        let fanout = fanout.clone();
+        async move {
+            if let (Some(fanout), Ok(event)) = (fanout, &event) {
+                fanout.publish(event).await;
+            }
+            event
+        }
     });
-    let objects = detached(triggers_after_relist(relevant(events, on)).applied_objects());
-    Controller::for_stream(objects, reader).trigger_backoff(WatchBackoff::default())
+    let events = match on {
+        Some(on) => relevant(events, on).left_stream(),
+        None => events.right_stream(),
+    };
+    triggers_after_relist(events).applied_objects()
 }
 
 /// Objects of `api` as triggers for [`Controller::watches_stream`] (all applied and deleted objects,
@@ -402,11 +456,11 @@ where
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::ConfigMap;
 
-    fn map(uid: &str, value: &str, label: &str) -> ConfigMap {
+    pub(crate) fn map(uid: &str, value: &str, label: &str) -> ConfigMap {
         let mut map = ConfigMap::default();
         map.metadata.name = Some(format!("m-{uid}"));
         map.metadata.uid = Some(uid.into());

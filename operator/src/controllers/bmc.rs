@@ -14,6 +14,7 @@ use kube::{Resource as _, ResourceExt as _};
 use metal_api::constants::Operation;
 use metal_api::{BMC, BMCSecret, BMCStatus, Endpoint, Server, ServerSpec};
 use serde_json::json;
+use watches::Fanout;
 
 use super::{finalized, is_ignored, name_of, operation_of};
 use crate::conditions::{self, NewCondition};
@@ -25,34 +26,37 @@ use crate::redfish::{RedfishClient, RedfishError, ResetType, reason};
 
 pub const CONTROLLER: &str = "bmc";
 
-pub fn controller(client: kube::Client) -> Controller<BMC> {
-    let controller = watches::controller_on(Api::<BMC>::all(client.clone()), |bmc| {
-        watches::metadata_fingerprint(&bmc.metadata)
-    });
+/// Builds the BMC controller; its watch goes on to `bmcs`' subscribers. Secrets and Endpoints wake
+/// BMCs through `secrets` and `endpoints`, once the stores the reconcile reads have the change.
+pub fn controller(
+    client: kube::Client,
+    bmcs: &Fanout<BMC>,
+    secrets: &Fanout<BMCSecret>,
+    endpoints: &Fanout<Endpoint>,
+) -> Controller<BMC> {
+    let controller = watches::controller_publishing(
+        Api::<BMC>::all(client),
+        Some(|bmc| watches::metadata_fingerprint(&bmc.metadata)),
+        bmcs,
+    );
     let bmcs = controller.store();
     let by_endpoint = bmcs.clone();
     controller
-        .watches_stream(
-            watches::others(Api::<BMCSecret>::all(client.clone())),
-            move |secret| {
-                let name = secret.name_any();
-                bmcs.state_filter(|b| b.spec.bmc_secret_ref.name == name)
-                    .iter()
-                    .map(|b| ObjectRef::from_obj(&**b))
-                    .collect::<Vec<_>>()
-            },
-        )
-        .watches_stream(
-            watches::others(Api::<Endpoint>::all(client)),
-            move |endpoint| {
-                let name = endpoint.name_any();
-                by_endpoint
-                    .state_filter(|b| b.spec.endpoint_ref.as_ref().is_some_and(|r| r.name == name))
-                    .iter()
-                    .map(|b| ObjectRef::from_obj(&**b))
-                    .collect::<Vec<_>>()
-            },
-        )
+        .watches_stream(secrets.subscribe(), move |secret| {
+            let name = secret.name_any();
+            bmcs.state_filter(|b| b.spec.bmc_secret_ref.name == name)
+                .iter()
+                .map(|b| ObjectRef::from_obj(&**b))
+                .collect::<Vec<_>>()
+        })
+        .watches_stream(endpoints.subscribe(), move |endpoint| {
+            let name = endpoint.name_any();
+            by_endpoint
+                .state_filter(|b| b.spec.endpoint_ref.as_ref().is_some_and(|r| r.name == name))
+                .iter()
+                .map(|b| ObjectRef::from_obj(&**b))
+                .collect::<Vec<_>>()
+        })
 }
 
 pub(crate) async fn reconcile(bmc: Arc<BMC>, ctx: Arc<Context>) -> Result<Action> {

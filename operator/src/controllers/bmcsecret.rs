@@ -7,6 +7,7 @@ use std::sync::Arc;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use metal_api::BMCSecret;
+use watches::Fanout;
 
 use super::name_of;
 use crate::context::Context;
@@ -14,8 +15,9 @@ use crate::error::{Error, Result};
 
 pub const CONTROLLER: &str = "bmcsecret";
 
-pub fn controller(client: kube::Client) -> Controller<BMCSecret> {
-    watches::controller(Api::<BMCSecret>::all(client))
+/// Builds the BMCSecret controller; its watch goes on to `secrets`' subscribers (the BMC controller).
+pub fn controller(client: kube::Client, secrets: &Fanout<BMCSecret>) -> Controller<BMCSecret> {
+    watches::controller_publishing(Api::<BMCSecret>::all(client), None, secrets)
 }
 
 pub(crate) async fn reconcile(secret: Arc<BMCSecret>, _ctx: Arc<Context>) -> Result<Action> {

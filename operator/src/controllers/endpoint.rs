@@ -9,6 +9,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use metal_api::{BMC, BMCSecret, BMCSecretFields, BMCSpec, ConsoleProtocol, Endpoint, Protocol};
 use serde_json::json;
+use watches::Fanout;
 
 use super::{finalized, is_ignored, name_of};
 use crate::context::{Context, endpoint_url};
@@ -19,8 +20,9 @@ use crate::redfish::Credentials;
 
 pub const CONTROLLER: &str = "endpoint";
 
-pub fn controller(client: kube::Client) -> Controller<Endpoint> {
-    watches::controller(Api::<Endpoint>::all(client))
+/// Builds the Endpoint controller; its watch goes on to `endpoints`' subscribers (the BMC controller).
+pub fn controller(client: kube::Client, endpoints: &Fanout<Endpoint>) -> Controller<Endpoint> {
+    watches::controller_publishing(Api::<Endpoint>::all(client), None, endpoints)
 }
 
 pub(crate) async fn reconcile(endpoint: Arc<Endpoint>, ctx: Arc<Context>) -> Result<Action> {

@@ -10,6 +10,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use metal_api::{EnforcementMode, Server, ServerReadinessRule, Taint};
 use serde_json::json;
+use watches::Fanout;
 
 use super::{finalized, is_ignored, name_of};
 use crate::context::Context;
@@ -18,10 +19,15 @@ use crate::keys;
 
 pub const CONTROLLER: &str = "serverreadinessrule";
 
-pub fn controller(client: kube::Client) -> Controller<ServerReadinessRule> {
-    let controller = watches::controller(Api::<ServerReadinessRule>::all(client.clone()));
+/// Builds the rule controller; a Server wakes the rules through `servers` (the Server controller's
+/// watch), so enforcing, which walks that controller's store, sees what woke it.
+pub fn controller(
+    client: kube::Client,
+    servers: &Fanout<Server>,
+) -> Controller<ServerReadinessRule> {
+    let controller = watches::controller(Api::<ServerReadinessRule>::all(client));
     let rules: Store<ServerReadinessRule> = controller.store();
-    controller.watches_stream(watches::others(Api::<Server>::all(client)), move |server| {
+    controller.watches_stream(servers.subscribe(), move |server| {
         rules
             .state()
             .into_iter()

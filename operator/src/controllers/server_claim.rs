@@ -15,6 +15,7 @@ use metal_api::{
     ServerBootConfigurationSpec, ServerClaim, ServerClaimPhase, ServerPowerState, ServerState,
 };
 use serde_json::json;
+use watches::Fanout;
 
 use super::claim_index::ClaimIndex;
 use super::{finalized, is_ignored, name_of};
@@ -31,7 +32,9 @@ const WAKE_LIMIT: usize = 32;
 /// a claim trigger cheap when many claims select other Servers.
 const WAKE_INSPECT: usize = 1024;
 
-pub fn controller(client: kube::Client) -> Controller<ServerClaim> {
+/// Builds the claim controller; a Server wakes claims through `servers` (the Server controller's
+/// watch), so binding, which picks from that controller's store, sees what woke it.
+pub fn controller(client: kube::Client, servers: &Fanout<Server>) -> Controller<ServerClaim> {
     let index = ClaimIndex::default();
     let observer = index.clone();
     let controller = watches::controller_on_observed(
@@ -43,7 +46,7 @@ pub fn controller(client: kube::Client) -> Controller<ServerClaim> {
     controller
         .owns_stream(watches::owned::<ServerBootConfiguration>(client.clone()))
         .watches_stream(
-            watches::others_on(Api::<Server>::all(client), |server| {
+            servers.subscribe_on(|server| {
                 let status = server.status.as_ref();
                 watches::fingerprint((
                     server.metadata.generation,

@@ -15,6 +15,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use metal_api::{BMC, BMCState, Server, ServerBootConfiguration, ServerClaim, ServerState};
 use serde_json::json;
+use watches::Fanout;
 
 use self::run::Run;
 use self::states::{apply_boot_order, available, discovery, initial, released, reserved};
@@ -36,11 +37,18 @@ pub struct ServerController {
     pub claims: Store<ServerClaim>,
 }
 
-/// Builds the Server controller (its store serves the other controllers too).
-pub fn controller(client: kube::Client) -> ServerController {
-    let controller = watches::controller_on(Api::<Server>::all(client.clone()), |server| {
-        watches::metadata_fingerprint(&server.metadata)
-    });
+/// Builds the Server controller. Its store serves the other controllers too, and its watch goes on to
+/// `servers`' subscribers; a BMC wakes its Servers through `bmcs`, once the BMC store has the change.
+pub fn controller(
+    client: kube::Client,
+    servers: &Fanout<Server>,
+    bmcs: &Fanout<BMC>,
+) -> ServerController {
+    let controller = watches::controller_publishing(
+        Api::<Server>::all(client.clone()),
+        Some(|server| watches::metadata_fingerprint(&server.metadata)),
+        servers,
+    );
     let store = controller.store();
     let (sbc_events, boot_configs) =
         watches::others_on_reflected(Api::<ServerBootConfiguration>::all(client.clone()), |sbc| {
@@ -72,7 +80,7 @@ pub fn controller(client: kube::Client) -> ServerController {
             claim.spec.server_ref.map(|r| ObjectRef::new(&r.name))
         })
         .watches_stream(
-            watches::others_on(Api::<BMC>::all(client), |bmc| {
+            bmcs.subscribe_on(|bmc| {
                 watches::fingerprint((
                     bmc.metadata.generation,
                     bmc.status
