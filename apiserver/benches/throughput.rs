@@ -158,14 +158,10 @@ fn pct(sorted: &[u64], p: f64) -> f64 {
     sorted[i] as f64 / 1000.0
 }
 
+/// The child's resident set in KiB; 0 once it has gone (the figure is then meaningless anyway).
 fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    let status = procfs::process::Process::new(pid as i32).and_then(|p| p.status());
+    status.ok().and_then(|s| s.vmrss).unwrap_or(0)
 }
 
 /// Runs `total` requests from CLIENTS tasks; `make(i)` gives (method, uri, content type, body).

@@ -204,14 +204,10 @@ async fn power_visibility(t: &Target, reset: &'static str, wanted: &str) -> Dura
     Duration::from_secs(30)
 }
 
+/// The child's resident set in KiB; 0 once it has gone (the figure is then meaningless anyway).
 fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    let status = procfs::process::Process::new(pid as i32).and_then(|p| p.status());
+    status.ok().and_then(|s| s.vmrss).unwrap_or(0)
 }
 
 struct Server {
