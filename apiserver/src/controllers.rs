@@ -11,8 +11,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::crd;
 use crate::objects::{Sub, finalizers};
-use crate::ops::{self, DeleteOpts, Record, State, WriteCtx};
-use crate::status::ApiResult;
+use crate::ops::{self, DeleteOpts, State};
 use crate::stored::{EventType, Meta, ObjKey};
 
 const SWEEP_DEBOUNCE: Duration = Duration::from_millis(20);
@@ -64,30 +63,26 @@ async fn crd_cleanup_loop(st: Arc<State>, crd_name: String) {
 }
 
 async fn remove_finalizer(st: &Arc<State>, key: &ObjKey, finalizer: &str) {
-    update_internally(st, key, &|cur: &Value| {
-        let mut next = cur.clone();
-        let kept: Vec<String> = finalizers(cur)
+    update_internally(st, key, &|next: &mut Value| {
+        let kept: Vec<String> = finalizers(next)
             .into_iter()
             .filter(|f| f != finalizer)
             .collect();
         next["metadata"]["finalizers"] = json!(kept);
-        Ok(next)
     })
     .await;
 }
 
-/// Rewrites the object at `key` as the API server itself does its metadata edits (manager `kube-apiserver`,
-/// the resource's first version); a failure is left to the next sweep.
+/// Edits the metadata of the object at `key` as the API server itself; a failure is left to the next sweep.
 async fn update_internally(
     st: &Arc<State>,
     key: &ObjKey,
-    mutate: &(dyn Fn(&Value) -> ApiResult<Value> + Send + Sync),
+    edit: &(dyn Fn(&mut Value) + Send + Sync),
 ) {
     let Some(info) = st.registry.by_key(&key.resource) else {
         return;
     };
-    let ctx = WriteCtx::internal(&info.versions[0]);
-    let _ = ops::update(st, &info, key, None, &ctx, Record::Update, mutate).await;
+    let _ = ops::edit_internally(st, &info, key, Sub::Main, edit).await;
 }
 
 /// Runs garbage collection and namespace deletion until the store's event stream closes.
@@ -202,15 +197,13 @@ async fn delete_key(st: &Arc<State>, key: &ObjKey, propagation: Option<&str>) {
 }
 
 async fn drop_owner_ref(st: &Arc<State>, key: &ObjKey, owner_uid: &str) {
-    update_internally(st, key, &|cur: &Value| {
-        let mut next = cur.clone();
+    update_internally(st, key, &|next: &mut Value| {
         if let Some(refs) = next
             .pointer_mut("/metadata/ownerReferences")
             .and_then(Value::as_array_mut)
         {
             refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(owner_uid));
         }
-        Ok(next)
     })
     .await;
 }
@@ -231,24 +224,8 @@ async fn finish_namespace(st: &Arc<State>, ns: &str) {
         return;
     };
     let key = State::key(&info, None, ns);
-    let ctx = WriteCtx {
-        sub: Sub::Finalize,
-        ..WriteCtx::internal("v1")
-    };
-    let _ = ops::update(
-        st,
-        &info,
-        &key,
-        None,
-        &ctx,
-        Record::Update,
-        &|cur: &Value| {
-            let mut next = cur.clone();
-            next["spec"]["finalizers"] = json!([]);
-            Ok(next)
-        },
-    )
-    .await;
+    let clear = |next: &mut Value| next["spec"]["finalizers"] = json!([]);
+    let _ = ops::edit_internally(st, &info, &key, Sub::Finalize, &clear).await;
 }
 
 #[cfg(test)]

@@ -362,20 +362,9 @@ impl Handle {
                 Err(e) if e.reason == "AlreadyExists" => {
                     let key = State::key(&info, None, &name);
                     let spec = obj["spec"].clone();
-                    ops::update(
-                        &self.state,
-                        &info,
-                        &key,
-                        None,
-                        &ctx,
-                        Record::Update,
-                        &|cur: &serde_json::Value| {
-                            let mut next = cur.clone();
-                            next["spec"] = spec.clone();
-                            Ok(next)
-                        },
-                    )
-                    .await?;
+                    let set_spec = |next: &mut serde_json::Value| next["spec"] = spec.clone();
+                    ops::edit_internally(&self.state, &info, &key, objects::Sub::Main, &set_spec)
+                        .await?;
                 }
                 Err(e) => return Err(e.into()),
             }

@@ -345,6 +345,27 @@ pub async fn update(
     ))
 }
 
+/// The server's own edit of an object (manager `kube-apiserver`, the resource's storage version, no
+/// precondition): `edit` changes a copy of the current object, and a stale read just retries inside update().
+pub async fn edit_internally(
+    st: &Arc<State>,
+    info: &Arc<ResourceInfo>,
+    key: &ObjKey,
+    sub: Sub,
+    edit: &(dyn Fn(&mut Value) + Send + Sync),
+) -> ApiResult<Arc<StoredObject>> {
+    let ctx = WriteCtx {
+        sub,
+        ..WriteCtx::internal(&info.versions[0])
+    };
+    let mutate = |cur: &Value| {
+        let mut next = cur.clone();
+        edit(&mut next);
+        Ok(next)
+    };
+    update(st, info, key, None, &ctx, Record::Update, &mutate).await
+}
+
 /// Parses a client-given resourceVersion precondition.
 pub fn parse_rv(info: &ResourceInfo, name: &str, rv: Option<&str>) -> ApiResult<Option<u64>> {
     match rv {
@@ -529,26 +550,9 @@ async fn crd_hooks(st: &Arc<State>, info: &ResourceInfo, stored: &StoredObject, 
         let name = objects::name_of(obj).to_string();
         let key = State::key(info, None, &name);
         let status = crd::established_status(obj, &st.now());
-        // Status writes by the server itself: a stale read just retries inside update().
-        let ctx = WriteCtx {
-            sub: Sub::Status,
-            ..WriteCtx::internal("v1")
-        };
         let info = Arc::new(info.clone());
-        let _ = Box::pin(update(
-            st,
-            &info,
-            &key,
-            None,
-            &ctx,
-            Record::Update,
-            &|cur: &Value| {
-                let mut next = cur.clone();
-                next["status"] = status.clone();
-                Ok(next)
-            },
-        ))
-        .await;
+        let set_status = |next: &mut Value| next["status"] = status.clone();
+        let _ = Box::pin(edit_internally(st, &info, &key, Sub::Status, &set_status)).await;
     }
 }
 
