@@ -56,16 +56,9 @@ async fn start_with(mode: Misbehaviour, probe_os_image: &str) -> Loop {
         probe_image: "ghcr.io/ironcore-dev/metalprobe:test".into(),
         probe_os_image: stack.backend.image(probe_os_image),
         registry_url: format!("http://{REGISTRY_HOST}"),
-        server_resync_interval: Duration::from_secs(3),
         discovery_timeout: Duration::from_secs(60),
-        power_polling_interval: Duration::from_millis(100),
-        power_polling_timeout: Duration::from_secs(5),
-        resource_polling_interval: Duration::from_millis(100),
-        resource_polling_timeout: Duration::from_secs(5),
-        error_backoff: Duration::from_millis(300),
-        redfish_request_timeout: Duration::from_secs(2),
         readiness_gate: ReadinessGate::Strict,
-        ..Config::default()
+        ..Config::fast_polling()
     };
     // The operator's registry is served in-process; the machines' probe reaches it by host name.
     let mut options = operator::Options::new(config);

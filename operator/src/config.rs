@@ -225,6 +225,22 @@ impl Default for Config {
     }
 }
 
+impl Config {
+    /// Short intervals for an in-process stack (tests, demos): every flow completes in seconds.
+    pub fn fast_polling() -> Self {
+        Self {
+            server_resync_interval: Duration::from_secs(3),
+            power_polling_interval: Duration::from_millis(100),
+            power_polling_timeout: Duration::from_secs(5),
+            resource_polling_interval: Duration::from_millis(100),
+            resource_polling_timeout: Duration::from_secs(5),
+            error_backoff: Duration::from_millis(300),
+            redfish_request_timeout: Duration::from_secs(2),
+            ..Self::default()
+        }
+    }
+}
+
 impl Flags {
     /// The DNS record template, as upstream: unreadable or empty is a startup error.
     fn dns_record_template(&self) -> anyhow::Result<Option<String>> {

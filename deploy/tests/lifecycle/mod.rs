@@ -160,14 +160,7 @@ fn operator_options(
         probe_image: "ghcr.io/ironcore-dev/metalprobe:test".into(),
         probe_os_image: backend.image(sim_boot::oci::catalog::names::PROBE),
         registry_url: "http://metal-registry.metal-operator-system.svc.cluster.local:10000".into(),
-        server_resync_interval: Duration::from_secs(3),
-        power_polling_interval: Duration::from_millis(100),
-        power_polling_timeout: Duration::from_secs(5),
-        resource_polling_interval: Duration::from_millis(100),
-        resource_polling_timeout: Duration::from_secs(5),
-        error_backoff: Duration::from_millis(300),
-        redfish_request_timeout: Duration::from_secs(2),
-        ..Default::default()
+        ..operator::config::Config::fast_polling()
     };
     let mut options = operator::Options::new(config);
     options.mac_db = serde_saphyr::from_str(&format!(

@@ -30,16 +30,13 @@ pub fn test_config(gate: ReadinessGate) -> Config {
         probe_image: "ghcr.io/ironcore-dev/metalprobe:test".into(),
         probe_os_image: "ghcr.io/ironcore-dev/os-images/gardenlinux:test".into(),
         registry_url: "http://registry.test".into(),
-        server_resync_interval: Duration::from_secs(3),
         discovery_timeout: Duration::from_secs(60),
-        power_polling_interval: Duration::from_millis(100),
+        // Tighter than the preset: the operator tests' waits were tuned against these timeouts.
         power_polling_timeout: Duration::from_secs(3),
-        resource_polling_interval: Duration::from_millis(100),
         resource_polling_timeout: Duration::from_secs(3),
-        error_backoff: Duration::from_millis(300),
         redfish_request_timeout: Duration::from_secs(1),
         readiness_gate: gate,
-        ..Config::default()
+        ..Config::fast_polling()
     }
 }
 
