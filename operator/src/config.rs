@@ -344,14 +344,25 @@ impl Flags {
 mod tests {
     use super::*;
 
+    /// The Go syntax itself is `metal_api::duration`'s to test; this checks the flags go through it.
     #[test]
     fn go_durations_parse() {
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
-        assert!(parse_duration("5 minutes").is_err());
-        assert!(parse_duration("m").is_err());
+        let flags = Flags::parse_from([
+            "metal-operator",
+            "--server-resync-interval=1h30m",
+            "--power-polling-interval=500ms",
+            "--bmc-failure-reset-delay=0",
+        ]);
+        assert_eq!(flags.server_resync_interval, Duration::from_secs(5400));
+        assert_eq!(flags.power_polling_interval, Duration::from_millis(500));
+        assert_eq!(flags.bmc_failure_reset_delay, Duration::ZERO);
+        for bad in ["5 minutes", "m"] {
+            let flag = format!("--discovery-timeout={bad}");
+            assert!(
+                Flags::try_parse_from(["metal-operator", &flag]).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
