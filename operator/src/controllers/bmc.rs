@@ -16,13 +16,13 @@ use metal_api::{BMC, BMCSecret, BMCStatus, Endpoint, Server, ServerSpec};
 use serde_json::json;
 use watches::Fanout;
 
-use super::{finalized, is_ignored, name_of, operation_of};
+use super::{Finalized, finalized, name_of, operation_of, referring};
 use crate::conditions::{self, NewCondition};
 use crate::context::Context;
 use crate::error::Result;
 use crate::keys;
 use crate::redfish::types::ComputerSystem;
-use crate::redfish::{RedfishClient, RedfishError, ResetType, reason};
+use crate::redfish::{RedfishClient, RedfishError, ResetType};
 
 pub const CONTROLLER: &str = "bmc";
 
@@ -44,34 +44,23 @@ pub fn controller(
     controller
         .watches_stream(secrets.subscribe(), move |secret| {
             let name = secret.name_any();
-            bmcs.state_filter(|b| b.spec.bmc_secret_ref.name == name)
-                .iter()
-                .map(|b| ObjectRef::from_obj(&**b))
-                .collect::<Vec<_>>()
+            referring(&bmcs, |b| b.spec.bmc_secret_ref.name == name)
         })
         .watches_stream(endpoints.subscribe(), move |endpoint| {
             let name = endpoint.name_any();
-            by_endpoint
-                .state_filter(|b| b.spec.endpoint_ref.as_ref().is_some_and(|r| r.name == name))
-                .iter()
-                .map(|b| ObjectRef::from_obj(&**b))
-                .collect::<Vec<_>>()
+            referring(&by_endpoint, |b| {
+                b.spec.endpoint_ref.as_ref().is_some_and(|r| r.name == name)
+            })
         })
 }
 
+impl Finalized for BMC {
+    const FINALIZER: &'static str = keys::BMC_FINALIZER;
+    const RESYNC_WHEN_IGNORED: bool = true;
+}
+
 pub(crate) async fn reconcile(bmc: Arc<BMC>, ctx: Arc<Context>) -> Result<Action> {
-    if is_ignored(&*bmc) {
-        return Ok(Action::requeue(ctx.config.server_resync_interval));
-    }
-    let api = Api::<BMC>::all(ctx.client.clone());
-    finalized(
-        &api,
-        keys::BMC_FINALIZER,
-        bmc,
-        |bmc| apply(bmc, &ctx),
-        |bmc| cleanup(bmc, &ctx),
-    )
-    .await
+    finalized(bmc, &ctx, apply, cleanup).await
 }
 
 fn set(
@@ -96,13 +85,14 @@ fn set(
 }
 
 async fn apply(bmc: Arc<BMC>, ctx: &Context) -> Result<Action> {
+    use keys::conditions::{READY, REASON_CONNECTED, REASON_RESET_COMPLETE, RESET};
     let name = name_of(&*bmc);
     let mut status = bmc.status.clone().unwrap_or_default();
     let original = status.clone();
     let access = ctx.bmc_access(&bmc).await?;
     let redfish = ctx.redfish(&access)?;
     if let Some(pending) =
-        conditions::find(&status.conditions, keys::conditions::RESET).filter(|c| c.status == "True")
+        conditions::find(&status.conditions, RESET).filter(|c| c.status == "True")
         && conditions::age(pending, ctx.clock.now()) < ctx.config.bmc_reset_waiting_interval
     {
         // Give the BMC time to go down and come back before talking to it again.
@@ -116,7 +106,7 @@ async fn apply(bmc: Arc<BMC>, ctx: &Context) -> Result<Action> {
         set(
             &mut status,
             ctx,
-            keys::conditions::READY,
+            READY,
             false,
             error.ready_reason(),
             error.to_string(),
@@ -130,19 +120,19 @@ async fn apply(bmc: Arc<BMC>, ctx: &Context) -> Result<Action> {
     set(
         &mut status,
         ctx,
-        keys::conditions::READY,
+        READY,
         true,
-        reason::CONNECTED,
+        REASON_CONNECTED,
         "BMC is reachable".into(),
     );
-    if conditions::is_true(&status.conditions, keys::conditions::RESET) {
+    if conditions::is_true(&status.conditions, RESET) {
         // The BMC answers again: the reset (user-requested or automatic) is over.
         set(
             &mut status,
             ctx,
-            keys::conditions::RESET,
+            RESET,
             false,
-            keys::conditions::REASON_RESET_COMPLETE,
+            REASON_RESET_COMPLETE,
             "BMC reset is complete".into(),
         );
     }
@@ -212,14 +202,23 @@ async fn write_status(
     if original == status {
         return Ok(());
     }
-    let patch = json!({ "status": status });
-    Api::<BMC>::all(ctx.client.clone())
-        .patch_status(
-            &name_of(bmc),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await?;
+    merge_patch(bmc, ctx, &json!({ "status": status }), true).await
+}
+
+/// Merge-patches the BMC, or with `status` its status subresource.
+async fn merge_patch(
+    bmc: &BMC,
+    ctx: &Context,
+    patch: &serde_json::Value,
+    status: bool,
+) -> Result<()> {
+    let api = Api::<BMC>::all(ctx.client.clone());
+    let (name, params, patch) = (name_of(bmc), PatchParams::default(), Patch::Merge(patch));
+    if status {
+        api.patch_status(&name, &params, &patch).await?;
+    } else {
+        api.patch(&name, &params, &patch).await?;
+    }
     Ok(())
 }
 
@@ -233,8 +232,6 @@ async fn handle_operation(
     let Some(value) = operation_of(bmc) else {
         return Ok(None);
     };
-    let api = Api::<BMC>::all(ctx.client.clone());
-    let set_annotation = |v: Option<&str>| json!({ "metadata": { "annotations": { keys::OPERATION_ANNOTATION: v } } });
     match Operation::from(value.as_str()) {
         Operation::GracefulRestartBmc => {
             let manager = redfish.manager(bmc.spec.bmc_uuid.as_deref()).await?;
@@ -252,12 +249,7 @@ async fn handle_operation(
                         "BMC reset requested".into(),
                     );
                     status.state = Some(metal_api::BMCState::Pending);
-                    api.patch(
-                        &name_of(bmc),
-                        &PatchParams::default(),
-                        &Patch::Merge(set_annotation(None)),
-                    )
-                    .await?;
+                    set_operation(bmc, ctx, None).await?;
                     ctx.event(
                         bmc.object_ref(&()),
                         false,
@@ -269,69 +261,48 @@ async fn handle_operation(
                     Ok(Some(Action::requeue(ctx.config.power_polling_interval)))
                 }
                 Err(RedfishError::Unsupported(what)) => {
-                    // Retrying cannot help: drop the request and say why (upstream retries forever).
-                    api.patch(
-                        &name_of(bmc),
-                        &PatchParams::default(),
-                        &Patch::Merge(set_annotation(None)),
-                    )
-                    .await?;
+                    // Retrying cannot help (upstream retries forever).
                     let note = format!("BMC reset not possible: the BMC does not support {what}");
-                    ctx.event(
-                        bmc.object_ref(&()),
-                        true,
-                        "BMCResetUnsupported",
-                        "Reset",
-                        note,
-                    )
-                    .await;
-                    Ok(None)
+                    refuse_operation(bmc, ctx, "BMCResetUnsupported", "Reset", note).await
                 }
                 Err(RedfishError::Server { .. }) => {
                     let next = Some(Operation::ForceSshResetBmc.as_str());
-                    api.patch(
-                        &name_of(bmc),
-                        &PatchParams::default(),
-                        &Patch::Merge(set_annotation(next)),
-                    )
-                    .await?;
+                    set_operation(bmc, ctx, next).await?;
                     Ok(Some(Action::requeue(std::time::Duration::ZERO)))
                 }
                 Err(e) => Err(e.into()),
             }
         }
         Operation::ForceSshResetBmc => {
-            api.patch(
-                &name_of(bmc),
-                &PatchParams::default(),
-                &Patch::Merge(set_annotation(None)),
-            )
-            .await?;
             let note = "SSH reset of the BMC is not implemented; reset it manually".to_owned();
-            ctx.event(bmc.object_ref(&()), true, "BMCResetFailed", "Reset", note)
-                .await;
-            Ok(None)
+            refuse_operation(bmc, ctx, "BMCResetFailed", "Reset", note).await
         }
         Operation::Ignore => Ok(None),
         _ => {
-            api.patch(
-                &name_of(bmc),
-                &PatchParams::default(),
-                &Patch::Merge(set_annotation(None)),
-            )
-            .await?;
             let note = format!("operation {value} is not supported on BMCs");
-            ctx.event(
-                bmc.object_ref(&()),
-                true,
-                "UnsupportedOperation",
-                "Reconcile",
-                note,
-            )
-            .await;
-            Ok(None)
+            refuse_operation(bmc, ctx, "UnsupportedOperation", "Reconcile", note).await
         }
     }
+}
+
+/// Sets (`Some`) or removes (`None`) the operation annotation.
+async fn set_operation(bmc: &BMC, ctx: &Context, value: Option<&str>) -> Result<()> {
+    let patch = json!({ "metadata": { "annotations": { keys::OPERATION_ANNOTATION: value } } });
+    merge_patch(bmc, ctx, &patch, false).await
+}
+
+/// Drops an operation that cannot be carried out, with a Warning that says why.
+async fn refuse_operation(
+    bmc: &BMC,
+    ctx: &Context,
+    reason: &str,
+    action: &str,
+    note: String,
+) -> Result<Option<Action>> {
+    set_operation(bmc, ctx, None).await?;
+    ctx.event(bmc.object_ref(&()), true, reason, action, note)
+        .await;
+    Ok(None)
 }
 
 /// Creates the alert and metrics-report subscriptions when `--event-url` is set. Failures are logged:

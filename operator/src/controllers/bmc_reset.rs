@@ -13,7 +13,7 @@ use super::name_of;
 use crate::conditions::{self, NewCondition};
 use crate::context::Context;
 use crate::keys;
-use crate::redfish::{RedfishClient, ResetType, reason};
+use crate::redfish::{RedfishClient, ResetType};
 
 /// Upstream's `Reset` condition message for an automatic reset.
 pub const AUTO_RESET_MESSAGE: &str = "BMC reset initiated automatically after repeated connection failures. Waiting for it to come back online.";
@@ -26,8 +26,11 @@ fn due(status: &BMCStatus, ctx: &Context) -> bool {
     }
     conditions::find(&status.conditions, keys::conditions::READY).is_some_and(|ready| {
         ready.status == "False"
-            && [reason::INTERNAL_SERVER_ERROR, reason::CONNECTION_FAILED]
-                .contains(&ready.reason.as_str())
+            && [
+                keys::conditions::REASON_INTERNAL_SERVER_ERROR,
+                keys::conditions::REASON_CONNECTION_FAILED,
+            ]
+            .contains(&ready.reason.as_str())
             && conditions::age(ready, ctx.clock.now()) >= delay
     })
 }

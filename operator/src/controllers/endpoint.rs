@@ -11,7 +11,7 @@ use metal_api::{BMC, BMCSecret, BMCSecretFields, BMCSpec, ConsoleProtocol, Endpo
 use serde_json::json;
 use watches::Fanout;
 
-use super::{finalized, is_ignored, name_of};
+use super::{Finalized, finalized, name_of};
 use crate::context::{Context, endpoint_url};
 use crate::error::{Error, Result};
 use crate::keys;
@@ -25,18 +25,14 @@ pub fn controller(client: kube::Client, endpoints: &Fanout<Endpoint>) -> Control
     watches::controller_publishing(Api::<Endpoint>::all(client), None, endpoints)
 }
 
+impl Finalized for Endpoint {
+    const FINALIZER: &'static str = keys::ENDPOINT_FINALIZER;
+}
+
 pub(crate) async fn reconcile(endpoint: Arc<Endpoint>, ctx: Arc<Context>) -> Result<Action> {
-    if is_ignored(&*endpoint) {
-        return Ok(Action::await_change());
-    }
-    let api = Api::<Endpoint>::all(ctx.client.clone());
-    finalized(
-        &api,
-        keys::ENDPOINT_FINALIZER,
-        endpoint,
-        |endpoint| apply(endpoint, &ctx),
-        |_| async { Ok(Action::await_change()) },
-    )
+    finalized(endpoint, &ctx, apply, async |_, _| {
+        Ok(Action::await_change())
+    })
     .await
 }
 

@@ -23,7 +23,7 @@ use kube::Resource;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{self, Event as FinalizerEvent};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -83,26 +83,41 @@ pub(crate) async fn run<K, F, Fut>(
         .await;
 }
 
-/// kube-runtime's finalizer bookkeeping around `apply` and `cleanup`, whose errors come back as
-/// they were (only the finalizer's own patch failures become [`Error::Finalizer`]).
-pub(crate) async fn finalized<K, A, AFut, C, CFut>(
-    api: &Api<K>,
-    finalizer_name: &str,
-    obj: Arc<K>,
-    apply: A,
-    cleanup: C,
-) -> Result<Action>
-where
-    K: Resource + Clone + DeserializeOwned + Serialize + Debug,
-    A: FnOnce(Arc<K>) -> AFut,
-    AFut: Future<Output = Result<Action>>,
-    C: FnOnce(Arc<K>) -> CFut,
-    CFut: Future<Output = Result<Action>>,
+/// A kind whose reconcile runs under its finalizer (see [`finalized`]).
+pub(crate) trait Finalized:
+    Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + Debug
 {
-    finalizer::finalizer(api, finalizer_name, obj, |event| async move {
+    const FINALIZER: &'static str;
+    /// Whether an `ignore`-annotated object is still looked at every resync, not only on a change.
+    const RESYNC_WHEN_IGNORED: bool = false;
+
+    /// Where the finalizer patches go (cluster-scoped kinds; namespaced ones override).
+    fn api(&self, client: kube::Client) -> Api<Self> {
+        Api::all(client)
+    }
+}
+
+/// kube-runtime's finalizer bookkeeping around `apply` and `cleanup`, whose errors come back as
+/// they were (only the finalizer's own patch failures become [`Error::Finalizer`]); an
+/// `ignore`-annotated object runs neither.
+pub(crate) async fn finalized<K: Finalized>(
+    obj: Arc<K>,
+    ctx: &Context,
+    apply: impl AsyncFnOnce(Arc<K>, &Context) -> Result<Action>,
+    cleanup: impl AsyncFnOnce(Arc<K>, &Context) -> Result<Action>,
+) -> Result<Action> {
+    if is_ignored(&*obj) {
+        return Ok(if K::RESYNC_WHEN_IGNORED {
+            Action::requeue(ctx.config.server_resync_interval)
+        } else {
+            Action::await_change()
+        });
+    }
+    let api = obj.api(ctx.client.clone());
+    finalizer::finalizer(&api, K::FINALIZER, obj, |event| async move {
         match event {
-            FinalizerEvent::Apply(obj) => apply(obj).await,
-            FinalizerEvent::Cleanup(obj) => cleanup(obj).await,
+            FinalizerEvent::Apply(obj) => apply(obj, ctx).await,
+            FinalizerEvent::Cleanup(obj) => cleanup(obj, ctx).await,
         }
     })
     .await
@@ -173,6 +188,19 @@ fn error_policy<K>(_obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
 /// Name of an object, for messages.
 pub(crate) fn name_of<K: Resource>(obj: &K) -> String {
     obj.meta().name.clone().unwrap_or_default()
+}
+
+/// A watch mapper's answer: the objects in `store` that `refers` says point at the changed object.
+pub(crate) fn referring<K>(store: &Store<K>, refers: impl Fn(&K) -> bool) -> Vec<ObjectRef<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    store
+        .state()
+        .iter()
+        .filter(|o| refers(o))
+        .map(|o| ObjectRef::from_obj(&**o))
+        .collect()
 }
 
 /// Whether the object asks to be left alone (`metal.ironcore.dev/operation: ignore`).

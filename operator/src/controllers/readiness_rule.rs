@@ -7,12 +7,12 @@ use std::sync::Arc;
 use kube::ResourceExt as _;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::Store;
 use metal_api::{EnforcementMode, Server, ServerReadinessRule, Taint};
 use serde_json::json;
 use watches::Fanout;
 
-use super::{finalized, is_ignored, name_of};
+use super::{Finalized, finalized, name_of, referring};
 use crate::context::Context;
 use crate::error::Result;
 use crate::keys;
@@ -28,26 +28,22 @@ pub fn controller(
     let controller = watches::controller(Api::<ServerReadinessRule>::all(client));
     let rules: Store<ServerReadinessRule> = controller.store();
     controller.watches_stream(servers.subscribe(), move |server| {
-        rules
-            .state()
-            .into_iter()
-            .filter(|r| crate::selector::matches(&r.spec.server_selector, server.labels()))
-            .map(|r| ObjectRef::from_obj(&*r))
-            .collect::<Vec<_>>()
+        referring(&rules, |r| {
+            crate::selector::matches(&r.spec.server_selector, server.labels())
+        })
     })
 }
 
+impl Finalized for ServerReadinessRule {
+    const FINALIZER: &'static str = keys::SERVER_READINESS_RULE_FINALIZER;
+}
+
 pub(crate) async fn reconcile(rule: Arc<ServerReadinessRule>, ctx: Arc<Context>) -> Result<Action> {
-    if is_ignored(&*rule) {
-        return Ok(Action::await_change());
-    }
-    let api = Api::<ServerReadinessRule>::all(ctx.client.clone());
     finalized(
-        &api,
-        keys::SERVER_READINESS_RULE_FINALIZER,
         rule,
-        |rule| enforce(rule, &ctx, false),
-        |rule| enforce(rule, &ctx, true),
+        &ctx,
+        async |rule, ctx| enforce(rule, ctx, false).await,
+        async |rule, ctx| enforce(rule, ctx, true).await,
     )
     .await
 }

@@ -18,7 +18,7 @@ use serde_json::json;
 use watches::Fanout;
 
 use super::claim_index::ClaimIndex;
-use super::{finalized, is_ignored, name_of};
+use super::{Finalized, finalized, name_of};
 use crate::context::Context;
 use crate::error::Result;
 use crate::keys;
@@ -94,20 +94,17 @@ fn is_free(server: &Server) -> bool {
         && !is_parked(server)
 }
 
-pub(crate) async fn reconcile(claim: Arc<ServerClaim>, ctx: Arc<Context>) -> Result<Action> {
-    if is_ignored(&*claim) {
-        return Ok(Action::requeue(ctx.config.server_resync_interval));
+impl Finalized for ServerClaim {
+    const FINALIZER: &'static str = keys::SERVER_CLAIM_FINALIZER;
+    const RESYNC_WHEN_IGNORED: bool = true;
+
+    fn api(&self, client: kube::Client) -> Api<Self> {
+        Api::namespaced(client, &self.namespace().unwrap_or_default())
     }
-    let namespace = claim.namespace().unwrap_or_default();
-    let api = Api::<ServerClaim>::namespaced(ctx.client.clone(), &namespace);
-    finalized(
-        &api,
-        keys::SERVER_CLAIM_FINALIZER,
-        claim,
-        |claim| apply(claim, &ctx),
-        |claim| cleanup(claim, &ctx),
-    )
-    .await
+}
+
+pub(crate) async fn reconcile(claim: Arc<ServerClaim>, ctx: Arc<Context>) -> Result<Action> {
+    finalized(claim, &ctx, apply, cleanup).await
 }
 
 fn is_state(server: &Server, state: ServerState) -> bool {

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::keys::conditions;
+
 pub type Result<T, E = RedfishError> = std::result::Result<T, E>;
 
 /// Why a Redfish call failed.
@@ -38,26 +40,17 @@ pub enum RedfishError {
     InvalidEndpoint(String),
 }
 
-/// `BMC` `Ready` condition reasons, as upstream names them.
-pub mod reason {
-    pub const CONNECTED: &str = "Connected";
-    pub const AUTHENTICATION_FAILED: &str = "AuthenticationFailed";
-    pub const INTERNAL_SERVER_ERROR: &str = "InternalServerError";
-    pub const CONNECTION_FAILED: &str = "ConnectionFailed";
-    pub const UNKNOWN_ERROR: &str = "UnknownError";
-}
-
 impl RedfishError {
     /// The `Ready=False` reason for this error (upstream: 401 → AuthenticationFailed, 500 →
     /// InternalServerError, 503 and transport failures → ConnectionFailed, anything else → UnknownError).
     pub fn ready_reason(&self) -> &'static str {
         match self {
-            Self::Unauthorized { .. } => reason::AUTHENTICATION_FAILED,
+            Self::Unauthorized { .. } => conditions::REASON_AUTHENTICATION_FAILED,
             Self::Server { status: 503, .. } | Self::Connection(_) | Self::Timeout(_) => {
-                reason::CONNECTION_FAILED
+                conditions::REASON_CONNECTION_FAILED
             }
-            Self::Server { .. } => reason::INTERNAL_SERVER_ERROR,
-            _ => reason::UNKNOWN_ERROR,
+            Self::Server { .. } => conditions::REASON_INTERNAL_SERVER_ERROR,
+            _ => conditions::REASON_UNKNOWN_ERROR,
         }
     }
 

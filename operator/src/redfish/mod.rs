@@ -10,7 +10,7 @@ pub mod types;
 mod wire;
 
 pub use client::{ClientOptions, RedfishClient};
-pub use error::{RedfishError, reason};
+pub use error::RedfishError;
 pub use session::{AuthMode, Credentials};
 pub use transport::{
     HttpService, RequestBody, TlsVerification, hyper_transport, service_transport,

@@ -19,7 +19,7 @@ use watches::Fanout;
 
 use self::run::Run;
 use self::states::{apply_boot_order, available, discovery, initial, released, reserved};
-use super::{finalized, is_ignored, name_of};
+use super::{Finalized, finalized, name_of, referring};
 use crate::context::{BmcAccess, Context};
 use crate::error::{Error, Result};
 use crate::keys;
@@ -92,11 +92,9 @@ pub fn controller(
             }),
             move |bmc| {
                 let bmc_name = bmc.name_any();
-                store
-                    .state_filter(|s| s.spec.bmc_ref.as_ref().is_some_and(|r| r.name == bmc_name))
-                    .iter()
-                    .map(|s| ObjectRef::from_obj(&**s))
-                    .collect::<Vec<_>>()
+                referring(&store, |s| {
+                    s.spec.bmc_ref.as_ref().is_some_and(|r| r.name == bmc_name)
+                })
             },
         );
     ServerController {
@@ -106,20 +104,14 @@ pub fn controller(
     }
 }
 
+impl Finalized for Server {
+    const FINALIZER: &'static str = keys::SERVER_FINALIZER;
+    const RESYNC_WHEN_IGNORED: bool = true;
+}
+
 pub(crate) async fn reconcile(server: Arc<Server>, ctx: Arc<Context>) -> Result<Action> {
     let server = ctx.server_writes.freshest(server);
-    if is_ignored(&*server) {
-        return Ok(Action::requeue(ctx.config.server_resync_interval));
-    }
-    let api = Api::<Server>::all(ctx.client.clone());
-    finalized(
-        &api,
-        keys::SERVER_FINALIZER,
-        server,
-        |server| apply(server, &ctx),
-        |server| cleanup(server, &ctx),
-    )
-    .await
+    finalized(server, &ctx, apply, cleanup).await
 }
 
 async fn apply(server: Arc<Server>, ctx: &Context) -> Result<Action> {
@@ -193,11 +185,7 @@ async fn drive(run: &mut Run<'_>) -> Result<Action> {
         ServerState::Released => released(run).await,
         ServerState::Parked => {
             // Parked without the marker (e.g. status restored): back to where it belongs.
-            let next = if run.server.spec.server_claim_ref.is_some() {
-                ServerState::Reserved
-            } else {
-                ServerState::Available
-            };
+            let next = run.unparked_state();
             run.set_state(next);
             Ok(Action::requeue(Duration::ZERO))
         }

@@ -19,6 +19,14 @@ use crate::gate::Verdict;
 use crate::keys;
 use crate::redfish::ResetType;
 
+/// Removes the annotation once acted on, refused or failed, with an Event that says which.
+async fn consume(run: &mut Run<'_>, warning: bool, reason: &str, note: String) -> Result<()> {
+    run.patch_annotations(&[(keys::OPERATION_ANNOTATION, None)])
+        .await?;
+    run.event(warning, reason, note).await;
+    Ok(())
+}
+
 /// Acts on the annotation; `Some(action)` ends this reconcile early.
 pub(super) async fn handle_operation(run: &mut Run<'_>) -> Result<Option<Action>> {
     let Some(value) = operation_of(&*run.server) else {
@@ -26,24 +34,19 @@ pub(super) async fn handle_operation(run: &mut Run<'_>) -> Result<Option<Action>
     };
     let operation = Operation::from(value.as_str());
     if run.is_parked() && !matches!(operation, Operation::Unpark | Operation::Park) {
-        run.patch_annotations(&[(keys::OPERATION_ANNOTATION, None)])
-            .await?;
-        run.event(
+        consume(
+            run,
             true,
             keys::events::PARKED_OPERATION_DROPPED,
             format!("server is parked; dropped operation {value}"),
         )
-        .await;
+        .await?;
         return Ok(None);
     }
     match operation {
         Operation::Park => park(run).await,
         Operation::Unpark => {
-            let next = if run.server.spec.server_claim_ref.is_some() {
-                ServerState::Reserved
-            } else {
-                ServerState::Available
-            };
+            let next = run.unparked_state();
             let was_parked = run.is_parked();
             run.patch_annotations(&[
                 (keys::OPERATION_ANNOTATION, None),
@@ -75,14 +78,13 @@ pub(super) async fn handle_operation(run: &mut Run<'_>) -> Result<Option<Action>
         | Operation::ForceOffServer
         | Operation::ForceOnServer => reset(run, &operation, &value).await,
         _ => {
-            run.patch_annotations(&[(keys::OPERATION_ANNOTATION, None)])
-                .await?;
-            run.event(
+            consume(
+                run,
                 true,
                 "UnsupportedOperation",
                 format!("operation {value} is not supported on Servers"),
             )
-            .await;
+            .await?;
             Ok(None)
         }
     }
@@ -140,10 +142,7 @@ async fn reset(run: &mut Run<'_>, operation: &Operation, value: &str) -> Result<
         Ok(()) => {}
         Err(error) if !error.is_transient() => {
             // The BMC will never accept it (e.g. not in its allowable reset types): report and drop.
-            run.patch_annotations(&[(keys::OPERATION_ANNOTATION, None)])
-                .await?;
-            run.event(true, "ResetFailed", format!("{value}: {error}"))
-                .await;
+            consume(run, true, "ResetFailed", format!("{value}: {error}")).await?;
             return Ok(None);
         }
         Err(error) => return Err(error.into()),
@@ -154,14 +153,13 @@ async fn reset(run: &mut Run<'_>, operation: &Operation, value: &str) -> Result<
             .power_on_requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
-    run.patch_annotations(&[(keys::OPERATION_ANNOTATION, None)])
-        .await?;
-    run.event(
+    consume(
+        run,
         false,
         "ResetRequested",
         format!("{value}: sent {reset} to the BMC"),
     )
-    .await;
+    .await?;
     Ok(Some(Action::requeue(run.ctx.config.power_polling_interval)))
 }
 

@@ -32,14 +32,12 @@ pub(super) async fn ensure_on(run: &mut Run<'_>, pxe_once: bool) -> Result<Progr
     use keys::conditions::{POWERING_ON, REASON_SERVER_POWER_ON};
     match run.status.power_state {
         Some(ServerPowerState::On) => {
-            if conditions::is_true(&run.status.conditions, POWERING_ON) {
-                run.set_condition(
-                    POWERING_ON,
-                    false,
-                    keys::gate::REASON_POWER_ON_CONFIRMED,
-                    "BMC reports On".into(),
-                );
-            }
+            settle(
+                run,
+                POWERING_ON,
+                keys::gate::REASON_POWER_ON_CONFIRMED,
+                "BMC reports On",
+            );
             return Ok(Progress::Done);
         }
         Some(ServerPowerState::PoweringOn) => return Ok(Progress::Waiting),
@@ -92,20 +90,25 @@ pub(super) async fn ensure_on(run: &mut Run<'_>, pxe_once: bool) -> Result<Progr
 
 /// Drives the Server Off: GracefulShutdown, and after `--power-polling-timeout` ForceOff when
 /// `--enforce-power-off` is set (otherwise GracefulShutdown again, with an Event).
+/// The BMC reports the requested power state: the request's pending condition turns False.
+fn settle(run: &mut Run<'_>, pending: &str, reason: &str, note: &str) {
+    if conditions::is_true(&run.status.conditions, pending) {
+        run.set_condition(pending, false, reason, note.into());
+    }
+}
+
 pub(super) async fn ensure_off(run: &mut Run<'_>) -> Result<Progress> {
     use keys::conditions::{
         REASON_POWER_OFF_CONFIRMED, REASON_WAITING_FOR_POWER_OFF, WAITING_FOR_POWER_OFF,
     };
     match run.status.power_state {
         Some(ServerPowerState::Off) => {
-            if conditions::is_true(&run.status.conditions, WAITING_FOR_POWER_OFF) {
-                run.set_condition(
-                    WAITING_FOR_POWER_OFF,
-                    false,
-                    REASON_POWER_OFF_CONFIRMED,
-                    "BMC reports Off".into(),
-                );
-            }
+            settle(
+                run,
+                WAITING_FOR_POWER_OFF,
+                REASON_POWER_OFF_CONFIRMED,
+                "BMC reports Off",
+            );
             return Ok(Progress::Done);
         }
         Some(ServerPowerState::PoweringOff) => return Ok(Progress::Waiting),

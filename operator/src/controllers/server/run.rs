@@ -155,6 +155,15 @@ impl<'a> Run<'a> {
         self.status.indicator_led = self.system.indicator_led.as_deref().map(Into::into);
     }
 
+    /// Where a Server that is not (or no longer) parked belongs: Reserved while claimed, else Available.
+    pub fn unparked_state(&self) -> ServerState {
+        if self.server.spec.server_claim_ref.is_some() {
+            ServerState::Reserved
+        } else {
+            ServerState::Available
+        }
+    }
+
     pub fn is_parked(&self) -> bool {
         self.server
             .annotations()
