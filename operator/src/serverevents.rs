@@ -258,54 +258,56 @@ impl Collector for EventCollector {
 /// with the parse error; more than [`MAX_BODY_BYTES`] is 413.
 pub fn router(collector: Arc<EventCollector>) -> Router {
     Router::new()
-        .route("/serverevents/alerts/{bmc}", post(alerts))
-        .route("/serverevents/metricsreport/{bmc}", post(metrics_report))
+        .route("/serverevents/alerts/{bmc}", post(receive::<EventData>))
+        .route(
+            "/serverevents/metricsreport/{bmc}",
+            post(receive::<MetricReport>),
+        )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(collector)
 }
 
-async fn alerts(
-    State(collector): State<Arc<EventCollector>>,
-    Path(bmc): Path<String>,
-    body: Bytes,
-) -> (StatusCode, String) {
-    match serde_json::from_slice::<EventData>(&body) {
-        Ok(data) => {
-            let count = collector.record_events(&bmc, &data);
-            if count == 0 {
-                tracing::info!(%bmc, "event payload without Events or Alerts");
-            }
-            (StatusCode::OK, String::new())
-        }
-        Err(error) => {
-            tracing::warn!(%bmc, %error, "undecodable event payload");
-            (
-                StatusCode::BAD_REQUEST,
-                format!("invalid event payload: {error}"),
-            )
-        }
+/// A payload a BMC pushes, named in logs and in the 400 answer.
+trait Pushed: serde::de::DeserializeOwned {
+    const WHAT: &'static str;
+    /// What a payload recording nothing lacks (logged, not refused).
+    const LACKING: &'static str;
+    /// Records the payload; how many readings or events it held.
+    fn record(&self, collector: &EventCollector, bmc: &str) -> usize;
+}
+
+impl Pushed for EventData {
+    const WHAT: &'static str = "event payload";
+    const LACKING: &'static str = "Events or Alerts";
+    fn record(&self, collector: &EventCollector, bmc: &str) -> usize {
+        collector.record_events(bmc, self)
     }
 }
 
-async fn metrics_report(
+impl Pushed for MetricReport {
+    const WHAT: &'static str = "metric report";
+    const LACKING: &'static str = "numeric MetricValues";
+    fn record(&self, collector: &EventCollector, bmc: &str) -> usize {
+        collector.record_report(bmc, self)
+    }
+}
+
+async fn receive<T: Pushed>(
     State(collector): State<Arc<EventCollector>>,
     Path(bmc): Path<String>,
     body: Bytes,
 ) -> (StatusCode, String) {
-    match serde_json::from_slice::<MetricReport>(&body) {
-        Ok(report) => {
-            let count = collector.record_report(&bmc, &report);
-            if count == 0 {
-                tracing::info!(%bmc, "metric report without numeric MetricValues");
+    let what = T::WHAT;
+    match serde_json::from_slice::<T>(&body) {
+        Ok(payload) => {
+            if payload.record(&collector, &bmc) == 0 {
+                tracing::info!(%bmc, "{what} without {}", T::LACKING);
             }
             (StatusCode::OK, String::new())
         }
         Err(error) => {
-            tracing::warn!(%bmc, %error, "undecodable metric report");
-            (
-                StatusCode::BAD_REQUEST,
-                format!("invalid metric report: {error}"),
-            )
+            tracing::warn!(%bmc, %error, "undecodable {what}");
+            (StatusCode::BAD_REQUEST, format!("invalid {what}: {error}"))
         }
     }
 }
