@@ -227,6 +227,19 @@ pub fn sha512_crypt(password: &[u8], salt: &str) -> String {
 mod tests {
     use super::*;
 
+    /// The default template rendered for image `probe:1` with fresh SSH material.
+    fn render_default(registry_url: &str, uuid: &str) -> (String, SshMaterial) {
+        let ssh = SshMaterial::generate(&Entropy::os());
+        let text = render_ignition(
+            DEFAULT_IGNITION_TEMPLATE,
+            "probe:1",
+            registry_url,
+            uuid,
+            &ssh,
+        );
+        (text.unwrap(), ssh)
+    }
+
     #[test]
     fn sha512_crypt_matches_the_reference_vector() {
         // Test vector from the specification (also `openssl passwd -6 -salt saltstring 'Hello world!'`).
@@ -238,15 +251,7 @@ mod tests {
 
     #[test]
     fn ignition_renders_all_placeholders() {
-        let ssh = SshMaterial::generate(&Entropy::os());
-        let text = render_ignition(
-            DEFAULT_IGNITION_TEMPLATE,
-            "probe:1",
-            "http://reg:10000",
-            "uuid-1",
-            &ssh,
-        )
-        .unwrap();
+        let (text, ssh) = render_default("http://reg:10000", "uuid-1");
         assert!(!text.contains("{{"), "unrendered placeholder in {text}");
         assert!(text.contains("--registry-url=http://reg:10000 --server-uuid=uuid-1"));
         assert!(text.contains(&ssh.password_hash));
@@ -256,15 +261,7 @@ mod tests {
 
     #[test]
     fn the_default_ignition_is_the_template_with_its_four_fields_filled_in() {
-        let ssh = SshMaterial::generate(&Entropy::os());
-        let text = render_ignition(
-            DEFAULT_IGNITION_TEMPLATE,
-            "probe:1",
-            "http://reg",
-            "u",
-            &ssh,
-        )
-        .unwrap();
+        let (text, ssh) = render_default("http://reg", "u");
         let substituted = DEFAULT_IGNITION_TEMPLATE
             .replace("{{.Image}}", "probe:1")
             .replace("{{.Flags}}", "--registry-url=http://reg --server-uuid=u")

@@ -117,21 +117,14 @@ pub fn render(
     if types.is_none() {
         return Err("the DNS record template is missing apiVersion or kind".into());
     }
-    if object
-        .metadata
-        .name
-        .as_deref()
-        .unwrap_or_default()
-        .is_empty()
-    {
+    if object.metadata.name.as_deref().is_none_or(str::is_empty) {
         return Err("the DNS record template must specify a name".into());
     }
     if object
         .metadata
         .namespace
         .as_deref()
-        .unwrap_or_default()
-        .is_empty()
+        .is_none_or(str::is_empty)
     {
         object.metadata.namespace = Some(namespace.to_owned());
     }
