@@ -127,17 +127,8 @@ async fn readiness_rule_taints_until_conditions_hold_and_cleans_up() {
     let mut h = Harness::start(HarnessOptions::new(1)).await;
     let (server, _) = h.discovered().await;
     let rules = Api::<ServerReadinessRule>::all(h.client.clone());
-    let rule: ServerReadinessRule = serde_json::from_value(json!({
-        "apiVersion": "metal.ironcore.dev/v1alpha1", "kind": "ServerReadinessRule",
-        "metadata": {"name": "network"},
-        "spec": {
-            "conditions": [{"type": "NetworkReady", "requiredStatus": "True"}],
-            "enforcementMode": "BootstrapOnly",
-            "taint": {"key": "readiness/network", "effect": "NoBind"},
-            "serverSelector": {}
-        }
-    }))
-    .unwrap();
+    let taint = json!({"key": "readiness/network", "effect": "NoBind"});
+    let rule = readiness_rule("network", "NetworkReady", "BootstrapOnly", taint, json!({}));
     rules.create(&PostParams::default(), &rule).await.unwrap();
     let has_taint = |s: &Server| s.spec.taints.iter().any(|t| t.key == "readiness/network");
     h.wait_for(&h.servers(), &server, T, "tainted", has_taint)
@@ -178,17 +169,8 @@ async fn readiness_rule_taints_until_conditions_hold_and_cleans_up() {
     };
     assert!(!has_taint(&s));
     // Deleting a Continuous rule removes its taints (finalizer).
-    let continuous: ServerReadinessRule = serde_json::from_value(json!({
-        "apiVersion": "metal.ironcore.dev/v1alpha1", "kind": "ServerReadinessRule",
-        "metadata": {"name": "disks"},
-        "spec": {
-            "conditions": [{"type": "DisksHealthy", "requiredStatus": "True"}],
-            "enforcementMode": "Continuous",
-            "taint": {"key": "readiness/disks"},
-            "serverSelector": {}
-        }
-    }))
-    .unwrap();
+    let taint = json!({"key": "readiness/disks"});
+    let continuous = readiness_rule("disks", "DisksHealthy", "Continuous", taint, json!({}));
     rules
         .create(&PostParams::default(), &continuous)
         .await

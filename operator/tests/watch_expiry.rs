@@ -175,20 +175,10 @@ async fn every_controller_reacts_promptly_after_all_watches_expire() {
     timings.push(("new Endpoint -> finalizer", took));
 
     h.api.faults().expire_watches();
-    create(
-        &rules,
-        json!({
-            "apiVersion": "metal.ironcore.dev/v1alpha1", "kind": "ServerReadinessRule",
-            "metadata": {"name": "fresh"},
-            "spec": {
-                "conditions": [{"type": "Ready", "requiredStatus": "True"}],
-                "enforcementMode": "Continuous",
-                "taint": {"key": "example.com/not-ready", "effect": "NoBind"},
-                "serverSelector": {"matchLabels": {"example.com/nothing": "matches"}},
-            },
-        }),
-    )
-    .await;
+    let taint = json!({"key": "example.com/not-ready", "effect": "NoBind"});
+    let selector = json!({"matchLabels": {"example.com/nothing": "matches"}});
+    let rule = readiness_rule("fresh", "Ready", "Continuous", taint, selector);
+    rules.create(&PostParams::default(), &rule).await.unwrap();
     let took = time_until(|| has_finalizer(&rules, "fresh", SERVER_READINESS_RULE_FINALIZER)).await;
     timings.push(("new ServerReadinessRule -> finalizer", took));
 

@@ -12,7 +12,7 @@ use http_body_util::Full;
 use k8s_openapi::api::core::v1::LocalObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use metal_api::{Server, ServerBootConfiguration};
+use metal_api::{Server, ServerBootConfiguration, ServerReadinessRule};
 use operator::config::{Config, ReadinessGate};
 use operator::redfish::{ClientOptions, HttpService, TlsVerification, service_transport};
 use serde_json::json;
@@ -38,6 +38,28 @@ pub fn test_config(gate: ReadinessGate) -> Config {
         readiness_gate: gate,
         ..Config::fast_polling()
     }
+}
+
+/// A ServerReadinessRule requiring `condition`=True of the Servers `selector` picks, which carry `taint`
+/// until it holds.
+pub fn readiness_rule(
+    name: &str,
+    condition: &str,
+    mode: &str,
+    taint: serde_json::Value,
+    selector: serde_json::Value,
+) -> ServerReadinessRule {
+    serde_json::from_value(json!({
+        "apiVersion": "metal.ironcore.dev/v1alpha1", "kind": "ServerReadinessRule",
+        "metadata": {"name": name},
+        "spec": {
+            "conditions": [{"type": condition, "requiredStatus": "True"}],
+            "enforcementMode": mode,
+            "taint": taint,
+            "serverSelector": selector,
+        }
+    }))
+    .unwrap()
 }
 
 pub struct HarnessOptions {
