@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::objects::name_of;
+use crate::objects::{name_of, strings_at};
 use crate::resources::{PrinterColumn, ResourceInfo, res_key};
 use crate::status::Cause;
 
@@ -13,17 +13,6 @@ pub const CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io"
 
 fn s<'a>(v: &'a Value, ptr: &str) -> &'a str {
     v.pointer(ptr).and_then(Value::as_str).unwrap_or("")
-}
-
-fn strings(v: &Value, ptr: &str) -> Vec<String> {
-    v.pointer(ptr)
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Field errors of a CRD spec (a subset of apiextensions validation: what would make it unservable).
@@ -61,13 +50,8 @@ pub fn validate(crd: &Value) -> Vec<Cause> {
     }
     let scope = s(crd, "/spec/scope");
     if scope != "Namespaced" && scope != "Cluster" {
-        causes.push(Cause::new(
-            "FieldValueNotSupported",
-            "spec.scope",
-            format!(
-                "Unsupported value: \"{scope}\": supported values: \"Cluster\", \"Namespaced\""
-            ),
-        ));
+        let supported = ["Cluster", "Namespaced"];
+        causes.push(Cause::not_supported("spec.scope", scope, &supported));
     }
     if !plural.is_empty() && !group.is_empty() && name_of(crd) != format!("{plural}.{group}") {
         causes.push(Cause::new(
@@ -173,8 +157,8 @@ pub fn resource_info(crd: &Value) -> ResourceInfo {
         key: res_key(&group, &plural),
         versions: versions.iter().map(|v| s(v, "/name").to_string()).collect(),
         namespaced: s(crd, "/spec/scope") == "Namespaced",
-        short_names: strings(crd, "/spec/names/shortNames"),
-        categories: strings(crd, "/spec/names/categories"),
+        short_names: strings_at(crd, "/spec/names/shortNames"),
+        categories: strings_at(crd, "/spec/names/categories"),
         has_status,
         printer_columns: printer,
         schemas,
@@ -207,7 +191,7 @@ pub fn established_status(crd: &Value, now: &str) -> Value {
                 .collect()
         })
         .unwrap_or_default();
-    let mut stored: Vec<String> = strings(crd, "/status/storedVersions");
+    let mut stored: Vec<String> = strings_at(crd, "/status/storedVersions");
     for v in storage {
         if !stored.contains(&v) {
             stored.push(v);

@@ -41,28 +41,16 @@ impl Entry {
     }
 
     fn from_json(v: &Value) -> Option<Entry> {
+        let text_or = |key: &str, default: &str| {
+            let text = v.get(key).and_then(Value::as_str);
+            text.unwrap_or(default).to_string()
+        };
         Some(Entry {
             manager: v.get("manager")?.as_str()?.to_string(),
-            operation: v
-                .get("operation")
-                .and_then(Value::as_str)
-                .unwrap_or("Update")
-                .to_string(),
-            api_version: v
-                .get("apiVersion")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string(),
-            time: v
-                .get("time")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string(),
-            subresource: v
-                .get("subresource")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string(),
+            operation: text_or("operation", "Update"),
+            api_version: text_or("apiVersion", ""),
+            time: text_or("time", ""),
+            subresource: text_or("subresource", ""),
             fields: FieldSet::from_json(v.get("fieldsV1").unwrap_or(&Value::Null)),
         })
     }

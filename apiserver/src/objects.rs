@@ -130,12 +130,16 @@ pub fn name_of(obj: &Value) -> &str {
 }
 
 pub fn finalizers(obj: &Value) -> Vec<String> {
-    meta(obj)
-        .and_then(|m| m.get("finalizers"))
+    strings_at(obj, "/metadata/finalizers")
+}
+
+/// The strings of the array at JSON pointer `ptr` (other items skipped); empty when there is none.
+pub fn strings_at(v: &Value, ptr: &str) -> Vec<String> {
+    v.pointer(ptr)
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()
-                .filter_map(|f| f.as_str().map(String::from))
+                .filter_map(|x| x.as_str().map(String::from))
                 .collect()
         })
         .unwrap_or_default()

@@ -117,14 +117,34 @@ fn push(m: &mut Map<String, Value>, key: &str, v: Value) {
     }
 }
 
+/// Field numbers of the plain string fields, with their JSON names.
+const OWNER_REFERENCE_STRINGS: &[(u64, &str)] =
+    &[(1, "kind"), (3, "name"), (4, "uid"), (5, "apiVersion")];
+const OBJECT_META_STRINGS: &[(u64, &str)] = &[
+    (1, "name"),
+    (2, "generateName"),
+    (3, "namespace"),
+    (6, "resourceVersion"),
+];
+
+/// Stores string field `n` under its JSON name in `names`; a field not named there is skipped.
+fn insert_string(
+    m: &mut Map<String, Value>,
+    names: &[(u64, &str)],
+    n: u64,
+    x: &[u8],
+) -> ApiResult<()> {
+    if let Some((_, key)) = names.iter().find(|(number, _)| *number == n) {
+        m.insert((*key).into(), json!(string(x)?));
+    }
+    Ok(())
+}
+
 fn owner_reference(b: &[u8]) -> ApiResult<Value> {
     let mut m = Map::new();
     for (n, f) in fields(b)? {
         match (n, f) {
-            (1, Field::Bytes(x)) => drop(m.insert("kind".into(), json!(string(x)?))),
-            (3, Field::Bytes(x)) => drop(m.insert("name".into(), json!(string(x)?))),
-            (4, Field::Bytes(x)) => drop(m.insert("uid".into(), json!(string(x)?))),
-            (5, Field::Bytes(x)) => drop(m.insert("apiVersion".into(), json!(string(x)?))),
+            (n, Field::Bytes(x)) => insert_string(&mut m, OWNER_REFERENCE_STRINGS, n, x)?,
             (6, Field::Varint(v)) => drop(m.insert("controller".into(), json!(v != 0))),
             (7, Field::Varint(v)) => drop(m.insert("blockOwnerDeletion".into(), json!(v != 0))),
             _ => {}
@@ -137,14 +157,11 @@ fn object_meta(b: &[u8]) -> ApiResult<Value> {
     let mut m = Map::new();
     for (n, f) in fields(b)? {
         match (n, f) {
-            (1, Field::Bytes(x)) => drop(m.insert("name".into(), json!(string(x)?))),
-            (2, Field::Bytes(x)) => drop(m.insert("generateName".into(), json!(string(x)?))),
-            (3, Field::Bytes(x)) => drop(m.insert("namespace".into(), json!(string(x)?))),
-            (6, Field::Bytes(x)) => drop(m.insert("resourceVersion".into(), json!(string(x)?))),
             (11, Field::Bytes(x)) => insert_entry(&mut m, "labels", x, false)?,
             (12, Field::Bytes(x)) => insert_entry(&mut m, "annotations", x, false)?,
             (13, Field::Bytes(x)) => push(&mut m, "ownerReferences", owner_reference(x)?),
             (14, Field::Bytes(x)) => push(&mut m, "finalizers", json!(string(x)?)),
+            (n, Field::Bytes(x)) => insert_string(&mut m, OBJECT_META_STRINGS, n, x)?,
             _ => {}
         }
     }

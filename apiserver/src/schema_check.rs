@@ -130,15 +130,7 @@ fn check_node(
         && !allowed.contains(v)
     {
         let list: Vec<String> = allowed.iter().map(render).collect();
-        sink.value(Cause::new(
-            "FieldValueNotSupported",
-            &*path,
-            format!(
-                "Unsupported value: {}: supported values: {}",
-                render(v),
-                list.join(", ")
-            ),
-        ));
+        sink.value(Cause::unsupported(&*path, render(v), &list.join(", ")));
     }
     match v {
         Value::String(s) => check_string(schema, s, path, sink),

@@ -36,6 +36,23 @@ impl Cause {
             message: message.into(),
         }
     }
+
+    /// `FieldValueNotSupported` worded as apimachinery's `field.NotSupported`: `shown` is the value as
+    /// the message shows it, `supported` the allowed values rendered and joined.
+    pub fn unsupported(
+        field: impl Into<String>,
+        shown: impl std::fmt::Display,
+        supported: &str,
+    ) -> Self {
+        let message = format!("Unsupported value: {shown}: supported values: {supported}");
+        Cause::new("FieldValueNotSupported", field, message)
+    }
+
+    /// [`Cause::unsupported`] for a string value and string choices, each quoted.
+    pub fn not_supported(field: impl Into<String>, value: &str, supported: &[&str]) -> Self {
+        let quoted: Vec<String> = supported.iter().map(|s| format!("\"{s}\"")).collect();
+        Cause::unsupported(field, format!("\"{value}\""), &quoted.join(", "))
+    }
 }
 
 /// An API error answered as a `kind: Status` body.
@@ -82,15 +99,17 @@ impl ApiError {
         }
     }
 
-    pub fn not_found(group: &str, resource: &str, name: &str) -> Self {
+    /// Names the object the error is about (`details`).
+    fn about(self, group: &str, resource: &str, name: &str) -> Self {
         ApiError {
             details: Some(details(group, resource, name)),
-            ..Self::new(
-                404,
-                "NotFound",
-                format!("{} \"{name}\" not found", qualified(group, resource)),
-            )
+            ..self
         }
+    }
+
+    pub fn not_found(group: &str, resource: &str, name: &str) -> Self {
+        let message = format!("{} \"{name}\" not found", qualified(group, resource));
+        Self::new(404, "NotFound", message).about(group, resource, name)
     }
 
     pub fn path_not_found() -> Self {
@@ -102,28 +121,16 @@ impl ApiError {
     }
 
     pub fn already_exists(group: &str, resource: &str, name: &str) -> Self {
-        ApiError {
-            details: Some(details(group, resource, name)),
-            ..Self::new(
-                409,
-                "AlreadyExists",
-                format!("{} \"{name}\" already exists", qualified(group, resource)),
-            )
-        }
+        let message = format!("{} \"{name}\" already exists", qualified(group, resource));
+        Self::new(409, "AlreadyExists", message).about(group, resource, name)
     }
 
     pub fn conflict(group: &str, resource: &str, name: &str, why: &str) -> Self {
-        ApiError {
-            details: Some(details(group, resource, name)),
-            ..Self::new(
-                409,
-                "Conflict",
-                format!(
-                    "Operation cannot be fulfilled on {} \"{name}\": {why}",
-                    qualified(group, resource)
-                ),
-            )
-        }
+        let message = format!(
+            "Operation cannot be fulfilled on {} \"{name}\": {why}",
+            qualified(group, resource)
+        );
+        Self::new(409, "Conflict", message).about(group, resource, name)
     }
 
     pub fn stale(group: &str, resource: &str, name: &str) -> Self {
@@ -179,17 +186,11 @@ impl ApiError {
     }
 
     pub fn forbidden(group: &str, resource: &str, name: &str, why: &str) -> Self {
-        ApiError {
-            details: Some(details(group, resource, name)),
-            ..Self::new(
-                403,
-                "Forbidden",
-                format!(
-                    "{} \"{name}\" is forbidden: {why}",
-                    qualified(group, resource)
-                ),
-            )
-        }
+        let message = format!(
+            "{} \"{name}\" is forbidden: {why}",
+            qualified(group, resource)
+        );
+        Self::new(403, "Forbidden", message).about(group, resource, name)
     }
 
     pub fn method_not_allowed(what: &str) -> Self {

@@ -80,31 +80,28 @@ pub fn human_age(secs: i64) -> String {
     if secs < 120 {
         format!("{secs}s")
     } else if m < 10 {
-        if secs % 60 == 0 {
-            format!("{m}m")
-        } else {
-            format!("{m}m{}s", secs % 60)
-        }
+        with_remainder(m, "m", secs % 60, "s")
     } else if m < 180 {
         format!("{m}m")
     } else if h < 8 {
-        if m % 60 == 0 {
-            format!("{h}h")
-        } else {
-            format!("{h}h{}m", m % 60)
-        }
+        with_remainder(h, "h", m % 60, "m")
     } else if h < 48 {
         format!("{h}h")
     } else if h < 192 {
-        if h % 24 == 0 {
-            format!("{d}d")
-        } else {
-            format!("{d}d{}h", h % 24)
-        }
+        with_remainder(d, "d", h % 24, "h")
     } else if d < 365 * 2 {
         format!("{d}d")
     } else {
         format!("{}y{}d", d / 365, d % 365)
+    }
+}
+
+/// `<n><unit>`, then the remainder in the next smaller unit unless it is zero (`5m`, `5m30s`).
+fn with_remainder(n: i64, unit: &str, rest: i64, rest_unit: &str) -> String {
+    if rest == 0 {
+        format!("{n}{unit}")
+    } else {
+        format!("{n}{unit}{rest}{rest_unit}")
     }
 }
 

@@ -149,20 +149,13 @@ impl Params {
                     if v == "All" {
                         p.dry_run = true;
                     } else {
-                        causes.push(Cause::new(
-                            "FieldValueNotSupported",
-                            "dryRun",
-                            format!("Unsupported value: \"{v}\": supported values: \"All\""),
-                        ));
+                        causes.push(Cause::not_supported("dryRun", &v, &["All"]));
                     }
                 }
                 "fieldValidation" => {
                     if !["", "Ignore", "Warn", "Strict"].contains(&v.as_str()) {
-                        causes.push(Cause::new(
-                            "FieldValueNotSupported",
-                            "fieldValidation",
-                            format!("Unsupported value: \"{v}\": supported values: \"Ignore\", \"Strict\", \"Warn\""),
-                        ));
+                        let supported = ["Ignore", "Strict", "Warn"];
+                        causes.push(Cause::not_supported("fieldValidation", &v, &supported));
                     }
                     p.field_validation = Some(v)
                 }
@@ -178,11 +171,8 @@ impl Params {
             if p.watch && p.send_initial_events {
                 // A streaming list: only NotOlderThan (validateWatchOptions).
                 if m != "NotOlderThan" {
-                    causes.push(Cause::new(
-                        "FieldValueNotSupported",
-                        "resourceVersionMatch",
-                        format!("Unsupported value: \"{m}\": supported values: \"NotOlderThan\""),
-                    ));
+                    let supported = ["NotOlderThan"];
+                    causes.push(Cause::not_supported("resourceVersionMatch", &m, &supported));
                 }
             } else if p.watch {
                 causes.push(Cause::new("FieldValueForbidden", "resourceVersionMatch", "Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"));
@@ -191,13 +181,8 @@ impl Params {
             } else if m == "Exact" && rv == "0" {
                 causes.push(Cause::new("FieldValueForbidden", "resourceVersionMatch", "Forbidden: resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\""));
             } else if m != "Exact" && m != "NotOlderThan" {
-                causes.push(Cause::new(
-                    "FieldValueNotSupported",
-                    "resourceVersionMatch",
-                    format!(
-                        "Unsupported value: \"{m}\": supported values: \"Exact\", \"NotOlderThan\""
-                    ),
-                ));
+                let supported = ["Exact", "NotOlderThan"];
+                causes.push(Cause::not_supported("resourceVersionMatch", &m, &supported));
             }
         }
         if !causes.is_empty() {
@@ -225,13 +210,8 @@ pub fn propagation_causes(v: &str) -> Vec<Cause> {
     if ["Orphan", "Background", "Foreground"].contains(&v) {
         return vec![];
     }
-    vec![Cause::new(
-        "FieldValueNotSupported",
-        "propagationPolicy",
-        format!(
-            "Unsupported value: \"{v}\": supported values: \"Background\", \"Foreground\", \"Orphan\""
-        ),
-    )]
+    let supported = ["Background", "Foreground", "Orphan"];
+    vec![Cause::not_supported("propagationPolicy", v, &supported)]
 }
 
 /// A request for one resource (collection, object, or subresource).

@@ -288,11 +288,7 @@ fn delete_opts(p: &Params, body: &Bytes) -> ApiResult<DeleteOpts> {
                     if x == "All" {
                         opts.dry_run = true;
                     } else {
-                        causes.push(Cause::new(
-                            "FieldValueNotSupported",
-                            "dryRun",
-                            format!("Unsupported value: {x}: supported values: \"All\""),
-                        ));
+                        causes.push(Cause::unsupported("dryRun", x, "\"All\""));
                     }
                 }
             }
