@@ -115,19 +115,11 @@ fn base64(s: &str) -> String {
 }
 
 fn state_of(server: &Server) -> Option<&str> {
-    server
-        .status
-        .as_ref()
-        .and_then(|s| s.state.as_ref())
-        .map(|s| s.as_str())
+    server.state().map(|s| s.as_str())
 }
 
 fn power_of(server: &Server) -> Option<&str> {
-    server
-        .status
-        .as_ref()
-        .and_then(|s| s.power_state.as_ref())
-        .map(|s| s.as_str())
+    server.power_state().map(|s| s.as_str())
 }
 
 fn available_and_off(s: &Server) -> bool {
