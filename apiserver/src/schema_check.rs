@@ -36,6 +36,39 @@ impl Sink<'_> {
     }
 }
 
+/// A value not of the schema's type; `shown` is the value as the message shows it.
+fn type_invalid(path: &str, shown: impl std::fmt::Display, want: &str, v: &Value) -> Cause {
+    let actual = json_type(v);
+    let message =
+        format!("Invalid value: {shown}: {path} in body must be of type {want}: \"{actual}\"");
+    Cause::new("FieldValueTypeInvalid", path, message)
+}
+
+/// The schema's bounds (`min…`, `max…` keywords) on how many items or properties a value has; `unit`
+/// names them in the too-few message (apiextensions says "items" in the too-many one either way).
+fn check_count(
+    schema: &Value,
+    (min_key, max_key): (&str, &str),
+    len: usize,
+    unit: &str,
+    path: &str,
+    sink: &mut Sink,
+) {
+    if let Some(max) = schema.get(max_key).and_then(Value::as_u64)
+        && len as u64 > max
+    {
+        let message = format!("Too many: {len}: must have at most {max} items");
+        sink.value(Cause::new("FieldValueTooMany", path, message));
+    }
+    if let Some(min) = schema.get(min_key).and_then(Value::as_u64)
+        && (len as u64) < min
+    {
+        let message =
+            format!("Invalid value: {len}: {path} in body should have at least {min} {unit}");
+        sink.value(Cause::new("FieldValueInvalid", path, message));
+    }
+}
+
 /// Validates `v` against `schema`; `old` is the correlated stored value on update (None on create).
 pub fn check(
     schema: &Value,
@@ -100,30 +133,15 @@ fn check_node(
     let int_or_string = flag(schema, "x-kubernetes-int-or-string");
     if int_or_string {
         if !(v.is_string() || json_type(v) == "integer") {
-            sink.value(Cause::new(
-                "FieldValueTypeInvalid",
-                &*path,
-                format!(
-                    "Invalid value: {}: {path} in body must be of type integer,string: \"{}\"",
-                    render(v),
-                    json_type(v)
-                ),
-            ));
+            sink.value(type_invalid(path, render(v), "integer,string", v));
         }
         return;
     }
     if let Some(want) = schema.get("type").and_then(Value::as_str)
         && !type_ok(want, v)
     {
-        sink.value(Cause::new(
-            "FieldValueTypeInvalid",
-            &*path,
-            format!(
-                "Invalid value: \"{}\": {path} in body must be of type {want}: \"{}\"",
-                json_type(v),
-                json_type(v)
-            ),
-        ));
+        let shown = format!("\"{}\"", json_type(v));
+        sink.value(type_invalid(path, shown, want, v));
         return;
     }
     if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
@@ -286,27 +304,8 @@ fn check_array(
     path: &mut String,
     sink: &mut Sink,
 ) {
-    if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
-        && items.len() as u64 > max
-    {
-        sink.value(Cause::new(
-            "FieldValueTooMany",
-            &*path,
-            format!("Too many: {}: must have at most {max} items", items.len()),
-        ));
-    }
-    if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
-        && (items.len() as u64) < min
-    {
-        sink.value(Cause::new(
-            "FieldValueInvalid",
-            &*path,
-            format!(
-                "Invalid value: {}: {path} in body should have at least {min} items",
-                items.len()
-            ),
-        ));
-    }
+    let bounds = ("minItems", "maxItems");
+    check_count(schema, bounds, items.len(), "items", path, sink);
     let list_type = schema.get("x-kubernetes-list-type").and_then(Value::as_str);
     let keys: Vec<&str> = schema
         .get("x-kubernetes-list-map-keys")
@@ -367,27 +366,8 @@ fn check_object(
             ));
         }
     }
-    if let Some(max) = schema.get("maxProperties").and_then(Value::as_u64)
-        && map.len() as u64 > max
-    {
-        sink.value(Cause::new(
-            "FieldValueTooMany",
-            &*path,
-            format!("Too many: {}: must have at most {max} items", map.len()),
-        ));
-    }
-    if let Some(min) = schema.get("minProperties").and_then(Value::as_u64)
-        && (map.len() as u64) < min
-    {
-        sink.value(Cause::new(
-            "FieldValueInvalid",
-            &*path,
-            format!(
-                "Invalid value: {}: {path} in body should have at least {min} properties",
-                map.len()
-            ),
-        ));
-    }
+    let bounds = ("minProperties", "maxProperties");
+    check_count(schema, bounds, map.len(), "properties", path, sink);
     let props = schema.get("properties").and_then(Value::as_object);
     let addl = schema.get("additionalProperties").filter(|a| a.is_object());
     for (k, v) in map {
