@@ -134,17 +134,18 @@ async fn every_patch_type() {
         .unwrap();
     assert_eq!(w.spec.size, 5);
     // JSON patch with a passing and a failing test op.
-    let ok: json_patch::Patch = serde_json::from_value(json!([
-        {"op": "test", "path": "/spec/size", "value": 5}, {"op": "replace", "path": "/spec/size", "value": 6}])).unwrap();
-    let w = api
-        .patch("p", &PatchParams::default(), &Patch::<()>::Json(ok))
-        .await
-        .unwrap();
+    let size_from_to = |from: i64, to: i64| {
+        let ops = json!([
+            {"op": "test", "path": "/spec/size", "value": from},
+            {"op": "replace", "path": "/spec/size", "value": to},
+        ]);
+        Patch::<()>::Json(serde_json::from_value(ops).unwrap())
+    };
+    let params = PatchParams::default();
+    let w = api.patch("p", &params, &size_from_to(5, 6)).await.unwrap();
     assert_eq!(w.spec.size, 6);
-    let bad: json_patch::Patch = serde_json::from_value(json!([
-        {"op": "test", "path": "/spec/size", "value": 1}, {"op": "replace", "path": "/spec/size", "value": 7}])).unwrap();
     let err = api
-        .patch("p", &PatchParams::default(), &Patch::<()>::Json(bad))
+        .patch("p", &params, &size_from_to(1, 7))
         .await
         .unwrap_err();
     assert!(
@@ -296,15 +297,14 @@ async fn server_side_apply_of_status() {
     api.create(&PostParams::default(), &widget("s", 1))
         .await
         .unwrap();
-    let status = json!({"apiVersion": "test.metal.dev/v1", "kind": "Widget", "status": {"state": "Ready", "observedGeneration": 1}});
-    let w = api
-        .patch_status(
-            "s",
-            &PatchParams::apply("widget-controller").force(),
-            &Patch::Apply(&status),
-        )
-        .await
-        .unwrap();
+    let controller = PatchParams::apply("widget-controller").force();
+    let apply_status = async |status: serde_json::Value| {
+        let applied =
+            json!({"apiVersion": "test.metal.dev/v1", "kind": "Widget", "status": status});
+        let patch = Patch::Apply(&applied);
+        api.patch_status("s", &controller, &patch).await.unwrap()
+    };
+    let w = apply_status(json!({"state": "Ready", "observedGeneration": 1})).await;
     assert_eq!(w.status.unwrap().state.as_deref(), Some("Ready"));
     assert_eq!(w.metadata.generation, Some(1));
     let mf = w.metadata.managed_fields.unwrap();
@@ -317,16 +317,7 @@ async fn server_side_apply_of_status() {
         (Some("Apply"), Some("status"))
     );
     // Dropping a field from the applied status removes it.
-    let less =
-        json!({"apiVersion": "test.metal.dev/v1", "kind": "Widget", "status": {"state": "Ready"}});
-    let w = api
-        .patch_status(
-            "s",
-            &PatchParams::apply("widget-controller").force(),
-            &Patch::Apply(&less),
-        )
-        .await
-        .unwrap();
+    let w = apply_status(json!({"state": "Ready"})).await;
     assert_eq!(w.status.unwrap().observed_generation, None);
     // Status applies never touch spec.
     assert_eq!(w.spec.size, 1);
