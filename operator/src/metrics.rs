@@ -197,23 +197,19 @@ impl Metrics {
         self.server_state.clear();
         self.server_power_state.clear();
         self.server_condition_status.clear();
+        // An unset state is counted under the empty label.
+        let label = |value: Option<&str>| value.unwrap_or_default().to_owned();
         for server in servers {
-            let status = server.status.clone().unwrap_or_default();
-            let state = status
-                .state
-                .map(|s| s.as_str().to_owned())
-                .unwrap_or_default();
+            let state = label(server.state().map(|s| s.as_str()));
             self.server_state
                 .get_or_create(&StateLabels { state })
                 .inc();
-            let power_state = status
-                .power_state
-                .map(|s| s.as_str().to_owned())
-                .unwrap_or_default();
+            let power_state = label(server.power_state().map(|s| s.as_str()));
             self.server_power_state
                 .get_or_create(&PowerLabels { power_state })
                 .inc();
-            for c in &status.conditions {
+            let conditions = server.status.as_ref().map(|s| s.conditions.as_slice());
+            for c in conditions.unwrap_or_default() {
                 let labels = vec![
                     ("type".to_owned(), c.type_.clone()),
                     ("status".to_owned(), c.status.clone()),
