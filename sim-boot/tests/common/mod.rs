@@ -9,6 +9,7 @@ use futures::StreamExt;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use metal_api::{Server, ServerBootConfiguration};
+use sim_boot::oci::names;
 use sim_boot::{BackendHandle, BackendOptions, Misbehaviour};
 use testbed::objects;
 
@@ -152,16 +153,13 @@ impl Env {
         .await
     }
 
-    /// A full boot setup: Server, ignition Secret, SBC, reference; returns the SBC once Ready.
-    pub async fn ready_machine(
-        &self,
-        name: &str,
-        uuid: &str,
-        image: &str,
-    ) -> ServerBootConfiguration {
+    /// A full boot setup of the standard OS image: Server, ignition Secret, SBC, reference; returns the SBC
+    /// once Ready.
+    pub async fn ready_machine(&self, name: &str, uuid: &str) -> ServerBootConfiguration {
         self.server(name, uuid).await;
         self.butane_secret(name, "core").await;
-        self.sbc(name, name, image, Some(name)).await;
+        let image = self.backend.image(names::OS_V1);
+        self.sbc(name, name, &image, Some(name)).await;
         self.reference(name, name).await;
         self.wait_state(name, "Ready").await
     }
