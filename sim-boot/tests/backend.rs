@@ -52,10 +52,7 @@ async fn ready_only_after_everything_is_served() {
 #[tokio::test]
 async fn pending_until_the_server_references_the_configuration() {
     let env = env(Misbehaviour::None).await;
-    env.server("m2", UUID).await;
-    env.sbc("m2", "m2", &env.backend.image(names::OS_V1), None)
-        .await;
-    let pending = env.wait_unreferenced("m2").await;
+    let pending = env.unreferenced_machine("m2", UUID).await;
     assert_eq!(state_of(&pending), "Pending");
     assert_eq!(
         env.get(&format!("/ipxe/{UUID}")).await.status,

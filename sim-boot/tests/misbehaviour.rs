@@ -18,11 +18,8 @@ const OTHER_UUID: &str = "2C4A1E5B-0000-4000-8000-0000000000c2";
 #[tokio::test]
 async fn invented_state_writes_preparing_instead_of_pending() {
     let env = env(Misbehaviour::InventedState).await;
-    env.server("m", UUID).await;
-    env.sbc("m", "m", &env.backend.image(names::OS_V1), None)
-        .await;
     // Not referenced by its Server yet: honest sim-boot says Pending here.
-    let waiting = env.wait_unreferenced("m").await;
+    let waiting = env.unreferenced_machine("m", UUID).await;
     assert_eq!(state_of(&waiting), "Preparing");
     env.reference("m", "m").await;
     env.wait_state("m", "Ready").await;

@@ -100,9 +100,12 @@ impl Env {
             .expect("Server status patched");
     }
 
-    /// Waits until the backend says no Server references SBC `name` yet (`ArtifactsServed` reason
-    /// `NotReferencedByServer`).
-    pub async fn wait_unreferenced(&self, name: &str) -> ServerBootConfiguration {
+    /// A Server and an SBC `name` for the standard OS image (no ignition) that the Server does not reference
+    /// yet; returns the SBC once the backend says so (`ArtifactsServed` reason `NotReferencedByServer`).
+    pub async fn unreferenced_machine(&self, name: &str, uuid: &str) -> ServerBootConfiguration {
+        self.server(name, uuid).await;
+        let image = self.backend.image(names::OS_V1);
+        self.sbc(name, name, &image, None).await;
         self.wait(name, Duration::from_secs(20), |s| {
             condition(s, "ArtifactsServed").is_some_and(|c| c.reason == "NotReferencedByServer")
         })
