@@ -272,6 +272,15 @@ fn challenge_params(params: &str) -> HashMap<String, String> {
 }
 
 impl NetBoot {
+    /// Sends `request` through the registry client; a transport failure is reported as `what` failing.
+    async fn send(&self, request: http::request::Builder, what: &str) -> anyhow::Result<Fetched> {
+        self.registry
+            .client
+            .send(request.body(Default::default())?)
+            .await
+            .map_err(|e| anyhow::anyhow!("{what}: {e}"))
+    }
+
     /// GETs `url` with the authorization cached for `scope_key`, answering one 401 challenge.
     async fn get_authorized(
         &self,
@@ -291,12 +300,7 @@ impl NetBoot {
             if let Some(value) = &authorization {
                 request = request.header(http::header::AUTHORIZATION, value.clone());
             }
-            let fetched = self
-                .registry
-                .client
-                .send(request.body(Default::default())?)
-                .await
-                .map_err(|e| anyhow::anyhow!("GET {url}: {e}"))?;
+            let fetched = self.send(request, &format!("GET {url}")).await?;
             if fetched.status != http::StatusCode::UNAUTHORIZED || attempt == 1 {
                 return Ok(fetched);
             }
@@ -358,12 +362,7 @@ impl NetBoot {
                 if let Some(basic) = &basic {
                     request = request.header(http::header::AUTHORIZATION, basic);
                 }
-                let fetched = self
-                    .registry
-                    .client
-                    .send(request.body(Default::default())?)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("token service: {e}"))?;
+                let fetched = self.send(request, "token service").await?;
                 anyhow::ensure!(
                     fetched.status.is_success(),
                     "token service {url}: HTTP {}",
@@ -653,22 +652,22 @@ mod tests {
         assert_eq!(p["service"], "reg.example");
         assert_eq!(p["scope"], "repository:a/b:pull");
         assert_eq!(challenge_params("realm=x, service=y")["service"], "y");
-        assert_eq!(
-            registry_and_repository("ghcr.io/ironcore-dev/os"),
-            ("ghcr.io".into(), "ironcore-dev/os".into())
-        );
-        assert_eq!(
-            registry_and_repository("127.0.0.1:5000/os"),
-            ("127.0.0.1:5000".into(), "os".into())
-        );
-        assert_eq!(
-            registry_and_repository("ubuntu"),
-            ("registry-1.docker.io".into(), "library/ubuntu".into())
-        );
-        assert_eq!(
-            registry_and_repository("docker.io/gardenlinux/metal"),
-            ("registry-1.docker.io".into(), "gardenlinux/metal".into())
-        );
+        for (reference, registry, repository) in [
+            ("ghcr.io/ironcore-dev/os", "ghcr.io", "ironcore-dev/os"),
+            ("127.0.0.1:5000/os", "127.0.0.1:5000", "os"),
+            ("ubuntu", "registry-1.docker.io", "library/ubuntu"),
+            (
+                "docker.io/gardenlinux/metal",
+                "registry-1.docker.io",
+                "gardenlinux/metal",
+            ),
+        ] {
+            assert_eq!(
+                registry_and_repository(reference),
+                (registry.into(), repository.into()),
+                "{reference}"
+            );
+        }
     }
 
     #[test]

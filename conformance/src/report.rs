@@ -35,6 +35,19 @@ pub enum Result {
     Failure,
 }
 
+impl Result {
+    /// Failure unless `met`; then Success only if every rule passed.
+    fn of<'a>(met: bool, mut rules: impl Iterator<Item = &'a RuleResult>) -> Result {
+        if !met {
+            Result::Failure
+        } else if rules.all(|r| r.verdict == Verdict::Pass) {
+            Result::Success
+        } else {
+            Result::Partial
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct Statistics {
     pub passed: usize,
@@ -116,15 +129,8 @@ fn tier_result(rules: &[&RuleResult]) -> TierResult {
         .iter()
         .filter(|r| r.level == Level::Must)
         .all(|r| r.verdict == Verdict::Pass);
-    let result = if !must_ok {
-        Result::Failure
-    } else if rules.iter().all(|r| r.verdict == Verdict::Pass) {
-        Result::Success
-    } else {
-        Result::Partial
-    };
     TierResult {
-        result,
+        result: Result::of(must_ok, rules.iter().copied()),
         failed_rules: rules
             .iter()
             .filter(|r| r.verdict == Verdict::Fail)
@@ -173,13 +179,7 @@ impl Report {
         let conformant = overall.meets(requested_level)
             && !requested.is_empty()
             && run.backend_stopped.is_none();
-        let result = if !conformant {
-            Result::Failure
-        } else if requested.iter().all(|r| r.verdict == Verdict::Pass) {
-            Result::Success
-        } else {
-            Result::Partial
-        };
+        let result = Result::of(conformant, requested.iter().copied());
         let mut by_name: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         for (name, v) in run.checks.iter().flat_map(|c| c.latencies.iter()) {
             by_name.entry(name.clone()).or_default().push(*v);

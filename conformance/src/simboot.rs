@@ -16,17 +16,8 @@ pub async fn run_reference_backend(args: &crate::cli::ReferenceBackendArgs) -> a
         .misbehave
         .parse()
         .map_err(|e: String| anyhow::anyhow!(e))?;
-    let mut boot_modes = sim_boot::BootModes {
-        ipxe: false,
-        http: false,
-    };
-    for mode in &args.boot_modes {
-        match mode.as_str() {
-            "ipxe" => boot_modes.ipxe = true,
-            "http" => boot_modes.http = true,
-            other => anyhow::bail!("--boot-modes: {other:?} is not one of ipxe, http"),
-        }
-    }
+    let boot_modes =
+        sim_boot::BootModes::from_names(&args.boot_modes).map_err(anyhow::Error::msg)?;
     let client = kube::Client::try_default().await?;
     let options = BackendOptions {
         listen: args.listen,

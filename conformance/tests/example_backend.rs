@@ -7,7 +7,7 @@
 //! without it the test says why and passes (under CI=true it fails instead).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 fn python() -> Option<PathBuf> {
     let in_ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
@@ -33,20 +33,34 @@ fn python() -> Option<PathBuf> {
     }
 }
 
+/// Runs `certify --embedded --quiet` with `args`, writing its report into `report_dir`.
+fn run_certify(args: &[&str], report_dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_conformance"))
+        .args(["certify", "--embedded", "--quiet"])
+        .args(args)
+        .arg("--report-dir")
+        .arg(report_dir)
+        .output()
+        .expect("run conformance")
+}
+
 /// Runs certify; returns the exit code, report.json, the output for messages and the whole backend.log.
 fn certify(
     backend: &str,
     extra: &[&str],
     report_dir: &Path,
 ) -> (i32, serde_json::Value, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_conformance"))
-        .args(["certify", "--embedded", "--quiet", "--backend-cmd", backend])
-        .args(["--implementation", "python-example"])
-        .args(extra)
-        .arg("--report-dir")
-        .arg(report_dir)
-        .output()
-        .expect("run conformance");
+    let args = [
+        &[
+            "--backend-cmd",
+            backend,
+            "--implementation",
+            "python-example",
+        ],
+        extra,
+    ]
+    .concat();
+    let out = run_certify(&args, report_dir);
     let log = std::fs::read_to_string(report_dir.join("backend.log")).unwrap_or_default();
     let text = format!(
         "stdout:\n{}\nstderr:\n{}\nbackend.log (last 4000 bytes):\n{}",
@@ -85,23 +99,36 @@ fn assert_all_pass(report: &serde_json::Value, profiles: &[&str], text: &str) {
     assert!(not_passed.is_empty(), "{not_passed:#?}\n{text}");
 }
 
+/// Certifies the example backend started with `flags`: it must exit 0 with every rule of `profiles` passed.
+/// Returns the output for messages and the whole backend.log.
+fn certifies_python(
+    py: &Path,
+    flags: &str,
+    profiles: &[&str],
+    extra: &[&str],
+    report_dir: &Path,
+) -> (String, String) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python-backend/backend.py");
+    let backend = format!("{} {} {flags}", py.display(), script.display());
+    let profile = profiles.join(",");
+    let args = [&["--profile", &profile], extra].concat();
+    let (code, report, text, log) = certify(&backend, &args, report_dir);
+    assert_eq!(code, 0, "{text}");
+    assert_all_pass(&report, profiles, &text);
+    (text, log)
+}
+
 #[test]
 fn conformance_python_backend_certifies_core_and_boot_over_https() {
     let Some(py) = python() else { return };
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python-backend/backend.py");
     let dir = tempfile::tempdir().unwrap();
-    let backend = format!(
-        "{} {} --kubeconfig {{kubeconfig}} --listen {{boot_addr}} --registry {{registry}} --ca-file {{ca_file}}",
-        py.display(),
-        script.display()
-    );
-    let (code, report, text, log) = certify(
-        &backend,
-        &["--profile", "core,boot"],
+    let (text, log) = certifies_python(
+        &py,
+        "--kubeconfig {kubeconfig} --listen {boot_addr} --registry {registry} --ca-file {ca_file}",
+        &["core", "boot"],
+        &[],
         &dir.path().join("https"),
     );
-    assert_eq!(code, 0, "{text}");
-    assert_all_pass(&report, &["core", "boot"], &text);
     assert!(
         log.contains("over https"),
         "the backend reached the registry over HTTPS\n{text}"
@@ -109,18 +136,13 @@ fn conformance_python_backend_certifies_core_and_boot_over_https() {
 
     // Token flow on, CA from REQUESTS_CA_BUNDLE only (the oracle of the boot profile reads registries
     // without tokens, so core only).
-    let backend = format!(
-        "{} {} --listen {{boot_addr}} --registry {{registry}} --registry-scheme {{registry_scheme}}",
-        py.display(),
-        script.display()
-    );
-    let (code, report, text, log) = certify(
-        &backend,
-        &["--profile", "core", "--registry-auth", "token"],
+    let (text, log) = certifies_python(
+        &py,
+        "--listen {boot_addr} --registry {registry} --registry-scheme {registry_scheme}",
+        &["core"],
+        &["--registry-auth", "token"],
         &dir.path().join("token"),
     );
-    assert_eq!(code, 0, "{text}");
-    assert_all_pass(&report, &["core"], &text);
     assert!(
         log.contains("bearer token for 127.0.0.1:"),
         "the backend answered the registry's token challenge\n{text}"
@@ -130,19 +152,15 @@ fn conformance_python_backend_certifies_core_and_boot_over_https() {
 #[test]
 fn conformance_ca_file_over_plain_http_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_conformance"))
-        .args([
-            "certify",
-            "--embedded",
-            "--quiet",
+    let out = run_certify(
+        &[
             "--registry-scheme",
             "http",
-        ])
-        .args(["--backend-cmd", "sleep 30 --ca {ca_file}"])
-        .arg("--report-dir")
-        .arg(dir.path())
-        .output()
-        .expect("run conformance");
+            "--backend-cmd",
+            "sleep 30 --ca {ca_file}",
+        ],
+        dir.path(),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(

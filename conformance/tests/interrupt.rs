@@ -1,19 +1,16 @@
 //! Ctrl-C during a run: the suite stops, deletes exactly what it created, and still writes its report.
 
-use conformance::embedded::EmbeddedEnv;
+mod common;
+
 use conformance::fixtures::{SUITE_LABEL, sbc_resource, server_resource};
-use conformance::simboot::InProcessSimBoot;
 use kube::api::{Api, DynamicObject, ListParams};
 use sim_boot::Misbehaviour;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_ctrl_c_cleans_up_everything_the_suite_created() {
-    let env = EmbeddedEnv::start().await.expect("environment");
     // A backend that never becomes Ready keeps every check busy until its deadline: the interrupt lands mid-run.
-    let backend = InProcessSimBoot::start(&env, Misbehaviour::NeverReady, Duration::ZERO)
-        .await
-        .expect("sim-boot");
+    let (env, backend) = common::sim_boot_env(Misbehaviour::NeverReady, Duration::ZERO).await;
     let dir = tempfile::tempdir().unwrap();
     let images = env.registries.images();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_conformance"))

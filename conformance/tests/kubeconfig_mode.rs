@@ -1,17 +1,14 @@
 //! `certify --kubeconfig`: the path a vendor with a running cluster uses. The "cluster" here is the embedded API
 //! server with sim-boot running in this process; the CLI only gets a kubeconfig, images and the boot URL template.
 
-use conformance::embedded::EmbeddedEnv;
-use conformance::simboot::InProcessSimBoot;
+mod common;
+
 use sim_boot::Misbehaviour;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_kubeconfig_mode_certifies_with_declared_images() {
-    let env = EmbeddedEnv::start().await.expect("environment");
-    let backend = InProcessSimBoot::start(&env, Misbehaviour::None, Duration::ZERO)
-        .await
-        .expect("sim-boot");
+    let (env, backend) = common::sim_boot_env(Misbehaviour::None, Duration::ZERO).await;
     let images = env.registries.images();
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_conformance"));

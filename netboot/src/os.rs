@@ -3,6 +3,7 @@
 
 use sim_bmc::boot::{ArtifactKind, BootArtifact, BootedOs, NetworkBootRequest};
 
+use crate::ipxe::Download;
 use crate::options::NetbootOptions;
 use crate::probe;
 use crate::verify::{artifact, check_artifact, check_download};
@@ -27,12 +28,7 @@ pub async fn start(
 ) -> Result<BootedOs, String> {
     // A GardenLinux live initramfs fetches its root filesystem from `gl.url=` before anything else runs.
     if let Some(url) = kernel.args.iter().find_map(|a| a.strip_prefix("gl.url=")) {
-        let response = options
-            .http
-            .get(url)
-            .await
-            .map_err(|e| format!("live boot: fetching the root filesystem failed: {e}"))?;
-        let root = check_download(url, &response).map_err(|e| format!("live boot: {e}"))?;
+        let root = download(options, url, "live boot", "the root filesystem").await?;
         check_artifact(
             "root filesystem",
             url,
@@ -54,15 +50,10 @@ pub async fn start(
     let (ignition, ignition_sha256) = match &ignition_url {
         None => (None, None),
         Some(url) => {
-            let response = options
-                .http
-                .get(url)
-                .await
-                .map_err(|e| format!("Ignition: fetching config failed: {e}"))?;
-            let download = check_download(url, &response).map_err(|e| format!("Ignition: {e}"))?;
-            let config = parse_ignition(&download.bytes)
+            let fetched = download(options, url, "Ignition", "config").await?;
+            let config = parse_ignition(&fetched.bytes)
                 .map_err(|e| format!("Ignition: config from {url} is invalid: {e}"))?;
-            let digest = download.sha256;
+            let digest = fetched.sha256;
             (
                 Some(config),
                 Some(digest.trim_start_matches("sha256:").to_string()),
@@ -100,6 +91,21 @@ pub async fn start(
         artifacts: kernel.artifacts,
         os_task,
     })
+}
+
+/// A GET with the firmware's download checks; errors start with `stage` and name `what` was fetched.
+async fn download(
+    options: &NetbootOptions,
+    url: &str,
+    stage: &str,
+    what: &str,
+) -> Result<Download, String> {
+    let response = options
+        .http
+        .get(url)
+        .await
+        .map_err(|e| format!("{stage}: fetching {what} failed: {e}"))?;
+    check_download(url, &response).map_err(|e| format!("{stage}: {e}"))
 }
 
 /// Ignition accepts spec 3.x JSON only.

@@ -142,13 +142,7 @@ async fn digest_and_length_mismatches_are_boot_failures() {
         );
     tokio::spawn(async move { axum::serve(listener, router).await });
     let netboot = netboot::Netboot::new(netboot::NetbootOptions::default());
-    let request = sim_bmc::boot::NetworkBootRequest {
-        system_uuid: UUID.into(),
-        macs: vec![mac_of(UUID)],
-        architecture: "amd64".into(),
-        target: BootTarget::Pxe,
-        boot_url: Some(format!("{base}/ipxe")),
-    };
+    let request = boot_request(UUID, "amd64", BootTarget::Pxe, format!("{base}/ipxe"));
     let reason = failed(netboot.boot(request).await);
     assert!(
         reason.contains("digest mismatch: the URL pins sha256:0000"),
@@ -238,13 +232,7 @@ async fn boot_operator_scripts_boot_real_format_artifacts_and_report_every_downl
         );
     tokio::spawn(async move { axum::serve(listener, router).await });
     let netboot = netboot::Netboot::new(netboot::NetbootOptions::default());
-    let request = sim_bmc::boot::NetworkBootRequest {
-        system_uuid: UUID.into(),
-        macs: vec![mac_of(UUID)],
-        architecture: "amd64".into(),
-        target: BootTarget::Pxe,
-        boot_url: Some(format!("{base}/ipxe/")),
-    };
+    let request = boot_request(UUID, "amd64", BootTarget::Pxe, format!("{base}/ipxe/"));
     let os = booted(netboot.boot(request.clone()).await);
     assert_eq!(os.image, "", "real artifacts name no image");
     assert_eq!(os.image_digest.as_deref(), Some(kd.as_str()));

@@ -15,6 +15,7 @@ use sim_bmc::boot::{BootOutcome, BootTarget, BootedOs, NetworkBoot, NetworkBootR
 use sim_bmc::machine::BootLog;
 use tokio::sync::{Semaphore, watch};
 
+use crate::lock;
 use crate::relay::{Fetch, Relay};
 use crate::testos::{MARKER_PREFIX, Marker, USERLAND_LINE};
 use crate::vm::{Accel, BootFrom, Firmware, Vm, VmSpec};
@@ -149,40 +150,22 @@ impl QemuMachines {
 
     /// Every boot's figures so far.
     pub fn figures(&self) -> Vec<BootFigure> {
-        self.inner
-            .figures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        lock(&self.inner.figures).clone()
     }
 
     /// System UUIDs of the machines that started a VM, in first-start order.
     pub fn machines_used(&self) -> Vec<String> {
-        self.inner
-            .used
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        lock(&self.inner.used).clone()
     }
 
     /// Gives one machine its own memory size.
     pub fn set_memory(&self, uuid: &str, mib: u32) {
-        self.inner
-            .memory
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(uuid.to_string(), mib);
+        lock(&self.inner.memory).insert(uuid.to_string(), mib);
     }
 
     /// Ends every running VM (fleet shutdown); each machine sees its OS end.
     pub fn stop_all(&self) {
-        let live: Vec<_> = self
-            .inner
-            .live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain()
-            .collect();
+        let live: Vec<_> = lock(&self.inner.live).drain().collect();
         for (_, task) in live {
             task.abort();
         }
@@ -233,7 +216,7 @@ impl QemuMachines {
             };
         let (accel, _) = self.accel().await;
         {
-            let mut used = self.inner.used.lock().unwrap_or_else(|p| p.into_inner());
+            let mut used = lock(&self.inner.used);
             if !used.contains(&req.system_uuid) {
                 used.push(req.system_uuid.clone());
             }
@@ -281,11 +264,7 @@ impl QemuMachines {
                 line_log.note(stage, line);
             }
         });
-        let memory_mib = self
-            .inner
-            .memory
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        let memory_mib = lock(&self.inner.memory)
             .get(&req.system_uuid)
             .copied()
             .unwrap_or(o.memory_mib);
@@ -375,11 +354,7 @@ impl QemuMachines {
             to_marker: started.elapsed(),
             rss_kib: vm.pid().and_then(rss_kib),
         };
-        self.inner
-            .figures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(figure);
+        lock(&self.inner.figures).push(figure);
         let vm = Arc::new(vm);
         let button_vm = Arc::downgrade(&vm);
         let button_log = log.clone();
@@ -408,20 +383,12 @@ impl QemuMachines {
             let why = exited.borrow().clone().unwrap_or_default();
             os_log.os_exited(&format!("the VM ended: {why}"));
         });
-        live.inner
-            .live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(live_id, os_task.abort_handle());
+        lock(&live.inner.live).insert(live_id, os_task.abort_handle());
         BootOutcome::Booted(BootedOs {
             image: marker.image,
             image_digest: None,
             ignition_sha256,
-            artifacts: progress
-                .artifacts
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
+            artifacts: lock(&progress.artifacts).clone(),
             os_task: Some(os_task),
         })
     }
@@ -521,12 +488,7 @@ struct Forget {
 impl Drop for Forget {
     fn drop(&mut self) {
         self.relay.inner.relay.forget(&self.vm);
-        self.relay
-            .inner
-            .live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.vm);
+        lock(&self.relay.inner.live).remove(&self.vm);
     }
 }
 
@@ -553,7 +515,7 @@ struct Progress {
 
 impl Progress {
     fn touch(&self) {
-        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), None));
+        *lock(&self.last) = Some((Instant::now(), None));
     }
 
     fn saw(&self, fetch: Fetch) {
@@ -566,7 +528,7 @@ impl Progress {
                 "initrd" => ArtifactKind::Initrd,
                 _ => ArtifactKind::Other,
             };
-            let mut artifacts = self.artifacts.lock().unwrap_or_else(|p| p.into_inner());
+            let mut artifacts = lock(&self.artifacts);
             if artifacts.len() < 64 {
                 artifacts.push(sim_bmc::boot::BootArtifact {
                     url: fetch.url.clone(),
@@ -577,8 +539,8 @@ impl Progress {
             }
         }
         let what = format!("{} (answered {})", fetch.url, fetch.status);
-        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), Some(what)));
-        let mut fetches = self.fetches.lock().unwrap_or_else(|p| p.into_inner());
+        *lock(&self.last) = Some((Instant::now(), Some(what)));
+        let mut fetches = lock(&self.fetches);
         if fetches.len() < 64 {
             fetches.push(fetch);
         }
@@ -587,7 +549,7 @@ impl Progress {
     /// The last fetch, when the firmware did nothing after it for `after` (no fetch, no console line):
     /// iPXE stopped there (a failed download, or a script it could not run).
     fn stalled_after_fetch(&self, after: Duration) -> Option<String> {
-        let last = self.last.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let last = lock(&self.last).clone();
         match last {
             Some((at, Some(what))) if at.elapsed() >= after => Some(what),
             _ => None,
@@ -595,7 +557,7 @@ impl Progress {
     }
 
     fn summary(&self) -> String {
-        let fetches = self.fetches.lock().unwrap_or_else(|p| p.into_inner());
+        let fetches = lock(&self.fetches);
         if fetches.is_empty() {
             return "nothing".into();
         }

@@ -10,3 +10,10 @@ pub mod vm;
 
 pub use driver::{AccelChoice, BootFigure, DriverSwitch, QemuMachines, QemuOptions, unavailable};
 pub use harness::RealMachines;
+
+use std::sync::{Mutex, MutexGuard};
+
+/// Locks `m` even if a task panicked while holding it: one failed VM must not wedge the bookkeeping of the others.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

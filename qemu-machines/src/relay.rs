@@ -20,6 +20,8 @@ use bytes::Bytes;
 use http_client::HttpClient;
 use tokio::task::JoinHandle;
 
+use crate::lock;
+
 /// The host as the guest sees it (QEMU user-mode networking).
 pub const GUEST_HOST: &str = "10.0.2.2";
 /// Boot artifacts larger than this are refused (a kernel plus initramfs is tens of MiB).
@@ -118,19 +120,11 @@ impl Relay {
 
     /// Registers a VM; its fetches go to `hook` until [`Relay::forget`].
     pub fn register(&self, vm: &str, hook: FetchHook) {
-        self.state
-            .vms
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(vm.to_string(), hook);
+        lock(&self.state.vms).insert(vm.to_string(), hook);
     }
 
     pub fn forget(&self, vm: &str) {
-        self.state
-            .vms
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(vm);
+        lock(&self.state.vms).remove(vm);
     }
 
     /// `url` as VM `vm` must fetch it: loopback URLs through the relay, others unchanged.
@@ -174,12 +168,7 @@ async fn forward(
     rest: String,
     request: Request,
 ) -> Response {
-    let hook = s
-        .vms
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&vm)
-        .cloned();
+    let hook = lock(&s.vms).get(&vm).cloned();
     let Some(hook) = hook else {
         return (StatusCode::NOT_FOUND, "no such VM").into_response();
     };

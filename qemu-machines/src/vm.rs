@@ -13,6 +13,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::{oneshot, watch};
 
+use crate::lock;
+
 /// Console lines kept per VM (oldest dropped first) and the longest line kept.
 pub const CONSOLE_LINES: usize = 2000;
 const CONSOLE_LINE_BYTES: usize = 512;
@@ -81,7 +83,7 @@ pub struct Console(Arc<Mutex<VecDeque<String>>>);
 
 impl Console {
     fn push(&self, line: String) {
-        let mut lines = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut lines = lock(&self.0);
         if lines.len() == CONSOLE_LINES {
             lines.pop_front();
         }
@@ -89,12 +91,7 @@ impl Console {
     }
 
     pub fn lines(&self) -> Vec<String> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .cloned()
-            .collect()
+        lock(&self.0).iter().cloned().collect()
     }
 
     /// The last `n` lines, for error messages.

@@ -6,24 +6,28 @@ mod common;
 
 use common::{load, play};
 
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use scenarios::spec::{self, Backend};
 
 /// The runs share two cores with everything else: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn skip_reason() -> Option<String> {
-    qemu_machines::RealMachines::unavailable(&qemu_machines::QemuOptions::default())
+/// Takes the one-at-a-time lock for a run on real VMs, or says why this machine cannot run one.
+fn real_vms() -> Option<MutexGuard<'static, ()>> {
+    let options = qemu_machines::QemuOptions::default();
+    if let Some(why) = qemu_machines::RealMachines::unavailable(&options) {
+        eprintln!("skipped: {why}");
+        return None;
+    }
+    Some(SERIAL.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 #[test]
 fn real_boot_passes_from_real_vm_boots() {
-    if let Some(why) = skip_reason() {
-        eprintln!("skipped: {why}");
+    let Some(_serial) = real_vms() else {
         return;
-    }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    };
     let report = play(&load("real-boot.yaml"));
     println!("{}", report.summary());
     assert!(report.passed, "{}", report.summary());
@@ -41,11 +45,9 @@ fn real_boot_passes_from_real_vm_boots() {
 
 #[test]
 fn real_boot_with_a_backend_ready_before_serving_is_a_violation() {
-    if let Some(why) = skip_reason() {
-        eprintln!("skipped: {why}");
+    let Some(_serial) = real_vms() else {
         return;
-    }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    };
     let mut scenario = load("real-boot.yaml");
     scenario.backend = Backend::SimBoot {
         mode: "ready-before-serving".into(),

@@ -3,6 +3,24 @@
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
+/// The DHCP answer the simulated network gives a booting machine (`{uuid}` and `{mac}` are filled in).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BootNetwork {
+    pub ipxe_url_template: Option<String>,
+    pub http_boot_url_template: Option<String>,
+}
+
+impl BootNetwork {
+    /// The boot URL template DHCP offers for `target`, if the network answers that boot at all.
+    pub fn url_template(&self, target: BootTarget) -> Option<&str> {
+        match target {
+            BootTarget::Pxe => self.ipxe_url_template.as_deref(),
+            BootTarget::UefiHttp => self.http_boot_url_template.as_deref(),
+        }
+    }
+}
+
 /// Which network boot the firmware attempts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BootTarget {

@@ -47,7 +47,15 @@ async fn send_broken_body(router: axum::Router) -> (StatusCode, Value) {
         .header("Content-Type", "application/json")
         .body(body)
         .unwrap();
-    let resp = router.oneshot(req).await.unwrap();
+    status_and_json(router.oneshot(req).await.unwrap()).await
+}
+
+/// A response's status and JSON body (`Null` when the body is not JSON).
+async fn status_and_json<B>(resp: http::Response<B>) -> (StatusCode, Value)
+where
+    B: hyper::body::Body,
+    B::Error: std::fmt::Debug,
+{
     let status = resp.status();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
     (
@@ -341,13 +349,7 @@ async fn control_request(method: Method, url: &str, body: &str) -> (StatusCode, 
         .header("content-type", "application/json")
         .body(http_body_util::Full::new(Bytes::from(body.to_string())))
         .unwrap();
-    let resp = client.request(req).await.unwrap();
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    status_and_json(client.request(req).await.unwrap()).await
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use http::StatusCode;
 use sim_bmc::boot::{BootOutcome, BootTarget, BootedOs, NetworkBoot, NetworkBootRequest};
-use sim_bmc::{FleetOptions, MachineEventKind, PowerState};
+use sim_bmc::{FleetHandle, FleetOptions, MachineEventKind, MachineHandle, PowerState};
 
 const FLEET: &str = r#"
 seed: 7
@@ -179,14 +179,14 @@ async fn pxe_once_override_is_consumed_and_the_install_boots_from_disk_afterward
     );
 }
 
-#[tokio::test(start_paused = true)]
-async fn graceful_shutdown_waits_for_the_os_and_can_be_ignored() {
+/// Powers on a fleet's machine whose OS honours ACPI shutdown or not, and waits until the OS runs.
+async fn running_os(ignores_graceful_shutdown: bool) -> (FleetHandle, Client, MachineHandle) {
     let boot = Arc::new(RecordingBoot {
         seen: Default::default(),
     });
     let yaml = FLEET.replace(
         "postMs: 50}",
-        "postMs: 50, osIgnoresGracefulShutdown: false}",
+        &format!("postMs: 50, osIgnoresGracefulShutdown: {ignores_graceful_shutdown}}}"),
     );
     let fleet = fleet(
         &yaml,
@@ -200,6 +200,12 @@ async fn graceful_shutdown_waits_for_the_os_and_can_be_ignored() {
     let machine = fleet.machine(&fleet.bmcs()[0].systems[0].uuid).unwrap();
     c.post(RESET, r#"{"ResetType":"On"}"#).await;
     wait_until(|| machine.running_os().is_some()).await;
+    (fleet, c, machine)
+}
+
+#[tokio::test(start_paused = true)]
+async fn graceful_shutdown_waits_for_the_os_and_can_be_ignored() {
+    let (_fleet, c, machine) = running_os(false).await;
     c.post(RESET, r#"{"ResetType":"GracefulShutdown"}"#).await;
     assert_eq!(
         machine.power_state(),
@@ -212,27 +218,7 @@ async fn graceful_shutdown_waits_for_the_os_and_can_be_ignored() {
     assert_eq!(machine.power_state(), PowerState::Off);
 
     // An OS that ignores ACPI power-button presses stays up; ForceOff still works.
-    let boot = Arc::new(RecordingBoot {
-        seen: Default::default(),
-    });
-    let yaml = FLEET.replace(
-        "postMs: 50}",
-        "postMs: 50, osIgnoresGracefulShutdown: true}",
-    );
-    let ignoring = common::fleet(
-        &yaml,
-        FleetOptions {
-            network_boot: Some(boot),
-            ..Default::default()
-        },
-    )
-    .await;
-    let c = Client::new(&ignoring, "r1");
-    let machine = ignoring
-        .machine(&ignoring.bmcs()[0].systems[0].uuid)
-        .unwrap();
-    c.post(RESET, r#"{"ResetType":"On"}"#).await;
-    wait_until(|| machine.running_os().is_some()).await;
+    let (_ignoring, c, machine) = running_os(true).await;
     c.post(RESET, r#"{"ResetType":"GracefulShutdown"}"#).await;
     tokio::time::advance(Duration::from_secs(5)).await;
     assert_eq!(machine.power_state(), PowerState::On);

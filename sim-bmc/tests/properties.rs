@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use common::Client;
 use proptest::prelude::*;
+use sim_bmc::vendor::Vendor;
 use sim_bmc::{BindMode, Fleet, FleetOptions, FleetSpec, MachineEventKind, PowerState};
 
 const FLEET: &str = "seed: 1\nbmcs:\n  - name: p\n    vendor: dell\n    latencies: {powerOnMs: 30, powerOffMs: 20, gracefulShutdownMs: 25, postMs: 5}\n";
@@ -28,17 +29,8 @@ enum Step {
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        prop::sample::select(vec![
-            "On",
-            "ForceOff",
-            "GracefulShutdown",
-            "GracefulRestart",
-            "ForceRestart",
-            "PowerCycle",
-            "Nmi",
-            "PushPowerButton"
-        ])
-        .prop_map(Step::Reset),
+        // Every reset type the fleet's Dell BMC advertises, so each one must be accepted or refused with 409.
+        prop::sample::select(Vendor::Dell.system_reset_types()).prop_map(Step::Reset),
         (0u64..60).prop_map(Step::Wait),
     ]
 }

@@ -69,20 +69,7 @@ fn options(cli: &Cli) -> Result<BackendOptions, String> {
             ..Default::default()
         }),
     };
-    let mut boot_modes = BootModes {
-        ipxe: false,
-        http: false,
-    };
-    for mode in &cli.boot_modes {
-        match mode.as_str() {
-            "ipxe" => boot_modes.ipxe = true,
-            "http" => boot_modes.http = true,
-            other => return Err(format!("--boot-modes: unknown mode {other:?} (ipxe, http)")),
-        }
-    }
-    if !boot_modes.ipxe && !boot_modes.http {
-        return Err("--boot-modes: at least one of ipxe, http is required".into());
-    }
+    let boot_modes = BootModes::from_names(&cli.boot_modes)?;
     Ok(BackendOptions {
         listen: cli.listen,
         public_url: cli.public_url.clone(),

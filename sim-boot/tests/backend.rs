@@ -13,9 +13,7 @@ const UUID: &str = "2C4A1E5B-0000-4000-8000-000000000001";
 #[tokio::test]
 async fn ready_only_after_everything_is_served() {
     let env = env(Misbehaviour::None).await;
-    let sbc = env
-        .ready_machine("m1", UUID, &env.backend.image(names::OS_V1))
-        .await;
+    let sbc = env.ready_machine("m1", UUID).await;
     for type_ in [
         "ServerResolved",
         "ImageResolved",
@@ -54,10 +52,7 @@ async fn ready_only_after_everything_is_served() {
 #[tokio::test]
 async fn pending_until_the_server_references_the_configuration() {
     let env = env(Misbehaviour::None).await;
-    env.server("m2", UUID).await;
-    env.sbc("m2", "m2", &env.backend.image(names::OS_V1), None)
-        .await;
-    let pending = env.wait_unreferenced("m2").await;
+    let pending = env.unreferenced_machine("m2", UUID).await;
     assert_eq!(state_of(&pending), "Pending");
     assert_eq!(
         env.get(&format!("/ipxe/{UUID}")).await.status,
@@ -233,8 +228,7 @@ async fn missing_server_secret_or_key_is_an_error_until_fixed() {
 async fn spec_change_while_ready_goes_pending_first_and_serves_the_new_image() {
     let env = env(Misbehaviour::None).await;
     let history = History::record(&env.client);
-    env.ready_machine("upd", UUID, &env.backend.image(names::OS_V1))
-        .await;
+    env.ready_machine("upd", UUID).await;
     let before = String::from_utf8_lossy(&env.get(&format!("/ipxe/{UUID}")).await.body).to_string();
     env.set_image("upd", &env.backend.image(names::OS_V2)).await;
     let ready = env
@@ -271,8 +265,7 @@ async fn spec_change_while_ready_goes_pending_first_and_serves_the_new_image() {
 async fn ignition_secret_change_while_ready_republishes_through_pending() {
     let env = env(Misbehaviour::None).await;
     let history = History::record(&env.client);
-    env.ready_machine("sec", UUID, &env.backend.image(names::OS_V1))
-        .await;
+    env.ready_machine("sec", UUID).await;
     let first = env.get(&format!("/ignition/{UUID}")).await.body;
     let ready_before = history
         .entries()
@@ -309,8 +302,7 @@ async fn ignition_secret_change_while_ready_republishes_through_pending() {
 #[tokio::test]
 async fn deleted_configuration_is_no_longer_served() {
     let env = env(Misbehaviour::None).await;
-    env.ready_machine("del", UUID, &env.backend.image(names::OS_V1))
-        .await;
+    env.ready_machine("del", UUID).await;
     env.sbcs().delete("del", &Default::default()).await.unwrap();
     let ipxe = format!("/ipxe/{UUID}");
     let still_served = "still served after deletion";
@@ -321,8 +313,7 @@ async fn deleted_configuration_is_no_longer_served() {
 #[tokio::test]
 async fn http_boot_lookup_by_mac_or_uuid_names_the_uki() {
     let env = env(Misbehaviour::None).await;
-    env.ready_machine("hb", UUID, &env.backend.image(names::OS_V1))
-        .await;
+    env.ready_machine("hb", UUID).await;
     let patch = serde_json::json!({"status": {"networkInterfaces": [
         {"name": "eth0", "macAddress": "02:00:00:00:00:aa", "ips": ["198.51.100.7"]}
     ]}});
@@ -371,8 +362,7 @@ async fn the_tower_based_resolver_reaches_the_embedded_registry_in_process() {
         sim_boot::ResolverKind::Http(None),
     )
     .await;
-    env.ready_machine("tower", UUID, &env.backend.image(names::OS_V1))
-        .await;
+    env.ready_machine("tower", UUID).await;
     env.server("tower-bad", "2C4A1E5B-0000-4000-8000-0000000000ff")
         .await;
     env.sbc(

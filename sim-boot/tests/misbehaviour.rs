@@ -18,11 +18,8 @@ const OTHER_UUID: &str = "2C4A1E5B-0000-4000-8000-0000000000c2";
 #[tokio::test]
 async fn invented_state_writes_preparing_instead_of_pending() {
     let env = env(Misbehaviour::InventedState).await;
-    env.server("m", UUID).await;
-    env.sbc("m", "m", &env.backend.image(names::OS_V1), None)
-        .await;
     // Not referenced by its Server yet: honest sim-boot says Pending here.
-    let waiting = env.wait_unreferenced("m").await;
+    let waiting = env.unreferenced_machine("m", UUID).await;
     assert_eq!(state_of(&waiting), "Preparing");
     env.reference("m", "m").await;
     env.wait_state("m", "Ready").await;
@@ -48,8 +45,7 @@ async fn ready_without_server_claims_ready_for_nobody() {
 #[tokio::test]
 async fn leak_children_leaves_an_unowned_config_map_behind() {
     let env = env(Misbehaviour::LeakChildren).await;
-    env.ready_machine("m", UUID, &env.backend.image(names::OS_V1))
-        .await;
+    env.ready_machine("m", UUID).await;
     let children: Api<ConfigMap> = Api::namespaced(env.client.clone(), NS);
     env.sbcs().delete("m", &Default::default()).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -72,8 +68,7 @@ async fn watch_from_now_forgets_ready_configurations_across_a_restart() {
     let mut options = options(Misbehaviour::WatchFromNow);
     options.controller.misbehaviour_options.queue_delay = Duration::from_millis(300);
     let mut env = env_with(options.clone()).await;
-    env.ready_machine("before", UUID, &env.backend.image(names::OS_V1))
-        .await;
+    env.ready_machine("before", UUID).await;
     let old = std::mem::replace(
         &mut env.backend,
         Backend::start(env.client.clone(), options)
@@ -82,8 +77,7 @@ async fn watch_from_now_forgets_ready_configurations_across_a_restart() {
     );
     old.shutdown().await;
     // Positive witness that the restarted controller runs: a configuration created after it is served.
-    env.ready_machine("after", OTHER_UUID, &env.backend.image(names::OS_V1))
-        .await;
+    env.ready_machine("after", OTHER_UUID).await;
     assert_eq!(env.get(&format!("/ipxe/{OTHER_UUID}")).await.status, 200);
     // The one from before still says Ready, but its machine gets nothing.
     let before = env.sbcs().get("before").await.unwrap();
@@ -94,8 +88,7 @@ async fn watch_from_now_forgets_ready_configurations_across_a_restart() {
 #[tokio::test]
 async fn watch_gives_up_stops_provisioning_after_a_dropped_watch() {
     let env = env(Misbehaviour::WatchGivesUp).await;
-    env.ready_machine("before", UUID, &env.backend.image(names::OS_V1))
-        .await;
+    env.ready_machine("before", UUID).await;
     assert!(!env.backend.controller_stopped());
     env.api.faults().drop_watches();
     // The bug itself is the witness: the controller ends for good instead of relisting.

@@ -15,7 +15,6 @@ use kube::runtime::{WatchStreamExt, watcher};
 use metal_api::{Server, ServerBootConfiguration};
 use serde_json::json;
 use sim_boot::Misbehaviour;
-use sim_boot::oci::names;
 
 const UUID: &str = "2C4A1E5B-0000-4000-8000-0000000000a1";
 const NEW_UUID: &str = "2C4A1E5B-0000-4000-8000-0000000000a2";
@@ -111,8 +110,7 @@ fn unrelated_changes(round: usize) -> Vec<(bool, serde_json::Value)> {
 async fn ready_survives_unrelated_server_writes_and_follows_used_fields() {
     let env = env(Misbehaviour::None).await;
     let seen = watch_versions(&env, "steady");
-    env.ready_machine("steady", UUID, &env.backend.image(names::OS_V1))
-        .await;
+    env.ready_machine("steady", UUID).await;
     let servers: Api<Server> = Api::all(env.client.clone());
     look_again(&env, "steady", &UUID.to_ascii_lowercase()).await;
     let before = env.backend.reconciles().started();
@@ -177,8 +175,7 @@ async fn ready_survives_unrelated_server_writes_and_follows_used_fields() {
 #[tokio::test]
 async fn a_server_that_drops_its_reference_takes_the_configuration_out_of_service() {
     let env = env(Misbehaviour::None).await;
-    env.ready_machine("unref", UUID, &env.backend.image(names::OS_V1))
-        .await;
+    env.ready_machine("unref", UUID).await;
     let patch = json!({"spec": {"bootConfigurationRef": null}});
     Api::<Server>::all(env.client.clone())
         .patch("unref", &PatchParams::default(), &Patch::Merge(&patch))
@@ -212,9 +209,7 @@ where
 #[tokio::test]
 async fn ready_survives_failing_api_reads() {
     let env = env(Misbehaviour::None).await;
-    let ready = env
-        .ready_machine("steady", UUID, &env.backend.image(names::OS_V1))
-        .await;
+    let ready = env.ready_machine("steady", UUID).await;
     let servers: Api<Server> = Api::all(env.client.clone());
     // Every other API request fails with 500 while the operator keeps touching the Server.
     env.api.faults().set_error_rate(0.5, 500);

@@ -34,6 +34,13 @@ pub struct ImageSet {
     pub disallowed_registry: Option<String>,
 }
 
+impl ImageSet {
+    /// The image `role` picks, or the valid image where the set has none for that role.
+    pub fn or_valid(&self, role: impl Fn(&ImageSet) -> &Option<String>) -> String {
+        role(self).clone().unwrap_or_else(|| self.valid.clone())
+    }
+}
+
 /// How the built-in registries are reached.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum RegistryScheme {

@@ -298,12 +298,7 @@ pub fn spec_change(ctx: &Ctx) -> BoxFuture<'_, anyhow::Result<Outcomes>> {
         }
         let second = ignition_config(&format!("{}/second", ctx.ns));
         ctx.secret("second", Some(&second)).await?;
-        let image = ctx
-            .target
-            .images
-            .valid_alt
-            .clone()
-            .unwrap_or_else(|| ctx.target.images.valid.clone());
+        let image = ctx.target.images.or_valid(|i| &i.valid_alt);
         let expect = Expect::new(boot.as_ref(), &image, &second).await?;
         let generation = ctx
             .patch_spec(

@@ -229,12 +229,7 @@ pub fn backend_stays_up(ctx: &Ctx) -> BoxFuture<'_, anyhow::Result<Outcomes>> {
         };
         let (_, _) = ready_sbc(ctx, "valid").await?;
         let server = ctx.server("broken", Some("broken")).await?;
-        let bad_image = ctx
-            .target
-            .images
-            .unresolvable
-            .clone()
-            .unwrap_or_else(|| ctx.target.images.valid.clone());
+        let bad_image = ctx.target.images.or_valid(|i| &i.unresolvable);
         ctx.sbc("broken", sbc_spec(&server.name, &bad_image, Some("absent")))
             .await?;
         ctx.observe(

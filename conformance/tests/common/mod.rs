@@ -1,4 +1,5 @@
 //! Shared by the end-to-end tests: certify in-process sim-boot on a fresh embedded environment.
+#![allow(dead_code)]
 
 use conformance::boot_net::network_boot;
 use conformance::embedded::EmbeddedEnv;
@@ -21,6 +22,18 @@ pub struct Run {
     pub leftovers: Vec<String>,
 }
 
+/// A fresh embedded environment with sim-boot in `mode` running against it in this process.
+pub async fn sim_boot_env(
+    mode: Misbehaviour,
+    slow_delay: Duration,
+) -> (EmbeddedEnv, InProcessSimBoot) {
+    let env = EmbeddedEnv::start().await.expect("embedded environment");
+    let backend = InProcessSimBoot::start(&env, mode, slow_delay)
+        .await
+        .expect("sim-boot");
+    (env, backend)
+}
+
 /// Runs `selection` against sim-boot in `mode`; the boot profile attaches simulated machines.
 pub async fn certify(
     mode: Misbehaviour,
@@ -28,12 +41,8 @@ pub async fn certify(
     timeouts: Timeouts,
     slow_delay: Duration,
 ) -> Run {
-    let env = EmbeddedEnv::start().await.expect("embedded environment");
-    let backend = Arc::new(
-        InProcessSimBoot::start(&env, mode, slow_delay)
-            .await
-            .expect("sim-boot"),
-    );
+    let (env, backend) = sim_boot_env(mode, slow_delay).await;
+    let backend = Arc::new(backend);
     let machine: Option<Arc<dyn MachineBoot>> = match selection.profiles.contains(&Profile::Boot) {
         true => Some(network_boot(&backend.boot_url_template(), None).expect("boot network")),
         false => None,

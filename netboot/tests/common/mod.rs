@@ -53,6 +53,22 @@ pub fn mac_of(uuid: &str) -> String {
     )
 }
 
+/// What the machine with `uuid` sends when DHCP points its `target` firmware at `boot_url`.
+pub fn boot_request(
+    uuid: &str,
+    arch: &str,
+    target: BootTarget,
+    boot_url: String,
+) -> NetworkBootRequest {
+    NetworkBootRequest {
+        system_uuid: uuid.into(),
+        macs: vec![mac_of(uuid)],
+        architecture: arch.into(),
+        target,
+        boot_url: Some(boot_url),
+    }
+}
+
 impl Stack {
     pub fn sbcs(&self) -> Api<ServerBootConfiguration> {
         Api::namespaced(self.client.clone(), NS)
@@ -107,18 +123,15 @@ impl Stack {
     }
 
     pub fn request(&self, uuid: &str, arch: &str, target: BootTarget) -> NetworkBootRequest {
-        let mac = mac_of(uuid);
         let boot_url = match target {
-            BootTarget::Pxe => format!("{}/ipxe?uuid={uuid}&mac={mac}", self.backend.url()),
+            BootTarget::Pxe => format!(
+                "{}/ipxe?uuid={uuid}&mac={}",
+                self.backend.url(),
+                mac_of(uuid)
+            ),
             BootTarget::UefiHttp => format!("{}/httpboot?uuid={uuid}", self.backend.url()),
         };
-        NetworkBootRequest {
-            system_uuid: uuid.into(),
-            macs: vec![mac],
-            architecture: arch.into(),
-            target,
-            boot_url: Some(boot_url),
-        }
+        boot_request(uuid, arch, target, boot_url)
     }
 
     pub async fn boot(&self, uuid: &str) -> BootOutcome {

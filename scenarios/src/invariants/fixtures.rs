@@ -188,6 +188,23 @@ impl Trace {
         self.push(Event::Harness(h));
     }
 
+    /// The harness declares the Servers the fleet will produce, each with its BMC.
+    pub fn fleet_declared(&mut self, servers: &[(&str, &str)]) {
+        let servers = servers
+            .iter()
+            .map(|(server, bmc)| (server.to_string(), bmc.to_string()))
+            .collect();
+        self.harness(HarnessEvent::FleetDeclared { servers });
+    }
+
+    pub fn claim_created(&mut self, k: &str) {
+        self.harness(HarnessEvent::ClaimCreated { key: key(k) });
+    }
+
+    pub fn claim_deleted(&mut self, k: &str) {
+        self.harness(HarnessEvent::ClaimDeleted { key: key(k) });
+    }
+
     pub fn operation(&mut self, server: &str, op: &str) {
         self.harness(HarnessEvent::OperationRequested {
             server: server.into(),

@@ -168,17 +168,13 @@ impl Invariant for ComponentsAlive {
 mod tests {
     use super::super::fixtures::*;
     use super::*;
-    use crate::evidence::{HarnessEvent, SbcSnap};
+    use crate::evidence::SbcSnap;
 
     #[test]
     fn consistent_end_state_is_fine() {
         let mut t = Trace::new(100);
-        t.harness(HarnessEvent::FleetDeclared {
-            servers: vec![("s0".into(), "bmc-0".into())],
-        });
-        t.harness(HarnessEvent::ClaimCreated {
-            key: key("default/a"),
-        });
+        t.fleet_declared(&[("s0", "bmc-0")]);
+        t.claim_created("default/a");
         t.server("s0", "u0", Some("Reserved"), Some("default/a"));
         t.claim("default/a", Some("s0"), true);
         assert_eq!(t.finish_names(), Vec::<String>::new());
@@ -187,12 +183,8 @@ mod tests {
     #[test]
     fn vanished_claim_and_server_are_lost() {
         let mut t = Trace::new(100);
-        t.harness(HarnessEvent::FleetDeclared {
-            servers: vec![("s0".into(), "bmc-0".into())],
-        });
-        t.harness(HarnessEvent::ClaimCreated {
-            key: key("default/a"),
-        });
+        t.fleet_declared(&[("s0", "bmc-0")]);
+        t.claim_created("default/a");
         assert_eq!(t.finish_names(), vec![NoLostOrOrphaned::NAME]);
         assert_eq!(t.monitor.violations().len(), 2);
     }
@@ -211,9 +203,7 @@ mod tests {
     #[test]
     fn sbc_deleted_with_its_claim_is_fine() {
         let mut t = Trace::new(100);
-        t.harness(HarnessEvent::ClaimCreated {
-            key: key("default/a"),
-        });
+        t.claim_created("default/a");
         t.claim("default/a", None, false);
         let sbc = SbcSnap {
             key: key("default/a"),
@@ -221,9 +211,7 @@ mod tests {
             ..Default::default()
         };
         t.api(Snapshot::ServerBootConfiguration(sbc.clone()));
-        t.harness(HarnessEvent::ClaimDeleted {
-            key: key("default/a"),
-        });
+        t.claim_deleted("default/a");
         let claim = t.monitor.world().claims[&key("default/a")].clone();
         t.delete(Snapshot::ServerClaim(claim));
         t.delete(Snapshot::ServerBootConfiguration(sbc));

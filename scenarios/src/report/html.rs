@@ -21,16 +21,22 @@ struct Lane {
     marks: Vec<(u64, &'static str, String)>,
 }
 
+/// Lane colours of the Server states the legend explains, in lifecycle order.
+const STATE_COLOURS: [(&str, &str); 6] = [
+    ("Initial", "#c8c8c8"),
+    ("Discovery", "#7fb3e6"),
+    ("Available", "#8fd18f"),
+    ("Reserved", "#f2b84b"),
+    ("Released", "#c49be0"),
+    ("Error", "#e06666"),
+];
+
 fn state_colour(state: &str) -> &'static str {
-    match state {
-        "Initial" => "#c8c8c8",
-        "Discovery" => "#7fb3e6",
-        "Available" => "#8fd18f",
-        "Reserved" => "#f2b84b",
-        "Released" => "#c49be0",
-        "Error" => "#e06666",
-        "Maintenance" => "#999966",
-        _ => "#dddddd",
+    match STATE_COLOURS.iter().find(|(known, _)| *known == state) {
+        Some((_, colour)) => colour,
+        // Drawn but left out of the legend.
+        None if state == "Maintenance" => "#999966",
+        None => "#dddddd",
     }
 }
 
@@ -228,22 +234,14 @@ fn page(report: &Report, svg: &str, lanes: usize) -> String {
             ms(s.max)
         );
     }
-    let legend: String = [
-        "Initial",
-        "Discovery",
-        "Available",
-        "Reserved",
-        "Released",
-        "Error",
-    ]
-    .iter()
-    .map(|s| {
-        format!(
-            r#"<span style="background:{};padding:0 6px;margin-right:4px">{s}</span>"#,
-            state_colour(s)
-        )
-    })
-    .collect();
+    let legend: String = STATE_COLOURS
+        .iter()
+        .map(|(s, colour)| {
+            format!(
+                r#"<span style="background:{colour};padding:0 6px;margin-right:4px">{s}</span>"#
+            )
+        })
+        .collect();
     let note = if lanes > MAX_LANES {
         format!("<p>Showing the first {MAX_LANES} of {lanes} servers.</p>")
     } else {
@@ -262,4 +260,17 @@ fn page(report: &Report, svg: &str, lanes: usize) -> String {
         length = esc(&report.length()),
         verdict = if report.passed { "PASSED" } else { "FAILED" },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lane_colours_cover_the_legend_and_the_states_outside_it() {
+        assert_eq!(state_colour("Initial"), "#c8c8c8");
+        assert_eq!(state_colour("Error"), "#e06666");
+        assert_eq!(state_colour("Maintenance"), "#999966");
+        assert_eq!(state_colour("Parked"), "#dddddd");
+    }
 }

@@ -116,8 +116,7 @@ fn system(
         macs: macs.clone(),
         architecture: r.architecture.clone(),
         latencies,
-        ipxe_url_template: spec.boot_network.ipxe_url_template.clone(),
-        http_boot_url_template: spec.boot_network.http_boot_url_template.clone(),
+        boot_network: spec.boot_network.clone(),
         initial_power: r.initial_power,
         boot: BootSettings::new(
             r.vendor

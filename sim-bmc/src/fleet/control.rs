@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::BmcInfo;
 use crate::Error;
-use crate::bmc::Bmc;
+use crate::bmc::{Bmc, SystemEntry};
 use crate::fault::FaultSpec;
 use crate::metrics::Metrics;
 
@@ -28,6 +28,13 @@ pub struct ControlState {
 impl ControlState {
     fn bmc(&self, name: &str) -> Option<&Arc<Bmc>> {
         self.bmcs.iter().find(|b| b.identity.name == name)
+    }
+
+    fn system(&self, uuid: &str) -> Option<&SystemEntry> {
+        self.bmcs
+            .iter()
+            .flat_map(|b| b.systems.iter())
+            .find(|sys| sys.uuid == uuid)
     }
 }
 
@@ -93,12 +100,7 @@ async fn machines(State(s): State<ControlState>) -> Json<serde_json::Value> {
 }
 
 async fn events(State(s): State<ControlState>, Path(uuid): Path<String>) -> Response {
-    let machine = s
-        .bmcs
-        .iter()
-        .flat_map(|b| b.systems.iter())
-        .find(|sys| sys.uuid == uuid);
-    match machine {
+    match s.system(&uuid) {
         Some(sys) => Json(sys.machine.events()).into_response(),
         None => not_found("machine"),
     }
@@ -106,12 +108,7 @@ async fn events(State(s): State<ControlState>, Path(uuid): Path<String>) -> Resp
 
 /// A real machine's captured serial console as text (404 for simulated machines, which have none).
 async fn console(State(s): State<ControlState>, Path(uuid): Path<String>) -> Response {
-    let machine = s
-        .bmcs
-        .iter()
-        .flat_map(|b| b.systems.iter())
-        .find(|sys| sys.uuid == uuid);
-    match machine.map(|sys| sys.machine.console()) {
+    match s.system(&uuid).map(|sys| sys.machine.console()) {
         Some(Some(lines)) => (
             [(
                 axum::http::header::CONTENT_TYPE,

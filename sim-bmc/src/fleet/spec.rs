@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 use crate::bmc::Role;
+pub use crate::boot::BootNetwork;
 use crate::fault::FaultSpec;
 use crate::machine::PowerState;
 use crate::vendor::Vendor;
@@ -36,14 +37,6 @@ pub struct FleetSpec {
 
 fn default_prefix() -> String {
     "bmc-".into()
-}
-
-/// The DHCP answer the simulated network gives a booting machine (`{uuid}` and `{mac}` are filled in).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct BootNetwork {
-    pub ipxe_url_template: Option<String>,
-    pub http_boot_url_template: Option<String>,
 }
 
 /// Where BMCs listen.

@@ -111,12 +111,10 @@ impl Machine {
             BootTargetName::Pxe => BootTarget::Pxe,
             BootTargetName::UefiHttp => BootTarget::UefiHttp,
         };
-        let template = match target {
-            BootTarget::Pxe => &self.cfg.ipxe_url_template,
-            BootTarget::UefiHttp => &self.cfg.http_boot_url_template,
-        };
-        let boot_url = template
-            .as_deref()
+        let boot_url = self
+            .cfg
+            .boot_network
+            .url_template(target)
             .map(|t| render_boot_url(t, &self.cfg.uuid, &self.cfg.macs));
         let (Some(network_boot), Some(_)) = (&self.network_boot, &boot_url) else {
             return Err(match target {

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
-use crate::boot::NetworkBoot;
+use crate::boot::{BootNetwork, NetworkBoot};
 use crate::fault::FaultHandle;
 use clock::Clock;
 
@@ -130,8 +130,7 @@ pub struct MachineConfig {
     pub macs: Vec<String>,
     pub architecture: String,
     pub latencies: Latencies,
-    pub ipxe_url_template: Option<String>,
-    pub http_boot_url_template: Option<String>,
+    pub boot_network: BootNetwork,
     pub initial_power: PowerState,
     pub boot: BootSettings,
 }

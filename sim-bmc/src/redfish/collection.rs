@@ -4,32 +4,39 @@ use serde_json::{Value, json};
 
 /// `@odata.type` values; the versions exist in the DMTF 2023.x bundle and later.
 pub mod types {
-    pub const SERVICE_ROOT: &str = "#ServiceRoot.v1_15_0.ServiceRoot";
-    pub const SYSTEM: &str = "#ComputerSystem.v1_20_0.ComputerSystem";
-    pub const MANAGER: &str = "#Manager.v1_17_0.Manager";
-    pub const CHASSIS: &str = "#Chassis.v1_23_0.Chassis";
-    pub const PROCESSOR: &str = "#Processor.v1_18_0.Processor";
-    pub const MEMORY: &str = "#Memory.v1_17_0.Memory";
-    pub const STORAGE: &str = "#Storage.v1_15_0.Storage";
-    pub const DRIVE: &str = "#Drive.v1_17_0.Drive";
-    pub const VOLUME: &str = "#Volume.v1_9_0.Volume";
-    pub const SIMPLE_STORAGE: &str = "#SimpleStorage.v1_3_1.SimpleStorage";
-    pub const ETHERNET_INTERFACE: &str = "#EthernetInterface.v1_9_0.EthernetInterface";
-    pub const BIOS: &str = "#Bios.v1_2_0.Bios";
-    pub const BOOT_OPTION: &str = "#BootOption.v1_0_4.BootOption";
-    pub const SESSION_SERVICE: &str = "#SessionService.v1_1_8.SessionService";
-    pub const SESSION: &str = "#Session.v1_6_0.Session";
-    pub const ACCOUNT_SERVICE: &str = "#AccountService.v1_13_0.AccountService";
-    pub const ACCOUNT: &str = "#ManagerAccount.v1_10_0.ManagerAccount";
-    pub const ROLE: &str = "#Role.v1_3_1.Role";
-    pub const TASK_SERVICE: &str = "#TaskService.v1_2_0.TaskService";
-    pub const TASK: &str = "#Task.v1_7_1.Task";
-    pub const EVENT_SERVICE: &str = "#EventService.v1_10_0.EventService";
-    pub const EVENT_DESTINATION: &str = "#EventDestination.v1_13_0.EventDestination";
-    pub const UPDATE_SERVICE: &str = "#UpdateService.v1_11_0.UpdateService";
-    pub const SOFTWARE_INVENTORY: &str = "#SoftwareInventory.v1_10_0.SoftwareInventory";
-    pub const NETWORK_PROTOCOL: &str = "#ManagerNetworkProtocol.v1_9_1.ManagerNetworkProtocol";
-    pub const ACTION_INFO: &str = "#ActionInfo.v1_3_0.ActionInfo";
+    /// `#Schema.vX_Y_Z.Schema`: the schema named once, next to the version it is pinned to.
+    macro_rules! odata_type {
+        ($schema:literal, $version:literal) => {
+            concat!("#", $schema, ".", $version, ".", $schema)
+        };
+    }
+
+    pub const SERVICE_ROOT: &str = odata_type!("ServiceRoot", "v1_15_0");
+    pub const SYSTEM: &str = odata_type!("ComputerSystem", "v1_20_0");
+    pub const MANAGER: &str = odata_type!("Manager", "v1_17_0");
+    pub const CHASSIS: &str = odata_type!("Chassis", "v1_23_0");
+    pub const PROCESSOR: &str = odata_type!("Processor", "v1_18_0");
+    pub const MEMORY: &str = odata_type!("Memory", "v1_17_0");
+    pub const STORAGE: &str = odata_type!("Storage", "v1_15_0");
+    pub const DRIVE: &str = odata_type!("Drive", "v1_17_0");
+    pub const VOLUME: &str = odata_type!("Volume", "v1_9_0");
+    pub const SIMPLE_STORAGE: &str = odata_type!("SimpleStorage", "v1_3_1");
+    pub const ETHERNET_INTERFACE: &str = odata_type!("EthernetInterface", "v1_9_0");
+    pub const BIOS: &str = odata_type!("Bios", "v1_2_0");
+    pub const BOOT_OPTION: &str = odata_type!("BootOption", "v1_0_4");
+    pub const SESSION_SERVICE: &str = odata_type!("SessionService", "v1_1_8");
+    pub const SESSION: &str = odata_type!("Session", "v1_6_0");
+    pub const ACCOUNT_SERVICE: &str = odata_type!("AccountService", "v1_13_0");
+    pub const ACCOUNT: &str = odata_type!("ManagerAccount", "v1_10_0");
+    pub const ROLE: &str = odata_type!("Role", "v1_3_1");
+    pub const TASK_SERVICE: &str = odata_type!("TaskService", "v1_2_0");
+    pub const TASK: &str = odata_type!("Task", "v1_7_1");
+    pub const EVENT_SERVICE: &str = odata_type!("EventService", "v1_10_0");
+    pub const EVENT_DESTINATION: &str = odata_type!("EventDestination", "v1_13_0");
+    pub const UPDATE_SERVICE: &str = odata_type!("UpdateService", "v1_11_0");
+    pub const SOFTWARE_INVENTORY: &str = odata_type!("SoftwareInventory", "v1_10_0");
+    pub const NETWORK_PROTOCOL: &str = odata_type!("ManagerNetworkProtocol", "v1_9_1");
+    pub const ACTION_INFO: &str = odata_type!("ActionInfo", "v1_3_0");
 }
 
 /// A resource collection payload.

@@ -17,8 +17,9 @@ pub mod types {
     pub const IMAGE_RESOLVED: &str = "ImageResolved";
     pub const IGNITION_READY: &str = "IgnitionReady";
     pub const ARTIFACTS_SERVED: &str = "ArtifactsServed";
-    /// boot-operator's condition, kept for consumers that read it: present (False) only while the image fails.
-    pub const IMAGE_VALIDATION: &str = "ImageValidation";
+    /// boot-operator's condition (defined with upstream's in `metal_api`), kept for consumers that read it:
+    /// present (False) only while the image fails.
+    pub use metal_api::constants::conditions::IMAGE_VALIDATION;
     /// The four conditions every generation settles; `IMAGE_VALIDATION` comes and goes.
     pub const MAIN: [&str; 4] = [
         SERVER_RESOLVED,
@@ -44,7 +45,7 @@ pub mod reasons {
     pub const IMAGE_RESOLVED: &str = "ImageResolved";
     pub const IMAGE_VALIDATION_FAILED: &str = "ImageValidationFailed";
     /// boot-operator's reason on `ImageValidation`.
-    pub const VALIDATION_FAILED: &str = "ValidationFailed";
+    pub use metal_api::constants::conditions::REASON_VALIDATION_FAILED as VALIDATION_FAILED;
     pub const IGNITION_RENDERED: &str = "IgnitionRendered";
     pub const NO_IGNITION: &str = "NoIgnitionConfigured";
     pub const IGNITION_MISSING: &str = "IgnitionMissing";

@@ -37,6 +37,25 @@ impl Default for BootModes {
 }
 
 impl BootModes {
+    /// Parses `--boot-modes` values (`ipxe`, `http`); at least one is required.
+    pub fn from_names(names: &[String]) -> Result<Self, String> {
+        let mut modes = Self {
+            ipxe: false,
+            http: false,
+        };
+        for name in names {
+            match name.as_str() {
+                "ipxe" => modes.ipxe = true,
+                "http" => modes.http = true,
+                other => return Err(format!("--boot-modes: unknown mode {other:?} (ipxe, http)")),
+            }
+        }
+        if !modes.ipxe && !modes.http {
+            return Err("--boot-modes: at least one of ipxe, http is required".into());
+        }
+        Ok(modes)
+    }
+
     fn required(&self) -> Vec<LayerKind> {
         let mut kinds = Vec::new();
         if self.ipxe {

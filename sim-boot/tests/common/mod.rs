@@ -9,6 +9,7 @@ use futures::StreamExt;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use metal_api::{Server, ServerBootConfiguration};
+use sim_boot::oci::names;
 use sim_boot::{BackendHandle, BackendOptions, Misbehaviour};
 use testbed::objects;
 
@@ -99,9 +100,12 @@ impl Env {
             .expect("Server status patched");
     }
 
-    /// Waits until the backend says no Server references SBC `name` yet (`ArtifactsServed` reason
-    /// `NotReferencedByServer`).
-    pub async fn wait_unreferenced(&self, name: &str) -> ServerBootConfiguration {
+    /// A Server and an SBC `name` for the standard OS image (no ignition) that the Server does not reference
+    /// yet; returns the SBC once the backend says so (`ArtifactsServed` reason `NotReferencedByServer`).
+    pub async fn unreferenced_machine(&self, name: &str, uuid: &str) -> ServerBootConfiguration {
+        self.server(name, uuid).await;
+        let image = self.backend.image(names::OS_V1);
+        self.sbc(name, name, &image, None).await;
         self.wait(name, Duration::from_secs(20), |s| {
             condition(s, "ArtifactsServed").is_some_and(|c| c.reason == "NotReferencedByServer")
         })
@@ -152,16 +156,13 @@ impl Env {
         .await
     }
 
-    /// A full boot setup: Server, ignition Secret, SBC, reference; returns the SBC once Ready.
-    pub async fn ready_machine(
-        &self,
-        name: &str,
-        uuid: &str,
-        image: &str,
-    ) -> ServerBootConfiguration {
+    /// A full boot setup of the standard OS image: Server, ignition Secret, SBC, reference; returns the SBC
+    /// once Ready.
+    pub async fn ready_machine(&self, name: &str, uuid: &str) -> ServerBootConfiguration {
         self.server(name, uuid).await;
         self.butane_secret(name, "core").await;
-        self.sbc(name, name, image, Some(name)).await;
+        let image = self.backend.image(names::OS_V1);
+        self.sbc(name, name, &image, Some(name)).await;
         self.reference(name, name).await;
         self.wait_state(name, "Ready").await
     }
