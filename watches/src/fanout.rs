@@ -6,6 +6,10 @@
 //! found it still powering off in the Server store and stayed unbound for a minute. Here the owning
 //! controller's watch publishes what its store has applied, and the other controllers subscribe to it
 //! instead of watching the kind again, so their triggers never run ahead of that store.
+//!
+//! Not kube-runtime's shared streams (`reflector::store_shared`, `Writer::subscribe`): their subscribers
+//! are not told of deletions, and a relist hands every object on again rather than what changed, which
+//! the fingerprint filters here are for. One [`Fanout`] serves one publishing controller.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -109,7 +113,7 @@ mod tests {
 
     use super::Fanout;
     use crate::tests::map;
-    use crate::{Fingerprint, fingerprint, own_triggers};
+    use crate::{DETACHED_BUFFER, Fingerprint, fingerprint, own_triggers};
 
     #[test]
     fn a_subscriber_is_woken_only_once_the_publishing_store_has_the_event() {
@@ -189,5 +193,48 @@ mod tests {
         while own.next().now_or_never().flatten().is_some() {}
         assert_eq!(fanout.lock().senders.len(), 1);
         assert!(changes.next().now_or_never().flatten().is_some());
+    }
+
+    #[test]
+    fn the_store_has_an_event_before_any_subscriber_is_handed_it() {
+        use futures::FutureExt as _;
+        use watcher::Event::Apply;
+        let (reader, writer) = reflector::store::<ConfigMap>();
+        let fanout = Fanout::default();
+        let mut first = fanout.subscribe().boxed();
+        // Never polled: once its buffer is full, publishing waits on it, after handing `first` the event.
+        let _full = fanout.subscribe();
+        let (source, events) = futures::channel::mpsc::unbounded();
+        let mut own = Box::pin(own_triggers(
+            events.map(Ok),
+            writer,
+            None,
+            |_| {},
+            Some(fanout.clone()),
+        ));
+        for i in 0..DETACHED_BUFFER {
+            source
+                .unbounded_send(Apply(map(&format!("x{i}"), "1", "x")))
+                .unwrap();
+            assert!(own.next().now_or_never().is_some(), "buffer not full yet");
+            assert!(first.next().now_or_never().is_some());
+        }
+        source.unbounded_send(Apply(map("z", "1", "x"))).unwrap();
+        assert!(
+            own.next().now_or_never().is_none(),
+            "publishing waits on the full subscriber"
+        );
+        let handed = first
+            .next()
+            .now_or_never()
+            .flatten()
+            .expect("handed before the wait")
+            .unwrap();
+        assert!(
+            reader
+                .get(&reflector::ObjectRef::from_obj(&handed))
+                .is_some(),
+            "handed to a subscriber before the store had it"
+        );
     }
 }

@@ -31,7 +31,7 @@ pub use index::{Following, WatchIndex};
 pub use own_writes::OwnWrites;
 pub use starts::OrderedStarts;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::Duration;
 
@@ -184,7 +184,9 @@ pub fn metadata_fingerprint(meta: &ObjectMeta) -> u64 {
 }
 
 /// Drops the events that leave an object's fingerprint as it was. Keys are uids, so a recreated
-/// object is new; a relist (`Init` … `InitDone`) forgets objects that are gone.
+/// object is new; a relist (`Init` … `InitDone`) forgets objects that are gone. What a relist shows is
+/// kept apart until its `InitDone`: a relist cut short (a failed page) starts over with a new `Init`,
+/// and the held objects it had passed are dropped after it, so they must pass again.
 fn relevant<K, S>(
     events: S,
     fingerprint: Fingerprint<K>,
@@ -204,20 +206,21 @@ where
         })
     };
     let mut seen: HashMap<String, u64> = HashMap::new();
-    let mut relisted: Option<HashSet<String>> = None;
+    let mut relisted: Option<HashMap<String, u64>> = None;
     events.filter(move |event| {
         let pass = match event {
             Ok(watcher::Event::Init) => {
-                relisted = Some(HashSet::new());
+                relisted = Some(HashMap::new());
                 true
             }
             Ok(watcher::Event::InitApply(obj)) => {
-                let k = key(obj);
-                if let Some(relisted) = relisted.as_mut() {
-                    relisted.insert(k.clone());
-                }
-                let print = fingerprint(obj);
-                seen.insert(k, print) != Some(print)
+                let (k, print) = (key(obj), fingerprint(obj));
+                let pass = seen.get(&k) != Some(&print);
+                match relisted.as_mut() {
+                    Some(relisted) => relisted.insert(k, print),
+                    None => seen.insert(k, print),
+                };
+                pass
             }
             Ok(watcher::Event::Apply(obj)) => {
                 let print = fingerprint(obj);
@@ -225,7 +228,7 @@ where
             }
             Ok(watcher::Event::InitDone) => {
                 if let Some(relisted) = relisted.take() {
-                    seen.retain(|k, _| relisted.contains(k));
+                    seen = relisted;
                 }
                 true
             }
@@ -515,6 +518,22 @@ pub(crate) mod tests {
             Apply(map("a", "1", "x")),
         ]);
         assert_eq!(got, ["a=1", "b=1", "b=2", "c=1", "a=1"]);
+    }
+
+    #[test]
+    fn a_relist_cut_short_passes_its_changes_again_in_the_next() {
+        use watcher::Event::{Apply, Init, InitApply, InitDone};
+        let got = passed(vec![
+            Apply(map("a", "1", "x")),
+            // A relist whose second page fails: the watcher starts over with a new `Init`, and what
+            // was held of the first attempt is never triggered.
+            Init,
+            InitApply(map("a", "2", "x")),
+            Init,
+            InitApply(map("a", "2", "x")),
+            InitDone,
+        ]);
+        assert_eq!(got, ["a=1", "a=2", "a=2"]);
     }
 
     #[test]
