@@ -2,6 +2,7 @@
 //! from, and the supervised controller (restarted with backoff if it panics). Served on sockets, or with
 //! [`BackendOptions::network`] as in-process hosts (`boot.sim.invalid`) with no listener at all.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use futures::StreamExt;
+use kube::api::ListParams;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
@@ -184,7 +186,7 @@ impl Backend {
         };
         let gone = Arc::new(Notify::new());
         let (sbcs, sbc_task) =
-            reflect::<ServerBootConfiguration>(sbc_api, Some(gone.clone()), cancel.clone());
+            reflect::<ServerBootConfiguration>(sbc_api.clone(), Some(gone.clone()), cancel.clone());
         tasks.extend([server_task, sbc_task]);
         let records = BootRecords::for_mode(options.controller.misbehaviour);
         let server = BootServer::new(records.clone(), servers, sbcs.clone(), &url);
@@ -203,6 +205,7 @@ impl Backend {
         tasks.push(tokio::spawn(collect_garbage(
             records.clone(),
             sbcs,
+            sbc_api,
             gone,
             cancel.clone(),
         )));
@@ -330,9 +333,14 @@ where
 /// Drops records of deleted SBCs (serving already refuses them; this frees the memory): after SBCs may
 /// have vanished, at most every 5 s, and every minute anyway (a reconcile still running when its SBC
 /// was deleted can publish after the sweep).
+///
+/// The controller publishes records from a watch of its own, which can be ahead of this store: a record
+/// whose SBC the store lacks is dropped only once a list from the API server confirms that SBC is gone
+/// (or was recreated), so a Ready SBC never loses its record to a lagging watch.
 async fn collect_garbage(
     records: BootRecords,
     sbcs: Store<ServerBootConfiguration>,
+    api: Api<ServerBootConfiguration>,
     gone: Arc<Notify>,
     cancel: CancellationToken,
 ) {
@@ -346,17 +354,32 @@ async fn collect_garbage(
             _ = tokio::time::sleep(Duration::from_secs(60)) => {}
             _ = cancel.cancelled() => return,
         }
-        let live: std::collections::HashSet<SbcKey> = sbcs
+        let stored: HashSet<SbcKey> = sbcs
             .state()
             .iter()
-            .map(|s| {
-                SbcKey::new(
-                    s.metadata.namespace.clone().unwrap_or_default(),
-                    s.metadata.name.clone().unwrap_or_default(),
-                )
-            })
+            .map(|s| SbcKey::of(&s.metadata))
             .collect();
-        records.retain(|key| live.contains(key));
+        // Taken before the list: a record published after it may name an SBC the list predates.
+        let unconfirmed = records.unstored(|key| stored.contains(key));
+        if !unconfirmed.is_empty() {
+            let everything = ListParams::default();
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return,
+                listed = api.list_metadata(&everything) => match listed {
+                    Ok(listed) => {
+                        let live: HashSet<(SbcKey, String)> = listed
+                            .items
+                            .iter()
+                            .map(|s| (SbcKey::of(&s.metadata), s.metadata.uid.clone().unwrap_or_default()))
+                            .collect();
+                        let deleted = unconfirmed.difference(&live).cloned().collect();
+                        records.drop_incarnations(&deleted);
+                    }
+                    Err(error) => tracing::warn!(%error, "listing SBCs to collect records failed; keeping them"),
+                },
+            }
+        }
         tokio::select! {
             biased;
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}

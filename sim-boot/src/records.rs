@@ -1,10 +1,11 @@
 //! What the boot server serves: one boot record per ServerBootConfiguration (published by the controller)
 //! and a content-addressed store of the artifacts those records point at.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
+use kube::api::ObjectMeta;
 
 use crate::misbehaviour::Misbehaviour;
 use crate::oci::Layer;
@@ -24,6 +25,14 @@ impl SbcKey {
             namespace: namespace.into(),
             name: name.into(),
         }
+    }
+
+    /// The key of the SBC with this metadata.
+    pub fn of(meta: &ObjectMeta) -> Self {
+        Self::new(
+            meta.namespace.clone().unwrap_or_default(),
+            meta.name.clone().unwrap_or_default(),
+        )
     }
 }
 
@@ -207,16 +216,28 @@ impl BootRecords {
     }
 
     /// Keeps only the records whose SBC `keep` accepts (`serve-deleted` keeps every record).
-    pub fn retain(&self, keep: impl Fn(&SbcKey) -> bool) {
+    /// The records (by SBC and uid) whose SBC `stored` does not know.
+    pub fn unstored(&self, stored: impl Fn(&SbcKey) -> bool) -> HashSet<(SbcKey, String)> {
+        self.read()
+            .records
+            .values()
+            .filter(|record| !stored(&record.sbc))
+            .map(|record| (record.sbc.clone(), record.uid.clone()))
+            .collect()
+    }
+
+    /// Drops the records of these SBC incarnations (key and uid): a record published since for a
+    /// recreated SBC of the same name stays.
+    pub fn drop_incarnations(&self, deleted: &HashSet<(SbcKey, String)>) {
         if self.misbehaviour == Misbehaviour::ServeDeleted {
             return;
         }
         let mut inner = self.write();
         let dropped: Vec<SbcKey> = inner
             .records
-            .keys()
-            .filter(|key| !keep(key))
-            .cloned()
+            .values()
+            .filter(|record| deleted.contains(&(record.sbc.clone(), record.uid.clone())))
+            .map(|record| record.sbc.clone())
             .collect();
         for key in dropped {
             if let Some(old) = inner.records.remove(&key) {
@@ -318,7 +339,7 @@ mod tests {
         );
         assert!(records.for_uuid("uuid-b").is_empty(), "b's record is gone");
 
-        records.retain(|_| false);
+        records.drop_incarnations(&records.unstored(|_| false));
         assert!(records.is_empty());
         assert!(records.for_uuid("uuid-a").is_empty());
         assert_eq!(records.artifact_bytes(), 0);
@@ -328,14 +349,14 @@ mod tests {
     fn misbehaving_stores_keep_deleted_records_and_see_names_across_namespaces() {
         let honest = BootRecords::default();
         honest.publish(record("a", "k", "i"), blobs(&["k", "i"]));
-        honest.retain(|_| false);
+        honest.drop_incarnations(&honest.unstored(|_| false));
         assert!(
             honest.is_empty(),
             "an honest store drops deleted SBCs' records"
         );
         let keeper = BootRecords::for_mode(Misbehaviour::ServeDeleted);
         keeper.publish(record("a", "k", "i"), blobs(&["k", "i"]));
-        keeper.retain(|_| false);
+        keeper.drop_incarnations(&keeper.unstored(|_| false));
         assert_eq!(keeper.len(), 1, "serve-deleted keeps every record");
         assert!(keeper.has_artifact("k"));
 
@@ -347,6 +368,32 @@ mod tests {
             Some(SbcKey::new("ns", "a"))
         );
         assert_eq!(records.name_taken_by(&SbcKey::new("other", "b")), None);
+    }
+
+    #[test]
+    fn only_the_listed_deleted_incarnation_is_dropped() {
+        let records = BootRecords::default();
+        records.publish(record("a", "k", "i"), blobs(&[]));
+        records.publish(record("b", "k", "i"), blobs(&[]));
+        // The store knows `b` only; `a` is unconfirmed, as a record published ahead of the store is.
+        let unconfirmed = records.unstored(|key| key == &SbcKey::new("ns", "b"));
+        assert_eq!(
+            unconfirmed,
+            HashSet::from([(SbcKey::new("ns", "a"), "uid-a".to_string())])
+        );
+        // Meanwhile `a` was deleted and recreated, and the controller published the new one.
+        let mut recreated = record("a", "k2", "i2");
+        recreated.uid = "uid-a2".into();
+        records.publish(recreated, blobs(&[]));
+        records.drop_incarnations(&unconfirmed);
+        assert_eq!(records.len(), 2, "the recreated SBC's record stays");
+        assert_eq!(records.get(&SbcKey::new("ns", "a")).unwrap().uid, "uid-a2");
+        // Dropping the recorded incarnation itself removes it.
+        records.drop_incarnations(&HashSet::from([(
+            SbcKey::new("ns", "a"),
+            "uid-a2".to_string(),
+        )]));
+        assert_eq!(records.len(), 1);
     }
 
     #[test]

@@ -101,10 +101,7 @@ pub async fn prepare(
     ctx: &Context,
     inputs: &Inputs,
 ) -> Result<Prepared, Failure> {
-    let key = SbcKey::new(
-        sbc.metadata.namespace.clone().unwrap_or_default(),
-        sbc.metadata.name.clone().unwrap_or_default(),
-    );
+    let key = SbcKey::of(&sbc.metadata);
     tracing::trace!(sbc = %key, "prepare: server");
     let server = server_facts(sbc, &key, ctx, inputs).await?;
     tracing::trace!(sbc = %key, "prepare: image");

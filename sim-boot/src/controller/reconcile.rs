@@ -84,10 +84,7 @@ pub async fn reconcile(
     // yet: write Pending") would undo that write.
     let sbc = ctx.sbc_writes.freshest(sbc);
     let mode = ctx.options.misbehaviour;
-    let key = SbcKey::new(
-        sbc.metadata.namespace.clone().unwrap_or_default(),
-        sbc.metadata.name.clone().unwrap_or_default(),
-    );
+    let key = SbcKey::of(&sbc.metadata);
     if mode == Misbehaviour::CrashOnReconcile {
         panic!("crash-on-reconcile: simulated controller crash while reconciling {key}");
     }

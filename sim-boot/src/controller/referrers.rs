@@ -35,10 +35,7 @@ pub struct Referrers {
 }
 
 fn key_of(sbc: &ServerBootConfiguration) -> SbcKey {
-    SbcKey::new(
-        sbc.metadata.namespace.clone().unwrap_or_default(),
-        sbc.metadata.name.clone().unwrap_or_default(),
-    )
+    SbcKey::of(&sbc.metadata)
 }
 
 fn sbc_ref(key: &SbcKey) -> ObjectRef<ServerBootConfiguration> {
