@@ -48,8 +48,10 @@ pub fn controller(client: kube::Client, servers: &Fanout<Server>) -> Controller<
         .watches_stream(
             servers.subscribe_on(|server| {
                 let status = server.status.as_ref();
+                // Labels: a waiting claim's selector may match a Server only after a label change.
                 watches::fingerprint((
                     server.metadata.generation,
+                    &server.metadata.labels,
                     &server.metadata.annotations,
                     status.and_then(|s| s.state.as_ref()).map(|s| s.as_str()),
                     status
@@ -205,9 +207,9 @@ async fn fresh_claim(claim: &ServerClaim, ctx: &Context) -> Result<Option<Server
 
 /// The Server already bound to this claim, if any. A cached Server that refers to the claim and is
 /// Reserved is taken as it is: only this controller sets the reference, and every write made from
-/// it is a merge patch without preconditions. Anything else is read fresh, since the cache (another
-/// watch than the one that woke this reconcile) may not have our binding or the reservation yet,
-/// and acting on it would wait a resync for the next wake-up.
+/// it is a merge patch without preconditions. Anything else is read fresh: a reconcile woken by its
+/// claim or its SBC (watches other than the Server store's) may find that store without our binding
+/// or the reservation yet, and acting on it would wait a resync for the next wake-up.
 async fn bound_server(claim: &ServerClaim, ctx: &Context) -> Result<Option<Arc<Server>>> {
     let servers = Api::<Server>::all(ctx.client.clone());
     if let Some(server_ref) = &claim.spec.server_ref {
