@@ -189,7 +189,13 @@ impl Backend {
             reflect::<ServerBootConfiguration>(sbc_api.clone(), Some(gone.clone()), cancel.clone());
         tasks.extend([server_task, sbc_task]);
         let records = BootRecords::for_mode(options.controller.misbehaviour);
-        let server = BootServer::new(records.clone(), servers, sbcs.clone(), &url);
+        let server = BootServer::new(
+            records.clone(),
+            servers,
+            sbcs.clone(),
+            Some(client.clone()),
+            &url,
+        );
         match (listener, &options.network) {
             (Some(listener), _) => tasks.push(serve(listener, server.router(), cancel.clone())),
             (None, Some(net)) => {

@@ -5,10 +5,15 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use kube::Api;
+use kube::runtime::{reflector, watcher};
+use metal_api::{Server, ServerBootConfiguration};
 use sim_boot::Misbehaviour;
 use sim_boot::oci::names;
+use sim_boot::serve::BootServer;
 
 const UUID: &str = "2C4A1E5B-0000-4000-8000-000000000001";
+const OTHER_UUID: &str = "2C4A1E5B-0000-4000-8000-000000000002";
 
 #[tokio::test]
 async fn ready_only_after_everything_is_served() {
@@ -383,4 +388,53 @@ async fn the_tower_based_resolver_reaches_the_embedded_registry_in_process() {
         "BLOB_UNKNOWN",
     )
     .await;
+}
+
+/// The boot server's Server and SBC caches follow watches of their own, which can lag behind the
+/// controller that published a record: a refusal from the caches is checked with the API server before
+/// it is given, and one the API server confirms stays a refusal.
+#[tokio::test]
+async fn a_refusal_from_lagging_caches_is_checked_with_the_api_server() {
+    let env = env(Misbehaviour::None).await;
+    let ready = env.ready_machine("m1", UUID).await;
+    env.unreferenced_machine("m2", OTHER_UUID).await;
+
+    // The caches as a lagging watch has them: m1 before its bootConfigurationRef, no SBC at all.
+    let servers = Api::<Server>::all(env.client.clone());
+    let mut stale = servers.get("m1").await.expect("m1 readable");
+    stale.spec.boot_configuration_ref = None;
+    let (server_cache, mut server_writer) = reflector::store::<Server>();
+    server_writer.apply_watcher_event(&watcher::Event::Apply(stale));
+    let m2 = servers.get("m2").await.expect("m2 readable");
+    server_writer.apply_watcher_event(&watcher::Event::Apply(m2));
+    let (sbc_cache, _sbc_writer) = reflector::store::<ServerBootConfiguration>();
+    let serving = |client| {
+        BootServer::new(
+            env.backend.records().clone(),
+            server_cache.clone(),
+            sbc_cache.clone(),
+            client,
+            "http://boot.test",
+        )
+    };
+
+    let refusal = serving(None)
+        .lookup(UUID)
+        .await
+        .expect_err("the lagging caches alone refuse");
+    assert!(refusal.contains("has no bootConfigurationRef"), "{refusal}");
+    let record = serving(Some(env.client.clone()))
+        .lookup(UUID)
+        .await
+        .expect("the API server's Server and SBC confirm the record");
+    assert_eq!(Some(record.uid.as_str()), ready.metadata.uid.as_deref());
+
+    let refusal = serving(Some(env.client.clone()))
+        .lookup(OTHER_UUID)
+        .await
+        .expect_err("the API server confirms m2 references nothing");
+    assert!(
+        refusal.contains("Server m2 has no bootConfigurationRef"),
+        "{refusal}"
+    );
 }

@@ -5,16 +5,19 @@ pub mod script;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderMap, Method, StatusCode, header};
+use kube::Api;
 use kube::runtime::reflector::{ObjectRef, Store};
 use metal_api::{Server, ServerBootConfiguration};
 use serde::Deserialize;
 use serde_json::json;
+use tokio::sync::Semaphore;
 
 use crate::bytes_response;
 use crate::ignition;
@@ -31,11 +34,21 @@ pub struct ServeStats {
     pub not_found: AtomicU64,
 }
 
+/// How long a refusal waits for the API server to confirm it.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How many refusals are confirmed with the API server at once; more are answered from the caches, so
+/// a flood of requests for unprepared machines cannot turn into a flood of API reads.
+const CONCURRENT_CONFIRMATIONS: usize = 8;
+
 #[derive(Clone)]
 pub struct BootServer {
     records: BootRecords,
     servers: Store<Server>,
     sbcs: Store<ServerBootConfiguration>,
+    /// Confirms a refusal from the caches before it is given (see [`BootServer::lookup`]).
+    client: Option<kube::Client>,
+    confirmations: Arc<Semaphore>,
     base_url: Arc<str>,
     stats: Arc<ServeStats>,
 }
@@ -51,10 +64,13 @@ fn not_found(stats: &ServeStats, message: String) -> Response {
 }
 
 impl BootServer {
+    /// Serves `records` to the machines of `servers`; with a `client`, a refusal the caches give is
+    /// checked against the API server first.
     pub fn new(
         records: BootRecords,
         servers: Store<Server>,
         sbcs: Store<ServerBootConfiguration>,
+        client: Option<kube::Client>,
         base_url: &str,
     ) -> Self {
         let base_url = base_url.trim_end_matches('/').into();
@@ -62,6 +78,8 @@ impl BootServer {
             records,
             servers,
             sbcs,
+            client,
+            confirmations: Arc::new(Semaphore::new(CONCURRENT_CONFIRMATIONS)),
             base_url,
             stats: Arc::default(),
         }
@@ -93,7 +111,10 @@ impl BootServer {
     }
 
     /// The record for the SBC that the Server with `uuid` currently references, or why there is none.
-    pub fn lookup(&self, uuid: &str) -> Result<Arc<BootRecord>, String> {
+    /// The caches answer first. Their refusal is checked against the API server before it is given:
+    /// the controller publishes a record from a watch of its own, and these can lag behind it, so a
+    /// Server's new `bootConfigurationRef` not seen here yet would name its previous, deleted SBC.
+    pub async fn lookup(&self, uuid: &str) -> Result<Arc<BootRecord>, String> {
         if self.records.misbehaviour() == Misbehaviour::ServeNewest {
             // The record published last for this machine wins, whichever SBC the Server references.
             return self
@@ -115,25 +136,80 @@ impl BootServer {
                     .find(|s| s.spec.system_uuid.eq_ignore_ascii_case(uuid))
             })
             .ok_or_else(|| format!("no Server has system UUID {uuid}"))?;
-        let name = server.metadata.name.clone().unwrap_or_default();
-        let reference = server
-            .spec
-            .boot_configuration_ref
-            .as_ref()
-            .ok_or_else(|| format!("Server {name} has no bootConfigurationRef"))?;
-        let key = SbcKey::new(&reference.namespace, &reference.name);
+        let cached = referenced(&server).and_then(|key| {
+            let live = self
+                .sbcs
+                .get(&ObjectRef::new(&key.name).within(&key.namespace));
+            self.checked(
+                &key,
+                live.as_ref().and_then(|s| s.metadata.uid.as_deref()),
+                uuid,
+            )
+        });
+        let refusal = match cached {
+            Ok(record) => return Ok(record),
+            Err(refusal) => refusal,
+        };
+        match self.confirmed(&server, uuid).await {
+            Some(answer) => answer,
+            None => Err(refusal),
+        }
+    }
+
+    /// The lookup again from the API server's current Server and SBC; `None` without a client, when
+    /// too many confirmations run, or when the API server does not answer in time.
+    async fn confirmed(
+        &self,
+        server: &Server,
+        uuid: &str,
+    ) -> Option<Result<Arc<BootRecord>, String>> {
+        let client = self.client.clone()?;
+        let _permit = self.confirmations.try_acquire().ok()?;
+        let name = server.metadata.name.as_deref()?;
+        let servers = Api::<Server>::all(client.clone());
+        let read = servers.get_opt(name);
+        let Some(fresh) = tokio::time::timeout(CONFIRM_TIMEOUT, read)
+            .await
+            .ok()?
+            .ok()?
+        else {
+            return Some(Err(format!("Server {name} no longer exists")));
+        };
+        if !fresh.spec.system_uuid.eq_ignore_ascii_case(uuid) {
+            return Some(Err(format!("no Server has system UUID {uuid}")));
+        }
+        let key = match referenced(&fresh) {
+            Ok(key) => key,
+            Err(refusal) => return Some(Err(refusal)),
+        };
+        let sbcs = Api::<ServerBootConfiguration>::namespaced(client, &key.namespace);
+        let read = sbcs.get_opt(&key.name);
+        let sbc = tokio::time::timeout(CONFIRM_TIMEOUT, read)
+            .await
+            .ok()?
+            .ok()?;
+        Some(self.checked(
+            &key,
+            sbc.as_ref().and_then(|s| s.metadata.uid.as_deref()),
+            uuid,
+        ))
+    }
+
+    /// The record for `key` if the SBC still exists as the incarnation it was prepared for (`live_uid`)
+    /// and it was prepared for this machine.
+    fn checked(
+        &self,
+        key: &SbcKey,
+        live_uid: Option<&str>,
+        uuid: &str,
+    ) -> Result<Arc<BootRecord>, String> {
         let record = self
             .records
-            .get(&key)
+            .get(key)
             .ok_or_else(|| format!("ServerBootConfiguration {key} is not prepared"))?;
         // A record outlives its SBC only until the next garbage collection; never serve it meanwhile.
-        let live = self
-            .sbcs
-            .get(&ObjectRef::new(&key.name).within(&key.namespace));
         let keeps_deleted = self.records.misbehaviour() == Misbehaviour::ServeDeleted;
-        if !keeps_deleted
-            && live.is_none_or(|sbc| sbc.metadata.uid.as_deref() != Some(record.uid.as_str()))
-        {
+        if !keeps_deleted && live_uid != Some(record.uid.as_str()) {
             return Err(format!("ServerBootConfiguration {key} no longer exists"));
         }
         if !record.system_uuid.eq_ignore_ascii_case(uuid) {
@@ -145,7 +221,7 @@ impl BootServer {
     }
 
     /// HTTP-boot lookup by MAC or IP against the Servers' NICs.
-    fn lookup_by_identity(&self, macs: &[String], ips: &[String]) -> Option<Arc<BootRecord>> {
+    async fn lookup_by_identity(&self, macs: &[String], ips: &[String]) -> Option<Arc<BootRecord>> {
         let server = self.servers.find(|s| {
             s.status.as_ref().is_some_and(|status| {
                 status.network_interfaces.iter().any(|nic| {
@@ -159,8 +235,19 @@ impl BootServer {
                 })
             })
         })?;
-        self.lookup(&server.spec.system_uuid).ok()
+        self.lookup(&server.spec.system_uuid).await.ok()
     }
+}
+
+/// The SBC a Server references.
+fn referenced(server: &Server) -> Result<SbcKey, String> {
+    let reference = server.spec.boot_configuration_ref.as_ref().ok_or_else(|| {
+        format!(
+            "Server {} has no bootConfigurationRef",
+            server.metadata.name.as_deref().unwrap_or_default()
+        )
+    })?;
+    Ok(SbcKey::new(&reference.namespace, &reference.name))
 }
 
 /// `/ipxe` chain-loads the per-machine script; `/ipxe?uuid=…` (a DHCP answer carrying the UUID) is the
@@ -182,7 +269,7 @@ fn script_response(script: String) -> Response {
 }
 
 async fn ipxe(State(server): State<BootServer>, Path(uuid): Path<String>) -> Response {
-    let record = match server.lookup(&uuid) {
+    let record = match server.lookup(&uuid).await {
         Ok(record) => record,
         Err(message) => return not_found(&server.stats, message),
     };
@@ -196,7 +283,7 @@ async fn ipxe(State(server): State<BootServer>, Path(uuid): Path<String>) -> Res
 }
 
 async fn ignition_data(State(server): State<BootServer>, Path(uuid): Path<String>) -> Response {
-    let record = match server.lookup(&uuid) {
+    let record = match server.lookup(&uuid).await {
         Ok(record) => record,
         Err(message) => return not_found(&server.stats, message),
     };
@@ -243,9 +330,10 @@ async fn httpboot_lookup(
         .flat_map(|m| m.split(',').map(str::to_string))
         .collect();
     let record = match &q.uuid {
-        Some(uuid) => server.lookup(uuid).map_err(|e| e.to_string()),
+        Some(uuid) => server.lookup(uuid).await,
         None => server
             .lookup_by_identity(&macs, &ips)
+            .await
             .ok_or_else(|| "no Server matches the client identity".to_string()),
     };
     let record = match record {
@@ -299,7 +387,7 @@ async fn uki(
 ) -> Response {
     // `/httpboot/{uuid}/boot.efi`: a per-machine boot URI that serves the machine's UKI directly.
     if let Some(uuid) = path.strip_suffix("/boot.efi").filter(|u| !u.contains('/')) {
-        let record = match server.lookup(uuid) {
+        let record = match server.lookup(uuid).await {
             Ok(record) => record,
             Err(message) => return not_found(&server.stats, message),
         };
