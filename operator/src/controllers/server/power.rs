@@ -88,8 +88,6 @@ pub(super) async fn ensure_on(run: &mut Run<'_>, pxe_once: bool) -> Result<Progr
     Ok(Progress::Waiting)
 }
 
-/// Drives the Server Off: GracefulShutdown, and after `--power-polling-timeout` ForceOff when
-/// `--enforce-power-off` is set (otherwise GracefulShutdown again, with an Event).
 /// The BMC reports the requested power state: the request's pending condition turns False.
 fn settle(run: &mut Run<'_>, pending: &str, reason: &str, note: &str) {
     if conditions::is_true(&run.status.conditions, pending) {
@@ -97,6 +95,8 @@ fn settle(run: &mut Run<'_>, pending: &str, reason: &str, note: &str) {
     }
 }
 
+/// Drives the Server Off: GracefulShutdown, and after `--power-polling-timeout` ForceOff when
+/// `--enforce-power-off` is set (otherwise GracefulShutdown again, with an Event).
 pub(super) async fn ensure_off(run: &mut Run<'_>) -> Result<Progress> {
     use keys::conditions::{
         REASON_POWER_OFF_CONFIRMED, REASON_WAITING_FOR_POWER_OFF, WAITING_FOR_POWER_OFF,
