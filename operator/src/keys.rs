@@ -25,5 +25,7 @@ pub mod gate {
     pub const REASON_DISCOVERY_IN_PROGRESS: &str = "InProgress";
     pub const REASON_DISCOVERY_TIMED_OUT: &str = "TimedOut";
     pub const REASON_POWER_ON_CONFIRMED: &str = "PowerOnConfirmed";
+    /// `PoweringOn` turned False: a power-off was wanted before the BMC reported On.
+    pub const REASON_POWER_ON_SUPERSEDED: &str = "PowerOnSuperseded";
     pub const REASON_POWER_ON_TIMED_OUT: &str = "PowerOnTimedOut";
 }

@@ -99,8 +99,17 @@ fn settle(run: &mut Run<'_>, pending: &str, reason: &str, note: &str) {
 /// `--enforce-power-off` is set (otherwise GracefulShutdown again, with an Event).
 pub(super) async fn ensure_off(run: &mut Run<'_>) -> Result<Progress> {
     use keys::conditions::{
-        REASON_POWER_OFF_CONFIRMED, REASON_WAITING_FOR_POWER_OFF, WAITING_FOR_POWER_OFF,
+        POWERING_ON, REASON_POWER_OFF_CONFIRMED, REASON_WAITING_FOR_POWER_OFF,
+        WAITING_FOR_POWER_OFF,
     };
+    // A power-on still pending is superseded: left True, the next power-on would wait out its
+    // timeout (`--power-polling-timeout`) before asking the BMC again.
+    settle(
+        run,
+        POWERING_ON,
+        keys::gate::REASON_POWER_ON_SUPERSEDED,
+        "power-off requested before the BMC reported On",
+    );
     match run.status.power_state {
         Some(ServerPowerState::Off) => {
             settle(
